@@ -1,0 +1,129 @@
+//! The command line: parses flags, resolves them into specs, runs a stage, prints a report.
+//!
+//! Architecture Invariant: `cli` holds no simulation logic. It turns raw flags into resolved
+//! specs before any work starts, so every bad input is refused up front with exit code 2.
+
+mod args;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::Parser;
+
+pub use args::{Args, Command, Common};
+
+use crate::error::{Error, Result};
+use crate::report::{FabricInspect, FlopsReport, ModelInspect};
+use crate::spec::{builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml};
+
+/// Runs the command line `args` (program name first) and returns the process exit code:
+/// 0 ok, 2 bad input, 1 anything else. Output goes to `stdout`, messages to `stderr`.
+pub fn run(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> u8 {
+    let args = match Args::try_parse_from(args) {
+        Ok(args) => args,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let text = e.render().to_string();
+            let sink: &mut dyn Write = if e.use_stderr() { stderr } else { stdout };
+            let _ = write!(sink, "{text}");
+            return code;
+        }
+    };
+    match execute(&args, stdout) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(stderr, "wafersim: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
+    let common = &args.common;
+    let text = match &args.command {
+        Command::Flops(flops) => {
+            let model = load_model(&flops.model)?;
+            let fabric = load_fabric(&flops.fabric)?;
+            let sparsities = flops
+                .sparsity
+                .clone()
+                .unwrap_or_else(|| model.recipe.sparsities.clone());
+            let report = FlopsReport::new(&model, &fabric, &sparsities, common.seed);
+            render(common, &report, || report.render_table())?
+        }
+        Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
+            Target::Model(model) => {
+                let report = ModelInspect::new(&model, common.seed);
+                render(common, &report, || report.render_table())?
+            }
+            Target::Fabric(fabric) => {
+                let report = FabricInspect::new(&fabric, common.seed);
+                render(common, &report, || report.render_table())?
+            }
+        },
+    };
+    stdout
+        .write_all(text.as_bytes())
+        .map_err(|source| Error::Io {
+            path: "<stdout>".into(),
+            source,
+        })
+}
+
+/// JSON (one document, newline-terminated) with `--json`, else the table; `--quiet` keeps JSON
+/// but silences tables.
+fn render<T: serde::Serialize>(
+    common: &Common,
+    report: &T,
+    table: impl FnOnce() -> String,
+) -> Result<String> {
+    if common.json {
+        let mut text = serde_json::to_string_pretty(report)
+            .map_err(|e| Error::Simulation(format!("cannot encode the report as JSON: {e}")))?;
+        text.push('\n');
+        Ok(text)
+    } else if common.quiet {
+        Ok(String::new())
+    } else {
+        Ok(table())
+    }
+}
+
+enum Target {
+    Model(crate::spec::ModelSpec),
+    Fabric(crate::spec::FabricSpec),
+}
+
+/// `inspect` takes a model or a fabric: a built-in name of either, or a TOML file whose top-level
+/// tables say which it is (`[architecture]` for a model, `[geometry]` for a fabric).
+fn resolve_inspect_target(target: &str) -> Result<Target> {
+    if builtin_models().iter().any(|(name, _)| *name == target) {
+        return load_model(target).map(Target::Model);
+    }
+    if builtin_fabrics().iter().any(|(name, _)| *name == target) {
+        return load_fabric(target).map(Target::Fabric);
+    }
+    let text = std::fs::read_to_string(target).map_err(|e| {
+        let models: Vec<&str> = builtin_models().iter().map(|(n, _)| *n).collect();
+        let fabrics: Vec<&str> = builtin_fabrics().iter().map(|(n, _)| *n).collect();
+        Error::Input(format!(
+            "inspect '{target}': not a built-in model ({}) or fabric ({}), and not a readable file: {e}",
+            models.join(", "),
+            fabrics.join(", ")
+        ))
+    })?;
+    let table: toml::Table = parse_toml(target, &text)?;
+    if table.contains_key("architecture") {
+        load_model(target).map(Target::Model)
+    } else if table.contains_key("geometry") {
+        load_fabric(target).map(Target::Fabric)
+    } else {
+        Err(Error::Input(format!(
+            "{target}: neither a model (no [architecture] table) nor a fabric (no [geometry] table)"
+        )))
+    }
+}

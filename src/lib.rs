@@ -1,0 +1,39 @@
+//! # wafersim
+//!
+//! A cycle-approximate simulator of a Cerebras-style wafer-scale engine: a 2-D mesh of processing
+//! elements (PEs), each with its own SRAM and router. It maps the layers of a GPT model onto the
+//! fabric, skips zero weights the dataflow way, and reports simulated wall-clock against what the
+//! FLOP count promised.
+//!
+//! The pipeline, one typed value per stage:
+//!
+//! ```text
+//! fabric/*.toml, models/*.toml ─► spec ─► graph ─────► report
+//!                                 FabricSpec StepGraph   table, JSON
+//!                                 ModelSpec  (op DAG,
+//!                                 Recipe      exact FLOPs)
+//! ```
+//!
+//! ```
+//! use wafersim::{graph::{StepConfig, StepGraph}, spec::{load_model, Phase}};
+//! let model = load_model("gpt-tiny").unwrap();
+//! let step = StepGraph::build(&model, StepConfig::for_phase(&model, Phase::Pretrain, 0.75));
+//! assert!(step.flops_executed() < step.flops_dense());
+//! ```
+//!
+//! ## Determinism
+//! Everything but `report` and `cli` is pure: no I/O, no clocks, no global state. Counts are
+//! integers (FLOPs in `u128`, so a whole recipe's total never overflows); floats appear only in
+//! ratios computed for reports. The same inputs and seed give byte-identical JSON.
+
+pub mod cli;
+pub mod error;
+pub mod graph;
+pub mod report;
+pub mod sparsity;
+pub mod spec;
+
+pub use error::{Error, Result};
+
+/// The version every report carries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,179 @@
+//! `wafersim flops`: the theoretical side of the recipe, per phase and in total.
+
+use serde::Serialize;
+
+use super::table::{duration, si, thousands, Table};
+use crate::graph::{recipe_flops, PhaseFlops};
+use crate::spec::{FabricSpec, ModelSpec, Phase};
+
+/// FLOPs of the whole recipe for the dense run and each pre-training sparsity.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlopsReport {
+    pub version: &'static str,
+    pub seed: u64,
+    pub model: String,
+    pub fabric: String,
+    /// The fabric's dense fp16 peak, used only for `seconds_at_peak`.
+    pub peak_flops_per_second: f64,
+    pub runs: Vec<FlopsRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlopsRun {
+    pub sparsity: f64,
+    pub phases: Vec<PhaseRow>,
+    pub total: TotalRow,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRow {
+    pub phase: Phase,
+    pub sparsity: f64,
+    pub tokens: u64,
+    pub steps: u64,
+    pub tokens_per_step: u64,
+    pub flops_dense_per_token: f64,
+    pub flops_executed_per_token: f64,
+    pub flops_dense_per_step: u128,
+    pub flops_executed_per_step: u128,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    pub theoretical_speedup: f64,
+    /// Executed FLOPs at the fabric's peak: the lower bound on wall-clock that FLOPs imply.
+    pub seconds_at_peak: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TotalRow {
+    pub tokens: u64,
+    pub steps: u64,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    pub theoretical_speedup: f64,
+    pub seconds_at_peak: f64,
+}
+
+impl FlopsReport {
+    /// The dense run first, then one run per sparsity (a 0 in `sparsities` is not repeated).
+    pub fn new(model: &ModelSpec, fabric: &FabricSpec, sparsities: &[f64], seed: u64) -> Self {
+        let peak = fabric.peak_fp16_flops_per_second();
+        let mut levels = vec![0.0];
+        levels.extend(sparsities.iter().copied().filter(|&s| s > 0.0));
+        let runs = levels
+            .into_iter()
+            .map(|s| FlopsRun::new(recipe_flops(model, s), s, peak))
+            .collect();
+        FlopsReport {
+            version: crate::VERSION,
+            seed,
+            model: model.name.clone(),
+            fabric: fabric.name.clone(),
+            peak_flops_per_second: peak,
+            runs,
+        }
+    }
+
+    pub fn render_table(&self) -> String {
+        let mut out = format!(
+            "wafersim flops: {} (theoretical side; seconds at the {} fp16 peak of {})\n\n",
+            self.model,
+            si(self.peak_flops_per_second, "FLOP/s"),
+            self.fabric
+        );
+        let mut t = Table::new([
+            "run",
+            "phase",
+            "tokens",
+            "steps",
+            "FLOP/token dense",
+            "FLOP/token exec",
+            "FLOP exec",
+            "theory speedup",
+            "time at peak",
+        ]);
+        for run in &self.runs {
+            let label = run_label(run.sparsity);
+            for p in &run.phases {
+                t.row([
+                    label.clone(),
+                    p.phase.name().to_string(),
+                    thousands(p.tokens as u128),
+                    thousands(p.steps as u128),
+                    si(p.flops_dense_per_token, "FLOP"),
+                    si(p.flops_executed_per_token, "FLOP"),
+                    si(p.flops_executed as f64, "FLOP"),
+                    format!("{:.3}x", p.theoretical_speedup),
+                    duration(p.seconds_at_peak),
+                ]);
+            }
+            let total = &run.total;
+            t.row([
+                label,
+                "total".to_string(),
+                thousands(total.tokens as u128),
+                thousands(total.steps as u128),
+                String::new(),
+                String::new(),
+                si(total.flops_executed as f64, "FLOP"),
+                format!("{:.3}x", total.theoretical_speedup),
+                duration(total.seconds_at_peak),
+            ]);
+        }
+        out.push_str(&t.render());
+        out.push_str(
+            "\nPre-training runs at the sparsity; fine-tuning and soft prompting are dense. Attention \
+             scores and A·V are counted in full (no causal halving).\n",
+        );
+        out
+    }
+}
+
+impl FlopsRun {
+    fn new(phases: Vec<PhaseFlops>, sparsity: f64, peak: f64) -> Self {
+        let rows: Vec<PhaseRow> = phases.iter().map(|p| PhaseRow::new(p, peak)).collect();
+        let flops_dense = phases.iter().map(|p| p.flops_dense).sum::<u128>();
+        let flops_executed = phases.iter().map(|p| p.flops_executed).sum::<u128>();
+        let total = TotalRow {
+            tokens: phases.iter().map(|p| p.tokens).sum(),
+            steps: phases.iter().map(|p| p.steps).sum(),
+            flops_dense,
+            flops_executed,
+            theoretical_speedup: flops_dense as f64 / flops_executed as f64,
+            seconds_at_peak: flops_executed as f64 / peak,
+        };
+        FlopsRun {
+            sparsity,
+            phases: rows,
+            total,
+        }
+    }
+}
+
+impl PhaseRow {
+    fn new(p: &PhaseFlops, peak: f64) -> Self {
+        PhaseRow {
+            phase: p.phase,
+            sparsity: p.sparsity,
+            tokens: p.tokens,
+            steps: p.steps,
+            tokens_per_step: p.tokens_per_step,
+            flops_dense_per_token: p.flops_dense_per_token(),
+            flops_executed_per_token: p.flops_executed_per_token(),
+            flops_dense_per_step: p.flops_dense_per_step,
+            flops_executed_per_step: p.flops_executed_per_step,
+            flops_dense: p.flops_dense,
+            flops_executed: p.flops_executed,
+            theoretical_speedup: p.theoretical_speedup(),
+            seconds_at_peak: p.flops_executed as f64 / peak,
+        }
+    }
+}
+
+/// "dense" or "s=0.75": how a run is named in tables.
+pub(crate) fn run_label(sparsity: f64) -> String {
+    if sparsity == 0.0 {
+        "dense".to_string()
+    } else {
+        format!("s={sparsity}")
+    }
+}

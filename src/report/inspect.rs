@@ -1,0 +1,188 @@
+//! `wafersim inspect`: what a model or a fabric is, in numbers.
+
+use serde::Serialize;
+
+use super::table::{si, thousands};
+use crate::graph::{ParamCounts, StepConfig, StepGraph};
+use crate::spec::{FabricSpec, ModelSpec, Phase};
+
+/// A model: its architecture, parameter counts and the recipe's phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInspect {
+    pub version: &'static str,
+    pub seed: u64,
+    pub model: String,
+    pub description: String,
+    pub spec: ModelSpec,
+    pub params: ParamCounts,
+    pub phases: Vec<PhaseShape>,
+}
+
+/// The shape of one phase's steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseShape {
+    pub phase: Phase,
+    pub steps: u64,
+    pub tokens: u64,
+    pub batch_sequences: u64,
+    pub seq_len: u64,
+    /// Ops in the phase's step graph.
+    pub ops: usize,
+}
+
+impl ModelInspect {
+    pub fn new(model: &ModelSpec, seed: u64) -> Self {
+        let phases = Phase::ALL
+            .iter()
+            .map(|&phase| {
+                let config = StepConfig::for_phase(model, phase, 0.0);
+                PhaseShape {
+                    phase,
+                    steps: model.phase_steps(phase),
+                    tokens: model.phase_sequences(phase) * config.seq_len,
+                    batch_sequences: config.batch_sequences,
+                    seq_len: config.seq_len,
+                    ops: StepGraph::build(model, config).graph.node_count(),
+                }
+            })
+            .collect();
+        ModelInspect {
+            version: crate::VERSION,
+            seed,
+            model: model.name.clone(),
+            description: model.description.clone(),
+            spec: model.clone(),
+            params: ParamCounts::of(model),
+            phases,
+        }
+    }
+
+    pub fn render_table(&self) -> String {
+        let a = &self.spec.architecture;
+        let p = &self.params;
+        let r = &self.spec.recipe;
+        let count = |n: u64| format!("{:>15}  ({})", thousands(n as u128), si(n as f64, ""));
+        let mut out = format!("{}: {}\n\n", self.model, self.description);
+        out += &format!(
+            "architecture  {} layers, d_model {}, {} heads of {}, d_ff {}, vocabulary {}, max sequence {}, {} embedding\n\n",
+            a.layers,
+            a.d_model,
+            a.heads,
+            a.head_dim(),
+            a.d_ff,
+            thousands(a.vocab_size as u128),
+            a.max_seq_len,
+            if a.tied_embedding { "tied" } else { "untied" }
+        );
+        out += "parameters\n";
+        out += &format!("  total           {}\n", count(p.total));
+        out += &format!("  non-embedding   {}\n", count(p.non_embedding));
+        out += &format!("    matrices      {}\n", count(p.layer_matrices));
+        out += &format!("    biases        {}\n", count(p.biases));
+        out += &format!("    layernorm     {}\n", count(p.layernorm));
+        out += &format!("  embedding       {}\n", count(p.embedding));
+        if p.lm_head > 0 {
+            out += &format!("  lm head         {}\n", count(p.lm_head));
+        }
+        out += &format!("  sparsifiable    {}\n", count(p.sparsifiable));
+        out += &format!("  soft prompt     {}\n\n", count(p.soft_prompt));
+        let weights: Vec<&str> = r.sparse_weights.iter().map(|w| w.name()).collect();
+        out += &format!(
+            "recipe  sparsities {:?}, sparse weights {}\n",
+            r.sparsities,
+            weights.join(", ")
+        );
+        for ph in &self.phases {
+            out += &format!(
+                "  {:<10}  {:>14} tokens  {:>9} steps of {} x {} tokens  ({} ops per step)\n",
+                ph.phase.name(),
+                thousands(ph.tokens as u128),
+                thousands(ph.steps as u128),
+                ph.batch_sequences,
+                ph.seq_len,
+                ph.ops
+            );
+        }
+        out
+    }
+}
+
+/// A fabric: its PEs, peak rate, memory and links.
+#[derive(Debug, Clone, Serialize)]
+pub struct FabricInspect {
+    pub version: &'static str,
+    pub seed: u64,
+    pub fabric: String,
+    pub description: String,
+    pub spec: FabricSpec,
+    pub fabric_pes: u64,
+    pub region_pes: u64,
+    pub peak_flops_per_second: f64,
+    pub sram_bytes_total: u64,
+    pub usable_colors: u64,
+    pub io_bytes_per_cycle: f64,
+}
+
+impl FabricInspect {
+    pub fn new(fabric: &FabricSpec, seed: u64) -> Self {
+        let g = &fabric.geometry;
+        FabricInspect {
+            version: crate::VERSION,
+            seed,
+            fabric: fabric.name.clone(),
+            description: fabric.description.clone(),
+            spec: fabric.clone(),
+            fabric_pes: g.fabric_width_pes * g.fabric_height_pes,
+            region_pes: fabric.region_pes(),
+            peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
+            sram_bytes_total: fabric.region_sram_bytes(),
+            usable_colors: fabric.usable_colors(),
+            io_bytes_per_cycle: fabric.io_bytes_per_cycle(),
+        }
+    }
+
+    pub fn render_table(&self) -> String {
+        let s = &self.spec;
+        let g = &s.geometry;
+        let mut out = format!("{}: {}\n\n", self.fabric, self.description);
+        out += &format!(
+            "fabric        {} x {} PEs = {}\n",
+            g.fabric_width_pes,
+            g.fabric_height_pes,
+            thousands(self.fabric_pes as u128)
+        );
+        out += &format!(
+            "user region   {} x {} PEs = {} (columns x rows)\n",
+            g.region_width_pes,
+            g.region_height_pes,
+            thousands(self.region_pes as u128)
+        );
+        out += &format!("clock         {}\n", si(s.clock.clock_hz as f64, "Hz"));
+        out += &format!(
+            "peak fp16     {}  ({} FMAC lanes x 2 FLOP per PE per cycle)\n",
+            si(self.peak_flops_per_second, "FLOP/s"),
+            s.pe.simd_fp16_lanes
+        );
+        out += &format!(
+            "SRAM          {} B per PE, {} in the region ({} B per PE kept for code)\n",
+            thousands(s.pe.sram_bytes as u128),
+            si(self.sram_bytes_total as f64, "B"),
+            thousands(s.pe.code_reserve_bytes as u128)
+        );
+        out += &format!(
+            "router        {}-bit wavelets, {} colors ({} usable), hop {} cycle(s), ramp {} cycle(s), {} wavelets per color buffer\n",
+            s.router.wavelet_bits,
+            s.router.colors,
+            self.usable_colors,
+            s.router.hop_latency_cycles,
+            s.router.ramp_latency_cycles,
+            s.router.color_buffer_depth_wavelets
+        );
+        out += &format!(
+            "wafer I/O     {} ({:.1} B per cycle)\n",
+            si(s.io.wafer_io_bits_per_second as f64, "b/s"),
+            self.io_bytes_per_cycle
+        );
+        out
+    }
+}

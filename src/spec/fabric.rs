@@ -1,0 +1,153 @@
+//! The fabric: mesh geometry, clock, PE, router and wafer I/O parameters.
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::Checker;
+use crate::error::Result;
+
+/// A wafer: a mesh of PEs, each with SRAM, a SIMD FMAC and a five-port router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FabricSpec {
+    pub name: String,
+    pub description: String,
+    pub geometry: GeometrySpec,
+    pub clock: ClockSpec,
+    pub pe: PeSpec,
+    pub router: RouterSpec,
+    pub io: IoSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeometrySpec {
+    /// Columns (x) of the whole fabric as the SDK sees it.
+    pub fabric_width_pes: u64,
+    /// Rows (y) of the whole fabric.
+    pub fabric_height_pes: u64,
+    /// Columns of the largest region a user kernel may use (host I/O takes the rest).
+    pub region_width_pes: u64,
+    /// Rows of the largest user region.
+    pub region_height_pes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    pub clock_hz: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeSpec {
+    pub sram_bytes: u64,
+    pub sram_banks: u64,
+    pub sram_read_bytes_per_cycle: u64,
+    pub sram_write_bytes_per_cycle: u64,
+    /// fp16 FMACs per cycle (each 2 FLOPs).
+    pub simd_fp16_lanes: u64,
+    pub fp32_ops_per_cycle: u64,
+    pub task_activation_cycles: u64,
+    pub microthreads: u64,
+    /// SRAM kept for code, stack and runtime tables; not available to data.
+    pub code_reserve_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    pub wavelet_bits: u64,
+    pub hop_latency_cycles: u64,
+    pub ramp_latency_cycles: u64,
+    pub colors: u64,
+    /// Colors the runtime and host I/O keep; kernels may use `colors - colors_reserved`.
+    pub colors_reserved: u64,
+    pub color_buffer_depth_wavelets: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoSpec {
+    pub wafer_io_bits_per_second: u64,
+    pub io_channels_per_edge: u64,
+}
+
+/// Upper bounds that keep every derived product (PEs × SRAM, cycles × PEs) inside u64.
+const MAX_SIDE_PES: u64 = 65_536;
+
+impl FabricSpec {
+    /// Checks every value against its allowed range; `origin` names the file in messages.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let c = Checker { origin };
+        if self.name.trim().is_empty() {
+            return Err(c.fail("name", "\"\"", "a non-empty name"));
+        }
+        let g = &self.geometry;
+        c.range("geometry.fabric_width_pes", g.fabric_width_pes, 1, MAX_SIDE_PES)?;
+        c.range("geometry.fabric_height_pes", g.fabric_height_pes, 1, MAX_SIDE_PES)?;
+        c.range("geometry.region_width_pes", g.region_width_pes, 1, g.fabric_width_pes)?;
+        c.range("geometry.region_height_pes", g.region_height_pes, 1, g.fabric_height_pes)?;
+        c.range("clock.clock_hz", self.clock.clock_hz, 1_000_000, 100_000_000_000)?;
+        let pe = &self.pe;
+        c.range("pe.sram_bytes", pe.sram_bytes, 1024, 1 << 30)?;
+        c.range("pe.sram_banks", pe.sram_banks, 1, 1024)?;
+        c.range("pe.sram_read_bytes_per_cycle", pe.sram_read_bytes_per_cycle, 1, 4096)?;
+        c.range("pe.sram_write_bytes_per_cycle", pe.sram_write_bytes_per_cycle, 1, 4096)?;
+        c.range("pe.simd_fp16_lanes", pe.simd_fp16_lanes, 1, 1024)?;
+        c.range("pe.fp32_ops_per_cycle", pe.fp32_ops_per_cycle, 1, 1024)?;
+        c.at_most("pe.task_activation_cycles", pe.task_activation_cycles, 10_000, "cycles")?;
+        c.range("pe.microthreads", pe.microthreads, 1, 64)?;
+        c.at_most(
+            "pe.code_reserve_bytes",
+            pe.code_reserve_bytes,
+            pe.sram_bytes - 1,
+            "less than pe.sram_bytes, so some SRAM is left for data",
+        )?;
+        let r = &self.router;
+        if r.wavelet_bits != 32 {
+            return Err(c.fail(
+                "router.wavelet_bits",
+                &r.wavelet_bits.to_string(),
+                "32 (a wavelet carries one 16-bit value plus a 16-bit index, or two fp16 values)",
+            ));
+        }
+        c.at_most("router.hop_latency_cycles", r.hop_latency_cycles, 1_000, "cycles")?;
+        c.at_most("router.ramp_latency_cycles", r.ramp_latency_cycles, 1_000, "cycles")?;
+        c.range("router.colors", r.colors, 1, 64)?;
+        c.at_most(
+            "router.colors_reserved",
+            r.colors_reserved,
+            r.colors - 1,
+            "less than router.colors, so kernels keep at least one",
+        )?;
+        c.range("router.color_buffer_depth_wavelets", r.color_buffer_depth_wavelets, 1, 1 << 16)?;
+        c.range("io.wafer_io_bits_per_second", self.io.wafer_io_bits_per_second, 1, 1 << 60)?;
+        c.range("io.io_channels_per_edge", self.io.io_channels_per_edge, 1, MAX_SIDE_PES)?;
+        Ok(())
+    }
+
+    /// PEs available to user kernels.
+    pub fn region_pes(&self) -> u64 {
+        self.geometry.region_width_pes * self.geometry.region_height_pes
+    }
+
+    /// Peak dense fp16 FLOP/s over the user region: PEs × lanes × 2 FLOP × clock.
+    pub fn peak_fp16_flops_per_second(&self) -> f64 {
+        self.region_pes() as f64 * (2 * self.pe.simd_fp16_lanes) as f64 * self.clock.clock_hz as f64
+    }
+
+    /// SRAM bytes over the user region.
+    pub fn region_sram_bytes(&self) -> u64 {
+        self.region_pes() * self.pe.sram_bytes
+    }
+
+    /// Colors a kernel may use.
+    pub fn usable_colors(&self) -> u64 {
+        self.router.colors - self.router.colors_reserved
+    }
+
+    /// Wafer I/O in bytes per clock cycle (a float: it is a rate, used only by cost models).
+    pub fn io_bytes_per_cycle(&self) -> f64 {
+        self.io.wafer_io_bits_per_second as f64 / 8.0 / self.clock.clock_hz as f64
+    }
+}

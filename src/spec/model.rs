@@ -1,0 +1,276 @@
+//! The model (a GPT architecture) and its training recipe (the three MediSwift phases).
+
+use serde::{Deserialize, Serialize};
+
+use super::check_sparsity;
+use super::validate::Checker;
+use crate::error::Result;
+
+/// A GPT model and the recipe it is trained with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub description: String,
+    pub architecture: Architecture,
+    pub recipe: Recipe,
+}
+
+/// A GPT-3 style decoder: pre-layernorm blocks of attention and a GeLU FFN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    pub layers: u64,
+    pub d_model: u64,
+    pub heads: u64,
+    pub d_ff: u64,
+    pub vocab_size: u64,
+    /// Length of the learned position embedding, the longest sequence the model takes.
+    pub max_seq_len: u64,
+    /// The LM head reuses the input embedding (no separate parameters).
+    pub tied_embedding: bool,
+    pub biases: bool,
+    pub weight_bytes: u64,
+    pub activation_bytes: u64,
+}
+
+/// The weights of a transformer layer that a recipe may make sparse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightKind {
+    Q,
+    K,
+    V,
+    AttnOut,
+    FfnUp,
+    FfnDown,
+}
+
+impl WeightKind {
+    pub const ALL: [WeightKind; 6] = [
+        WeightKind::Q,
+        WeightKind::K,
+        WeightKind::V,
+        WeightKind::AttnOut,
+        WeightKind::FfnUp,
+        WeightKind::FfnDown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightKind::Q => "q",
+            WeightKind::K => "k",
+            WeightKind::V => "v",
+            WeightKind::AttnOut => "attn_out",
+            WeightKind::FfnUp => "ffn_up",
+            WeightKind::FfnDown => "ffn_down",
+        }
+    }
+
+    /// Rows (K, inputs) and columns (N, outputs) of this weight.
+    pub fn shape(self, arch: &Architecture) -> (u64, u64) {
+        let (d, f) = (arch.d_model, arch.d_ff);
+        match self {
+            WeightKind::Q | WeightKind::K | WeightKind::V | WeightKind::AttnOut => (d, d),
+            WeightKind::FfnUp => (d, f),
+            WeightKind::FfnDown => (f, d),
+        }
+    }
+}
+
+/// The training schedule: sparse pre-training, dense fine-tuning, soft prompting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Pre-training sparsities to study, each against the dense run.
+    pub sparsities: Vec<f64>,
+    pub sparse_weights: Vec<WeightKind>,
+    pub optimizer_flops_per_param: u64,
+    pub pretrain: PretrainSpec,
+    pub finetune: FinetuneSpec,
+    pub softprompt: SoftpromptSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSpec {
+    pub tokens: u64,
+    pub batch_sequences: u64,
+    pub seq_len: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSpec {
+    pub examples: u64,
+    pub epochs: u64,
+    pub batch_sequences: u64,
+    pub seq_len: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftpromptSpec {
+    pub examples: u64,
+    pub epochs: u64,
+    pub batch_sequences: u64,
+    pub seq_len: u64,
+    pub prompt_tokens: u64,
+}
+
+/// A phase of the recipe.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Sparse pre-training: the recipe's sparsity on the sparse weights.
+    Pretrain,
+    /// Dense fine-tuning: every weight trainable again.
+    Finetune,
+    /// Soft prompting: weights frozen, only the prompt embedding trains.
+    Softprompt,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Pretrain, Phase::Finetune, Phase::Softprompt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Pretrain => "pretrain",
+            Phase::Finetune => "finetune",
+            Phase::Softprompt => "softprompt",
+        }
+    }
+}
+
+/// Bounds that keep every FLOP and byte count of a step inside u64 with room to spare.
+const MAX_WIDTH: u64 = 1 << 18;
+const MAX_LAYERS: u64 = 1024;
+const MAX_SEQ: u64 = 1 << 20;
+const MAX_BATCH: u64 = 1 << 20;
+const MAX_TOKENS: u64 = 1 << 50;
+
+impl ModelSpec {
+    /// Checks every value against its allowed range; `origin` names the file in messages.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let c = Checker { origin };
+        if self.name.trim().is_empty() {
+            return Err(c.fail("name", "\"\"", "a non-empty name"));
+        }
+        self.architecture.validate(&c)?;
+        self.recipe.validate(&c, &self.architecture)
+    }
+
+    /// Tokens of one sequence in a phase (soft prompting prepends the prompt).
+    pub fn phase_seq_len(&self, phase: Phase) -> u64 {
+        let r = &self.recipe;
+        match phase {
+            Phase::Pretrain => r.pretrain.seq_len,
+            Phase::Finetune => r.finetune.seq_len,
+            Phase::Softprompt => r.softprompt.seq_len + r.softprompt.prompt_tokens,
+        }
+    }
+
+    /// Sequences in one optimizer step of a phase.
+    pub fn phase_batch_sequences(&self, phase: Phase) -> u64 {
+        let r = &self.recipe;
+        match phase {
+            Phase::Pretrain => r.pretrain.batch_sequences,
+            Phase::Finetune => r.finetune.batch_sequences,
+            Phase::Softprompt => r.softprompt.batch_sequences,
+        }
+    }
+
+    /// Sequences the phase processes in all (pre-training: its token budget in whole sequences).
+    pub fn phase_sequences(&self, phase: Phase) -> u64 {
+        let r = &self.recipe;
+        match phase {
+            Phase::Pretrain => r.pretrain.tokens.div_ceil(r.pretrain.seq_len),
+            Phase::Finetune => r.finetune.examples * r.finetune.epochs,
+            Phase::Softprompt => r.softprompt.examples * r.softprompt.epochs,
+        }
+    }
+
+    /// Optimizer steps of a phase; the last batch may be partial and still counts as a step.
+    pub fn phase_steps(&self, phase: Phase) -> u64 {
+        self.phase_sequences(phase)
+            .div_ceil(self.phase_batch_sequences(phase))
+    }
+}
+
+impl Architecture {
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.range("architecture.layers", self.layers, 1, MAX_LAYERS)?;
+        c.range("architecture.d_model", self.d_model, 1, MAX_WIDTH)?;
+        c.range("architecture.heads", self.heads, 1, self.d_model)?;
+        if self.d_model % self.heads != 0 {
+            return Err(c.fail(
+                "architecture.heads",
+                &self.heads.to_string(),
+                &format!("a divisor of architecture.d_model = {}", self.d_model),
+            ));
+        }
+        c.range("architecture.d_ff", self.d_ff, 1, MAX_WIDTH)?;
+        c.range("architecture.vocab_size", self.vocab_size, 1, MAX_WIDTH)?;
+        c.range("architecture.max_seq_len", self.max_seq_len, 1, MAX_SEQ)?;
+        c.range("architecture.weight_bytes", self.weight_bytes, 1, 8)?;
+        c.range("architecture.activation_bytes", self.activation_bytes, 1, 8)
+    }
+
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> u64 {
+        self.d_model / self.heads
+    }
+}
+
+impl Recipe {
+    fn validate(&self, c: &Checker, arch: &Architecture) -> Result<()> {
+        for (i, &s) in self.sparsities.iter().enumerate() {
+            check_sparsity(&format!("{}: key `recipe.sparsities[{i}]`", c.origin), s)?;
+        }
+        let mut seen = Vec::new();
+        for w in &self.sparse_weights {
+            if seen.contains(w) {
+                return Err(c.fail(
+                    "recipe.sparse_weights",
+                    w.name(),
+                    "a list without repeats of q, k, v, attn_out, ffn_up, ffn_down",
+                ));
+            }
+            seen.push(*w);
+        }
+        c.at_most("recipe.optimizer_flops_per_param", self.optimizer_flops_per_param, 1000, "FLOPs")?;
+        let max_seq = arch.max_seq_len;
+        c.range("recipe.pretrain.tokens", self.pretrain.tokens, 1, MAX_TOKENS)?;
+        c.range("recipe.pretrain.batch_sequences", self.pretrain.batch_sequences, 1, MAX_BATCH)?;
+        c.range("recipe.pretrain.seq_len", self.pretrain.seq_len, 1, max_seq)?;
+        c.range("recipe.finetune.examples", self.finetune.examples, 1, MAX_TOKENS)?;
+        c.range("recipe.finetune.epochs", self.finetune.epochs, 1, 1_000_000)?;
+        c.range("recipe.finetune.batch_sequences", self.finetune.batch_sequences, 1, MAX_BATCH)?;
+        c.range("recipe.finetune.seq_len", self.finetune.seq_len, 1, max_seq)?;
+        let sp = &self.softprompt;
+        c.range("recipe.softprompt.examples", sp.examples, 1, MAX_TOKENS)?;
+        c.range("recipe.softprompt.epochs", sp.epochs, 1, 1_000_000)?;
+        c.range("recipe.softprompt.batch_sequences", sp.batch_sequences, 1, MAX_BATCH)?;
+        c.range("recipe.softprompt.prompt_tokens", sp.prompt_tokens, 1, max_seq - 1)?;
+        c.range(
+            "recipe.softprompt.seq_len",
+            sp.seq_len,
+            1,
+            max_seq.saturating_sub(sp.prompt_tokens),
+        )
+        .map_err(|_| {
+            c.fail(
+                "recipe.softprompt.seq_len",
+                &sp.seq_len.to_string(),
+                &format!(
+                    "at least 1 and, with recipe.softprompt.prompt_tokens = {}, at most \
+                     architecture.max_seq_len - prompt_tokens = {}",
+                    sp.prompt_tokens,
+                    max_seq.saturating_sub(sp.prompt_tokens)
+                ),
+            )
+        })
+    }
+}
