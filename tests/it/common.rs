@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+
+/// Runs the command line in-process (program name added) and returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (u8, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("wafersim").chain(args.iter().copied());
+    let code = wafersim::cli::run(argv, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).expect("stdout is UTF-8"),
+        String::from_utf8(err).expect("stderr is UTF-8"),
+    )
+}
+
+/// Runs the command line and parses its stdout as JSON; panics with stderr if it failed.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut argv = args.to_vec();
+    argv.push("--json");
+    let (code, out, err) = run_cli(&argv);
+    assert_eq!(code, 0, "wafersim {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{out}"))
+}
+
+/// Writes `text` to a fresh file in a temporary folder and returns its path.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wafersim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary folder");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("temporary file");
+    path
+}

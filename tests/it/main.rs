@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one module per stage of the pipeline.
+
+mod common;
+mod flops;
+mod spec_errors;
