@@ -49,7 +49,7 @@ pub struct FlopsArgs {
     #[arg(long, default_value = "wse2")]
     pub fabric: String,
     /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's.
-    #[arg(long, value_delimiter = ',', value_parser = parse_sparsity)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
 }
 

@@ -10,28 +10,49 @@ mod model;
 mod validate;
 
 pub use builtin::{builtin_fabrics, builtin_models, load_fabric, load_model};
-pub use validate::Checker;
 pub use fabric::{ClockSpec, FabricSpec, GeometrySpec, IoSpec, PeSpec, RouterSpec};
 pub use model::{
     Architecture, FinetuneSpec, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec, WeightKind,
 };
+pub use validate::Checker;
 
 use crate::error::{Error, Result};
 
 /// Parses a spec of type `T` from TOML text; `origin` names the file in messages.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(origin: &str, text: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
-        // toml's message carries the line, the column and the offending key; keep it on one line.
-        let message = e.message().trim().to_string();
+        let message = e.message().trim().replace('\n', " ");
         let place = e
             .span()
-            .map(|span| {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!(" (line {line})")
-            })
+            .map(|span| describe_place(text, span.start))
             .unwrap_or_default();
         Error::input(format!("{origin}{place}: {message}"))
     })
+}
+
+/// " (line 9, key `architecture.layers`)": where in `text` the byte `offset` is, and the dotted
+/// key of its line when it has one, so that a message names the key as the file spells it.
+fn describe_place(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_number = text[..offset].matches('\n').count() + 1;
+    let line = text.lines().nth(line_number - 1).unwrap_or_default();
+    let before: Vec<&str> = text.lines().take(line_number).collect();
+    let table = before.iter().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && !l.contains('='))
+            .then(|| l.trim_matches(['[', ']', ' ']).to_string())
+    });
+    match line.split_once('=') {
+        Some((key, _)) if !line.trim_start().starts_with('#') => {
+            let key = key.trim();
+            let dotted = match table {
+                Some(t) if !t.is_empty() => format!("{t}.{key}"),
+                _ => key.to_string(),
+            };
+            format!(" (line {line_number}, key `{dotted}`)")
+        }
+        _ => format!(" (line {line_number})"),
+    }
 }
 
 /// A sparsity must lie in [0, 1): 1.0 would leave no weights at all.
