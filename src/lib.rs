@@ -37,3 +37,6 @@ pub use error::{Error, Result};
 
 /// The version every report carries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod cost;
+pub mod map;
+pub mod schedule;

@@ -38,6 +38,30 @@ pub enum Command {
     Flops(FlopsArgs),
     /// A model's parameter counts and recipe, or a fabric's PEs, peak FLOP/s and SRAM.
     Inspect(InspectArgs),
+    /// One training step on the whole fabric: mapped, timed, every cycle accounted for.
+    Step(StepArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct StepArgs {
+    /// Model: a built-in name or a TOML file.
+    #[arg(default_value = "mediswift-xl")]
+    pub model: String,
+    /// Fabric: a built-in name or a TOML file.
+    #[arg(long, default_value = "wse2")]
+    pub fabric: String,
+    /// Phase of the recipe whose step to run.
+    #[arg(long, value_enum, default_value = "pretrain")]
+    pub phase: crate::spec::Phase,
+    /// Sparsity of the sparse weights, in [0, 1); default 0 (dense).
+    #[arg(long, value_parser = parse_sparsity, allow_hyphen_values = true, default_value = "0")]
+    pub sparsity: f64,
+    /// Sequences per microbatch; default: the mapper searches.
+    #[arg(long)]
+    pub microbatch: Option<u64>,
+    /// Recompute attention in backward (yes) or keep it (no); default: the mapper searches.
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub recompute: Option<bool>,
 }
 
 #[derive(Debug, ClapArgs)]

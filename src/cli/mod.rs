@@ -13,7 +13,10 @@ use clap::Parser;
 pub use args::{Args, Command, Common};
 
 use crate::error::{Error, Result};
-use crate::report::{FabricInspect, FlopsReport, ModelInspect};
+use crate::graph::StepConfig;
+use crate::map::MapOptions;
+use crate::report::{FabricInspect, FlopsReport, ModelInspect, StepReport};
+use crate::schedule::run_step;
 use crate::spec::{builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml};
 
 /// Runs the command line `args` (program name first) and returns the process exit code:
@@ -53,6 +56,20 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| model.recipe.sparsities.clone());
             let report = FlopsReport::new(&model, &fabric, &sparsities, common.seed);
+            render(common, &report, || report.render_table())?
+        }
+        Command::Step(step) => {
+            let started = std::time::Instant::now();
+            let model = load_model(&step.model)?;
+            let fabric = load_fabric(&step.fabric)?;
+            let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
+            let options = MapOptions {
+                microbatch_sequences: step.microbatch,
+                recompute_attention: step.recompute,
+            };
+            let result = run_step(&model, &fabric, config, options)?;
+            let host_seconds = started.elapsed().as_secs_f64();
+            let report = StepReport::new(&result, &fabric, common.seed, host_seconds);
             render(common, &report, || report.render_table())?
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {

@@ -5,8 +5,10 @@
 
 mod flops;
 mod inspect;
+mod step;
 mod table;
 
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
+pub use step::StepReport;
 pub use table::{duration, si, thousands, Table};

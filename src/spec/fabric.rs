@@ -48,6 +48,8 @@ pub struct PeSpec {
     pub simd_fp16_lanes: u64,
     pub fp32_ops_per_cycle: u64,
     pub task_activation_cycles: u64,
+    /// Cycles to turn a sparse wavelet's 16-bit index into an SRAM address, per wavelet.
+    pub index_decode_cycles: u64,
     pub microthreads: u64,
     /// SRAM kept for code, stack and runtime tables; not available to data.
     pub code_reserve_bytes: u64,
@@ -134,6 +136,12 @@ impl FabricSpec {
             "pe.task_activation_cycles",
             pe.task_activation_cycles,
             10_000,
+            "cycles",
+        )?;
+        c.at_most(
+            "pe.index_decode_cycles",
+            pe.index_decode_cycles,
+            1_000,
             "cycles",
         )?;
         c.range("pe.microthreads", pe.microthreads, 1, 64)?;

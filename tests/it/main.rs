@@ -3,3 +3,4 @@
 mod common;
 mod flops;
 mod spec_errors;
+mod step;

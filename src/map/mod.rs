@@ -1,0 +1,21 @@
+//! Mapping a step onto the fabric in weight-streaming mode: activations resident, weights streamed
+//! in per op, weight gradients streamed out, the optimizer off-wafer (its cost is I/O).
+//!
+//! The mapper chooses the microbatch (gradient accumulation over the recipe's batch), whether
+//! attention is recomputed in backward, and each GEMM's tile (rows used, split of the columns
+//! between K and N) by searching candidates with the cost models and keeping the fastest plan
+//! that fits every PE's SRAM.
+//!
+//! Architecture Invariant: `map` does no I/O and draws no random numbers; its output, a `Plan`,
+//! passes `Plan::verify()` or mapping fails with the op, the PE, the tensor and the bytes over.
+
+mod memory;
+mod ops;
+mod plan;
+mod search;
+
+pub use memory::{saved_bytes_per_token, saved_elements_per_token_per_layer};
+pub use ops::{op_plan, OpPlan};
+pub use plan::{MicrobatchGroup, Plan, SramBudget};
+pub(crate) use search::timeline_op;
+pub use search::{map_step, MapOptions};

@@ -1,0 +1,266 @@
+//! Placing one op of the step graph: its kernel, its tile, its cost and its I/O.
+
+use serde::Serialize;
+
+use crate::cost::{
+    elementwise_cost, gemm_cost, stream_bytes, stream_cycles, ElementwiseProblem, GemmForm,
+    GemmProblem, GemmTile, KernelCost,
+};
+use crate::graph::{Dims, Op, OpKind, Pass};
+use crate::spec::{FabricSpec, ModelSpec};
+
+/// One op, placed: which tile it runs on, what it costs, what it streams.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpPlan {
+    pub name: String,
+    pub kind: OpKind,
+    pub pass: Pass,
+    pub layer: Option<u64>,
+    /// Whether the op multiplies by a sparse weight (its compute counts as sparse compute).
+    pub sparse: bool,
+    /// The GEMM tile; element-wise ops use the whole region.
+    pub tile: Option<GemmTile>,
+    pub cost: KernelCost,
+    pub io_in_bytes: u64,
+    pub io_out_bytes: u64,
+    pub io_in_cycles: u64,
+    pub io_out_cycles: u64,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+}
+
+/// Places `op` on the fabric's region with at most `working_bytes` of SRAM per PE for its tiles.
+/// Returns `None` when no tile fits. `recompute` adds the forward attention to softmax's dgrad.
+pub fn op_plan(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    op: &Op,
+    working_bytes: u64,
+    recompute: Option<&OpPlan>,
+) -> Option<OpPlan> {
+    let region_rows = fabric.geometry.region_height_pes;
+    let region_cols = fabric.geometry.region_width_pes;
+    let value_bytes = model.architecture.weight_bytes;
+    let weight = op.weight.as_ref();
+    let sparse = weight.is_some_and(|w| w.sparse) && op.kind == OpKind::Linear;
+    let wire = weight
+        .map(|w| {
+            let matrix = stream_bytes(fabric, w.elements(), w.nonzeros, w.sparse, value_bytes);
+            matrix + w.extra_params * value_bytes
+        })
+        .unwrap_or(0);
+    let (io_in_bytes, io_out_bytes) = match (op.kind, op.pass) {
+        (OpKind::Embedding, Pass::Forward) => (op.activation_bytes, 0),
+        (OpKind::Embedding, Pass::Wgrad) => (0, op.activation_bytes),
+        (OpKind::Linear | OpKind::LmHead, Pass::Forward | Pass::Dgrad) => (wire, 0),
+        (OpKind::LayerNorm, Pass::Forward) => (wire, 0),
+        (OpKind::Linear | OpKind::LmHead | OpKind::LayerNorm, Pass::Wgrad) => (0, wire),
+        _ => (0, 0),
+    };
+    if op.pass == Pass::Update {
+        // The optimizer runs off-wafer on the gradients the wgrad ops streamed out.
+        return Some(placed(
+            op,
+            sparse,
+            None,
+            KernelCost::default(),
+            (0, 0),
+            fabric,
+        ));
+    }
+    let (tile, mut cost) = match gemm_problem(op, sparse) {
+        Some((problem, repeat)) => {
+            let (tile, cost) =
+                best_tile(fabric, &problem, region_rows, region_cols, working_bytes)?;
+            (Some(tile), scale(cost, repeat))
+        }
+        None => {
+            let cost = elementwise_cost(fabric, &elementwise_problem(op), region_rows, region_cols);
+            if cost.sram_bytes_per_pe > working_bytes {
+                return None;
+            }
+            (None, cost)
+        }
+    };
+    if let Some(extra) = recompute {
+        // Recomputed scores and softmax are work the FLOP count does not have: overhead.
+        cost.cycles += extra.cost.cycles;
+        cost.overhead_cycles += extra.cost.cycles;
+        cost.busy_cycles_mean += extra.cost.busy_cycles_mean;
+        cost.busy_cycles_max += extra.cost.busy_cycles_max;
+    }
+    Some(placed(
+        op,
+        sparse,
+        tile,
+        cost,
+        (io_in_bytes, io_out_bytes),
+        fabric,
+    ))
+}
+
+fn placed(
+    op: &Op,
+    sparse: bool,
+    tile: Option<GemmTile>,
+    cost: KernelCost,
+    (io_in_bytes, io_out_bytes): (u64, u64),
+    fabric: &FabricSpec,
+) -> OpPlan {
+    OpPlan {
+        name: op.name.clone(),
+        kind: op.kind,
+        pass: op.pass,
+        layer: op.layer,
+        sparse,
+        tile,
+        cost,
+        io_in_bytes,
+        io_out_bytes,
+        io_in_cycles: stream_cycles(fabric, io_in_bytes),
+        io_out_cycles: stream_cycles(fabric, io_out_bytes),
+        flops_dense: op.flops_dense,
+        flops_executed: op.flops_executed,
+    }
+}
+
+/// The GEMM an op runs and how many times (attention's dgrad computes both operands' gradients).
+fn gemm_problem(op: &Op, sparse: bool) -> Option<(GemmProblem, u64)> {
+    let Dims::Gemm { batch, m, k, n } = op.dims else {
+        return None;
+    };
+    let weight = op.weight.as_ref();
+    let nonzeros = weight.map(|w| w.nonzeros).unwrap_or(k * n);
+    let (form, problem_nonzeros) = match (op.kind, op.pass) {
+        (OpKind::AttnScores | OpKind::AttnValues, _) => (GemmForm::Activations, k * n),
+        (_, Pass::Wgrad) => (GemmForm::AtNonzeros, nonzeros),
+        _ => (GemmForm::Streamed, nonzeros),
+    };
+    let repeat = if form == GemmForm::Activations && op.pass == Pass::Dgrad {
+        2
+    } else {
+        1
+    };
+    // Wgrad's dims are [k × t]·[t × n]; the kernel sees t rows, a k×n weight.
+    let (t, k, n) = if form == GemmForm::AtNonzeros {
+        (k, m, n)
+    } else {
+        (m, k, n)
+    };
+    Some((
+        GemmProblem {
+            form,
+            batch,
+            t,
+            k,
+            n,
+            nonzeros: problem_nonzeros,
+            sparse,
+        },
+        repeat,
+    ))
+}
+
+fn elementwise_problem(op: &Op) -> ElementwiseProblem {
+    let (rows, cols) = match op.dims {
+        Dims::Elementwise { rows, cols } => (rows, cols),
+        Dims::Gemm { batch, m, n, .. } => (batch * m, n),
+    };
+    let row_reduction = matches!(op.kind, OpKind::LayerNorm | OpKind::Softmax | OpKind::Loss)
+        && op.pass != Pass::Wgrad;
+    ElementwiseProblem {
+        rows,
+        cols,
+        flops: op.flops_executed,
+        bytes: op.activation_bytes,
+        row_reduction,
+    }
+}
+
+fn scale(cost: KernelCost, repeat: u64) -> KernelCost {
+    KernelCost {
+        cycles: cost.cycles * repeat,
+        compute_cycles: cost.compute_cycles * repeat,
+        imbalance_cycles: cost.imbalance_cycles * repeat,
+        reduction_cycles: cost.reduction_cycles * repeat,
+        overhead_cycles: cost.overhead_cycles * repeat,
+        sram_bytes_per_pe: cost.sram_bytes_per_pe,
+        busy_cycles_mean: cost.busy_cycles_mean * repeat,
+        busy_cycles_max: cost.busy_cycles_max * repeat,
+    }
+}
+
+/// The fastest tile that fits `working_bytes`, searched over rows used and the K/N split.
+/// Candidates are visited in a fixed order and ties keep the first, so the choice is deterministic.
+fn best_tile(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    region_rows: u64,
+    region_cols: u64,
+    working_bytes: u64,
+) -> Option<(GemmTile, KernelCost)> {
+    let region_pes = region_rows * region_cols;
+    let simd = fabric.pe.simd_fp16_lanes;
+    let mut best: Option<(GemmTile, KernelCost)> = None;
+    for (rows, cols) in tile_regions(p, region_rows, region_cols) {
+        let rows_total = if p.form == GemmForm::Activations {
+            p.t
+        } else {
+            p.batch * p.t
+        };
+        let mut row_options = vec![rows.min(rows_total.max(1))];
+        // Fewer rows so that each PE's rows fill whole SIMD passes.
+        let t_r = rows_total.div_ceil(rows).next_multiple_of(simd);
+        row_options.push(rows_total.div_ceil(t_r).clamp(1, rows));
+        for rows in row_options {
+            for c_k in split_candidates(cols, p.k) {
+                let c_n = (cols / c_k).min(p.n).max(1);
+                let tile = GemmTile { rows, c_k, c_n };
+                let cost = gemm_cost(fabric, p, &tile, region_pes);
+                if cost.sram_bytes_per_pe > working_bytes {
+                    continue;
+                }
+                if best.as_ref().is_none_or(|(_, b)| cost.cycles < b.cycles) {
+                    best = Some((tile, cost));
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Sub-regions to try: the whole region for a single product; for attention's many independent
+/// products also a grid of smaller tiles, one product each.
+fn tile_regions(p: &GemmProblem, rows: u64, cols: u64) -> Vec<(u64, u64)> {
+    if p.form != GemmForm::Activations {
+        return vec![(rows, cols)];
+    }
+    let mut regions = Vec::new();
+    let mut groups = 1;
+    while groups <= p.batch.max(1) {
+        // Split the region into `groups` tiles, as square as the region's aspect allows.
+        let across =
+            ((groups as f64 * cols as f64 / rows as f64).sqrt().round() as u64).clamp(1, groups);
+        let down = groups.div_ceil(across);
+        if rows / down >= 1 && cols / across >= 1 {
+            regions.push((rows / down, cols / across));
+        }
+        groups *= 2;
+    }
+    regions
+}
+
+/// Splits of `cols` columns between K groups (c_k) and N groups: powers of two and the whole row,
+/// never more K groups than K.
+fn split_candidates(cols: u64, k: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut c = 1;
+    while c <= cols && c <= k {
+        out.push(c);
+        c *= 2;
+    }
+    if cols <= k && !out.contains(&cols) {
+        out.push(cols);
+    }
+    out
+}

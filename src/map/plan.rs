@@ -1,0 +1,98 @@
+//! The plan of a step: microbatches, and every op placed with its tile and cost.
+
+use serde::Serialize;
+
+use super::ops::OpPlan;
+use crate::error::{Error, Result};
+use crate::graph::StepConfig;
+
+/// A plan for one training step on the whole fabric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub model: String,
+    pub fabric: String,
+    pub config: StepConfig,
+    pub region_rows: u64,
+    pub region_cols: u64,
+    pub recompute_attention: bool,
+    /// Sequences per microbatch (the step accumulates gradients over the microbatches).
+    pub microbatch_sequences: u64,
+    /// Full microbatches, then a partial one if the batch does not divide.
+    pub groups: Vec<MicrobatchGroup>,
+    pub sram: SramBudget,
+}
+
+/// `repeat` microbatches of `sequences` sequences, each running `ops` in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct MicrobatchGroup {
+    pub sequences: u64,
+    pub repeat: u64,
+    pub ops: Vec<OpPlan>,
+}
+
+/// SRAM of the most loaded PE, by use, against its capacity.
+#[derive(Debug, Clone, Serialize)]
+pub struct SramBudget {
+    pub capacity_bytes: u64,
+    pub code_bytes: u64,
+    /// Activations kept for backward on the most loaded PE (row 0 gets the rounding up).
+    pub saved_activation_bytes: u64,
+    /// The largest working set of any op on one PE (tiles, accumulators, buffers).
+    pub working_bytes_max: u64,
+    /// The op with that working set.
+    pub working_op: String,
+    pub sram_bytes_max: u64,
+}
+
+impl Plan {
+    pub fn microbatches(&self) -> u64 {
+        self.groups.iter().map(|g| g.repeat).sum()
+    }
+
+    /// Checks what the mapper promised: the SRAM of the most loaded PE fits, every op of the
+    /// step graph is placed once per microbatch, and every GEMM tile lies within the region.
+    pub fn verify(&self) -> Result<()> {
+        let s = &self.sram;
+        let need = s.code_bytes + s.saved_activation_bytes + s.working_bytes_max;
+        if need != s.sram_bytes_max || need > s.capacity_bytes {
+            return Err(Error::Simulation(format!(
+                "{}, microbatch {}: PE (0, 0) needs {} B ({} B code + {} B activations saved for \
+                 backward + {} B for {}), {} B over its {} B",
+                self.model,
+                self.microbatch_sequences,
+                need,
+                s.code_bytes,
+                s.saved_activation_bytes,
+                s.working_bytes_max,
+                s.working_op,
+                need.saturating_sub(s.capacity_bytes),
+                s.capacity_bytes
+            )));
+        }
+        let sequences: u64 = self.groups.iter().map(|g| g.sequences * g.repeat).sum();
+        if sequences != self.config.batch_sequences {
+            return Err(Error::Simulation(format!(
+                "{}: microbatches cover {sequences} sequences, the step has {}",
+                self.model, self.config.batch_sequences
+            )));
+        }
+        for group in &self.groups {
+            for op in &group.ops {
+                if let Some(tile) = op.tile {
+                    if tile.rows > self.region_rows || tile.columns() > self.region_cols {
+                        return Err(Error::Simulation(format!(
+                            "{}: op {} uses a {} x {} tile on a {} x {} region",
+                            self.model,
+                            op.name,
+                            tile.rows,
+                            tile.columns(),
+                            self.region_rows,
+                            self.region_cols
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! `wafersim step`: one training step on the whole fabric.
+
+use serde::Serialize;
+
+use super::table::{duration, si, thousands, Table};
+use crate::schedule::{Breakdown, OpRow, StepResult};
+use crate::spec::{FabricSpec, Phase};
+
+/// The report of one step, with the field names of DESIGN.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub version: &'static str,
+    pub seed: u64,
+    pub model: String,
+    pub fabric: String,
+    pub phase: Phase,
+    pub sparsity: f64,
+    pub tokens: u64,
+    pub batch_sequences: u64,
+    pub seq_len: u64,
+    pub microbatch_sequences: u64,
+    pub microbatches: u64,
+    pub recompute_attention: bool,
+    pub cycles: u64,
+    pub seconds: f64,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    pub flops_per_second: f64,
+    /// Achieved FLOP/s ÷ the fabric's dense fp16 peak.
+    pub peak_fraction: f64,
+    /// "io" when the fabric waits on its edge for at least half the step, else "compute".
+    pub bound: &'static str,
+    pub pe_utilization_mean: f64,
+    pub pe_utilization_max: f64,
+    pub sram_bytes_max: u64,
+    pub sram_bytes_capacity: u64,
+    pub breakdown: Breakdown,
+    pub ops: Vec<OpRow>,
+    pub host_seconds: f64,
+}
+
+impl StepReport {
+    pub fn new(result: &StepResult, fabric: &FabricSpec, seed: u64, host_seconds: f64) -> Self {
+        let plan = &result.plan;
+        let seconds = result.cycles as f64 / fabric.clock.clock_hz as f64;
+        let flops_per_second = result.flops_executed as f64 / seconds.max(f64::MIN_POSITIVE);
+        let b = &result.breakdown;
+        StepReport {
+            version: crate::VERSION,
+            seed,
+            model: plan.model.clone(),
+            fabric: plan.fabric.clone(),
+            phase: plan.config.phase,
+            sparsity: plan.config.sparsity,
+            tokens: plan.config.tokens(),
+            batch_sequences: plan.config.batch_sequences,
+            seq_len: plan.config.seq_len,
+            microbatch_sequences: plan.microbatch_sequences,
+            microbatches: plan.microbatches(),
+            recompute_attention: plan.recompute_attention,
+            cycles: result.cycles,
+            seconds,
+            flops_dense: result.flops_dense,
+            flops_executed: result.flops_executed,
+            flops_per_second,
+            peak_fraction: flops_per_second / fabric.peak_fp16_flops_per_second(),
+            bound: if 2 * b.io >= result.cycles {
+                "io"
+            } else {
+                "compute"
+            },
+            pe_utilization_mean: result.pe_utilization_mean,
+            pe_utilization_max: result.pe_utilization_max,
+            sram_bytes_max: plan.sram.sram_bytes_max,
+            sram_bytes_capacity: plan.sram.capacity_bytes,
+            breakdown: *b,
+            ops: result.ops.clone(),
+            host_seconds,
+        }
+    }
+
+    pub fn render_table(&self) -> String {
+        let mut out = format!(
+            "wafersim step: {} on {}, {} at sparsity {}\n\n",
+            self.model,
+            self.fabric,
+            self.phase.name(),
+            self.sparsity
+        );
+        out += &format!(
+            "step        {} tokens ({} x {}), {} microbatches of {} sequences{}\n",
+            thousands(self.tokens as u128),
+            self.batch_sequences,
+            self.seq_len,
+            self.microbatches,
+            self.microbatch_sequences,
+            if self.recompute_attention {
+                ", attention recomputed in backward"
+            } else {
+                ""
+            }
+        );
+        out += &format!(
+            "time        {} cycles = {}\n",
+            thousands(self.cycles as u128),
+            duration(self.seconds)
+        );
+        out += &format!(
+            "FLOPs       {} executed of {} dense: {} = {:.1}% of peak ({}-bound)\n",
+            si(self.flops_executed as f64, "FLOP"),
+            si(self.flops_dense as f64, "FLOP"),
+            si(self.flops_per_second, "FLOP/s"),
+            100.0 * self.peak_fraction,
+            if self.bound == "io" { "I/O" } else { "compute" }
+        );
+        out += &format!(
+            "PEs         utilisation mean {:.1}%, max {:.1}%; SRAM max {} of {} B\n\n",
+            100.0 * self.pe_utilization_mean,
+            100.0 * self.pe_utilization_max,
+            thousands(self.sram_bytes_max as u128),
+            thousands(self.sram_bytes_capacity as u128)
+        );
+        let mut t = Table::new(["category", "cycles", "share"]);
+        for (name, cycles) in self.breakdown.entries() {
+            t.row([
+                name.to_string(),
+                thousands(cycles as u128),
+                format!("{:.1}%", 100.0 * cycles as f64 / self.cycles.max(1) as f64),
+            ]);
+        }
+        out += &t.render();
+        out += "\nthe ten most expensive ops (summed over microbatches)\n";
+        let mut ops: Vec<&OpRow> = self.ops.iter().collect();
+        ops.sort_by(|a, b| b.cycles.cmp(&a.cycles).then(a.name.cmp(&b.name)));
+        let mut t = Table::new([
+            "op", "tile", "cycles", "share", "I/O wait", "compute", "overhead",
+        ]);
+        for op in ops.iter().take(10) {
+            t.row([
+                op.name.clone(),
+                op.tile.clone(),
+                thousands(op.cycles as u128),
+                format!(
+                    "{:.1}%",
+                    100.0 * op.cycles as f64 / self.cycles.max(1) as f64
+                ),
+                thousands(op.breakdown.io as u128),
+                thousands((op.breakdown.sparse_compute + op.breakdown.dense_compute) as u128),
+                thousands(op.breakdown.overhead as u128),
+            ]);
+        }
+        out += &t.render();
+        out
+    }
+}

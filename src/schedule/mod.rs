@@ -1,0 +1,9 @@
+//! Running steps and, later, the recipe's phases: timing from the plan's costs and timeline, and
+//! the accounting of every cycle to a category.
+//!
+//! Architecture Invariant: the categories of a step add up to its cycles exactly; the schedule
+//! does no I/O and is deterministic.
+
+mod step;
+
+pub use step::{run_step, Breakdown, OpRow, StepResult};

@@ -1,0 +1,158 @@
+//! One training step on the whole fabric: map it, lay it out in time, account every cycle.
+
+use serde::Serialize;
+
+use crate::cost::timeline;
+use crate::error::Result;
+use crate::graph::{OpKind, Pass, StepConfig};
+use crate::map::{map_step, MapOptions, OpPlan, Plan};
+use crate::spec::{FabricSpec, ModelSpec};
+
+/// Cycles of a step by where they went; the fields add up to the step's cycles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Breakdown {
+    /// Ideal FMAC time of ops on sparse weights (executed FLOPs at full SIMD rate).
+    pub sparse_compute: u64,
+    /// Ideal time of everything dense: attention, the LM head, element-wise ops, dense weights.
+    pub dense_compute: u64,
+    /// Partial-sum and normalisation reductions not hidden behind compute.
+    pub reduction: u64,
+    /// Waiting for weights to stream in or gradients to stream out through the wafer's edge.
+    pub io: u64,
+    /// The busiest PE's extra work over the mean PE's.
+    pub imbalance: u64,
+    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation.
+    pub overhead: u64,
+}
+
+impl Breakdown {
+    pub fn total(&self) -> u64 {
+        self.sparse_compute
+            + self.dense_compute
+            + self.reduction
+            + self.io
+            + self.imbalance
+            + self.overhead
+    }
+
+    fn add_op(&mut self, op: &OpPlan, io_wait: u64, times: u64) {
+        let c = &op.cost;
+        if op.sparse {
+            self.sparse_compute += times * c.compute_cycles;
+        } else {
+            self.dense_compute += times * c.compute_cycles;
+        }
+        self.reduction += times * c.reduction_cycles;
+        self.imbalance += times * c.imbalance_cycles;
+        self.overhead += times * c.overhead_cycles;
+        self.io += times * io_wait;
+    }
+
+    /// (name, cycles) pairs in a fixed order, for tables.
+    pub fn entries(&self) -> [(&'static str, u64); 6] {
+        [
+            ("sparse compute", self.sparse_compute),
+            ("dense compute", self.dense_compute),
+            ("reduction", self.reduction),
+            ("I/O", self.io),
+            ("imbalance", self.imbalance),
+            ("overhead", self.overhead),
+        ]
+    }
+}
+
+/// One op of the step, summed over its microbatches.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpRow {
+    pub name: String,
+    pub kind: OpKind,
+    pub pass: Pass,
+    pub sparse: bool,
+    /// `rows x c_k x c_n` of the GEMM tile, empty for element-wise ops.
+    pub tile: String,
+    pub cycles: u64,
+    pub breakdown: Breakdown,
+    pub io_in_bytes: u64,
+    pub io_out_bytes: u64,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+}
+
+/// A step, mapped and timed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub plan: Plan,
+    pub cycles: u64,
+    pub breakdown: Breakdown,
+    pub ops: Vec<OpRow>,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    /// Mean over the region's PEs of busy cycles ÷ step cycles.
+    pub pe_utilization_mean: f64,
+    /// The busiest PE's busy cycles ÷ step cycles (an upper bound: per-op maxima summed).
+    pub pe_utilization_max: f64,
+}
+
+/// Maps and times one step.
+pub fn run_step(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    config: StepConfig,
+    options: MapOptions,
+) -> Result<StepResult> {
+    let plan = map_step(model, fabric, config, options)?;
+    let mut breakdown = Breakdown::default();
+    let mut rows: Vec<OpRow> = Vec::new();
+    let (mut cycles, mut busy_mean, mut busy_max) = (0u64, 0u128, 0u128);
+    let (mut flops_dense, mut flops_executed) = (0u128, 0u128);
+    for group in &plan.groups {
+        let ops: Vec<_> = group.ops.iter().map(crate::map::timeline_op).collect();
+        let spans = timeline(&ops);
+        cycles += group.repeat * spans.last().map_or(0, |s| s.end);
+        for (i, (op, span)) in group.ops.iter().zip(&spans).enumerate() {
+            breakdown.add_op(op, span.io_wait, group.repeat);
+            busy_mean += (group.repeat * op.cost.busy_cycles_mean) as u128;
+            busy_max += (group.repeat * op.cost.busy_cycles_max) as u128;
+            flops_dense += group.repeat as u128 * op.flops_dense;
+            flops_executed += group.repeat as u128 * op.flops_executed;
+            if rows.len() <= i {
+                rows.push(OpRow {
+                    name: op.name.clone(),
+                    kind: op.kind,
+                    pass: op.pass,
+                    sparse: op.sparse,
+                    tile: op
+                        .tile
+                        .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
+                    cycles: 0,
+                    breakdown: Breakdown::default(),
+                    io_in_bytes: 0,
+                    io_out_bytes: 0,
+                    flops_dense: 0,
+                    flops_executed: 0,
+                });
+            }
+            let row = &mut rows[i];
+            row.breakdown.add_op(op, span.io_wait, group.repeat);
+            row.io_in_bytes += group.repeat * op.io_in_bytes;
+            row.io_out_bytes += group.repeat * op.io_out_bytes;
+            row.flops_dense += group.repeat as u128 * op.flops_dense;
+            row.flops_executed += group.repeat as u128 * op.flops_executed;
+        }
+    }
+    for row in &mut rows {
+        row.cycles = row.breakdown.total();
+    }
+    debug_assert_eq!(breakdown.total(), cycles);
+    let denominator = cycles.max(1) as f64;
+    Ok(StepResult {
+        plan,
+        cycles,
+        breakdown,
+        ops: rows,
+        flops_dense,
+        flops_executed,
+        pe_utilization_mean: busy_mean as f64 / denominator,
+        pe_utilization_max: (busy_max as f64 / denominator).min(1.0),
+    })
+}
