@@ -33,6 +33,9 @@ pub struct Common {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: the whole recipe (sparse pre-training, dense fine-tuning, soft prompting) at
+    /// each sparsity and dense, simulated on the whole fabric; theory beside simulation.
+    Train(TrainArgs),
     /// The theoretical side: FLOPs per phase, per token, per step and in total, and the speedup
     /// the FLOP count promises against the dense run.
     Flops(FlopsArgs),
@@ -40,6 +43,22 @@ pub enum Command {
     Inspect(InspectArgs),
     /// One training step on the whole fabric: mapped, timed, every cycle accounted for.
     Step(StepArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct TrainArgs {
+    /// Model: a built-in name or a TOML file.
+    #[arg(default_value = "mediswift-xl")]
+    pub model: String,
+    /// Fabric: a built-in name or a TOML file.
+    #[arg(long, default_value = "wse2")]
+    pub fabric: String,
+    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's.
+    #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
+    pub sparsity: Option<Vec<f64>>,
+    /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]

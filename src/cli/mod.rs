@@ -4,6 +4,7 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
+mod train;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -48,6 +49,7 @@ pub fn run(
 fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
     let common = &args.common;
     let text = match &args.command {
+        Command::Train(train) => train::train(train, common)?,
         Command::Flops(flops) => {
             let model = load_model(&flops.model)?;
             let fabric = load_fabric(&flops.fabric)?;

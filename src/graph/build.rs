@@ -257,6 +257,7 @@ impl<'a> Builder<'a> {
                 cols: a.d_model,
                 nonzeros: a.vocab_size * a.d_model,
                 sparse: false,
+                sparsifiable: false,
                 extra_params: a.max_seq_len * a.d_model,
             }
         } else {
@@ -267,6 +268,7 @@ impl<'a> Builder<'a> {
                 cols: a.d_model,
                 nonzeros: p * a.d_model,
                 sparse: false,
+                sparsifiable: false,
                 extra_params: 0,
             }
         };
@@ -297,6 +299,7 @@ impl<'a> Builder<'a> {
             cols: d,
             nonzeros: d,
             sparse: false,
+            sparsifiable: false,
             extra_params: d,
         };
         elementwise_op(
@@ -330,6 +333,7 @@ impl<'a> Builder<'a> {
             cols: n,
             nonzeros,
             sparse,
+            sparsifiable: self.model.recipe.sparse_weights.contains(&kind),
             extra_params: bias,
         };
         let (k, n, nnz, bias) = (k as u128, n as u128, nonzeros as u128, bias as u128);
@@ -454,6 +458,7 @@ impl<'a> Builder<'a> {
             cols: a.vocab_size,
             nonzeros: a.d_model * a.vocab_size,
             sparse: false,
+            sparsifiable: false,
             extra_params: 0,
         };
         let flops = 2 * z.t * z.d * z.v;

@@ -93,6 +93,8 @@ pub struct Weight {
     /// Non-zeros kept by the mask (= rows · cols when dense).
     pub nonzeros: u64,
     pub sparse: bool,
+    /// Whether the recipe masks this weight in sparse runs (true even at sparsity 0).
+    pub sparsifiable: bool,
     /// Bias, LayerNorm γ and β that travel with this weight (always dense).
     pub extra_params: u64,
 }

@@ -18,6 +18,8 @@ pub struct OpPlan {
     pub layer: Option<u64>,
     /// Whether the op multiplies by a sparse weight (its compute counts as sparse compute).
     pub sparse: bool,
+    /// Whether the recipe masks the op's weight in sparse runs (true in the dense run too).
+    pub sparsifiable: bool,
     /// The GEMM tile; element-wise ops use the whole region.
     pub tile: Option<GemmTile>,
     pub cost: KernelCost,
@@ -113,6 +115,8 @@ fn placed(
         pass: op.pass,
         layer: op.layer,
         sparse,
+        sparsifiable: op.kind == OpKind::Linear
+            && op.weight.as_ref().is_some_and(|w| w.sparsifiable),
         tile,
         cost,
         io_in_bytes,

@@ -25,9 +25,11 @@ pub fn map_step(
 ) -> Result<Plan> {
     let batch = config.batch_sequences;
     let candidates: Vec<u64> = match options.microbatch_sequences {
-        Some(mb) if mb == 0 || mb > batch => return Err(Error::Input(format!(
+        Some(mb) if mb == 0 || mb > batch => {
+            return Err(Error::Input(format!(
             "--microbatch {mb} is not allowed: must be 1 to the step's batch of {batch} sequences"
-        ))),
+        )))
+        }
         Some(mb) => vec![mb],
         None => microbatch_candidates(batch),
     };

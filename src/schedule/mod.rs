@@ -4,6 +4,8 @@
 //! Architecture Invariant: the categories of a step add up to its cycles exactly; the schedule
 //! does no I/O and is deterministic.
 
+mod recipe;
 mod step;
 
+pub use recipe::{gap_shares, program_load_cycles, run_recipe, PhaseResult, PhaseTotal, RunResult};
 pub use step::{run_step, Breakdown, OpRow, StepResult};

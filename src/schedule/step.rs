@@ -48,6 +48,18 @@ impl Breakdown {
         self.io += times * io_wait;
     }
 
+    /// Every category multiplied by `times` (a step repeated).
+    pub fn times(&self, times: u64) -> Breakdown {
+        Breakdown {
+            sparse_compute: self.sparse_compute * times,
+            dense_compute: self.dense_compute * times,
+            reduction: self.reduction * times,
+            io: self.io * times,
+            imbalance: self.imbalance * times,
+            overhead: self.overhead * times,
+        }
+    }
+
     /// (name, cycles) pairs in a fixed order, for tables.
     pub fn entries(&self) -> [(&'static str, u64); 6] {
         [
@@ -58,6 +70,21 @@ impl Breakdown {
             ("imbalance", self.imbalance),
             ("overhead", self.overhead),
         ]
+    }
+}
+
+impl std::ops::Add for Breakdown {
+    type Output = Breakdown;
+
+    fn add(self, b: Breakdown) -> Breakdown {
+        Breakdown {
+            sparse_compute: self.sparse_compute + b.sparse_compute,
+            dense_compute: self.dense_compute + b.dense_compute,
+            reduction: self.reduction + b.reduction,
+            io: self.io + b.io,
+            imbalance: self.imbalance + b.imbalance,
+            overhead: self.overhead + b.overhead,
+        }
     }
 }
 
@@ -91,6 +118,10 @@ pub struct StepResult {
     pub pe_utilization_mean: f64,
     /// The busiest PE's busy cycles ÷ step cycles (an upper bound: per-op maxima summed).
     pub pe_utilization_max: f64,
+    /// Ideal compute cycles of the ops on weights the recipe masks (sparse or, at s = 0, dense).
+    pub sparsifiable_compute: u64,
+    /// Dense-equivalent FLOPs of the ops on weights the recipe masks.
+    pub sparsifiable_flops: u128,
 }
 
 /// Maps and times one step.
@@ -105,6 +136,7 @@ pub fn run_step(
     let mut rows: Vec<OpRow> = Vec::new();
     let (mut cycles, mut busy_mean, mut busy_max) = (0u64, 0u128, 0u128);
     let (mut flops_dense, mut flops_executed) = (0u128, 0u128);
+    let (mut sparsifiable_compute, mut sparsifiable_flops) = (0u64, 0u128);
     for group in &plan.groups {
         let ops: Vec<_> = group.ops.iter().map(crate::map::timeline_op).collect();
         let spans = timeline(&ops);
@@ -115,6 +147,10 @@ pub fn run_step(
             busy_max += (group.repeat * op.cost.busy_cycles_max) as u128;
             flops_dense += group.repeat as u128 * op.flops_dense;
             flops_executed += group.repeat as u128 * op.flops_executed;
+            if op.sparsifiable {
+                sparsifiable_compute += group.repeat * op.cost.compute_cycles;
+                sparsifiable_flops += group.repeat as u128 * op.flops_dense;
+            }
             if rows.len() <= i {
                 rows.push(OpRow {
                     name: op.name.clone(),
@@ -154,5 +190,7 @@ pub fn run_step(
         flops_executed,
         pe_utilization_mean: busy_mean as f64 / denominator,
         pe_utilization_max: (busy_max as f64 / denominator).min(1.0),
+        sparsifiable_compute,
+        sparsifiable_flops,
     })
 }

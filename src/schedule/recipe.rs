@@ -1,0 +1,197 @@
+//! The recipe: pre-training at each sparsity and dense, then dense fine-tuning and soft prompting,
+//! each phase one simulated step per distinct step shape, multiplied out.
+
+use serde::Serialize;
+
+use super::step::{run_step, Breakdown, StepResult};
+use crate::cost::stream_cycles;
+use crate::error::Result;
+use crate::graph::{PhaseFlops, StepConfig};
+use crate::map::MapOptions;
+use crate::spec::{FabricSpec, ModelSpec, Phase};
+
+/// One phase of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseResult {
+    pub phase: Phase,
+    pub sparsity: f64,
+    pub tokens: u64,
+    pub steps: u64,
+    pub microbatch_sequences: u64,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    pub cycles: u64,
+    /// Dense FLOPs ÷ executed FLOPs.
+    pub theoretical_speedup: f64,
+    /// The dense run's cycles for this phase ÷ this run's.
+    pub simulated_speedup: f64,
+    pub pe_utilization_mean: f64,
+    pub breakdown: Breakdown,
+}
+
+/// A run of the whole recipe at one pre-training sparsity (0 for the dense baseline).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub sparsity: f64,
+    pub phases: Vec<PhaseResult>,
+    pub total: PhaseTotal,
+    /// The full pre-training step, kept for pictures and per-op tables.
+    #[serde(skip)]
+    pub pretrain_step: StepResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTotal {
+    pub tokens: u64,
+    pub steps: u64,
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    pub cycles: u64,
+    pub theoretical_speedup: f64,
+    pub simulated_speedup: f64,
+    pub pe_utilization_mean: f64,
+    pub breakdown: Breakdown,
+}
+
+/// Runs the recipe at the dense baseline and at each sparsity (dense first; 0s are not repeated).
+pub fn run_recipe(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    sparsities: &[f64],
+) -> Result<Vec<RunResult>> {
+    let mut levels = vec![0.0];
+    levels.extend(sparsities.iter().copied().filter(|&s| s > 0.0));
+    // Fine-tuning and soft prompting are dense in every run: simulate them once.
+    let finetune = run_phase(model, fabric, Phase::Finetune, 0.0)?;
+    let softprompt = run_phase(model, fabric, Phase::Softprompt, 0.0)?;
+    let mut runs: Vec<RunResult> = Vec::with_capacity(levels.len());
+    for sparsity in levels {
+        let (pretrain, step) = run_phase(model, fabric, Phase::Pretrain, sparsity)?;
+        let phases = vec![pretrain, finetune.0.clone(), softprompt.0.clone()];
+        runs.push(RunResult {
+            sparsity,
+            total: total_of(&phases),
+            phases,
+            pretrain_step: step,
+        });
+    }
+    // Speedups against the dense run, phase by phase and in total.
+    let dense_cycles: Vec<u64> = runs[0].phases.iter().map(|p| p.cycles).collect();
+    let dense_total = runs[0].total.cycles;
+    for run in &mut runs {
+        for (phase, dense) in run.phases.iter_mut().zip(&dense_cycles) {
+            phase.simulated_speedup = *dense as f64 / phase.cycles.max(1) as f64;
+        }
+        run.total.simulated_speedup = dense_total as f64 / run.total.cycles.max(1) as f64;
+    }
+    Ok(runs)
+}
+
+/// One phase: full steps × the step's cycles, the partial last step if any, and the program load
+/// at the phase's start. Returns the phase and its full step.
+fn run_phase(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    phase: Phase,
+    sparsity: f64,
+) -> Result<(PhaseResult, StepResult)> {
+    let flops = PhaseFlops::of(model, phase, sparsity);
+    let config = StepConfig::for_phase(model, phase, sparsity);
+    let step = run_step(model, fabric, config, MapOptions::default())?;
+    let sequences = model.phase_sequences(phase);
+    let full_steps = sequences / config.batch_sequences;
+    let remainder = sequences % config.batch_sequences;
+    let mut breakdown = step.breakdown.times(full_steps);
+    let mut busy = step.pe_utilization_mean * (full_steps * step.cycles) as f64;
+    if remainder > 0 {
+        let last = run_step(
+            model,
+            fabric,
+            StepConfig {
+                batch_sequences: remainder,
+                ..config
+            },
+            MapOptions::default(),
+        )?;
+        breakdown = breakdown + last.breakdown;
+        busy += last.pe_utilization_mean * last.cycles as f64;
+    }
+    // Every phase starts by loading its program (code and routes) into every PE through the
+    // wafer's I/O: a fixed cost a FLOP count never sees.
+    breakdown.overhead += program_load_cycles(fabric);
+    let cycles = breakdown.total();
+    let result = PhaseResult {
+        phase,
+        sparsity,
+        tokens: flops.tokens,
+        steps: flops.steps,
+        microbatch_sequences: step.plan.microbatch_sequences,
+        flops_dense: flops.flops_dense,
+        flops_executed: flops.flops_executed,
+        cycles,
+        theoretical_speedup: flops.theoretical_speedup(),
+        simulated_speedup: 1.0,
+        pe_utilization_mean: busy / cycles.max(1) as f64,
+        breakdown,
+    };
+    Ok((result, step))
+}
+
+/// Cycles to stream each PE's code reserve into the region through the wafer's I/O.
+pub fn program_load_cycles(fabric: &FabricSpec) -> u64 {
+    stream_cycles(fabric, fabric.pe.code_reserve_bytes * fabric.region_pes())
+}
+
+fn total_of(phases: &[PhaseResult]) -> PhaseTotal {
+    let breakdown = phases
+        .iter()
+        .fold(Breakdown::default(), |acc, p| acc + p.breakdown);
+    let cycles = breakdown.total();
+    let flops_dense = phases.iter().map(|p| p.flops_dense).sum::<u128>();
+    let flops_executed = phases.iter().map(|p| p.flops_executed).sum::<u128>();
+    let busy: f64 = phases
+        .iter()
+        .map(|p| p.pe_utilization_mean * p.cycles as f64)
+        .sum();
+    PhaseTotal {
+        tokens: phases.iter().map(|p| p.tokens).sum(),
+        steps: phases.iter().map(|p| p.steps).sum(),
+        flops_dense,
+        flops_executed,
+        cycles,
+        theoretical_speedup: flops_dense as f64 / flops_executed as f64,
+        simulated_speedup: 1.0,
+        pe_utilization_mean: busy / cycles.max(1) as f64,
+        breakdown,
+    }
+}
+
+/// Where a sparse run's time goes beyond what its FLOPs promise, by category, as a share of the
+/// run's cycles. The promise is the dense run's time shrunk by θ, the theoretical speedup:
+/// category c contributes `run_c − dense_c / θ`, so the shares add up to `1 − (dense / θ) / run`.
+/// Compute (sparse and dense together) keeps its promise up to the SIMD rounding, since ideal
+/// compute cycles are proportional to FLOPs; the rest is what the FLOP count cannot see.
+/// A negative share is a category that did better than promised. Largest first.
+pub fn gap_shares(
+    dense: &Breakdown,
+    run: &Breakdown,
+    theoretical: f64,
+) -> Vec<(&'static str, f64)> {
+    let merged = |b: &Breakdown| {
+        [
+            ("compute", b.sparse_compute + b.dense_compute),
+            ("reduction", b.reduction),
+            ("I/O", b.io),
+            ("imbalance", b.imbalance),
+            ("overhead", b.overhead),
+        ]
+    };
+    let total = run.total().max(1) as f64;
+    let mut shares: Vec<(&'static str, f64)> = merged(run)
+        .iter()
+        .zip(merged(dense))
+        .map(|((name, r), (_, d))| (*name, (*r as f64 - d as f64 / theoretical) / total))
+        .collect();
+    shares.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    shares
+}
