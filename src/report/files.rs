@@ -36,12 +36,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io_error)
 }
 
-/// Creates `folder` and its parents; an error names the folder.
+/// Creates `folder` and its parents, and removes the temporary files a killed earlier run may
+/// have left there (a SIGKILL between writing and renaming); an error names the folder.
 pub fn create_folder(folder: &Path) -> Result<()> {
-    std::fs::create_dir_all(folder).map_err(|source| Error::Io {
+    let io_error = |source| Error::Io {
         path: folder.display().to_string(),
         source,
-    })
+    };
+    std::fs::create_dir_all(folder).map_err(io_error)?;
+    for entry in std::fs::read_dir(folder).map_err(io_error)? {
+        let path = entry.map_err(io_error)?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct StepReport {
     pub pe_utilization_max: f64,
     pub sram_bytes_max: u64,
     pub sram_bytes_capacity: u64,
+    /// The most loaded PE's SRAM by use: code, activations saved for backward, the largest op.
+    pub sram: crate::map::SramBudget,
     pub breakdown: Breakdown,
     pub ops: Vec<OpRow>,
     pub host_seconds: f64,
@@ -73,6 +75,7 @@ impl StepReport {
             pe_utilization_max: result.pe_utilization_max,
             sram_bytes_max: plan.sram.sram_bytes_max,
             sram_bytes_capacity: plan.sram.capacity_bytes,
+            sram: plan.sram.clone(),
             breakdown: *b,
             ops: result.ops.clone(),
             host_seconds,
@@ -114,11 +117,18 @@ impl StepReport {
             if self.bound == "io" { "I/O" } else { "compute" }
         );
         out += &format!(
-            "PEs         utilisation mean {:.1}%, max {:.1}%; SRAM max {} of {} B\n\n",
+            "PEs         utilisation mean {:.1}%, max {:.1}%\n",
             100.0 * self.pe_utilization_mean,
             100.0 * self.pe_utilization_max,
+        );
+        out += &format!(
+            "SRAM        {} of {} B on the most loaded PE: {} code, {} activations saved for backward, {} for {}\n\n",
             thousands(self.sram_bytes_max as u128),
-            thousands(self.sram_bytes_capacity as u128)
+            thousands(self.sram_bytes_capacity as u128),
+            thousands(self.sram.code_bytes as u128),
+            thousands(self.sram.saved_activation_bytes as u128),
+            thousands(self.sram.working_bytes_max as u128),
+            self.sram.working_op
         );
         let mut t = Table::new(["category", "cycles", "share"]);
         for (name, cycles) in self.breakdown.entries() {

@@ -4,3 +4,4 @@ mod common;
 mod flops;
 mod spec_errors;
 mod step;
+mod train;

@@ -1,0 +1,168 @@
+//! The main job: `train` on its defaults and on the small golden case.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::run_cli;
+
+/// A fresh empty folder for one test's output.
+fn fresh_folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wafersim-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn train_tiny(out: &Path) -> String {
+    let (code, stdout, err) = run_cli(&[
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    stdout
+}
+
+/// The golden report: any change to simulated throughput shows here and must be accepted on
+/// purpose, by rerunning with WAFERSIM_BLESS=1 and reviewing the diff of the golden file.
+#[test]
+fn the_gpt_tiny_report_matches_the_golden_file() {
+    let out = fresh_folder("golden");
+    train_tiny(&out);
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let golden_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/golden/train-gpt-tiny-mini.json");
+    if std::env::var_os("WAFERSIM_BLESS").is_some() {
+        std::fs::write(&golden_path, &report).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(&golden_path).expect("traces/golden/train-gpt-tiny-mini.json");
+    assert!(
+        report == golden,
+        "report.json differs from {}; if the change is intended, rerun with WAFERSIM_BLESS=1",
+        golden_path.display()
+    );
+}
+
+#[test]
+fn the_table_the_json_and_the_csv_agree() {
+    let out = fresh_folder("agree");
+    let table = train_tiny(&out);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(out.join("phases.csv")).unwrap();
+    let mut csv_rows = csv.lines().skip(1);
+    let mut rows_checked = 0;
+    for run in report["runs"].as_array().unwrap() {
+        let label = if run["sparsity"] == 0.0 {
+            "dense".to_string()
+        } else {
+            format!("s={}", run["sparsity"])
+        };
+        let phases = run["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(std::iter::once(&run["total"]));
+        for phase in phases {
+            let name = phase["phase"].as_str().unwrap();
+            let line = table
+                .lines()
+                .find(|l| l.split_whitespace().take(2).eq([label.as_str(), name]))
+                .unwrap_or_else(|| panic!("no table row for {label} {name}"));
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let theory = format!("{:.2}x", phase["theoretical_speedup"].as_f64().unwrap());
+            let simulated = format!("{:.2}x", phase["simulated_speedup"].as_f64().unwrap());
+            let util = format!(
+                "{:.1}%",
+                100.0 * phase["pe_utilization_mean"].as_f64().unwrap()
+            );
+            assert_eq!(
+                &cells[cells.len() - 3..],
+                [theory.as_str(), simulated.as_str(), util.as_str()],
+                "{line}"
+            );
+            let csv_row: Vec<&str> = csv_rows.next().unwrap().split(',').collect();
+            assert_eq!(csv_row[1], name);
+            for (column, key) in [
+                (3, "tokens"),
+                (4, "steps"),
+                (5, "flops_dense"),
+                (6, "flops_executed"),
+                (7, "cycles"),
+            ] {
+                assert_eq!(
+                    csv_row[column],
+                    phase[key].to_string(),
+                    "{label} {name} {key}"
+                );
+            }
+            for (column, key) in [
+                (8, "seconds"),
+                (9, "theoretical_speedup"),
+                (10, "simulated_speedup"),
+            ] {
+                let value: f64 = csv_row[column].parse().unwrap();
+                assert_eq!(value, phase[key].as_f64().unwrap(), "{label} {name} {key}");
+            }
+            rows_checked += 1;
+        }
+    }
+    assert_eq!(
+        rows_checked,
+        3 * 4,
+        "three runs of three phases and a total"
+    );
+}
+
+#[test]
+fn train_runs_on_its_defaults_from_any_folder_and_leaves_no_temporary_files() {
+    let folder = fresh_folder("defaults");
+    let status = Command::new(env!("CARGO_BIN_EXE_wafersim"))
+        .args(["train", "--quiet"])
+        .current_dir(&folder)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = folder.join("wafersim-out/mediswift-xl-wse2");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "no temporary files: {names:?}"
+    );
+    for name in ["ops.csv", "phases.csv", "report.json"] {
+        assert!(names.contains(&name.to_string()), "{name} in {names:?}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["model"], "mediswift-xl");
+    assert_eq!(report["fabric"], "wse2");
+    let sparsities: Vec<f64> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sparsity"].as_f64().unwrap())
+        .collect();
+    assert_eq!(sparsities, [0.0, 0.5, 0.75]);
+}
+
+#[test]
+fn the_same_inputs_give_byte_identical_files() {
+    let (a, b) = (fresh_folder("same-a"), fresh_folder("same-b"));
+    train_tiny(&a);
+    train_tiny(&b);
+    for name in ["report.json", "phases.csv", "ops.csv"] {
+        assert_eq!(
+            std::fs::read(a.join(name)).unwrap(),
+            std::fs::read(b.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
