@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
-use crate::report::{create_folder, ops_csv, write_atomic, TrainReport};
-use crate::schedule::run_recipe;
-use crate::spec::{load_fabric, load_model};
+use crate::report::{
+    create_folder, ops_csv, step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
+};
+use crate::schedule::{busy_grid, run_recipe, sram_grid, RunResult};
+use crate::spec::{load_fabric, load_model, FabricSpec, ModelSpec};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
 /// stdout: the table, or the report as JSON (with `host_seconds`).
@@ -30,6 +32,15 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv().as_bytes())?;
     write_atomic(&out.join("ops.csv"), ops_csv(&runs).as_bytes())?;
+    counters(&model, &fabric, &runs, common.seed).write(&out.join("counters.postcard"))?;
+    let traced = runs.last().expect("the dense run at least");
+    let title = format!(
+        "{} on {}: one pre-training step at sparsity {}",
+        model.name, fabric.name, traced.sparsity
+    );
+    let trace = step_trace(&traced.pretrain_step, fabric.clock.clock_hz, &title);
+    let trace = serde_json::to_string(&trace).map_err(json_error)?;
+    write_atomic(&out.join("trace.json"), trace.as_bytes())?;
 
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
@@ -43,11 +54,31 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (report.json, phases.csv, ops.csv) in {:.2} s\n",
+            "{}\nwrote {} (report.json, phases.csv, ops.csv, counters.postcard, trace.json) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds
         ))
+    }
+}
+
+/// Per-PE busy cycles and SRAM bytes of each run's pre-training step.
+fn counters(model: &ModelSpec, fabric: &FabricSpec, runs: &[RunResult], seed: u64) -> CountersFile {
+    CountersFile {
+        wafersim_version: crate::VERSION.to_string(),
+        model: model.name.clone(),
+        fabric: fabric.name.clone(),
+        seed,
+        runs: runs
+            .iter()
+            .map(|run| RunCounters {
+                sparsity: run.sparsity,
+                step_cycles: run.pretrain_step.cycles,
+                sram_capacity_bytes: fabric.pe.sram_bytes,
+                busy_cycles: busy_grid(&run.pretrain_step, fabric, seed),
+                sram_bytes: sram_grid(&run.pretrain_step, model, fabric),
+            })
+            .collect(),
     }
 }
 

@@ -27,6 +27,10 @@ pub struct TimelineSpan {
     pub end: u64,
     /// Cycles of the span spent waiting for the wafer's I/O (`end − start_prev_end − cycles`).
     pub io_wait: u64,
+    /// When the op's weights streamed in (empty when it streams none).
+    pub stream_in: (u64, u64),
+    /// When the op's gradients streamed out (empty when it streams none).
+    pub stream_out: (u64, u64),
 }
 
 /// Lays `ops` out in time starting at cycle 0; returns one span per op.
@@ -47,6 +51,8 @@ pub fn timeline(ops: &[TimelineOp]) -> Vec<TimelineSpan> {
             start,
             end,
             io_wait: end - prev_end - op.cycles,
+            stream_in: (in_start, in_end),
+            stream_out: (out_start, out_end),
         });
         prev_start = start;
         prev_end = end;
@@ -71,21 +77,15 @@ mod tests {
         let spans = timeline(&[op(100, 50, 0), op(100, 50, 0)]);
         // Op 0 waits one cycle for its first weight; op 1's weights stream while op 0 computes.
         assert_eq!(
-            spans[0],
-            TimelineSpan {
-                start: 1,
-                end: 101,
-                io_wait: 1
-            }
+            (spans[0].start, spans[0].end, spans[0].io_wait),
+            (1, 101, 1)
         );
+        assert_eq!(spans[0].stream_in, (0, 50));
         assert_eq!(
-            spans[1],
-            TimelineSpan {
-                start: 101,
-                end: 201,
-                io_wait: 0
-            }
+            (spans[1].start, spans[1].end, spans[1].io_wait),
+            (101, 201, 0)
         );
+        assert_eq!(spans[1].stream_in, (50, 100));
     }
 
     #[test]
@@ -96,6 +96,7 @@ mod tests {
         assert_eq!(spans[1].end, 200);
         assert_eq!(spans[1].io_wait, 90);
         assert_eq!(spans[2].end, 240);
+        assert_eq!(spans[2].stream_out, (200, 240));
         let busy: u64 = [10, 10, 5].iter().sum();
         let waits: u64 = spans.iter().map(|s| s.io_wait).sum();
         assert_eq!(busy + waits, spans[2].end, "categories add up to the total");

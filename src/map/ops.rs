@@ -22,6 +22,8 @@ pub struct OpPlan {
     pub sparsifiable: bool,
     /// The GEMM tile; element-wise ops use the whole region.
     pub tile: Option<GemmTile>,
+    /// Standard deviation of a PE column's work relative to its mean (random-mask non-zeros).
+    pub column_relative_sd: f64,
     pub cost: KernelCost,
     pub io_in_bytes: u64,
     pub io_out_bytes: u64,
@@ -70,10 +72,18 @@ pub fn op_plan(
             fabric,
         ));
     }
+    let mut column_relative_sd = 0.0;
     let (tile, mut cost) = match gemm_problem(op, sparse) {
         Some((problem, repeat)) => {
             let (tile, cost) =
                 best_tile(fabric, &problem, region_rows, region_cols, working_bytes)?;
+            if problem.sparse {
+                // A column of a random mask keeps binomial(k_c·n_g, density) weights.
+                let per_column =
+                    (problem.k.div_ceil(tile.c_k) * problem.n.div_ceil(tile.c_n)) as f64;
+                let density = problem.nonzeros as f64 / (problem.k * problem.n) as f64;
+                column_relative_sd = ((1.0 - density) / (density * per_column)).sqrt();
+            }
             (Some(tile), scale(cost, repeat))
         }
         None => {
@@ -91,14 +101,9 @@ pub fn op_plan(
         cost.busy_cycles_mean += extra.cost.busy_cycles_mean;
         cost.busy_cycles_max += extra.cost.busy_cycles_max;
     }
-    Some(placed(
-        op,
-        sparse,
-        tile,
-        cost,
-        (io_in_bytes, io_out_bytes),
-        fabric,
-    ))
+    let mut plan = placed(op, sparse, tile, cost, (io_in_bytes, io_out_bytes), fabric);
+    plan.column_relative_sd = column_relative_sd;
+    Some(plan)
 }
 
 fn placed(
@@ -118,6 +123,7 @@ fn placed(
         sparsifiable: op.kind == OpKind::Linear
             && op.weight.as_ref().is_some_and(|w| w.sparsifiable),
         tile,
+        column_relative_sd: 0.0,
         cost,
         io_in_bytes,
         io_out_bytes,

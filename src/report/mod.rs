@@ -3,16 +3,20 @@
 //! Architecture Invariant: reports only present; they compute nothing that the pipeline's
 //! stages did not already count. Field names follow DESIGN.md (snake_case, unit last).
 
+mod counters;
 mod files;
 mod flops;
 mod inspect;
 mod step;
 mod table;
+mod trace;
 mod train;
 
+pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
 pub use files::{create_folder, write_atomic};
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use step::StepReport;
 pub use table::{duration, si, thousands, Table};
+pub use trace::step_trace;
 pub use train::{ops_csv, GapShare, TrainPhase, TrainReport, TrainRun};

@@ -4,8 +4,10 @@
 //! Architecture Invariant: the categories of a step add up to its cycles exactly; the schedule
 //! does no I/O and is deterministic.
 
+mod grid;
 mod recipe;
 mod step;
 
+pub use grid::{busy_grid, sram_grid, PeGrid};
 pub use recipe::{gap_shares, program_load_cycles, run_recipe, PhaseResult, PhaseTotal, RunResult};
 pub use step::{run_step, Breakdown, OpRow, StepResult};
