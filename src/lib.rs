@@ -40,3 +40,4 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod cost;
 pub mod map;
 pub mod schedule;
+pub mod sweep;

@@ -43,6 +43,35 @@ pub enum Command {
     Inspect(InspectArgs),
     /// One training step on the whole fabric: mapped, timed, every cycle accounted for.
     Step(StepArgs),
+    /// A grid of train runs from a TOML spec, in parallel, resumable, shardable across machines.
+    Sweep(SweepArgs),
+    /// Checks a sweep's folder (every point once, one version) and writes sweep.csv.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SweepArgs {
+    /// The sweep spec (TOML): models, fabrics, sparsities, seeds, overrides, limits.
+    pub spec: String,
+    /// Run only shard i of n (1-based), e.g. under Slurm:
+    /// --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Folder for the points; default wafersim-out/sweep-<spec name>/.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Points run at once (threads); default: the machine's cores.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct MergeArgs {
+    /// A sweep's output folder.
+    pub dir: std::path::PathBuf,
+    /// The spec whose points must all be present, and no others.
+    #[arg(long)]
+    pub expect: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]

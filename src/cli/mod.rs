@@ -4,6 +4,7 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
+mod sweep;
 mod train;
 
 use std::ffi::OsString;
@@ -50,6 +51,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
     let common = &args.common;
     let text = match &args.command {
         Command::Train(train) => train::train(train, common)?,
+        Command::Sweep(args) => sweep::sweep(args, common)?,
+        Command::Merge(args) => sweep::merge(args, common)?,
         Command::Flops(flops) => {
             let model = load_model(&flops.model)?;
             let fabric = load_fabric(&flops.fabric)?;

@@ -4,4 +4,5 @@ mod common;
 mod flops;
 mod spec_errors;
 mod step;
+mod sweep;
 mod train;
