@@ -1,4 +1,5 @@
-//! Everything a person or a script reads: tables for the terminal, JSON with stable field names.
+//! Everything a person or a script reads: tables for the terminal, JSON with stable field names,
+//! and pictures (`plot`: heatmaps and line charts, PNG or SVG).
 //!
 //! Architecture Invariant: reports only present; they compute nothing that the pipeline's
 //! stages did not already count. Field names follow DESIGN.md (snake_case, unit last).
@@ -7,6 +8,7 @@ mod counters;
 mod files;
 mod flops;
 mod inspect;
+pub mod plot;
 mod step;
 mod table;
 mod trace;

@@ -1,0 +1,114 @@
+//! The colour scale: value → viridis colour, and the colour bar that explains it.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::heatmap::HeatmapStyle;
+use super::{tick_label, AXIS_TITLE_PX, FONT, TICK_PX};
+
+/// Colour of a PE without data (NaN): a neutral grey that viridis never produces.
+const NO_DATA_RGB: [u8; 3] = [190, 190, 190];
+/// Entries in the lookup table: finer than 8-bit colour steps along viridis.
+const LUT_ENTRIES: usize = 1024;
+
+/// Viridis over `[vmin, vmax]`, precomputed so a full wafer maps in one pass.
+pub(super) struct Colormap {
+    vmin: f64,
+    vmax: f64,
+    lut: Vec<[u8; 3]>,
+}
+
+impl Colormap {
+    pub(super) fn new(vmin: f64, vmax: f64) -> Colormap {
+        debug_assert!(vmin < vmax);
+        let lut = (0..LUT_ENTRIES)
+            .map(|i| {
+                let RGBColor(r, g, b) = ViridisRGB.get_color(i as f32 / (LUT_ENTRIES - 1) as f32);
+                [r, g, b]
+            })
+            .collect();
+        Colormap { vmin, vmax, lut }
+    }
+
+    /// The colour of `value`, clamped to the range; NaN is "no data".
+    pub(super) fn rgb(&self, value: f64) -> [u8; 3] {
+        if value.is_nan() {
+            return NO_DATA_RGB;
+        }
+        let t = ((value - self.vmin) / (self.vmax - self.vmin)).clamp(0.0, 1.0);
+        self.lut[(t * (LUT_ENTRIES - 1) as f64).round() as usize]
+    }
+}
+
+/// Fills `bar` with the scale in `steps` horizontal strips, vmax at the top, and frames it.
+pub(super) fn draw_gradient<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    bar: super::heatmap::Rect,
+    colormap: &Colormap,
+    steps: usize,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let steps = steps.clamp(1, bar.h.max(1) as usize);
+    let edge = |i: usize| bar.y + (i as f64 * bar.h as f64 / steps as f64).round() as i32;
+    for i in 0..steps {
+        let t = 1.0 - (i as f64 + 0.5) / steps as f64;
+        let [r, g, b] = colormap.rgb(colormap.vmin + t * (colormap.vmax - colormap.vmin));
+        let strip = [(bar.x, edge(i)), (bar.x + bar.w, edge(i + 1))];
+        root.draw(&Rectangle::new(strip, RGBColor(r, g, b).filled()))?;
+    }
+    Ok(())
+}
+
+/// Length of the colour bar's tick marks, and the gap between a tick and its label.
+const TICK_LEN_PX: i32 = 6;
+const TICK_GAP_PX: i32 = 4;
+/// Ticks on the colour bar: few enough to stay apart on a short bar.
+const TICKS_MAX: usize = 6;
+
+/// The colour bar's values with tick marks.
+pub(super) fn ticks(vmin: f64, vmax: f64) -> Vec<f64> {
+    super::nice_ticks(vmin, vmax, TICKS_MAX)
+}
+
+/// Horizontal room the colour bar's ticks, their labels and its title take right of the bar.
+pub(super) fn labels_px(tick_label_px: i32) -> i32 {
+    TICK_LEN_PX + TICK_GAP_PX + tick_label_px + 14 + AXIS_TITLE_PX as i32 + 4
+}
+
+/// The colour bar's frame, ticks on its right with labels, and its title (with the unit).
+pub(super) fn draw_axis<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    bar: super::heatmap::Rect,
+    labels_px: i32,
+    style: &HeatmapStyle,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    // The frame sits one pixel outside the gradient, like the heatmap's own frame.
+    let (right, bottom) = (bar.x + bar.w, bar.y + bar.h);
+    root.draw(&Rectangle::new(
+        [(bar.x - 1, bar.y - 1), (right, bottom)],
+        BLACK.stroke_width(1),
+    ))?;
+    let span = style.vmax - style.vmin;
+    let label_style = (FONT, TICK_PX)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for value in ticks(style.vmin, style.vmax) {
+        let y = bottom - 1 - ((value - style.vmin) / span * (bar.h - 1) as f64).round() as i32;
+        root.draw(&PathElement::new(
+            vec![(right, y), (right + TICK_LEN_PX, y)],
+            BLACK.stroke_width(1),
+        ))?;
+        let text = tick_label(value, span);
+        root.draw_text(&text, &label_style, (right + TICK_LEN_PX + TICK_GAP_PX, y))?;
+    }
+    // Reads bottom to top, like the heatmap's y-axis title, at the far side of the labels.
+    let title = (FONT, AXIS_TITLE_PX)
+        .into_font()
+        .transform(FontTransform::Rotate270)
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    let x = right + labels_px - AXIS_TITLE_PX as i32 / 2 - 4;
+    root.draw_text(&style.value_label, &title, (x, bar.y + bar.h / 2))
+}

@@ -1,0 +1,438 @@
+//! Per-PE heatmaps: a grid of values, one cell per PE, row 0 at the top like the fabric.
+//!
+//! PNG is full resolution: each PE gets `cell_px × cell_px` pixels, painted straight into the
+//! bitmap (a full wafer is ~750k cells; one drawing element per cell would be far too slow).
+//! SVG aggregates cells into square tiles (mean of the block) so the file stays small.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::colorbar::{self, Colormap};
+use super::output::{self, Format};
+use super::{drawing_failed, encode_png, register_fonts, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX};
+use crate::error::{Error, Result};
+
+/// Per-PE values, row-major: `values[y * width + x]` is the PE in column `x`, row `y`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    width: usize,
+    height: usize,
+    values: Vec<f64>,
+}
+
+impl Grid {
+    /// The largest width or height accepted: well above any wafer (WSE-3 is under 1,200 PEs a side).
+    pub const SIDE_MAX: usize = 4096;
+
+    /// A grid of `width × height` values, row-major; `Error::Input` if the count does not match or
+    /// a side is 0 or above [`Grid::SIDE_MAX`]. NaN marks a PE without data (drawn grey).
+    pub fn new(width: usize, height: usize, values: Vec<f64>) -> Result<Grid> {
+        if width == 0 || height == 0 || width > Self::SIDE_MAX || height > Self::SIDE_MAX {
+            return Err(Error::input(format!(
+                "heatmap grid {width} × {height}: each side must be 1 to {}",
+                Self::SIDE_MAX
+            )));
+        }
+        if values.len() != width * height {
+            return Err(Error::input(format!(
+                "heatmap grid {width} × {height} needs {} values, got {}",
+                width * height,
+                values.len()
+            )));
+        }
+        Ok(Grid {
+            width,
+            height,
+            values,
+        })
+    }
+
+    /// The same from `f32` values (e.g. counters already reduced to fractions).
+    pub fn from_f32(width: usize, height: usize, values: &[f32]) -> Result<Grid> {
+        Grid::new(
+            width,
+            height,
+            values.iter().map(|&v| f64::from(v)).collect(),
+        )
+    }
+
+    /// Number of PE columns.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Number of PE rows.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The value of PE (x, y).
+    pub fn value(&self, x: usize, y: usize) -> f64 {
+        self.values[y * self.width + x]
+    }
+
+    /// The mean of the non-NaN values in columns `xs` and rows `ys`; NaN if there are none.
+    fn block_mean(&self, xs: std::ops::Range<usize>, ys: std::ops::Range<usize>) -> f64 {
+        let (mut sum, mut count) = (0.0, 0usize);
+        for y in ys {
+            for &v in &self.values[y * self.width + xs.start..y * self.width + xs.end] {
+                if !v.is_nan() {
+                    sum += v;
+                    count += 1;
+                }
+            }
+        }
+        if count == 0 {
+            f64::NAN
+        } else {
+            sum / count as f64
+        }
+    }
+}
+
+/// What a heatmap says around its cells: title, colour-bar label, and the value range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatmapStyle {
+    /// Above the picture, e.g. "PE utilisation — mediswift-xl on wse2, pretrain, sparsity 0.75".
+    pub title: String,
+    /// Beside the colour bar, with the unit: "busy fraction", "SRAM bytes".
+    pub value_label: String,
+    /// The value drawn darkest; lower values are clamped to it.
+    pub vmin: f64,
+    /// The value drawn brightest; higher values are clamped to it. Pass the same range to several
+    /// heatmaps to make them comparable.
+    pub vmax: f64,
+    /// SVG only: the most tiles along the grid's longer side (cells are averaged into square
+    /// tiles of whole PEs).
+    pub svg_tiles_max: usize,
+}
+
+impl HeatmapStyle {
+    /// A style with the default SVG tiling (at most 100 tiles along the longer side).
+    pub fn new(
+        title: impl Into<String>,
+        value_label: impl Into<String>,
+        vmin: f64,
+        vmax: f64,
+    ) -> Self {
+        HeatmapStyle {
+            title: title.into(),
+            value_label: value_label.into(),
+            vmin,
+            vmax,
+            svg_tiles_max: 100,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(self.vmin.is_finite() && self.vmax.is_finite() && self.vmin < self.vmax) {
+            return Err(Error::input(format!(
+                "heatmap value range {} to {}: need finite vmin < vmax",
+                self.vmin, self.vmax
+            )));
+        }
+        if self.svg_tiles_max == 0 {
+            return Err(Error::input("heatmap svg_tiles_max must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Draws `grid` as a heatmap to `path`: PNG (full resolution) or SVG (tiled), by extension.
+///
+/// Errors: `Error::Input` for an extension other than png/svg, a folder that does not exist or
+/// cannot be written, or an empty or inverted value range; the file is written atomically.
+pub fn heatmap(grid: &Grid, style: &HeatmapStyle, path: &Path) -> Result<()> {
+    let format = Format::of(path)?;
+    style.validate()?;
+    register_fonts();
+    let bytes = match format {
+        Format::Png => render_png(grid, style).map_err(|e| drawing_failed(path, e))?,
+        Format::Svg => render_svg(grid, style)
+            .map_err(|e| drawing_failed(path, e))?
+            .into_bytes(),
+    };
+    output::save(path, &bytes)
+}
+
+/// Pixels between the canvas edge or the plot and the things around it.
+const TITLE_BAND_PX: i32 = 56;
+const LEFT_BAND_PX: i32 = 96;
+const BOTTOM_BAND_PX: i32 = 76;
+const Y_TICK_AREA_PX: i32 = 62;
+const X_TICK_AREA_PX: i32 = 40;
+const COLORBAR_GAP_PX: i32 = 28;
+const COLORBAR_WIDTH_PX: i32 = 22;
+const RIGHT_MARGIN_PX: i32 = 20;
+/// The longer side of the plot area: PNG aims for at least this (whole pixels per PE), SVG uses it.
+const PLOT_SIDE_PX: usize = 800;
+
+/// A pixel rectangle on the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Rect {
+    pub(super) x: i32,
+    pub(super) y: i32,
+    pub(super) w: i32,
+    pub(super) h: i32,
+}
+
+/// Where everything goes on the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    canvas: (u32, u32),
+    plot: Rect,
+    colorbar: Rect,
+    colorbar_labels_px: i32,
+}
+
+impl Layout {
+    /// Places a `plot_w × plot_h` plot, widening the canvas if the title needs it.
+    fn new(plot_w: i32, plot_h: i32, title_w: i32, colorbar_labels_px: i32) -> Layout {
+        let right = COLORBAR_GAP_PX + COLORBAR_WIDTH_PX + colorbar_labels_px + RIGHT_MARGIN_PX;
+        let natural_w = LEFT_BAND_PX + plot_w + right;
+        let extra = (title_w + 2 * RIGHT_MARGIN_PX - natural_w).max(0);
+        let plot = Rect {
+            x: LEFT_BAND_PX + extra / 2,
+            y: TITLE_BAND_PX,
+            w: plot_w,
+            h: plot_h,
+        };
+        let colorbar = Rect {
+            x: plot.x + plot.w + COLORBAR_GAP_PX,
+            y: plot.y,
+            w: COLORBAR_WIDTH_PX,
+            h: plot.h,
+        };
+        Layout {
+            canvas: (
+                (natural_w + extra) as u32,
+                (TITLE_BAND_PX + plot_h + BOTTOM_BAND_PX) as u32,
+            ),
+            plot,
+            colorbar,
+            colorbar_labels_px,
+        }
+    }
+}
+
+/// Measures the texts that set the layout, with the registered font (no canvas needed).
+fn measure(text: &str, size_px: f64) -> i32 {
+    let font = (FONT, size_px).into_font();
+    font.box_size(text).map(|(w, _)| w as i32).unwrap_or(0)
+}
+
+fn layout_for(plot_w: usize, plot_h: usize, style: &HeatmapStyle) -> Layout {
+    let span = style.vmax - style.vmin;
+    let widest_tick = colorbar::ticks(style.vmin, style.vmax)
+        .iter()
+        .map(|&v| measure(&super::tick_label(v, span), TICK_PX))
+        .max()
+        .unwrap_or(0);
+    let colorbar_labels_px = colorbar::labels_px(widest_tick);
+    let title_w = measure(&style.title, TITLE_PX);
+    Layout::new(plot_w as i32, plot_h as i32, title_w, colorbar_labels_px)
+}
+
+/// Whole pixels per PE in the PNG: at least one, more for small grids so the plot is readable.
+fn cell_px(grid: &Grid) -> usize {
+    (PLOT_SIDE_PX / grid.width.max(grid.height)).max(1)
+}
+
+fn render_png(grid: &Grid, style: &HeatmapStyle) -> Result<Vec<u8>, String> {
+    let cell = cell_px(grid);
+    let layout = layout_for(grid.width * cell, grid.height * cell, style);
+    let (w, h) = layout.canvas;
+    let mut rgb = vec![255u8; w as usize * h as usize * 3];
+    let colormap = Colormap::new(style.vmin, style.vmax);
+    paint_cells(&mut rgb, w as usize, layout.plot, grid, cell, &colormap);
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        colorbar::draw_gradient(
+            &root,
+            layout.colorbar,
+            &colormap,
+            layout.colorbar.h as usize,
+        )
+        .map_err(|e| e.to_string())?;
+        draw_frame(&root, grid, style, &layout).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    encode_png(&rgb, (w, h), Path::new("")).map_err(|e| e.to_string())
+}
+
+/// Paints every PE as a `cell × cell` block of pixels straight into the RGB buffer.
+fn paint_cells(
+    rgb: &mut [u8],
+    stride_px: usize,
+    plot: Rect,
+    grid: &Grid,
+    cell: usize,
+    colormap: &Colormap,
+) {
+    debug_assert_eq!(plot.w as usize, grid.width * cell);
+    debug_assert_eq!(plot.h as usize, grid.height * cell);
+    let row_bytes = grid.width * cell * 3;
+    let mut row = vec![0u8; row_bytes];
+    for y in 0..grid.height {
+        for (x, &value) in grid.values[y * grid.width..(y + 1) * grid.width]
+            .iter()
+            .enumerate()
+        {
+            let color = colormap.rgb(value);
+            for px in row[x * cell * 3..(x + 1) * cell * 3].chunks_exact_mut(3) {
+                px.copy_from_slice(&color);
+            }
+        }
+        for dy in 0..cell {
+            let canvas_y = plot.y as usize + y * cell + dy;
+            let start = (canvas_y * stride_px + plot.x as usize) * 3;
+            rgb[start..start + row_bytes].copy_from_slice(&row);
+        }
+    }
+}
+
+fn render_svg(grid: &Grid, style: &HeatmapStyle) -> Result<String, String> {
+    let scale = PLOT_SIDE_PX as f64 / grid.width.max(grid.height) as f64;
+    let plot_w = ((grid.width as f64 * scale).round() as usize).max(1);
+    let plot_h = ((grid.height as f64 * scale).round() as usize).max(1);
+    let layout = layout_for(plot_w, plot_h, style);
+    let colormap = Colormap::new(style.vmin, style.vmax);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, layout.canvas).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw_tiles(&root, grid, style.svg_tiles_max, layout.plot, &colormap)
+            .map_err(|e| e.to_string())?;
+        colorbar::draw_gradient(&root, layout.colorbar, &colormap, 128)
+            .map_err(|e| e.to_string())?;
+        draw_frame(&root, grid, style, &layout).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}
+
+/// Draws the grid as square tiles of `block × block` PEs (fewer at the far edges), each the mean
+/// of its PEs, with edges rounded to whole pixels so neighbouring tiles meet without gaps.
+fn draw_tiles<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grid: &Grid,
+    tiles_max: usize,
+    plot: Rect,
+    colormap: &Colormap,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let block = grid.width.max(grid.height).div_ceil(tiles_max);
+    let edge = |pe: usize, pes: usize, start: i32, len: i32| {
+        start + (pe as f64 * len as f64 / pes as f64).round() as i32
+    };
+    for y0 in (0..grid.height).step_by(block) {
+        let y1 = (y0 + block).min(grid.height);
+        for x0 in (0..grid.width).step_by(block) {
+            let x1 = (x0 + block).min(grid.width);
+            let [r, g, b] = colormap.rgb(grid.block_mean(x0..x1, y0..y1));
+            let top_left = (
+                edge(x0, grid.width, plot.x, plot.w),
+                edge(y0, grid.height, plot.y, plot.h),
+            );
+            let bottom_right = (
+                edge(x1, grid.width, plot.x, plot.w),
+                edge(y1, grid.height, plot.y, plot.h),
+            );
+            root.draw(&Rectangle::new(
+                [top_left, bottom_right],
+                RGBColor(r, g, b).filled(),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Title, PE-coordinate axes around the plot, and the colour bar's frame, ticks and label.
+fn draw_frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grid: &Grid,
+    style: &HeatmapStyle,
+    layout: &Layout,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let title = (FONT, TITLE_PX, FontStyle::Bold)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    root.draw_text(
+        &style.title,
+        &title,
+        (layout.canvas.0 as i32 / 2, TITLE_BAND_PX / 2),
+    )?;
+
+    let plot = layout.plot;
+    // The chart's plotting area is exactly the cells; plotters draws the axes one pixel outside
+    // it, and so does the frame, so every PE stays visible.
+    let area = root.clone().shrink(
+        (plot.x - Y_TICK_AREA_PX - AXIS_TITLE_PX as i32, plot.y),
+        (
+            plot.w + Y_TICK_AREA_PX + AXIS_TITLE_PX as i32,
+            plot.h + X_TICK_AREA_PX + AXIS_TITLE_PX as i32,
+        ),
+    );
+    // Integer PE indices sit at cell centres (PE x spans x − 0.5 .. x + 0.5); y runs downwards.
+    let (w, h) = (grid.width as f64, grid.height as f64);
+    let mut chart = ChartBuilder::on(&area)
+        .x_label_area_size(X_TICK_AREA_PX + AXIS_TITLE_PX as i32)
+        .y_label_area_size(Y_TICK_AREA_PX + AXIS_TITLE_PX as i32)
+        .build_cartesian_2d(-0.5..w - 0.5, h - 0.5..-0.5)?;
+    let integer = |v: &f64| format!("{v:.0}");
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(grid.width.min(10))
+        .y_labels(grid.height.min(10))
+        .x_label_formatter(&integer)
+        .y_label_formatter(&integer)
+        .label_style((FONT, TICK_PX))
+        .axis_desc_style((FONT, AXIS_TITLE_PX))
+        .x_desc("PE column (x)")
+        .y_desc("PE row (y)")
+        .draw()?;
+    let frame = [(plot.x - 1, plot.y - 1), (plot.x + plot.w, plot.y + plot.h)];
+    root.draw(&Rectangle::new(frame, BLACK.stroke_width(1)))?;
+    colorbar::draw_axis(root, layout.colorbar, layout.colorbar_labels_px, style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_rejects_a_wrong_count_or_size() {
+        assert!(Grid::new(3, 2, vec![0.0; 6]).is_ok());
+        let error = Grid::new(3, 2, vec![0.0; 5]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "heatmap grid 3 × 2 needs 6 values, got 5"
+        );
+        assert_eq!(Grid::new(0, 2, vec![]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn block_mean_skips_nan() {
+        let grid = Grid::new(2, 2, vec![1.0, f64::NAN, 3.0, 5.0]).unwrap();
+        assert_eq!(grid.block_mean(0..2, 0..2), 3.0);
+        assert!(grid.block_mean(1..2, 0..1).is_nan());
+    }
+
+    #[test]
+    fn a_full_wafer_gets_one_pixel_per_pe_and_a_small_grid_more() {
+        let wafer = Grid::new(750, 994, vec![0.0; 750 * 994]).unwrap();
+        assert_eq!(cell_px(&wafer), 1);
+        let mini = Grid::new(16, 12, vec![0.0; 16 * 12]).unwrap();
+        assert_eq!(cell_px(&mini), 50);
+    }
+
+    #[test]
+    fn inverted_range_is_an_input_error() {
+        let style = HeatmapStyle::new("t", "v", 1.0, 1.0);
+        assert_eq!(style.validate().unwrap_err().exit_code(), 2);
+    }
+}

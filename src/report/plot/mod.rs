@@ -1,0 +1,146 @@
+//! Pictures: per-PE heatmaps and speedup line charts, as PNG or SVG by file extension.
+//!
+//! Architecture Invariant: `plot` only draws what it is given. It knows nothing about the
+//! simulator; callers pass the values, the title, the labels and the value range, so several
+//! pictures can share one colour scale.
+//!
+//! Text is drawn with DejaVu Sans embedded in the binary (the `dejavu` crate) through plotters'
+//! `ab_glyph` renderer, so pictures render the same on a machine without fontconfig or freetype.
+//! Every picture is rendered in memory, then written atomically (`report::write_atomic`).
+
+mod colorbar;
+mod heatmap;
+mod line;
+mod output;
+
+pub use heatmap::{heatmap, Grid, HeatmapStyle};
+pub use line::{line_chart, LineChart, Series};
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::style::FontStyle;
+
+use crate::error::Error;
+
+/// The font family every text element asks for; DejaVu Sans is registered under this name.
+const FONT: &str = "sans-serif";
+/// Text sizes in pixels: the title, the axis titles, the tick labels.
+const TITLE_PX: f64 = 24.0;
+const AXIS_TITLE_PX: f64 = 20.0;
+const TICK_PX: f64 = 17.0;
+
+/// Registers the embedded DejaVu Sans with plotters, once per process.
+fn register_fonts() {
+    static FONTS: Once = Once::new();
+    FONTS.call_once(|| {
+        let normal =
+            plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let bold = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+        // The embedded fonts are fixed at build time; if one ever failed to parse, drawing text
+        // would fail with a font error, which `drawing_failed` reports.
+        debug_assert!(
+            normal.is_ok() && bold.is_ok(),
+            "embedded DejaVu Sans parses"
+        );
+    });
+}
+
+/// A drawing error from plotters (memory backends, so in practice only a font problem), reported
+/// against the picture being drawn.
+fn drawing_failed(path: &Path, error: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(format!("drawing the picture failed: {error}")),
+    }
+}
+
+/// Encodes a tightly packed 8-bit RGB buffer as PNG.
+fn encode_png(rgb: &[u8], (width, height): (u32, u32), path: &Path) -> Result<Vec<u8>, Error> {
+    debug_assert_eq!(rgb.len(), width as usize * height as usize * 3);
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    let encoded = encoder
+        .write_header()
+        .and_then(|mut writer| writer.write_image_data(rgb));
+    encoded.map_err(|e| drawing_failed(path, e))?;
+    Ok(bytes)
+}
+
+/// At most `count_max` round values (1, 2, 2.5 or 5 × 10^k apart) from `lo` to `hi`.
+fn nice_ticks(lo: f64, hi: f64, count_max: usize) -> Vec<f64> {
+    debug_assert!(lo < hi && count_max >= 2);
+    let raw_step = (hi - lo) / (count_max - 1) as f64;
+    let magnitude = 10f64.powf(raw_step.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw_step * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude);
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    // index × multiple ÷ 10^k rounds once, so 0.3 does not come out as 0.30000000000000004.
+    let multiple = step / magnitude;
+    let value = |i: i64| match magnitude < 1.0 {
+        true => i as f64 * multiple / (1.0 / magnitude).round(),
+        false => i as f64 * multiple * magnitude,
+    };
+    (first..=last).map(value).collect()
+}
+
+/// A tick label: thousands separators for large numbers, else as many decimals as the axis
+/// span needs to tell neighbouring ticks apart (about ten ticks per axis).
+fn tick_label(value: f64, span: f64) -> String {
+    if span >= 10_000.0 {
+        let digits = super::thousands(value.abs().round() as u128);
+        return if value < -0.5 {
+            format!("-{digits}")
+        } else {
+            digits
+        };
+    }
+    let step = span.abs() / 10.0;
+    let decimals = if step > 0.0 {
+        (-step.log10()).ceil().max(0.0) as usize
+    } else {
+        0
+    };
+    let text = format!("{value:.decimals$}");
+    // "-0.0" reads as a different value than "0.0".
+    match text
+        .trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
+        true => text.trim_start_matches('-').to_string(),
+        false => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_ticks_are_round_and_inside() {
+        assert_eq!(nice_ticks(0.0, 1.0, 6), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        let bytes = vec![0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0];
+        assert_eq!(nice_ticks(0.0, 49_152.0, 6), bytes);
+        assert_eq!(nice_ticks(0.25, 0.75, 6), vec![0.3, 0.4, 0.5, 0.6, 0.7]);
+        assert_eq!(nice_ticks(-5.0, 5.0, 6), vec![-4.0, -2.0, 0.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn tick_labels_fit_the_span() {
+        assert_eq!(tick_label(49_152.0, 49_152.0), "49,152");
+        assert_eq!(tick_label(20_000.0, 49_152.0), "20,000");
+        assert_eq!(tick_label(0.4, 1.0), "0.4");
+        assert_eq!(tick_label(0.25, 0.5), "0.25");
+        assert_eq!(tick_label(-0.0001, 1.0), "0.0");
+        assert_eq!(tick_label(300.0, 993.0), "300");
+        assert_eq!(tick_label(2.5, 9.0), "2.5");
+    }
+}
