@@ -47,6 +47,41 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Checks a sweep's folder (every point once, one version) and writes sweep.csv.
     Merge(MergeArgs),
+    /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
+    /// from report.json.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct PlotArgs {
+    #[command(subcommand)]
+    pub what: PlotWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlotWhat {
+    /// A per-PE heatmap from a counters.postcard that `train` wrote.
+    Heatmap {
+        /// The counters.postcard file.
+        input: std::path::PathBuf,
+        /// The picture to write: .png (one pixel or more per PE) or .svg (aggregated tiles).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+        /// Which run: dense, or its sparsity (e.g. 0.75); default: the last (sparsest) run.
+        #[arg(long)]
+        run: Option<String>,
+        /// What to draw.
+        #[arg(long, value_enum, default_value = "utilization")]
+        kind: crate::report::HeatmapKind,
+    },
+    /// Theoretical and simulated speedup against sparsity from a report.json that `train` wrote.
+    Speedup {
+        /// The report.json file.
+        input: std::path::PathBuf,
+        /// The picture to write (.png or .svg).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, ClapArgs)]

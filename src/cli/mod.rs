@@ -4,6 +4,7 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
+mod plot;
 mod sweep;
 mod train;
 
@@ -53,6 +54,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Train(train) => train::train(train, common)?,
         Command::Sweep(args) => sweep::sweep(args, common)?,
         Command::Merge(args) => sweep::merge(args, common)?,
+        Command::Plot(args) => plot::plot(args, common)?,
         Command::Flops(flops) => {
             let model = load_model(&flops.model)?;
             let fabric = load_fabric(&flops.fabric)?;
