@@ -38,6 +38,8 @@ pub enum Command {
     Flops(FlopsArgs),
     /// A model's parameter counts and recipe, or a fabric's PEs, peak FLOP/s and SRAM.
     Inspect(InspectArgs),
+    /// One kernel (gemm, reduce, allreduce, broadcast) on the wavelet-level engine.
+    Kernel(super::kernel::KernelArgs),
 }
 
 #[derive(Debug, ClapArgs)]

@@ -168,16 +168,37 @@ impl<'a> Builder<'a> {
         let q = self.add_forward(self.linear_op(layer, WeightKind::Q, Pass::Forward), &[ln1]);
         let k = self.add_forward(self.linear_op(layer, WeightKind::K, Pass::Forward), &[ln1]);
         let v = self.add_forward(self.linear_op(layer, WeightKind::V, Pass::Forward), &[ln1]);
-        let scores = self.add_forward(self.attention_op(layer, OpKind::AttnScores, Pass::Forward), &[q, k]);
+        let scores = self.add_forward(
+            self.attention_op(layer, OpKind::AttnScores, Pass::Forward),
+            &[q, k],
+        );
         let softmax = self.add_forward(self.softmax_op(layer, Pass::Forward), &[scores]);
-        let av = self.add_forward(self.attention_op(layer, OpKind::AttnValues, Pass::Forward), &[softmax, v]);
-        let out = self.add_forward(self.linear_op(layer, WeightKind::AttnOut, Pass::Forward), &[av]);
-        let res1 = self.add_forward(self.residual_op(layer, "residual1", Pass::Forward), &[x, out]);
+        let av = self.add_forward(
+            self.attention_op(layer, OpKind::AttnValues, Pass::Forward),
+            &[softmax, v],
+        );
+        let out = self.add_forward(
+            self.linear_op(layer, WeightKind::AttnOut, Pass::Forward),
+            &[av],
+        );
+        let res1 = self.add_forward(
+            self.residual_op(layer, "residual1", Pass::Forward),
+            &[x, out],
+        );
         let ln2 = self.add_forward(self.layernorm_op(l, "ln2"), &[res1]);
-        let up = self.add_forward(self.linear_op(layer, WeightKind::FfnUp, Pass::Forward), &[ln2]);
+        let up = self.add_forward(
+            self.linear_op(layer, WeightKind::FfnUp, Pass::Forward),
+            &[ln2],
+        );
         let gelu = self.add_forward(self.gelu_op(layer, Pass::Forward), &[up]);
-        let down = self.add_forward(self.linear_op(layer, WeightKind::FfnDown, Pass::Forward), &[gelu]);
-        self.add_forward(self.residual_op(layer, "residual2", Pass::Forward), &[res1, down])
+        let down = self.add_forward(
+            self.linear_op(layer, WeightKind::FfnDown, Pass::Forward),
+            &[gelu],
+        );
+        self.add_forward(
+            self.residual_op(layer, "residual2", Pass::Forward),
+            &[res1, down],
+        )
     }
 
     /// Walks the forward ops backwards: each gets a dgrad (but the embedding, whose input is token
@@ -251,8 +272,18 @@ impl<'a> Builder<'a> {
         };
         // Gathering rows costs nothing; adding the learned position costs one FLOP per element.
         let flops = z.t * z.d;
-        elementwise_op("embedding".into(), None, OpKind::Embedding, Pass::Forward, z.t, z.d, flops, 1, z.ab)
-            .with_weight(weight, z.wb)
+        elementwise_op(
+            "embedding".into(),
+            None,
+            OpKind::Embedding,
+            Pass::Forward,
+            z.t,
+            z.d,
+            flops,
+            1,
+            z.ab,
+        )
+        .with_weight(weight, z.wb)
     }
 
     fn layernorm_op(&self, layer: Option<u64>, which: &str) -> Op {
@@ -268,8 +299,18 @@ impl<'a> Builder<'a> {
             sparse: false,
             extra_params: d,
         };
-        elementwise_op(name, layer, OpKind::LayerNorm, Pass::Forward, z.t, z.d, flops, 2, z.ab)
-            .with_weight(weight, z.wb)
+        elementwise_op(
+            name,
+            layer,
+            OpKind::LayerNorm,
+            Pass::Forward,
+            z.t,
+            z.d,
+            flops,
+            2,
+            z.ab,
+        )
+        .with_weight(weight, z.wb)
     }
 
     fn linear_op(&self, layer: u64, kind: WeightKind, pass: Pass) -> Op {
@@ -318,7 +359,11 @@ impl<'a> Builder<'a> {
     fn attention_op(&self, layer: u64, kind: OpKind, pass: Pass) -> Op {
         let z = self.sizes();
         let arch = &self.model.architecture;
-        let (b, s, h) = (self.cfg.batch_sequences as u128, z.s, arch.head_dim() as u128);
+        let (b, s, h) = (
+            self.cfg.batch_sequences as u128,
+            z.s,
+            arch.head_dim() as u128,
+        );
         let scores = z.t * z.a * z.s; // elements of the attention matrices
         let factor = if pass == Pass::Forward { 1 } else { 2 }; // dgrad feeds both operands
         let flops = factor * 2 * z.t * z.s * z.d;
@@ -351,26 +396,60 @@ impl<'a> Builder<'a> {
         let rows = z.t * z.a;
         let flops = backward_factor(pass) * SOFTMAX_FLOPS_PER_ELEMENT * rows * z.s;
         let tensors = if pass == Pass::Forward { 2 } else { 3 };
-        elementwise_op(prefixed(Some(layer), "softmax"), Some(layer), OpKind::Softmax, pass, rows, z.s, flops, tensors, z.ab)
+        elementwise_op(
+            prefixed(Some(layer), "softmax"),
+            Some(layer),
+            OpKind::Softmax,
+            pass,
+            rows,
+            z.s,
+            flops,
+            tensors,
+            z.ab,
+        )
     }
 
     fn residual_op(&self, layer: u64, which: &str, pass: Pass) -> Op {
         let z = self.sizes();
-        elementwise_op(prefixed(Some(layer), which), Some(layer), OpKind::Residual, pass, z.t, z.d, z.t * z.d, 3, z.ab)
+        elementwise_op(
+            prefixed(Some(layer), which),
+            Some(layer),
+            OpKind::Residual,
+            pass,
+            z.t,
+            z.d,
+            z.t * z.d,
+            3,
+            z.ab,
+        )
     }
 
     fn gelu_op(&self, layer: u64, pass: Pass) -> Op {
         let z = self.sizes();
         let flops = backward_factor(pass) * GELU_FLOPS_PER_ELEMENT * z.t * z.f;
         let tensors = if pass == Pass::Forward { 2 } else { 3 };
-        elementwise_op(prefixed(Some(layer), "gelu"), Some(layer), OpKind::Gelu, pass, z.t, z.f, flops, tensors, z.ab)
+        elementwise_op(
+            prefixed(Some(layer), "gelu"),
+            Some(layer),
+            OpKind::Gelu,
+            pass,
+            z.t,
+            z.f,
+            flops,
+            tensors,
+            z.ab,
+        )
     }
 
     fn lm_head_op(&self) -> Op {
         let z = self.sizes();
         let a = &self.model.architecture;
         let weight = Weight {
-            name: if a.tied_embedding { "embedding".into() } else { "lm_head".into() },
+            name: if a.tied_embedding {
+                "embedding".into()
+            } else {
+                "lm_head".into()
+            },
             rows: a.d_model,
             cols: a.vocab_size,
             nonzeros: a.d_model * a.vocab_size,
@@ -396,7 +475,17 @@ impl<'a> Builder<'a> {
     fn loss_op(&self) -> Op {
         let z = self.sizes();
         let flops = LOSS_FLOPS_PER_ELEMENT * z.t * z.v;
-        elementwise_op("loss".into(), None, OpKind::Loss, Pass::Forward, z.t, z.v, flops, 1, z.ab)
+        elementwise_op(
+            "loss".into(),
+            None,
+            OpKind::Loss,
+            Pass::Forward,
+            z.t,
+            z.v,
+            flops,
+            1,
+            z.ab,
+        )
     }
 
     // ---- backward ops ------------------------------------------------------------------------
@@ -411,10 +500,14 @@ impl<'a> Builder<'a> {
                 let kind = linear_kind(fwd);
                 self.linear_op(layer.expect("linear ops belong to a layer"), kind, pass)
             }
-            (OpKind::AttnScores | OpKind::AttnValues, _) => {
-                self.attention_op(layer.expect("attention ops belong to a layer"), fwd.kind, pass)
+            (OpKind::AttnScores | OpKind::AttnValues, _) => self.attention_op(
+                layer.expect("attention ops belong to a layer"),
+                fwd.kind,
+                pass,
+            ),
+            (OpKind::Softmax, _) => {
+                self.softmax_op(layer.expect("softmax belongs to a layer"), pass)
             }
-            (OpKind::Softmax, _) => self.softmax_op(layer.expect("softmax belongs to a layer"), pass),
             (OpKind::Gelu, _) => self.gelu_op(layer.expect("gelu belongs to a layer"), pass),
             (OpKind::Residual, _) => {
                 let mut op = fwd.clone();
@@ -424,13 +517,33 @@ impl<'a> Builder<'a> {
             }
             (OpKind::LayerNorm, Pass::Dgrad) => {
                 let flops = ELEMENTWISE_BACKWARD_FACTOR * LAYERNORM_FLOPS_PER_ELEMENT * z.t * z.d;
-                elementwise_op(format!("{base}.dgrad"), layer, OpKind::LayerNorm, pass, z.t, z.d, flops, 3, z.ab)
+                elementwise_op(
+                    format!("{base}.dgrad"),
+                    layer,
+                    OpKind::LayerNorm,
+                    pass,
+                    z.t,
+                    z.d,
+                    flops,
+                    3,
+                    z.ab,
+                )
             }
             (OpKind::LayerNorm, _) => {
                 let flops = LAYERNORM_WGRAD_FLOPS_PER_ELEMENT * z.t * z.d;
                 let weight = fwd.weight.clone().expect("layernorm has γ and β");
-                elementwise_op(format!("{base}.wgrad"), layer, OpKind::LayerNorm, pass, z.t, z.d, flops, 2, z.ab)
-                    .with_weight(weight, z.wb)
+                elementwise_op(
+                    format!("{base}.wgrad"),
+                    layer,
+                    OpKind::LayerNorm,
+                    pass,
+                    z.t,
+                    z.d,
+                    flops,
+                    2,
+                    z.ab,
+                )
+                .with_weight(weight, z.wb)
             }
             (OpKind::LmHead, _) => {
                 let mut op = fwd.clone();
@@ -444,7 +557,17 @@ impl<'a> Builder<'a> {
             }
             (OpKind::Loss, _) => {
                 let flops = LOSS_BACKWARD_FLOPS_PER_ELEMENT * z.t * z.v;
-                elementwise_op("loss.dgrad".into(), None, OpKind::Loss, pass, z.t, z.v, flops, 2, z.ab)
+                elementwise_op(
+                    "loss.dgrad".into(),
+                    None,
+                    OpKind::Loss,
+                    pass,
+                    z.t,
+                    z.v,
+                    flops,
+                    2,
+                    z.ab,
+                )
             }
             (OpKind::Embedding, _) => {
                 // Scatter-add of the output gradient into the rows used: token table and positions
@@ -457,8 +580,18 @@ impl<'a> Builder<'a> {
                     (self.cfg.batch_sequences as u128 * p, 1)
                 };
                 let flops = tables * rows * z.d;
-                elementwise_op("embedding.wgrad".into(), None, OpKind::Embedding, pass, rows, z.d, flops, 1, z.ab)
-                    .with_weight(weight, z.wb)
+                elementwise_op(
+                    "embedding.wgrad".into(),
+                    None,
+                    OpKind::Embedding,
+                    pass,
+                    rows,
+                    z.d,
+                    flops,
+                    1,
+                    z.ab,
+                )
+                .with_weight(weight, z.wb)
             }
         }
     }
@@ -555,7 +688,11 @@ fn elementwise_op(
     activation_bytes: u64,
 ) -> Op {
     let suffix = pass.name();
-    let name = if name.ends_with(suffix) { name } else { format!("{name}.{suffix}") };
+    let name = if name.ends_with(suffix) {
+        name
+    } else {
+        format!("{name}.{suffix}")
+    };
     Op {
         name,
         layer,

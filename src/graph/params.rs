@@ -34,12 +34,8 @@ impl ParamCounts {
             k * n
         };
         let per_layer_matrices: u64 = WeightKind::ALL.iter().map(|&w| matrix(w)).sum();
-        let sparsifiable_per_layer: u64 = model
-            .recipe
-            .sparse_weights
-            .iter()
-            .map(|&w| matrix(w))
-            .sum();
+        let sparsifiable_per_layer: u64 =
+            model.recipe.sparse_weights.iter().map(|&w| matrix(w)).sum();
         let per_layer_biases = if a.biases {
             WeightKind::ALL.iter().map(|&w| w.shape(a).1).sum()
         } else {
@@ -51,7 +47,11 @@ impl ParamCounts {
         let biases = l * per_layer_biases;
         let non_embedding = layer_matrices + biases + layernorm;
         let embedding = a.vocab_size * d + a.max_seq_len * d;
-        let lm_head = if a.tied_embedding { 0 } else { d * a.vocab_size };
+        let lm_head = if a.tied_embedding {
+            0
+        } else {
+            d * a.vocab_size
+        };
         ParamCounts {
             total: non_embedding + embedding + lm_head,
             non_embedding,

@@ -77,7 +77,11 @@ pub fn recipe_flops(model: &ModelSpec, sparsity: f64) -> Vec<PhaseFlops> {
     Phase::ALL
         .iter()
         .map(|&phase| {
-            let s = if phase == Phase::Pretrain { sparsity } else { 0.0 };
+            let s = if phase == Phase::Pretrain {
+                sparsity
+            } else {
+                0.0
+            };
             PhaseFlops::of(model, phase, s)
         })
         .collect()

@@ -13,9 +13,18 @@ const FABRICS: &[(&str, &str)] = &[
 ];
 
 const MODELS: &[(&str, &str)] = &[
-    ("mediswift-med", include_str!("../../models/mediswift-med.toml")),
-    ("mediswift-large", include_str!("../../models/mediswift-large.toml")),
-    ("mediswift-xl", include_str!("../../models/mediswift-xl.toml")),
+    (
+        "mediswift-med",
+        include_str!("../../models/mediswift-med.toml"),
+    ),
+    (
+        "mediswift-large",
+        include_str!("../../models/mediswift-large.toml"),
+    ),
+    (
+        "mediswift-xl",
+        include_str!("../../models/mediswift-xl.toml"),
+    ),
     ("gpt-tiny", include_str!("../../models/gpt-tiny.toml")),
 ];
 

@@ -51,6 +51,14 @@ pub struct PeSpec {
     pub microthreads: u64,
     /// SRAM kept for code, stack and runtime tables; not available to data.
     pub code_reserve_bytes: u64,
+    /// Bytes of one operand element (activations and weights, fp16).
+    pub operand_bytes: u64,
+    /// Bytes of one accumulator element in SRAM; the FMAC reads and writes it every use.
+    pub accumulator_bytes: u64,
+    /// Bytes of one partial sum sent in a reduction; a 32-bit wavelet carries 4 / this many.
+    pub partial_sum_bytes: u64,
+    /// Extra cycles a task spends decoding a sparse wavelet's index before its FMAC.
+    pub sparse_index_decode_cycles: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,25 +91,80 @@ impl FabricSpec {
             return Err(c.fail("name", "\"\"", "a non-empty name"));
         }
         let g = &self.geometry;
-        c.range("geometry.fabric_width_pes", g.fabric_width_pes, 1, MAX_SIDE_PES)?;
-        c.range("geometry.fabric_height_pes", g.fabric_height_pes, 1, MAX_SIDE_PES)?;
-        c.range("geometry.region_width_pes", g.region_width_pes, 1, g.fabric_width_pes)?;
-        c.range("geometry.region_height_pes", g.region_height_pes, 1, g.fabric_height_pes)?;
-        c.range("clock.clock_hz", self.clock.clock_hz, 1_000_000, 100_000_000_000)?;
+        c.range(
+            "geometry.fabric_width_pes",
+            g.fabric_width_pes,
+            1,
+            MAX_SIDE_PES,
+        )?;
+        c.range(
+            "geometry.fabric_height_pes",
+            g.fabric_height_pes,
+            1,
+            MAX_SIDE_PES,
+        )?;
+        c.range(
+            "geometry.region_width_pes",
+            g.region_width_pes,
+            1,
+            g.fabric_width_pes,
+        )?;
+        c.range(
+            "geometry.region_height_pes",
+            g.region_height_pes,
+            1,
+            g.fabric_height_pes,
+        )?;
+        c.range(
+            "clock.clock_hz",
+            self.clock.clock_hz,
+            1_000_000,
+            100_000_000_000,
+        )?;
         let pe = &self.pe;
         c.range("pe.sram_bytes", pe.sram_bytes, 1024, 1 << 30)?;
         c.range("pe.sram_banks", pe.sram_banks, 1, 1024)?;
-        c.range("pe.sram_read_bytes_per_cycle", pe.sram_read_bytes_per_cycle, 1, 4096)?;
-        c.range("pe.sram_write_bytes_per_cycle", pe.sram_write_bytes_per_cycle, 1, 4096)?;
+        c.range(
+            "pe.sram_read_bytes_per_cycle",
+            pe.sram_read_bytes_per_cycle,
+            1,
+            4096,
+        )?;
+        c.range(
+            "pe.sram_write_bytes_per_cycle",
+            pe.sram_write_bytes_per_cycle,
+            1,
+            4096,
+        )?;
         c.range("pe.simd_fp16_lanes", pe.simd_fp16_lanes, 1, 1024)?;
         c.range("pe.fp32_ops_per_cycle", pe.fp32_ops_per_cycle, 1, 1024)?;
-        c.at_most("pe.task_activation_cycles", pe.task_activation_cycles, 10_000, "cycles")?;
+        c.at_most(
+            "pe.task_activation_cycles",
+            pe.task_activation_cycles,
+            10_000,
+            "cycles",
+        )?;
         c.range("pe.microthreads", pe.microthreads, 1, 64)?;
         c.at_most(
             "pe.code_reserve_bytes",
             pe.code_reserve_bytes,
             pe.sram_bytes - 1,
             "less than pe.sram_bytes, so some SRAM is left for data",
+        )?;
+        c.range("pe.operand_bytes", pe.operand_bytes, 1, 8)?;
+        c.range("pe.accumulator_bytes", pe.accumulator_bytes, 1, 8)?;
+        if ![2, 4].contains(&pe.partial_sum_bytes) {
+            return Err(c.fail(
+                "pe.partial_sum_bytes",
+                &pe.partial_sum_bytes.to_string(),
+                "2 or 4 (fp16 or fp32 partial sums, two or one per 32-bit wavelet)",
+            ));
+        }
+        c.at_most(
+            "pe.sparse_index_decode_cycles",
+            pe.sparse_index_decode_cycles,
+            1_000,
+            "cycles",
         )?;
         let r = &self.router;
         if r.wavelet_bits != 32 {
@@ -111,8 +174,18 @@ impl FabricSpec {
                 "32 (a wavelet carries one 16-bit value plus a 16-bit index, or two fp16 values)",
             ));
         }
-        c.at_most("router.hop_latency_cycles", r.hop_latency_cycles, 1_000, "cycles")?;
-        c.at_most("router.ramp_latency_cycles", r.ramp_latency_cycles, 1_000, "cycles")?;
+        c.at_most(
+            "router.hop_latency_cycles",
+            r.hop_latency_cycles,
+            1_000,
+            "cycles",
+        )?;
+        c.at_most(
+            "router.ramp_latency_cycles",
+            r.ramp_latency_cycles,
+            1_000,
+            "cycles",
+        )?;
         c.range("router.colors", r.colors, 1, 64)?;
         c.at_most(
             "router.colors_reserved",
@@ -120,9 +193,24 @@ impl FabricSpec {
             r.colors - 1,
             "less than router.colors, so kernels keep at least one",
         )?;
-        c.range("router.color_buffer_depth_wavelets", r.color_buffer_depth_wavelets, 1, 1 << 16)?;
-        c.range("io.wafer_io_bits_per_second", self.io.wafer_io_bits_per_second, 1, 1 << 60)?;
-        c.range("io.io_channels_per_edge", self.io.io_channels_per_edge, 1, MAX_SIDE_PES)?;
+        c.range(
+            "router.color_buffer_depth_wavelets",
+            r.color_buffer_depth_wavelets,
+            1,
+            1 << 16,
+        )?;
+        c.range(
+            "io.wafer_io_bits_per_second",
+            self.io.wafer_io_bits_per_second,
+            1,
+            1 << 60,
+        )?;
+        c.range(
+            "io.io_channels_per_edge",
+            self.io.io_channels_per_edge,
+            1,
+            MAX_SIDE_PES,
+        )?;
         Ok(())
     }
 

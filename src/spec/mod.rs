@@ -10,11 +10,11 @@ mod model;
 mod validate;
 
 pub use builtin::{builtin_fabrics, builtin_models, load_fabric, load_model};
-pub use validate::Checker;
 pub use fabric::{ClockSpec, FabricSpec, GeometrySpec, IoSpec, PeSpec, RouterSpec};
 pub use model::{
     Architecture, FinetuneSpec, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec, WeightKind,
 };
+pub use validate::Checker;
 
 use crate::error::{Error, Result};
 

@@ -120,7 +120,17 @@ pub struct SoftpromptSpec {
 
 /// A phase of the recipe.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -240,20 +250,55 @@ impl Recipe {
             }
             seen.push(*w);
         }
-        c.at_most("recipe.optimizer_flops_per_param", self.optimizer_flops_per_param, 1000, "FLOPs")?;
+        c.at_most(
+            "recipe.optimizer_flops_per_param",
+            self.optimizer_flops_per_param,
+            1000,
+            "FLOPs",
+        )?;
         let max_seq = arch.max_seq_len;
-        c.range("recipe.pretrain.tokens", self.pretrain.tokens, 1, MAX_TOKENS)?;
-        c.range("recipe.pretrain.batch_sequences", self.pretrain.batch_sequences, 1, MAX_BATCH)?;
+        c.range(
+            "recipe.pretrain.tokens",
+            self.pretrain.tokens,
+            1,
+            MAX_TOKENS,
+        )?;
+        c.range(
+            "recipe.pretrain.batch_sequences",
+            self.pretrain.batch_sequences,
+            1,
+            MAX_BATCH,
+        )?;
         c.range("recipe.pretrain.seq_len", self.pretrain.seq_len, 1, max_seq)?;
-        c.range("recipe.finetune.examples", self.finetune.examples, 1, MAX_TOKENS)?;
+        c.range(
+            "recipe.finetune.examples",
+            self.finetune.examples,
+            1,
+            MAX_TOKENS,
+        )?;
         c.range("recipe.finetune.epochs", self.finetune.epochs, 1, 1_000_000)?;
-        c.range("recipe.finetune.batch_sequences", self.finetune.batch_sequences, 1, MAX_BATCH)?;
+        c.range(
+            "recipe.finetune.batch_sequences",
+            self.finetune.batch_sequences,
+            1,
+            MAX_BATCH,
+        )?;
         c.range("recipe.finetune.seq_len", self.finetune.seq_len, 1, max_seq)?;
         let sp = &self.softprompt;
         c.range("recipe.softprompt.examples", sp.examples, 1, MAX_TOKENS)?;
         c.range("recipe.softprompt.epochs", sp.epochs, 1, 1_000_000)?;
-        c.range("recipe.softprompt.batch_sequences", sp.batch_sequences, 1, MAX_BATCH)?;
-        c.range("recipe.softprompt.prompt_tokens", sp.prompt_tokens, 1, max_seq - 1)?;
+        c.range(
+            "recipe.softprompt.batch_sequences",
+            sp.batch_sequences,
+            1,
+            MAX_BATCH,
+        )?;
+        c.range(
+            "recipe.softprompt.prompt_tokens",
+            sp.prompt_tokens,
+            1,
+            max_seq - 1,
+        )?;
         c.range(
             "recipe.softprompt.seq_len",
             sp.seq_len,

@@ -19,7 +19,8 @@ pub fn run_json(args: &[&str]) -> serde_json::Value {
     argv.push("--json");
     let (code, out, err) = run_cli(&argv);
     assert_eq!(code, 0, "wafersim {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{out}"))
 }
 
 /// Writes `text` to a fresh file in a temporary folder and returns its path.

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
 mod common;
+mod engine;
 mod flops;
 mod spec_errors;
