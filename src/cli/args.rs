@@ -43,6 +43,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// One training step on the whole fabric: mapped, timed, every cycle accounted for.
     Step(StepArgs),
+    /// One kernel (gemm, reduce, allreduce, broadcast) on the wavelet-level engine.
+    Kernel(super::kernel::KernelArgs),
     /// A grid of train runs from a TOML spec, in parallel, resumable, shardable across machines.
     Sweep(SweepArgs),
     /// Checks a sweep's folder (every point once, one version) and writes sweep.csv.

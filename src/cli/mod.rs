@@ -4,6 +4,7 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
+mod kernel;
 mod plot;
 mod sweep;
 mod train;
@@ -89,6 +90,10 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 render(common, &report, || report.render_table())?
             }
         },
+        Command::Kernel(kernel_args) => {
+            let report = kernel::execute(kernel_args, common)?;
+            render(common, &report, || report.render_table())?
+        }
     };
     stdout
         .write_all(text.as_bytes())

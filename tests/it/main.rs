@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
 mod common;
+mod engine;
 mod flops;
 mod spec_errors;
 mod step;
