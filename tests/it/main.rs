@@ -7,3 +7,4 @@ mod spec_errors;
 mod step;
 mod sweep;
 mod train;
+mod validate;
