@@ -16,7 +16,7 @@ mod trace;
 mod train;
 
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
-pub use files::{create_folder, write_atomic};
+pub use files::{create_folder, remove_in_flight_temporaries, write_atomic};
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use pictures::{
