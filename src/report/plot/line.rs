@@ -3,13 +3,15 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::Ranged;
 use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::output::{self, Format};
 use super::{
-    drawing_failed, encode_png, register_fonts, tick_label, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX,
+    drawing_failed, encode_png, register_fonts, tick_decimals, tick_label, AXIS_TITLE_PX, FONT,
+    TICK_PX, TITLE_PX,
 };
 use crate::error::{Error, Result};
 
@@ -158,6 +160,8 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(86, 180, 233),
 ];
 const MARKER_PX: i32 = 5;
+/// Labelled ticks per axis, at most.
+const LABELS_MAX: usize = 10;
 
 /// Draws `chart` to `path`: PNG or SVG, by extension.
 ///
@@ -202,15 +206,20 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(64)
         .y_label_area_size(76)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
-    let (x_span, y_span) = (x_hi - x_lo, y_hi - y_lo);
+    // Labels on one axis share their decimals: those of the points plotters labels.
+    let decimals = |lo: f64, hi: f64| {
+        let points: Vec<f64> = RangedCoordf64::from(lo..hi).key_points(LABELS_MAX);
+        tick_decimals(&points)
+    };
+    let (x_decimals, y_decimals) = (decimals(x_lo, x_hi), decimals(y_lo, y_hi));
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(225, 225, 225))
-        .x_labels(10)
-        .y_labels(10)
-        .x_label_formatter(&|v| tick_label(*v, x_span))
-        .y_label_formatter(&|v| tick_label(*v, y_span))
+        .x_labels(LABELS_MAX)
+        .y_labels(LABELS_MAX)
+        .x_label_formatter(&|v| tick_label(*v, x_decimals))
+        .y_label_formatter(&|v| tick_label(*v, y_decimals))
         .label_style((FONT, TICK_PX))
         .axis_desc_style((FONT, AXIS_TITLE_PX))
         .x_desc(&line_chart.x_label)
