@@ -2,6 +2,7 @@
 
 mod common;
 mod flops;
+mod plot;
 mod spec_errors;
 mod step;
 mod train;
