@@ -27,6 +27,7 @@
 //! ratios computed for reports. The same inputs and seed give byte-identical JSON.
 
 pub mod cli;
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod report;
@@ -40,3 +41,4 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod cost;
 pub mod map;
 pub mod schedule;
+pub mod sweep;

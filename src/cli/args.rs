@@ -43,6 +43,72 @@ pub enum Command {
     Inspect(InspectArgs),
     /// One training step on the whole fabric: mapped, timed, every cycle accounted for.
     Step(StepArgs),
+    /// One kernel (gemm, reduce, allreduce, broadcast) on the wavelet-level engine.
+    Kernel(super::kernel::KernelArgs),
+    /// A grid of train runs from a TOML spec, in parallel, resumable, shardable across machines.
+    Sweep(SweepArgs),
+    /// Checks a sweep's folder (every point once, one version) and writes sweep.csv.
+    Merge(MergeArgs),
+    /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
+    /// from report.json.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct PlotArgs {
+    #[command(subcommand)]
+    pub what: PlotWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlotWhat {
+    /// A per-PE heatmap from a counters.postcard that `train` wrote.
+    Heatmap {
+        /// The counters.postcard file.
+        input: std::path::PathBuf,
+        /// The picture to write: .png (one pixel or more per PE) or .svg (aggregated tiles).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+        /// Which run: dense, or its sparsity (e.g. 0.75); default: the last (sparsest) run.
+        #[arg(long)]
+        run: Option<String>,
+        /// What to draw.
+        #[arg(long, value_enum, default_value = "utilization")]
+        kind: crate::report::HeatmapKind,
+    },
+    /// Theoretical and simulated speedup against sparsity from a report.json that `train` wrote.
+    Speedup {
+        /// The report.json file.
+        input: std::path::PathBuf,
+        /// The picture to write (.png or .svg).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SweepArgs {
+    /// The sweep spec (TOML): models, fabrics, sparsities, seeds, overrides, limits.
+    pub spec: String,
+    /// Run only shard i of n (1-based), e.g. under Slurm:
+    /// --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Folder for the points; default wafersim-out/sweep-<spec name>/.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Points run at once (threads); default: the machine's cores.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct MergeArgs {
+    /// A sweep's output folder.
+    pub dir: std::path::PathBuf,
+    /// The spec whose points must all be present, and no others.
+    #[arg(long)]
+    pub expect: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]

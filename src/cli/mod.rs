@@ -4,6 +4,9 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
+mod kernel;
+mod plot;
+mod sweep;
 mod train;
 
 use std::ffi::OsString;
@@ -50,6 +53,9 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
     let common = &args.common;
     let text = match &args.command {
         Command::Train(train) => train::train(train, common)?,
+        Command::Sweep(args) => sweep::sweep(args, common)?,
+        Command::Merge(args) => sweep::merge(args, common)?,
+        Command::Plot(args) => plot::plot(args, common)?,
         Command::Flops(flops) => {
             let model = load_model(&flops.model)?;
             let fabric = load_fabric(&flops.fabric)?;
@@ -84,6 +90,10 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 render(common, &report, || report.render_table())?
             }
         },
+        Command::Kernel(kernel_args) => {
+            let report = kernel::execute(kernel_args, common)?;
+            render(common, &report, || report.render_table())?
+        }
     };
     stdout
         .write_all(text.as_bytes())

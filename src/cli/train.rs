@@ -6,7 +6,8 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    create_folder, ops_csv, step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
+    create_folder, draw_speedup, draw_train_heatmaps, ops_csv, step_trace, write_atomic,
+    CountersFile, RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, run_recipe, sram_grid, RunResult};
 use crate::spec::{load_fabric, load_model, FabricSpec, ModelSpec};
@@ -32,7 +33,14 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv().as_bytes())?;
     write_atomic(&out.join("ops.csv"), ops_csv(&runs).as_bytes())?;
-    counters(&model, &fabric, &runs, common.seed).write(&out.join("counters.postcard"))?;
+    let counters = counters(&model, &fabric, &runs, common.seed);
+    counters.write(&out.join("counters.postcard"))?;
+    draw_train_heatmaps(&counters, &out)?;
+    draw_speedup(
+        &serde_json::from_str(&json).map_err(json_error)?,
+        "report.json",
+        &out.join("speedup.png"),
+    )?;
     let traced = runs.last().expect("the dense run at least");
     let title = format!(
         "{} on {}: one pre-training step at sparsity {}",
@@ -54,7 +62,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (report.json, phases.csv, ops.csv, counters.postcard, trace.json) in {:.2} s\n",
+            "{}\nwrote {} (report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds

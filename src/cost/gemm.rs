@@ -94,7 +94,7 @@ pub fn gemm_cost(
             let (per_wavelet, wavelets_mean, wavelets_max) = if p.sparse {
                 let mean = (k_c * n_g) as f64 * density;
                 let max = expected_binomial_max(k_c * n_g, density, columns);
-                (act + pe.index_decode_cycles + passes, mean, max)
+                (act + pe.sparse_index_decode_cycles + passes, mean, max)
             } else {
                 let w = (n_g * k_c.div_ceil(2)) as f64;
                 (act + 2 * passes, w, w)

@@ -9,7 +9,8 @@ use crate::map::{map_step, MapOptions, OpPlan, Plan};
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// Cycles of a step by where they went; the fields add up to the step's cycles.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Breakdown {
     /// Ideal FMAC time of ops on sparse weights (executed FLOPs at full SIMD rate).
     pub sparse_compute: u64,

@@ -1,7 +1,11 @@
 //! Sparsity: how many weights of a matrix survive a mask.
 //!
 //! Architecture Invariant: pure arithmetic on counts, no I/O. The graph uses the expected count
-//! (`nonzeros_expected`); kernels draw exact masks from a seed.
+//! (`nonzeros_expected`); kernels draw exact masks from a seed (`mask`).
+
+mod mask;
+
+pub use mask::{nonzeros_per_tile, split_range, Mask};
 
 /// Non-zeros of a weight of `elements` entries at `sparsity`: the nearest whole number to
 /// `(1 − s) · elements`, exactly what a static mask with that density keeps.

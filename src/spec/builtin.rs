@@ -54,6 +54,12 @@ pub fn load_model(name_or_path: &str) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// The TOML text of a model (built-in name or path) and what messages call it, unparsed: for
+/// tools that edit a model before loading it, like a sweep's overrides.
+pub fn model_text(name_or_path: &str) -> Result<(String, String)> {
+    resolve("model", name_or_path, MODELS)
+}
+
 /// Finds the text of a spec: a built-in name first, then a file path. Returns (origin, text),
 /// where origin is what messages call the file.
 fn resolve(kind: &str, name_or_path: &str, builtins: &[(&str, &str)]) -> Result<(String, String)> {

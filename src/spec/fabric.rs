@@ -48,11 +48,17 @@ pub struct PeSpec {
     pub simd_fp16_lanes: u64,
     pub fp32_ops_per_cycle: u64,
     pub task_activation_cycles: u64,
-    /// Cycles to turn a sparse wavelet's 16-bit index into an SRAM address, per wavelet.
-    pub index_decode_cycles: u64,
     pub microthreads: u64,
     /// SRAM kept for code, stack and runtime tables; not available to data.
     pub code_reserve_bytes: u64,
+    /// Bytes of one operand element (activations and weights, fp16).
+    pub operand_bytes: u64,
+    /// Bytes of one accumulator element in SRAM; the FMAC reads and writes it every use.
+    pub accumulator_bytes: u64,
+    /// Bytes of one partial sum sent in a reduction; a 32-bit wavelet carries 4 / this many.
+    pub partial_sum_bytes: u64,
+    /// Extra cycles a task spends decoding a sparse wavelet's index before its FMAC.
+    pub sparse_index_decode_cycles: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,18 +144,27 @@ impl FabricSpec {
             10_000,
             "cycles",
         )?;
-        c.at_most(
-            "pe.index_decode_cycles",
-            pe.index_decode_cycles,
-            1_000,
-            "cycles",
-        )?;
         c.range("pe.microthreads", pe.microthreads, 1, 64)?;
         c.at_most(
             "pe.code_reserve_bytes",
             pe.code_reserve_bytes,
             pe.sram_bytes - 1,
             "less than pe.sram_bytes, so some SRAM is left for data",
+        )?;
+        c.range("pe.operand_bytes", pe.operand_bytes, 1, 8)?;
+        c.range("pe.accumulator_bytes", pe.accumulator_bytes, 1, 8)?;
+        if ![2, 4].contains(&pe.partial_sum_bytes) {
+            return Err(c.fail(
+                "pe.partial_sum_bytes",
+                &pe.partial_sum_bytes.to_string(),
+                "2 or 4 (fp16 or fp32 partial sums, two or one per 32-bit wavelet)",
+            ));
+        }
+        c.at_most(
+            "pe.sparse_index_decode_cycles",
+            pe.sparse_index_decode_cycles,
+            1_000,
+            "cycles",
         )?;
         let r = &self.router;
         if r.wavelet_bits != 32 {

@@ -1,8 +1,10 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
 mod common;
+mod engine;
 mod flops;
 mod plot;
 mod spec_errors;
 mod step;
+mod sweep;
 mod train;

@@ -1,0 +1,54 @@
+//! `wafersim plot`: pictures from saved results.
+
+use super::args::{PlotArgs, PlotWhat};
+use super::Common;
+use crate::error::{Error, Result};
+use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile};
+
+pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
+    let output = match &args.what {
+        PlotWhat::Heatmap {
+            input,
+            output,
+            run,
+            kind,
+        } => {
+            let file = CountersFile::read(input)?;
+            let chosen = match run.as_deref() {
+                None => file.runs.last(),
+                Some(wanted) => file.runs.iter().find(|r| {
+                    let name = run_name(r.sparsity);
+                    wanted == name || wanted.parse::<f64>().is_ok_and(|s| s == r.sparsity)
+                }),
+            };
+            let names: Vec<String> = file.runs.iter().map(|r| run_name(r.sparsity)).collect();
+            let chosen = chosen.ok_or_else(|| {
+                Error::Input(format!(
+                    "--run {}: {} has runs {}",
+                    run.as_deref().unwrap_or("(last)"),
+                    input.display(),
+                    names.join(", ")
+                ))
+            })?;
+            draw_heatmap(&file, chosen, *kind, output)?;
+            output
+        }
+        PlotWhat::Speedup { input, output } => {
+            let text = std::fs::read_to_string(input)
+                .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
+            let report: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Input(format!("{}: not JSON: {e}", input.display())))?;
+            draw_speedup(&report, &input.display().to_string(), output)?;
+            output
+        }
+    };
+    if common.json {
+        let value = serde_json::json!({"version": crate::VERSION, "seed": common.seed, "output": output.display().to_string()});
+        return Ok(format!("{value}\n"));
+    }
+    Ok(if common.quiet {
+        String::new()
+    } else {
+        format!("wrote {}\n", output.display())
+    })
+}

@@ -1,0 +1,132 @@
+//! `wafersim sweep` and `wafersim merge`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use super::args::{MergeArgs, SweepArgs};
+use super::Common;
+use crate::error::{Error, Result};
+use crate::report::{write_atomic, Table};
+use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec};
+
+pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
+    let started = std::time::Instant::now();
+    let spec = SweepSpec::load(&args.spec)?;
+    let shard = match &args.shard {
+        Some(text) => Shard::parse(text)?,
+        None => Shard::ALL,
+    };
+    let jobs = match args.jobs {
+        Some(0) => {
+            return Err(Error::Input(
+                "--jobs 0 is not allowed: give 1 or more threads".into(),
+            ))
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = std::path::Path::new(&args.spec)
+            .file_stem()
+            .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("wafersim-out").join(format!("sweep-{stem}"))
+    });
+    let bar = (!common.quiet && !common.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let outcome = run_sweep(&spec, &args.spec, &out, shard, jobs, &progress)?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let host_seconds = started.elapsed().as_secs_f64();
+    if common.json {
+        let value = serde_json::json!({
+            "version": crate::VERSION, "seed": common.seed, "spec": args.spec,
+            "out": out.display().to_string(), "shard": format!("{}/{}", shard.index, shard.count),
+            "jobs": jobs, "outcome": outcome, "host_seconds": host_seconds,
+        });
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&value).expect("JSON")
+        ));
+    }
+    if common.quiet {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "wafersim sweep {}: {} points, {} in shard {}/{}: {} run now, {} already done; {} jobs, {:.2} s\n\
+         points in {}; merge with: wafersim merge {}\n",
+        args.spec,
+        outcome.points_total,
+        outcome.points_in_shard,
+        shard.index,
+        shard.count,
+        outcome.points_run,
+        outcome.points_skipped,
+        jobs,
+        host_seconds,
+        out.join("points").display(),
+        out.display()
+    ))
+}
+
+pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
+    let spec = args.expect.as_deref().map(SweepSpec::load).transpose()?;
+    let expect = spec.as_ref().zip(args.expect.as_deref());
+    let points = read_points(&args.dir, expect)?;
+    let csv = sweep_csv(&points);
+    let csv_path = args.dir.join("sweep.csv");
+    write_atomic(&csv_path, csv.as_bytes())?;
+    if common.json {
+        let value = serde_json::json!({
+            "version": crate::VERSION, "seed": common.seed, "points": points.len(),
+            "sweep_csv": csv_path.display().to_string(),
+        });
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&value).expect("JSON")
+        ));
+    }
+    if common.quiet {
+        return Ok(String::new());
+    }
+    let mut t = Table::new([
+        "model",
+        "fabric",
+        "sparsity",
+        "pretrain theory",
+        "pretrain simulated",
+        "total theory",
+        "total simulated",
+    ]);
+    for p in &points {
+        t.row([
+            p.point.model.clone(),
+            p.point.fabric.clone(),
+            p.point.sparsity.to_string(),
+            format!("{:.2}x", p.pretrain.theoretical_speedup),
+            format!("{:.2}x", p.pretrain.simulated_speedup),
+            format!("{:.2}x", p.total.theoretical_speedup),
+            format!("{:.2}x", p.total.simulated_speedup),
+        ]);
+    }
+    Ok(format!(
+        "{}\nwrote {} ({} points)\n",
+        t.render(),
+        csv_path.display(),
+        points.len()
+    ))
+}

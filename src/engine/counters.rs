@@ -1,0 +1,123 @@
+//! Per-PE counters: integers only, saved with postcard behind a small versioned header.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What one PE did during a kernel. Ports are indexed N, E, S, W, Ramp (`Port as usize`); for
+/// the ramp, "in" counts wavelets the core sent into its router and "out" those delivered to
+/// the core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeCounters {
+    pub fmac_cycles: u64,
+    pub overhead_cycles: u64,
+    pub reduction_cycles: u64,
+    pub fmac_ops: u64,
+    pub tasks: u64,
+    pub wavelets_in: [u64; 5],
+    pub wavelets_out: [u64; 5],
+    /// Cycles wavelets of this router waited for a link or for buffer space downstream.
+    pub stall_cycles: u64,
+    pub sram_bytes: u64,
+}
+
+impl PeCounters {
+    pub fn busy_cycles(&self) -> u64 {
+        self.fmac_cycles + self.overhead_cycles + self.reduction_cycles
+    }
+}
+
+/// The counters of a whole mesh, row-major, with the run's length to turn them into fractions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshCounters {
+    pub rows: u32,
+    pub cols: u32,
+    pub cycles: u64,
+    pub pes: Vec<PeCounters>,
+}
+
+/// Magic and format version written before the postcard body.
+const MAGIC: &[u8; 8] = b"WSCNTR01";
+
+impl MeshCounters {
+    /// Busy fraction of each PE, row-major (`rows × cols`): for heatmaps.
+    pub fn busy_fraction_grid(&self) -> Vec<f64> {
+        let cycles = self.cycles.max(1) as f64;
+        self.pes
+            .iter()
+            .map(|c| c.busy_cycles() as f64 / cycles)
+            .collect()
+    }
+
+    /// Cycles each PE's core was idle (waiting for wavelets), row-major.
+    pub fn idle_wait_cycles(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pes
+            .iter()
+            .map(|c| self.cycles.saturating_sub(c.busy_cycles()))
+    }
+
+    /// Sum of all PEs' counters.
+    pub fn total(&self) -> PeCounters {
+        let mut t = PeCounters::default();
+        for c in &self.pes {
+            t.fmac_cycles += c.fmac_cycles;
+            t.overhead_cycles += c.overhead_cycles;
+            t.reduction_cycles += c.reduction_cycles;
+            t.fmac_ops += c.fmac_ops;
+            t.tasks += c.tasks;
+            for p in 0..5 {
+                t.wavelets_in[p] += c.wavelets_in[p];
+                t.wavelets_out[p] += c.wavelets_out[p];
+            }
+            t.stall_cycles += c.stall_cycles;
+            t.sram_bytes = t.sram_bytes.max(c.sram_bytes);
+        }
+        t
+    }
+
+    /// The counters as bytes: an 8-byte magic with the format version, then postcard.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut bytes = MAGIC.to_vec();
+        let body = postcard::to_allocvec(self)
+            .map_err(|e| Error::Simulation(format!("cannot encode counters: {e}")))?;
+        bytes.extend_from_slice(&body);
+        Ok(bytes)
+    }
+
+    /// Reads what `to_bytes` wrote; refuses another format or version.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::Input(format!(
+                "not a wafersim counters file (expected the header {:?})",
+                String::from_utf8_lossy(MAGIC)
+            )));
+        }
+        postcard::from_bytes(&bytes[MAGIC.len()..])
+            .map_err(|e| Error::Input(format!("corrupt counters file: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_round_trip_through_postcard() {
+        let mut pe = PeCounters {
+            fmac_cycles: 7,
+            fmac_ops: 28,
+            ..Default::default()
+        };
+        pe.wavelets_in[2] = 3;
+        let mesh = MeshCounters {
+            rows: 1,
+            cols: 2,
+            cycles: 10,
+            pes: vec![pe, PeCounters::default()],
+        };
+        let bytes = mesh.to_bytes().unwrap();
+        assert_eq!(MeshCounters::from_bytes(&bytes).unwrap(), mesh);
+        assert_eq!(mesh.busy_fraction_grid(), vec![0.7, 0.0]);
+        assert!(MeshCounters::from_bytes(b"nope").is_err());
+    }
+}

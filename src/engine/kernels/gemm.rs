@@ -1,0 +1,687 @@
+//! GEMM `Y[T×N] = X[T×K] · W[K×N]` with X resident and the weights streamed, dense or sparse
+//! (zero skipping), on a region of R × C PEs (DOMAIN.md §2). Also its backward forms: dgrad
+//! (`dX = dY · Wᵀ`, the same program on the transposed mask) and wgrad at a sparse weight's
+//! non-zeros (see [`super::wgrad`]).
+//!
+//! # Mapping
+//! The region's columns are split `C = C_k · C_n`. PE (r, c) belongs to N-group
+//! `g_n = c / C_k` and K-group `g_k = c mod C_k`; it keeps `X[T_r, K_c]` resident, where
+//! `T_r` is row r's slice of T and `K_c` group `g_k`'s slice of K (slices as even as possible,
+//! [`split_range`]). N-group `g_n` computes the output columns `N_g` of its slice of N, one
+//! after the other.
+//!
+//! Default split: the smallest `C_k` dividing C (with `C_k ≤ K`, `C / C_k ≤ N`) whose tile fits
+//! in SRAM. Fewer K-groups mean fewer partial sums to reduce; the FMAC work per PE does not
+//! depend on the split.
+//!
+//! # Timing structure (what a cost model must reproduce)
+//! Symbols: `a` = `pe.task_activation_cycles`, `d` = `pe.sparse_index_decode_cycles`,
+//! `F(L)` = FMAC cycles over a local vector of L elements =
+//! `max(ceil(L / simd_fp16_lanes), ceil(L·(operand_bytes + accumulator_bytes) / sram_read_bytes_per_cycle),
+//! ceil(L·accumulator_bytes / sram_write_bytes_per_cycle))`, `W_r = ceil(T_r · partial_sum_bytes / 4)`
+//! partial-sum wavelets per output column per PE row.
+//!
+//! - **Weight stream, per PE column c**: for each output column n of its N-group, in order:
+//!   the wavelets of `W[K_c, n]` in increasing k, then one control wavelet. Sparse: one
+//!   wavelet per non-zero (16-bit value + 16-bit index); zeros are never sent. Dense: two
+//!   values per wavelet, `ceil(K_c / 2)` wavelets. The stream enters at the north edge of
+//!   column c at most one wavelet per cycle and is multicast down the column (route
+//!   `N → {Ramp, S}`), so every PE of the column receives the same stream.
+//! - **Per weight wavelet, on each PE**: one task; sparse costs `a + d + F(T_r)` cycles
+//!   (`T_r` FMACs), dense `a + v·F(T_r)` for its v ∈ {1, 2} values (`v·T_r` FMACs).
+//! - **Per control wavelet (end of output column n)**: a task of `a` cycles that moves the
+//!   accumulator to the second buffer (double buffering) and starts the reduction. It waits
+//!   (the PE goes on with other work, its weight stream backs up) until the second buffer is
+//!   free: on the chain head until its previous partial sums have all left, elsewhere until the
+//!   previous column's partial sums have all been added.
+//! - **Reduction, per output column, along the row over the C_k PEs of the N-group (chain,
+//!   west to east)**: the head (`g_k = 0`) sends its `W_r` partial-sum wavelets east (one per
+//!   cycle through its ramp, not occupying its core). Each next PE adds, per arriving wavelet,
+//!   its own partial (1 cycle; the first wavelet of a column also costs `a`) and sends the sum
+//!   east; the last PE (`g_k = C_k − 1`) holds `Y[T_r, n]` and hands it to the region's output
+//!   (its cost is not modelled here). Chain colors alternate (PE j sends on color j mod 2), so
+//!   each east link carries one color. With `C_k = 1` there is no reduction.
+//! - **Priorities**: a core serves partial sums (colors 0, 1) before weights (color 2), so the
+//!   reduction of column n overlaps the FMACs of column n + 1.
+//!
+//! So per PE, busy cycles = Σ_n [nnz(K_c, n)·(a + d + F(T_r)) + a] + (non-head) N_g·(a + W_r);
+//! PEs of one column see the same weights; PEs of one row are coupled by the chain, so the
+//! slowest K-group of a column n (largest nnz) sets the pace, with a slack of one column
+//! from the double buffer. Fill: R·hop + ramp for the first weights, drain: the last
+//! column's chain, ≈ (C_k − 1)·(hop + ramp + 1) + W_r cycles.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::engine::program::{ports, EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Work};
+use crate::engine::{check_region, run, RunLimits, RunOutput};
+use crate::error::{Error, Result};
+use crate::sparsity::{split_range, Mask};
+use crate::spec::FabricSpec;
+
+const RED_A: u8 = 0;
+const RED_B: u8 = 1;
+const WGT: u8 = 2;
+const COLORS: u8 = 3;
+/// The control wavelet: no weight (an index or value pair) has this bit pattern.
+pub const CONTROL: u64 = u64::MAX;
+const NONE: u32 = u32::MAX;
+
+/// Which product the kernel computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GemmForm {
+    /// `Y = X · W`.
+    Forward,
+    /// `dX = dY · Wᵀ`: the forward program with the weight's mask transposed.
+    Dgrad,
+    /// `dW = Xᵀ · dY` at the weight's non-zeros only.
+    Wgrad,
+}
+
+/// A GEMM as the command line gives it.
+#[derive(Debug, Clone)]
+pub struct GemmConfig {
+    pub t: usize,
+    pub k: usize,
+    pub n: usize,
+    pub sparsity: f64,
+    /// Region rows × columns.
+    pub region: (u32, u32),
+    /// (C_k, C_n); `None` for the default rule.
+    pub split: Option<(u32, u32)>,
+    pub seed: u64,
+    pub form: GemmForm,
+    /// Carry real values through the program (and keep Y) instead of timing only.
+    pub values: bool,
+}
+
+/// A GEMM resolved onto the region: the product computed as `T × K_in` times `K_in × N_out`.
+#[derive(Debug, Clone)]
+pub struct GemmPlan {
+    pub t: usize,
+    pub k_in: usize,
+    pub n_out: usize,
+    pub rows: u32,
+    pub cols: u32,
+    pub ck: u32,
+    pub cn: u32,
+    /// Two fp16 values per wavelet, no index (sparsity 0); else one value + index.
+    pub dense: bool,
+    /// Kept entries of the streamed `K_in × N_out` weight.
+    pub mask: Mask,
+    pub sram_bytes_max: u64,
+}
+
+impl GemmPlan {
+    /// Resolves `cfg` on `fabric`: the streamed weight's mask, the split, the SRAM check.
+    pub fn new(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<Self> {
+        let (rows, cols) = cfg.region;
+        check_region(fabric, rows as u64, cols as u64)?;
+        for (flag, v) in [("--t", cfg.t), ("--k", cfg.k), ("--n", cfg.n)] {
+            if v == 0 {
+                return Err(Error::Input(format!(
+                    "{flag} 0: a GEMM dimension is at least 1"
+                )));
+            }
+        }
+        let (k_in, n_out) = match cfg.form {
+            GemmForm::Dgrad => (cfg.n, cfg.k),
+            _ => (cfg.k, cfg.n),
+        };
+        if cfg.t < rows as usize {
+            return Err(Error::Input(format!(
+                "--t {} is smaller than the region's {rows} rows: every PE row needs a token",
+                cfg.t
+            )));
+        }
+        let forward_mask = if cfg.sparsity == 0.0 {
+            Mask::dense(cfg.k, cfg.n)
+        } else {
+            Mask::random(cfg.k, cfg.n, cfg.sparsity, cfg.seed)
+        };
+        let mask = match cfg.form {
+            GemmForm::Dgrad => forward_mask.transposed(),
+            _ => forward_mask,
+        };
+        let t_r_max = cfg.t.div_ceil(rows as usize) as u64;
+        let sram_for =
+            |ck: u32| gemm_sram_bytes(fabric, t_r_max, k_in.div_ceil(ck as usize) as u64);
+        let (ck, cn) = match cfg.split {
+            Some((ck, cn)) => {
+                if ck * cn != cols {
+                    return Err(Error::Input(format!(
+                        "--split {ck}x{cn}: C_k x C_n must equal the region's {cols} columns"
+                    )));
+                }
+                (ck, cn)
+            }
+            None => {
+                let valid: Vec<u32> = (1..=cols)
+                    .filter(|ck| {
+                        cols % ck == 0 && *ck as usize <= k_in && (cols / ck) as usize <= n_out
+                    })
+                    .collect();
+                let Some(&last) = valid.last() else {
+                    return Err(Error::Input(format!(
+                        "no split of {cols} columns into C_k <= {k_in} K-groups and C_n <= {n_out} N-groups"
+                    )));
+                };
+                let ck = valid
+                    .iter()
+                    .copied()
+                    .find(|&ck| sram_for(ck).total() <= fabric.pe.sram_bytes)
+                    .unwrap_or(last);
+                (ck, cols / ck)
+            }
+        };
+        if ck as usize > k_in || cn as usize > n_out {
+            return Err(Error::Input(format!(
+                "--split {ck}x{cn}: C_k must be at most K_in = {k_in} and C_n at most N_out = {n_out}"
+            )));
+        }
+        let sram = sram_for(ck);
+        if sram.total() > fabric.pe.sram_bytes {
+            return Err(Error::Input(format!(
+                "the GEMM tile does not fit in SRAM: PE (0, 0) needs X tile {t_r_max}x{} = {} B + accumulators {} B \
+                 + code reserve {} B = {} B, {} B over the {} B of a PE; use more rows, a larger C_k (--split) or a smaller T",
+                k_in.div_ceil(ck as usize),
+                sram.x_tile,
+                sram.accumulators,
+                sram.code_reserve,
+                sram.total(),
+                sram.total() - fabric.pe.sram_bytes,
+                fabric.pe.sram_bytes
+            )));
+        }
+        Ok(Self {
+            t: cfg.t,
+            k_in,
+            n_out,
+            rows,
+            cols,
+            ck,
+            cn,
+            dense: cfg.sparsity == 0.0,
+            mask,
+            sram_bytes_max: sram.total(),
+        })
+    }
+
+    pub fn mesh(&self) -> Mesh {
+        Mesh {
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    fn k_slice(&self, g_k: u32) -> std::ops::Range<usize> {
+        split_range(self.k_in, self.ck as usize, g_k as usize)
+    }
+
+    fn n_slice(&self, g_n: u32) -> std::ops::Range<usize> {
+        split_range(self.n_out, self.cn as usize, g_n as usize)
+    }
+
+    fn t_slice(&self, r: u32) -> std::ops::Range<usize> {
+        split_range(self.t, self.rows as usize, r as usize)
+    }
+
+    /// Non-zeros each PE column receives for each of its output columns: `[c][i]` is
+    /// `nnz(W[K_slice(c mod C_k), N_slice(c / C_k)[i]])`. Every PE of column c receives these.
+    pub fn nonzeros_per_pe_column(&self) -> Vec<Vec<u64>> {
+        (0..self.cols)
+            .map(|c| {
+                let (g_n, g_k) = (c / self.ck, c % self.ck);
+                self.n_slice(g_n)
+                    .map(|n| self.mask.count_in_column(self.k_slice(g_k), n))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// SRAM a GEMM PE needs, by tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct GemmSram {
+    pub x_tile: u64,
+    pub accumulators: u64,
+    pub code_reserve: u64,
+}
+
+impl GemmSram {
+    pub fn total(&self) -> u64 {
+        self.x_tile + self.accumulators + self.code_reserve
+    }
+}
+
+/// X tile `T_r × K_c` + two accumulators of `T_r` + the code reserve.
+pub fn gemm_sram_bytes(fabric: &FabricSpec, t_r: u64, k_c: u64) -> GemmSram {
+    GemmSram {
+        x_tile: t_r * k_c * fabric.pe.operand_bytes,
+        accumulators: 2 * t_r * fabric.pe.accumulator_bytes,
+        code_reserve: fabric.pe.code_reserve_bytes,
+    }
+}
+
+/// FMAC cycles over a local vector of `len` elements: SIMD width or SRAM ports, whichever binds.
+pub fn fmac_cycles(fabric: &FabricSpec, len: u64) -> u64 {
+    let pe = &fabric.pe;
+    let simd = len.div_ceil(pe.simd_fp16_lanes);
+    let read =
+        (len * (pe.operand_bytes + pe.accumulator_bytes)).div_ceil(pe.sram_read_bytes_per_cycle);
+    let write = (len * pe.accumulator_bytes).div_ceil(pe.sram_write_bytes_per_cycle);
+    simd.max(read).max(write)
+}
+
+/// Partial sums one wavelet carries.
+pub fn partial_sums_per_wavelet(fabric: &FabricSpec) -> usize {
+    (4 / fabric.pe.partial_sum_bytes) as usize
+}
+
+/// The values a small GEMM carries: X (`T × K_in`) and the masked weight (`K_in × N_out`),
+/// uniform in [-1, 1) from the seed.
+#[derive(Debug, Clone)]
+pub struct GemmValues {
+    pub x: Vec<f32>,
+    pub w: Vec<f32>,
+}
+
+impl GemmValues {
+    pub fn draw(plan: &GemmPlan, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_9e33);
+        let x = (0..plan.t * plan.k_in)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let mut w = vec![0.0; plan.k_in * plan.n_out];
+        for k in 0..plan.k_in {
+            for n in 0..plan.n_out {
+                if plan.mask.get(k, n) {
+                    w[k * plan.n_out + n] = rng.gen_range(-1.0..1.0);
+                }
+            }
+        }
+        Self { x, w }
+    }
+
+    /// The direct product `X · W` (f64 accumulation), row-major `T × N_out`.
+    pub fn reference_product(&self, plan: &GemmPlan) -> Vec<f32> {
+        let mut y = vec![0.0; plan.t * plan.n_out];
+        for t in 0..plan.t {
+            for n in 0..plan.n_out {
+                let mut acc = 0.0f64;
+                for k in 0..plan.k_in {
+                    acc += self.x[t * plan.k_in + k] as f64 * self.w[k * plan.n_out + n] as f64;
+                }
+                y[t * plan.n_out + n] = acc as f32;
+            }
+        }
+        y
+    }
+}
+
+fn pack(lo: u32, hi: u32) -> u64 {
+    lo as u64 | (hi as u64) << 32
+}
+
+fn unpack(data: u64) -> (u32, u32) {
+    (data as u32, (data >> 32) as u32)
+}
+
+/// Builds the routes and weight streams of `plan`.
+pub fn gemm_program(plan: &GemmPlan, values: Option<&GemmValues>) -> Program {
+    let mesh = plan.mesh();
+    let mut program = Program::new(mesh, COLORS);
+    for r in 0..plan.rows {
+        for c in 0..plan.cols {
+            let pe = mesh.pe(r, c);
+            let down = if r + 1 < plan.rows {
+                ports(&[Port::Ramp, Port::S])
+            } else {
+                Port::Ramp.bit()
+            };
+            program.routes.set(pe, WGT, Port::N.bit(), down);
+            let j = c % plan.ck;
+            if j + 1 < plan.ck {
+                program
+                    .routes
+                    .set(pe, send_color(j), Port::Ramp.bit(), Port::E.bit());
+            }
+            if j > 0 {
+                program
+                    .routes
+                    .set(pe, send_color(j - 1), Port::W.bit(), Port::Ramp.bit());
+            }
+        }
+    }
+    for c in 0..plan.cols {
+        let (g_n, g_k) = (c / plan.ck, c % plan.ck);
+        let ks = plan.k_slice(g_k);
+        let mut wavelets = Vec::new();
+        for n in plan.n_slice(g_n) {
+            let weight = |k: usize| values.map_or(0.0, |v| v.w[k * plan.n_out + n]).to_bits();
+            if plan.dense {
+                for k in ks.clone().step_by(2) {
+                    let second = if k + 1 < ks.end { weight(k + 1) } else { 0 };
+                    wavelets.push(pack(weight(k), second));
+                }
+            } else {
+                for k in ks.clone().filter(|&k| plan.mask.get(k, n)) {
+                    wavelets.push(pack((k - ks.start) as u32, weight(k)));
+                }
+            }
+            wavelets.push(CONTROL);
+        }
+        program.edge_streams.push(EdgeStream {
+            pe: mesh.pe(0, c),
+            color: WGT,
+            port: Port::N,
+            wavelets,
+        });
+    }
+    program
+}
+
+/// Chain position j sends its partial sums on this color (alternating, so a PE never sends and
+/// receives on the same color).
+fn send_color(j: u32) -> u8 {
+    if j % 2 == 0 {
+        RED_A
+    } else {
+        RED_B
+    }
+}
+
+/// Task costs, from the fabric.
+#[derive(Debug, Clone, Copy)]
+struct Costs {
+    activation: u64,
+    decode: u64,
+    per_wavelet_psums: usize,
+}
+
+/// Per-PE state of the running GEMM (flat arrays indexed by PE id).
+pub struct GemmKernel<'p> {
+    plan: &'p GemmPlan,
+    values: Option<&'p GemmValues>,
+    costs: Costs,
+    /// FMAC cycles for each row's `T_r`.
+    fmac_cycles_row: Vec<u64>,
+    /// Next dense k position within the current column.
+    pos: Vec<u32>,
+    /// Output columns whose control wavelet this PE has processed.
+    columns_done: Vec<u32>,
+    /// Output column (index within the group) whose partials are in the second buffer.
+    held: Vec<u32>,
+    /// Partial-sum wavelets received for the column being reduced.
+    psums_received: Vec<u32>,
+    /// Columns whose reduction passed through this PE.
+    reduced: Vec<u32>,
+    /// The chain head is still sending its second buffer.
+    sending: Vec<bool>,
+    acc: Vec<Vec<f32>>,
+    acc_held: Vec<Vec<f32>>,
+    /// The product, row-major `T × N_out` (when values are carried).
+    pub y: Vec<f32>,
+}
+
+impl<'p> GemmKernel<'p> {
+    pub fn new(fabric: &FabricSpec, plan: &'p GemmPlan, values: Option<&'p GemmValues>) -> Self {
+        let pes = plan.mesh().pes();
+        let acc = |r: u32| {
+            if values.is_some() {
+                vec![0.0; plan.t_slice(r).len()]
+            } else {
+                Vec::new()
+            }
+        };
+        Self {
+            plan,
+            values,
+            costs: Costs {
+                activation: fabric.pe.task_activation_cycles,
+                decode: fabric.pe.sparse_index_decode_cycles,
+                per_wavelet_psums: partial_sums_per_wavelet(fabric),
+            },
+            fmac_cycles_row: (0..plan.rows)
+                .map(|r| fmac_cycles(fabric, plan.t_slice(r).len() as u64))
+                .collect(),
+            pos: vec![0; pes],
+            columns_done: vec![0; pes],
+            held: vec![NONE; pes],
+            psums_received: vec![0; pes],
+            reduced: vec![0; pes],
+            sending: vec![false; pes],
+            acc: (0..pes as u32).map(|pe| acc(pe / plan.cols)).collect(),
+            acc_held: (0..pes as u32).map(|pe| acc(pe / plan.cols)).collect(),
+            y: if values.is_some() {
+                vec![0.0; plan.t * plan.n_out]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn psum_wavelets(&self, r: u32) -> u32 {
+        self.plan
+            .t_slice(r)
+            .len()
+            .div_ceil(self.costs.per_wavelet_psums) as u32
+    }
+
+    fn weight(&mut self, pe: u32, data: u64) -> Work {
+        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
+        let t_r = self.plan.t_slice(r).len() as u64;
+        let fmac = self.fmac_cycles_row[r as usize];
+        let k0 = self.plan.k_slice(c % self.plan.ck).start;
+        if self.plan.dense {
+            let k_c = self.plan.k_slice(c % self.plan.ck).len() as u32;
+            let first = self.pos[pe as usize];
+            let count = (k_c - first).min(2) as u64;
+            self.pos[pe as usize] += 2;
+            if let Some(v) = self.values {
+                let (w0, w1) = unpack(data);
+                self.fmac(v, pe, r, k0 + first as usize, f32::from_bits(w0));
+                if count == 2 {
+                    self.fmac(v, pe, r, k0 + first as usize + 1, f32::from_bits(w1));
+                }
+            }
+            Work {
+                overhead_cycles: self.costs.activation,
+                fmac_cycles: count * fmac,
+                reduction_cycles: 0,
+                fmac_ops: count * t_r,
+            }
+        } else {
+            if let Some(v) = self.values {
+                let (k, w) = unpack(data);
+                self.fmac(v, pe, r, k0 + k as usize, f32::from_bits(w));
+            }
+            Work {
+                overhead_cycles: self.costs.activation + self.costs.decode,
+                fmac_cycles: fmac,
+                reduction_cycles: 0,
+                fmac_ops: t_r,
+            }
+        }
+    }
+
+    fn fmac(&mut self, v: &GemmValues, pe: u32, r: u32, k: usize, w: f32) {
+        let k_in = self.plan.k_in;
+        let acc = &mut self.acc[pe as usize];
+        for (i, t) in self.plan.t_slice(r).enumerate() {
+            acc[i] += w * v.x[t * k_in + k];
+        }
+    }
+
+    fn control(&mut self, pe: u32, io: &mut TaskIo) -> Option<Work> {
+        let p = pe as usize;
+        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
+        let j = c % self.plan.ck;
+        let column = self.columns_done[p];
+        if self.plan.ck > 1 && (self.sending[p] || self.held[p] != NONE) {
+            return None;
+        }
+        self.pos[p] = 0;
+        self.columns_done[p] += 1;
+        std::mem::swap(&mut self.acc[p], &mut self.acc_held[p]);
+        self.acc[p].iter_mut().for_each(|a| *a = 0.0);
+        if self.plan.ck == 1 {
+            self.store(pe, column);
+        } else if j == 0 {
+            self.sending[p] = true;
+            let per = self.costs.per_wavelet_psums;
+            for i in 0..self.psum_wavelets(r) as usize {
+                let value = |e: usize| {
+                    self.acc_held[p]
+                        .get(i * per + e)
+                        .copied()
+                        .unwrap_or(0.0)
+                        .to_bits()
+                };
+                io.send(
+                    send_color(0),
+                    pack(value(0), if per == 2 { value(1) } else { 0 }),
+                );
+            }
+        } else {
+            self.held[p] = column;
+        }
+        Some(Work {
+            overhead_cycles: self.costs.activation,
+            ..Work::default()
+        })
+    }
+
+    /// Writes the finished column held in the second buffer into Y.
+    fn store(&mut self, pe: u32, column: u32) {
+        if self.values.is_none() {
+            return;
+        }
+        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
+        let n = self.plan.n_slice(c / self.plan.ck).start + column as usize;
+        for (i, t) in self.plan.t_slice(r).enumerate() {
+            self.y[t * self.plan.n_out + n] = self.acc_held[pe as usize][i];
+        }
+    }
+
+    fn partial_sum(&mut self, pe: u32, data: u64, io: &mut TaskIo) -> Option<Work> {
+        let p = pe as usize;
+        if self.held[p] == NONE {
+            return None;
+        }
+        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
+        let j = c % self.plan.ck;
+        let i = self.psums_received[p] as usize;
+        let per = self.costs.per_wavelet_psums;
+        let first = i == 0;
+        if self.values.is_some() {
+            let (a, b) = unpack(data);
+            let held = &mut self.acc_held[p];
+            for (e, bits) in [a, b].into_iter().take(per).enumerate() {
+                if let Some(slot) = held.get_mut(i * per + e) {
+                    *slot += f32::from_bits(bits);
+                }
+            }
+            if j + 1 < self.plan.ck {
+                let value = |e: usize| held.get(i * per + e).copied().unwrap_or(0.0).to_bits();
+                io.send(
+                    send_color(j),
+                    pack(value(0), if per == 2 { value(1) } else { 0 }),
+                );
+            }
+        } else if j + 1 < self.plan.ck {
+            io.send(send_color(j), 0);
+        }
+        self.psums_received[p] += 1;
+        if self.psums_received[p] == self.psum_wavelets(r) {
+            if j + 1 == self.plan.ck {
+                self.store(pe, self.held[p]);
+            }
+            self.psums_received[p] = 0;
+            self.held[p] = NONE;
+            self.reduced[p] += 1;
+        }
+        Some(Work {
+            overhead_cycles: if first { self.costs.activation } else { 0 },
+            reduction_cycles: 1,
+            ..Work::default()
+        })
+    }
+}
+
+impl Kernel for GemmKernel<'_> {
+    #[inline]
+    fn on_wavelet(
+        &mut self,
+        pe: u32,
+        color: u8,
+        data: u64,
+        _now: u64,
+        io: &mut TaskIo,
+    ) -> Option<Work> {
+        if color == WGT {
+            if data == CONTROL {
+                self.control(pe, io)
+            } else {
+                Some(self.weight(pe, data))
+            }
+        } else {
+            self.partial_sum(pe, data, io)
+        }
+    }
+
+    fn on_sends_drained(&mut self, pe: u32, _color: u8) {
+        self.sending[pe as usize] = false;
+    }
+
+    fn expected(&self) -> Vec<(u32, u8)> {
+        let mut missing = Vec::new();
+        for pe in 0..self.plan.mesh().pes() as u32 {
+            let c = pe % self.plan.cols;
+            let columns = self.plan.n_slice(c / self.plan.ck).len() as u32;
+            if self.columns_done[pe as usize] < columns {
+                missing.push((pe, WGT));
+            }
+            let j = c % self.plan.ck;
+            if j > 0 && self.reduced[pe as usize] < columns {
+                missing.push((pe, send_color(j - 1)));
+            }
+        }
+        missing
+    }
+}
+
+/// A finished GEMM run: the plan, the engine's output and, with values, the product.
+pub struct GemmRun {
+    pub plan: GemmPlan,
+    pub output: RunOutput,
+    pub y: Option<Vec<f32>>,
+    pub values: Option<GemmValues>,
+}
+
+/// Plans and runs a forward or dgrad GEMM.
+pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
+    if cfg.form == GemmForm::Wgrad {
+        return super::wgrad::run_wgrad(fabric, cfg);
+    }
+    let plan = GemmPlan::new(fabric, cfg)?;
+    let values = cfg.values.then(|| GemmValues::draw(&plan, cfg.seed));
+    let program = gemm_program(&plan, values.as_ref());
+    let mut kernel = GemmKernel::new(fabric, &plan, values.as_ref());
+    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    for (pe, counters) in output.counters.pes.iter_mut().enumerate() {
+        let (r, c) = (pe as u32 / plan.cols, pe as u32 % plan.cols);
+        let t_r = plan.t_slice(r).len() as u64;
+        counters.sram_bytes =
+            gemm_sram_bytes(fabric, t_r, plan.k_slice(c % plan.ck).len() as u64).total();
+    }
+    let y = values.as_ref().map(|_| std::mem::take(&mut kernel.y));
+    Ok(GemmRun {
+        plan,
+        output,
+        y,
+        values,
+    })
+}

@@ -1,0 +1,85 @@
+//! The engine: a wavelet-level, cycle-approximate, event-driven simulator of the PE mesh.
+//!
+//! Architecture Invariant: the engine knows nothing about models. It runs a [`Program`]
+//! (routes and the wavelets that start it) with a [`Kernel`] (what each arriving wavelet makes
+//! a core do) on a [`FabricSpec`]; every hardware number comes from the spec.
+//!
+//! # What is modelled
+//! - **Routers** ([`router`]): per (PE, color) a static route (accepted input ports → multicast
+//!   output ports), a buffer of `router.color_buffer_depth_wavelets`, one 32-bit wavelet per
+//!   cycle per link direction, shared round-robin by the colors waiting for it, credit-based
+//!   back-pressure, `router.hop_latency_cycles` per hop and `router.ramp_latency_cycles` from
+//!   router to core. A core's send enters its own router buffer in the cycle it leaves the
+//!   core, so a wavelet crossing `h` hops reaches the destination core after
+//!   `h · hop + ramp` cycles.
+//! - **Cores** ([`pe`]): a queue per color fed by the ramp, one task at a time, tasks triggered
+//!   by wavelet arrival; the kernel says what each task costs ([`Work`]) from the spec's SIMD
+//!   width, SRAM bandwidth, activation and decode costs.
+//! - **Counters** ([`counters`]): per PE, busy cycles by kind, FMACs, wavelets per port, stalls,
+//!   SRAM bytes; integers, saved with postcard.
+//!
+//! # Event ordering and determinism
+//! Events run cycle by cycle; within a cycle in the order they were scheduled ([`event`]).
+//! Every choice is made by a fixed rule: a core serves the lowest-numbered color with a
+//! runnable wavelet; a link serves, among the colors waiting for it, the first after the one
+//! it served last. There is no hashing, no pointer order and no clock: the same program, kernel
+//! and seed give identical counters, cycle for cycle.
+//!
+//! # Termination
+//! A run ends when no event is left. If wavelets are then still buffered or queued, or the
+//! kernel still expects some, the run is a deadlock and returns [`Error::Simulation`] naming
+//! the stuck PEs and colors. Wavelets circling a route loop are caught by
+//! [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
+//!
+//! # Adding a kernel
+//! Write a struct implementing [`Kernel`] (state per PE, flat arrays) and a function building
+//! its [`Program`]: set the routes of each color on each PE, give the edge streams and initial
+//! sends, then call [`run`]. See `kernels::collective` for the smallest examples.
+
+pub mod counters;
+pub mod event;
+pub mod kernels;
+mod pe;
+pub mod program;
+mod router;
+mod sim;
+
+pub use counters::{MeshCounters, PeCounters};
+pub use program::{ports, EdgeStream, Kernel, Mesh, Port, Program, Routes, TaskIo, Work};
+pub use sim::{RunLimits, RunOutput};
+
+use crate::error::{Error, Result};
+use crate::spec::FabricSpec;
+
+/// Runs `program` with `kernel` on `fabric` to completion.
+pub fn run<K: Kernel>(
+    fabric: &FabricSpec,
+    program: &Program,
+    kernel: &mut K,
+    limits: RunLimits,
+) -> Result<RunOutput> {
+    check_region(fabric, program.mesh.rows as u64, program.mesh.cols as u64)?;
+    sim::Engine::new(fabric, program, kernel, limits)?.run()
+}
+
+/// Refuses a region (rows × columns) larger than the fabric's user region, saying by how much.
+pub fn check_region(fabric: &FabricSpec, rows: u64, cols: u64) -> Result<()> {
+    let g = &fabric.geometry;
+    if rows == 0 || cols == 0 {
+        return Err(Error::Input(format!(
+            "--region {rows}x{cols}: a region has at least one PE"
+        )));
+    }
+    if rows > g.region_height_pes || cols > g.region_width_pes {
+        return Err(Error::Input(format!(
+            "--region {rows}x{cols} (rows x columns) does not fit fabric {}'s user region of {}x{}: \
+             {} rows and {} columns too many",
+            fabric.name,
+            g.region_height_pes,
+            g.region_width_pes,
+            rows.saturating_sub(g.region_height_pes),
+            cols.saturating_sub(g.region_width_pes)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! What a kernel gives the engine: static routes per (PE, color), the wavelets that enter at
+//! the start (edge streams and initial core sends), and the tasks the arrivals trigger.
+
+use crate::error::{Error, Result};
+
+/// A router port. N, E, S, W lead to the neighbours; `Ramp` leads to the PE's own core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Port {
+    N = 0,
+    E = 1,
+    S = 2,
+    W = 3,
+    Ramp = 4,
+}
+
+impl Port {
+    pub const ALL: [Port; 5] = [Port::N, Port::E, Port::S, Port::W, Port::Ramp];
+
+    pub fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The port on the neighbour that a wavelet leaving through `self` enters by.
+    pub fn opposite(self) -> Port {
+        match self {
+            Port::N => Port::S,
+            Port::S => Port::N,
+            Port::E => Port::W,
+            Port::W => Port::E,
+            Port::Ramp => Port::Ramp,
+        }
+    }
+
+    pub fn from_index(index: u32) -> Port {
+        Port::ALL[index as usize]
+    }
+}
+
+/// A set of ports as a bit mask (bit i = `Port::ALL[i]`).
+pub fn ports(list: &[Port]) -> u8 {
+    list.iter().fold(0, |mask, p| mask | p.bit())
+}
+
+/// The mesh a kernel runs on: `rows × cols` PEs, PE id = row · cols + col.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mesh {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+impl Mesh {
+    pub fn pes(&self) -> usize {
+        self.rows as usize * self.cols as usize
+    }
+
+    pub fn pe(&self, row: u32, col: u32) -> u32 {
+        debug_assert!(row < self.rows && col < self.cols);
+        row * self.cols + col
+    }
+
+    /// (row, col) of a PE id.
+    pub fn coords(&self, pe: u32) -> (u32, u32) {
+        (pe / self.cols, pe % self.cols)
+    }
+
+    /// The neighbour of `pe` through `port`, or `None` at the mesh edge (and for the ramp).
+    #[inline]
+    pub fn neighbor(&self, pe: u32, port: Port) -> Option<u32> {
+        let (row, col) = self.coords(pe);
+        match port {
+            Port::N if row > 0 => Some(pe - self.cols),
+            Port::S if row + 1 < self.rows => Some(pe + self.cols),
+            Port::W if col > 0 => Some(pe - 1),
+            Port::E if col + 1 < self.cols => Some(pe + 1),
+            _ => None,
+        }
+    }
+}
+
+/// Static routes: for each (PE, color) the input ports it accepts and the output ports every
+/// accepted wavelet is multicast to. A color with no route at a PE drops nothing: a wavelet
+/// reaching it is a program error that the engine reports.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub colors: u8,
+    pub inputs: Vec<u8>,
+    pub outputs: Vec<u8>,
+}
+
+impl Routes {
+    pub fn new(mesh: Mesh, colors: u8) -> Self {
+        let channels = mesh.pes() * colors as usize;
+        Self {
+            colors,
+            inputs: vec![0; channels],
+            outputs: vec![0; channels],
+        }
+    }
+
+    /// Sets the route of `color` at `pe`: wavelets entering by any port of `inputs` leave by
+    /// every port of `outputs`.
+    pub fn set(&mut self, pe: u32, color: u8, inputs: u8, outputs: u8) {
+        let ch = pe as usize * self.colors as usize + color as usize;
+        self.inputs[ch] |= inputs;
+        self.outputs[ch] = outputs;
+    }
+}
+
+/// A stream of wavelets entering the mesh at an edge PE through `port` (which must face out of
+/// the mesh), at most one per cycle, from cycle 0.
+#[derive(Debug, Clone)]
+pub struct EdgeStream {
+    pub pe: u32,
+    pub color: u8,
+    pub port: Port,
+    pub wavelets: Vec<u64>,
+}
+
+/// A kernel ready to run: its mesh, routes, colors, and the wavelets that start it.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub mesh: Mesh,
+    pub routes: Routes,
+    pub edge_streams: Vec<EdgeStream>,
+    /// Sends by cores at cycle 0: (PE, color, wavelets).
+    pub initial_sends: Vec<(u32, u8, Vec<u64>)>,
+}
+
+impl Program {
+    pub fn new(mesh: Mesh, colors: u8) -> Self {
+        Self {
+            mesh,
+            routes: Routes::new(mesh, colors),
+            edge_streams: Vec::new(),
+            initial_sends: Vec::new(),
+        }
+    }
+
+    /// Refuses routes that leave the mesh, edge streams that do not enter from outside, and
+    /// more colors than the fabric lets kernels use.
+    pub fn check(&self, usable_colors: u64) -> Result<()> {
+        if self.routes.colors as u64 > usable_colors {
+            return Err(Error::Input(format!(
+                "the kernel needs {} colors but the fabric leaves {usable_colors} to kernels",
+                self.routes.colors
+            )));
+        }
+        let colors = self.routes.colors as usize;
+        for (ch, &out) in self.routes.outputs.iter().enumerate() {
+            let pe = (ch / colors) as u32;
+            for port in [Port::N, Port::E, Port::S, Port::W] {
+                if out & port.bit() != 0 && self.mesh.neighbor(pe, port).is_none() {
+                    let (r, c) = self.mesh.coords(pe);
+                    return Err(Error::Simulation(format!(
+                        "route of color {} at PE ({r}, {c}) leaves the {}x{} mesh through {port:?}",
+                        ch % colors,
+                        self.mesh.rows,
+                        self.mesh.cols
+                    )));
+                }
+            }
+        }
+        for s in &self.edge_streams {
+            if s.port == Port::Ramp || self.mesh.neighbor(s.pe, s.port).is_some() {
+                let (r, c) = self.mesh.coords(s.pe);
+                return Err(Error::Simulation(format!(
+                    "edge stream of color {} enters PE ({r}, {c}) through {:?}, which is not a mesh edge",
+                    s.color, s.port
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Core cycles a task costs, by kind, and the FMAC operations it executes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Task activation and index decode.
+    pub overhead_cycles: u64,
+    pub fmac_cycles: u64,
+    pub reduction_cycles: u64,
+    /// Multiply-adds executed (one per element of the local vector per weight).
+    pub fmac_ops: u64,
+}
+
+impl Work {
+    pub fn total_cycles(&self) -> u64 {
+        self.overhead_cycles + self.fmac_cycles + self.reduction_cycles
+    }
+}
+
+/// The sends a task makes; they leave the core through its ramp when the task ends.
+#[derive(Debug, Default)]
+pub struct TaskIo {
+    pub(crate) sends: Vec<(u8, u64)>,
+}
+
+impl TaskIo {
+    /// Queues `data` for sending on `color` from this PE.
+    #[inline]
+    pub fn send(&mut self, color: u8, data: u64) {
+        self.sends.push((color, data));
+    }
+}
+
+/// The behaviour of the cores: what each arriving wavelet does.
+pub trait Kernel {
+    /// The task that a wavelet of `color` arriving at the core of `pe` triggers at `now_cycle`;
+    /// `None` when the PE's state cannot take it yet: it stays queued and is offered again
+    /// after the PE's next task ends or its sends drain.
+    fn on_wavelet(
+        &mut self,
+        pe: u32,
+        color: u8,
+        data: u64,
+        now_cycle: u64,
+        io: &mut TaskIo,
+    ) -> Option<Work>;
+
+    /// The send queue of `pe` for `color` has sent its last wavelet (its SRAM buffer is free).
+    fn on_sends_drained(&mut self, _pe: u32, _color: u8) {}
+
+    /// (PE, color) pairs still waiting for wavelets; empty when the kernel is complete.
+    fn expected(&self) -> Vec<(u32, u8)>;
+}

@@ -1,0 +1,353 @@
+//! The engine's state (struct of arrays, indexed by PE, channel or link) and its event loop.
+//!
+//! A *channel* is one color at one PE: its router input buffer, its core queue (wavelets
+//! delivered down the ramp, waiting for a task) and its route. Channel id = PE · colors + color.
+//! A *link* is one output direction of one router: ports N, E, S, W and the ramp down to the
+//! core (id = PE · 6 + port), the ramp up from the core (PE · 6 + 5), and one link per edge
+//! stream after those.
+
+use std::collections::VecDeque;
+
+use super::counters::{MeshCounters, PeCounters};
+use super::event::{Event, EventQueue};
+use super::program::{Kernel, Mesh, Port, Program, TaskIo};
+use crate::error::{Error, Result};
+use crate::spec::FabricSpec;
+
+pub(super) const EV_TRY: u8 = 0;
+pub(super) const EV_ARRIVE: u8 = 1;
+pub(super) const EV_DELIVER: u8 = 2;
+pub(super) const EV_WAKE: u8 = 3;
+pub(super) const EV_INJECT: u8 = 4;
+
+/// Channel flag: a TRY event is scheduled.
+pub(super) const PENDING: u8 = 1;
+/// Channel flag: the head waits for buffer space downstream; the pop downstream wakes it.
+pub(super) const BLOCKED: u8 = 2;
+
+pub(super) const NONE: u32 = u32::MAX;
+pub(super) const LINKS_PER_PE: usize = 6;
+pub(super) const RAMP_UP: usize = 5;
+
+/// A source of wavelets into one channel: a core's sends on one color (out of SRAM, so not
+/// bounded) or an edge stream. One wavelet per cycle at most, over its link.
+#[derive(Debug)]
+pub(super) struct Injector {
+    pub ch: u32,
+    pub link: u32,
+    pub color: u8,
+    /// PE whose core sends, or `NONE` for an edge stream.
+    pub core_pe: u32,
+    /// (cycle ready, data)
+    pub queue: VecDeque<(u64, u64)>,
+    pub pending: bool,
+    pub blocked: bool,
+    pub blocked_since: u64,
+}
+
+/// Limits that turn a runaway program into an error instead of a hang.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// Cycles without any task starting or wavelet reaching a core before the run is declared
+    /// stuck (wavelets circling a route loop).
+    pub progress_timeout_cycles: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self {
+            progress_timeout_cycles: 1 << 20,
+        }
+    }
+}
+
+/// What a run produced, beyond the kernel's own state.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub cycles: u64,
+    pub counters: MeshCounters,
+    /// Wavelets injected by cores and edge streams (each counted once at its source).
+    pub wavelets_sent: u64,
+    /// Wavelets delivered to cores (a multicast wavelet counts once per destination).
+    pub wavelets_received: u64,
+    /// Router-to-router link traversals.
+    pub wavelet_hops: u64,
+    pub events: u64,
+}
+
+pub struct Engine<'k, K: Kernel> {
+    pub(super) kernel: &'k mut K,
+    pub(super) mesh: Mesh,
+    pub(super) colors: usize,
+    pub(super) depth: u32,
+    pub(super) hop_cycles: u64,
+    pub(super) ramp_cycles: u64,
+    pub(super) limits: RunLimits,
+    // channels
+    pub(super) route_in: Vec<u8>,
+    pub(super) route_out: Vec<u8>,
+    pub(super) fifo: Vec<u64>,
+    pub(super) fifo_head: Vec<u32>,
+    pub(super) fifo_len: Vec<u32>,
+    pub(super) fifo_reserved: Vec<u32>,
+    pub(super) flags: Vec<u8>,
+    pub(super) blocked_since: Vec<u64>,
+    pub(super) core_queue: Vec<u64>,
+    pub(super) cq_head: Vec<u32>,
+    pub(super) cq_len: Vec<u32>,
+    pub(super) cq_reserved: Vec<u32>,
+    pub(super) core_injector: Vec<u32>,
+    pub(super) edge_injector: Vec<u32>,
+    // PEs
+    pub(super) ready: Vec<u64>,
+    pub(super) deferred: Vec<u64>,
+    pub(super) busy_until: Vec<u64>,
+    pub(super) wake_pending: Vec<bool>,
+    pub(super) counters: Vec<PeCounters>,
+    // links
+    pub(super) link_free: Vec<u64>,
+    pub(super) link_waiters: Vec<u64>,
+    pub(super) link_last: Vec<u8>,
+    pub(super) injectors: Vec<Injector>,
+    pub(super) queue: EventQueue,
+    pub(super) io: TaskIo,
+    pub(super) error: Option<Error>,
+    pub(super) last_progress_cycle: u64,
+    pub(super) wavelets_sent: u64,
+    pub(super) wavelets_received: u64,
+    pub(super) wavelet_hops: u64,
+}
+
+impl<'k, K: Kernel> Engine<'k, K> {
+    /// Builds the engine for `program` on `fabric`; refuses programs that break the fabric's
+    /// limits (colors) or leave the mesh.
+    pub fn new(
+        fabric: &FabricSpec,
+        program: &Program,
+        kernel: &'k mut K,
+        limits: RunLimits,
+    ) -> Result<Self> {
+        program.check(fabric.usable_colors())?;
+        let mesh = program.mesh;
+        let pes = mesh.pes();
+        let colors = program.routes.colors as usize;
+        if colors > 64 {
+            return Err(Error::Input(format!(
+                "a kernel may use at most 64 colors, not {colors}"
+            )));
+        }
+        let channels = pes * colors;
+        let depth = fabric.router.color_buffer_depth_wavelets as u32;
+        let links = pes * LINKS_PER_PE + program.edge_streams.len();
+        let mut engine = Self {
+            kernel,
+            mesh,
+            colors,
+            depth,
+            hop_cycles: fabric.router.hop_latency_cycles,
+            ramp_cycles: fabric.router.ramp_latency_cycles,
+            limits,
+            route_in: program.routes.inputs.clone(),
+            route_out: program.routes.outputs.clone(),
+            fifo: vec![0; channels * depth as usize],
+            fifo_head: vec![0; channels],
+            fifo_len: vec![0; channels],
+            fifo_reserved: vec![0; channels],
+            flags: vec![0; channels],
+            blocked_since: vec![0; channels],
+            core_queue: vec![0; channels * depth as usize],
+            cq_head: vec![0; channels],
+            cq_len: vec![0; channels],
+            cq_reserved: vec![0; channels],
+            core_injector: vec![NONE; channels],
+            edge_injector: vec![NONE; channels],
+            ready: vec![0; pes],
+            deferred: vec![0; pes],
+            busy_until: vec![0; pes],
+            wake_pending: vec![false; pes],
+            counters: vec![PeCounters::default(); pes],
+            link_free: vec![0; links],
+            link_waiters: vec![0; links],
+            link_last: vec![0; links],
+            injectors: Vec::new(),
+            queue: EventQueue::new(),
+            io: TaskIo::default(),
+            error: None,
+            last_progress_cycle: 0,
+            wavelets_sent: 0,
+            wavelets_received: 0,
+            wavelet_hops: 0,
+        };
+        for (i, stream) in program.edge_streams.iter().enumerate() {
+            let ch = engine.channel(stream.pe, stream.color);
+            if engine.route_in[ch as usize] & stream.port.bit() == 0 {
+                let (r, c) = mesh.coords(stream.pe);
+                return Err(Error::Simulation(format!(
+                    "edge stream of color {} enters PE ({r}, {c}) through {:?}, which its route does not accept",
+                    stream.color, stream.port
+                )));
+            }
+            let link = (pes * LINKS_PER_PE + i) as u32;
+            let inj = engine.new_injector(ch, link, stream.color, NONE);
+            engine.edge_injector[ch as usize] = inj;
+            for &w in &stream.wavelets {
+                engine.push_send(inj, 0, w);
+            }
+        }
+        for (pe, color, wavelets) in &program.initial_sends {
+            for &w in wavelets {
+                engine.core_send(*pe, *color, 0, w);
+            }
+        }
+        Ok(engine)
+    }
+
+    #[inline]
+    pub(super) fn channel(&self, pe: u32, color: u8) -> u32 {
+        pe * self.colors as u32 + color as u32
+    }
+
+    #[inline]
+    pub(super) fn schedule(&mut self, cycle: u64, kind: u8, target: u32, data: u64) {
+        self.queue.push(cycle, Event { kind, target, data });
+    }
+
+    /// Runs to completion: every source drained, every wavelet consumed, the kernel expecting
+    /// nothing more. A program that stops short is reported with its stuck PEs and colors.
+    pub fn run(mut self) -> Result<RunOutput> {
+        let mut spare = Vec::new();
+        let mut events = 0u64;
+        loop {
+            let batch = self.queue.take_current(spare);
+            if batch.is_empty() {
+                spare = batch;
+                if !self.queue.advance() {
+                    break;
+                }
+                let now = self.queue.now();
+                if now - self.last_progress_cycle > self.limits.progress_timeout_cycles {
+                    return Err(self.stuck_error(&format!(
+                        "no task started and no wavelet reached a core for {} cycles (cycle {now}): \
+                         wavelets are circling a route loop",
+                        self.limits.progress_timeout_cycles
+                    )));
+                }
+                continue;
+            }
+            events += batch.len() as u64;
+            let now = self.queue.now();
+            for ev in &batch {
+                self.handle(*ev, now);
+            }
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
+            spare = batch;
+            spare.clear();
+        }
+        if !self.is_quiescent() || !self.kernel.expected().is_empty() {
+            return Err(self.stuck_error("deadlock: no event left to run"));
+        }
+        let cycles = self
+            .busy_until
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.queue.now());
+        Ok(RunOutput {
+            cycles,
+            counters: MeshCounters {
+                rows: self.mesh.rows,
+                cols: self.mesh.cols,
+                cycles,
+                pes: self.counters,
+            },
+            wavelets_sent: self.wavelets_sent,
+            wavelets_received: self.wavelets_received,
+            wavelet_hops: self.wavelet_hops,
+            events,
+        })
+    }
+
+    #[inline]
+    fn handle(&mut self, ev: Event, now: u64) {
+        match ev.kind {
+            EV_TRY => self.try_forward(ev.target, now),
+            EV_ARRIVE => self.arrive(ev.target, ev.data, now),
+            EV_DELIVER => self.deliver(ev.target, ev.data, now),
+            EV_WAKE => self.wake(ev.target, now),
+            _ => self.inject(ev.target, now),
+        }
+    }
+
+    fn is_quiescent(&self) -> bool {
+        self.fifo_len.iter().all(|&n| n == 0)
+            && self.cq_len.iter().all(|&n| n == 0)
+            && self.injectors.iter().all(|i| i.queue.is_empty())
+    }
+
+    /// An error naming what is stuck: wavelets in router buffers, core queues and send queues,
+    /// and the (PE, color) pairs the kernel still expects wavelets on.
+    fn stuck_error(&self, what: &str) -> Error {
+        const SHOWN: usize = 12;
+        let mut stuck: Vec<String> = Vec::new();
+        let mut count = 0usize;
+        let mut note = |text: String| {
+            if stuck.len() < SHOWN {
+                stuck.push(text);
+            }
+            count += 1;
+        };
+        let colors = self.colors as u32;
+        for ch in 0..self.fifo_len.len() as u32 {
+            let (r, c) = self.mesh.coords(ch / colors);
+            let color = ch % colors;
+            if self.fifo_len[ch as usize] > 0 {
+                note(format!(
+                    "PE ({r}, {c}) color {color}: {} wavelets in the router buffer",
+                    self.fifo_len[ch as usize]
+                ));
+            }
+            if self.cq_len[ch as usize] > 0 {
+                note(format!(
+                    "PE ({r}, {c}) color {color}: {} wavelets waiting for a task",
+                    self.cq_len[ch as usize]
+                ));
+            }
+        }
+        for inj in &self.injectors {
+            if !inj.queue.is_empty() {
+                let (r, c) = self.mesh.coords(inj.ch / colors);
+                let source = if inj.core_pe == NONE {
+                    "edge stream"
+                } else {
+                    "core sends"
+                };
+                note(format!(
+                    "PE ({r}, {c}) color {}: {} wavelets of its {source} not sent",
+                    inj.color,
+                    inj.queue.len()
+                ));
+            }
+        }
+        for (pe, color) in self.kernel.expected() {
+            let (r, c) = self.mesh.coords(pe);
+            note(format!(
+                "PE ({r}, {c}) color {color}: still expects wavelets"
+            ));
+        }
+        let more = if count > SHOWN {
+            format!("; and {} more", count - SHOWN)
+        } else {
+            String::new()
+        };
+        Error::Simulation(format!("{what}; stuck: {}{more}", stuck.join("; ")))
+    }
+
+    /// The PE and port names used in error messages.
+    pub(super) fn describe(&self, pe: u32, color: u8, port: Port) -> String {
+        let (r, c) = self.mesh.coords(pe);
+        format!("color {color} at PE ({r}, {c}) through {port:?}")
+    }
+}

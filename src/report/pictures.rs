@@ -1,0 +1,156 @@
+//! The pictures of a `train` run, drawn from saved results (`counters.postcard`, `report.json`),
+//! so that `wafersim plot` redraws exactly what `train` drew.
+
+use std::path::{Path, PathBuf};
+
+use super::counters::{CountersFile, RunCounters};
+use super::plot::{heatmap, line_chart, Grid, HeatmapStyle, LineChart, Series};
+use crate::error::{Error, Result};
+use crate::schedule::PeGrid;
+
+/// What a heatmap shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeatmapKind {
+    /// Busy fraction of each PE over a pre-training step.
+    Utilization,
+    /// SRAM bytes of each PE against its capacity.
+    Sram,
+}
+
+/// "dense" or "s0.75": how runs are named in file names and on the command line.
+pub fn run_name(sparsity: f64) -> String {
+    if sparsity == 0.0 {
+        "dense".into()
+    } else {
+        format!("s{sparsity}")
+    }
+}
+
+/// Draws one run's heatmap to `path` (PNG or SVG by extension). Utilisation heatmaps of every run
+/// share the 0–1 scale, SRAM heatmaps the 0–capacity scale, so they compare.
+pub fn draw_heatmap(
+    file: &CountersFile,
+    run: &RunCounters,
+    kind: HeatmapKind,
+    path: &Path,
+) -> Result<()> {
+    let who = format!(
+        "{} on {}, pre-training step, {}",
+        file.model,
+        file.fabric,
+        if run.sparsity == 0.0 {
+            "dense".to_string()
+        } else {
+            format!("sparsity {}", run.sparsity)
+        }
+    );
+    let (grid, style) = match kind {
+        HeatmapKind::Utilization => {
+            let cycles = run.step_cycles.max(1) as f64;
+            (
+                to_grid(&run.busy_cycles, |v| v as f64 / cycles)?,
+                HeatmapStyle::new(
+                    format!("PE utilisation: {who}"),
+                    "busy fraction of the step",
+                    0.0,
+                    1.0,
+                ),
+            )
+        }
+        HeatmapKind::Sram => (
+            to_grid(&run.sram_bytes, |v| v as f64)?,
+            HeatmapStyle::new(
+                format!("SRAM per PE: {who}"),
+                format!(
+                    "SRAM bytes used (capacity {} B)",
+                    super::table::thousands(run.sram_capacity_bytes as u128)
+                ),
+                0.0,
+                run.sram_capacity_bytes as f64,
+            ),
+        ),
+    };
+    heatmap(&grid, &style, path)
+}
+
+fn to_grid(grid: &PeGrid, value: impl Fn(u64) -> f64) -> Result<Grid> {
+    Grid::new(
+        grid.width as usize,
+        grid.height as usize,
+        grid.values.iter().map(|&v| value(v)).collect(),
+    )
+}
+
+/// Every heatmap of a run folder: utilisation (PNG and SVG) per run, SRAM (PNG) of the dense run.
+pub fn draw_train_heatmaps(file: &CountersFile, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for run in &file.runs {
+        for extension in ["png", "svg"] {
+            let path = out.join(format!(
+                "heatmap-utilization-{}.{extension}",
+                run_name(run.sparsity)
+            ));
+            draw_heatmap(file, run, HeatmapKind::Utilization, &path)?;
+            written.push(path);
+        }
+    }
+    if let Some(dense) = file.runs.first() {
+        let path = out.join("heatmap-sram.png");
+        draw_heatmap(file, dense, HeatmapKind::Sram, &path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Theoretical and simulated speedup against sparsity, for pre-training and the whole recipe,
+/// from a `report.json` (as written by `train`).
+pub fn draw_speedup(report: &serde_json::Value, origin: &str, path: &Path) -> Result<()> {
+    let bad = |what: &str| Error::Input(format!("{origin}: not a train report ({what})"));
+    let runs = report["runs"].as_array().ok_or_else(|| bad("no `runs`"))?;
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = [
+        "theoretical, pre-training",
+        "simulated, pre-training",
+        "theoretical, whole recipe",
+        "simulated, whole recipe",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), Vec::new()))
+    .collect();
+    for run in runs {
+        let s = run["sparsity"]
+            .as_f64()
+            .ok_or_else(|| bad("a run without `sparsity`"))?;
+        let figure =
+            |phase: &serde_json::Value, key: &str| phase[key].as_f64().ok_or_else(|| bad(key));
+        let pretrain = &run["phases"][0];
+        series[0]
+            .1
+            .push((s, figure(pretrain, "theoretical_speedup")?));
+        series[1]
+            .1
+            .push((s, figure(pretrain, "simulated_speedup")?));
+        series[2]
+            .1
+            .push((s, figure(&run["total"], "theoretical_speedup")?));
+        series[3]
+            .1
+            .push((s, figure(&run["total"], "simulated_speedup")?));
+    }
+    let model = report["model"].as_str().unwrap_or("?");
+    let fabric = report["fabric"].as_str().unwrap_or("?");
+    let mut chart = LineChart::new(
+        format!("Speedup from sparse pre-training: {model} on {fabric}"),
+        "pre-training weight sparsity",
+        "speedup over the dense run (x)",
+    );
+    chart.series = series
+        .into_iter()
+        .map(|(name, points)| Series::new(name, points))
+        .collect();
+    let s_max = runs
+        .iter()
+        .filter_map(|r| r["sparsity"].as_f64())
+        .fold(0.0, f64::max);
+    chart.reference = Some(Series::ideal_speedup(s_max.max(0.5)));
+    line_chart(&chart, path)
+}

@@ -1,0 +1,17 @@
+//! Sweeps: grids of runs that scale out over threads (rayon) and machines (`--shard i/n`), resume
+//! after an interruption, and merge into one table.
+//!
+//! Architecture Invariant: a point's file depends only on the point (never on the thread count,
+//! the shard or the order points ran in), and is written atomically; `merge` sorts, so any way of
+//! running a sweep gives byte-identical `sweep.csv`.
+
+mod merge;
+mod run;
+mod spec;
+
+pub use merge::{read_points, sweep_csv};
+pub use run::{
+    load_point_model, point_path, run_sweep, PointFigures, PointResult, Shard, SweepOutcome,
+    POINT_MEMORY_BYTES,
+};
+pub use spec::{Limits, Point, SweepSpec};

@@ -1,0 +1,233 @@
+//! Running a sweep's points: in parallel, each written atomically to `points/<hash>.json`, those
+//! already there skipped, so that rerunning resumes and a job array can share one folder.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::spec::{Point, SweepSpec};
+use crate::error::{Error, Result};
+use crate::report::{create_folder, write_atomic};
+use crate::schedule::{run_recipe, Breakdown};
+use crate::spec::{load_fabric, model_text, parse_toml, ModelSpec};
+
+/// A shard `i/n` (1-based): the points whose hash modulo n is i − 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 1, count: 1 };
+
+    pub fn parse(text: &str) -> Result<Shard> {
+        let bad = || {
+            Error::Input(format!(
+                "--shard '{text}' is not allowed: give i/n with 1 <= i <= n, e.g. 2/8 \
+                 (under Slurm: --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT)"
+            ))
+        };
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn contains(&self, point: &Point) -> bool {
+        let hash = u64::from_str_radix(&point.hash(), 16).expect("hash is hex");
+        hash % self.count == self.index - 1
+    }
+}
+
+/// What a point's file holds: the point and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointResult {
+    pub version: String,
+    pub hash: String,
+    pub point: Point,
+    pub pretrain: PointFigures,
+    pub total: PointFigures,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointFigures {
+    pub flops_dense: u128,
+    pub flops_executed: u128,
+    pub cycles: u64,
+    pub seconds: f64,
+    pub theoretical_speedup: f64,
+    pub simulated_speedup: f64,
+    pub pe_utilization_mean: f64,
+    pub breakdown: Breakdown,
+}
+
+/// How a sweep went: points run now, points already there, points in other shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SweepOutcome {
+    pub points_total: u64,
+    pub points_in_shard: u64,
+    pub points_run: u64,
+    pub points_skipped: u64,
+}
+
+/// Bytes one running point takes at most (step graphs, plans and search of the largest built-in
+/// model), measured with `/usr/bin/time -v` on `wafersim train mediswift-xl` and rounded up.
+pub const POINT_MEMORY_BYTES: u64 = 64 << 20;
+
+/// Runs the shard's points not yet in `out/points/`, `jobs` at a time; `progress` is called
+/// after each point with (done, to do).
+pub fn run_sweep(
+    spec: &SweepSpec,
+    origin: &str,
+    out: &Path,
+    shard: Shard,
+    jobs: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<SweepOutcome> {
+    let memory = POINT_MEMORY_BYTES * jobs as u64;
+    if memory > spec.limits.max_memory_bytes {
+        return Err(Error::Input(format!(
+            "{origin}: {jobs} jobs need about {} MiB ({} MiB per point), over `limits.max_memory_bytes` = {} MiB; \
+             use fewer --jobs or raise the limit",
+            memory >> 20,
+            POINT_MEMORY_BYTES >> 20,
+            spec.limits.max_memory_bytes >> 20
+        )));
+    }
+    let points = spec.points();
+    // Load every model and fabric once up front, so that a bad override fails before any work.
+    for point in &points {
+        load_point_model(point, origin)?;
+        load_fabric(&point.fabric)?;
+    }
+    let folder = out.join("points");
+    create_folder(&folder)?;
+    let mine: Vec<&Point> = points.iter().filter(|p| shard.contains(p)).collect();
+    let todo: Vec<&Point> = mine
+        .iter()
+        .copied()
+        .filter(|p| !point_path(out, p).exists())
+        .collect();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()
+        .map_err(|e| Error::Simulation(format!("cannot start {jobs} threads: {e}")))?;
+    let total = todo.len() as u64;
+    pool.install(|| {
+        todo.par_iter().try_for_each(|point| -> Result<()> {
+            let result = run_point(point, origin)?;
+            let mut json = serde_json::to_string_pretty(&result).map_err(|e| {
+                Error::Simulation(format!("cannot encode point {}: {e}", result.hash))
+            })?;
+            json.push('\n');
+            write_atomic(&point_path(out, point), json.as_bytes())?;
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(n, total);
+            Ok(())
+        })
+    })?;
+    Ok(SweepOutcome {
+        points_total: points.len() as u64,
+        points_in_shard: mine.len() as u64,
+        points_run: total,
+        points_skipped: mine.len() as u64 - total,
+    })
+}
+
+pub fn point_path(out: &Path, point: &Point) -> PathBuf {
+    out.join("points").join(format!("{}.json", point.hash()))
+}
+
+/// The point's model with its overrides applied, validated.
+pub fn load_point_model(point: &Point, origin: &str) -> Result<ModelSpec> {
+    let (model_origin, text) = model_text(&point.model)?;
+    if point.overrides.is_empty() {
+        let model: ModelSpec = parse_toml(&model_origin, &text)?;
+        model.validate(&model_origin)?;
+        return Ok(model);
+    }
+    let mut table: toml::Table = parse_toml(&model_origin, &text)?;
+    for (key, value) in &point.overrides {
+        let value: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
+            .remove("v")
+            .expect("parsed one key");
+        set_dotted(&mut table, key, value).map_err(|why| {
+            Error::Input(format!(
+                "{origin}: override `{key}` on model {}: {why}",
+                point.model
+            ))
+        })?;
+    }
+    let described = format!("{model_origin} with the overrides of {origin}");
+    let model: ModelSpec = parse_toml(
+        &described,
+        &toml::to_string(&table).expect("a TOML table serializes"),
+    )?;
+    model.validate(&described)?;
+    Ok(model)
+}
+
+fn set_dotted(
+    table: &mut toml::Table,
+    key: &str,
+    value: toml::Value,
+) -> std::result::Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let leaf = parts.pop().ok_or("empty key")?;
+    let mut current = table;
+    for part in parts {
+        current = current
+            .get_mut(part)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| format!("the model has no table `{part}`"))?;
+    }
+    if !current.contains_key(leaf) {
+        return Err(format!("the model has no key `{leaf}` there"));
+    }
+    current.insert(leaf.to_string(), value);
+    Ok(())
+}
+
+fn run_point(point: &Point, origin: &str) -> Result<PointResult> {
+    let model = load_point_model(point, origin)?;
+    let fabric = load_fabric(&point.fabric)?;
+    let runs = run_recipe(&model, &fabric, &[point.sparsity])?;
+    let run = runs.last().expect("the dense run at least");
+    let clock = fabric.clock.clock_hz as f64;
+    let pretrain = &run.phases[0];
+    Ok(PointResult {
+        version: crate::VERSION.to_string(),
+        hash: point.hash(),
+        point: point.clone(),
+        pretrain: PointFigures {
+            flops_dense: pretrain.flops_dense,
+            flops_executed: pretrain.flops_executed,
+            cycles: pretrain.cycles,
+            seconds: pretrain.cycles as f64 / clock,
+            theoretical_speedup: pretrain.theoretical_speedup,
+            simulated_speedup: pretrain.simulated_speedup,
+            pe_utilization_mean: pretrain.pe_utilization_mean,
+            breakdown: pretrain.breakdown,
+        },
+        total: PointFigures {
+            flops_dense: run.total.flops_dense,
+            flops_executed: run.total.flops_executed,
+            cycles: run.total.cycles,
+            seconds: run.total.cycles as f64 / clock,
+            theoretical_speedup: run.total.theoretical_speedup,
+            simulated_speedup: run.total.simulated_speedup,
+            pe_utilization_mean: run.total.pe_utilization_mean,
+            breakdown: run.total.breakdown,
+        },
+    })
+}

@@ -1,0 +1,200 @@
+//! The sweep spec: a grid of models × fabrics × sparsities × seeds × recipe overrides.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::spec::{check_sparsity, parse_toml};
+
+/// A sweep as its TOML file gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Models: built-in names or paths.
+    pub models: Vec<String>,
+    /// Fabrics: built-in names or paths.
+    pub fabrics: Vec<String>,
+    /// Pre-training sparsities; 0 is the dense run.
+    pub sparsities: Vec<f64>,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Dotted model keys, each with the values to sweep, e.g.
+    /// `"recipe.pretrain.batch_sequences" = [256, 512]`.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, Vec<toml::Value>>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What a sweep may ask for; checked before any point runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_points")]
+    pub max_points: u64,
+    /// Memory the running points may take together, in bytes.
+    #[serde(default = "default_max_memory")]
+    pub max_memory_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_points: default_max_points(),
+            max_memory_bytes: default_max_memory(),
+        }
+    }
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1]
+}
+
+fn default_max_points() -> u64 {
+    10_000
+}
+
+fn default_max_memory() -> u64 {
+    8 << 30
+}
+
+/// One point of the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub model: String,
+    pub fabric: String,
+    pub sparsity: f64,
+    pub seed: u64,
+    /// Dotted key → value, as TOML text.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl Point {
+    /// The point in one canonical line: what its hash is taken of.
+    pub fn canonical(&self) -> String {
+        let overrides: Vec<String> = self
+            .overrides
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "model={};fabric={};sparsity={};seed={};overrides={}",
+            self.model,
+            self.fabric,
+            self.sparsity,
+            self.seed,
+            overrides.join(",")
+        )
+    }
+
+    /// A stable 64-bit hash (FNV-1a) of the canonical line, as 16 hex digits: the point's file name
+    /// and what `--shard` splits on.
+    pub fn hash(&self) -> String {
+        let h = self
+            .canonical()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        format!("{h:016x}")
+    }
+}
+
+impl SweepSpec {
+    pub fn load(path: &str) -> Result<SweepSpec> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("sweep spec '{path}': cannot be read: {e}")))?;
+        let spec: SweepSpec = parse_toml(path, &text)?;
+        spec.validate(path)?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let empty = |key: &str| {
+            Error::Input(format!(
+                "{origin}: key `{key}` is empty: give at least one value"
+            ))
+        };
+        if self.models.is_empty() {
+            return Err(empty("models"));
+        }
+        if self.fabrics.is_empty() {
+            return Err(empty("fabrics"));
+        }
+        if self.sparsities.is_empty() {
+            return Err(empty("sparsities"));
+        }
+        if self.seeds.is_empty() {
+            return Err(empty("seeds"));
+        }
+        for (i, &s) in self.sparsities.iter().enumerate() {
+            check_sparsity(&format!("{origin}: key `sparsities[{i}]`"), s)?;
+        }
+        for (key, values) in &self.overrides {
+            if values.is_empty() {
+                return Err(empty(&format!("overrides.\"{key}\"")));
+            }
+            if !(key.starts_with("architecture.") || key.starts_with("recipe.")) {
+                return Err(Error::Input(format!(
+                    "{origin}: override `{key}` is not allowed: keys start with `architecture.` or `recipe.`"
+                )));
+            }
+        }
+        let points = self.point_count();
+        if points > self.limits.max_points as u128 {
+            return Err(Error::Input(format!(
+                "{origin}: the grid has {points} points, over `limits.max_points` = {}; raise the limit \
+                 or shrink the grid",
+                self.limits.max_points
+            )));
+        }
+        Ok(())
+    }
+
+    /// Points in the grid (counted before building them, so a huge grid is refused up front).
+    pub fn point_count(&self) -> u128 {
+        let overrides: u128 = self.overrides.values().map(|v| v.len() as u128).product();
+        self.models.len() as u128
+            * self.fabrics.len() as u128
+            * self.sparsities.len() as u128
+            * self.seeds.len() as u128
+            * overrides
+    }
+
+    /// Every point, in a fixed order.
+    pub fn points(&self) -> Vec<Point> {
+        let mut assignments: Vec<BTreeMap<String, String>> = vec![BTreeMap::new()];
+        for (key, values) in &self.overrides {
+            assignments = assignments
+                .into_iter()
+                .flat_map(|a| {
+                    values.iter().map(move |v| {
+                        let mut a = a.clone();
+                        a.insert(key.clone(), v.to_string());
+                        a
+                    })
+                })
+                .collect();
+        }
+        let mut points = Vec::new();
+        for model in &self.models {
+            for fabric in &self.fabrics {
+                for overrides in &assignments {
+                    for &seed in &self.seeds {
+                        for &sparsity in &self.sparsities {
+                            points.push(Point {
+                                model: model.clone(),
+                                fabric: fabric.clone(),
+                                sparsity,
+                                seed,
+                                overrides: overrides.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        points
+    }
+}
