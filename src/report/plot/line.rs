@@ -159,7 +159,9 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
 ];
-const MARKER_PX: i32 = 5;
+/// Line width and marker radius of the series drawn last (earlier ones are larger).
+const LINE_PX: f64 = 2.0;
+const MARKER_PX: f64 = 5.0;
 /// Labelled ticks per axis, at most.
 const LABELS_MAX: usize = 10;
 
@@ -229,7 +231,7 @@ fn draw<DB: DrawingBackend>(
         draw_reference(&mut chart, reference)?;
     }
     for (index, series) in line_chart.series.iter().enumerate() {
-        draw_series(&mut chart, series, index)?;
+        draw_series(&mut chart, series, index, line_chart.series.len())?;
     }
     chart
         .configure_series_labels()
@@ -256,14 +258,19 @@ fn draw_reference<'a, DB: DrawingBackend + 'a>(
 }
 
 /// The line and its markers; the marker shape (circle, triangle, square, cross) and the colour
-/// both change with `index`, so series stay apart in grey print too.
+/// both change with `index`, so series stay apart in grey print too. Series that coincide (a
+/// whole recipe dominated by pre-training, say) must not hide each other: earlier series are
+/// drawn wider, with larger markers, so each later one shows on top of them, inside them.
 fn draw_series<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
     series: &Series,
     index: usize,
+    count: usize,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let color = PALETTE[index % PALETTE.len()];
-    let line = color.stroke_width(2);
+    // How many series are drawn over this one (capped, so many series stay thin).
+    let below = (count - 1 - index).min(3) as f64;
+    let line = color.stroke_width((LINE_PX + below).round() as u32);
     let fill = color.filled();
     // Legend entries: a short line from the entry's anchor with the marker at its middle.
     let legend_line =
@@ -274,7 +281,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a>(
     )))?;
     annotation.label(&series.name);
     let points = series.points.iter().copied();
-    let r = MARKER_PX;
+    let r = (MARKER_PX + 1.2 * below).round() as i32;
     match index % 4 {
         0 => {
             annotation.legend(move |p| legend_line(p) + Circle::new((12, 0), r, fill));
