@@ -80,6 +80,23 @@ fn main() -> wafersim::Result<()> {
     heatmap(&mini, &mini_style, &out.join("mini.png"))?;
     heatmap(&mini, &mini_style, &out.join("mini.svg"))?;
 
+    // A narrow region with a long title (the canvas widens) and data below vmin and above vmax.
+    let (nw, nh) = (24, 300);
+    let narrow: Vec<f64> = (0..nw * nh)
+        .map(|i| (i / nw) as f64 / nh as f64 * 1.2 - 0.1)
+        .collect();
+    let narrow_style = HeatmapStyle::new(
+        "Router stalls — one GEMM column of mediswift-xl, wavelet fidelity",
+        "stall fraction",
+        0.0,
+        0.87,
+    );
+    heatmap(
+        &Grid::new(nw, nh, narrow)?,
+        &narrow_style,
+        &out.join("narrow.png"),
+    )?;
+
     let sparsities = [0.0, 0.25, 0.5, 0.625, 0.75, 0.8125, 0.875, 0.9];
     let curve = |f: &dyn Fn(f64) -> f64| sparsities.iter().map(|&s| (s, f(s))).collect::<Vec<_>>();
     let mut chart = LineChart::new(

@@ -3,6 +3,7 @@
 mod common;
 mod engine;
 mod flops;
+mod plot;
 mod spec_errors;
 mod step;
 mod sweep;

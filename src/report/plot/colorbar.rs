@@ -66,9 +66,29 @@ const TICK_GAP_PX: i32 = 4;
 /// Ticks on the colour bar: few enough to stay apart on a short bar.
 const TICKS_MAX: usize = 6;
 
-/// The colour bar's values with tick marks.
-pub(super) fn ticks(vmin: f64, vmax: f64) -> Vec<f64> {
-    super::nice_ticks(vmin, vmax, TICKS_MAX)
+/// The colour bar's ticks with their labels: round values, plus vmin and vmax themselves where
+/// they are far enough from a round one to have room (e.g. a capacity such as 49,152 bytes).
+pub(super) fn ticks(vmin: f64, vmax: f64, bar_px: i32) -> Vec<(f64, String)> {
+    let mut values = super::nice_ticks(vmin, vmax, TICKS_MAX);
+    let decimals = super::tick_decimals(&values);
+    // Room for one label: 1.5 text heights, in value units.
+    let room = (vmax - vmin) * 1.5 * TICK_PX / f64::from(bar_px.max(1));
+    let mut ends = Vec::new();
+    if values.first().is_none_or(|&first| first - vmin > room) {
+        ends.push(vmin);
+    }
+    if values.last().is_none_or(|&last| vmax - last > room) {
+        ends.push(vmax);
+    }
+    let label = |v: f64, d: usize| (v, tick_label(v, d));
+    let mut ticks: Vec<_> = values.drain(..).map(|v| label(v, decimals)).collect();
+    for end in ends {
+        // An end value keeps the axis' decimals and gets up to two more if it needs them.
+        let own = super::tick_decimals(&[end]).clamp(decimals, decimals + 2);
+        ticks.push(label(end, own));
+    }
+    ticks.sort_by(|a, b| a.0.total_cmp(&b.0));
+    ticks
 }
 
 /// Horizontal room the colour bar's ticks, their labels and its title take right of the bar.
@@ -94,13 +114,10 @@ pub(super) fn draw_axis<DB: DrawingBackend>(
         .into_font()
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
-    for value in ticks(style.vmin, style.vmax) {
+    for (value, text) in ticks(style.vmin, style.vmax, bar.h) {
         let y = bottom - 1 - ((value - style.vmin) / span * (bar.h - 1) as f64).round() as i32;
-        root.draw(&PathElement::new(
-            vec![(right, y), (right + TICK_LEN_PX, y)],
-            BLACK.stroke_width(1),
-        ))?;
-        let text = tick_label(value, span);
+        let tick = vec![(right, y), (right + TICK_LEN_PX, y)];
+        root.draw(&PathElement::new(tick, BLACK.stroke_width(1)))?;
         root.draw_text(&text, &label_style, (right + TICK_LEN_PX + TICK_GAP_PX, y))?;
     }
     // Reads bottom to top, like the heatmap's y-axis title, at the far side of the labels.

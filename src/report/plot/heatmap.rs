@@ -160,10 +160,11 @@ pub fn heatmap(grid: &Grid, style: &HeatmapStyle, path: &Path) -> Result<()> {
 
 /// Pixels between the canvas edge or the plot and the things around it.
 const TITLE_BAND_PX: i32 = 56;
-const LEFT_BAND_PX: i32 = 96;
+const LEFT_MARGIN_PX: i32 = 12;
 const BOTTOM_BAND_PX: i32 = 76;
-const Y_TICK_AREA_PX: i32 = 62;
 const X_TICK_AREA_PX: i32 = 40;
+/// Room beside a y tick label for the tick mark and the gaps plotters leaves around it.
+const Y_TICK_MARK_PX: i32 = 22;
 const COLORBAR_GAP_PX: i32 = 28;
 const COLORBAR_WIDTH_PX: i32 = 22;
 const RIGHT_MARGIN_PX: i32 = 20;
@@ -179,23 +180,36 @@ pub(super) struct Rect {
     pub(super) h: i32,
 }
 
+/// Widths of the texts around the plot, measured with the registered font.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TextWidths {
+    title_px: i32,
+    /// The y-axis tick labels with their tick marks.
+    y_ticks_px: i32,
+    /// The widest x-axis tick label.
+    x_tick_px: i32,
+    /// Everything right of the colour bar: ticks, labels, title.
+    colorbar_labels_px: i32,
+}
+
 /// Where everything goes on the canvas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     canvas: (u32, u32),
     plot: Rect,
     colorbar: Rect,
-    colorbar_labels_px: i32,
+    text: TextWidths,
 }
 
 impl Layout {
-    /// Places a `plot_w × plot_h` plot, widening the canvas if the title needs it.
-    fn new(plot_w: i32, plot_h: i32, title_w: i32, colorbar_labels_px: i32) -> Layout {
-        let right = COLORBAR_GAP_PX + COLORBAR_WIDTH_PX + colorbar_labels_px + RIGHT_MARGIN_PX;
-        let natural_w = LEFT_BAND_PX + plot_w + right;
-        let extra = (title_w + 2 * RIGHT_MARGIN_PX - natural_w).max(0);
+    /// Places a `plot_w × plot_h` plot, widening the canvas (plot centred) if the title needs it.
+    fn new(plot_w: i32, plot_h: i32, text: TextWidths) -> Layout {
+        let left = LEFT_MARGIN_PX + AXIS_TITLE_PX as i32 + text.y_ticks_px;
+        let right = COLORBAR_GAP_PX + COLORBAR_WIDTH_PX + text.colorbar_labels_px + RIGHT_MARGIN_PX;
+        let natural_w = left + plot_w + right;
+        let extra = (text.title_px + 2 * RIGHT_MARGIN_PX - natural_w).max(0);
         let plot = Rect {
-            x: LEFT_BAND_PX + extra / 2,
+            x: left + extra / 2,
             y: TITLE_BAND_PX,
             w: plot_w,
             h: plot_h,
@@ -206,34 +220,53 @@ impl Layout {
             w: COLORBAR_WIDTH_PX,
             h: plot.h,
         };
+        let canvas_h = TITLE_BAND_PX + plot_h + BOTTOM_BAND_PX;
         Layout {
-            canvas: (
-                (natural_w + extra) as u32,
-                (TITLE_BAND_PX + plot_h + BOTTOM_BAND_PX) as u32,
-            ),
+            canvas: ((natural_w + extra) as u32, canvas_h as u32),
             plot,
             colorbar,
-            colorbar_labels_px,
+            text,
         }
     }
 }
 
-/// Measures the texts that set the layout, with the registered font (no canvas needed).
-fn measure(text: &str, size_px: f64) -> i32 {
-    let font = (FONT, size_px).into_font();
+/// The width of `text` at `size_px`, with the registered font (no canvas needed).
+fn measure(text: &str, size_px: f64, weight: FontStyle) -> i32 {
+    let font = (FONT, size_px, weight).into_font();
     font.box_size(text).map(|(w, _)| w as i32).unwrap_or(0)
 }
 
-fn layout_for(plot_w: usize, plot_h: usize, style: &HeatmapStyle) -> Layout {
-    let span = style.vmax - style.vmin;
-    let widest_tick = colorbar::ticks(style.vmin, style.vmax)
-        .iter()
-        .map(|&v| measure(&super::tick_label(v, span), TICK_PX))
-        .max()
-        .unwrap_or(0);
-    let colorbar_labels_px = colorbar::labels_px(widest_tick);
-    let title_w = measure(&style.title, TITLE_PX);
-    Layout::new(plot_w as i32, plot_h as i32, title_w, colorbar_labels_px)
+fn layout_for(grid: &Grid, plot_w: usize, plot_h: usize, style: &HeatmapStyle) -> Layout {
+    let widest = |labels: &mut dyn Iterator<Item = String>| {
+        labels
+            .map(|l| measure(&l, TICK_PX, FontStyle::Normal))
+            .max()
+            .unwrap_or(0)
+    };
+    let colorbar_ticks = colorbar::ticks(style.vmin, style.vmax, plot_h as i32);
+    let text = TextWidths {
+        title_px: measure(&style.title, TITLE_PX, FontStyle::Bold),
+        // Row labels are whole numbers below the height, so the widest has its digit count.
+        y_ticks_px: widest(&mut std::iter::once("8".repeat(digits(grid.height - 1))))
+            + Y_TICK_MARK_PX,
+        x_tick_px: widest(&mut std::iter::once("8".repeat(digits(grid.width - 1)))),
+        colorbar_labels_px: colorbar::labels_px(widest(
+            &mut colorbar_ticks.into_iter().map(|(_, label)| label),
+        )),
+    };
+    Layout::new(plot_w as i32, plot_h as i32, text)
+}
+
+/// How many labels an axis of `pes` PEs drawn `axis_px` long can take without crowding, when a
+/// label is `label_px` long along the axis: at most 10, at least 2 (the ends).
+fn labels_fitting(pes: usize, axis_px: i32, label_px: i32) -> usize {
+    let fitting = axis_px / (2 * label_px.max(1)) + 1;
+    (fitting.clamp(2, 10) as usize).min(pes)
+}
+
+/// Decimal digits of `n`.
+fn digits(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Whole pixels per PE in the PNG: at least one, more for small grids so the plot is readable.
@@ -243,7 +276,7 @@ fn cell_px(grid: &Grid) -> usize {
 
 fn render_png(grid: &Grid, style: &HeatmapStyle) -> Result<Vec<u8>, String> {
     let cell = cell_px(grid);
-    let layout = layout_for(grid.width * cell, grid.height * cell, style);
+    let layout = layout_for(grid, grid.width * cell, grid.height * cell, style);
     let (w, h) = layout.canvas;
     let mut rgb = vec![255u8; w as usize * h as usize * 3];
     let colormap = Colormap::new(style.vmin, style.vmax);
@@ -298,7 +331,7 @@ fn render_svg(grid: &Grid, style: &HeatmapStyle) -> Result<String, String> {
     let scale = PLOT_SIDE_PX as f64 / grid.width.max(grid.height) as f64;
     let plot_w = ((grid.width as f64 * scale).round() as usize).max(1);
     let plot_h = ((grid.height as f64 * scale).round() as usize).max(1);
-    let layout = layout_for(plot_w, plot_h, style);
+    let layout = layout_for(grid, plot_w, plot_h, style);
     let colormap = Colormap::new(style.vmin, style.vmax);
     let mut svg = String::new();
     {
@@ -369,25 +402,24 @@ fn draw_frame<DB: DrawingBackend>(
     let plot = layout.plot;
     // The chart's plotting area is exactly the cells; plotters draws the axes one pixel outside
     // it, and so does the frame, so every PE stays visible.
+    let y_area_px = layout.text.y_ticks_px + AXIS_TITLE_PX as i32;
+    let x_area_px = X_TICK_AREA_PX + AXIS_TITLE_PX as i32;
     let area = root.clone().shrink(
-        (plot.x - Y_TICK_AREA_PX - AXIS_TITLE_PX as i32, plot.y),
-        (
-            plot.w + Y_TICK_AREA_PX + AXIS_TITLE_PX as i32,
-            plot.h + X_TICK_AREA_PX + AXIS_TITLE_PX as i32,
-        ),
+        (plot.x - y_area_px, plot.y),
+        (plot.w + y_area_px, plot.h + x_area_px),
     );
     // Integer PE indices sit at cell centres (PE x spans x − 0.5 .. x + 0.5); y runs downwards.
     let (w, h) = (grid.width as f64, grid.height as f64);
     let mut chart = ChartBuilder::on(&area)
-        .x_label_area_size(X_TICK_AREA_PX + AXIS_TITLE_PX as i32)
-        .y_label_area_size(Y_TICK_AREA_PX + AXIS_TITLE_PX as i32)
+        .x_label_area_size(x_area_px)
+        .y_label_area_size(y_area_px)
         .build_cartesian_2d(-0.5..w - 0.5, h - 0.5..-0.5)?;
     let integer = |v: &f64| format!("{v:.0}");
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_labels(grid.width.min(10))
-        .y_labels(grid.height.min(10))
+        .x_labels(labels_fitting(grid.width, plot.w, layout.text.x_tick_px))
+        .y_labels(labels_fitting(grid.height, plot.h, 2 * TICK_PX as i32))
         .x_label_formatter(&integer)
         .y_label_formatter(&integer)
         .label_style((FONT, TICK_PX))
@@ -397,12 +429,147 @@ fn draw_frame<DB: DrawingBackend>(
         .draw()?;
     let frame = [(plot.x - 1, plot.y - 1), (plot.x + plot.w, plot.y + plot.h)];
     root.draw(&Rectangle::new(frame, BLACK.stroke_width(1)))?;
-    colorbar::draw_axis(root, layout.colorbar, layout.colorbar_labels_px, style)
+    colorbar::draw_axis(root, layout.colorbar, layout.text.colorbar_labels_px, style)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes PNG bytes into (width, height, RGB pixels).
+    fn decode(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+        let mut reader = png::Decoder::new(bytes).read_info().expect("a PNG header");
+        let mut rgb = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut rgb).expect("PNG data");
+        assert_eq!(frame.color_type, png::ColorType::Rgb);
+        rgb.truncate(frame.buffer_size());
+        (frame.width as usize, frame.height as usize, rgb)
+    }
+
+    fn pixel(rgb: &[u8], width: usize, x: i32, y: i32) -> [u8; 3] {
+        let i = (y as usize * width + x as usize) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    }
+
+    fn busy_style() -> HeatmapStyle {
+        HeatmapStyle::new("PE utilisation", "busy fraction", 0.0, 1.0)
+    }
+
+    #[test]
+    fn png_shows_every_pe_of_a_wafer_in_its_own_pixel() {
+        // Left half 0.2, right half 0.8: two uniform colours, each PE exactly one pixel.
+        let (w, h) = (750, 994);
+        let values = (0..w * h)
+            .map(|i| if i % w < w / 2 { 0.2 } else { 0.8 })
+            .collect();
+        let grid = Grid::new(w, h, values).unwrap();
+        register_fonts();
+        let (width, _, rgb) = decode(&render_png(&grid, &busy_style()).unwrap());
+        let plot = layout_for(&grid, w, h, &busy_style()).plot;
+        assert_eq!((plot.w, plot.h), (750, 994));
+        let colormap = Colormap::new(0.0, 1.0);
+        let (left, right) = (colormap.rgb(0.2), colormap.rgb(0.8));
+        assert_ne!(left, right);
+        for y in 0..plot.h {
+            for x in 0..plot.w {
+                let expected = if x < 375 { left } else { right };
+                assert_eq!(
+                    pixel(&rgb, width, plot.x + x, plot.y + y),
+                    expected,
+                    "PE ({x}, {y})"
+                );
+            }
+            // The frame is drawn outside the cells, never over the first or last column.
+            assert_eq!(pixel(&rgb, width, plot.x - 1, plot.y + y), [0, 0, 0]);
+            assert_eq!(pixel(&rgb, width, plot.x + plot.w, plot.y + y), [0, 0, 0]);
+        }
+    }
+
+    #[test]
+    fn png_blocks_of_a_small_grid_follow_the_data_with_row_zero_on_top() {
+        // 4 × 3 PEs, all different; each PE is a 200 × 200 block (800 px / 4 columns).
+        let grid = Grid::new(4, 3, (0..12).map(|i| i as f64 / 11.0).collect()).unwrap();
+        register_fonts();
+        let (width, _, rgb) = decode(&render_png(&grid, &busy_style()).unwrap());
+        let plot = layout_for(&grid, 800, 600, &busy_style()).plot;
+        let colormap = Colormap::new(0.0, 1.0);
+        let mut seen = Vec::new();
+        for (y, x) in (0..3).flat_map(|y| (0..4).map(move |x| (y, x))) {
+            let expected = colormap.rgb(grid.value(x, y));
+            for (dx, dy) in [(0, 0), (199, 0), (0, 199), (199, 199), (100, 100)] {
+                let (px, py) = (plot.x + 200 * x as i32 + dx, plot.y + 200 * y as i32 + dy);
+                assert_eq!(
+                    pixel(&rgb, width, px, py),
+                    expected,
+                    "PE ({x}, {y}) + ({dx}, {dy})"
+                );
+            }
+            assert!(!seen.contains(&expected), "PE ({x}, {y}) repeats a colour");
+            seen.push(expected);
+        }
+    }
+
+    #[test]
+    fn values_outside_the_range_clamp_and_nan_is_grey() {
+        let colormap = Colormap::new(0.0, 49_152.0);
+        assert_eq!(colormap.rgb(-5.0), colormap.rgb(0.0));
+        assert_eq!(colormap.rgb(1e9), colormap.rgb(49_152.0));
+        assert_eq!(colormap.rgb(f64::NAN), [190, 190, 190]);
+        // viridis: dark purple at the bottom, yellow at the top.
+        assert_eq!(colormap.rgb(0.0), [68, 1, 84]);
+        assert_eq!(colormap.rgb(49_152.0), [254, 232, 37]);
+    }
+
+    #[test]
+    fn svg_tiles_are_block_means() {
+        // 4 × 4 PEs in 2 × 2 tiles: each tile's colour is the mean of its four PEs.
+        let values = vec![
+            0.0,
+            0.2,
+            1.0,
+            1.0, //
+            0.2,
+            0.2,
+            1.0,
+            1.0, //
+            0.5,
+            0.5,
+            0.4,
+            0.4, //
+            0.5,
+            0.5,
+            0.4,
+            f64::NAN,
+        ];
+        let grid = Grid::new(4, 4, values).unwrap();
+        let mut style = busy_style();
+        style.svg_tiles_max = 2;
+        register_fonts();
+        let svg = render_svg(&grid, &style).unwrap();
+        let plot = layout_for(&grid, 800, 800, &style).plot;
+        let document = roxmltree::Document::parse(&svg).expect("the SVG is XML");
+        let fill_at = |x: i32, y: i32| {
+            let (x, y) = (x.to_string(), y.to_string());
+            document
+                .descendants()
+                .find(|n| {
+                    n.has_tag_name("rect")
+                        && n.attribute("x") == Some(&x)
+                        && n.attribute("y") == Some(&y)
+                })
+                .and_then(|n| n.attribute("fill"))
+                .map(str::to_string)
+        };
+        let colormap = Colormap::new(0.0, 1.0);
+        let hex = |v: f64| {
+            let [r, g, b] = colormap.rgb(v);
+            format!("#{r:02X}{g:02X}{b:02X}")
+        };
+        assert_eq!(fill_at(plot.x, plot.y), Some(hex(0.15)));
+        assert_eq!(fill_at(plot.x + 400, plot.y), Some(hex(1.0)));
+        assert_eq!(fill_at(plot.x, plot.y + 400), Some(hex(0.5)));
+        assert_eq!(fill_at(plot.x + 400, plot.y + 400), Some(hex(0.4)));
+    }
 
     #[test]
     fn grid_rejects_a_wrong_count_or_size() {

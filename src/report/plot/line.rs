@@ -3,13 +3,15 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::Ranged;
 use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::output::{self, Format};
 use super::{
-    drawing_failed, encode_png, register_fonts, tick_label, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX,
+    drawing_failed, encode_png, register_fonts, tick_decimals, tick_label, AXIS_TITLE_PX, FONT,
+    TICK_PX, TITLE_PX,
 };
 use crate::error::{Error, Result};
 
@@ -157,7 +159,11 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
 ];
-const MARKER_PX: i32 = 5;
+/// Line width and marker radius of the series drawn last (earlier ones are larger).
+const LINE_PX: f64 = 2.0;
+const MARKER_PX: f64 = 5.0;
+/// Labelled ticks per axis, at most.
+const LABELS_MAX: usize = 10;
 
 /// Draws `chart` to `path`: PNG or SVG, by extension.
 ///
@@ -202,15 +208,20 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(64)
         .y_label_area_size(76)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
-    let (x_span, y_span) = (x_hi - x_lo, y_hi - y_lo);
+    // Labels on one axis share their decimals: those of the points plotters labels.
+    let decimals = |lo: f64, hi: f64| {
+        let points: Vec<f64> = RangedCoordf64::from(lo..hi).key_points(LABELS_MAX);
+        tick_decimals(&points)
+    };
+    let (x_decimals, y_decimals) = (decimals(x_lo, x_hi), decimals(y_lo, y_hi));
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(225, 225, 225))
-        .x_labels(10)
-        .y_labels(10)
-        .x_label_formatter(&|v| tick_label(*v, x_span))
-        .y_label_formatter(&|v| tick_label(*v, y_span))
+        .x_labels(LABELS_MAX)
+        .y_labels(LABELS_MAX)
+        .x_label_formatter(&|v| tick_label(*v, x_decimals))
+        .y_label_formatter(&|v| tick_label(*v, y_decimals))
         .label_style((FONT, TICK_PX))
         .axis_desc_style((FONT, AXIS_TITLE_PX))
         .x_desc(&line_chart.x_label)
@@ -220,7 +231,7 @@ fn draw<DB: DrawingBackend>(
         draw_reference(&mut chart, reference)?;
     }
     for (index, series) in line_chart.series.iter().enumerate() {
-        draw_series(&mut chart, series, index)?;
+        draw_series(&mut chart, series, index, line_chart.series.len())?;
     }
     chart
         .configure_series_labels()
@@ -247,14 +258,19 @@ fn draw_reference<'a, DB: DrawingBackend + 'a>(
 }
 
 /// The line and its markers; the marker shape (circle, triangle, square, cross) and the colour
-/// both change with `index`, so series stay apart in grey print too.
+/// both change with `index`, so series stay apart in grey print too. Series that coincide (a
+/// whole recipe dominated by pre-training, say) must not hide each other: earlier series are
+/// drawn wider, with larger markers, so each later one shows on top of them, inside them.
 fn draw_series<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
     series: &Series,
     index: usize,
+    count: usize,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let color = PALETTE[index % PALETTE.len()];
-    let line = color.stroke_width(2);
+    // How many series are drawn over this one (capped, so many series stay thin).
+    let below = (count - 1 - index).min(3) as f64;
+    let line = color.stroke_width((LINE_PX + below).round() as u32);
     let fill = color.filled();
     // Legend entries: a short line from the entry's anchor with the marker at its middle.
     let legend_line =
@@ -265,7 +281,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a>(
     )))?;
     annotation.label(&series.name);
     let points = series.points.iter().copied();
-    let r = MARKER_PX;
+    let r = (MARKER_PX + 1.2 * below).round() as i32;
     match index % 4 {
         0 => {
             annotation.legend(move |p| legend_line(p) + Circle::new((12, 0), r, fill));

@@ -91,25 +91,32 @@ fn nice_ticks(lo: f64, hi: f64, count_max: usize) -> Vec<f64> {
     (first..=last).map(value).collect()
 }
 
-/// A tick label: thousands separators for large numbers, else as many decimals as the axis
-/// span needs to tell neighbouring ticks apart (about ten ticks per axis).
-fn tick_label(value: f64, span: f64) -> String {
-    if span >= 10_000.0 {
+/// The fewest decimals (at most 4) that write every one of `values` exactly, so that labels on
+/// one axis share their decimals: 0.0, 0.5, 1.0 rather than 0, 0.5, 1.
+fn tick_decimals(values: &[f64]) -> usize {
+    const DECIMALS_MAX: usize = 4;
+    (0..DECIMALS_MAX)
+        .find(|&decimals| {
+            let scale = 10f64.powi(decimals as i32);
+            values
+                .iter()
+                .all(|v| ((v * scale).round() / scale - v).abs() <= 1e-9 * v.abs().max(1.0))
+        })
+        .unwrap_or(DECIMALS_MAX)
+}
+
+/// A tick label with `decimals` decimals; whole numbers from 10,000 up get thousands separators.
+fn tick_label(value: f64, decimals: usize) -> String {
+    if decimals == 0 && value.abs() >= 10_000.0 {
         let digits = super::thousands(value.abs().round() as u128);
-        return if value < -0.5 {
+        return if value < 0.0 {
             format!("-{digits}")
         } else {
             digits
         };
     }
-    let step = span.abs() / 10.0;
-    let decimals = if step > 0.0 {
-        (-step.log10()).ceil().max(0.0) as usize
-    } else {
-        0
-    };
     let text = format!("{value:.decimals$}");
-    // "-0.0" reads as a different value than "0.0".
+    // "-0.0" would read as a different value than "0.0".
     match text
         .trim_start_matches('-')
         .chars()
@@ -134,13 +141,15 @@ mod tests {
     }
 
     #[test]
-    fn tick_labels_fit_the_span() {
-        assert_eq!(tick_label(49_152.0, 49_152.0), "49,152");
-        assert_eq!(tick_label(20_000.0, 49_152.0), "20,000");
-        assert_eq!(tick_label(0.4, 1.0), "0.4");
-        assert_eq!(tick_label(0.25, 0.5), "0.25");
-        assert_eq!(tick_label(-0.0001, 1.0), "0.0");
-        assert_eq!(tick_label(300.0, 993.0), "300");
-        assert_eq!(tick_label(2.5, 9.0), "2.5");
+    fn tick_labels_share_decimals_and_separate_thousands() {
+        assert_eq!(tick_decimals(&[0.0, 0.5, 1.0]), 1);
+        assert_eq!(tick_decimals(&[0.0, 0.25, 0.5]), 2);
+        assert_eq!(tick_decimals(&[0.0, 10_000.0, 49_152.0]), 0);
+        assert_eq!(tick_decimals(&[1.0 / 3.0]), 4);
+        assert_eq!(tick_label(49_152.0, 0), "49,152");
+        assert_eq!(tick_label(-20_000.0, 0), "-20,000");
+        assert_eq!(tick_label(0.4, 1), "0.4");
+        assert_eq!(tick_label(-0.0001, 1), "0.0");
+        assert_eq!(tick_label(300.0, 0), "300");
     }
 }
