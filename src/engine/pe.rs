@@ -19,14 +19,13 @@ impl<K: Kernel> Engine<'_, K> {
     /// A wavelet reaches the core queue of channel `ch`.
     pub(super) fn deliver(&mut self, ch: u32, data: u64, now: u64) {
         let c = ch as usize;
-        let colors = self.colors as u32;
-        let pe = (ch / colors) as usize;
+        let pe = (ch >> self.color_shift) as usize;
         let depth = self.depth as usize;
         self.cq_reserved[c] -= 1;
         let slot = (self.cq_head[c] as usize + self.cq_len[c] as usize) % depth;
         self.core_queue[c * depth + slot] = data;
         self.cq_len[c] += 1;
-        self.ready[pe] |= 1u64 << (ch % colors);
+        self.ready[pe] |= 1u64 << (ch & self.color_mask);
         self.wavelets_received += 1;
         self.last_progress_cycle = now;
         if self.wake_pending[pe] {
@@ -51,7 +50,6 @@ impl<K: Kernel> Engine<'_, K> {
     /// Starts the next task the core of `pe` can run at `now`, if any.
     fn start_task(&mut self, pe: u32, now: u64) {
         let p = pe as usize;
-        let colors = self.colors as u32;
         let depth = self.depth as usize;
         loop {
             let eligible = self.ready[p] & !self.deferred[p];
@@ -59,7 +57,7 @@ impl<K: Kernel> Engine<'_, K> {
                 return;
             }
             let color = eligible.trailing_zeros() as u8;
-            let ch = pe * colors + color as u32;
+            let ch = (pe << self.color_shift) | color as u32;
             let c = ch as usize;
             let data = self.core_queue[c * depth + self.cq_head[c] as usize];
             self.io.sends.clear();

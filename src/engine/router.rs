@@ -58,9 +58,8 @@ impl<K: Kernel> Engine<'_, K> {
         if self.fifo_len[c] == 0 {
             return;
         }
-        let colors = self.colors as u32;
-        let pe = ch / colors;
-        let color = (ch % colors) as u8;
+        let pe = ch >> self.color_shift;
+        let color = (ch & self.color_mask) as u8;
         let out = self.route_out[c];
         if out == 0 {
             let (r, col) = self.mesh.coords(pe);
@@ -96,11 +95,8 @@ impl<K: Kernel> Engine<'_, K> {
             let full = if port == Port::Ramp as u32 {
                 self.cq_len[c] + self.cq_reserved[c] >= self.depth
             } else {
-                let next = self
-                    .mesh
-                    .neighbor(pe, Port::from_index(port))
-                    .expect("routes stay in the mesh");
-                let n = (next * colors + color as u32) as usize;
+                let next = self.next_pe(pe, port).expect("routes stay in the mesh");
+                let n = ((next << self.color_shift) | color as u32) as usize;
                 self.fifo_len[n] + self.fifo_reserved[n] >= self.depth
             };
             if full {
@@ -135,7 +131,6 @@ impl<K: Kernel> Engine<'_, K> {
     /// Sends the head of `ch` on every output of `out` this cycle and pops it.
     fn send_head(&mut self, ch: u32, pe: u32, color: u8, out: u8, now: u64) {
         let c = ch as usize;
-        let colors = self.colors as u32;
         let depth = self.depth as usize;
         let data = self.fifo[c * depth + self.fifo_head[c] as usize];
         let mut bits = out;
@@ -152,8 +147,8 @@ impl<K: Kernel> Engine<'_, K> {
                 self.schedule(now + self.ramp_cycles, EV_DELIVER, ch, data);
             } else {
                 let p = Port::from_index(port);
-                let next = self.mesh.neighbor(pe, p).expect("routes stay in the mesh");
-                let n = next * colors + color as u32;
+                let next = self.next_pe(pe, port).expect("routes stay in the mesh");
+                let n = (next << self.color_shift) | color as u32;
                 let enter = p.opposite();
                 if self.route_in[n as usize] & enter.bit() == 0 {
                     self.error = Some(Error::Simulation(format!(
@@ -190,9 +185,9 @@ impl<K: Kernel> Engine<'_, K> {
                 }
                 continue;
             }
-            match self.mesh.neighbor(pe, Port::from_index(port)) {
+            match self.next_pe(pe, port) {
                 Some(up) => {
-                    let u = (up * self.colors as u32 + color as u32) as usize;
+                    let u = ((up << self.color_shift) | color as u32) as usize;
                     if self.flags[u] & BLOCKED != 0 {
                         self.flags[u] = PENDING;
                         self.counters[up as usize].stall_cycles += now - self.blocked_since[u];
@@ -215,7 +210,7 @@ impl<K: Kernel> Engine<'_, K> {
             i.blocked = false;
             i.pending = true;
             let since = i.blocked_since;
-            let pe = i.ch / self.colors as u32;
+            let pe = i.ch >> self.color_shift;
             self.counters[pe as usize].stall_cycles += now - since;
             self.schedule(now, EV_INJECT, inj, 0);
         }

@@ -78,7 +78,13 @@ pub struct RunOutput {
 pub struct Engine<'k, K: Kernel> {
     pub(super) kernel: &'k mut K,
     pub(super) mesh: Mesh,
-    pub(super) colors: usize,
+    /// Channel id = PE << color_shift | color (colors padded to a power of two: no division).
+    pub(super) color_shift: u32,
+    pub(super) color_mask: u32,
+    /// Per PE, the ports (bit = `Port as u8`) that lead out of the mesh.
+    pub(super) edges: Vec<u8>,
+    /// PE id offset of the neighbour through N, E, S, W.
+    pub(super) offsets: [i64; 4],
     pub(super) depth: u32,
     pub(super) hop_cycles: u64,
     pub(super) ramp_cycles: u64,
@@ -136,19 +142,39 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 "a kernel may use at most 64 colors, not {colors}"
             )));
         }
-        let channels = pes * colors;
+        let color_shift = colors.next_power_of_two().trailing_zeros();
+        let stride = 1usize << color_shift;
+        let channels = pes * stride;
+        let mut route_in = vec![0; channels];
+        let mut route_out = vec![0; channels];
+        for i in 0..pes * colors {
+            let ch = (i / colors) << color_shift | (i % colors);
+            route_in[ch] = program.routes.inputs[i];
+            route_out[ch] = program.routes.outputs[i];
+        }
+        let edges = (0..pes as u32)
+            .map(|pe| {
+                [Port::N, Port::E, Port::S, Port::W]
+                    .iter()
+                    .filter(|&&p| mesh.neighbor(pe, p).is_none())
+                    .fold(0u8, |m, p| m | p.bit())
+            })
+            .collect();
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
         let links = pes * LINKS_PER_PE + program.edge_streams.len();
         let mut engine = Self {
             kernel,
             mesh,
-            colors,
+            color_shift,
+            color_mask: (stride - 1) as u32,
+            edges,
+            offsets: [-(mesh.cols as i64), 1, mesh.cols as i64, -1],
             depth,
             hop_cycles: fabric.router.hop_latency_cycles,
             ramp_cycles: fabric.router.ramp_latency_cycles,
             limits,
-            route_in: program.routes.inputs.clone(),
-            route_out: program.routes.outputs.clone(),
+            route_in,
+            route_out,
             fifo: vec![0; channels * depth as usize],
             fifo_head: vec![0; channels],
             fifo_len: vec![0; channels],
@@ -202,9 +228,19 @@ impl<'k, K: Kernel> Engine<'k, K> {
         Ok(engine)
     }
 
+    /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
+    #[inline]
+    pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
+        if self.edges[pe as usize] >> port & 1 != 0 {
+            None
+        } else {
+            Some((pe as i64 + self.offsets[port as usize]) as u32)
+        }
+    }
+
     #[inline]
     pub(super) fn channel(&self, pe: u32, color: u8) -> u32 {
-        pe * self.colors as u32 + color as u32
+        (pe << self.color_shift) | color as u32
     }
 
     #[inline]
@@ -299,10 +335,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             count += 1;
         };
-        let colors = self.colors as u32;
         for ch in 0..self.fifo_len.len() as u32 {
-            let (r, c) = self.mesh.coords(ch / colors);
-            let color = ch % colors;
+            let (r, c) = self.mesh.coords(ch >> self.color_shift);
+            let color = ch & self.color_mask;
             if self.fifo_len[ch as usize] > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets in the router buffer",
@@ -318,7 +353,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
         }
         for inj in &self.injectors {
             if !inj.queue.is_empty() {
-                let (r, c) = self.mesh.coords(inj.ch / colors);
+                let (r, c) = self.mesh.coords(inj.ch >> self.color_shift);
                 let source = if inj.core_pe == NONE {
                     "edge stream"
                 } else {
