@@ -9,9 +9,7 @@
 //! head that finds no space waits, and the pop that frees the space wakes it.
 
 use super::program::Port;
-use super::sim::{
-    Engine, BLOCKED, EV_ARRIVE, EV_DELIVER, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING,
-};
+use super::sim::{Engine, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING};
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
@@ -27,9 +25,8 @@ impl<K: Kernel> Engine<'_, K> {
     #[inline]
     pub(super) fn fifo_push(&mut self, ch: u32, data: u64, now: u64) {
         let c = ch as usize;
-        let depth = self.depth as usize;
-        let slot = (self.fifo_head[c] as usize + self.fifo_len[c] as usize) % depth;
-        self.fifo[c * depth + slot] = data;
+        let slot = (self.fifo_head[c] + self.fifo_len[c]) & self.slot_mask;
+        self.fifo[(c << self.slot_shift) | slot as usize] = data;
         self.fifo_len[c] += 1;
         if self.fifo_len[c] == 1 && self.flags[c] & (PENDING | BLOCKED) == 0 {
             self.try_forward(ch, now);
@@ -52,6 +49,7 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// Tries to move the head of channel `ch` to every output of its route.
+    #[inline(never)]
     pub(super) fn try_forward(&mut self, ch: u32, now: u64) {
         let c = ch as usize;
         self.flags[c] &= !PENDING;
@@ -93,7 +91,7 @@ impl<K: Kernel> Engine<'_, K> {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             let full = if port == Port::Ramp as u32 {
-                self.cq_len[c] + self.cq_reserved[c] >= self.depth
+                self.cq_len[c] >= self.depth
             } else {
                 let next = self.next_pe(pe, port).expect("routes stay in the mesh");
                 let n = ((next << self.color_shift) | color as u32) as usize;
@@ -131,8 +129,7 @@ impl<K: Kernel> Engine<'_, K> {
     /// Sends the head of `ch` on every output of `out` this cycle and pops it.
     fn send_head(&mut self, ch: u32, pe: u32, color: u8, out: u8, now: u64) {
         let c = ch as usize;
-        let depth = self.depth as usize;
-        let data = self.fifo[c * depth + self.fifo_head[c] as usize];
+        let data = self.fifo[(c << self.slot_shift) | self.fifo_head[c] as usize];
         let mut bits = out;
         while bits != 0 {
             let port = bits.trailing_zeros();
@@ -143,8 +140,7 @@ impl<K: Kernel> Engine<'_, K> {
             self.link_waiters[link] &= !(1u64 << color);
             self.counters[pe as usize].wavelets_out[port as usize] += 1;
             if port == Port::Ramp as u32 {
-                self.cq_reserved[c] += 1;
-                self.schedule(now + self.ramp_cycles, EV_DELIVER, ch, data);
+                self.deliver(ch, pe, color, data, now + self.ramp_cycles);
             } else {
                 let p = Port::from_index(port);
                 let next = self.next_pe(pe, port).expect("routes stay in the mesh");
@@ -163,7 +159,7 @@ impl<K: Kernel> Engine<'_, K> {
                 self.schedule(now + self.hop_cycles, EV_ARRIVE, n, data);
             }
         }
-        self.fifo_head[c] = ((self.fifo_head[c] as usize + 1) % depth) as u32;
+        self.fifo_head[c] = (self.fifo_head[c] + 1) & self.slot_mask;
         self.fifo_len[c] -= 1;
         self.wake_upstream(ch, pe, color, now);
         if self.fifo_len[c] > 0 {

@@ -16,7 +16,8 @@ use crate::spec::FabricSpec;
 
 pub(super) const EV_TRY: u8 = 0;
 pub(super) const EV_ARRIVE: u8 = 1;
-pub(super) const EV_DELIVER: u8 = 2;
+/// A core's send reaches its router buffer without waiting in its send queue.
+pub(super) const EV_ARRIVE_SENT: u8 = 2;
 pub(super) const EV_WAKE: u8 = 3;
 pub(super) const EV_INJECT: u8 = 4;
 
@@ -86,6 +87,9 @@ pub struct Engine<'k, K: Kernel> {
     /// PE id offset of the neighbour through N, E, S, W.
     pub(super) offsets: [i64; 4],
     pub(super) depth: u32,
+    /// Buffers are rings of `1 << slot_shift` slots (≥ depth), indexed without division.
+    pub(super) slot_shift: u32,
+    pub(super) slot_mask: u32,
     pub(super) hop_cycles: u64,
     pub(super) ramp_cycles: u64,
     pub(super) limits: RunLimits,
@@ -101,14 +105,16 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) core_queue: Vec<u64>,
     pub(super) cq_head: Vec<u32>,
     pub(super) cq_len: Vec<u32>,
-    pub(super) cq_reserved: Vec<u32>,
+    /// Cycle each core-queue entry reaches the core (sent down the ramp + ramp latency).
+    pub(super) cq_time: Vec<u64>,
     pub(super) core_injector: Vec<u32>,
     pub(super) edge_injector: Vec<u32>,
     // PEs
     pub(super) ready: Vec<u64>,
     pub(super) deferred: Vec<u64>,
     pub(super) busy_until: Vec<u64>,
-    pub(super) wake_pending: Vec<bool>,
+    /// Earliest pending WAKE of each core (`u64::MAX`: none).
+    pub(super) wake_at: Vec<u64>,
     pub(super) counters: Vec<PeCounters>,
     // links
     pub(super) link_free: Vec<u64>,
@@ -161,6 +167,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             })
             .collect();
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
+        let slot_shift = depth.next_power_of_two().trailing_zeros();
         let links = pes * LINKS_PER_PE + program.edge_streams.len();
         let mut engine = Self {
             kernel,
@@ -170,27 +177,29 @@ impl<'k, K: Kernel> Engine<'k, K> {
             edges,
             offsets: [-(mesh.cols as i64), 1, mesh.cols as i64, -1],
             depth,
+            slot_shift,
+            slot_mask: (1u32 << slot_shift) - 1,
             hop_cycles: fabric.router.hop_latency_cycles,
             ramp_cycles: fabric.router.ramp_latency_cycles,
             limits,
             route_in,
             route_out,
-            fifo: vec![0; channels * depth as usize],
+            fifo: vec![0; channels << slot_shift],
             fifo_head: vec![0; channels],
             fifo_len: vec![0; channels],
             fifo_reserved: vec![0; channels],
             flags: vec![0; channels],
             blocked_since: vec![0; channels],
-            core_queue: vec![0; channels * depth as usize],
+            core_queue: vec![0; channels << slot_shift],
+            cq_time: vec![0; channels << slot_shift],
             cq_head: vec![0; channels],
             cq_len: vec![0; channels],
-            cq_reserved: vec![0; channels],
             core_injector: vec![NONE; channels],
             edge_injector: vec![NONE; channels],
             ready: vec![0; pes],
             deferred: vec![0; pes],
             busy_until: vec![0; pes],
-            wake_pending: vec![false; pes],
+            wake_at: vec![u64::MAX; pes],
             counters: vec![PeCounters::default(); pes],
             link_free: vec![0; links],
             link_waiters: vec![0; links],
@@ -261,7 +270,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     break;
                 }
                 let now = self.queue.now();
-                if now - self.last_progress_cycle > self.limits.progress_timeout_cycles {
+                if now.saturating_sub(self.last_progress_cycle)
+                    > self.limits.progress_timeout_cycles
+                {
                     return Err(self.stuck_error(&format!(
                         "no task started and no wavelet reached a core for {} cycles (cycle {now}): \
                          wavelets are circling a route loop",
@@ -311,7 +322,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
         match ev.kind {
             EV_TRY => self.try_forward(ev.target, now),
             EV_ARRIVE => self.arrive(ev.target, ev.data, now),
-            EV_DELIVER => self.deliver(ev.target, ev.data, now),
+            EV_ARRIVE_SENT => self.arrive_sent(ev.target, ev.data, now),
             EV_WAKE => self.wake(ev.target, now),
             _ => self.inject(ev.target, now),
         }
