@@ -552,3 +552,35 @@ fn the_same_seed_gives_identical_counters() {
         "another mask, other counters"
     );
 }
+
+#[test]
+fn backward_forms_equal_their_direct_products() {
+    use wafersim::engine::kernels::wgrad::reference_wgrad;
+    let fabric = mini();
+    for (sparsity, split) in [(0.0, (2, 2)), (0.75, (4, 1)), (0.5, (1, 4))] {
+        let mut cfg = gemm(12, 16, 8, sparsity, (3, 4), Some(split));
+        cfg.form = GemmForm::Dgrad;
+        let run = run_gemm(&fabric, &cfg).unwrap();
+        assert_eq!((run.plan.k_in, run.plan.n_out), (8, 16), "dX = dY · Wᵀ");
+        assert!(max_error(&run) < 1e-4, "dgrad {sparsity} {split:?}");
+        cfg.form = GemmForm::Wgrad;
+        let run = run_gemm(&fabric, &cfg).unwrap();
+        let reference = reference_wgrad(&run.plan, run.values.as_ref().unwrap());
+        let dw = run.y.as_ref().unwrap();
+        let err = dw
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-4, "wgrad {sparsity} {split:?}: {err}");
+        // Computed only at the non-zeros: one dot product over T per kept weight.
+        assert_eq!(
+            run.output.counters.total().fmac_ops,
+            run.plan.mask.nonzeros() * 12
+        );
+        let kept = (0..16 * 8)
+            .filter(|&i| run.plan.mask.get(i / 8, i % 8))
+            .count();
+        assert_eq!(dw.iter().filter(|v| **v != 0.0).count(), kept);
+    }
+}
