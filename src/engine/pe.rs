@@ -135,12 +135,20 @@ impl<K: Kernel> Engine<'_, K> {
         }
     }
 
-    pub(super) fn new_injector(&mut self, ch: u32, link: u32, color: u8, core_pe: u32) -> u32 {
+    pub(super) fn new_injector(
+        &mut self,
+        ch: u32,
+        link: u32,
+        color: u8,
+        core_pe: u32,
+        port: Port,
+    ) -> u32 {
         self.injectors.push(Injector {
             ch,
             link,
             color,
             core_pe,
+            port,
             queue: VecDeque::new(),
             pending: false,
             blocked: false,
@@ -175,7 +183,7 @@ impl<K: Kernel> Engine<'_, K> {
             return;
         }
         if inj == NONE {
-            inj = self.new_injector(ch, link as u32, color, pe);
+            inj = self.new_injector(ch, link as u32, color, pe, Port::Ramp);
             self.core_injector[c] = inj;
         }
         self.push_send(inj, ready_cycle, data);
@@ -252,9 +260,8 @@ impl<K: Kernel> Engine<'_, K> {
         self.link_last[link] = color;
         self.link_waiters[link] &= !(1u64 << color);
         self.wavelets_sent += 1;
-        if core_pe != NONE {
-            self.counters[core_pe as usize].wavelets_in[Port::Ramp as usize] += 1;
-        }
+        let port = self.injectors[inj as usize].port;
+        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += 1;
         let next = {
             let i = &mut self.injectors[inj as usize];
             i.queue.pop_front();

@@ -39,6 +39,8 @@ pub(super) struct Injector {
     pub color: u8,
     /// PE whose core sends, or `NONE` for an edge stream.
     pub core_pe: u32,
+    /// The port it enters its router by (the ramp, or the edge it comes from).
+    pub port: Port,
     /// (cycle ready, data)
     pub queue: VecDeque<(u64, u64)>,
     pub pending: bool,
@@ -223,7 +225,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 )));
             }
             let link = (pes * LINKS_PER_PE + i) as u32;
-            let inj = engine.new_injector(ch, link, stream.color, NONE);
+            let inj = engine.new_injector(ch, link, stream.color, NONE, stream.port);
             engine.edge_injector[ch as usize] = inj;
             for &w in &stream.wavelets {
                 engine.push_send(inj, 0, w);

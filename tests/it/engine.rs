@@ -584,3 +584,78 @@ fn backward_forms_equal_their_direct_products() {
         assert_eq!(dw.iter().filter(|v| **v != 0.0).count(), kept);
     }
 }
+
+/// The busy cycles of every PE, by kind, are exactly what the documented timing structure of
+/// `engine::kernels::gemm` says (what a cost model builds on).
+#[test]
+fn gemm_busy_cycles_follow_the_documented_structure_exactly() {
+    use wafersim::engine::kernels::gemm::{fmac_cycles, partial_sums_per_wavelet};
+    use wafersim::sparsity::split_range;
+    let fabric = mini();
+    let (a, d) = (
+        fabric.pe.task_activation_cycles,
+        fabric.pe.sparse_index_decode_cycles,
+    );
+    for (sparsity, split) in [(0.75, (4, 2)), (0.0, (2, 4)), (0.5, (8, 1))] {
+        let mut cfg = gemm(100, 96, 40, sparsity, (4, 8), Some(split));
+        cfg.values = false;
+        let run = run_gemm(&fabric, &cfg).unwrap();
+        let plan = &run.plan;
+        let per_column = plan.nonzeros_per_pe_column();
+        for (pe, got) in run.output.counters.pes.iter().enumerate() {
+            let (r, c) = (pe / 8, pe % 8);
+            let j = c % plan.ck as usize;
+            let t_r = split_range(100, 4, r).len() as u64;
+            let k_c = split_range(96, plan.ck as usize, j).len() as u64;
+            let f = fmac_cycles(&fabric, t_r);
+            let n_g = per_column[c].len() as u64;
+            let w_r = t_r.div_ceil(partial_sums_per_wavelet(&fabric) as u64);
+            let nnz: u64 = per_column[c].iter().sum();
+            let (fmac, weight_overhead) = if plan.dense {
+                (n_g * k_c * f, n_g * k_c.div_ceil(2) * a)
+            } else {
+                (nnz * f, nnz * (a + d))
+            };
+            let reducing = if j > 0 { n_g } else { 0 };
+            assert_eq!(got.fmac_cycles, fmac, "PE ({r}, {c})");
+            assert_eq!(
+                got.overhead_cycles,
+                weight_overhead + n_g * a + reducing * a,
+                "PE ({r}, {c})"
+            );
+            assert_eq!(got.reduction_cycles, reducing * w_r, "PE ({r}, {c})");
+        }
+    }
+}
+
+#[test]
+fn kernel_counters_are_saved_with_postcard_and_read_back() {
+    use wafersim::engine::MeshCounters;
+    let path = crate::common::temp_file("counters.bin", "");
+    let json = crate::common::run_json(&[
+        "kernel",
+        "--fabric",
+        "mini",
+        "--counters",
+        path.to_str().unwrap(),
+        "allreduce",
+        "--pes",
+        "8",
+        "--wavelets",
+        "32",
+        "--algo",
+        "ring",
+    ]);
+    let counters = MeshCounters::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        (counters.rows, counters.cols, counters.pes.len()),
+        (1, 8, 8)
+    );
+    assert_eq!(json["cycles"], counters.cycles);
+    assert_eq!(counters.busy_fraction_grid().len(), 8);
+    let received: u64 = counters.pes.iter().map(|c| c.wavelets_out[4]).sum();
+    assert_eq!(
+        json["wavelets_received"], received,
+        "ramp-out counts every delivery"
+    );
+}
