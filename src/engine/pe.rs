@@ -27,23 +27,23 @@ impl<K: Kernel> Engine<'_, K> {
     pub(super) fn deliver(&mut self, ch: u32, pe: u32, color: u8, data: u64, arrival: u64) {
         let c = ch as usize;
         let p = pe as usize;
-        let slot =
-            (c << self.slot_shift) | ((self.cq_head[c] + self.cq_len[c]) & self.slot_mask) as usize;
-        self.core_queue[slot] = data;
-        self.cq_time[slot] = arrival;
-        self.cq_len[c] += 1;
-        self.ready[p] |= 1u64 << color;
+        let slot = self.slot_base(c)
+            + ((self.ch[c].cq_head + self.ch[c].cq_len) & self.slot_mask) as usize;
+        self.slots[slot + self.cq_offset] = data;
+        self.slots[slot + 2 * self.cq_offset] = arrival;
+        self.ch[c].cq_len += 1;
+        self.pe[p].ready |= 1u64 << color;
         self.wavelets_received += 1;
         self.last_progress_cycle = arrival;
-        let at = arrival.max(self.busy_until[p]);
+        let at = arrival.max(self.pe[p].busy_until);
         self.request_wake(pe, at);
     }
 
     /// Makes sure the core of `pe` looks for work at `cycle` or earlier.
     #[inline]
     pub(super) fn request_wake(&mut self, pe: u32, cycle: u64) {
-        if cycle < self.wake_at[pe as usize] {
-            self.wake_at[pe as usize] = cycle;
+        if cycle < self.pe[pe as usize].wake_at {
+            self.pe[pe as usize].wake_at = cycle;
             self.schedule(cycle, EV_WAKE, pe, 0);
         }
     }
@@ -51,15 +51,15 @@ impl<K: Kernel> Engine<'_, K> {
     /// The core of `pe` may have work: a task ended, a wavelet arrived or a send queue drained.
     pub(super) fn wake(&mut self, pe: u32, now: u64) {
         let p = pe as usize;
-        if self.wake_at[p] == now {
-            self.wake_at[p] = u64::MAX;
+        if self.pe[p].wake_at == now {
+            self.pe[p].wake_at = u64::MAX;
         }
-        if self.busy_until[p] > now {
-            let at = self.busy_until[p];
+        if self.pe[p].busy_until > now {
+            let at = self.pe[p].busy_until;
             self.request_wake(pe, at);
             return;
         }
-        self.deferred[p] = 0;
+        self.pe[p].deferred = 0;
         self.start_task(pe, now);
     }
 
@@ -67,13 +67,14 @@ impl<K: Kernel> Engine<'_, K> {
     /// the cycle the first eligible head will.
     #[inline]
     fn next_ready_color(&self, pe: u32, now: u64) -> Result<u8, u64> {
-        let mut eligible = self.ready[pe as usize] & !self.deferred[pe as usize];
+        let mut eligible = self.pe[pe as usize].ready & !self.pe[pe as usize].deferred;
         let mut first_arrival = u64::MAX;
         while eligible != 0 {
             let color = eligible.trailing_zeros();
             eligible &= eligible - 1;
             let c = ((pe << self.color_shift) | color) as usize;
-            let arrival = self.cq_time[(c << self.slot_shift) | self.cq_head[c] as usize];
+            let arrival =
+                self.slots[self.slot_base(c) + 2 * self.cq_offset + self.ch[c].cq_head as usize];
             if arrival <= now {
                 return Ok(color as u8);
             }
@@ -94,21 +95,21 @@ impl<K: Kernel> Engine<'_, K> {
             };
             let ch = (pe << self.color_shift) | color as u32;
             let c = ch as usize;
-            let data = self.core_queue[(c << self.slot_shift) | self.cq_head[c] as usize];
+            let data = self.slots[self.slot_base(c) + self.cq_offset + self.ch[c].cq_head as usize];
             self.io.sends.clear();
             let Some(work) = self.kernel.on_wavelet(pe, color, data, now, &mut self.io) else {
-                self.deferred[p] |= 1u64 << color;
+                self.pe[p].deferred |= 1u64 << color;
                 continue;
             };
-            self.cq_head[c] = (self.cq_head[c] + 1) & self.slot_mask;
-            self.cq_len[c] -= 1;
-            if self.cq_len[c] == 0 {
-                self.ready[p] &= !(1u64 << color);
+            self.ch[c].cq_head = (self.ch[c].cq_head + 1) & self.slot_mask;
+            self.ch[c].cq_len -= 1;
+            if self.ch[c].cq_len == 0 {
+                self.pe[p].ready &= !(1u64 << color);
             }
-            if self.flags[c] & BLOCKED != 0 {
+            if self.ch[c].flags & BLOCKED != 0 {
                 // The router's head may be waiting for this queue's space.
-                self.flags[c] = PENDING;
-                self.counters[p].stall_cycles += now - self.blocked_since[c];
+                self.ch[c].flags = PENDING;
+                self.counters[p].stall_cycles += now - self.ch[c].blocked_since;
                 self.schedule(now, EV_TRY, ch, 0);
             }
             let counters = &mut self.counters[p];
@@ -119,16 +120,16 @@ impl<K: Kernel> Engine<'_, K> {
             counters.tasks += 1;
             self.last_progress_cycle = now;
             let end = now + work.total_cycles();
-            self.busy_until[p] = end;
+            self.pe[p].busy_until = end;
             for i in 0..self.io.sends.len() {
                 let (send_color, send_data) = self.io.sends[i];
                 self.core_send(pe, send_color, end, send_data);
             }
             if end == now {
-                self.deferred[p] = 0;
+                self.pe[p].deferred = 0;
                 continue;
             }
-            if self.ready[p] != 0 {
+            if self.pe[p].ready != 0 {
                 self.request_wake(pe, end);
             }
             return;
@@ -162,20 +163,20 @@ impl<K: Kernel> Engine<'_, K> {
     pub(super) fn core_send(&mut self, pe: u32, color: u8, ready_cycle: u64, data: u64) {
         let ch = self.channel(pe, color);
         let c = ch as usize;
-        let mut inj = self.core_injector[c];
+        let mut inj = self.ch[c].core_injector;
         let link = pe as usize * LINKS_PER_PE + RAMP_UP;
         let queue_idle = inj == NONE || {
             let i = &self.injectors[inj as usize];
             i.queue.is_empty() && !i.pending && !i.blocked
         };
         if queue_idle
-            && self.link_free[link] <= ready_cycle
-            && self.link_waiters[link] == 0
-            && self.fifo_len[c] + self.fifo_reserved[c] < self.depth
+            && self.links[link].free <= ready_cycle
+            && self.links[link].waiters == 0
+            && self.ch[c].fifo_len + self.ch[c].fifo_reserved < self.depth
         {
-            self.link_free[link] = ready_cycle + 1;
-            self.link_last[link] = color;
-            self.fifo_reserved[c] += 1;
+            self.links[link].free = ready_cycle + 1;
+            self.links[link].last = color;
+            self.ch[c].fifo_reserved += 1;
             self.wavelets_sent += 1;
             self.counters[pe as usize].wavelets_in[Port::Ramp as usize] += 1;
             let at = ready_cycle.max(self.queue.now());
@@ -184,7 +185,7 @@ impl<K: Kernel> Engine<'_, K> {
         }
         if inj == NONE {
             inj = self.new_injector(ch, link as u32, color, pe, Port::Ramp);
-            self.core_injector[c] = inj;
+            self.ch[c].core_injector = inj;
         }
         self.push_send(inj, ready_cycle, data);
     }
@@ -192,8 +193,8 @@ impl<K: Kernel> Engine<'_, K> {
     /// A send that went straight to the router lands in its buffer; if nothing else is queued
     /// for its color, the PE's send buffer for that color is free.
     pub(super) fn arrive_sent(&mut self, ch: u32, data: u64, now: u64) {
-        self.fifo_reserved[ch as usize] -= 1;
-        let inj = self.core_injector[ch as usize];
+        self.ch[ch as usize].fifo_reserved -= 1;
+        let inj = self.ch[ch as usize].core_injector;
         if inj == NONE || self.injectors[inj as usize].queue.is_empty() {
             let pe = ch >> self.color_shift;
             self.sends_drained(pe, (ch & self.color_mask) as u8, now);
@@ -204,9 +205,9 @@ impl<K: Kernel> Engine<'_, K> {
     fn sends_drained(&mut self, pe: u32, color: u8, now: u64) {
         let p = pe as usize;
         self.kernel.on_sends_drained(pe, color);
-        if self.deferred[p] != 0 {
-            self.deferred[p] = 0;
-            let at = self.busy_until[p].max(now);
+        if self.pe[p].deferred != 0 {
+            self.pe[p].deferred = 0;
+            let at = self.pe[p].busy_until.max(now);
             self.request_wake(pe, at);
         }
     }
@@ -233,8 +234,8 @@ impl<K: Kernel> Engine<'_, K> {
         };
         let retry = if ready > now {
             ready
-        } else if self.link_free[link] > now {
-            self.link_free[link]
+        } else if self.links[link].free > now {
+            self.links[link].free
         } else if self.must_yield(link, color) {
             now + 1
         } else {
@@ -242,23 +243,23 @@ impl<K: Kernel> Engine<'_, K> {
         };
         if retry > now {
             if ready <= now {
-                self.link_waiters[link] |= 1u64 << color;
+                self.links[link].waiters |= 1u64 << color;
             }
             self.injectors[inj as usize].pending = true;
             self.schedule(retry, EV_INJECT, inj, 0);
             return;
         }
         let c = ch as usize;
-        if self.fifo_len[c] + self.fifo_reserved[c] >= self.depth {
-            self.link_waiters[link] &= !(1u64 << color);
+        if self.ch[c].fifo_len + self.ch[c].fifo_reserved >= self.depth {
+            self.links[link].waiters &= !(1u64 << color);
             let i = &mut self.injectors[inj as usize];
             i.blocked = true;
             i.blocked_since = now;
             return;
         }
-        self.link_free[link] = now + 1;
-        self.link_last[link] = color;
-        self.link_waiters[link] &= !(1u64 << color);
+        self.links[link].free = now + 1;
+        self.links[link].last = color;
+        self.links[link].waiters &= !(1u64 << color);
         self.wavelets_sent += 1;
         let port = self.injectors[inj as usize].port;
         self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += 1;

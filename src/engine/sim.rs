@@ -48,6 +48,63 @@ pub(super) struct Injector {
     pub blocked_since: u64,
 }
 
+/// One color at one PE: its route, router buffer and core queue (rings in `Engine::slots`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Channel {
+    pub fifo_head: u32,
+    pub fifo_len: u32,
+    /// Slots taken by wavelets still in flight to this buffer.
+    pub fifo_reserved: u32,
+    pub cq_head: u32,
+    pub cq_len: u32,
+    pub core_injector: u32,
+    pub edge_injector: u32,
+    pub route_in: u8,
+    pub route_out: u8,
+    pub flags: u8,
+    pub blocked_since: u64,
+}
+
+impl Default for Channel {
+    fn default() -> Self {
+        Self {
+            fifo_head: 0,
+            fifo_len: 0,
+            fifo_reserved: 0,
+            cq_head: 0,
+            cq_len: 0,
+            core_injector: NONE,
+            edge_injector: NONE,
+            route_in: 0,
+            route_out: 0,
+            flags: 0,
+            blocked_since: 0,
+        }
+    }
+}
+
+/// A core's scheduling state.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PeState {
+    /// Colors with wavelets in their core queue.
+    pub ready: u64,
+    /// Colors whose head the kernel refused until the PE's state changes.
+    pub deferred: u64,
+    pub busy_until: u64,
+    /// Earliest pending WAKE (`u64::MAX`: none).
+    pub wake_at: u64,
+    /// Ports (bit = `Port as u8`) that lead out of the mesh.
+    pub edges: u8,
+}
+
+/// One direction of one link: free from cycle `free`, colors waiting for it, the last served.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Link {
+    pub free: u64,
+    pub waiters: u64,
+    pub last: u8,
+}
+
 /// Limits that turn a runaway program into an error instead of a hang.
 #[derive(Debug, Clone, Copy)]
 pub struct RunLimits {
@@ -84,8 +141,6 @@ pub struct Engine<'k, K: Kernel> {
     /// Channel id = PE << color_shift | color (colors padded to a power of two: no division).
     pub(super) color_shift: u32,
     pub(super) color_mask: u32,
-    /// Per PE, the ports (bit = `Port as u8`) that lead out of the mesh.
-    pub(super) edges: Vec<u8>,
     /// PE id offset of the neighbour through N, E, S, W.
     pub(super) offsets: [i64; 4],
     pub(super) depth: u32,
@@ -95,33 +150,16 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) hop_cycles: u64,
     pub(super) ramp_cycles: u64,
     pub(super) limits: RunLimits,
-    // channels
-    pub(super) route_in: Vec<u8>,
-    pub(super) route_out: Vec<u8>,
-    pub(super) fifo: Vec<u64>,
-    pub(super) fifo_head: Vec<u32>,
-    pub(super) fifo_len: Vec<u32>,
-    pub(super) fifo_reserved: Vec<u32>,
-    pub(super) flags: Vec<u8>,
-    pub(super) blocked_since: Vec<u64>,
-    pub(super) core_queue: Vec<u64>,
-    pub(super) cq_head: Vec<u32>,
-    pub(super) cq_len: Vec<u32>,
-    /// Cycle each core-queue entry reaches the core (sent down the ramp + ramp latency).
-    pub(super) cq_time: Vec<u64>,
-    pub(super) core_injector: Vec<u32>,
-    pub(super) edge_injector: Vec<u32>,
-    // PEs
-    pub(super) ready: Vec<u64>,
-    pub(super) deferred: Vec<u64>,
-    pub(super) busy_until: Vec<u64>,
-    /// Earliest pending WAKE of each core (`u64::MAX`: none).
-    pub(super) wake_at: Vec<u64>,
+    /// Channel state (one color at one PE), indexed by channel id.
+    pub(super) ch: Vec<Channel>,
+    /// Ring buffers of every channel: `3 · (1 << slot_shift)` slots each, in order the router
+    /// buffer, the core queue and the core queue's arrival cycles.
+    pub(super) slots: Vec<u64>,
+    /// Slots of one ring (`1 << slot_shift`): the core queue starts this far into a channel's slots.
+    pub(super) cq_offset: usize,
+    pub(super) pe: Vec<PeState>,
     pub(super) counters: Vec<PeCounters>,
-    // links
-    pub(super) link_free: Vec<u64>,
-    pub(super) link_waiters: Vec<u64>,
-    pub(super) link_last: Vec<u8>,
+    pub(super) links: Vec<Link>,
     pub(super) injectors: Vec<Injector>,
     pub(super) queue: EventQueue,
     pub(super) io: TaskIo,
@@ -153,14 +191,13 @@ impl<'k, K: Kernel> Engine<'k, K> {
         let color_shift = colors.next_power_of_two().trailing_zeros();
         let stride = 1usize << color_shift;
         let channels = pes * stride;
-        let mut route_in = vec![0; channels];
-        let mut route_out = vec![0; channels];
+        let mut ch = vec![Channel::default(); channels];
         for i in 0..pes * colors {
-            let ch = (i / colors) << color_shift | (i % colors);
-            route_in[ch] = program.routes.inputs[i];
-            route_out[ch] = program.routes.outputs[i];
+            let c = &mut ch[(i / colors) << color_shift | (i % colors)];
+            c.route_in = program.routes.inputs[i];
+            c.route_out = program.routes.outputs[i];
         }
-        let edges = (0..pes as u32)
+        let edges: Vec<u8> = (0..pes as u32)
             .map(|pe| {
                 [Port::N, Port::E, Port::S, Port::W]
                     .iter()
@@ -176,7 +213,6 @@ impl<'k, K: Kernel> Engine<'k, K> {
             mesh,
             color_shift,
             color_mask: (stride - 1) as u32,
-            edges,
             offsets: [-(mesh.cols as i64), 1, mesh.cols as i64, -1],
             depth,
             slot_shift,
@@ -184,28 +220,19 @@ impl<'k, K: Kernel> Engine<'k, K> {
             hop_cycles: fabric.router.hop_latency_cycles,
             ramp_cycles: fabric.router.ramp_latency_cycles,
             limits,
-            route_in,
-            route_out,
-            fifo: vec![0; channels << slot_shift],
-            fifo_head: vec![0; channels],
-            fifo_len: vec![0; channels],
-            fifo_reserved: vec![0; channels],
-            flags: vec![0; channels],
-            blocked_since: vec![0; channels],
-            core_queue: vec![0; channels << slot_shift],
-            cq_time: vec![0; channels << slot_shift],
-            cq_head: vec![0; channels],
-            cq_len: vec![0; channels],
-            core_injector: vec![NONE; channels],
-            edge_injector: vec![NONE; channels],
-            ready: vec![0; pes],
-            deferred: vec![0; pes],
-            busy_until: vec![0; pes],
-            wake_at: vec![u64::MAX; pes],
+            ch,
+            slots: vec![0; channels * 3 << slot_shift],
+            cq_offset: 1 << slot_shift,
+            pe: edges
+                .into_iter()
+                .map(|edges| PeState {
+                    wake_at: u64::MAX,
+                    edges,
+                    ..PeState::default()
+                })
+                .collect(),
             counters: vec![PeCounters::default(); pes],
-            link_free: vec![0; links],
-            link_waiters: vec![0; links],
-            link_last: vec![0; links],
+            links: vec![Link::default(); links],
             injectors: Vec::new(),
             queue: EventQueue::new(),
             io: TaskIo::default(),
@@ -217,7 +244,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
         };
         for (i, stream) in program.edge_streams.iter().enumerate() {
             let ch = engine.channel(stream.pe, stream.color);
-            if engine.route_in[ch as usize] & stream.port.bit() == 0 {
+            if engine.ch[ch as usize].route_in & stream.port.bit() == 0 {
                 let (r, c) = mesh.coords(stream.pe);
                 return Err(Error::Simulation(format!(
                     "edge stream of color {} enters PE ({r}, {c}) through {:?}, which its route does not accept",
@@ -226,7 +253,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             let link = (pes * LINKS_PER_PE + i) as u32;
             let inj = engine.new_injector(ch, link, stream.color, NONE, stream.port);
-            engine.edge_injector[ch as usize] = inj;
+            engine.ch[ch as usize].edge_injector = inj;
             for &w in &stream.wavelets {
                 engine.push_send(inj, 0, w);
             }
@@ -242,11 +269,17 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
     #[inline]
     pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
-        if self.edges[pe as usize] >> port & 1 != 0 {
+        if self.pe[pe as usize].edges >> port & 1 != 0 {
             None
         } else {
             Some((pe as i64 + self.offsets[port as usize]) as u32)
         }
+    }
+
+    /// First slot of channel `c`'s rings.
+    #[inline]
+    pub(super) fn slot_base(&self, c: usize) -> usize {
+        (c * 3) << self.slot_shift
     }
 
     #[inline]
@@ -298,9 +331,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
             return Err(self.stuck_error("deadlock: no event left to run"));
         }
         let cycles = self
-            .busy_until
+            .pe
             .iter()
-            .copied()
+            .map(|p| p.busy_until)
             .max()
             .unwrap_or(0)
             .max(self.queue.now());
@@ -331,8 +364,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
     }
 
     fn is_quiescent(&self) -> bool {
-        self.fifo_len.iter().all(|&n| n == 0)
-            && self.cq_len.iter().all(|&n| n == 0)
+        self.ch.iter().all(|c| c.fifo_len == 0 && c.cq_len == 0)
             && self.injectors.iter().all(|i| i.queue.is_empty())
     }
 
@@ -348,19 +380,19 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             count += 1;
         };
-        for ch in 0..self.fifo_len.len() as u32 {
+        for ch in 0..self.ch.len() as u32 {
             let (r, c) = self.mesh.coords(ch >> self.color_shift);
             let color = ch & self.color_mask;
-            if self.fifo_len[ch as usize] > 0 {
+            if self.ch[ch as usize].fifo_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets in the router buffer",
-                    self.fifo_len[ch as usize]
+                    self.ch[ch as usize].fifo_len
                 ));
             }
-            if self.cq_len[ch as usize] > 0 {
+            if self.ch[ch as usize].cq_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets waiting for a task",
-                    self.cq_len[ch as usize]
+                    self.ch[ch as usize].cq_len
                 ));
             }
         }
