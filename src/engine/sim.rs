@@ -221,7 +221,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             ramp_cycles: fabric.router.ramp_latency_cycles,
             limits,
             ch,
-            slots: vec![0; channels * 3 << slot_shift],
+            slots: vec![0; (channels * 3) << slot_shift],
             cq_offset: 1 << slot_shift,
             pe: edges
                 .into_iter()
