@@ -157,6 +157,12 @@ pub struct StepArgs {
     /// Recompute attention in backward (yes) or keep it (no); default: the mapper searches.
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     pub recompute: Option<bool>,
+    /// Also draw the step's per-PE utilisation heatmap here (.png or .svg).
+    #[arg(long)]
+    pub heatmap: Option<std::path::PathBuf>,
+    /// Also write the step's timeline here (Chrome trace-event JSON; opens in Perfetto).
+    #[arg(long)]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]

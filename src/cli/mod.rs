@@ -97,6 +97,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 recompute_attention: step.recompute,
             };
             let result = run_step(&model, &fabric, config, options)?;
+            step_pictures(step, &result, &model, &fabric, common.seed)?;
             let host_seconds = started.elapsed().as_secs_f64();
             let report = StepReport::new(&result, &fabric, common.seed, host_seconds);
             render(common, &report, || report.render_table())?
@@ -141,6 +142,43 @@ fn render<T: serde::Serialize>(
     } else {
         Ok(table())
     }
+}
+
+/// `step --heatmap` and `--trace`: the step's per-PE utilisation and its timeline.
+fn step_pictures(
+    args: &args::StepArgs,
+    result: &crate::schedule::StepResult,
+    model: &crate::spec::ModelSpec,
+    fabric: &crate::spec::FabricSpec,
+    seed: u64,
+) -> Result<()> {
+    let title = format!(
+        "{} on {}: one {} step at sparsity {}",
+        model.name,
+        fabric.name,
+        args.phase.name(),
+        args.sparsity
+    );
+    if let Some(path) = &args.heatmap {
+        let grid = crate::schedule::busy_grid(result, fabric, seed);
+        let cycles = result.cycles.max(1) as f64;
+        let values = grid.values.iter().map(|&v| v as f64 / cycles).collect();
+        let grid = crate::report::plot::Grid::new(grid.width as usize, grid.height as usize, values)?;
+        let style = crate::report::plot::HeatmapStyle::new(
+            format!("PE utilisation: {title}"),
+            "busy fraction of the step",
+            0.0,
+            1.0,
+        );
+        crate::report::plot::heatmap(&grid, &style, path)?;
+    }
+    if let Some(path) = &args.trace {
+        let trace = crate::report::step_trace(result, fabric.clock.clock_hz, &title);
+        let text = serde_json::to_string(&trace)
+            .map_err(|e| Error::Simulation(format!("cannot encode the trace: {e}")))?;
+        crate::report::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
 }
 
 enum Target {
