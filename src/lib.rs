@@ -42,3 +42,4 @@ pub mod cost;
 pub mod map;
 pub mod schedule;
 pub mod sweep;
+pub mod validate;

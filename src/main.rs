@@ -1,6 +1,11 @@
 //! The `wafersim` command: parsing and everything else lives in `wafersim::cli`.
 
 fn main() -> std::process::ExitCode {
+    // Ctrl-C or SIGTERM: remove half-written temporaries, then exit as interrupted (128 + 2).
+    let _ = ctrlc::set_handler(|| {
+        wafersim::report::remove_in_flight_temporaries();
+        std::process::exit(130);
+    });
     let code = wafersim::cli::run(
         std::env::args_os(),
         &mut std::io::stdout(),

@@ -49,9 +49,19 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Checks a sweep's folder (every point once, one version) and writes sweep.csv.
     Merge(MergeArgs),
+    /// The built-in fidelity checks: cost models against the wavelet-level engine, as a table;
+    /// exits 1 if a bound fails.
+    Validate(ValidateArgs),
     /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
     /// from report.json.
     Plot(PlotArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ValidateArgs {
+    /// Fabric whose parameters both sides use.
+    #[arg(long, default_value = "wse2")]
+    pub fabric: String,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -20,6 +20,9 @@ pub struct KernelArgs {
     /// Fabric: a built-in name (wse2, wse3, mini) or a TOML file.
     #[arg(long, default_value = "wse2", global = true)]
     pub fabric: String,
+    /// Save the per-PE counters to this file (postcard, behind a versioned header).
+    #[arg(long, global = true)]
+    pub counters: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +183,12 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         }
     };
     let host_seconds = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.counters {
+        std::fs::write(path, output.counters.to_bytes()?).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     Ok(KernelReport {
         version: crate::VERSION,
         seed: common.seed,

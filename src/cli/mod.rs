@@ -56,6 +56,27 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Sweep(args) => sweep::sweep(args, common)?,
         Command::Merge(args) => sweep::merge(args, common)?,
         Command::Plot(args) => plot::plot(args, common)?,
+        Command::Validate(args) => {
+            let fabric = load_fabric(&args.fabric)?;
+            let validation = crate::validate::validate(&fabric)?;
+            let text = render(common, &validation, || {
+                validation.render_table(&fabric.name)
+            })?;
+            if !validation.passed {
+                stdout
+                    .write_all(text.as_bytes())
+                    .map_err(|source| Error::Io {
+                        path: "<stdout>".into(),
+                        source,
+                    })?;
+                return Err(Error::Simulation(format!(
+                    "validate: the cost models miss the engine beyond the bounds (max {:.1}%, mean {:.2}%)",
+                    100.0 * validation.max_abs_error,
+                    100.0 * validation.mean_abs_error
+                )));
+            }
+            text
+        }
         Command::Flops(flops) => {
             let model = load_model(&flops.model)?;
             let fabric = load_fabric(&flops.fabric)?;

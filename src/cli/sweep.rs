@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::args::{MergeArgs, SweepArgs};
 use super::Common;
 use crate::error::{Error, Result};
-use crate::report::{write_atomic, Table};
+use crate::report::{draw_sweep_speedup, write_atomic, Table};
 use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
@@ -90,6 +90,8 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let csv = sweep_csv(&points);
     let csv_path = args.dir.join("sweep.csv");
     write_atomic(&csv_path, csv.as_bytes())?;
+    let chart_path = args.dir.join("speedup-vs-sparsity.png");
+    draw_sweep_speedup(&points, &chart_path)?;
     if common.json {
         let value = serde_json::json!({
             "version": crate::VERSION, "seed": common.seed, "points": points.len(),
@@ -124,9 +126,10 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
         ]);
     }
     Ok(format!(
-        "{}\nwrote {} ({} points)\n",
+        "{}\nwrote {} ({} points) and {}\n",
         t.render(),
         csv_path.display(),
-        points.len()
+        points.len(),
+        chart_path.display()
     ))
 }

@@ -10,6 +10,7 @@
 use serde::Serialize;
 
 use super::{expected_binomial_max, KernelCost};
+use crate::engine::kernels::gemm::fmac_cycles;
 use crate::spec::FabricSpec;
 
 /// Which operand streams and what the output is.
@@ -54,100 +55,130 @@ impl GemmTile {
     }
 }
 
-/// Bytes of one partial sum on the fabric: fp32, one per wavelet.
-const PARTIAL_SUM_BYTES: u64 = 4;
-
 /// Cycles of a GEMM on `tile`, split into categories; `region_pes` is what "ideal" is measured
 /// against (the fabric's whole user region for full-wafer steps, the tile for kernel runs).
+/// Load imbalance enters as the expected maximum of the random mask's per-PE non-zero counts.
 pub fn gemm_cost(
     fabric: &FabricSpec,
     p: &GemmProblem,
     tile: &GemmTile,
     region_pes: u64,
 ) -> KernelCost {
+    gemm_cost_with_counts(fabric, p, tile, region_pes, None)
+}
+
+/// As [`gemm_cost`], with the exact non-zeros each PE column receives per output column
+/// (`counts[c][i]`, as `engine::kernels::gemm::GemmPlan::nonzeros_per_pe_column` gives them)
+/// instead of their expected maximum.
+pub fn gemm_cost_with_counts(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    tile: &GemmTile,
+    region_pes: u64,
+    counts: Option<&[Vec<u64>]>,
+) -> KernelCost {
     let pe = &fabric.pe;
     let router = &fabric.router;
-    let simd = pe.simd_fp16_lanes;
+    let a = pe.task_activation_cycles;
     // Attention's independent products run side by side, one per tile, in rounds.
-    let rounds = match p.form {
-        GemmForm::Activations => p
-            .batch
-            .div_ceil((region_pes / (tile.rows * tile.columns())).max(1)),
-        _ => 1,
-    };
-    let rows_total = if p.form == GemmForm::Activations {
-        p.t
-    } else {
-        p.batch * p.t
+    let tile_pes = tile.rows * tile.columns();
+    let (rounds, rows_total) = match p.form {
+        GemmForm::Activations => (p.batch.div_ceil((region_pes / tile_pes).max(1)), p.t),
+        _ => (1, p.batch * p.t),
     };
     let t_r = rows_total.div_ceil(tile.rows);
     let k_c = p.k.div_ceil(tile.c_k);
     let n_g = p.n.div_ceil(tile.c_n);
     let density = p.nonzeros as f64 / (p.k * p.n) as f64;
-    let passes = t_r.div_ceil(simd);
-    let columns = tile.columns();
-    let act = pe.task_activation_cycles;
-    let ab = 2u64; // fp16 activations on the fabric
-
-    let (column_cycles_max, column_cycles_mean, reduction_link, sram) = match p.form {
+    let fmac = fmac_cycles(fabric, t_r);
+    let partials = (t_r * pe.partial_sum_bytes).div_ceil(fabric.router.wavelet_bits / 8);
+    // The last column's partial sums crossing the chain after the FMACs end.
+    let chain_drain = if tile.c_k > 1 {
+        (tile.c_k - 1) * (router.hop_latency_cycles + router.ramp_latency_cycles + 1) + partials
+    } else {
+        0
+    };
+    let (sram, mean_column, max_column, reduction_core);
+    match p.form {
         GemmForm::Streamed | GemmForm::Activations => {
-            let (per_wavelet, wavelets_mean, wavelets_max) = if p.sparse {
-                let mean = (k_c * n_g) as f64 * density;
-                let max = expected_binomial_max(k_c * n_g, density, columns);
-                (act + pe.sparse_index_decode_cycles + passes, mean, max)
-            } else {
-                let w = (n_g * k_c.div_ceil(2)) as f64;
-                (act + 2 * passes, w, w)
+            // Per output column: the weight wavelets of the PE's K slice, then a control wavelet;
+            // every PE but the chain's head also adds the partial sums of the previous column.
+            let adds = if tile.c_k > 1 { a + partials } else { 0 };
+            let per_wavelet = a + pe.sparse_index_decode_cycles + fmac;
+            let dense_column = k_c.div_ceil(2) * a + k_c * fmac;
+            let column = |nnz: f64| -> f64 {
+                if p.sparse {
+                    nnz * per_wavelet as f64 + a as f64
+                } else {
+                    (dense_column + a) as f64
+                }
             };
-            let reduction = if tile.c_k > 1 { n_g * t_r } else { 0 };
-            let sram = t_r * k_c * ab + 2 * t_r * PARTIAL_SUM_BYTES;
-            (
-                (wavelets_max * per_wavelet as f64).ceil() as u64,
-                (wavelets_mean * per_wavelet as f64).ceil() as u64,
-                reduction,
-                sram,
-            )
+            let (mean, max) = match counts {
+                Some(counts) => {
+                    let chain = Chain {
+                        adds,
+                        partials,
+                        latency: router.hop_latency_cycles + router.ramp_latency_cycles,
+                        control: a,
+                    };
+                    paced_by_counts(counts, tile, |nnz| column(nnz as f64), &chain)
+                }
+                None => {
+                    // The busiest PE's total: n_g columns of binomial(k_c, density) wavelets each,
+                    // its expected maximum over the tile's columns; the chain adds one column's
+                    // reduction at the end.
+                    let mean = n_g as f64 * (column(k_c as f64 * density) + adds as f64);
+                    let wavelets_max = expected_binomial_max(n_g * k_c, density, tile.columns());
+                    let extra = if p.sparse {
+                        (wavelets_max - (n_g * k_c) as f64 * density) * per_wavelet as f64
+                    } else {
+                        0.0
+                    };
+                    (mean, mean + extra + chain_drain as f64)
+                }
+            };
+            mean_column = mean;
+            max_column = max;
+            reduction_core = n_g * adds;
+            sram = t_r * k_c * pe.operand_bytes + 2 * t_r * pe.accumulator_bytes;
         }
         GemmForm::AtNonzeros => {
             // Per non-zero: a dot product over the local rows, then one partial sum down the column.
-            let per_nonzero = act + passes;
-            let mean = (k_c * n_g) as f64 * density;
-            let max = expected_binomial_max(k_c * n_g, density, columns);
-            let reduction = if tile.rows > 1 { max.ceil() as u64 } else { 0 };
-            let sram = t_r * (k_c + n_g) * ab;
-            (
-                (max * per_nonzero as f64).ceil() as u64,
-                (mean * per_nonzero as f64).ceil() as u64,
-                reduction,
-                sram,
-            )
+            let per_nonzero = a + fmac;
+            let nnz_mean = (k_c * n_g) as f64 * density;
+            let nnz_max = expected_binomial_max(k_c * n_g, density, tile.columns());
+            mean_column = nnz_mean * per_nonzero as f64;
+            max_column = nnz_max * per_nonzero as f64;
+            reduction_core = if tile.rows > 1 {
+                nnz_max.ceil() as u64
+            } else {
+                0
+            };
+            sram = t_r * (k_c + n_g) * pe.operand_bytes;
         }
-    };
-    // The reduction runs beside the FMACs; the slower of the two paces the kernel. Then the last
-    // reduction drains along the chain, and the first wavelet needs to cross the region.
+    }
     let fill = router.ramp_latency_cycles + tile.rows * router.hop_latency_cycles;
     let drain = match p.form {
         GemmForm::AtNonzeros => tile.rows * (router.hop_latency_cycles + 1),
-        _ => t_r + tile.c_k * (router.hop_latency_cycles + 1),
+        _ => chain_drain,
     };
-    let body = column_cycles_max.max(reduction_link);
-    let cycles = rounds * (body + fill + drain);
+    // The paced body includes the chain's drain.
+    let body = max_column.ceil() as u64;
+    let cycles = rounds * (body + fill);
 
     let fmacs = fmac_ops(p);
-    let compute = fmacs.div_ceil(simd * region_pes);
-    let imbalance = rounds * column_cycles_max.saturating_sub(column_cycles_mean);
-    let reduction = rounds * (reduction_link.saturating_sub(column_cycles_max) + drain);
-    // Busy: FMAC tasks on the tile's PEs, once per independent product (the reduction's adds
-    // run on another microthread).
+    let compute = fmacs.div_ceil(pe.simd_fp16_lanes * region_pes);
+    let imbalance = rounds * (max_column - mean_column).max(0.0).round() as u64;
+    let reduction = rounds * (reduction_core + drain.min(body));
+    // Busy: the tile's PEs, once per independent product.
     let products = if p.form == GemmForm::Activations {
         p.batch
     } else {
         1
     };
-    let tile_pes = tile.rows * columns;
-    let busy_mean = (products as u128 * tile_pes as u128 * column_cycles_mean as u128
-        / region_pes.max(1) as u128) as u64;
-    let busy_max = rounds * column_cycles_max;
+    let busy_mean =
+        (products as f64 * tile_pes as f64 * mean_column / region_pes.max(1) as f64) as u64;
+    let busy_max = rounds * body;
     KernelCost::split(
         cycles,
         compute,
@@ -156,6 +187,75 @@ pub fn gemm_cost(
         sram,
         (busy_mean, busy_max),
     )
+}
+
+/// (mean PE's work, slowest N-group's time) from exact per-PE counts. A group's time follows
+/// the engine's protocol column by column, for the row with the most tokens: PE g's FMACs of
+/// column i start after its control task of column i − 1, and share the core with the adds of
+/// column i − 1; the control task waits for the accumulator's second buffer (the previous
+/// column's reduction done on that PE); the chain passes each column's partial sums east, one
+/// stage per PE.
+fn paced_by_counts(
+    counts: &[Vec<u64>],
+    tile: &GemmTile,
+    column: impl Fn(u64) -> f64,
+    chain: &Chain,
+) -> (f64, f64) {
+    let c_k = tile.c_k as usize;
+    let own = |c: usize| -> f64 {
+        let adds = if c % c_k > 0 { chain.adds as f64 } else { 0.0 };
+        counts[c].iter().map(|&nnz| column(nnz) + adds).sum()
+    };
+    let mean = (0..counts.len()).map(own).sum::<f64>() / counts.len().max(1) as f64;
+    let slowest = (0..tile.c_n as usize)
+        .map(|g_n| chain.group_time(&counts[g_n * c_k..(g_n + 1) * c_k], &column))
+        .fold(0.0, f64::max);
+    (mean, slowest)
+}
+
+/// The reduction chain of a row: what each stage costs.
+struct Chain {
+    /// Core cycles a non-head PE spends adding one column's partial sums (`a + W_r`).
+    adds: u64,
+    /// Partial-sum wavelets per column (`W_r`).
+    partials: u64,
+    /// Cycles from a PE sending a partial sum to the next PE's core having it (`hop + ramp`).
+    latency: u64,
+    /// The control task (`a`).
+    control: u64,
+}
+
+impl Chain {
+    /// The time until the last PE of the chain holds the group's last output column.
+    // Indexed by (K-group, column) over three parallel arrays: clearer than zipped iterators.
+    #[allow(clippy::needless_range_loop)]
+    fn group_time(&self, members: &[Vec<u64>], column: &impl Fn(u64) -> f64) -> f64 {
+        let k = members.len();
+        let columns = members[0].len();
+        let (mut ctrl_end, mut red_done) = (vec![0.0f64; k], vec![0.0f64; k]);
+        for i in 0..columns {
+            let mut previous_start = 0.0f64;
+            for g in 0..k {
+                let adds = if g > 0 { self.adds as f64 } else { 0.0 };
+                // FMACs of column i (the control wavelet is part of `column`), sharing the core
+                // with the previous column's adds.
+                let fmac_end = ctrl_end[g] + column(members[g][i]) - self.control as f64 + adds;
+                ctrl_end[g] = fmac_end.max(red_done[g]) + self.control as f64;
+                let start = if g == 0 {
+                    ctrl_end[g]
+                } else {
+                    ctrl_end[g].max(previous_start + self.latency as f64 + 1.0)
+                };
+                red_done[g] = match (k, g) {
+                    (1, _) => ctrl_end[g], // a single K-group holds its outputs: no reduction
+                    (_, 0) => start + self.partials as f64,
+                    _ => start + adds,
+                };
+                previous_start = start;
+            }
+        }
+        red_done.iter().copied().fold(0.0, f64::max)
+    }
 }
 
 /// FMACs (multiply-adds) the GEMM executes: rows × non-zeros.

@@ -6,13 +6,15 @@
 //! (load imbalance from a random mask enters as an expected maximum, not a sample). Every cost
 //! splits its cycles into categories that add up to its total exactly.
 
+mod collective;
 mod elementwise;
 mod gemm;
 mod io;
 mod timeline;
 
+pub use collective::{collective_cycles, CollectiveAlgo, CollectiveKind};
 pub use elementwise::{elementwise_cost, ElementwiseProblem};
-pub use gemm::{gemm_cost, GemmForm, GemmProblem, GemmTile};
+pub use gemm::{fmac_ops, gemm_cost, gemm_cost_with_counts, GemmForm, GemmProblem, GemmTile};
 pub use io::{stream_bytes, stream_cycles};
 pub use timeline::{timeline, TimelineOp, TimelineSpan};
 

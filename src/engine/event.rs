@@ -18,7 +18,7 @@ pub struct Event {
 }
 
 /// Buckets in the calendar: events closer than this many cycles need no heap operation.
-const HORIZON_CYCLES: u64 = 1024;
+const HORIZON_CYCLES: u64 = 256;
 
 #[derive(Debug)]
 pub struct EventQueue {

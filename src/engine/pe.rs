@@ -1,82 +1,116 @@
 //! Cores: a queue per color fed by the ramp, one task at a time, and send queues.
 //!
-//! A wavelet delivered down the ramp waits in its color's core queue (depth
-//! `color_buffer_depth_wavelets`; a full queue back-pressures the router). When the core is
-//! free it takes the head of the lowest-numbered color whose kernel accepts it, runs that
-//! task for `Work::total_cycles()` and is busy meanwhile; wavelets wait in their queues (that
-//! is where back-pressure comes from). Activation overhead is the kernel's to charge, per
-//! task, through `Work::overhead_cycles`. A task's sends join its PE's send queue for their
-//! color, ready when the task ends; each send queue feeds the router through the ramp at one
-//! wavelet per cycle (the ramp up is one link shared round-robin by the colors), without
-//! occupying the core: it reads SRAM, like an asynchronous fabric-output operation.
+//! A wavelet sent down the ramp takes a slot of its color's core queue at once (depth
+//! `color_buffer_depth_wavelets`; a full queue back-pressures the router) and reaches the core
+//! `ramp_latency_cycles` later. When the core is free it takes, among the queue heads that
+//! have reached it, the lowest-numbered color whose kernel accepts the wavelet, runs that task
+//! for `Work::total_cycles()` and is busy meanwhile; wavelets wait in their queues (that is
+//! where back-pressure comes from). Activation overhead is the kernel's to charge, per task,
+//! through `Work::overhead_cycles`. A task's sends leave through the ramp when it ends, one
+//! wavelet per cycle (the ramp up is one link shared by the PE's colors), without occupying
+//! the core: they read SRAM, like an asynchronous fabric-output operation. A send whose
+//! color's send queue is empty, whose link is free at that cycle and whose router buffer has
+//! room goes straight to the router; the others wait in the send queue.
 
 use std::collections::VecDeque;
 
-use super::sim::{Engine, Injector, BLOCKED, EV_INJECT, EV_WAKE, LINKS_PER_PE, NONE, RAMP_UP};
+use super::sim::{
+    Engine, Injector, BLOCKED, EV_ARRIVE_SENT, EV_INJECT, EV_TRY, EV_WAKE, LINKS_PER_PE, NONE,
+    PENDING, RAMP_UP,
+};
 use crate::engine::program::{Kernel, Port};
 
 impl<K: Kernel> Engine<'_, K> {
-    /// A wavelet reaches the core queue of channel `ch`.
-    pub(super) fn deliver(&mut self, ch: u32, data: u64, now: u64) {
+    /// The router sends a wavelet of channel `ch` down the ramp; it reaches the core at
+    /// `arrival` (its queue slot is taken now).
+    #[inline]
+    pub(super) fn deliver(&mut self, ch: u32, pe: u32, color: u8, data: u64, arrival: u64) {
         let c = ch as usize;
-        let colors = self.colors as u32;
-        let pe = (ch / colors) as usize;
-        let depth = self.depth as usize;
-        self.cq_reserved[c] -= 1;
-        let slot = (self.cq_head[c] as usize + self.cq_len[c] as usize) % depth;
-        self.core_queue[c * depth + slot] = data;
-        self.cq_len[c] += 1;
-        self.ready[pe] |= 1u64 << (ch % colors);
+        let p = pe as usize;
+        let slot = self.slot_base(c)
+            + ((self.ch[c].cq_head + self.ch[c].cq_len) & self.slot_mask) as usize;
+        self.slots[slot + self.cq_offset] = data;
+        self.slots[slot + 2 * self.cq_offset] = arrival;
+        self.ch[c].cq_len += 1;
+        self.pe[p].ready |= 1u64 << color;
         self.wavelets_received += 1;
-        self.last_progress_cycle = now;
-        if self.wake_pending[pe] {
-            return;
-        }
-        if self.busy_until[pe] <= now {
-            self.start_task(pe as u32, now);
-        } else {
-            self.wake_pending[pe] = true;
-            let at = self.busy_until[pe];
-            self.schedule(at, EV_WAKE, pe as u32, 0);
+        self.last_progress_cycle = arrival;
+        let at = arrival.max(self.pe[p].busy_until);
+        self.request_wake(pe, at);
+    }
+
+    /// Makes sure the core of `pe` looks for work at `cycle` or earlier.
+    #[inline]
+    pub(super) fn request_wake(&mut self, pe: u32, cycle: u64) {
+        if cycle < self.pe[pe as usize].wake_at {
+            self.pe[pe as usize].wake_at = cycle;
+            self.schedule(cycle, EV_WAKE, pe, 0);
         }
     }
 
-    /// The core of `pe` finished its task (or a send queue drained): offer it work again.
+    /// The core of `pe` may have work: a task ended, a wavelet arrived or a send queue drained.
     pub(super) fn wake(&mut self, pe: u32, now: u64) {
-        self.wake_pending[pe as usize] = false;
-        self.deferred[pe as usize] = 0;
+        let p = pe as usize;
+        if self.pe[p].wake_at == now {
+            self.pe[p].wake_at = u64::MAX;
+        }
+        if self.pe[p].busy_until > now {
+            let at = self.pe[p].busy_until;
+            self.request_wake(pe, at);
+            return;
+        }
+        self.pe[p].deferred = 0;
         self.start_task(pe, now);
     }
 
+    /// The head of the lowest-numbered eligible color whose wavelet has reached the core, or
+    /// the cycle the first eligible head will.
+    #[inline]
+    fn next_ready_color(&self, pe: u32, now: u64) -> Result<u8, u64> {
+        let mut eligible = self.pe[pe as usize].ready & !self.pe[pe as usize].deferred;
+        let mut first_arrival = u64::MAX;
+        while eligible != 0 {
+            let color = eligible.trailing_zeros();
+            eligible &= eligible - 1;
+            let c = ((pe << self.color_shift) | color) as usize;
+            let arrival =
+                self.slots[self.slot_base(c) + 2 * self.cq_offset + self.ch[c].cq_head as usize];
+            if arrival <= now {
+                return Ok(color as u8);
+            }
+            first_arrival = first_arrival.min(arrival);
+        }
+        Err(first_arrival)
+    }
+
     /// Starts the next task the core of `pe` can run at `now`, if any.
+    #[inline(never)]
     fn start_task(&mut self, pe: u32, now: u64) {
         let p = pe as usize;
-        let colors = self.colors as u32;
-        let depth = self.depth as usize;
         loop {
-            let eligible = self.ready[p] & !self.deferred[p];
-            if eligible == 0 {
-                return;
-            }
-            let color = eligible.trailing_zeros() as u8;
-            let ch = pe * colors + color as u32;
+            let color = match self.next_ready_color(pe, now) {
+                Ok(color) => color,
+                Err(u64::MAX) => return,
+                Err(arrival) => return self.request_wake(pe, arrival),
+            };
+            let ch = (pe << self.color_shift) | color as u32;
             let c = ch as usize;
-            let data = self.core_queue[c * depth + self.cq_head[c] as usize];
+            let data = self.slots[self.slot_base(c) + self.cq_offset + self.ch[c].cq_head as usize];
             self.io.sends.clear();
             let Some(work) = self.kernel.on_wavelet(pe, color, data, now, &mut self.io) else {
-                self.deferred[p] |= 1u64 << color;
+                self.pe[p].deferred |= 1u64 << color;
                 continue;
             };
-            self.cq_head[c] = ((self.cq_head[c] as usize + 1) % depth) as u32;
-            self.cq_len[c] -= 1;
-            if self.cq_len[c] == 0 {
-                self.ready[p] &= !(1u64 << color);
+            self.ch[c].cq_head = (self.ch[c].cq_head + 1) & self.slot_mask;
+            self.ch[c].cq_len -= 1;
+            if self.ch[c].cq_len == 0 {
+                self.pe[p].ready &= !(1u64 << color);
             }
-            if self.flags[c] & BLOCKED != 0 {
+            if self.ch[c].flags & BLOCKED != 0 {
                 // The router's head may be waiting for this queue's space.
-                self.flags[c] = super::sim::PENDING;
-                self.counters[p].stall_cycles += now - self.blocked_since[c];
-                self.schedule(now, super::sim::EV_TRY, ch, 0);
+                self.ch[c].flags = PENDING;
+                self.counters[p].stall_cycles += now - self.ch[c].blocked_since;
+                self.schedule(now, EV_TRY, ch, 0);
             }
             let counters = &mut self.counters[p];
             counters.fmac_cycles += work.fmac_cycles;
@@ -86,29 +120,36 @@ impl<K: Kernel> Engine<'_, K> {
             counters.tasks += 1;
             self.last_progress_cycle = now;
             let end = now + work.total_cycles();
-            self.busy_until[p] = end;
+            self.pe[p].busy_until = end;
             for i in 0..self.io.sends.len() {
                 let (send_color, send_data) = self.io.sends[i];
                 self.core_send(pe, send_color, end, send_data);
             }
             if end == now {
-                self.deferred[p] = 0;
+                self.pe[p].deferred = 0;
                 continue;
             }
-            if self.ready[p] != 0 {
-                self.wake_pending[p] = true;
-                self.schedule(end, EV_WAKE, pe, 0);
+            if self.pe[p].ready != 0 {
+                self.request_wake(pe, end);
             }
             return;
         }
     }
 
-    pub(super) fn new_injector(&mut self, ch: u32, link: u32, color: u8, core_pe: u32) -> u32 {
+    pub(super) fn new_injector(
+        &mut self,
+        ch: u32,
+        link: u32,
+        color: u8,
+        core_pe: u32,
+        port: Port,
+    ) -> u32 {
         self.injectors.push(Injector {
             ch,
             link,
             color,
             core_pe,
+            port,
             queue: VecDeque::new(),
             pending: false,
             blocked: false,
@@ -117,16 +158,58 @@ impl<K: Kernel> Engine<'_, K> {
         (self.injectors.len() - 1) as u32
     }
 
-    /// Queues a send by the core of `pe` on `color`, ready at `ready_cycle`.
+    /// A send by the core of `pe` on `color`, ready at `ready_cycle`: straight to the router if
+    /// nothing is queued before it and its link and buffer allow, else into the send queue.
     pub(super) fn core_send(&mut self, pe: u32, color: u8, ready_cycle: u64, data: u64) {
         let ch = self.channel(pe, color);
-        let mut inj = self.core_injector[ch as usize];
+        let c = ch as usize;
+        let mut inj = self.ch[c].core_injector;
+        let link = pe as usize * LINKS_PER_PE + RAMP_UP;
+        let queue_idle = inj == NONE || {
+            let i = &self.injectors[inj as usize];
+            i.queue.is_empty() && !i.pending && !i.blocked
+        };
+        if queue_idle
+            && self.links[link].free <= ready_cycle
+            && self.links[link].waiters == 0
+            && self.ch[c].fifo_len + self.ch[c].fifo_reserved < self.depth
+        {
+            self.links[link].free = ready_cycle + 1;
+            self.links[link].last = color;
+            self.ch[c].fifo_reserved += 1;
+            self.wavelets_sent += 1;
+            self.counters[pe as usize].wavelets_in[Port::Ramp as usize] += 1;
+            let at = ready_cycle.max(self.queue.now());
+            self.schedule(at, EV_ARRIVE_SENT, ch, data);
+            return;
+        }
         if inj == NONE {
-            let link = (pe as usize * LINKS_PER_PE + RAMP_UP) as u32;
-            inj = self.new_injector(ch, link, color, pe);
-            self.core_injector[ch as usize] = inj;
+            inj = self.new_injector(ch, link as u32, color, pe, Port::Ramp);
+            self.ch[c].core_injector = inj;
         }
         self.push_send(inj, ready_cycle, data);
+    }
+
+    /// A send that went straight to the router lands in its buffer; if nothing else is queued
+    /// for its color, the PE's send buffer for that color is free.
+    pub(super) fn arrive_sent(&mut self, ch: u32, data: u64, now: u64) {
+        self.ch[ch as usize].fifo_reserved -= 1;
+        let inj = self.ch[ch as usize].core_injector;
+        if inj == NONE || self.injectors[inj as usize].queue.is_empty() {
+            let pe = ch >> self.color_shift;
+            self.sends_drained(pe, (ch & self.color_mask) as u8, now);
+        }
+        self.fifo_push(ch, data, now);
+    }
+
+    fn sends_drained(&mut self, pe: u32, color: u8, now: u64) {
+        let p = pe as usize;
+        self.kernel.on_sends_drained(pe, color);
+        if self.pe[p].deferred != 0 {
+            self.pe[p].deferred = 0;
+            let at = self.pe[p].busy_until.max(now);
+            self.request_wake(pe, at);
+        }
     }
 
     pub(super) fn push_send(&mut self, inj: u32, ready_cycle: u64, data: u64) {
@@ -139,6 +222,7 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// A send queue tries to put its head into its router buffer, over its link.
+    #[inline(never)]
     pub(super) fn inject(&mut self, inj: u32, now: u64) {
         let (ch, link, color, core_pe) = {
             let i = &mut self.injectors[inj as usize];
@@ -150,8 +234,8 @@ impl<K: Kernel> Engine<'_, K> {
         };
         let retry = if ready > now {
             ready
-        } else if self.link_free[link] > now {
-            self.link_free[link]
+        } else if self.links[link].free > now {
+            self.links[link].free
         } else if self.must_yield(link, color) {
             now + 1
         } else {
@@ -159,27 +243,26 @@ impl<K: Kernel> Engine<'_, K> {
         };
         if retry > now {
             if ready <= now {
-                self.link_waiters[link] |= 1u64 << color;
+                self.links[link].waiters |= 1u64 << color;
             }
             self.injectors[inj as usize].pending = true;
             self.schedule(retry, EV_INJECT, inj, 0);
             return;
         }
         let c = ch as usize;
-        if self.fifo_len[c] + self.fifo_reserved[c] >= self.depth {
-            self.link_waiters[link] &= !(1u64 << color);
+        if self.ch[c].fifo_len + self.ch[c].fifo_reserved >= self.depth {
+            self.links[link].waiters &= !(1u64 << color);
             let i = &mut self.injectors[inj as usize];
             i.blocked = true;
             i.blocked_since = now;
             return;
         }
-        self.link_free[link] = now + 1;
-        self.link_last[link] = color;
-        self.link_waiters[link] &= !(1u64 << color);
+        self.links[link].free = now + 1;
+        self.links[link].last = color;
+        self.links[link].waiters &= !(1u64 << color);
         self.wavelets_sent += 1;
-        if core_pe != NONE {
-            self.counters[core_pe as usize].wavelets_in[Port::Ramp as usize] += 1;
-        }
+        let port = self.injectors[inj as usize].port;
+        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += 1;
         let next = {
             let i = &mut self.injectors[inj as usize];
             i.queue.pop_front();
@@ -190,17 +273,7 @@ impl<K: Kernel> Engine<'_, K> {
                 self.injectors[inj as usize].pending = true;
                 self.schedule(r.max(now + 1), EV_INJECT, inj, 0);
             }
-            None if core_pe != NONE => {
-                // A drained send queue frees its SRAM buffer: tasks deferred on it may run.
-                let p = core_pe as usize;
-                self.kernel.on_sends_drained(core_pe, color);
-                self.deferred[p] = 0;
-                if !self.wake_pending[p] && self.ready[p] != 0 {
-                    self.wake_pending[p] = true;
-                    let at = self.busy_until[p].max(now);
-                    self.schedule(at, EV_WAKE, core_pe, 0);
-                }
-            }
+            None if core_pe != NONE => self.sends_drained(core_pe, color, now),
             None => {}
         }
         self.fifo_push(ch, data, now);

@@ -9,9 +9,7 @@
 //! head that finds no space waits, and the pop that frees the space wakes it.
 
 use super::program::Port;
-use super::sim::{
-    Engine, BLOCKED, EV_ARRIVE, EV_DELIVER, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING,
-};
+use super::sim::{Engine, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING};
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
@@ -19,7 +17,7 @@ impl<K: Kernel> Engine<'_, K> {
     /// A wavelet lands in channel `ch`'s buffer (its slot was reserved when it was sent).
     pub(super) fn arrive(&mut self, ch: u32, data: u64, now: u64) {
         let c = ch as usize;
-        self.fifo_reserved[c] -= 1;
+        self.ch[c].fifo_reserved -= 1;
         self.fifo_push(ch, data, now);
     }
 
@@ -27,11 +25,11 @@ impl<K: Kernel> Engine<'_, K> {
     #[inline]
     pub(super) fn fifo_push(&mut self, ch: u32, data: u64, now: u64) {
         let c = ch as usize;
-        let depth = self.depth as usize;
-        let slot = (self.fifo_head[c] as usize + self.fifo_len[c] as usize) % depth;
-        self.fifo[c * depth + slot] = data;
-        self.fifo_len[c] += 1;
-        if self.fifo_len[c] == 1 && self.flags[c] & (PENDING | BLOCKED) == 0 {
+        let slot = (self.ch[c].fifo_head + self.ch[c].fifo_len) & self.slot_mask;
+        let base = self.slot_base(c);
+        self.slots[base + slot as usize] = data;
+        self.ch[c].fifo_len += 1;
+        if self.ch[c].fifo_len == 1 && self.ch[c].flags & (PENDING | BLOCKED) == 0 {
             self.try_forward(ch, now);
         }
     }
@@ -40,28 +38,28 @@ impl<K: Kernel> Engine<'_, K> {
     /// waiting colors round-robin, starting after the one it served last.
     #[inline]
     pub(super) fn must_yield(&self, link: usize, color: u8) -> bool {
-        let others = self.link_waiters[link] & !(1u64 << color);
+        let others = self.links[link].waiters & !(1u64 << color);
         if others == 0 {
             return false;
         }
         let candidates = others | (1u64 << color);
-        let after = (self.link_last[link] as u32 + 1) % 64;
+        let after = (self.links[link].last as u32 + 1) % 64;
         let rotated = candidates.rotate_right(after);
         let winner = (rotated.trailing_zeros() + after) % 64;
         winner != color as u32
     }
 
     /// Tries to move the head of channel `ch` to every output of its route.
+    #[inline(never)]
     pub(super) fn try_forward(&mut self, ch: u32, now: u64) {
         let c = ch as usize;
-        self.flags[c] &= !PENDING;
-        if self.fifo_len[c] == 0 {
+        self.ch[c].flags &= !PENDING;
+        if self.ch[c].fifo_len == 0 {
             return;
         }
-        let colors = self.colors as u32;
-        let pe = ch / colors;
-        let color = (ch % colors) as u8;
-        let out = self.route_out[c];
+        let pe = ch >> self.color_shift;
+        let color = (ch & self.color_mask) as u8;
+        let out = self.ch[c].route_out;
         if out == 0 {
             let (r, col) = self.mesh.coords(pe);
             self.error = Some(Error::Simulation(format!(
@@ -76,15 +74,15 @@ impl<K: Kernel> Engine<'_, K> {
             let port = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let link = pe as usize * LINKS_PER_PE + port;
-            if self.link_free[link] > now {
-                retry = retry.max(self.link_free[link]);
+            if self.links[link].free > now {
+                retry = retry.max(self.links[link].free);
             } else if self.must_yield(link, color) {
                 retry = retry.max(now + 1);
             }
         }
         if retry > now {
             self.wait_for_links(pe, color, out, retry, now);
-            self.flags[c] |= PENDING;
+            self.ch[c].flags |= PENDING;
             self.schedule(retry, EV_TRY, ch, 0);
             return;
         }
@@ -94,19 +92,16 @@ impl<K: Kernel> Engine<'_, K> {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             let full = if port == Port::Ramp as u32 {
-                self.cq_len[c] + self.cq_reserved[c] >= self.depth
+                self.ch[c].cq_len >= self.depth
             } else {
-                let next = self
-                    .mesh
-                    .neighbor(pe, Port::from_index(port))
-                    .expect("routes stay in the mesh");
-                let n = (next * colors + color as u32) as usize;
-                self.fifo_len[n] + self.fifo_reserved[n] >= self.depth
+                let next = self.next_pe(pe, port).expect("routes stay in the mesh");
+                let n = ((next << self.color_shift) | color as u32) as usize;
+                self.ch[n].fifo_len + self.ch[n].fifo_reserved >= self.depth
             };
             if full {
                 self.clear_link_waits(pe, color, out);
-                self.flags[c] |= BLOCKED;
-                self.blocked_since[c] = now;
+                self.ch[c].flags |= BLOCKED;
+                self.ch[c].blocked_since = now;
                 return;
             }
         }
@@ -118,7 +113,7 @@ impl<K: Kernel> Engine<'_, K> {
         while bits != 0 {
             let port = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            self.link_waiters[pe as usize * LINKS_PER_PE + port] |= 1u64 << color;
+            self.links[pe as usize * LINKS_PER_PE + port].waiters |= 1u64 << color;
         }
         self.counters[pe as usize].stall_cycles += retry - now;
     }
@@ -128,79 +123,76 @@ impl<K: Kernel> Engine<'_, K> {
         while bits != 0 {
             let port = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            self.link_waiters[pe as usize * LINKS_PER_PE + port] &= !(1u64 << color);
+            self.links[pe as usize * LINKS_PER_PE + port].waiters &= !(1u64 << color);
         }
     }
 
     /// Sends the head of `ch` on every output of `out` this cycle and pops it.
     fn send_head(&mut self, ch: u32, pe: u32, color: u8, out: u8, now: u64) {
         let c = ch as usize;
-        let colors = self.colors as u32;
-        let depth = self.depth as usize;
-        let data = self.fifo[c * depth + self.fifo_head[c] as usize];
+        let data = self.slots[self.slot_base(c) + self.ch[c].fifo_head as usize];
         let mut bits = out;
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             let link = pe as usize * LINKS_PER_PE + port as usize;
-            self.link_free[link] = now + 1;
-            self.link_last[link] = color;
-            self.link_waiters[link] &= !(1u64 << color);
+            self.links[link].free = now + 1;
+            self.links[link].last = color;
+            self.links[link].waiters &= !(1u64 << color);
             self.counters[pe as usize].wavelets_out[port as usize] += 1;
             if port == Port::Ramp as u32 {
-                self.cq_reserved[c] += 1;
-                self.schedule(now + self.ramp_cycles, EV_DELIVER, ch, data);
+                self.deliver(ch, pe, color, data, now + self.ramp_cycles);
             } else {
                 let p = Port::from_index(port);
-                let next = self.mesh.neighbor(pe, p).expect("routes stay in the mesh");
-                let n = next * colors + color as u32;
+                let next = self.next_pe(pe, port).expect("routes stay in the mesh");
+                let n = (next << self.color_shift) | color as u32;
                 let enter = p.opposite();
-                if self.route_in[n as usize] & enter.bit() == 0 {
+                if self.ch[n as usize].route_in & enter.bit() == 0 {
                     self.error = Some(Error::Simulation(format!(
                         "a wavelet of {} is not accepted by the route there",
                         self.describe(next, color, enter)
                     )));
                     return;
                 }
-                self.fifo_reserved[n as usize] += 1;
+                self.ch[n as usize].fifo_reserved += 1;
                 self.counters[next as usize].wavelets_in[enter as usize] += 1;
                 self.wavelet_hops += 1;
                 self.schedule(now + self.hop_cycles, EV_ARRIVE, n, data);
             }
         }
-        self.fifo_head[c] = ((self.fifo_head[c] as usize + 1) % depth) as u32;
-        self.fifo_len[c] -= 1;
+        self.ch[c].fifo_head = (self.ch[c].fifo_head + 1) & self.slot_mask;
+        self.ch[c].fifo_len -= 1;
         self.wake_upstream(ch, pe, color, now);
-        if self.fifo_len[c] > 0 {
-            self.flags[c] |= PENDING;
+        if self.ch[c].fifo_len > 0 {
+            self.ch[c].flags |= PENDING;
             self.schedule(now + 1, EV_TRY, ch, 0);
         }
     }
 
     /// A slot of `ch`'s buffer was freed: wakes whatever feeds it and waits for space.
     pub(super) fn wake_upstream(&mut self, ch: u32, pe: u32, color: u8, now: u64) {
-        let mut bits = self.route_in[ch as usize];
+        let mut bits = self.ch[ch as usize].route_in;
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             if port == Port::Ramp as u32 {
-                let inj = self.core_injector[ch as usize];
+                let inj = self.ch[ch as usize].core_injector;
                 if inj != NONE {
                     self.unblock_injector(inj, now);
                 }
                 continue;
             }
-            match self.mesh.neighbor(pe, Port::from_index(port)) {
+            match self.next_pe(pe, port) {
                 Some(up) => {
-                    let u = (up * self.colors as u32 + color as u32) as usize;
-                    if self.flags[u] & BLOCKED != 0 {
-                        self.flags[u] = PENDING;
-                        self.counters[up as usize].stall_cycles += now - self.blocked_since[u];
+                    let u = ((up << self.color_shift) | color as u32) as usize;
+                    if self.ch[u].flags & BLOCKED != 0 {
+                        self.ch[u].flags = PENDING;
+                        self.counters[up as usize].stall_cycles += now - self.ch[u].blocked_since;
                         self.schedule(now, EV_TRY, u as u32, 0);
                     }
                 }
                 None => {
-                    let inj = self.edge_injector[ch as usize];
+                    let inj = self.ch[ch as usize].edge_injector;
                     if inj != NONE {
                         self.unblock_injector(inj, now);
                     }
@@ -215,7 +207,7 @@ impl<K: Kernel> Engine<'_, K> {
             i.blocked = false;
             i.pending = true;
             let since = i.blocked_since;
-            let pe = i.ch / self.colors as u32;
+            let pe = i.ch >> self.color_shift;
             self.counters[pe as usize].stall_cycles += now - since;
             self.schedule(now, EV_INJECT, inj, 0);
         }

@@ -16,7 +16,8 @@ use crate::spec::FabricSpec;
 
 pub(super) const EV_TRY: u8 = 0;
 pub(super) const EV_ARRIVE: u8 = 1;
-pub(super) const EV_DELIVER: u8 = 2;
+/// A core's send reaches its router buffer without waiting in its send queue.
+pub(super) const EV_ARRIVE_SENT: u8 = 2;
 pub(super) const EV_WAKE: u8 = 3;
 pub(super) const EV_INJECT: u8 = 4;
 
@@ -38,11 +39,70 @@ pub(super) struct Injector {
     pub color: u8,
     /// PE whose core sends, or `NONE` for an edge stream.
     pub core_pe: u32,
+    /// The port it enters its router by (the ramp, or the edge it comes from).
+    pub port: Port,
     /// (cycle ready, data)
     pub queue: VecDeque<(u64, u64)>,
     pub pending: bool,
     pub blocked: bool,
     pub blocked_since: u64,
+}
+
+/// One color at one PE: its route, router buffer and core queue (rings in `Engine::slots`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Channel {
+    pub fifo_head: u32,
+    pub fifo_len: u32,
+    /// Slots taken by wavelets still in flight to this buffer.
+    pub fifo_reserved: u32,
+    pub cq_head: u32,
+    pub cq_len: u32,
+    pub core_injector: u32,
+    pub edge_injector: u32,
+    pub route_in: u8,
+    pub route_out: u8,
+    pub flags: u8,
+    pub blocked_since: u64,
+}
+
+impl Default for Channel {
+    fn default() -> Self {
+        Self {
+            fifo_head: 0,
+            fifo_len: 0,
+            fifo_reserved: 0,
+            cq_head: 0,
+            cq_len: 0,
+            core_injector: NONE,
+            edge_injector: NONE,
+            route_in: 0,
+            route_out: 0,
+            flags: 0,
+            blocked_since: 0,
+        }
+    }
+}
+
+/// A core's scheduling state.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PeState {
+    /// Colors with wavelets in their core queue.
+    pub ready: u64,
+    /// Colors whose head the kernel refused until the PE's state changes.
+    pub deferred: u64,
+    pub busy_until: u64,
+    /// Earliest pending WAKE (`u64::MAX`: none).
+    pub wake_at: u64,
+    /// Ports (bit = `Port as u8`) that lead out of the mesh.
+    pub edges: u8,
+}
+
+/// One direction of one link: free from cycle `free`, colors waiting for it, the last served.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Link {
+    pub free: u64,
+    pub waiters: u64,
+    pub last: u8,
 }
 
 /// Limits that turn a runaway program into an error instead of a hang.
@@ -78,36 +138,28 @@ pub struct RunOutput {
 pub struct Engine<'k, K: Kernel> {
     pub(super) kernel: &'k mut K,
     pub(super) mesh: Mesh,
-    pub(super) colors: usize,
+    /// Channel id = PE << color_shift | color (colors padded to a power of two: no division).
+    pub(super) color_shift: u32,
+    pub(super) color_mask: u32,
+    /// PE id offset of the neighbour through N, E, S, W.
+    pub(super) offsets: [i64; 4],
     pub(super) depth: u32,
+    /// Buffers are rings of `1 << slot_shift` slots (≥ depth), indexed without division.
+    pub(super) slot_shift: u32,
+    pub(super) slot_mask: u32,
     pub(super) hop_cycles: u64,
     pub(super) ramp_cycles: u64,
     pub(super) limits: RunLimits,
-    // channels
-    pub(super) route_in: Vec<u8>,
-    pub(super) route_out: Vec<u8>,
-    pub(super) fifo: Vec<u64>,
-    pub(super) fifo_head: Vec<u32>,
-    pub(super) fifo_len: Vec<u32>,
-    pub(super) fifo_reserved: Vec<u32>,
-    pub(super) flags: Vec<u8>,
-    pub(super) blocked_since: Vec<u64>,
-    pub(super) core_queue: Vec<u64>,
-    pub(super) cq_head: Vec<u32>,
-    pub(super) cq_len: Vec<u32>,
-    pub(super) cq_reserved: Vec<u32>,
-    pub(super) core_injector: Vec<u32>,
-    pub(super) edge_injector: Vec<u32>,
-    // PEs
-    pub(super) ready: Vec<u64>,
-    pub(super) deferred: Vec<u64>,
-    pub(super) busy_until: Vec<u64>,
-    pub(super) wake_pending: Vec<bool>,
+    /// Channel state (one color at one PE), indexed by channel id.
+    pub(super) ch: Vec<Channel>,
+    /// Ring buffers of every channel: `3 · (1 << slot_shift)` slots each, in order the router
+    /// buffer, the core queue and the core queue's arrival cycles.
+    pub(super) slots: Vec<u64>,
+    /// Slots of one ring (`1 << slot_shift`): the core queue starts this far into a channel's slots.
+    pub(super) cq_offset: usize,
+    pub(super) pe: Vec<PeState>,
     pub(super) counters: Vec<PeCounters>,
-    // links
-    pub(super) link_free: Vec<u64>,
-    pub(super) link_waiters: Vec<u64>,
-    pub(super) link_last: Vec<u8>,
+    pub(super) links: Vec<Link>,
     pub(super) injectors: Vec<Injector>,
     pub(super) queue: EventQueue,
     pub(super) io: TaskIo,
@@ -136,39 +188,51 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 "a kernel may use at most 64 colors, not {colors}"
             )));
         }
-        let channels = pes * colors;
+        let color_shift = colors.next_power_of_two().trailing_zeros();
+        let stride = 1usize << color_shift;
+        let channels = pes * stride;
+        let mut ch = vec![Channel::default(); channels];
+        for i in 0..pes * colors {
+            let c = &mut ch[(i / colors) << color_shift | (i % colors)];
+            c.route_in = program.routes.inputs[i];
+            c.route_out = program.routes.outputs[i];
+        }
+        let edges: Vec<u8> = (0..pes as u32)
+            .map(|pe| {
+                [Port::N, Port::E, Port::S, Port::W]
+                    .iter()
+                    .filter(|&&p| mesh.neighbor(pe, p).is_none())
+                    .fold(0u8, |m, p| m | p.bit())
+            })
+            .collect();
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
+        let slot_shift = depth.next_power_of_two().trailing_zeros();
         let links = pes * LINKS_PER_PE + program.edge_streams.len();
         let mut engine = Self {
             kernel,
             mesh,
-            colors,
+            color_shift,
+            color_mask: (stride - 1) as u32,
+            offsets: [-(mesh.cols as i64), 1, mesh.cols as i64, -1],
             depth,
+            slot_shift,
+            slot_mask: (1u32 << slot_shift) - 1,
             hop_cycles: fabric.router.hop_latency_cycles,
             ramp_cycles: fabric.router.ramp_latency_cycles,
             limits,
-            route_in: program.routes.inputs.clone(),
-            route_out: program.routes.outputs.clone(),
-            fifo: vec![0; channels * depth as usize],
-            fifo_head: vec![0; channels],
-            fifo_len: vec![0; channels],
-            fifo_reserved: vec![0; channels],
-            flags: vec![0; channels],
-            blocked_since: vec![0; channels],
-            core_queue: vec![0; channels * depth as usize],
-            cq_head: vec![0; channels],
-            cq_len: vec![0; channels],
-            cq_reserved: vec![0; channels],
-            core_injector: vec![NONE; channels],
-            edge_injector: vec![NONE; channels],
-            ready: vec![0; pes],
-            deferred: vec![0; pes],
-            busy_until: vec![0; pes],
-            wake_pending: vec![false; pes],
+            ch,
+            slots: vec![0; (channels * 3) << slot_shift],
+            cq_offset: 1 << slot_shift,
+            pe: edges
+                .into_iter()
+                .map(|edges| PeState {
+                    wake_at: u64::MAX,
+                    edges,
+                    ..PeState::default()
+                })
+                .collect(),
             counters: vec![PeCounters::default(); pes],
-            link_free: vec![0; links],
-            link_waiters: vec![0; links],
-            link_last: vec![0; links],
+            links: vec![Link::default(); links],
             injectors: Vec::new(),
             queue: EventQueue::new(),
             io: TaskIo::default(),
@@ -180,7 +244,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
         };
         for (i, stream) in program.edge_streams.iter().enumerate() {
             let ch = engine.channel(stream.pe, stream.color);
-            if engine.route_in[ch as usize] & stream.port.bit() == 0 {
+            if engine.ch[ch as usize].route_in & stream.port.bit() == 0 {
                 let (r, c) = mesh.coords(stream.pe);
                 return Err(Error::Simulation(format!(
                     "edge stream of color {} enters PE ({r}, {c}) through {:?}, which its route does not accept",
@@ -188,8 +252,8 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 )));
             }
             let link = (pes * LINKS_PER_PE + i) as u32;
-            let inj = engine.new_injector(ch, link, stream.color, NONE);
-            engine.edge_injector[ch as usize] = inj;
+            let inj = engine.new_injector(ch, link, stream.color, NONE, stream.port);
+            engine.ch[ch as usize].edge_injector = inj;
             for &w in &stream.wavelets {
                 engine.push_send(inj, 0, w);
             }
@@ -202,9 +266,25 @@ impl<'k, K: Kernel> Engine<'k, K> {
         Ok(engine)
     }
 
+    /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
+    #[inline]
+    pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
+        if self.pe[pe as usize].edges >> port & 1 != 0 {
+            None
+        } else {
+            Some((pe as i64 + self.offsets[port as usize]) as u32)
+        }
+    }
+
+    /// First slot of channel `c`'s rings.
+    #[inline]
+    pub(super) fn slot_base(&self, c: usize) -> usize {
+        (c * 3) << self.slot_shift
+    }
+
     #[inline]
     pub(super) fn channel(&self, pe: u32, color: u8) -> u32 {
-        pe * self.colors as u32 + color as u32
+        (pe << self.color_shift) | color as u32
     }
 
     #[inline]
@@ -225,7 +305,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     break;
                 }
                 let now = self.queue.now();
-                if now - self.last_progress_cycle > self.limits.progress_timeout_cycles {
+                if now.saturating_sub(self.last_progress_cycle)
+                    > self.limits.progress_timeout_cycles
+                {
                     return Err(self.stuck_error(&format!(
                         "no task started and no wavelet reached a core for {} cycles (cycle {now}): \
                          wavelets are circling a route loop",
@@ -249,9 +331,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
             return Err(self.stuck_error("deadlock: no event left to run"));
         }
         let cycles = self
-            .busy_until
+            .pe
             .iter()
-            .copied()
+            .map(|p| p.busy_until)
             .max()
             .unwrap_or(0)
             .max(self.queue.now());
@@ -275,15 +357,14 @@ impl<'k, K: Kernel> Engine<'k, K> {
         match ev.kind {
             EV_TRY => self.try_forward(ev.target, now),
             EV_ARRIVE => self.arrive(ev.target, ev.data, now),
-            EV_DELIVER => self.deliver(ev.target, ev.data, now),
+            EV_ARRIVE_SENT => self.arrive_sent(ev.target, ev.data, now),
             EV_WAKE => self.wake(ev.target, now),
             _ => self.inject(ev.target, now),
         }
     }
 
     fn is_quiescent(&self) -> bool {
-        self.fifo_len.iter().all(|&n| n == 0)
-            && self.cq_len.iter().all(|&n| n == 0)
+        self.ch.iter().all(|c| c.fifo_len == 0 && c.cq_len == 0)
             && self.injectors.iter().all(|i| i.queue.is_empty())
     }
 
@@ -299,26 +380,25 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             count += 1;
         };
-        let colors = self.colors as u32;
-        for ch in 0..self.fifo_len.len() as u32 {
-            let (r, c) = self.mesh.coords(ch / colors);
-            let color = ch % colors;
-            if self.fifo_len[ch as usize] > 0 {
+        for ch in 0..self.ch.len() as u32 {
+            let (r, c) = self.mesh.coords(ch >> self.color_shift);
+            let color = ch & self.color_mask;
+            if self.ch[ch as usize].fifo_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets in the router buffer",
-                    self.fifo_len[ch as usize]
+                    self.ch[ch as usize].fifo_len
                 ));
             }
-            if self.cq_len[ch as usize] > 0 {
+            if self.ch[ch as usize].cq_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets waiting for a task",
-                    self.cq_len[ch as usize]
+                    self.ch[ch as usize].cq_len
                 ));
             }
         }
         for inj in &self.injectors {
             if !inj.queue.is_empty() {
-                let (r, c) = self.mesh.coords(inj.ch / colors);
+                let (r, c) = self.mesh.coords(inj.ch >> self.color_shift);
                 let source = if inj.core_pe == NONE {
                     "edge stream"
                 } else {

@@ -1,9 +1,26 @@
 //! Writing result files so that an interrupted run never leaves a half-written one.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+
+/// Temporary files being written now; an interrupt removes them before the process exits.
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes the temporary files of writes in flight: called on Ctrl-C or SIGTERM, so that an
+/// interrupted run leaves no half-written file behind. (SIGKILL cannot be caught; the next run
+/// into the same folder removes what it left, see [`create_folder`].)
+pub fn remove_in_flight_temporaries() {
+    let files = match IN_FLIGHT.lock() {
+        Ok(files) => files.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    for file in files {
+        let _ = std::fs::remove_file(file);
+    }
+}
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
 /// then renamed over `path`. A run killed at any point leaves the old file or the new one.
@@ -24,6 +41,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
+    let track = |add: bool| {
+        let mut files = IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if add {
+            files.push(temporary.clone());
+        } else {
+            files.retain(|f| f != &temporary);
+        }
+    };
+    track(true);
     let result = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;
@@ -33,6 +61,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
+    track(false);
     result.map_err(io_error)
 }
 

@@ -16,10 +16,12 @@ mod trace;
 mod train;
 
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
-pub use files::{create_folder, write_atomic};
+pub use files::{create_folder, remove_in_flight_temporaries, write_atomic};
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
-pub use pictures::{draw_heatmap, draw_speedup, draw_train_heatmaps, run_name, HeatmapKind};
+pub use pictures::{
+    draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name, HeatmapKind,
+};
 pub use step::StepReport;
 pub use table::{duration, si, thousands, Table};
 pub use trace::step_trace;

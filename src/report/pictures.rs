@@ -154,3 +154,49 @@ pub fn draw_speedup(report: &serde_json::Value, origin: &str, path: &Path) -> Re
     chart.reference = Some(Series::ideal_speedup(s_max.max(0.5)));
     line_chart(&chart, path)
 }
+
+/// Theoretical and simulated speedup of the whole recipe against sparsity, one pair of lines per
+/// model (and fabric, when a sweep has several), from a merged sweep's points.
+pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> Result<()> {
+    use std::collections::BTreeMap;
+    let fabrics: std::collections::BTreeSet<&str> =
+        points.iter().map(|p| p.point.fabric.as_str()).collect();
+    let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in points
+        .iter()
+        .filter(|p| p.point.overrides.is_empty() && p.point.seed == points[0].point.seed)
+    {
+        let who = if fabrics.len() > 1 {
+            format!("{} on {}", p.point.model, p.point.fabric)
+        } else {
+            p.point.model.clone()
+        };
+        lines
+            .entry(format!("{who}, theoretical"))
+            .or_default()
+            .push((p.point.sparsity, p.total.theoretical_speedup));
+        lines
+            .entry(format!("{who}, simulated"))
+            .or_default()
+            .push((p.point.sparsity, p.total.simulated_speedup));
+    }
+    if lines.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no points without overrides to draw (the chart shows the recipe as the models give it)",
+            path.display()
+        )));
+    }
+    let mut chart = LineChart::new(
+        "Whole-recipe speedup: FLOP count vs simulated wafer",
+        "pre-training weight sparsity",
+        "speedup over the dense run (x)",
+    );
+    chart.series = lines
+        .into_iter()
+        .map(|(name, mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series::new(name, points)
+        })
+        .collect();
+    line_chart(&chart, path)
+}

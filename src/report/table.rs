@@ -7,6 +7,8 @@ use std::fmt::Write;
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
+    /// Columns from the left that hold text and are left-aligned (at least the first).
+    left: usize,
 }
 
 impl Table {
@@ -14,7 +16,14 @@ impl Table {
         Table {
             header: header.into_iter().map(Into::into).collect(),
             rows: Vec::new(),
+            left: 1,
         }
+    }
+
+    /// Left-aligns the first `columns` columns (text), instead of only the first.
+    pub fn left_aligned(mut self, columns: usize) -> Self {
+        self.left = columns.max(1);
+        self
     }
 
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
@@ -35,6 +44,8 @@ impl Table {
                 let pad = widths[i] - cell.chars().count();
                 if i == 0 {
                     let _ = write!(out, "{cell}{}", " ".repeat(pad));
+                } else if i < self.left {
+                    let _ = write!(out, "  {cell}{}", " ".repeat(pad));
                 } else {
                     let _ = write!(out, "  {}{cell}", " ".repeat(pad));
                 }

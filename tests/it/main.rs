@@ -8,3 +8,4 @@ mod spec_errors;
 mod step;
 mod sweep;
 mod train;
+mod validate;

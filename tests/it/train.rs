@@ -151,6 +151,79 @@ fn train_runs_on_its_defaults_from_any_folder_and_leaves_no_temporary_files() {
         .map(|r| r["sparsity"].as_f64().unwrap())
         .collect();
     assert_eq!(sparsities, [0.0, 0.5, 0.75]);
+    check_pictures(&out);
+}
+
+/// Decodes a PNG into (width, height, RGB bytes).
+fn decode_png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb, "{}", path.display());
+    buffer.truncate(info.buffer_size());
+    (info.width as usize, info.height as usize, buffer)
+}
+
+/// The pictures of the default run: full resolution, varying where utilisation varies and
+/// uniform where it is uniform, SVGs that parse, a speedup chart.
+fn check_pictures(out: &Path) {
+    let counters = wafersim::report::CountersFile::read(&out.join("counters.postcard")).unwrap();
+    for run in &counters.runs {
+        let name = wafersim::report::run_name(run.sparsity);
+        let (width, height, rgb) = decode_png(&out.join(format!("heatmap-utilization-{name}.png")));
+        let grid = &run.busy_cycles;
+        // A title band of 56 px above the plot and 76 px of axis below it; at least a pixel per PE.
+        let plot_h = height - 56 - 76;
+        assert!(width >= 750 && plot_h >= 994, "{name}: {width} x {height}");
+        let cell = plot_h / grid.height as usize;
+        let pixel = |x: usize, y: usize| &rgb[(y * width + x) * 3..(y * width + x) * 3 + 3];
+        // The plot's left edge: the first column, on the plot's first row, that is not white.
+        let y0 = 56 + cell / 2;
+        let x0 = (0..width)
+            .find(|&x| pixel(x, y0) != [255, 255, 255])
+            .unwrap();
+        let at = |col: u64, row: u64| {
+            pixel(
+                x0 + col as usize * cell + cell / 2,
+                56 + row as usize * cell + cell / 2,
+            )
+        };
+        // Row 0 and the last row differ in busy cycles (a GEMM tile leaves the bottom rows idle),
+        // and so do their pixels; along row 0 the middle columns share one colour.
+        let last = grid.height - 1;
+        assert_ne!(
+            grid.value(0, 300),
+            grid.value(last, 300),
+            "{name}: the picture has structure to show"
+        );
+        assert_ne!(
+            at(300, 0),
+            at(300, last),
+            "{name}: pixels vary where utilisation varies"
+        );
+        // The dense run has no random mask: its tile's columns are exactly alike.
+        if run.sparsity == 0.0 {
+            for col in (200..500).step_by(50) {
+                assert_eq!(grid.value(0, col), grid.value(0, 300));
+                assert_eq!(
+                    at(col, 0),
+                    at(300, 0),
+                    "{name}: uniform where utilisation is uniform"
+                );
+            }
+        }
+        let svg =
+            std::fs::read_to_string(out.join(format!("heatmap-utilization-{name}.svg"))).unwrap();
+        let document = roxmltree::Document::parse(&svg).expect("the SVG parses");
+        assert!(document
+            .descendants()
+            .any(|n| n.text().is_some_and(|t| t.contains("PE utilisation"))));
+    }
+    let (width, height, _) = decode_png(&out.join("heatmap-sram.png"));
+    assert!(width >= 750 && height >= 994 + 132);
+    let (width, height, _) = decode_png(&out.join("speedup.png"));
+    assert!(width >= 600 && height >= 400, "{width} x {height}");
 }
 
 #[test]
@@ -164,5 +237,52 @@ fn the_same_inputs_give_byte_identical_files() {
             std::fs::read(b.join(name)).unwrap(),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn an_interrupted_run_leaves_no_half_written_file() {
+    for delay_ms in [20u64, 120, 250, 400] {
+        let folder = fresh_folder(&format!("interrupt-{delay_ms}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wafersim"))
+            .args(["train", "--quiet", "--out", "out"])
+            .current_dir(&folder)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        let out = folder.join("out");
+        let Ok(entries) = std::fs::read_dir(&out) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                !name.starts_with('.'),
+                "a temporary file was left: {name} (exit {status:?})"
+            );
+            let bytes = std::fs::read(&path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => {
+                    serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                Some("png") => {
+                    decode_png(&path);
+                }
+                Some("svg") => {
+                    roxmltree::Document::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+                }
+                Some("csv") => assert!(bytes.ends_with(b"\n"), "{name} is whole"),
+                Some("postcard") => {
+                    wafersim::report::CountersFile::read(&path).unwrap();
+                }
+                _ => panic!("unexpected file {name}"),
+            }
+        }
     }
 }

@@ -111,13 +111,33 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
             "reduce and all-reduce run along one row: give --pes P".into(),
         ));
     }
+    // Every PE keeps its vector of B fp32 values (the received one, for a broadcast).
+    let sram_bytes = cfg
+        .wavelets
+        .saturating_mul(4)
+        .saturating_add(fabric.pe.code_reserve_bytes);
+    if sram_bytes > fabric.pe.sram_bytes {
+        return Err(Error::Input(format!(
+            "--wavelets {}: a vector of {} B plus the code reserve of {} B is {} B over the {} B of a PE",
+            cfg.wavelets,
+            cfg.wavelets * 4,
+            fabric.pe.code_reserve_bytes,
+            sram_bytes - fabric.pe.sram_bytes,
+            fabric.pe.sram_bytes
+        )));
+    }
     let mesh = Mesh {
         rows: cfg.rows,
         cols: cfg.cols,
     };
     let (program, mut kernel) = build(mesh, cfg);
     kernel.activation = fabric.pe.task_activation_cycles;
-    let output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    output
+        .counters
+        .pes
+        .iter_mut()
+        .for_each(|c| c.sram_bytes = sram_bytes);
     let results = if cfg.algo == Algo::Ring {
         kernel.acc
     } else {

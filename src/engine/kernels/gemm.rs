@@ -112,6 +112,7 @@ pub struct GemmPlan {
     /// Kept entries of the streamed `K_in × N_out` weight.
     pub mask: Mask,
     pub sram_bytes_max: u64,
+    pub form: GemmForm,
 }
 
 impl GemmPlan {
@@ -146,8 +147,16 @@ impl GemmPlan {
             _ => forward_mask,
         };
         let t_r_max = cfg.t.div_ceil(rows as usize) as u64;
-        let sram_for =
-            |ck: u32| gemm_sram_bytes(fabric, t_r_max, k_in.div_ceil(ck as usize) as u64);
+        let sram_for = |ck: u32| {
+            let n_g = n_out.div_ceil((cols / ck.max(1)).max(1) as usize) as u64;
+            gemm_sram_bytes(
+                fabric,
+                cfg.form,
+                t_r_max,
+                k_in.div_ceil(ck as usize) as u64,
+                n_g,
+            )
+        };
         let (ck, cn) = match cfg.split {
             Some((ck, cn)) => {
                 if ck * cn != cols {
@@ -163,7 +172,7 @@ impl GemmPlan {
                         cols % ck == 0 && *ck as usize <= k_in && (cols / ck) as usize <= n_out
                     })
                     .collect();
-                let Some(&last) = valid.last() else {
+                let Some(&smallest) = valid.iter().min_by_key(|&&ck| sram_for(ck).total()) else {
                     return Err(Error::Input(format!(
                         "no split of {cols} columns into C_k <= {k_in} K-groups and C_n <= {n_out} N-groups"
                     )));
@@ -172,7 +181,7 @@ impl GemmPlan {
                     .iter()
                     .copied()
                     .find(|&ck| sram_for(ck).total() <= fabric.pe.sram_bytes)
-                    .unwrap_or(last);
+                    .unwrap_or(smallest);
                 (ck, cols / ck)
             }
         };
@@ -183,12 +192,20 @@ impl GemmPlan {
         }
         let sram = sram_for(ck);
         if sram.total() > fabric.pe.sram_bytes {
+            let second = if cfg.form == GemmForm::Wgrad {
+                format!(
+                    "dY tile {t_r_max}x{} = {} B",
+                    n_out.div_ceil(cn as usize),
+                    sram.dy_tile
+                )
+            } else {
+                format!("accumulators {} B", sram.accumulators)
+            };
             return Err(Error::Input(format!(
-                "the GEMM tile does not fit in SRAM: PE (0, 0) needs X tile {t_r_max}x{} = {} B + accumulators {} B \
-                 + code reserve {} B = {} B, {} B over the {} B of a PE; use more rows, a larger C_k (--split) or a smaller T",
+                "the GEMM tile does not fit in SRAM: PE (0, 0) needs X tile {t_r_max}x{} = {} B + {second} \
+                 + code reserve {} B = {} B, {} B over the {} B of a PE; use more rows, another C_k (--split) or a smaller T",
                 k_in.div_ceil(ck as usize),
                 sram.x_tile,
-                sram.accumulators,
                 sram.code_reserve,
                 sram.total(),
                 sram.total() - fabric.pe.sram_bytes,
@@ -206,6 +223,7 @@ impl GemmPlan {
             dense: cfg.sparsity == 0.0,
             mask,
             sram_bytes_max: sram.total(),
+            form: cfg.form,
         })
     }
 
@@ -216,16 +234,24 @@ impl GemmPlan {
         }
     }
 
-    fn k_slice(&self, g_k: u32) -> std::ops::Range<usize> {
+    pub(super) fn k_slice(&self, g_k: u32) -> std::ops::Range<usize> {
         split_range(self.k_in, self.ck as usize, g_k as usize)
     }
 
-    fn n_slice(&self, g_n: u32) -> std::ops::Range<usize> {
+    pub(super) fn n_slice(&self, g_n: u32) -> std::ops::Range<usize> {
         split_range(self.n_out, self.cn as usize, g_n as usize)
     }
 
-    fn t_slice(&self, r: u32) -> std::ops::Range<usize> {
+    pub(super) fn t_slice(&self, r: u32) -> std::ops::Range<usize> {
         split_range(self.t, self.rows as usize, r as usize)
+    }
+
+    /// SRAM bytes PE (r, c) needs.
+    pub fn sram_bytes_of(&self, fabric: &FabricSpec, r: u32, c: u32) -> u64 {
+        let t_r = self.t_slice(r).len() as u64;
+        let k_c = self.k_slice(c % self.ck).len() as u64;
+        let n_g = self.n_slice(c / self.ck).len() as u64;
+        gemm_sram_bytes(fabric, self.form, t_r, k_c, n_g).total()
     }
 
     /// Non-zeros each PE column receives for each of its output columns: `[c][i]` is
@@ -247,21 +273,40 @@ impl GemmPlan {
 pub struct GemmSram {
     pub x_tile: u64,
     pub accumulators: u64,
+    pub dy_tile: u64,
     pub code_reserve: u64,
 }
 
 impl GemmSram {
     pub fn total(&self) -> u64 {
-        self.x_tile + self.accumulators + self.code_reserve
+        self.x_tile + self.accumulators + self.dy_tile + self.code_reserve
     }
 }
 
-/// X tile `T_r × K_c` + two accumulators of `T_r` + the code reserve.
-pub fn gemm_sram_bytes(fabric: &FabricSpec, t_r: u64, k_c: u64) -> GemmSram {
+/// Forward and dgrad: X tile `T_r × K_c` + two accumulators of `T_r` + the code reserve.
+/// wgrad: X tile `T_r × K_c` + dY tile `T_r × N_g` + the code reserve.
+pub fn gemm_sram_bytes(
+    fabric: &FabricSpec,
+    form: GemmForm,
+    t_r: u64,
+    k_c: u64,
+    n_g: u64,
+) -> GemmSram {
+    let pe = &fabric.pe;
+    let wgrad = form == GemmForm::Wgrad;
     GemmSram {
-        x_tile: t_r * k_c * fabric.pe.operand_bytes,
-        accumulators: 2 * t_r * fabric.pe.accumulator_bytes,
-        code_reserve: fabric.pe.code_reserve_bytes,
+        x_tile: t_r * k_c * pe.operand_bytes,
+        accumulators: if wgrad {
+            0
+        } else {
+            2 * t_r * pe.accumulator_bytes
+        },
+        dy_tile: if wgrad {
+            t_r * n_g * pe.operand_bytes
+        } else {
+            0
+        },
+        code_reserve: pe.code_reserve_bytes,
     }
 }
 
@@ -286,6 +331,8 @@ pub fn partial_sums_per_wavelet(fabric: &FabricSpec) -> usize {
 pub struct GemmValues {
     pub x: Vec<f32>,
     pub w: Vec<f32>,
+    /// wgrad only: the incoming gradient `dY` (`T × N_out`); empty otherwise.
+    pub dy: Vec<f32>,
 }
 
 impl GemmValues {
@@ -302,7 +349,14 @@ impl GemmValues {
                 }
             }
         }
-        Self { x, w }
+        let dy = if plan.form == GemmForm::Wgrad {
+            (0..plan.t * plan.n_out)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self { x, w, dy }
     }
 
     /// The direct product `X · W` (f64 accumulation), row-major `T × N_out`.
@@ -673,9 +727,7 @@ pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
     let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
     for (pe, counters) in output.counters.pes.iter_mut().enumerate() {
         let (r, c) = (pe as u32 / plan.cols, pe as u32 % plan.cols);
-        let t_r = plan.t_slice(r).len() as u64;
-        counters.sram_bytes =
-            gemm_sram_bytes(fabric, t_r, plan.k_slice(c % plan.ck).len() as u64).total();
+        counters.sram_bytes = plan.sram_bytes_of(fabric, r, c);
     }
     let y = values.as_ref().map(|_| std::mem::take(&mut kernel.y));
     Ok(GemmRun {

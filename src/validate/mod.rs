@@ -1,0 +1,291 @@
+//! The built-in fidelity checks: the fabric-scale cost models against the wavelet-level engine,
+//! on shapes both can run. Full-wafer steps trust the cost models because these pass.
+//!
+//! Architecture Invariant: a check compares two independent computations of the same kernel —
+//! the engine simulates every wavelet, the cost model evaluates closed forms — built from the
+//! same `FabricSpec`, and nothing else.
+
+use serde::Serialize;
+
+use crate::cost::{
+    collective_cycles, gemm_cost, gemm_cost_with_counts, CollectiveAlgo, CollectiveKind,
+    GemmForm as CostForm, GemmProblem, GemmTile,
+};
+use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
+use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmPlan};
+use crate::error::Result;
+use crate::spec::FabricSpec;
+
+/// Every shape within this relative error of the engine.
+pub const MAX_ERROR: f64 = 0.15;
+/// And the mean absolute relative error at most this.
+pub const MAX_MEAN_ERROR: f64 = 0.05;
+
+/// One shape run both ways.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub kernel: String,
+    pub shape: String,
+    pub engine_cycles: u64,
+    /// The closed-form model full-wafer steps use (load imbalance as an expected maximum).
+    pub model_cycles: u64,
+    /// (model − engine) ÷ engine.
+    pub error: f64,
+    /// The same model fed the exact per-PE non-zero counts of the engine's mask (GEMMs only):
+    /// the part of the error that the expected-maximum approximation does not explain.
+    pub model_exact_cycles: Option<u64>,
+}
+
+impl Validation {
+    pub fn render_table(&self, fabric: &str) -> String {
+        let mut t = crate::report::Table::new([
+            "kernel",
+            "shape",
+            "engine cycles",
+            "model cycles",
+            "error",
+            "exact-count model",
+        ])
+        .left_aligned(2);
+        for c in &self.checks {
+            t.row([
+                c.kernel.clone(),
+                c.shape.clone(),
+                crate::report::thousands(c.engine_cycles as u128),
+                crate::report::thousands(c.model_cycles as u128),
+                format!("{:+.1}%", 100.0 * c.error),
+                c.model_exact_cycles
+                    .map_or(String::new(), |m| crate::report::thousands(m as u128)),
+            ]);
+        }
+        format!(
+            "wafersim validate: cost models against the wavelet-level engine on {fabric}\n\n{}\n             {} shapes: max |error| {:.1}% (bound {:.0}%), mean |error| {:.2}% (bound {:.0}%): {}\n",
+            t.render(),
+            self.checks.len(),
+            100.0 * self.max_abs_error,
+            100.0 * MAX_ERROR,
+            100.0 * self.mean_abs_error,
+            100.0 * MAX_MEAN_ERROR,
+            if self.passed { "passed" } else { "FAILED" }
+        )
+    }
+}
+
+/// All checks, and whether they meet the bounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    pub checks: Vec<Check>,
+    pub max_abs_error: f64,
+    pub mean_abs_error: f64,
+    pub passed: bool,
+}
+
+enum Shape {
+    Gemm {
+        form: GemmForm,
+        t: usize,
+        k: usize,
+        n: usize,
+        s: f64,
+        region: (u32, u32),
+        split: Option<(u32, u32)>,
+    },
+    Collective {
+        kind: Collective,
+        algo: Algo,
+        p: u32,
+        b: u64,
+    },
+}
+
+fn shapes() -> Vec<Shape> {
+    use GemmForm::{Dgrad, Forward};
+    let gemm = |form, t, k, n, s, region, split| Shape::Gemm {
+        form,
+        t,
+        k,
+        n,
+        s,
+        region,
+        split,
+    };
+    let coll = |kind, algo, p, b| Shape::Collective { kind, algo, p, b };
+    vec![
+        // Compute-bound: many K per PE.
+        gemm(Forward, 256, 512, 128, 0.0, (8, 8), None),
+        gemm(Forward, 256, 512, 128, 0.5, (8, 8), None),
+        gemm(Forward, 256, 512, 128, 0.75, (8, 8), None),
+        gemm(Forward, 256, 512, 128, 0.9, (8, 8), None),
+        gemm(Forward, 512, 256, 256, 0.25, (16, 16), None),
+        gemm(Forward, 512, 256, 256, 0.75, (16, 16), None),
+        gemm(Forward, 1024, 256, 128, 0.0, (32, 32), None),
+        gemm(Forward, 1024, 256, 128, 0.75, (32, 32), None),
+        gemm(Forward, 256, 256, 128, 0.5, (64, 64), None),
+        gemm(Forward, 256, 128, 256, 0.0, (64, 64), None),
+        // Reduction-bound: few K per PE, long chains.
+        gemm(Forward, 512, 64, 64, 0.0, (8, 16), Some((16, 1))),
+        gemm(Forward, 512, 64, 64, 0.75, (8, 16), Some((16, 1))),
+        gemm(Forward, 512, 128, 64, 0.5, (16, 16), Some((16, 1))),
+        gemm(Forward, 256, 256, 256, 0.9, (16, 16), Some((8, 2))),
+        gemm(Forward, 256, 256, 256, 0.5, (16, 16), Some((2, 8))),
+        // Backward: dX = dY·Wᵀ on the transposed mask.
+        gemm(Dgrad, 256, 512, 128, 0.0, (8, 8), None),
+        gemm(Dgrad, 256, 512, 128, 0.75, (8, 8), None),
+        gemm(Dgrad, 512, 256, 256, 0.5, (16, 16), None),
+        gemm(Dgrad, 1024, 128, 256, 0.9, (32, 32), None),
+        // Collectives along a row.
+        coll(Collective::Reduce, Algo::Chain, 16, 256),
+        coll(Collective::Reduce, Algo::Chain, 64, 64),
+        coll(Collective::Reduce, Algo::Tree, 16, 256),
+        coll(Collective::Reduce, Algo::Tree, 64, 64),
+        coll(Collective::Allreduce, Algo::Chain, 16, 256),
+        coll(Collective::Allreduce, Algo::Chain, 64, 64),
+        coll(Collective::Allreduce, Algo::Tree, 16, 256),
+        coll(Collective::Allreduce, Algo::Tree, 32, 1024),
+        coll(Collective::Allreduce, Algo::Ring, 16, 1024),
+        coll(Collective::Allreduce, Algo::Ring, 8, 256),
+        coll(Collective::Allreduce, Algo::Ring, 64, 64),
+        coll(Collective::Broadcast, Algo::Chain, 16, 256),
+        coll(Collective::Broadcast, Algo::Chain, 64, 1024),
+    ]
+}
+
+/// Runs every shape on the engine and the cost model, on `fabric`.
+pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
+    let mut checks = Vec::new();
+    for shape in shapes() {
+        checks.push(match shape {
+            Shape::Gemm {
+                form,
+                t,
+                k,
+                n,
+                s,
+                region,
+                split,
+            } => {
+                let cfg = GemmConfig {
+                    t,
+                    k,
+                    n,
+                    sparsity: s,
+                    region,
+                    split,
+                    seed: 1,
+                    form,
+                    values: false,
+                };
+                let run = run_gemm(fabric, &cfg)?;
+                let (model, exact) = gemm_models(fabric, &run.plan);
+                let (ck, cn) = (run.plan.ck, run.plan.cn);
+                let mut c = check(
+                    format!(
+                        "gemm {}",
+                        if form == GemmForm::Dgrad {
+                            "dgrad"
+                        } else {
+                            "forward"
+                        }
+                    ),
+                    format!(
+                        "t {t} k {k} n {n} s {s} region {}x{} split {ck}x{cn}",
+                        region.0, region.1
+                    ),
+                    run.output.cycles,
+                    model,
+                );
+                c.model_exact_cycles = Some(exact);
+                c
+            }
+            Shape::Collective { kind, algo, p, b } => {
+                let cfg = CollectiveConfig {
+                    collective: kind,
+                    rows: 1,
+                    cols: p,
+                    wavelets: b,
+                    algo,
+                    values: false,
+                    seed: 1,
+                };
+                let run = run_collective(fabric, &cfg)?;
+                let model =
+                    collective_cycles(fabric, cost_kind(kind), cost_algo(algo), p as u64, b);
+                check(
+                    format!("{} {}", kind.name(), algo_name(algo)),
+                    format!("pes {p} wavelets {b}"),
+                    run.output.cycles,
+                    model,
+                )
+            }
+        });
+    }
+    let errors: Vec<f64> = checks.iter().map(|c| c.error.abs()).collect();
+    let max_abs_error = errors.iter().copied().fold(0.0, f64::max);
+    let mean_abs_error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
+    Ok(Validation {
+        passed: max_abs_error <= MAX_ERROR && mean_abs_error <= MAX_MEAN_ERROR,
+        checks,
+        max_abs_error,
+        mean_abs_error,
+    })
+}
+
+/// The cost model of a planned engine GEMM: closed form, and with the plan's exact per-PE
+/// non-zero counts.
+fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan) -> (u64, u64) {
+    let problem = GemmProblem {
+        form: CostForm::Streamed,
+        batch: 1,
+        t: plan.t as u64,
+        k: plan.k_in as u64,
+        n: plan.n_out as u64,
+        nonzeros: plan.mask.nonzeros(),
+        sparse: !plan.dense,
+    };
+    let tile = GemmTile {
+        rows: plan.rows as u64,
+        c_k: plan.ck as u64,
+        c_n: plan.cn as u64,
+    };
+    let pes = tile.rows * tile.columns();
+    let counts = plan.nonzeros_per_pe_column();
+    (
+        gemm_cost(fabric, &problem, &tile, pes).cycles,
+        gemm_cost_with_counts(fabric, &problem, &tile, pes, Some(&counts)).cycles,
+    )
+}
+
+fn check(kernel: String, shape: String, engine_cycles: u64, model_cycles: u64) -> Check {
+    Check {
+        kernel,
+        shape,
+        engine_cycles,
+        model_cycles,
+        error: (model_cycles as f64 - engine_cycles as f64) / engine_cycles.max(1) as f64,
+        model_exact_cycles: None,
+    }
+}
+
+fn cost_kind(kind: Collective) -> CollectiveKind {
+    match kind {
+        Collective::Reduce => CollectiveKind::Reduce,
+        Collective::Allreduce => CollectiveKind::Allreduce,
+        Collective::Broadcast => CollectiveKind::Broadcast,
+    }
+}
+
+fn cost_algo(algo: Algo) -> CollectiveAlgo {
+    match algo {
+        Algo::Chain => CollectiveAlgo::Chain,
+        Algo::Tree => CollectiveAlgo::Tree,
+        Algo::Ring => CollectiveAlgo::Ring,
+    }
+}
+
+fn algo_name(algo: Algo) -> &'static str {
+    match algo {
+        Algo::Chain => "chain",
+        Algo::Tree => "tree",
+        Algo::Ring => "ring",
+    }
+}
