@@ -143,28 +143,42 @@ pub fn gemm_cost_with_counts(
             sram = t_r * k_c * pe.operand_bytes + 2 * t_r * pe.accumulator_bytes;
         }
         GemmForm::AtNonzeros => {
-            // Per non-zero: a dot product over the local rows, then one partial sum down the column.
-            let per_nonzero = a + fmac;
+            // Per non-zero (its index arrives down the column): a dot product over the local rows,
+            // then, on every row but the first, one add of the partial coming from the north.
+            let add = u64::from(tile.rows > 1);
+            let per_nonzero = (a + pe.sparse_index_decode_cycles + fmac + add) as f64;
+            let first_add = (add * a) as f64;
             let nnz_mean = (k_c * n_g) as f64 * density;
-            let nnz_max = expected_binomial_max(k_c * n_g, density, tile.columns());
-            mean_column = nnz_mean * per_nonzero as f64;
-            max_column = nnz_max * per_nonzero as f64;
-            reduction_core = if tile.rows > 1 {
-                nnz_max.ceil() as u64
-            } else {
-                0
+            let nnz_max = match counts {
+                Some(counts) => counts
+                    .iter()
+                    .map(|c| c.iter().sum::<u64>())
+                    .max()
+                    .unwrap_or(0) as f64,
+                None => expected_binomial_max(k_c * n_g, density, tile.columns()),
             };
+            mean_column = nnz_mean * per_nonzero + first_add;
+            max_column = nnz_max * per_nonzero + first_add;
+            reduction_core = (nnz_max * add as f64).ceil() as u64;
             sram = t_r * (k_c + n_g) * pe.operand_bytes;
         }
     }
     let fill = router.ramp_latency_cycles + tile.rows * router.hop_latency_cycles;
     let drain = match p.form {
-        GemmForm::AtNonzeros => tile.rows * (router.hop_latency_cycles + 1),
+        GemmForm::AtNonzeros => {
+            (tile.rows - 1) * (router.hop_latency_cycles + router.ramp_latency_cycles + 1)
+        }
         _ => chain_drain,
     };
-    // The paced body includes the chain's drain.
+    // A streamed GEMM's paced body includes its row chain's drain; wgrad's column chain drains
+    // after the last dot product.
     let body = max_column.ceil() as u64;
-    let cycles = rounds * (body + fill);
+    let tail = if p.form == GemmForm::AtNonzeros {
+        drain
+    } else {
+        0
+    };
+    let cycles = rounds * (body + fill + tail);
 
     let fmacs = fmac_ops(p);
     let compute = fmacs.div_ceil(pe.simd_fp16_lanes * region_pes);

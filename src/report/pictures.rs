@@ -156,21 +156,24 @@ pub fn draw_speedup(report: &serde_json::Value, origin: &str, path: &Path) -> Re
 }
 
 /// Theoretical and simulated speedup of the whole recipe against sparsity, one pair of lines per
-/// model (and fabric, when a sweep has several), from a merged sweep's points.
+/// model (and fabric and override, when a sweep has several), from a merged sweep's points.
 pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> Result<()> {
     use std::collections::BTreeMap;
     let fabrics: std::collections::BTreeSet<&str> =
         points.iter().map(|p| p.point.fabric.as_str()).collect();
     let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    // One seed: the cost models draw no random numbers, so seeds repeat the same figures.
     for p in points
         .iter()
-        .filter(|p| p.point.overrides.is_empty() && p.point.seed == points[0].point.seed)
+        .filter(|p| p.point.seed == points[0].point.seed)
     {
-        let who = if fabrics.len() > 1 {
-            format!("{} on {}", p.point.model, p.point.fabric)
-        } else {
-            p.point.model.clone()
-        };
+        let mut who = p.point.model.clone();
+        if fabrics.len() > 1 {
+            who += &format!(" on {}", p.point.fabric);
+        }
+        for (key, value) in &p.point.overrides {
+            who += &format!(", {}={value}", key.rsplit('.').next().unwrap_or(key));
+        }
         lines
             .entry(format!("{who}, theoretical"))
             .or_default()
@@ -182,7 +185,7 @@ pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> 
     }
     if lines.is_empty() {
         return Err(Error::Input(format!(
-            "{}: no points without overrides to draw (the chart shows the recipe as the models give it)",
+            "{}: a sweep without points has nothing to draw",
             path.display()
         )));
     }

@@ -99,7 +99,7 @@ enum Shape {
 }
 
 fn shapes() -> Vec<Shape> {
-    use GemmForm::{Dgrad, Forward};
+    use GemmForm::{Dgrad, Forward, Wgrad};
     let gemm = |form, t, k, n, s, region, split| Shape::Gemm {
         form,
         t,
@@ -133,6 +133,11 @@ fn shapes() -> Vec<Shape> {
         gemm(Dgrad, 256, 512, 128, 0.75, (8, 8), None),
         gemm(Dgrad, 512, 256, 256, 0.5, (16, 16), None),
         gemm(Dgrad, 1024, 128, 256, 0.9, (32, 32), None),
+        // Weight gradient at the non-zeros only, reduced down the PE columns.
+        gemm(Wgrad, 256, 256, 128, 0.5, (8, 8), None),
+        gemm(Wgrad, 256, 256, 128, 0.75, (8, 8), None),
+        gemm(Wgrad, 512, 256, 256, 0.9, (16, 16), None),
+        gemm(Wgrad, 1024, 128, 128, 0.75, (32, 32), None),
         // Collectives along a row.
         coll(Collective::Reduce, Algo::Chain, 16, 256),
         coll(Collective::Reduce, Algo::Chain, 64, 64),
@@ -176,15 +181,15 @@ pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
                     values: false,
                 };
                 let run = run_gemm(fabric, &cfg)?;
-                let (model, exact) = gemm_models(fabric, &run.plan);
+                let (model, exact) = gemm_models(fabric, &run.plan, form);
                 let (ck, cn) = (run.plan.ck, run.plan.cn);
                 let mut c = check(
                     format!(
                         "gemm {}",
-                        if form == GemmForm::Dgrad {
-                            "dgrad"
-                        } else {
-                            "forward"
+                        match form {
+                            GemmForm::Forward => "forward",
+                            GemmForm::Dgrad => "dgrad",
+                            GemmForm::Wgrad => "wgrad",
                         }
                     ),
                     format!(
@@ -232,9 +237,13 @@ pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
 
 /// The cost model of a planned engine GEMM: closed form, and with the plan's exact per-PE
 /// non-zero counts.
-fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan) -> (u64, u64) {
+fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan, form: GemmForm) -> (u64, u64) {
     let problem = GemmProblem {
-        form: CostForm::Streamed,
+        form: if form == GemmForm::Wgrad {
+            CostForm::AtNonzeros
+        } else {
+            CostForm::Streamed
+        },
         batch: 1,
         t: plan.t as u64,
         k: plan.k_in as u64,
