@@ -69,7 +69,7 @@ impl Grid {
         self.height
     }
 
-    /// The value of PE (x, y).
+    /// The value of PE (x, y); panics if x ≥ width or y ≥ height, like slice indexing.
     pub fn value(&self, x: usize, y: usize) -> f64 {
         self.values[y * self.width + x]
     }
@@ -293,7 +293,7 @@ fn render_png(grid: &Grid, style: &HeatmapStyle) -> Result<Vec<u8>, String> {
         draw_frame(&root, grid, style, &layout).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
-    encode_png(&rgb, (w, h), Path::new("")).map_err(|e| e.to_string())
+    encode_png(&rgb, (w, h)).map_err(|e| e.to_string())
 }
 
 /// Paints every PE as a `cell × cell` block of pixels straight into the RGB buffer.

@@ -180,7 +180,7 @@ pub fn line_chart(chart: &LineChart, path: &Path) -> Result<()> {
                 let root = BitMapBackend::with_buffer(&mut rgb, CANVAS).into_drawing_area();
                 draw(&root, chart).map_err(|e| drawing_failed(path, e))?;
             }
-            encode_png(&rgb, CANVAS, path)?
+            encode_png(&rgb, CANVAS).map_err(|e| drawing_failed(path, e))?
         }
         Format::Svg => {
             let mut svg = String::new();
