@@ -163,7 +163,8 @@ fn step_pictures(
         let grid = crate::schedule::busy_grid(result, fabric, seed);
         let cycles = result.cycles.max(1) as f64;
         let values = grid.values.iter().map(|&v| v as f64 / cycles).collect();
-        let grid = crate::report::plot::Grid::new(grid.width as usize, grid.height as usize, values)?;
+        let grid =
+            crate::report::plot::Grid::new(grid.width as usize, grid.height as usize, values)?;
         let style = crate::report::plot::HeatmapStyle::new(
             format!("PE utilisation: {title}"),
             "busy fraction of the step",

@@ -286,3 +286,45 @@ fn an_interrupted_run_leaves_no_half_written_file() {
         }
     }
 }
+
+#[test]
+fn corrupt_or_truncated_counters_are_refused_by_plot() {
+    let out = fresh_folder("corrupt-counters");
+    train_tiny(&out);
+    let path = out.join("counters.postcard");
+    let bytes = std::fs::read(&path).unwrap();
+    let picture = out.join("redrawn.png");
+    let (code, _, err) = run_cli(&[
+        "plot",
+        "heatmap",
+        path.to_str().unwrap(),
+        "-o",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for (what, edited) in [
+        ("truncated", bytes[..bytes.len() / 3].to_vec()),
+        ("empty", Vec::new()),
+        (
+            "wrong magic",
+            [b"NOTCOUNT".as_slice(), &bytes[8..]].concat(),
+        ),
+        ("garbage", [bytes.as_slice(), b"tail"].concat()),
+    ] {
+        let bad = out.join(format!("{}.postcard", what.replace(' ', "-")));
+        std::fs::write(&bad, edited).unwrap();
+        let (code, stdout, err) = run_cli(&[
+            "plot",
+            "heatmap",
+            bad.to_str().unwrap(),
+            "-o",
+            picture.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(stdout.is_empty());
+        assert!(
+            err.contains(bad.to_str().unwrap()),
+            "{what}: the message names the file: {err}"
+        );
+    }
+}
