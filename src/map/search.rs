@@ -1,5 +1,7 @@
 //! The mapper's search: microbatch × recomputation × tiles, fastest plan that fits.
 
+use std::collections::BTreeMap;
+
 use super::memory::saved_bytes_per_token;
 use super::ops::{op_plan, OpPlan};
 use super::plan::{MicrobatchGroup, Plan, SramBudget};
@@ -39,9 +41,11 @@ pub fn map_step(
     };
     let mut best: Option<(u64, Plan)> = None;
     let mut closest_failure: Option<Error> = None;
+    // Microbatch graphs by sequences: both recomputation choices map the same graphs.
+    let mut graphs: BTreeMap<u64, StepGraph> = BTreeMap::new();
     for &r in &recompute {
         for &mb in &candidates {
-            match plan_with(model, fabric, config, mb, r) {
+            match plan_with(model, fabric, config, mb, r, &mut graphs) {
                 Ok(plan) => {
                     let cycles = plan_cycles(&plan);
                     if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
@@ -102,6 +106,7 @@ fn plan_with(
     config: StepConfig,
     mb: u64,
     recompute: bool,
+    graphs: &mut BTreeMap<u64, StepGraph>,
 ) -> Result<Plan> {
     let rows = fabric.geometry.region_height_pes;
     let cols = fabric.geometry.region_width_pes;
@@ -136,14 +141,16 @@ fn plan_with(
     let mut planned = Vec::new();
     let mut working_max = (0u64, String::new());
     for (sequences, repeat) in groups {
-        let step = StepGraph::build(
-            model,
-            StepConfig {
-                batch_sequences: sequences,
-                ..config
-            },
-        );
-        let ops = place_ops(model, fabric, &step, working, recompute).map_err(|name| {
+        let step = graphs.entry(sequences).or_insert_with(|| {
+            StepGraph::build(
+                model,
+                StepConfig {
+                    batch_sequences: sequences,
+                    ..config
+                },
+            )
+        });
+        let ops = place_ops(model, fabric, step, working, recompute).map_err(|name| {
             overflow(
                 format!(
                     "{code} B code + {saved} B saved activations + the smallest tile of op {name}"
