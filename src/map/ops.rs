@@ -24,6 +24,8 @@ pub struct OpPlan {
     pub tile: Option<GemmTile>,
     /// Standard deviation of a PE column's work relative to its mean (random-mask non-zeros).
     pub column_relative_sd: f64,
+    /// Colors (virtual channels) the op's routes use on a PE.
+    pub colors: u64,
     pub cost: KernelCost,
     pub io_in_bytes: u64,
     pub io_out_bytes: u64,
@@ -124,6 +126,7 @@ fn placed(
             && op.weight.as_ref().is_some_and(|w| w.sparsifiable),
         tile,
         column_relative_sd: 0.0,
+        colors: colors_used(op, tile),
         cost,
         io_in_bytes,
         io_out_bytes,
@@ -131,6 +134,21 @@ fn placed(
         io_out_cycles: stream_cycles(fabric, io_out_bytes),
         flops_dense: op.flops_dense,
         flops_executed: op.flops_executed,
+    }
+}
+
+/// Colors an op's kernel routes: a GEMM streams its weights (or indices) on one and, when it
+/// reduces, alternates two along the chain (as the engine's kernels do); an element-wise op that
+/// normalises over a row runs a chain all-reduce (two alternating colors and the way back);
+/// the rest route nothing but the wafer's I/O, which the reserved colors carry.
+fn colors_used(op: &Op, tile: Option<GemmTile>) -> u64 {
+    match tile {
+        Some(t) if op.pass == Pass::Wgrad => 1 + if t.rows > 1 { 2 } else { 0 },
+        Some(t) => 1 + if t.c_k > 1 { 2 } else { 0 },
+        None => match elementwise_problem(op).row_reduction {
+            true => 3,
+            false => 0,
+        },
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Plan {
     pub config: StepConfig,
     pub region_rows: u64,
     pub region_cols: u64,
+    /// Colors a kernel may route (the fabric's, less those the runtime and I/O keep).
+    pub usable_colors: u64,
     pub recompute_attention: bool,
     /// Sequences per microbatch (the step accumulates gradients over the microbatches).
     pub microbatch_sequences: u64,
@@ -78,6 +80,13 @@ impl Plan {
         }
         for group in &self.groups {
             for op in &group.ops {
+                if op.colors > self.usable_colors {
+                    return Err(Error::Input(format!(
+                        "{}: op {} routes {} colors, the fabric leaves kernels {} \
+                         (router.colors - router.colors_reserved)",
+                        self.model, op.name, op.colors, self.usable_colors
+                    )));
+                }
                 if let Some(tile) = op.tile {
                     if tile.rows > self.region_rows || tile.columns() > self.region_cols {
                         return Err(Error::Simulation(format!(

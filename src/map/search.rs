@@ -175,6 +175,7 @@ fn plan_with(
         config,
         region_rows: rows,
         region_cols: cols,
+        usable_colors: fabric.usable_colors(),
         recompute_attention: recompute,
         microbatch_sequences: full,
         groups: planned,

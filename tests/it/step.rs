@@ -114,3 +114,16 @@ fn a_plan_that_cannot_fit_names_the_pe_the_tensors_and_the_bytes_over() {
         "{err}"
     );
 }
+
+#[test]
+fn a_fabric_without_enough_colors_is_refused_naming_the_op() {
+    let text = include_str!("../../fabric/mini.toml")
+        .replace("colors_reserved = 4 ", "colors_reserved = 22 ");
+    let path = temp_file("two-colors.toml", &text);
+    let (code, _, err) = run_cli(&["step", "gpt-tiny", "--fabric", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("routes 3 colors, the fabric leaves kernels 2"),
+        "{err}"
+    );
+}
