@@ -101,6 +101,7 @@ impl<K: Kernel> Engine<'_, K> {
             if full {
                 self.clear_link_waits(pe, color, out);
                 self.ch[c].flags |= BLOCKED;
+                self.ch[c].blocked_port = port as u8;
                 self.ch[c].blocked_since = now;
                 return;
             }
@@ -185,7 +186,9 @@ impl<K: Kernel> Engine<'_, K> {
             match self.next_pe(pe, port) {
                 Some(up) => {
                     let u = ((up << self.color_shift) | color as u32) as usize;
-                    if self.ch[u].flags & BLOCKED != 0 {
+                    // Only a head waiting for this very buffer (not another output's).
+                    let toward_us = Port::from_index(port).opposite() as u8;
+                    if self.ch[u].flags & BLOCKED != 0 && self.ch[u].blocked_port == toward_us {
                         self.ch[u].flags = PENDING;
                         self.counters[up as usize].stall_cycles += now - self.ch[u].blocked_since;
                         self.schedule(now, EV_TRY, u as u32, 0);

@@ -62,6 +62,8 @@ pub(super) struct Channel {
     pub route_in: u8,
     pub route_out: u8,
     pub flags: u8,
+    /// The output whose full buffer a BLOCKED head waits for.
+    pub blocked_port: u8,
     pub blocked_since: u64,
 }
 
@@ -78,6 +80,7 @@ impl Default for Channel {
             route_in: 0,
             route_out: 0,
             flags: 0,
+            blocked_port: 0,
             blocked_since: 0,
         }
     }
