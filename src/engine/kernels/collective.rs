@@ -238,27 +238,11 @@ fn broadcast_program(mesh: Mesh, source: Vec<u64>) -> Program {
 fn chain_program(mesh: Mesh, collective: Collective, first: Vec<u64>) -> Program {
     let p = mesh.cols;
     let mut program = Program::new(mesh, 3);
-    for j in 0..p {
-        if j + 1 < p {
-            program
-                .routes
-                .set(j, (j % 2) as u8, Port::Ramp.bit(), Port::E.bit());
-        }
-        if j > 0 {
-            program
-                .routes
-                .set(j, ((j - 1) % 2) as u8, Port::W.bit(), Port::Ramp.bit());
-        }
-        if collective == Collective::Allreduce && p > 1 {
-            let (input, out) = if j + 1 == p {
-                (Port::Ramp.bit(), Port::W.bit())
-            } else if j == 0 {
-                (Port::E.bit(), Port::Ramp.bit())
-            } else {
-                (Port::E.bit(), Port::Ramp.bit() | Port::W.bit())
-            };
-            program.routes.set(j, 2, input, out);
-        }
+    let row: Vec<u32> = (0..p).collect();
+    program.routes.chain(&row, Port::E, [0, 1]);
+    if collective == Collective::Allreduce && p > 1 {
+        let back: Vec<u32> = (0..p).rev().collect();
+        program.routes.multicast_line(&back, Port::W, 2, Port::Ramp);
     }
     if p > 1 {
         program.initial_sends.push((0, 0, first));
@@ -303,16 +287,10 @@ fn tree_program(mesh: Mesh, collective: Collective, values: &dyn Fn(u32) -> Vec<
         }
     }
     if collective == Collective::Allreduce && p > 1 {
-        for j in 0..p {
-            let (input, out) = if j == 0 {
-                (Port::Ramp.bit(), Port::E.bit())
-            } else if j + 1 == p {
-                (Port::W.bit(), Port::Ramp.bit())
-            } else {
-                (Port::W.bit(), Port::Ramp.bit() | Port::E.bit())
-            };
-            program.routes.set(j, bcast, input, out);
-        }
+        let row: Vec<u32> = (0..p).collect();
+        program
+            .routes
+            .multicast_line(&row, Port::E, bcast, Port::Ramp);
     }
     program
 }

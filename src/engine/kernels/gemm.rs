@@ -54,7 +54,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::engine::program::{ports, EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Work};
+use crate::engine::program::{EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Work};
 use crate::engine::{check_region, run, RunLimits, RunOutput};
 use crate::error::{Error, Result};
 use crate::sparsity::{split_range, Mask};
@@ -387,26 +387,18 @@ fn unpack(data: u64) -> (u32, u32) {
 pub fn gemm_program(plan: &GemmPlan, values: Option<&GemmValues>) -> Program {
     let mesh = plan.mesh();
     let mut program = Program::new(mesh, COLORS);
+    for c in 0..plan.cols {
+        let column: Vec<u32> = (0..plan.rows).map(|r| mesh.pe(r, c)).collect();
+        program
+            .routes
+            .multicast_line(&column, Port::S, WGT, Port::N);
+    }
     for r in 0..plan.rows {
-        for c in 0..plan.cols {
-            let pe = mesh.pe(r, c);
-            let down = if r + 1 < plan.rows {
-                ports(&[Port::Ramp, Port::S])
-            } else {
-                Port::Ramp.bit()
-            };
-            program.routes.set(pe, WGT, Port::N.bit(), down);
-            let j = c % plan.ck;
-            if j + 1 < plan.ck {
-                program
-                    .routes
-                    .set(pe, send_color(j), Port::Ramp.bit(), Port::E.bit());
-            }
-            if j > 0 {
-                program
-                    .routes
-                    .set(pe, send_color(j - 1), Port::W.bit(), Port::Ramp.bit());
-            }
+        for g_n in 0..plan.cn {
+            let group: Vec<u32> = (0..plan.ck)
+                .map(|j| mesh.pe(r, g_n * plan.ck + j))
+                .collect();
+            program.routes.chain(&group, Port::E, [RED_A, RED_B]);
         }
     }
     for c in 0..plan.cols {

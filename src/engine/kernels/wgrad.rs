@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 
 use super::gemm::{fmac_cycles, GemmConfig, GemmPlan, GemmRun, GemmValues};
-use crate::engine::program::{ports, EdgeStream, Kernel, Port, Program, TaskIo, Work};
+use crate::engine::program::{EdgeStream, Kernel, Port, Program, TaskIo, Work};
 use crate::engine::{run, RunLimits};
 use crate::error::Result;
 use crate::spec::FabricSpec;
@@ -75,27 +75,14 @@ pub fn reference_wgrad(plan: &GemmPlan, values: &GemmValues) -> Vec<f32> {
 fn wgrad_program(plan: &GemmPlan) -> Program {
     let mesh = plan.mesh();
     let mut program = Program::new(mesh, COLORS);
-    for r in 0..plan.rows {
-        for c in 0..plan.cols {
-            let pe = mesh.pe(r, c);
-            let last = r + 1 == plan.rows;
-            let down = if last {
-                Port::Ramp.bit()
-            } else {
-                ports(&[Port::Ramp, Port::S])
-            };
-            program.routes.set(pe, INDEX, Port::N.bit(), down);
-            if !last {
-                program
-                    .routes
-                    .set(pe, send_color(r), Port::Ramp.bit(), Port::S.bit());
-            }
-            if r > 0 {
-                program
-                    .routes
-                    .set(pe, send_color(r - 1), Port::N.bit(), Port::Ramp.bit());
-            }
-        }
+    for c in 0..plan.cols {
+        let column: Vec<u32> = (0..plan.rows).map(|r| mesh.pe(r, c)).collect();
+        program
+            .routes
+            .multicast_line(&column, Port::S, INDEX, Port::N);
+        program
+            .routes
+            .chain(&column, Port::S, [send_color(0), send_color(1)]);
     }
     for c in 0..plan.cols {
         let ks = plan.k_slice(c % plan.ck);
