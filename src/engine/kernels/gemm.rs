@@ -707,21 +707,23 @@ pub struct GemmRun {
     pub values: Option<GemmValues>,
 }
 
-/// Plans and runs a forward or dgrad GEMM.
+/// Plans and runs a GEMM in any form; with values, `y` is the product (`dW` for wgrad).
 pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
-    if cfg.form == GemmForm::Wgrad {
-        return super::wgrad::run_wgrad(fabric, cfg);
-    }
     let plan = GemmPlan::new(fabric, cfg)?;
     let values = cfg.values.then(|| GemmValues::draw(&plan, cfg.seed));
-    let program = gemm_program(&plan, values.as_ref());
-    let mut kernel = GemmKernel::new(fabric, &plan, values.as_ref());
-    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    let (mut output, product) = if cfg.form == GemmForm::Wgrad {
+        super::wgrad::run_wgrad(fabric, &plan, values.as_ref())?
+    } else {
+        let program = gemm_program(&plan, values.as_ref());
+        let mut kernel = GemmKernel::new(fabric, &plan, values.as_ref());
+        let output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+        (output, kernel.y)
+    };
     for (pe, counters) in output.counters.pes.iter_mut().enumerate() {
         let (r, c) = (pe as u32 / plan.cols, pe as u32 % plan.cols);
         counters.sram_bytes = plan.sram_bytes_of(fabric, r, c);
     }
-    let y = values.as_ref().map(|_| std::mem::take(&mut kernel.y));
+    let y = values.as_ref().map(|_| product);
     Ok(GemmRun {
         plan,
         output,
