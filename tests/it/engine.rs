@@ -659,3 +659,42 @@ fn kernel_counters_are_saved_with_postcard_and_read_back() {
         "ramp-out counts every delivery"
     );
 }
+
+/// Closed forms of the pipelined chain and the line broadcast, for cost models: a chain step
+/// costs hop + ramp + activation + 1 add, then one wavelet per cycle streams behind it.
+#[test]
+fn chain_reduce_and_broadcast_times_have_closed_forms() {
+    use wafersim::engine::kernels::collective::{
+        run_collective, Algo, Collective, CollectiveConfig,
+    };
+    let fabric = mini();
+    let (hop, ramp, a) = (
+        fabric.router.hop_latency_cycles,
+        fabric.router.ramp_latency_cycles,
+        fabric.pe.task_activation_cycles,
+    );
+    for (p, b) in [(2u64, 1u64), (8, 64), (16, 256), (13, 5)] {
+        let cycles = |collective| {
+            let cfg = CollectiveConfig {
+                collective,
+                rows: 1,
+                cols: p as u32,
+                wavelets: b,
+                algo: Algo::Chain,
+                values: false,
+                seed: 0,
+            };
+            run_collective(&fabric, &cfg).unwrap().output.cycles
+        };
+        assert_eq!(
+            cycles(Collective::Reduce),
+            (p - 1) * (hop + ramp + a + 1) + b - 1,
+            "P {p} B {b}"
+        );
+        assert_eq!(
+            cycles(Collective::Broadcast),
+            (p - 1) * hop + ramp + a + b,
+            "P {p} B {b}"
+        );
+    }
+}

@@ -17,6 +17,12 @@
 //!   each received wavelet is added (or stored) and forwarded at once.
 //! - **broadcast**: one multicast from PE (0, 0): along row 0 east, and from each PE of row 0
 //!   down its column.
+//!
+//! Closed forms (tested): a chain reduce takes `(P − 1)·(hop + ramp + a + 1) + B − 1` cycles
+//! (each step: a hop, the ramp, the activation and one add; the rest streams behind at one
+//! wavelet per cycle); a broadcast along a row `(P − 1)·hop + ramp + a + B`. A tree reduce is
+//! bound by the root's core, which adds each child's B wavelets in turn (⌈log₂ P⌉·B cycles and
+//! more): it only wins for short vectors.
 
 use serde::Serialize;
 
@@ -110,6 +116,15 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
         return Err(Error::Input(
             "reduce and all-reduce run along one row: give --pes P".into(),
         ));
+    }
+    let width = fabric.geometry.region_width_pes;
+    if cfg.rows == 1 && cfg.cols as u64 > width {
+        return Err(Error::Input(format!(
+            "--pes {}: a row of fabric {}'s user region has {width} PEs, {} too many",
+            cfg.cols,
+            fabric.name,
+            cfg.cols as u64 - width
+        )));
     }
     // Every PE keeps its vector of B fp32 values (the received one, for a broadcast).
     let sram_bytes = cfg
