@@ -156,7 +156,6 @@ impl<K: Kernel> Engine<'_, K> {
                     return;
                 }
                 self.ch[n as usize].fifo_reserved += 1;
-                self.counters[next as usize].wavelets_in[enter as usize] += 1;
                 self.wavelet_hops += 1;
                 self.schedule(now + self.hop_cycles, EV_ARRIVE, n, data);
             }

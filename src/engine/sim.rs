@@ -340,6 +340,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             .max()
             .unwrap_or(0)
             .max(self.queue.now());
+        self.count_link_inputs();
         Ok(RunOutput {
             cycles,
             counters: MeshCounters {
@@ -363,6 +364,19 @@ impl<'k, K: Kernel> Engine<'k, K> {
             EV_ARRIVE_SENT => self.arrive_sent(ev.target, ev.data, now),
             EV_WAKE => self.wake(ev.target, now),
             _ => self.inject(ev.target, now),
+        }
+    }
+
+    /// Wavelets each PE received from its neighbours: what they sent toward it (counted once,
+    /// at the sender, during the run, so that a hop touches one PE's counters).
+    fn count_link_inputs(&mut self) {
+        for pe in 0..self.counters.len() as u32 {
+            for port in [Port::N, Port::E, Port::S, Port::W] {
+                if let Some(next) = self.next_pe(pe, port as u32) {
+                    let sent = self.counters[pe as usize].wavelets_out[port as usize];
+                    self.counters[next as usize].wavelets_in[port.opposite() as usize] += sent;
+                }
+            }
         }
     }
 

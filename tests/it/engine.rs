@@ -302,6 +302,18 @@ mod physics {
             }
         }
         assert_eq!(out.counters.pes[1].wavelets_out[Port::E as usize], 400);
+        assert_eq!(out.counters.pes[2].wavelets_in[Port::W as usize], 400);
+        assert_eq!(out.counters.pes[1].wavelets_in[Port::W as usize], 200);
+        assert_eq!(
+            out.counters.pes[1].wavelets_in[Port::Ramp as usize],
+            200,
+            "sent by its core"
+        );
+        assert_eq!(
+            out.counters.pes[2].wavelets_out[Port::Ramp as usize],
+            400,
+            "delivered to its core"
+        );
         let _ = ports(&[Port::E]);
     }
 
