@@ -67,6 +67,8 @@ const COLORS: u8 = 3;
 /// The control wavelet: no weight (an index or value pair) has this bit pattern.
 pub const CONTROL: u64 = u64::MAX;
 const NONE: u32 = u32::MAX;
+/// Largest matrix (elements) a wavelet-level run takes: its mask and stream live in memory.
+const MAX_WEIGHT_ELEMENTS: u64 = 1 << 30;
 
 /// Which product the kernel computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,15 +139,16 @@ impl GemmPlan {
                 cfg.t
             )));
         }
-        let forward_mask = if cfg.sparsity == 0.0 {
-            Mask::dense(cfg.k, cfg.n)
-        } else {
-            Mask::random(cfg.k, cfg.n, cfg.sparsity, cfg.seed)
-        };
-        let mask = match cfg.form {
-            GemmForm::Dgrad => forward_mask.transposed(),
-            _ => forward_mask,
-        };
+        let elements = (cfg.k as u128) * (cfg.n as u128);
+        if elements > MAX_WEIGHT_ELEMENTS as u128
+            || cfg.t as u128 * cfg.k.max(cfg.n) as u128 > MAX_WEIGHT_ELEMENTS as u128
+        {
+            return Err(Error::Input(format!(
+                "--t {} --k {} --n {}: more than {MAX_WEIGHT_ELEMENTS} elements in one matrix is beyond the \
+                 wavelet-level engine (every weight is a wavelet); split the GEMM",
+                cfg.t, cfg.k, cfg.n
+            )));
+        }
         let t_r_max = cfg.t.div_ceil(rows as usize) as u64;
         let sram_for = |ck: u32| {
             let n_g = n_out.div_ceil((cols / ck.max(1)).max(1) as usize) as u64;
@@ -159,7 +162,7 @@ impl GemmPlan {
         };
         let (ck, cn) = match cfg.split {
             Some((ck, cn)) => {
-                if ck * cn != cols {
+                if ck.checked_mul(cn) != Some(cols) {
                     return Err(Error::Input(format!(
                         "--split {ck}x{cn}: C_k x C_n must equal the region's {cols} columns"
                     )));
@@ -212,6 +215,15 @@ impl GemmPlan {
                 fabric.pe.sram_bytes
             )));
         }
+        let forward_mask = if cfg.sparsity == 0.0 {
+            Mask::dense(cfg.k, cfg.n)
+        } else {
+            Mask::random(cfg.k, cfg.n, cfg.sparsity, cfg.seed)
+        };
+        let mask = match cfg.form {
+            GemmForm::Dgrad => forward_mask.transposed(),
+            _ => forward_mask,
+        };
         Ok(Self {
             t: cfg.t,
             k_in,
