@@ -280,6 +280,44 @@ impl GemmPlan {
     }
 }
 
+impl GemmPlan {
+    /// The work every PE does, row-major, straight from the timing structure in the module
+    /// docs (forward and dgrad): what the engine's counters show, exactly. The slowest PE's
+    /// total is a lower bound on the kernel's cycles, and on shapes where the weight stream is
+    /// not starved the cycles stay within a few percent of it (fill and drain).
+    pub fn predicted_work(&self, fabric: &FabricSpec) -> Vec<Work> {
+        debug_assert!(self.form != GemmForm::Wgrad, "wgrad has its own structure");
+        let a = fabric.pe.task_activation_cycles;
+        let d = fabric.pe.sparse_index_decode_cycles;
+        let per_wavelet = partial_sums_per_wavelet(fabric) as u64;
+        let nonzeros = self.nonzeros_per_pe_column();
+        let mut work = Vec::with_capacity(self.mesh().pes());
+        for r in 0..self.rows {
+            let t_r = self.t_slice(r).len() as u64;
+            let f = fmac_cycles(fabric, t_r);
+            for c in 0..self.cols {
+                let j = c % self.ck;
+                let k_c = self.k_slice(j).len() as u64;
+                let columns = nonzeros[c as usize].len() as u64;
+                let nnz: u64 = nonzeros[c as usize].iter().sum();
+                let (values, wavelets, decode) = if self.dense {
+                    (columns * k_c, columns * k_c.div_ceil(2), 0)
+                } else {
+                    (nnz, nnz, d)
+                };
+                let reducing = if j > 0 { columns } else { 0 };
+                work.push(Work {
+                    overhead_cycles: wavelets * (a + decode) + columns * a + reducing * a,
+                    fmac_cycles: values * f,
+                    reduction_cycles: reducing * t_r.div_ceil(per_wavelet),
+                    fmac_ops: values * t_r,
+                });
+            }
+        }
+        work
+    }
+}
+
 /// SRAM a GEMM PE needs, by tensor.
 #[derive(Debug, Clone, Copy)]
 pub struct GemmSram {
