@@ -49,6 +49,11 @@
 //! slowest K-group of a column n (largest nnz) sets the pace, with a slack of one column
 //! from the double buffer. Fill: R·hop + ramp for the first weights, drain: the last
 //! column's chain, ≈ (C_k − 1)·(hop + ramp + 1) + W_r cycles.
+//!
+//! [`GemmPlan::predicted_work`] evaluates these sums per PE; the engine's counters equal it
+//! exactly (tested). Kernel cycles over the slowest PE's work, measured on WSE-2 32 × 32 with
+//! T = 4096, K = N = 1024 (default split 8 × 4): 1.005 at s = 0.75, 1.008 at 0.5, 1.000 dense;
+//! on a reduction-bound 16 × 16 shape (T = 1024, K = N = 256, split 16 × 1, s = 0.9): 1.09.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
