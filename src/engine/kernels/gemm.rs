@@ -502,13 +502,27 @@ struct Costs {
     per_wavelet_psums: usize,
 }
 
+/// A PE's place in the plan.
+#[derive(Debug, Clone, Copy)]
+struct Tile {
+    row: u32,
+    /// Position in the K-groups' chain.
+    j: u32,
+    t_r: u32,
+    k0: u32,
+    k_c: u32,
+    fmac_cycles: u64,
+    psum_wavelets: u32,
+}
+
 /// Per-PE state of the running GEMM (flat arrays indexed by PE id).
 pub struct GemmKernel<'p> {
     plan: &'p GemmPlan,
     values: Option<&'p GemmValues>,
     costs: Costs,
     /// FMAC cycles for each row's `T_r`.
-    fmac_cycles_row: Vec<u64>,
+    /// Per PE, what its tasks need of the plan (no division on the task path).
+    tiles: Vec<Tile>,
     /// Next dense k position within the current column.
     pos: Vec<u32>,
     /// Output columns whose control wavelet this PE has processed.
@@ -545,8 +559,22 @@ impl<'p> GemmKernel<'p> {
                 decode: fabric.pe.sparse_index_decode_cycles,
                 per_wavelet_psums: partial_sums_per_wavelet(fabric),
             },
-            fmac_cycles_row: (0..plan.rows)
-                .map(|r| fmac_cycles(fabric, plan.t_slice(r).len() as u64))
+            tiles: (0..pes as u32)
+                .map(|pe| {
+                    let (row, c) = (pe / plan.cols, pe % plan.cols);
+                    let t_r = plan.t_slice(row).len() as u32;
+                    let ks = plan.k_slice(c % plan.ck);
+                    Tile {
+                        row,
+                        j: c % plan.ck,
+                        t_r,
+                        k0: ks.start as u32,
+                        k_c: ks.len() as u32,
+                        fmac_cycles: fmac_cycles(fabric, t_r as u64),
+                        psum_wavelets: (t_r as usize).div_ceil(partial_sums_per_wavelet(fabric))
+                            as u32,
+                    }
+                })
                 .collect(),
             pos: vec![0; pes],
             columns_done: vec![0; pes],
@@ -564,20 +592,16 @@ impl<'p> GemmKernel<'p> {
         }
     }
 
-    fn psum_wavelets(&self, r: u32) -> u32 {
-        self.plan
-            .t_slice(r)
-            .len()
-            .div_ceil(self.costs.per_wavelet_psums) as u32
-    }
-
     fn weight(&mut self, pe: u32, data: u64) -> Work {
-        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
-        let t_r = self.plan.t_slice(r).len() as u64;
-        let fmac = self.fmac_cycles_row[r as usize];
-        let k0 = self.plan.k_slice(c % self.plan.ck).start;
+        let tile = self.tiles[pe as usize];
+        let (r, t_r, fmac, k0) = (
+            tile.row,
+            tile.t_r as u64,
+            tile.fmac_cycles,
+            tile.k0 as usize,
+        );
         if self.plan.dense {
-            let k_c = self.plan.k_slice(c % self.plan.ck).len() as u32;
+            let k_c = tile.k_c;
             let first = self.pos[pe as usize];
             let count = (k_c - first).min(2) as u64;
             self.pos[pe as usize] += 2;
@@ -618,8 +642,9 @@ impl<'p> GemmKernel<'p> {
 
     fn control(&mut self, pe: u32, io: &mut TaskIo) -> Option<Work> {
         let p = pe as usize;
-        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
-        let j = c % self.plan.ck;
+        let Tile {
+            j, psum_wavelets, ..
+        } = self.tiles[p];
         let column = self.columns_done[p];
         if self.plan.ck > 1 && (self.sending[p] || self.held[p] != NONE) {
             return None;
@@ -633,7 +658,7 @@ impl<'p> GemmKernel<'p> {
         } else if j == 0 {
             self.sending[p] = true;
             let per = self.costs.per_wavelet_psums;
-            for i in 0..self.psum_wavelets(r) as usize {
+            for i in 0..psum_wavelets as usize {
                 let value = |e: usize| {
                     self.acc_held[p]
                         .get(i * per + e)
@@ -672,8 +697,9 @@ impl<'p> GemmKernel<'p> {
         if self.held[p] == NONE {
             return None;
         }
-        let (r, c) = (pe / self.plan.cols, pe % self.plan.cols);
-        let j = c % self.plan.ck;
+        let Tile {
+            j, psum_wavelets, ..
+        } = self.tiles[p];
         let i = self.psums_received[p] as usize;
         let per = self.costs.per_wavelet_psums;
         let first = i == 0;
@@ -696,7 +722,7 @@ impl<'p> GemmKernel<'p> {
             io.send(send_color(j), 0);
         }
         self.psums_received[p] += 1;
-        if self.psums_received[p] == self.psum_wavelets(r) {
+        if self.psums_received[p] == psum_wavelets {
             if j + 1 == self.plan.ck {
                 self.store(pe, self.held[p]);
             }
