@@ -33,7 +33,6 @@ impl<K: Kernel> Engine<'_, K> {
         self.slots[slot + 2 * self.cq_offset] = arrival;
         self.ch[c].cq_len += 1;
         self.pe[p].ready |= 1u64 << color;
-        self.wavelets_received += 1;
         self.last_progress_cycle = arrival;
         let at = arrival.max(self.pe[p].busy_until);
         self.request_wake(pe, at);

@@ -200,6 +200,27 @@ impl Program {
                 }
             }
         }
+        for (ch, &out) in self.routes.outputs.iter().enumerate() {
+            let (pe, color) = ((ch / colors) as u32, ch % colors);
+            for port in [Port::N, Port::E, Port::S, Port::W] {
+                let Some(next) = self
+                    .mesh
+                    .neighbor(pe, port)
+                    .filter(|_| out & port.bit() != 0)
+                else {
+                    continue;
+                };
+                let enter = port.opposite();
+                if self.routes.inputs[next as usize * colors + color] & enter.bit() == 0 {
+                    let (r, c) = self.mesh.coords(pe);
+                    let (nr, nc) = self.mesh.coords(next);
+                    return Err(Error::Simulation(format!(
+                        "route of color {color} at PE ({r}, {c}) sends {port:?} to PE ({nr}, {nc}), \
+                         whose route for that color does not accept wavelets from {enter:?}"
+                    )));
+                }
+            }
+        }
         for s in &self.edge_streams {
             if s.port == Port::Ramp || self.mesh.neighbor(s.pe, s.port).is_some() {
                 let (r, c) = self.mesh.coords(s.pe);

@@ -62,6 +62,8 @@ pub(super) struct Channel {
     pub route_in: u8,
     pub route_out: u8,
     pub flags: u8,
+    /// Wavelets that left this buffer (each on every output of the route).
+    pub sent: u64,
     /// The output whose full buffer a BLOCKED head waits for.
     pub blocked_port: u8,
     pub blocked_since: u64,
@@ -80,6 +82,7 @@ impl Default for Channel {
             route_in: 0,
             route_out: 0,
             flags: 0,
+            sent: 0,
             blocked_port: 0,
             blocked_since: 0,
         }
@@ -367,9 +370,22 @@ impl<'k, K: Kernel> Engine<'k, K> {
         }
     }
 
-    /// Wavelets each PE received from its neighbours: what they sent toward it (counted once,
-    /// at the sender, during the run, so that a hop touches one PE's counters).
+    /// Per-port counts from the channels' send counts and their static routes: what each PE
+    /// sent through each port, hence what its neighbours received, the hops and the deliveries.
     fn count_link_inputs(&mut self) {
+        for (c, channel) in self.ch.iter().enumerate() {
+            let pe = c >> self.color_shift;
+            for port in Port::ALL {
+                if channel.route_out & port.bit() != 0 {
+                    self.counters[pe].wavelets_out[port as usize] += channel.sent;
+                    if port == Port::Ramp {
+                        self.wavelets_received += channel.sent;
+                    } else {
+                        self.wavelet_hops += channel.sent;
+                    }
+                }
+            }
+        }
         for pe in 0..self.counters.len() as u32 {
             for port in [Port::N, Port::E, Port::S, Port::W] {
                 if let Some(next) = self.next_pe(pe, port as u32) {
@@ -440,11 +456,5 @@ impl<'k, K: Kernel> Engine<'k, K> {
             String::new()
         };
         Error::Simulation(format!("{what}; stuck: {}{more}", stuck.join("; ")))
-    }
-
-    /// The PE and port names used in error messages.
-    pub(super) fn describe(&self, pe: u32, color: u8, port: Port) -> String {
-        let (r, c) = self.mesh.coords(pe);
-        format!("color {color} at PE ({r}, {c}) through {port:?}")
     }
 }

@@ -360,6 +360,23 @@ mod physics {
     }
 
     #[test]
+    fn a_route_into_a_pe_that_does_not_accept_it_is_refused_before_running() {
+        let mut program = east_line(3, 1);
+        program.routes.inputs[1] = Port::N.bit(); // PE 1, color 0: from the north only
+        let err = engine::run(
+            &mini(),
+            &program,
+            &mut Recorder::default(),
+            RunLimits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PE (0, 0) sends E to PE (0, 1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn wavelets_circling_a_route_loop_stop_the_run_instead_of_hanging() {
         let mut rec = Recorder::default();
         let limits = RunLimits {
