@@ -5,14 +5,14 @@
 //! a core do) on a [`FabricSpec`]; every hardware number comes from the spec.
 //!
 //! # What is modelled
-//! - **Routers** ([`router`]): per (PE, color) a static route (accepted input ports → multicast
+//! - **Routers** (`router`): per (PE, color) a static route (accepted input ports → multicast
 //!   output ports), a buffer of `router.color_buffer_depth_wavelets`, one 32-bit wavelet per
 //!   cycle per link direction, shared round-robin by the colors waiting for it, credit-based
 //!   back-pressure, `router.hop_latency_cycles` per hop and `router.ramp_latency_cycles` from
 //!   router to core. A core's send enters its own router buffer in the cycle it leaves the
 //!   core, so a wavelet crossing `h` hops reaches the destination core after
 //!   `h · hop + ramp` cycles.
-//! - **Cores** ([`pe`]): a queue per color fed by the ramp, one task at a time, tasks triggered
+//! - **Cores** (`pe`): a queue per color fed by the ramp, one task at a time, tasks triggered
 //!   by wavelet arrival; the kernel says what each task costs ([`Work`]) from the spec's SIMD
 //!   width, SRAM bandwidth, activation and decode costs.
 //! - **Counters** ([`counters`]): per PE, busy cycles by kind, FMACs, wavelets per port, stalls,
@@ -30,6 +30,17 @@
 //! kernel still expects some, the run is a deadlock and returns [`Error::Simulation`] naming
 //! the stuck PEs and colors. Wavelets circling a route loop are caught by
 //! [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
+//!
+//! # Cost
+//! About one event per wavelet move through a router buffer, one per task, one per send that
+//! waits in a send queue (a wavelet reaching a core needs no event of its own: the core queue
+//! keeps its arrival cycle). State lives in flat arrays of small structs (per channel, PE and
+//! link), the calendar queue allocates nothing once warm. Measured on the reference kernel
+//! (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75 --region 32x32`, one core of a
+//! shared 2-core machine): 90 M events, 23 M wavelet-hops, 352 k cycles × 1024 PEs in about
+//! 2.5–3 s of CPU time, i.e. ≈ 8 × 10⁶ wavelet-hops and ≈ 1.2 × 10⁸ PE-cycles per host
+//! second; ≈ 300 instructions per event, spread over routing, task dispatch and counters.
+//! A full-wafer (994 × 750) broadcast of 16 wavelets needs ≈ 0.5 GB.
 //!
 //! # Adding a kernel
 //! Write a struct implementing [`Kernel`] (state per PE, flat arrays) and a function building

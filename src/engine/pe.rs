@@ -33,7 +33,6 @@ impl<K: Kernel> Engine<'_, K> {
         self.slots[slot + 2 * self.cq_offset] = arrival;
         self.ch[c].cq_len += 1;
         self.pe[p].ready |= 1u64 << color;
-        self.wavelets_received += 1;
         self.last_progress_cycle = arrival;
         let at = arrival.max(self.pe[p].busy_until);
         self.request_wake(pe, at);
@@ -106,7 +105,7 @@ impl<K: Kernel> Engine<'_, K> {
             if self.ch[c].cq_len == 0 {
                 self.pe[p].ready &= !(1u64 << color);
             }
-            if self.ch[c].flags & BLOCKED != 0 {
+            if self.ch[c].flags & BLOCKED != 0 && self.ch[c].blocked_port == Port::Ramp as u8 {
                 // The router's head may be waiting for this queue's space.
                 self.ch[c].flags = PENDING;
                 self.counters[p].stall_cycles += now - self.ch[c].blocked_since;

@@ -105,6 +105,45 @@ impl Routes {
         self.inputs[ch] |= inputs;
         self.outputs[ch] = outputs;
     }
+
+    /// A reduction chain through `pes` in order, each hop toward `toward`: position j sends on
+    /// `colors[j mod 2]` (ramp → `toward`), position j > 0 receives on `colors[(j − 1) mod 2]`
+    /// (→ ramp). Alternating colors keep a PE from sending and receiving on one color.
+    pub fn chain(&mut self, pes: &[u32], toward: Port, colors: [u8; 2]) {
+        for (j, &pe) in pes.iter().enumerate() {
+            if j + 1 < pes.len() {
+                self.set(pe, colors[j % 2], Port::Ramp.bit(), toward.bit());
+            }
+            if j > 0 {
+                self.set(
+                    pe,
+                    colors[(j - 1) % 2],
+                    toward.opposite().bit(),
+                    Port::Ramp.bit(),
+                );
+            }
+        }
+    }
+
+    /// A multicast of `color` along `pes` in order, each hop toward `toward`: the first PE takes
+    /// it from `source` (its ramp, or an edge port) and every PE's core gets it, except the
+    /// first's when the source is its own ramp.
+    pub fn multicast_line(&mut self, pes: &[u32], toward: Port, color: u8, source: Port) {
+        for (j, &pe) in pes.iter().enumerate() {
+            let input = if j == 0 { source } else { toward.opposite() };
+            let mut out = if j == 0 && source == Port::Ramp {
+                0
+            } else {
+                Port::Ramp.bit()
+            };
+            if j + 1 < pes.len() {
+                out |= toward.bit();
+            }
+            if out != 0 {
+                self.set(pe, color, input.bit(), out);
+            }
+        }
+    }
 }
 
 /// A stream of wavelets entering the mesh at an edge PE through `port` (which must face out of
@@ -157,6 +196,27 @@ impl Program {
                         ch % colors,
                         self.mesh.rows,
                         self.mesh.cols
+                    )));
+                }
+            }
+        }
+        for (ch, &out) in self.routes.outputs.iter().enumerate() {
+            let (pe, color) = ((ch / colors) as u32, ch % colors);
+            for port in [Port::N, Port::E, Port::S, Port::W] {
+                let Some(next) = self
+                    .mesh
+                    .neighbor(pe, port)
+                    .filter(|_| out & port.bit() != 0)
+                else {
+                    continue;
+                };
+                let enter = port.opposite();
+                if self.routes.inputs[next as usize * colors + color] & enter.bit() == 0 {
+                    let (r, c) = self.mesh.coords(pe);
+                    let (nr, nc) = self.mesh.coords(next);
+                    return Err(Error::Simulation(format!(
+                        "route of color {color} at PE ({r}, {c}) sends {port:?} to PE ({nr}, {nc}), \
+                         whose route for that color does not accept wavelets from {enter:?}"
                     )));
                 }
             }

@@ -62,6 +62,10 @@ pub(super) struct Channel {
     pub route_in: u8,
     pub route_out: u8,
     pub flags: u8,
+    /// Wavelets that left this buffer (each on every output of the route).
+    pub sent: u64,
+    /// The output whose full buffer a BLOCKED head waits for.
+    pub blocked_port: u8,
     pub blocked_since: u64,
 }
 
@@ -78,6 +82,8 @@ impl Default for Channel {
             route_in: 0,
             route_out: 0,
             flags: 0,
+            sent: 0,
+            blocked_port: 0,
             blocked_since: 0,
         }
     }
@@ -337,6 +343,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             .max()
             .unwrap_or(0)
             .max(self.queue.now());
+        self.count_link_inputs();
         Ok(RunOutput {
             cycles,
             counters: MeshCounters {
@@ -360,6 +367,32 @@ impl<'k, K: Kernel> Engine<'k, K> {
             EV_ARRIVE_SENT => self.arrive_sent(ev.target, ev.data, now),
             EV_WAKE => self.wake(ev.target, now),
             _ => self.inject(ev.target, now),
+        }
+    }
+
+    /// Per-port counts from the channels' send counts and their static routes: what each PE
+    /// sent through each port, hence what its neighbours received, the hops and the deliveries.
+    fn count_link_inputs(&mut self) {
+        for (c, channel) in self.ch.iter().enumerate() {
+            let pe = c >> self.color_shift;
+            for port in Port::ALL {
+                if channel.route_out & port.bit() != 0 {
+                    self.counters[pe].wavelets_out[port as usize] += channel.sent;
+                    if port == Port::Ramp {
+                        self.wavelets_received += channel.sent;
+                    } else {
+                        self.wavelet_hops += channel.sent;
+                    }
+                }
+            }
+        }
+        for pe in 0..self.counters.len() as u32 {
+            for port in [Port::N, Port::E, Port::S, Port::W] {
+                if let Some(next) = self.next_pe(pe, port as u32) {
+                    let sent = self.counters[pe as usize].wavelets_out[port as usize];
+                    self.counters[next as usize].wavelets_in[port.opposite() as usize] += sent;
+                }
+            }
         }
     }
 
@@ -423,11 +456,5 @@ impl<'k, K: Kernel> Engine<'k, K> {
             String::new()
         };
         Error::Simulation(format!("{what}; stuck: {}{more}", stuck.join("; ")))
-    }
-
-    /// The PE and port names used in error messages.
-    pub(super) fn describe(&self, pe: u32, color: u8, port: Port) -> String {
-        let (r, c) = self.mesh.coords(pe);
-        format!("color {color} at PE ({r}, {c}) through {port:?}")
     }
 }

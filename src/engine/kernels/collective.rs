@@ -17,6 +17,12 @@
 //!   each received wavelet is added (or stored) and forwarded at once.
 //! - **broadcast**: one multicast from PE (0, 0): along row 0 east, and from each PE of row 0
 //!   down its column.
+//!
+//! Closed forms (tested): a chain reduce takes `(P − 1)·(hop + ramp + a + 1) + B − 1` cycles
+//! (each step: a hop, the ramp, the activation and one add; the rest streams behind at one
+//! wavelet per cycle); a broadcast along a row `(P − 1)·hop + ramp + a + B`. A tree reduce is
+//! bound by the root's core, which adds each child's B wavelets in turn (⌈log₂ P⌉·B cycles and
+//! more): it only wins for short vectors.
 
 use serde::Serialize;
 
@@ -110,6 +116,15 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
         return Err(Error::Input(
             "reduce and all-reduce run along one row: give --pes P".into(),
         ));
+    }
+    let width = fabric.geometry.region_width_pes;
+    if cfg.rows == 1 && cfg.cols as u64 > width {
+        return Err(Error::Input(format!(
+            "--pes {}: a row of fabric {}'s user region has {width} PEs, {} too many",
+            cfg.cols,
+            fabric.name,
+            cfg.cols as u64 - width
+        )));
     }
     // Every PE keeps its vector of B fp32 values (the received one, for a broadcast).
     let sram_bytes = cfg
@@ -238,27 +253,11 @@ fn broadcast_program(mesh: Mesh, source: Vec<u64>) -> Program {
 fn chain_program(mesh: Mesh, collective: Collective, first: Vec<u64>) -> Program {
     let p = mesh.cols;
     let mut program = Program::new(mesh, 3);
-    for j in 0..p {
-        if j + 1 < p {
-            program
-                .routes
-                .set(j, (j % 2) as u8, Port::Ramp.bit(), Port::E.bit());
-        }
-        if j > 0 {
-            program
-                .routes
-                .set(j, ((j - 1) % 2) as u8, Port::W.bit(), Port::Ramp.bit());
-        }
-        if collective == Collective::Allreduce && p > 1 {
-            let (input, out) = if j + 1 == p {
-                (Port::Ramp.bit(), Port::W.bit())
-            } else if j == 0 {
-                (Port::E.bit(), Port::Ramp.bit())
-            } else {
-                (Port::E.bit(), Port::Ramp.bit() | Port::W.bit())
-            };
-            program.routes.set(j, 2, input, out);
-        }
+    let row: Vec<u32> = (0..p).collect();
+    program.routes.chain(&row, Port::E, [0, 1]);
+    if collective == Collective::Allreduce && p > 1 {
+        let back: Vec<u32> = (0..p).rev().collect();
+        program.routes.multicast_line(&back, Port::W, 2, Port::Ramp);
     }
     if p > 1 {
         program.initial_sends.push((0, 0, first));
@@ -303,16 +302,10 @@ fn tree_program(mesh: Mesh, collective: Collective, values: &dyn Fn(u32) -> Vec<
         }
     }
     if collective == Collective::Allreduce && p > 1 {
-        for j in 0..p {
-            let (input, out) = if j == 0 {
-                (Port::Ramp.bit(), Port::E.bit())
-            } else if j + 1 == p {
-                (Port::W.bit(), Port::Ramp.bit())
-            } else {
-                (Port::W.bit(), Port::Ramp.bit() | Port::E.bit())
-            };
-            program.routes.set(j, bcast, input, out);
-        }
+        let row: Vec<u32> = (0..p).collect();
+        program
+            .routes
+            .multicast_line(&row, Port::E, bcast, Port::Ramp);
     }
     program
 }

@@ -21,9 +21,9 @@
 
 use std::collections::VecDeque;
 
-use super::gemm::{fmac_cycles, GemmConfig, GemmPlan, GemmRun, GemmValues};
-use crate::engine::program::{ports, EdgeStream, Kernel, Port, Program, TaskIo, Work};
-use crate::engine::{run, RunLimits};
+use super::gemm::{fmac_cycles, GemmPlan, GemmValues};
+use crate::engine::program::{EdgeStream, Kernel, Port, Program, TaskIo, Work};
+use crate::engine::{run, RunLimits, RunOutput};
 use crate::error::Result;
 use crate::spec::FabricSpec;
 
@@ -35,23 +35,16 @@ fn send_color(r: u32) -> u8 {
     (r % 2) as u8
 }
 
-pub fn run_wgrad(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
-    let plan = GemmPlan::new(fabric, cfg)?;
-    let values = cfg.values.then(|| GemmValues::draw(&plan, cfg.seed));
-    let program = wgrad_program(&plan);
-    let mut kernel = WgradKernel::new(fabric, &plan, values.as_ref());
-    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
-    for (pe, counters) in output.counters.pes.iter_mut().enumerate() {
-        let (r, c) = (pe as u32 / plan.cols, pe as u32 % plan.cols);
-        counters.sram_bytes = plan.sram_bytes_of(fabric, r, c);
-    }
-    let dw = values.as_ref().map(|_| std::mem::take(&mut kernel.dw));
-    Ok(GemmRun {
-        plan,
-        output,
-        y: dw,
-        values,
-    })
+/// Runs the wgrad program of `plan`; returns the engine's output and `dW` (`K × N`, with values).
+pub(super) fn run_wgrad(
+    fabric: &FabricSpec,
+    plan: &GemmPlan,
+    values: Option<&GemmValues>,
+) -> Result<(RunOutput, Vec<f32>)> {
+    let program = wgrad_program(plan);
+    let mut kernel = WgradKernel::new(fabric, plan, values);
+    let output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    Ok((output, kernel.dw))
 }
 
 /// `dW = Xᵀ · dY` at the mask's non-zeros (f64 accumulation), row-major `K × N`, zero elsewhere.
@@ -75,27 +68,14 @@ pub fn reference_wgrad(plan: &GemmPlan, values: &GemmValues) -> Vec<f32> {
 fn wgrad_program(plan: &GemmPlan) -> Program {
     let mesh = plan.mesh();
     let mut program = Program::new(mesh, COLORS);
-    for r in 0..plan.rows {
-        for c in 0..plan.cols {
-            let pe = mesh.pe(r, c);
-            let last = r + 1 == plan.rows;
-            let down = if last {
-                Port::Ramp.bit()
-            } else {
-                ports(&[Port::Ramp, Port::S])
-            };
-            program.routes.set(pe, INDEX, Port::N.bit(), down);
-            if !last {
-                program
-                    .routes
-                    .set(pe, send_color(r), Port::Ramp.bit(), Port::S.bit());
-            }
-            if r > 0 {
-                program
-                    .routes
-                    .set(pe, send_color(r - 1), Port::N.bit(), Port::Ramp.bit());
-            }
-        }
+    for c in 0..plan.cols {
+        let column: Vec<u32> = (0..plan.rows).map(|r| mesh.pe(r, c)).collect();
+        program
+            .routes
+            .multicast_line(&column, Port::S, INDEX, Port::N);
+        program
+            .routes
+            .chain(&column, Port::S, [send_color(0), send_color(1)]);
     }
     for c in 0..plan.cols {
         let ks = plan.k_slice(c % plan.ck);
