@@ -5,13 +5,15 @@
 //! fabric, skips zero weights the dataflow way, and reports simulated wall-clock against what the
 //! FLOP count promised.
 //!
-//! The pipeline, one typed value per stage:
+//! The pipeline, one typed value per stage (ARCHITECTURE.md has the code map):
 //!
 //! ```text
-//! fabric/*.toml, models/*.toml ─► spec ─► graph ─────► report
-//!                                 FabricSpec StepGraph   table, JSON
-//!                                 ModelSpec  (op DAG,
-//!                                 Recipe      exact FLOPs)
+//! fabric/*.toml ─┐
+//! models/*.toml ─┴─► spec ──────► graph ─────► map ──────► cost ─────────► schedule ────► report
+//!                    FabricSpec   StepGraph    Plan        KernelCost,     StepResult,    tables, JSON, CSV,
+//!                    ModelSpec    (op DAG,     (tiles,     TimelineSpan    RunResult      heatmaps, trace,
+//!                    (+ Recipe)   exact FLOPs) SRAM, I/O)                                 counters
+//!                                                          engine (wavelet level) ◄── validate checks cost against it
 //! ```
 //!
 //! ```
@@ -22,9 +24,13 @@
 //! ```
 //!
 //! ## Determinism
-//! Everything but `report` and `cli` is pure: no I/O, no clocks, no global state. Counts are
-//! integers (FLOPs in `u128`, so a whole recipe's total never overflows); floats appear only in
-//! ratios computed for reports. The same inputs and seed give byte-identical JSON.
+//! `graph`, `sparsity`, `engine`, `cost`, `map`, `schedule` and `validate` are pure: no file
+//! I/O, no clocks, no global state. `spec` reads the files it is given, `report` and `sweep`
+//! write results, `cli` does both. Counts are integers (FLOPs in `u128`, so a whole recipe's
+//! total never overflows); floats appear only in ratios computed for reports. The same inputs
+//! and seed give byte-identical result files, whatever the thread count (host timings are kept
+//! out of them). Random choices (masks, per-column draws for heatmaps) use ChaCha8 streams
+//! seeded from `--seed`; the full-wafer cost models draw none.
 
 pub mod cli;
 pub mod engine;

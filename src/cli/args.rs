@@ -47,7 +47,8 @@ pub enum Command {
     Kernel(super::kernel::KernelArgs),
     /// A grid of train runs from a TOML spec, in parallel, resumable, shardable across machines.
     Sweep(SweepArgs),
-    /// Checks a sweep's folder (every point once, one version) and writes sweep.csv.
+    /// Checks a sweep's folder (every point once, one version) and writes sweep.csv and
+    /// speedup-vs-sparsity.png.
     Merge(MergeArgs),
     /// The built-in fidelity checks: cost models against the wavelet-level engine, as a table;
     /// exits 1 if a bound fails.
@@ -79,7 +80,8 @@ pub enum PlotWhat {
         /// The picture to write: .png (one pixel or more per PE) or .svg (aggregated tiles).
         #[arg(short, long)]
         output: std::path::PathBuf,
-        /// Which run: dense, or its sparsity (e.g. 0.75); default: the last (sparsest) run.
+        /// Which run: dense, or its sparsity (e.g. 0.75); default: the sparsest run for
+        /// utilisation, the dense run for SRAM (as train draws them).
         #[arg(long)]
         run: Option<String>,
         /// What to draw.
@@ -155,7 +157,7 @@ pub struct StepArgs {
     #[arg(long)]
     pub microbatch: Option<u64>,
     /// Recompute attention in backward (yes) or keep it (no); default: the mapper searches.
-    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, value_name = "yes|no", value_parser = clap::builder::BoolishValueParser::new(), hide_possible_values = true)]
     pub recompute: Option<bool>,
     /// Also draw the step's per-PE utilisation heatmap here (.png or .svg).
     #[arg(long)]

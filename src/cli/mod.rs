@@ -58,7 +58,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Plot(args) => plot::plot(args, common)?,
         Command::Validate(args) => {
             let fabric = load_fabric(&args.fabric)?;
-            let validation = crate::validate::validate(&fabric)?;
+            let validation = crate::validate::validate(&fabric, common.seed)?;
             let text = render(common, &validation, || {
                 validation.render_table(&fabric.name)
             })?;

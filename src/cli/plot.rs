@@ -3,7 +3,7 @@
 use super::args::{PlotArgs, PlotWhat};
 use super::Common;
 use crate::error::{Error, Result};
-use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile};
+use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
 
 pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
     let output = match &args.what {
@@ -15,6 +15,8 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
         } => {
             let file = CountersFile::read(input)?;
             let chosen = match run.as_deref() {
+                // As train draws them: utilisation of the sparsest run, SRAM of the dense one.
+                None if *kind == HeatmapKind::Sram => file.runs.first(),
                 None => file.runs.last(),
                 Some(wanted) => file.runs.iter().find(|r| {
                     let name = run_name(r.sparsity);

@@ -118,6 +118,13 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
         t.row([
             p.point.model.clone(),
             p.point.fabric.clone(),
+            p.point
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            p.point.seed.to_string(),
             p.point.sparsity.to_string(),
             format!("{:.2}x", p.pretrain.theoretical_speedup),
             format!("{:.2}x", p.pretrain.simulated_speedup),

@@ -6,8 +6,8 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    create_folder, draw_speedup, draw_train_heatmaps, ops_csv, step_trace, write_atomic,
-    CountersFile, RunCounters, TrainReport,
+    create_folder, draw_speedup, draw_train_heatmaps, ops_csv, remove_stale_temporaries,
+    step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, run_recipe, sram_grid, RunResult};
 use crate::spec::{load_fabric, load_model, FabricSpec, ModelSpec};
@@ -29,6 +29,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let report = TrainReport::new(&model, &fabric, &runs, common.seed);
 
     create_folder(&out)?;
+    remove_stale_temporaries(&out)?;
     let json = to_json(&report)?;
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv().as_bytes())?;
@@ -52,12 +53,17 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
 
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
-        let mut value = serde_json::to_value(&report).map_err(json_error)?;
-        value["host_seconds"] = serde_json::json!(host_seconds);
-        value["out"] = serde_json::json!(out.display().to_string());
-        let mut text = serde_json::to_string_pretty(&value).map_err(json_error)?;
-        text.push('\n');
-        Ok(text)
+        // The report as written to report.json, plus the run's host time and folder. Spliced as
+        // text: serde_json::Value cannot hold the u128 FLOP counts of a whole recipe.
+        let body = json
+            .trim_end()
+            .strip_suffix('}')
+            .expect("a JSON object")
+            .trim_end();
+        let out_text = serde_json::to_string(&out.display().to_string()).map_err(json_error)?;
+        Ok(format!(
+            "{body},\n  \"host_seconds\": {host_seconds},\n  \"out\": {out_text}\n}}\n"
+        ))
     } else if common.quiet {
         Ok(String::new())
     } else {

@@ -65,14 +65,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io_error)
 }
 
-/// Creates `folder` and its parents, and removes the temporary files a killed earlier run may
-/// have left there (a SIGKILL between writing and renaming); an error names the folder.
+/// Creates `folder` and its parents; an error names the folder.
 pub fn create_folder(folder: &Path) -> Result<()> {
+    std::fs::create_dir_all(folder).map_err(|source| Error::Io {
+        path: folder.display().to_string(),
+        source,
+    })
+}
+
+/// Removes the temporary files a killed earlier run left in `folder` (a SIGKILL between writing
+/// and renaming). Only for a folder one process writes at a time, like `train --out`: sweep
+/// shards share their folder and must not remove each other's files in flight.
+pub fn remove_stale_temporaries(folder: &Path) -> Result<()> {
     let io_error = |source| Error::Io {
         path: folder.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(folder).map_err(io_error)?;
     for entry in std::fs::read_dir(folder).map_err(io_error)? {
         let path = entry.map_err(io_error)?.path();
         let name = path

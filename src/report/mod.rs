@@ -16,7 +16,9 @@ mod trace;
 mod train;
 
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
-pub use files::{create_folder, remove_in_flight_temporaries, write_atomic};
+pub use files::{
+    create_folder, remove_in_flight_temporaries, remove_stale_temporaries, write_atomic,
+};
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use pictures::{

@@ -109,11 +109,12 @@ impl StepReport {
             duration(self.seconds)
         );
         out += &format!(
-            "FLOPs       {} executed of {} dense: {} = {:.1}% of peak ({}-bound)\n",
+            "FLOPs       {} executed of {} dense: {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step ({}-bound)\n",
             si(self.flops_executed as f64, "FLOP"),
             si(self.flops_dense as f64, "FLOP"),
             si(self.flops_per_second, "FLOP/s"),
             100.0 * self.peak_fraction,
+            100.0 * self.breakdown.io as f64 / self.cycles.max(1) as f64,
             if self.bound == "io" { "I/O" } else { "compute" }
         );
         out += &format!(

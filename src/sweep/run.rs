@@ -42,8 +42,16 @@ impl Shard {
 
     pub fn contains(&self, point: &Point) -> bool {
         let hash = u64::from_str_radix(&point.hash(), 16).expect("hash is hex");
-        hash % self.count == self.index - 1
+        mix(hash) % self.count == self.index - 1
     }
+}
+
+/// SplitMix64's finaliser: spreads FNV-1a's low bits, so that small grids split evenly over
+/// shards (the modulo only sees the low bits).
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// What a point's file holds: the point and its figures.

@@ -74,6 +74,10 @@ impl Validation {
 /// All checks, and whether they meet the bounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Validation {
+    pub version: &'static str,
+    /// The engine's masks are drawn from this seed.
+    pub seed: u64,
+    pub fabric: String,
     pub checks: Vec<Check>,
     pub max_abs_error: f64,
     pub mean_abs_error: f64,
@@ -155,8 +159,8 @@ fn shapes() -> Vec<Shape> {
     ]
 }
 
-/// Runs every shape on the engine and the cost model, on `fabric`.
-pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
+/// Runs every shape on the engine and the cost model, on `fabric`; masks from `seed`.
+pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
     let mut checks = Vec::new();
     for shape in shapes() {
         checks.push(match shape {
@@ -176,7 +180,7 @@ pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
                     sparsity: s,
                     region,
                     split,
-                    seed: 1,
+                    seed,
                     form,
                     values: false,
                 };
@@ -210,7 +214,7 @@ pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
                     wavelets: b,
                     algo,
                     values: false,
-                    seed: 1,
+                    seed,
                 };
                 let run = run_collective(fabric, &cfg)?;
                 let model =
@@ -228,6 +232,9 @@ pub fn validate(fabric: &FabricSpec) -> Result<Validation> {
     let max_abs_error = errors.iter().copied().fold(0.0, f64::max);
     let mean_abs_error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
     Ok(Validation {
+        version: crate::VERSION,
+        seed,
+        fabric: fabric.name.clone(),
         passed: max_abs_error <= MAX_ERROR && mean_abs_error <= MAX_MEAN_ERROR,
         checks,
         max_abs_error,

@@ -328,3 +328,23 @@ fn corrupt_or_truncated_counters_are_refused_by_plot() {
         );
     }
 }
+
+#[test]
+fn train_json_carries_whole_recipe_flops_beyond_u64() {
+    let out = fresh_folder("json-xl");
+    let (code, stdout, err) = run_cli(&["train", "--json", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // 2.18e20 FLOPs: more than u64 holds. The stdout document is report.json plus host figures.
+    assert!(
+        stdout.contains("\"flops_dense\": 218398806778343570432"),
+        "exact integer FLOPs"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report["host_seconds"].as_f64().unwrap() > 0.0);
+    let file = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let body = file.trim_end().strip_suffix('}').unwrap();
+    assert!(
+        stdout.starts_with(body.trim_end()),
+        "same fields, same order as report.json"
+    );
+}

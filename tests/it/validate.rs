@@ -7,7 +7,7 @@ use crate::common::run_json;
 
 #[test]
 fn cost_models_stay_within_the_bounds_of_the_engine() {
-    let v = validate(&load_fabric("wse2").unwrap()).unwrap();
+    let v = validate(&load_fabric("wse2").unwrap(), 1).unwrap();
     assert!(v.checks.len() >= 30, "{} shapes", v.checks.len());
     for c in &v.checks {
         // 15% per shape: the model replaces every wavelet by closed forms and random-mask
@@ -59,7 +59,10 @@ fn cost_models_stay_within_the_bounds_of_the_engine() {
 
 #[test]
 fn the_command_prints_the_same_checks_as_json() {
-    let report = run_json(&["validate"]);
+    let report = run_json(&["validate", "--seed", "3"]);
     assert_eq!(report["passed"], true);
+    assert_eq!(report["seed"], 3);
+    assert_eq!(report["fabric"], "wse2");
+    assert!(report["version"].is_string());
     assert!(report["checks"].as_array().unwrap().len() >= 30);
 }
