@@ -39,7 +39,7 @@
 //! (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75 --region 32x32`, one core of a
 //! shared 2-core machine, release build): 90 M events, 23 M wavelet-hops, 352 k cycles × 1024
 //! PEs in 2.1–2.3 s, i.e. ≈ 1 × 10⁷ wavelet-hops and ≈ 1.6 × 10⁸ PE-cycles per host second;
-//! ≈ 290 instructions per event (callgrind), spread over routing, task dispatch, bounds checks
+//! ≈ 270 instructions per event (callgrind), spread over routing, task dispatch, bounds checks
 //! and the calendar's vectors. Fat LTO saves another 8% of instructions.
 //! A full-wafer (994 × 750) broadcast of 16 wavelets needs ≈ 0.5 GB.
 //!
