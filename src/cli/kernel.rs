@@ -88,6 +88,15 @@ pub struct CollectiveArgs {
     /// For broadcast: a whole ROWSxCOLS region instead of --pes along a row.
     #[arg(long)]
     pub region: Option<String>,
+    /// Run along a row (west to east) or a column (north to south).
+    #[arg(long, value_enum, default_value_t = AxisArg::Row)]
+    pub axis: AxisArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AxisArg {
+    Row,
+    Column,
 }
 
 /// The `kernel --json` document.
@@ -220,6 +229,7 @@ fn collective_config(collective: Collective, c: &CollectiveArgs) -> Result<Colle
                 "--pes P: give the number of PEs, at least 1".into(),
             ));
         }
+        (None, Some(p)) if c.axis == AxisArg::Column => (p, 1),
         (None, Some(p)) => (1, p),
     };
     if c.wavelets == 0 {

@@ -19,10 +19,11 @@ pub struct Event {
 
 /// Buckets in the calendar: events closer than this many cycles need no heap operation.
 const HORIZON_CYCLES: u64 = 256;
+const BUCKETS: usize = HORIZON_CYCLES as usize;
 
 #[derive(Debug)]
 pub struct EventQueue {
-    buckets: Vec<Vec<Event>>,
+    buckets: Box<[Vec<Event>; BUCKETS]>,
     now_cycle: u64,
     in_buckets: usize,
     far: BinaryHeap<Reverse<(u64, u64, Event)>>,
@@ -38,7 +39,7 @@ impl Default for EventQueue {
 impl EventQueue {
     pub fn new() -> Self {
         Self {
-            buckets: (0..HORIZON_CYCLES).map(|_| Vec::new()).collect(),
+            buckets: Box::new(std::array::from_fn(|_| Vec::new())),
             now_cycle: 0,
             in_buckets: 0,
             far: BinaryHeap::new(),
@@ -56,7 +57,7 @@ impl EventQueue {
     pub fn push(&mut self, cycle: u64, event: Event) {
         debug_assert!(cycle >= self.now_cycle, "event scheduled in the past");
         if cycle - self.now_cycle < HORIZON_CYCLES {
-            self.buckets[(cycle % HORIZON_CYCLES) as usize].push(event);
+            self.buckets[cycle as usize % BUCKETS].push(event);
             self.in_buckets += 1;
         } else {
             self.far_sequence += 1;
@@ -69,7 +70,7 @@ impl EventQueue {
     /// whose capacity is reused.
     #[inline]
     pub fn take_current(&mut self, spare: Vec<Event>) -> Vec<Event> {
-        let slot = (self.now_cycle % HORIZON_CYCLES) as usize;
+        let slot = self.now_cycle as usize % BUCKETS;
         let events = std::mem::replace(&mut self.buckets[slot], spare);
         self.in_buckets -= events.len();
         events
@@ -84,7 +85,7 @@ impl EventQueue {
             }
         } else {
             self.now_cycle += 1;
-            while self.buckets[(self.now_cycle % HORIZON_CYCLES) as usize].is_empty() {
+            while self.buckets[self.now_cycle as usize % BUCKETS].is_empty() {
                 self.now_cycle += 1;
             }
         }
@@ -98,7 +99,7 @@ impl EventQueue {
                 break;
             }
             let Reverse((cycle, _, event)) = self.far.pop().expect("peeked");
-            self.buckets[(cycle % HORIZON_CYCLES) as usize].push(event);
+            self.buckets[cycle as usize % BUCKETS].push(event);
             self.in_buckets += 1;
         }
     }

@@ -83,7 +83,6 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// Starts the next task the core of `pe` can run at `now`, if any.
-    #[inline(never)]
     fn start_task(&mut self, pe: u32, now: u64) {
         let p = pe as usize;
         loop {
@@ -221,7 +220,6 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// A send queue tries to put its head into its router buffer, over its link.
-    #[inline(never)]
     pub(super) fn inject(&mut self, inj: u32, now: u64) {
         let (ch, link, color, core_pe) = {
             let i = &mut self.injectors[inj as usize];

@@ -50,7 +50,6 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// Tries to move the head of channel `ch` to every output of its route.
-    #[inline(never)]
     pub(super) fn try_forward(&mut self, ch: u32, now: u64) {
         let c = ch as usize;
         self.ch[c].flags &= !PENDING;

@@ -713,3 +713,44 @@ fn chain_reduce_and_broadcast_times_have_closed_forms() {
         );
     }
 }
+
+#[test]
+fn collectives_along_a_column_match_those_along_a_row() {
+    use wafersim::engine::kernels::collective::{
+        contribution, run_collective, Algo, Collective, CollectiveConfig,
+    };
+    let (p, b) = (11u32, 24u64);
+    let sums: Vec<f32> = (0..b)
+        .map(|i| (0..p).map(|pe| contribution(pe, i)).sum())
+        .collect();
+    for (collective, algo) in [
+        (Collective::Reduce, Algo::Chain),
+        (Collective::Reduce, Algo::Tree),
+        (Collective::Allreduce, Algo::Chain),
+        (Collective::Allreduce, Algo::Tree),
+        (Collective::Allreduce, Algo::Ring),
+        (Collective::Broadcast, Algo::Chain),
+    ] {
+        let run = |rows, cols| {
+            let cfg = CollectiveConfig {
+                collective,
+                rows,
+                cols,
+                wavelets: b,
+                algo,
+                values: true,
+                seed: 0,
+            };
+            run_collective(&mini(), &cfg).unwrap()
+        };
+        let (row, column) = (run(1, p), run(p, 1));
+        assert_eq!(
+            row.output.cycles, column.output.cycles,
+            "{collective:?} {algo:?}"
+        );
+        assert_eq!(row.results, column.results, "{collective:?} {algo:?}");
+        if collective == Collective::Allreduce {
+            assert!(column.results.iter().all(|r| *r == sums), "{algo:?}");
+        }
+    }
+}

@@ -1,5 +1,7 @@
-//! Reduce, all-reduce and broadcast of B wavelets (one fp32 value each) along a row of P PEs,
-//! and broadcast over a whole region: the fabric's building blocks and its micro-benchmarks.
+//! Reduce, all-reduce and broadcast of B wavelets (one fp32 value each) along a row or a column
+//! of P PEs (described below for a row; a column runs north to south the same way, same
+//! cycles), and broadcast over a whole region: the fabric's building blocks and its
+//! micro-benchmarks.
 //!
 //! Costs per received wavelet: 1 core cycle (an fp32 add, or a store), plus
 //! `pe.task_activation_cycles` on the first wavelet of each incoming stream (one task per
@@ -87,12 +89,26 @@ pub fn contribution(pe: u32, i: u64) -> f32 {
 
 const TREE_MAX_LEVELS: u32 = 32;
 
+/// A reduce or all-reduce runs along a line of PEs, PE id = position on it: a row (one row,
+/// toward the east) or a column (one column, toward the south). Its length and direction.
+fn line(mesh: Mesh) -> (u32, Port) {
+    if mesh.rows == 1 {
+        (mesh.cols, Port::E)
+    } else {
+        (mesh.rows, Port::S)
+    }
+}
+
 fn levels(p: u32) -> u32 {
     32 - (p.max(1) - 1).leading_zeros()
 }
 
 pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<CollectiveRun> {
-    let p = cfg.cols;
+    let p = line(Mesh {
+        rows: cfg.rows,
+        cols: cfg.cols,
+    })
+    .0;
     match (cfg.collective, cfg.algo) {
         (Collective::Reduce, Algo::Ring) => {
             return Err(Error::Input(
@@ -112,19 +128,23 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
         }
         _ => {}
     }
-    if cfg.collective != Collective::Broadcast && cfg.rows != 1 {
+    if cfg.collective != Collective::Broadcast && cfg.rows != 1 && cfg.cols != 1 {
         return Err(Error::Input(
-            "reduce and all-reduce run along one row: give --pes P".into(),
+            "reduce and all-reduce run along one row or one column: give --pes P".into(),
         ));
     }
-    let width = fabric.geometry.region_width_pes;
-    if cfg.rows == 1 && cfg.cols as u64 > width {
-        return Err(Error::Input(format!(
-            "--pes {}: a row of fabric {}'s user region has {width} PEs, {} too many",
-            cfg.cols,
-            fabric.name,
-            cfg.cols as u64 - width
-        )));
+    let g = &fabric.geometry;
+    for (along, count, limit) in [
+        ("row", cfg.cols, g.region_width_pes),
+        ("column", cfg.rows, g.region_height_pes),
+    ] {
+        if cfg.collective != Collective::Broadcast && count as u64 > limit {
+            return Err(Error::Input(format!(
+                "--pes {count}: a {along} of fabric {}'s user region has {limit} PEs, {} too many",
+                fabric.name,
+                count as u64 - limit
+            )));
+        }
     }
     // Every PE keeps its vector of B fp32 values (the received one, for a broadcast).
     let sram_bytes = cfg
@@ -176,7 +196,7 @@ struct CollectiveKernel {
 }
 
 fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
-    let p = mesh.cols;
+    let p = line(mesh).0;
     let b = cfg.wavelets;
     let streams = match cfg.algo {
         Algo::Tree => levels(p) as usize + 1,
@@ -251,13 +271,15 @@ fn broadcast_program(mesh: Mesh, source: Vec<u64>) -> Program {
 
 /// Chain colors: PE j sends partial sums on color j mod 2; all-reduce broadcasts back on 2.
 fn chain_program(mesh: Mesh, collective: Collective, first: Vec<u64>) -> Program {
-    let p = mesh.cols;
+    let (p, fwd) = line(mesh);
     let mut program = Program::new(mesh, 3);
     let row: Vec<u32> = (0..p).collect();
-    program.routes.chain(&row, Port::E, [0, 1]);
+    program.routes.chain(&row, fwd, [0, 1]);
     if collective == Collective::Allreduce && p > 1 {
         let back: Vec<u32> = (0..p).rev().collect();
-        program.routes.multicast_line(&back, Port::W, 2, Port::Ramp);
+        program
+            .routes
+            .multicast_line(&back, fwd.opposite(), 2, Port::Ramp);
     }
     if p > 1 {
         program.initial_sends.push((0, 0, first));
@@ -280,7 +302,7 @@ fn tree_children(i: u32, p: u32) -> impl Iterator<Item = u32> {
 }
 
 fn tree_program(mesh: Mesh, collective: Collective, values: &dyn Fn(u32) -> Vec<u64>) -> Program {
-    let p = mesh.cols;
+    let (p, fwd) = line(mesh);
     let bcast = levels(p) as u8;
     let mut program = Program::new(mesh, bcast + 1);
     for i in 1..p {
@@ -288,31 +310,29 @@ fn tree_program(mesh: Mesh, collective: Collective, values: &dyn Fn(u32) -> Vec<
         let parent = i - (1 << l);
         program
             .routes
-            .set(i, l as u8, Port::Ramp.bit(), Port::W.bit());
+            .set(i, l as u8, Port::Ramp.bit(), fwd.opposite().bit());
         for mid in parent + 1..i {
             program
                 .routes
-                .set(mid, l as u8, Port::E.bit(), Port::W.bit());
+                .set(mid, l as u8, fwd.bit(), fwd.opposite().bit());
         }
         program
             .routes
-            .set(parent, l as u8, Port::E.bit(), Port::Ramp.bit());
+            .set(parent, l as u8, fwd.bit(), Port::Ramp.bit());
         if tree_children(i, p).next().is_none() {
             program.initial_sends.push((i, l as u8, values(i)));
         }
     }
     if collective == Collective::Allreduce && p > 1 {
         let row: Vec<u32> = (0..p).collect();
-        program
-            .routes
-            .multicast_line(&row, Port::E, bcast, Port::Ramp);
+        program.routes.multicast_line(&row, fwd, bcast, Port::Ramp);
     }
     program
 }
 
 /// Ring colors: PE j sends to j + 1 on color j mod 2; PE P − 1 wraps to PE 0 west on color 2.
 fn ring_program(mesh: Mesh, b: u64, values: &dyn Fn(u32) -> Vec<u64>) -> Program {
-    let p = mesh.cols;
+    let (p, fwd) = line(mesh);
     let mut program = Program::new(mesh, 3);
     if p == 1 {
         return program;
@@ -321,17 +341,17 @@ fn ring_program(mesh: Mesh, b: u64, values: &dyn Fn(u32) -> Vec<u64>) -> Program
         if j + 1 < p {
             program
                 .routes
-                .set(j, (j % 2) as u8, Port::Ramp.bit(), Port::E.bit());
+                .set(j, (j % 2) as u8, Port::Ramp.bit(), fwd.bit());
             program
                 .routes
-                .set(j + 1, (j % 2) as u8, Port::W.bit(), Port::Ramp.bit());
+                .set(j + 1, (j % 2) as u8, fwd.opposite().bit(), Port::Ramp.bit());
         }
         let (input, out) = if j + 1 == p {
-            (Port::Ramp.bit(), Port::W.bit())
+            (Port::Ramp.bit(), fwd.opposite().bit())
         } else if j == 0 {
-            (Port::E.bit(), Port::Ramp.bit())
+            (fwd.bit(), Port::Ramp.bit())
         } else {
-            (Port::E.bit(), Port::W.bit())
+            (fwd.bit(), fwd.opposite().bit())
         };
         program.routes.set(j, 2, input, out);
         let chunk = split_range(b as usize, p as usize, j as usize);
@@ -374,7 +394,7 @@ impl CollectiveKernel {
     }
 
     fn chain(&mut self, pe: u32, color: u8, data: u64, io: &mut TaskIo) -> Work {
-        let p = self.mesh.cols;
+        let p = line(self.mesh).0;
         let stream = if color == 2 { 1 } else { 0 };
         let i = self.received[pe as usize][stream];
         self.received[pe as usize][stream] += 1;
@@ -397,7 +417,7 @@ impl CollectiveKernel {
     }
 
     fn tree(&mut self, pe: u32, color: u8, data: u64, io: &mut TaskIo) -> Work {
-        let p = self.mesh.cols;
+        let p = line(self.mesh).0;
         let level = color as usize;
         let i = self.received[pe as usize][level];
         self.received[pe as usize][level] += 1;
@@ -435,7 +455,7 @@ impl CollectiveKernel {
     /// Ring: the n-th received wavelet of PE i belongs to reduce-scatter step s < P − 1 (chunk
     /// (i − 1 − s) mod P) or all-gather step s (chunk (i − s) mod P), at an offset in the chunk.
     fn ring(&mut self, pe: u32, data: u64, io: &mut TaskIo) -> Work {
-        let p = self.mesh.cols as u64;
+        let p = line(self.mesh).0 as u64;
         let b = self.cfg.wavelets as usize;
         let n = self.received[pe as usize][0];
         self.received[pe as usize][0] += 1;
@@ -496,7 +516,7 @@ impl Kernel for CollectiveKernel {
     }
 
     fn expected(&self) -> Vec<(u32, u8)> {
-        let p = self.mesh.cols;
+        let p = line(self.mesh).0;
         let b = self.cfg.wavelets;
         let mut missing = Vec::new();
         for pe in 0..self.mesh.pes() as u32 {
