@@ -23,6 +23,13 @@ pub struct KernelArgs {
     /// Save the per-PE counters to this file (postcard, behind a versioned header).
     #[arg(long, global = true)]
     pub counters: Option<std::path::PathBuf>,
+    /// Draw the per-PE busy fraction as a heatmap here (.png or .svg).
+    #[arg(long, global = true)]
+    pub heatmap: Option<std::path::PathBuf>,
+    /// Write a Chrome trace-event timeline here (opens in Perfetto): one track per band of PE
+    /// rows, the band's mean busy time by kind.
+    #[arg(long, global = true)]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,10 +46,13 @@ pub enum KernelCommand {
 
 #[derive(Debug, ClapArgs)]
 pub struct GemmArgs {
+    /// Rows of X and Y: tokens, split over the region's PE rows.
     #[arg(long)]
     pub t: usize,
+    /// Inner dimension: columns of X, rows of W.
     #[arg(long)]
     pub k: usize,
+    /// Columns of W and Y.
     #[arg(long)]
     pub n: usize,
     /// Weight sparsity in [0, 1); 0 streams dense (two values per wavelet).
@@ -54,6 +64,7 @@ pub struct GemmArgs {
     /// Column split C_kxC_n (K-groups x N-groups); default: the fewest K-groups that fit SRAM.
     #[arg(long)]
     pub split: Option<String>,
+    /// Which product: forward Y = X·W, dgrad dX = dY·Wᵀ, or wgrad dW = Xᵀ·dY at W's non-zeros.
     #[arg(long, value_enum, default_value_t = FormArg::Forward)]
     pub form: FormArg,
     /// Carry real values through the program (slower; for checking).
@@ -193,10 +204,39 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     };
     let host_seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &args.counters {
-        std::fs::write(path, output.counters.to_bytes()?).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        crate::report::write_atomic(path, &output.counters.to_bytes()?)?;
+    }
+    let summary: Vec<String> = [
+        "t", "k", "n", "sparsity", "region", "pes", "wavelets", "algo",
+    ]
+    .iter()
+    .filter_map(|key| {
+        shape
+            .get(*key)
+            .map(|v| format!("{key} {}", v.to_string().trim_matches('"')))
+    })
+    .collect();
+    let title = format!("{name} ({}) on {}", summary.join(", "), fabric.name);
+    if let Some(path) = &args.heatmap {
+        let counters = &output.counters;
+        let grid = crate::report::plot::Grid::new(
+            counters.cols as usize,
+            counters.rows as usize,
+            counters.busy_fraction_grid(),
+        )?;
+        let style = crate::report::plot::HeatmapStyle::new(
+            format!("PE utilisation: {title}"),
+            "busy fraction of the kernel",
+            0.0,
+            1.0,
+        );
+        crate::report::plot::heatmap(&grid, &style, path)?;
+    }
+    if let Some(path) = &args.trace {
+        let trace = kernel_trace(&output.counters, fabric.clock.clock_hz, &title);
+        let text = serde_json::to_string(&trace)
+            .map_err(|e| Error::Simulation(format!("cannot encode the trace: {e}")))?;
+        crate::report::write_atomic(path, text.as_bytes())?;
     }
     Ok(KernelReport {
         version: crate::VERSION,
@@ -206,6 +246,49 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         shape,
         figures: KernelFigures::new(&fabric, &output, flops_dense, host_seconds),
     })
+}
+
+/// A kernel's timeline, bounded: at most 32 tracks, each a band of PE rows, each showing the
+/// band's mean busy cycles by kind (FMAC, overhead, reduction) laid end to end.
+fn kernel_trace(
+    counters: &crate::engine::MeshCounters,
+    clock_hz: u64,
+    title: &str,
+) -> serde_json::Value {
+    let us = |cycles: f64| cycles * 1e6 / clock_hz as f64;
+    let rows = counters.rows.max(1) as usize;
+    let cols = counters.cols.max(1) as usize;
+    let bands = rows.min(32);
+    let mut events = vec![
+        serde_json::json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": title}}),
+    ];
+    for band in 0..bands {
+        let (first, last) = (band * rows / bands, (band + 1) * rows / bands);
+        let pes = &counters.pes[first * cols..last * cols];
+        let mean = |f: &dyn Fn(&crate::engine::PeCounters) -> u64| {
+            pes.iter().map(f).sum::<u64>() as f64 / pes.len().max(1) as f64
+        };
+        let tid = band as u64 + 1;
+        events.push(
+            serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
+            "args": {"name": format!("PE rows {first}-{}", last - 1)}}),
+        );
+        let mut at = 0.0;
+        for (kind, cycles) in [
+            ("fmac", mean(&|c| c.fmac_cycles)),
+            ("overhead", mean(&|c| c.overhead_cycles)),
+            ("reduction", mean(&|c| c.reduction_cycles)),
+        ] {
+            if cycles > 0.0 {
+                events.push(
+                    serde_json::json!({"name": kind, "cat": "busy", "ph": "X", "pid": 1, "tid": tid,
+                    "ts": us(at), "dur": us(cycles), "args": {"mean_cycles_per_pe": cycles}}),
+                );
+                at += cycles;
+            }
+        }
+    }
+    serde_json::json!({"traceEvents": events, "displayTimeUnit": "ns"})
 }
 
 fn collective_config(collective: Collective, c: &CollectiveArgs) -> Result<CollectiveConfig> {

@@ -127,3 +127,65 @@ fn a_fabric_without_enough_colors_is_refused_naming_the_op() {
         "{err}"
     );
 }
+
+#[test]
+fn step_and_kernel_draw_heatmaps_and_traces_on_request() {
+    let dir = std::env::temp_dir().join(format!("wafersim-pictures-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (png, trace) = (dir.join("step.png"), dir.join("step.json"));
+    let args = [
+        "step",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--sparsity",
+        "0.75",
+        "--quiet",
+        "--heatmap",
+    ];
+    let mut args: Vec<&str> = args.to_vec();
+    args.extend([png.to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
+    let (code, _, err) = run_cli(&args);
+    assert_eq!(code, 0, "{err}");
+    let (kpng, ktrace) = (dir.join("kernel.svg"), dir.join("kernel.json"));
+    let (code, _, err) = run_cli(&[
+        "kernel",
+        "gemm",
+        "--t",
+        "256",
+        "--k",
+        "64",
+        "--n",
+        "32",
+        "--sparsity",
+        "0.5",
+        "--region",
+        "8x8",
+        "--fabric",
+        "mini",
+        "--quiet",
+        "--heatmap",
+        kpng.to_str().unwrap(),
+        "--trace",
+        ktrace.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The step's heatmap covers the 16 x 16 fabric at several pixels per PE.
+    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
+    let info = decoder.read_info().unwrap().info().clone();
+    assert!(
+        info.width >= 16 * 8 && info.height >= 16 * 8,
+        "{} x {}",
+        info.width,
+        info.height
+    );
+    let svg = std::fs::read_to_string(&kpng).unwrap();
+    assert!(roxmltree::Document::parse(&svg).is_ok() && svg.contains("sparsity 0.5"));
+    for path in [&trace, &ktrace] {
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let events = value["traceEvents"].as_array().unwrap();
+        assert!(events.iter().any(|e| e["ph"] == "X"), "{}", path.display());
+        assert!(events.len() < 5_000, "bounded: {}", events.len());
+    }
+}
