@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
 
 use super::spec::{Point, SweepSpec};
@@ -112,38 +114,70 @@ pub fn run_sweep(
         )));
     }
     let points = spec.points();
-    // Load every model and fabric once up front, so that a bad override fails before any work.
+    // Load every model and fabric once up front, so that a bad override fails before any work;
+    // keep a work estimate per point: tokens × non-embedding parameters of a pre-training step,
+    // twice for a sparse point (it simulates the dense baseline as well).
+    let mut work = std::collections::HashMap::new();
     for point in &points {
-        load_point_model(point, origin)?;
+        let model = load_point_model(point, origin)?;
         load_fabric(&point.fabric)?;
+        let step_tokens = model.recipe.pretrain.batch_sequences * model.recipe.pretrain.seq_len;
+        let params = crate::graph::ParamCounts::of(&model).non_embedding;
+        let runs = if point.sparsity > 0.0 { 2 } else { 1 };
+        work.insert(
+            point.hash(),
+            step_tokens.saturating_mul(params).saturating_mul(runs),
+        );
     }
     let folder = out.join("points");
     create_folder(&folder)?;
     let mine: Vec<&Point> = points.iter().filter(|p| shard.contains(p)).collect();
-    let todo: Vec<&Point> = mine
+    let mut todo: Vec<(&Point, u64)> = mine
         .iter()
         .copied()
         .filter(|p| !point_path(out, p).exists())
+        .map(|p| (p, work[&p.hash()]))
         .collect();
-    let done = std::sync::atomic::AtomicU64::new(0);
+    // Largest first, so that the last points to finish are small ones (longest-processing-time
+    // first keeps both threads busy to the end); ties by hash, for a fixed order.
+    todo.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.hash().cmp(&b.0.hash())));
+    let total = todo.len() as u64;
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.max(1))
         .build()
         .map_err(|e| Error::Simulation(format!("cannot start {jobs} threads: {e}")))?;
-    let total = todo.len() as u64;
-    pool.install(|| {
-        todo.par_iter().try_for_each(|point| -> Result<()> {
-            let result = run_point(point, origin)?;
-            let mut json = serde_json::to_string_pretty(&result).map_err(|e| {
-                Error::Simulation(format!("cannot encode point {}: {e}", result.hash))
-            })?;
-            json.push('\n');
-            write_atomic(&point_path(out, point), json.as_bytes())?;
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            progress(n, total);
-            Ok(())
-        })
-    })?;
+    let run_one = |point: &Point| -> Result<()> {
+        let result = run_point(point, origin)?;
+        let mut json = serde_json::to_string_pretty(&result)
+            .map_err(|e| Error::Simulation(format!("cannot encode point {}: {e}", result.hash)))?;
+        json.push('\n');
+        write_atomic(&point_path(out, point), json.as_bytes())?;
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+        Ok(())
+    };
+    // Each worker takes the next point off the sorted list until none is left or one failed.
+    pool.scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|_| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let stop = failure.lock().map_or(true, |f| f.is_some());
+                if i >= todo.len() || stop {
+                    break;
+                }
+                if let Err(e) = run_one(todo[i].0) {
+                    if let Ok(mut f) = failure.lock() {
+                        f.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
     Ok(SweepOutcome {
         points_total: points.len() as u64,
         points_in_shard: mine.len() as u64,
