@@ -33,7 +33,9 @@ pub struct TrainRun {
     pub gap: Vec<GapShare>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One phase of a run (or its total), as report.json, phases.csv and sweep points carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainPhase {
     pub phase: String,
     pub sparsity: f64,
@@ -77,8 +79,12 @@ impl TrainReport {
                 };
                 TrainRun {
                     sparsity: run.sparsity,
-                    phases: run.phases.iter().map(|p| phase_row(p, clock)).collect(),
-                    total: total_row(&run.total, run.sparsity, clock),
+                    phases: run
+                        .phases
+                        .iter()
+                        .map(|p| TrainPhase::of_phase(p, clock))
+                        .collect(),
+                    total: TrainPhase::of_total(&run.total, run.sparsity, clock),
                     gap,
                 }
             })
@@ -227,36 +233,40 @@ pub fn ops_csv(runs: &[RunResult]) -> String {
     out
 }
 
-fn phase_row(p: &PhaseResult, clock: f64) -> TrainPhase {
-    TrainPhase {
-        phase: p.phase.name().to_string(),
-        sparsity: p.sparsity,
-        tokens: p.tokens,
-        steps: p.steps,
-        flops_dense: p.flops_dense,
-        flops_executed: p.flops_executed,
-        cycles: p.cycles,
-        seconds: p.cycles as f64 / clock,
-        theoretical_speedup: p.theoretical_speedup,
-        simulated_speedup: p.simulated_speedup,
-        pe_utilization_mean: p.pe_utilization_mean,
-        breakdown: p.breakdown,
+impl TrainPhase {
+    /// A phase of a run; `clock` (Hz) converts cycles to seconds.
+    pub fn of_phase(p: &PhaseResult, clock: f64) -> TrainPhase {
+        TrainPhase {
+            phase: p.phase.name().to_string(),
+            sparsity: p.sparsity,
+            tokens: p.tokens,
+            steps: p.steps,
+            flops_dense: p.flops_dense,
+            flops_executed: p.flops_executed,
+            cycles: p.cycles,
+            seconds: p.cycles as f64 / clock,
+            theoretical_speedup: p.theoretical_speedup,
+            simulated_speedup: p.simulated_speedup,
+            pe_utilization_mean: p.pe_utilization_mean,
+            breakdown: p.breakdown,
+        }
     }
-}
 
-fn total_row(t: &PhaseTotal, sparsity: f64, clock: f64) -> TrainPhase {
-    TrainPhase {
-        phase: "total".to_string(),
-        sparsity,
-        tokens: t.tokens,
-        steps: t.steps,
-        flops_dense: t.flops_dense,
-        flops_executed: t.flops_executed,
-        cycles: t.cycles,
-        seconds: t.cycles as f64 / clock,
-        theoretical_speedup: t.theoretical_speedup,
-        simulated_speedup: t.simulated_speedup,
-        pe_utilization_mean: t.pe_utilization_mean,
-        breakdown: t.breakdown,
+    /// The whole recipe of a run at `sparsity`.
+    pub fn of_total(t: &PhaseTotal, sparsity: f64, clock: f64) -> TrainPhase {
+        TrainPhase {
+            phase: "total".to_string(),
+            sparsity,
+            tokens: t.tokens,
+            steps: t.steps,
+            flops_dense: t.flops_dense,
+            flops_executed: t.flops_executed,
+            cycles: t.cycles,
+            seconds: t.cycles as f64 / clock,
+            theoretical_speedup: t.theoretical_speedup,
+            simulated_speedup: t.simulated_speedup,
+            pe_utilization_mean: t.pe_utilization_mean,
+            breakdown: t.breakdown,
+        }
     }
 }

@@ -11,7 +11,6 @@ mod spec;
 
 pub use merge::{read_points, sweep_csv};
 pub use run::{
-    load_point_model, point_path, run_sweep, PointFigures, PointResult, Shard, SweepOutcome,
-    POINT_MEMORY_BYTES,
+    load_point_model, point_path, run_sweep, PointResult, Shard, SweepOutcome, POINT_MEMORY_BYTES,
 };
 pub use spec::{Limits, Point, SweepSpec};

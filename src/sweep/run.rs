@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{Point, SweepSpec};
 use crate::error::{Error, Result};
+use crate::report::TrainPhase;
 use crate::report::{create_folder, write_atomic};
-use crate::schedule::{run_recipe, Breakdown};
+use crate::schedule::run_recipe;
 use crate::spec::{load_fabric, model_text, parse_toml, ModelSpec};
 
 /// A shard `i/n` (1-based): the points whose hash modulo n is i − 1.
@@ -63,21 +64,8 @@ pub struct PointResult {
     pub version: String,
     pub hash: String,
     pub point: Point,
-    pub pretrain: PointFigures,
-    pub total: PointFigures,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointFigures {
-    pub flops_dense: u128,
-    pub flops_executed: u128,
-    pub cycles: u64,
-    pub seconds: f64,
-    pub theoretical_speedup: f64,
-    pub simulated_speedup: f64,
-    pub pe_utilization_mean: f64,
-    pub breakdown: Breakdown,
+    pub pretrain: TrainPhase,
+    pub total: TrainPhase,
 }
 
 /// How a sweep went: points run now, points already there, points in other shards.
@@ -246,30 +234,11 @@ fn run_point(point: &Point, origin: &str) -> Result<PointResult> {
     let runs = run_recipe(&model, &fabric, &[point.sparsity])?;
     let run = runs.last().expect("the dense run at least");
     let clock = fabric.clock.clock_hz as f64;
-    let pretrain = &run.phases[0];
     Ok(PointResult {
         version: crate::VERSION.to_string(),
         hash: point.hash(),
         point: point.clone(),
-        pretrain: PointFigures {
-            flops_dense: pretrain.flops_dense,
-            flops_executed: pretrain.flops_executed,
-            cycles: pretrain.cycles,
-            seconds: pretrain.cycles as f64 / clock,
-            theoretical_speedup: pretrain.theoretical_speedup,
-            simulated_speedup: pretrain.simulated_speedup,
-            pe_utilization_mean: pretrain.pe_utilization_mean,
-            breakdown: pretrain.breakdown,
-        },
-        total: PointFigures {
-            flops_dense: run.total.flops_dense,
-            flops_executed: run.total.flops_executed,
-            cycles: run.total.cycles,
-            seconds: run.total.cycles as f64 / clock,
-            theoretical_speedup: run.total.theoretical_speedup,
-            simulated_speedup: run.total.simulated_speedup,
-            pe_utilization_mean: run.total.pe_utilization_mean,
-            breakdown: run.total.breakdown,
-        },
+        pretrain: TrainPhase::of_phase(&run.phases[0], clock),
+        total: TrainPhase::of_total(&run.total, run.sparsity, clock),
     })
 }
