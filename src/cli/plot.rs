@@ -3,6 +3,7 @@
 use super::args::{PlotArgs, PlotWhat};
 use super::Common;
 use crate::error::{Error, Result};
+use crate::report::plot::{heatmap, Grid, HeatmapStyle};
 use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
 
 pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
@@ -13,6 +14,13 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             run,
             kind,
         } => {
+            // `kernel --counters` writes the engine's per-PE counters in a format of their own.
+            let head = std::fs::read(input)
+                .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
+            if head.starts_with(b"WSCNTR") {
+                kernel_heatmap(&head, input, *kind, output)?;
+                return finish(output, common);
+            }
             let file = CountersFile::read(input)?;
             let chosen = match run.as_deref() {
                 // As train draws them: utilisation of the sparsest run, SRAM of the dense one.
@@ -44,6 +52,42 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             output
         }
     };
+    finish(output, common)
+}
+
+/// A heatmap of one kernel run's engine counters: busy fraction, or SRAM bytes per PE.
+fn kernel_heatmap(
+    bytes: &[u8],
+    input: &std::path::Path,
+    kind: HeatmapKind,
+    output: &std::path::Path,
+) -> Result<()> {
+    let counters = crate::engine::MeshCounters::from_bytes(bytes)
+        .map_err(|e| Error::Input(format!("{}: {e}", input.display())))?;
+    let (values, style) = match kind {
+        HeatmapKind::Utilization => (
+            counters.busy_fraction_grid(),
+            HeatmapStyle::new(
+                "PE utilisation of a kernel run",
+                "busy fraction of the kernel",
+                0.0,
+                1.0,
+            ),
+        ),
+        HeatmapKind::Sram => {
+            let values: Vec<f64> = counters.pes.iter().map(|c| c.sram_bytes as f64).collect();
+            let max = values.iter().copied().fold(1.0, f64::max);
+            (
+                values,
+                HeatmapStyle::new("SRAM per PE of a kernel run", "SRAM bytes used", 0.0, max),
+            )
+        }
+    };
+    let grid = Grid::new(counters.cols as usize, counters.rows as usize, values)?;
+    heatmap(&grid, &style, output)
+}
+
+fn finish(output: &std::path::Path, common: &Common) -> Result<String> {
     if common.json {
         let value = serde_json::json!({"version": crate::VERSION, "seed": common.seed, "output": output.display().to_string()});
         return Ok(format!("{value}\n"));

@@ -181,6 +181,42 @@ fn step_and_kernel_draw_heatmaps_and_traces_on_request() {
     );
     let svg = std::fs::read_to_string(&kpng).unwrap();
     assert!(roxmltree::Document::parse(&svg).is_ok() && svg.contains("sparsity 0.5"));
+    // The engine's own counters format is a heatmap source too, and a cut file is refused.
+    let counters = dir.join("kernel.postcard");
+    let (code, _, err) = run_cli(&[
+        "kernel",
+        "reduce",
+        "--pes",
+        "8",
+        "--wavelets",
+        "64",
+        "--fabric",
+        "mini",
+        "--quiet",
+        "--counters",
+        counters.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let redrawn = dir.join("kernel-redrawn.png");
+    let (code, _, err) = run_cli(&[
+        "plot",
+        "heatmap",
+        counters.to_str().unwrap(),
+        "-o",
+        redrawn.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&counters).unwrap();
+    std::fs::write(&counters, &bytes[..bytes.len() - 3]).unwrap();
+    let (code, _, err) = run_cli(&[
+        "plot",
+        "heatmap",
+        counters.to_str().unwrap(),
+        "-o",
+        redrawn.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("kernel.postcard"), "{err}");
     for path in [&trace, &ktrace] {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
