@@ -50,7 +50,8 @@ pub fn elementwise_cost(
     };
     let cycles = pe.task_activation_cycles + work + reduction;
     let ideal = (p.flops).div_ceil(pe.simd_fp16_lanes as u128 * pes as u128) as u64;
-    let sram = elements_pe * 2 * 2;
+    // An input and an output block of the PE's elements.
+    let sram = 2 * elements_pe * pe.operand_bytes;
     let busy = pe.task_activation_cycles + work;
     KernelCost::split(cycles, ideal, 0, reduction, sram, (busy, busy))
 }
