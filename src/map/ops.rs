@@ -35,15 +35,24 @@ pub struct OpPlan {
     pub flops_executed: u128,
 }
 
-/// Places `op` on the fabric's region with at most `working_bytes` of SRAM per PE for its tiles.
-/// Returns `None` when no tile fits. `recompute` adds the forward attention to softmax's dgrad.
+/// Why no tile of an op fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The smallest working set among the tiles within the color budget, in bytes per PE.
+    Sram(u64),
+    /// Every tile routes more colors than the fabric leaves kernels: the fewest it needs.
+    Colors(u64),
+}
+
+/// Places `op` on the fabric's region with at most `working_bytes` of SRAM per PE for its tiles,
+/// or says why no tile fits. `recompute` adds the forward attention to softmax's dgrad.
 pub fn op_plan(
     fabric: &FabricSpec,
     model: &ModelSpec,
     op: &Op,
     working_bytes: u64,
     recompute: Option<&OpPlan>,
-) -> Option<OpPlan> {
+) -> Result<OpPlan, Refusal> {
     let region_rows = fabric.geometry.region_height_pes;
     let region_cols = fabric.geometry.region_width_pes;
     let value_bytes = model.architecture.weight_bytes;
@@ -65,7 +74,7 @@ pub fn op_plan(
     };
     if op.pass == Pass::Update {
         // The optimizer runs off-wafer on the gradients the wgrad ops streamed out.
-        return Some(placed(
+        return Ok(placed(
             op,
             sparse,
             None,
@@ -91,7 +100,7 @@ pub fn op_plan(
         None => {
             let cost = elementwise_cost(fabric, &elementwise_problem(op), region_rows, region_cols);
             if cost.sram_bytes_per_pe > working_bytes {
-                return None;
+                return Err(Refusal::Sram(cost.sram_bytes_per_pe));
             }
             (None, cost)
         }
@@ -105,7 +114,10 @@ pub fn op_plan(
     }
     let mut plan = placed(op, sparse, tile, cost, (io_in_bytes, io_out_bytes), fabric);
     plan.column_relative_sd = column_relative_sd;
-    Some(plan)
+    if plan.colors > fabric.usable_colors() {
+        return Err(Refusal::Colors(plan.colors));
+    }
+    Ok(plan)
 }
 
 fn placed(
@@ -143,13 +155,23 @@ fn placed(
 /// the rest route nothing but the wafer's I/O, which the reserved colors carry.
 fn colors_used(op: &Op, tile: Option<GemmTile>) -> u64 {
     match tile {
-        Some(t) if op.pass == Pass::Wgrad => 1 + if t.rows > 1 { 2 } else { 0 },
-        Some(t) => 1 + if t.c_k > 1 { 2 } else { 0 },
+        Some(t) if op.pass == Pass::Wgrad => tile_colors(GemmForm::AtNonzeros, &t),
+        Some(t) => tile_colors(GemmForm::Streamed, &t),
         None => match elementwise_problem(op).row_reduction {
             true => 3,
             false => 0,
         },
     }
+}
+
+/// Colors of a GEMM on `tile`: the weight (or index) stream, and two alternating ones for the
+/// reduction chain when there is one (along the row for K-groups, down the column for wgrad).
+fn tile_colors(form: GemmForm, tile: &GemmTile) -> u64 {
+    let chain = match form {
+        GemmForm::AtNonzeros => tile.rows > 1,
+        _ => tile.c_k > 1,
+    };
+    1 + 2 * u64::from(chain)
 }
 
 /// The GEMM an op runs and how many times (attention's dgrad computes both operands' gradients).
@@ -226,10 +248,11 @@ fn best_tile(
     region_rows: u64,
     region_cols: u64,
     working_bytes: u64,
-) -> Option<(GemmTile, KernelCost)> {
+) -> Result<(GemmTile, KernelCost), Refusal> {
     let region_pes = region_rows * region_cols;
     let simd = fabric.pe.simd_fp16_lanes;
     let mut best: Option<(GemmTile, KernelCost)> = None;
+    let (mut smallest_sram, mut fewest_colors) = (u64::MAX, u64::MAX);
     for (rows, cols) in tile_regions(p, region_rows, region_cols) {
         let rows_total = if p.form == GemmForm::Activations {
             p.t
@@ -244,8 +267,14 @@ fn best_tile(
             for c_k in split_candidates(cols, p.k) {
                 let c_n = (cols / c_k).min(p.n).max(1);
                 let tile = GemmTile { rows, c_k, c_n };
+                let colors = tile_colors(p.form, &tile);
+                if colors > fabric.usable_colors() {
+                    fewest_colors = fewest_colors.min(colors);
+                    continue;
+                }
                 let cost = gemm_cost(fabric, p, &tile, region_pes);
                 if cost.sram_bytes_per_pe > working_bytes {
+                    smallest_sram = smallest_sram.min(cost.sram_bytes_per_pe);
                     continue;
                 }
                 if best.as_ref().is_none_or(|(_, b)| cost.cycles < b.cycles) {
@@ -254,7 +283,11 @@ fn best_tile(
             }
         }
     }
-    best
+    best.ok_or(if smallest_sram < u64::MAX {
+        Refusal::Sram(smallest_sram)
+    } else {
+        Refusal::Colors(fewest_colors)
+    })
 }
 
 /// Sub-regions to try: the whole region for a single product; for attention's many independent

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::memory::saved_bytes_per_token;
-use super::ops::{op_plan, OpPlan};
+use super::ops::{op_plan, OpPlan, Refusal};
 use super::plan::{MicrobatchGroup, Plan, SramBudget};
 use crate::cost::{timeline, TimelineOp};
 use crate::error::{Error, Result};
@@ -150,13 +150,17 @@ fn plan_with(
                 },
             )
         });
-        let ops = place_ops(model, fabric, step, working, recompute).map_err(|name| {
-            overflow(
-                format!(
-                    "{code} B code + {saved} B saved activations + the smallest tile of op {name}"
-                ),
-                capacity + 1,
-            )
+        let ops = place_ops(model, fabric, step, working, recompute).map_err(|(name, why)| match why {
+            Refusal::Sram(tile) => overflow(
+                format!("{code} B code + {saved} B saved activations + {tile} B for the smallest tile of op {name}"),
+                code + saved + tile,
+            ),
+            Refusal::Colors(colors) => Error::Input(format!(
+                "{}: op {name} routes at least {colors} colors, the fabric leaves kernels {} \
+                 (router.colors - router.colors_reserved)",
+                model.name,
+                fabric.usable_colors()
+            )),
         })?;
         for op in &ops {
             if op.cost.sram_bytes_per_pe > working_max.0 {
@@ -198,7 +202,7 @@ fn place_ops(
     step: &StepGraph,
     working: u64,
     recompute: bool,
-) -> Result<Vec<OpPlan>, String> {
+) -> Result<Vec<OpPlan>, (String, Refusal)> {
     let mut cache: Vec<(String, OpPlan)> = Vec::new();
     let mut ops = Vec::with_capacity(step.graph.node_count());
     for op in step.ops() {
@@ -220,8 +224,8 @@ fn place_ops(
         } else {
             None
         };
-        let placed =
-            op_plan(fabric, model, op, working, extra.as_ref()).ok_or_else(|| op.name.clone())?;
+        let placed = op_plan(fabric, model, op, working, extra.as_ref())
+            .map_err(|why| (op.name.clone(), why))?;
         cache.push((key.to_string(), placed.clone()));
         ops.push(placed);
     }
@@ -240,7 +244,7 @@ fn recompute_cost(
     let mut total: Option<OpPlan> = None;
     for name in ["attn_scores.fwd", "softmax.fwd"] {
         let op = step.op(&format!("layer{layer}.{name}"))?;
-        let placed = op_plan(fabric, model, op, working, None)?;
+        let placed = op_plan(fabric, model, op, working, None).ok()?;
         total = Some(match total {
             None => placed,
             Some(mut t) => {
