@@ -184,6 +184,9 @@ pub struct FlopsArgs {
 pub struct InspectArgs {
     /// A built-in model or fabric name, or a TOML file of either.
     pub target: String,
+    /// For a model: the fabric its steps are mapped onto (microbatch, SRAM use).
+    #[arg(long, default_value = "wse2")]
+    pub fabric: String,
 }
 
 fn parse_sparsity(text: &str) -> Result<f64, String> {

@@ -104,7 +104,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
             Target::Model(model) => {
-                let report = ModelInspect::new(&model, common.seed);
+                let fabric = load_fabric(&inspect.fabric)?;
+                let report = ModelInspect::new(&model, &fabric, common.seed);
                 render(common, &report, || report.render_table())?
             }
             Target::Fabric(fabric) => {

@@ -28,14 +28,37 @@ pub struct PhaseShape {
     pub seq_len: u64,
     /// Ops in the phase's step graph.
     pub ops: usize,
+    /// The dense step mapped onto the fabric (None when it does not fit; `step` says why).
+    pub plan: Option<PlanSummary>,
+}
+
+/// What the mapper chose for a phase's dense step on the inspected fabric.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSummary {
+    pub fabric: String,
+    pub microbatch_sequences: u64,
+    pub microbatches: u64,
+    pub recompute_attention: bool,
+    pub sram: crate::map::SramBudget,
 }
 
 impl ModelInspect {
-    pub fn new(model: &ModelSpec, seed: u64) -> Self {
+    /// The model, and each phase's dense step mapped onto `fabric`.
+    pub fn new(model: &ModelSpec, fabric: &FabricSpec, seed: u64) -> Self {
         let phases = Phase::ALL
             .iter()
             .map(|&phase| {
                 let config = StepConfig::for_phase(model, phase, 0.0);
+                let plan =
+                    crate::map::map_step(model, fabric, config, crate::map::MapOptions::default())
+                        .ok()
+                        .map(|plan| PlanSummary {
+                            fabric: fabric.name.clone(),
+                            microbatch_sequences: plan.microbatch_sequences,
+                            microbatches: plan.microbatches(),
+                            recompute_attention: plan.recompute_attention,
+                            sram: plan.sram,
+                        });
                 PhaseShape {
                     phase,
                     steps: model.phase_steps(phase),
@@ -43,6 +66,7 @@ impl ModelInspect {
                     batch_sequences: config.batch_sequences,
                     seq_len: config.seq_len,
                     ops: StepGraph::build(model, config).graph.node_count(),
+                    plan,
                 }
             })
             .collect();
@@ -102,6 +126,26 @@ impl ModelInspect {
                 ph.seq_len,
                 ph.ops
             );
+            match &ph.plan {
+                Some(p) => {
+                    out += &format!(
+                        "              on {}: {} microbatches of {} sequences{}; SRAM of the most loaded PE {} of {} B \
+                         ({} code, {} saved activations, {} for {})\n",
+                        p.fabric,
+                        p.microbatches,
+                        p.microbatch_sequences,
+                        if p.recompute_attention { ", attention recomputed" } else { "" },
+                        thousands(p.sram.sram_bytes_max as u128),
+                        thousands(p.sram.capacity_bytes as u128),
+                        thousands(p.sram.code_bytes as u128),
+                        thousands(p.sram.saved_activation_bytes as u128),
+                        thousands(p.sram.working_bytes_max as u128),
+                        p.sram.working_op
+                    );
+                }
+                None => out +=
+                    "              does not fit the fabric: run `wafersim step` for the reason\n",
+            }
         }
         out
     }

@@ -225,3 +225,15 @@ fn step_and_kernel_draw_heatmaps_and_traces_on_request() {
         assert!(events.len() < 5_000, "bounded: {}", events.len());
     }
 }
+
+#[test]
+fn inspect_shows_the_plan_the_step_uses() {
+    let inspect = run_json(&["inspect", "mediswift-xl", "--fabric", "wse2"]);
+    let step = run_json(&["step", "mediswift-xl", "--fabric", "wse2"]);
+    let plan = &inspect["phases"][0]["plan"];
+    assert_eq!(plan["microbatch_sequences"], step["microbatch_sequences"]);
+    assert_eq!(plan["sram"]["sram_bytes_max"], step["sram_bytes_max"]);
+    // A fabric too small for XL: inspect still answers, without a plan.
+    let tiny = run_json(&["inspect", "mediswift-xl", "--fabric", "mini"]);
+    assert!(tiny["phases"][0]["plan"].is_null());
+}
