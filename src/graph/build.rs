@@ -397,19 +397,39 @@ impl<'a> Builder<'a> {
 
     fn softmax_op(&self, layer: u64, pass: Pass) -> Op {
         let z = self.sizes();
-        let rows = z.t * z.a;
-        let flops = backward_factor(pass) * SOFTMAX_FLOPS_PER_ELEMENT * rows * z.s;
-        let tensors = if pass == Pass::Forward { 2 } else { 3 };
-        elementwise_op(
-            prefixed(Some(layer), "softmax"),
-            Some(layer),
+        self.activation_op(
+            layer,
             OpKind::Softmax,
             pass,
+            (z.t * z.a, z.s),
+            SOFTMAX_FLOPS_PER_ELEMENT,
+        )
+    }
+
+    /// A layer's element-wise activation (softmax, GeLU) over `rows × cols`: `per_element` FLOPs
+    /// forward, `ELEMENTWISE_BACKWARD_FACTOR` times that backward; reads and writes two tensors
+    /// forward (input, output), three backward (output, its gradient, the input's gradient).
+    fn activation_op(
+        &self,
+        layer: u64,
+        kind: OpKind,
+        pass: Pass,
+        (rows, cols): (u128, u128),
+        per_element: u128,
+    ) -> Op {
+        let flops = backward_factor(pass) * per_element * rows * cols;
+        let tensors = if pass == Pass::Forward { 2 } else { 3 };
+        let name = prefixed(Some(layer), kind.name());
+        elementwise_op(
+            name,
+            Some(layer),
+            kind,
+            pass,
             rows,
-            z.s,
+            cols,
             flops,
             tensors,
-            z.ab,
+            self.sizes().ab,
         )
     }
 
@@ -430,18 +450,12 @@ impl<'a> Builder<'a> {
 
     fn gelu_op(&self, layer: u64, pass: Pass) -> Op {
         let z = self.sizes();
-        let flops = backward_factor(pass) * GELU_FLOPS_PER_ELEMENT * z.t * z.f;
-        let tensors = if pass == Pass::Forward { 2 } else { 3 };
-        elementwise_op(
-            prefixed(Some(layer), "gelu"),
-            Some(layer),
+        self.activation_op(
+            layer,
             OpKind::Gelu,
             pass,
-            z.t,
-            z.f,
-            flops,
-            tensors,
-            z.ab,
+            (z.t, z.f),
+            GELU_FLOPS_PER_ELEMENT,
         )
     }
 
