@@ -25,7 +25,8 @@ fn wafer_pattern(width: usize, height: usize) -> Vec<f64> {
 fn main() -> wafersim::Result<()> {
     let out = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "/tmp/wafersim-plots".to_string());
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("wafersim-plots"));
     let out = Path::new(&out);
     std::fs::create_dir_all(out).map_err(|source| wafersim::Error::Io {
         path: out.display().to_string(),
