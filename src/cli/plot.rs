@@ -21,7 +21,7 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
                 kernel_heatmap(&head, input, *kind, output)?;
                 return finish(output, common);
             }
-            let file = CountersFile::read(input)?;
+            let file = CountersFile::from_bytes(&head, input)?;
             let chosen = match run.as_deref() {
                 // As train draws them: utilisation of the sparsest run, SRAM of the dense one.
                 None if *kind == HeatmapKind::Sram => file.runs.first(),

@@ -50,7 +50,12 @@ impl CountersFile {
     pub fn read(path: &Path) -> Result<CountersFile> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", path.display())))?;
-        Self::decode(&bytes).map_err(|why| Error::Input(format!("{}: {why}", path.display())))
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Decodes a file's bytes already read; `path` names it in messages.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<CountersFile> {
+        Self::decode(bytes).map_err(|why| Error::Input(format!("{}: {why}", path.display())))
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<CountersFile, String> {
