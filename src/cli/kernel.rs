@@ -6,12 +6,15 @@ use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::Common;
+use crate::cost::{collective_cycles, fmac_ops, gemm_cost, GemmProblem};
+use crate::engine::check_region;
 use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
-use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm};
+use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout};
 use crate::engine::kernels::KernelFigures;
 use crate::error::{Error, Result};
 use crate::report::{si, thousands, Table};
-use crate::spec::{check_sparsity, load_fabric};
+use crate::sparsity::nonzeros_expected;
+use crate::spec::{check_sparsity, load_fabric, FabricSpec};
 
 #[derive(Debug, ClapArgs)]
 pub struct KernelArgs {
@@ -30,6 +33,17 @@ pub struct KernelArgs {
     /// rows, the band's mean busy time by kind.
     #[arg(long, global = true)]
     pub trace: Option<std::path::PathBuf>,
+    /// How the kernel is computed: wavelet by wavelet on the engine, or by the closed-form cost
+    /// model that full-wafer steps use (instant at any size the fabric holds; no per-PE counters).
+    #[arg(long, value_enum, default_value_t = Fidelity::Wavelet, global = true)]
+    pub fidelity: Fidelity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fidelity {
+    Wavelet,
+    Model,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +131,7 @@ pub struct KernelReport {
     pub seed: u64,
     pub fabric: String,
     pub kernel: String,
+    pub fidelity: Fidelity,
     #[serde(flatten)]
     pub shape: serde_json::Map<String, serde_json::Value>,
     #[serde(flatten)]
@@ -141,64 +156,28 @@ pub fn parse_grid(flag: &str, text: &str) -> Result<(u32, u32)> {
 
 pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     let fabric = load_fabric(&args.fabric)?;
+    if args.fidelity == Fidelity::Model {
+        return execute_model(args, common, &fabric);
+    }
     let mut shape = serde_json::Map::new();
     let start = Instant::now();
     let (name, output, flops_dense) = match &args.kernel {
         KernelCommand::Gemm(g) => {
-            check_sparsity("--sparsity", g.sparsity)?;
-            let region = parse_grid("--region", &g.region)?;
-            let split = g
-                .split
-                .as_deref()
-                .map(|s| parse_grid("--split", s))
-                .transpose()?;
-            let form = match g.form {
-                FormArg::Forward => GemmForm::Forward,
-                FormArg::Dgrad => GemmForm::Dgrad,
-                FormArg::Wgrad => GemmForm::Wgrad,
-            };
-            let cfg = GemmConfig {
-                t: g.t,
-                k: g.k,
-                n: g.n,
-                sparsity: g.sparsity,
-                region,
-                split,
-                seed: common.seed,
-                form,
-                values: g.values,
-            };
+            let cfg = gemm_config(g, common.seed)?;
             let run = run_gemm(&fabric, &cfg)?;
-            for (key, value) in [
-                ("t", g.t.into()),
-                ("k", g.k.into()),
-                ("n", g.n.into()),
-                ("sparsity", g.sparsity.into()),
-                ("form", serde_json::to_value(form).unwrap_or_default()),
-                ("region", format!("{}x{}", region.0, region.1).into()),
-                ("split", format!("{}x{}", run.plan.ck, run.plan.cn).into()),
-                ("nonzeros", run.plan.mask.nonzeros().into()),
-            ] {
-                shape.insert(key.into(), value);
-            }
-            let flops = 2 * (g.t * g.k * g.n) as u128;
-            ("gemm", run.output, flops)
+            gemm_shape(
+                &mut shape,
+                &cfg,
+                (run.plan.ck, run.plan.cn),
+                run.plan.mask.nonzeros(),
+            );
+            ("gemm", run.output, gemm_flops(g))
         }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
-            let collective = match &args.kernel {
-                KernelCommand::Reduce(_) => Collective::Reduce,
-                KernelCommand::Allreduce(_) => Collective::Allreduce,
-                _ => Collective::Broadcast,
-            };
+            let collective = collective_of(&args.kernel);
             let cfg = collective_config(collective, c)?;
             let output = run_collective(&fabric, &cfg)?.output;
-            shape.insert("pes".into(), (cfg.rows as u64 * cfg.cols as u64).into());
-            shape.insert("region".into(), format!("{}x{}", cfg.rows, cfg.cols).into());
-            shape.insert("wavelets".into(), cfg.wavelets.into());
-            shape.insert(
-                "algo".into(),
-                serde_json::to_value(cfg.algo).unwrap_or_default(),
-            );
+            collective_shape(&mut shape, &cfg);
             (collective.name(), output, 0)
         }
     };
@@ -243,9 +222,168 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         seed: common.seed,
         fabric: fabric.name.clone(),
         kernel: name.into(),
+        fidelity: Fidelity::Wavelet,
         shape,
         figures: KernelFigures::new(&fabric, &output, flops_dense, host_seconds),
     })
+}
+
+/// `--fidelity model`: the cost model full-wafer steps use, for the same kernel and flags.
+fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Result<KernelReport> {
+    for (flag, given) in [
+        ("--counters", args.counters.is_some()),
+        ("--heatmap", args.heatmap.is_some()),
+        ("--trace", args.trace.is_some()),
+    ] {
+        if given {
+            return Err(Error::Input(format!(
+                "{flag} needs --fidelity wavelet: the cost model has no per-PE counters"
+            )));
+        }
+    }
+    let mut shape = serde_json::Map::new();
+    let start = Instant::now();
+    let (name, figures) = match &args.kernel {
+        KernelCommand::Gemm(g) => {
+            if g.values {
+                return Err(Error::Input(
+                    "--values needs --fidelity wavelet: the cost model carries no values".into(),
+                ));
+            }
+            let cfg = gemm_config(g, common.seed)?;
+            let layout = GemmLayout::new(fabric, &cfg)?;
+            let elements = layout.k_in as u64 * layout.n_out as u64;
+            let nonzeros = if layout.dense {
+                elements
+            } else {
+                nonzeros_expected(elements, cfg.sparsity)
+            };
+            let (problem, tile) = GemmProblem::of_layout(&layout, nonzeros);
+            let pes = tile.rows * tile.columns();
+            let cost = gemm_cost(fabric, &problem, &tile, pes);
+            gemm_shape(&mut shape, &cfg, (layout.ck, layout.cn), problem.nonzeros);
+            let host_seconds = start.elapsed().as_secs_f64();
+            let mut figures = KernelFigures::from_gemm_cost(
+                fabric,
+                &cost,
+                pes,
+                (gemm_flops(g), fmac_ops(&problem)),
+                host_seconds,
+            );
+            figures.sram_bytes_max = layout.sram_bytes_max;
+            ("gemm", figures)
+        }
+        KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
+            let collective = collective_of(&args.kernel);
+            let cfg = collective_config(collective, c)?;
+            if cfg.rows > 1 && cfg.cols > 1 {
+                return Err(Error::Input(
+                    "--region with --fidelity model: the cost model covers collectives along one row or \
+                     column (--pes P); a region broadcast runs on the wavelet-level engine only"
+                        .into(),
+                ));
+            }
+            check_region(fabric, cfg.rows as u64, cfg.cols as u64)?;
+            let pes = cfg.rows as u64 * cfg.cols as u64;
+            let cycles = collective_cycles(
+                fabric,
+                collective.into(),
+                cfg.algo.into(),
+                pes,
+                cfg.wavelets,
+            );
+            collective_shape(&mut shape, &cfg);
+            let host_seconds = start.elapsed().as_secs_f64();
+            (
+                collective.name(),
+                KernelFigures::from_cycles(fabric, cycles, pes, 0, host_seconds),
+            )
+        }
+    };
+    Ok(KernelReport {
+        version: crate::VERSION,
+        seed: common.seed,
+        fabric: fabric.name.clone(),
+        kernel: name.into(),
+        fidelity: Fidelity::Model,
+        shape,
+        figures,
+    })
+}
+
+fn gemm_config(g: &GemmArgs, seed: u64) -> Result<GemmConfig> {
+    check_sparsity("--sparsity", g.sparsity)?;
+    let region = parse_grid("--region", &g.region)?;
+    let split = g
+        .split
+        .as_deref()
+        .map(|s| parse_grid("--split", s))
+        .transpose()?;
+    let form = match g.form {
+        FormArg::Forward => GemmForm::Forward,
+        FormArg::Dgrad => GemmForm::Dgrad,
+        FormArg::Wgrad => GemmForm::Wgrad,
+    };
+    Ok(GemmConfig {
+        t: g.t,
+        k: g.k,
+        n: g.n,
+        sparsity: g.sparsity,
+        region,
+        split,
+        seed,
+        form,
+        values: g.values,
+    })
+}
+
+/// FLOPs of the GEMM without zero skipping.
+fn gemm_flops(g: &GemmArgs) -> u128 {
+    2 * g.t as u128 * g.k as u128 * g.n as u128
+}
+
+fn gemm_shape(
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+    cfg: &GemmConfig,
+    (ck, cn): (u32, u32),
+    nonzeros: u64,
+) {
+    for (key, value) in [
+        ("t", cfg.t.into()),
+        ("k", cfg.k.into()),
+        ("n", cfg.n.into()),
+        ("sparsity", cfg.sparsity.into()),
+        ("form", serde_json::to_value(cfg.form).unwrap_or_default()),
+        (
+            "region",
+            format!("{}x{}", cfg.region.0, cfg.region.1).into(),
+        ),
+        ("split", format!("{ck}x{cn}").into()),
+        ("nonzeros", nonzeros.into()),
+    ] {
+        shape.insert(key.into(), value);
+    }
+}
+
+fn collective_of(kernel: &KernelCommand) -> Collective {
+    match kernel {
+        KernelCommand::Reduce(_) => Collective::Reduce,
+        KernelCommand::Allreduce(_) => Collective::Allreduce,
+        _ => Collective::Broadcast,
+    }
+}
+
+fn collective_shape(
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+    cfg: &CollectiveConfig,
+) {
+    shape.insert("pes".into(), (cfg.rows as u64 * cfg.cols as u64).into());
+    shape.insert("region".into(), format!("{}x{}", cfg.rows, cfg.cols).into());
+    shape.insert("wavelets".into(), cfg.wavelets.into());
+    shape.insert(
+        "algo".into(),
+        serde_json::to_value(cfg.algo).unwrap_or_default(),
+    );
 }
 
 /// A kernel's timeline, bounded: at most 32 tracks, each a band of PE rows, each showing the
@@ -341,7 +479,14 @@ impl KernelReport {
         let f = &self.figures;
         let mut table = Table::new(["figure", "value"]);
         let mut row = |k: &str, v: String| table.row([k.to_string(), v]);
-        row("kernel", format!("{} on {}", self.kernel, self.fabric));
+        let how = match self.fidelity {
+            Fidelity::Wavelet => "wavelet-level engine",
+            Fidelity::Model => "cost model",
+        };
+        row(
+            "kernel",
+            format!("{} on {} ({how})", self.kernel, self.fabric),
+        );
         for (k, v) in &self.shape {
             row(k, v.to_string().trim_matches('"').to_string());
         }
@@ -355,30 +500,53 @@ impl KernelReport {
                 si(f.flops_executed as f64, "FLOP")
             ),
         );
-        row(
-            "wavelets sent / received",
-            format!(
-                "{} / {}",
-                thousands(f.wavelets_sent as u128),
-                thousands(f.wavelets_received as u128)
-            ),
-        );
-        row("wavelet hops", thousands(f.wavelet_hops as u128));
-        row(
-            "PE utilization mean / max",
-            format!(
-                "{:.1}% / {:.1}%",
-                100.0 * f.pe_utilization_mean,
-                100.0 * f.pe_utilization_max
-            ),
-        );
+        if let (Some(sent), Some(received)) = (f.wavelets_sent, f.wavelets_received) {
+            row(
+                "wavelets sent / received",
+                format!(
+                    "{} / {}",
+                    thousands(sent as u128),
+                    thousands(received as u128)
+                ),
+            );
+        }
+        if let Some(hops) = f.wavelet_hops {
+            row("wavelet hops", thousands(hops as u128));
+        }
+        if let (Some(mean), Some(max)) = (f.pe_utilization_mean, f.pe_utilization_max) {
+            row(
+                "PE utilization mean / max",
+                format!("{:.1}% / {:.1}%", 100.0 * mean, 100.0 * max),
+            );
+        }
+        if let Some(m) = &f.model_breakdown {
+            let share = |c: u64| 100.0 * c as f64 / f.cycles.max(1) as f64;
+            row(
+                "compute / imbalance",
+                format!(
+                    "{:.1}% / {:.1}%",
+                    share(m.compute_cycles),
+                    share(m.imbalance_cycles)
+                ),
+            );
+            row(
+                "reduction / overhead",
+                format!(
+                    "{:.1}% / {:.1}%",
+                    share(m.reduction_cycles),
+                    share(m.overhead_cycles)
+                ),
+            );
+        }
         row("SRAM bytes max", thousands(f.sram_bytes_max as u128));
         row("host seconds", format!("{:.3}", f.host_seconds));
-        row("PE-cycles / host s", si(f.pe_cycles_per_host_second, ""));
-        row(
-            "wavelet hops / host s",
-            si(f.wavelet_hops_per_host_second, ""),
-        );
+        if self.fidelity == Fidelity::Wavelet {
+            // Simulation throughput; a closed form's rate says nothing.
+            row("PE-cycles / host s", si(f.pe_cycles_per_host_second, ""));
+        }
+        if let Some(rate) = f.wavelet_hops_per_host_second {
+            row("wavelet hops / host s", si(rate, ""));
+        }
         table.render()
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::engine::kernels::collective::{Algo, Collective};
 use crate::spec::FabricSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +23,26 @@ pub enum CollectiveAlgo {
     Chain,
     Tree,
     Ring,
+}
+
+impl From<Collective> for CollectiveKind {
+    fn from(kind: Collective) -> Self {
+        match kind {
+            Collective::Reduce => CollectiveKind::Reduce,
+            Collective::Allreduce => CollectiveKind::Allreduce,
+            Collective::Broadcast => CollectiveKind::Broadcast,
+        }
+    }
+}
+
+impl From<Algo> for CollectiveAlgo {
+    fn from(algo: Algo) -> Self {
+        match algo {
+            Algo::Chain => CollectiveAlgo::Chain,
+            Algo::Tree => CollectiveAlgo::Tree,
+            Algo::Ring => CollectiveAlgo::Ring,
+        }
+    }
 }
 
 /// Cycles of a collective of `b` wavelets per PE over `p` PEs in a row.

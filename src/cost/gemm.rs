@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::{expected_binomial_max, KernelCost};
-use crate::engine::kernels::gemm::fmac_cycles;
+use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayout};
 use crate::spec::FabricSpec;
 
 /// Which operand streams and what the output is.
@@ -39,6 +39,32 @@ pub struct GemmProblem {
     /// Non-zeros of the k×n weight (k·n when dense).
     pub nonzeros: u64,
     pub sparse: bool,
+}
+
+impl GemmProblem {
+    /// The problem and tile of a GEMM laid out for the engine's kernel, with `nonzeros` kept
+    /// entries of its streamed weight: what `validate` and `kernel --fidelity model` evaluate.
+    pub fn of_layout(layout: &GemmLayout, nonzeros: u64) -> (GemmProblem, GemmTile) {
+        let problem = GemmProblem {
+            form: if layout.form == EngineForm::Wgrad {
+                GemmForm::AtNonzeros
+            } else {
+                GemmForm::Streamed
+            },
+            batch: 1,
+            t: layout.t as u64,
+            k: layout.k_in as u64,
+            n: layout.n_out as u64,
+            nonzeros,
+            sparse: !layout.dense,
+        };
+        let tile = GemmTile {
+            rows: layout.rows as u64,
+            c_k: layout.ck as u64,
+            c_n: layout.cn as u64,
+        };
+        (problem, tile)
+    }
 }
 
 /// How the region's columns are split between K and N, and how many rows it uses.

@@ -7,10 +7,7 @@
 
 use serde::Serialize;
 
-use crate::cost::{
-    collective_cycles, gemm_cost, gemm_cost_with_counts, CollectiveAlgo, CollectiveKind,
-    GemmForm as CostForm, GemmProblem, GemmTile,
-};
+use crate::cost::{collective_cycles, gemm_cost, gemm_cost_with_counts, GemmProblem};
 use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmPlan};
 use crate::error::Result;
@@ -185,7 +182,7 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
                     values: false,
                 };
                 let run = run_gemm(fabric, &cfg)?;
-                let (model, exact) = gemm_models(fabric, &run.plan, form);
+                let (model, exact) = gemm_models(fabric, &run.plan);
                 let (ck, cn) = (run.plan.ck, run.plan.cn);
                 let mut c = check(
                     format!(
@@ -217,8 +214,7 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
                     seed,
                 };
                 let run = run_collective(fabric, &cfg)?;
-                let model =
-                    collective_cycles(fabric, cost_kind(kind), cost_algo(algo), p as u64, b);
+                let model = collective_cycles(fabric, kind.into(), algo.into(), p as u64, b);
                 check(
                     format!("{} {}", kind.name(), algo_name(algo)),
                     format!("pes {p} wavelets {b}"),
@@ -244,25 +240,8 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
 
 /// The cost model of a planned engine GEMM: closed form, and with the plan's exact per-PE
 /// non-zero counts.
-fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan, form: GemmForm) -> (u64, u64) {
-    let problem = GemmProblem {
-        form: if form == GemmForm::Wgrad {
-            CostForm::AtNonzeros
-        } else {
-            CostForm::Streamed
-        },
-        batch: 1,
-        t: plan.t as u64,
-        k: plan.k_in as u64,
-        n: plan.n_out as u64,
-        nonzeros: plan.mask.nonzeros(),
-        sparse: !plan.dense,
-    };
-    let tile = GemmTile {
-        rows: plan.rows as u64,
-        c_k: plan.ck as u64,
-        c_n: plan.cn as u64,
-    };
+fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan) -> (u64, u64) {
+    let (problem, tile) = GemmProblem::of_layout(plan, plan.mask.nonzeros());
     let pes = tile.rows * tile.columns();
     let counts = plan.nonzeros_per_pe_column();
     (
@@ -279,22 +258,6 @@ fn check(kernel: String, shape: String, engine_cycles: u64, model_cycles: u64) -
         model_cycles,
         error: (model_cycles as f64 - engine_cycles as f64) / engine_cycles.max(1) as f64,
         model_exact_cycles: None,
-    }
-}
-
-fn cost_kind(kind: Collective) -> CollectiveKind {
-    match kind {
-        Collective::Reduce => CollectiveKind::Reduce,
-        Collective::Allreduce => CollectiveKind::Allreduce,
-        Collective::Broadcast => CollectiveKind::Broadcast,
-    }
-}
-
-fn cost_algo(algo: Algo) -> CollectiveAlgo {
-    match algo {
-        Algo::Chain => CollectiveAlgo::Chain,
-        Algo::Tree => CollectiveAlgo::Tree,
-        Algo::Ring => CollectiveAlgo::Ring,
     }
 }
 

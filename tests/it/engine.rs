@@ -171,6 +171,152 @@ fn bad_kernel_flags_exit_2_naming_the_flag() {
     }
 }
 
+/// The validate check of a shape, by kernel and shape text.
+fn validate_check(json: &serde_json::Value, kernel: &str, shape: &str) -> serde_json::Value {
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kernel"] == kernel && c["shape"].as_str().unwrap().starts_with(shape))
+        .unwrap_or_else(|| panic!("no check {kernel} {shape}"))
+        .clone()
+}
+
+#[test]
+fn fidelity_model_gives_the_cost_model_that_validate_checks_against_the_engine() {
+    let validation = crate::common::run_json(&["validate"]);
+    let gemm = [
+        "kernel",
+        "gemm",
+        "--t",
+        "256",
+        "--k",
+        "512",
+        "--n",
+        "128",
+        "--sparsity",
+        "0.75",
+        "--region",
+        "8x8",
+    ];
+    let wavelet = crate::common::run_json(&gemm);
+    let model = crate::common::run_json(&[&gemm[..], &["--fidelity", "model"]].concat());
+    let check = validate_check(
+        &validation,
+        "gemm forward",
+        "t 256 k 512 n 128 s 0.75 region 8x8",
+    );
+    assert_eq!(wavelet["fidelity"], "wavelet");
+    assert_eq!(model["fidelity"], "model");
+    assert_eq!(model["cycles"], check["model_cycles"]);
+    assert_eq!(wavelet["cycles"], check["engine_cycles"]);
+    for field in [
+        "flops_dense",
+        "flops_executed",
+        "fmac_ops",
+        "nonzeros",
+        "split",
+        "sram_bytes_max",
+    ] {
+        assert_eq!(model[field], wavelet[field], "{field}");
+    }
+    // What only the engine counts is left out, not made up.
+    for field in ["wavelets_sent", "wavelet_hops", "events", "breakdown"] {
+        assert!(model.get(field).is_none(), "{field}");
+    }
+    let parts = &model["model_breakdown"];
+    let sum: u64 = [
+        "compute_cycles",
+        "imbalance_cycles",
+        "reduction_cycles",
+        "overhead_cycles",
+    ]
+    .iter()
+    .map(|k| parts[*k].as_u64().unwrap())
+    .sum();
+    assert_eq!(sum, model["cycles"].as_u64().unwrap());
+    let utilization = model["pe_utilization_mean"].as_f64().unwrap();
+    assert!(utilization > 0.5 && utilization <= 1.0, "{utilization}");
+
+    let reduce = ["kernel", "reduce", "--pes", "16", "--wavelets", "256"];
+    let model = crate::common::run_json(&[&reduce[..], &["--fidelity", "model"]].concat());
+    let check = validate_check(&validation, "reduce chain", "pes 16 wavelets 256");
+    assert_eq!(model["cycles"], check["model_cycles"]);
+}
+
+#[test]
+fn fidelity_model_runs_a_full_wafer_gemm_the_engine_refuses() {
+    let args = [
+        "kernel",
+        "gemm",
+        "--t",
+        "200000",
+        "--k",
+        "8192",
+        "--n",
+        "8192",
+        "--sparsity",
+        "0.75",
+        "--region",
+        "994x750",
+    ];
+    let (code, _, err) = crate::common::run_cli(&args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--fidelity model"), "{err}");
+    let json = crate::common::run_json(&[&args[..], &["--fidelity", "model"]].concat());
+    assert_eq!(json["region"], "994x750");
+    assert_eq!(json["flops_dense"], 2u64 * 200_000 * 8192 * 8192);
+    assert_eq!(json["fmac_ops"], 200_000u64 * 8192 * 8192 / 4);
+    let cycles = json["cycles"].as_u64().unwrap();
+    // At least the FMACs spread over every PE at 4 per cycle.
+    assert!(
+        cycles >= 200_000 * 8192 * 8192 / 4 / (994 * 750) / 4,
+        "{cycles}"
+    );
+}
+
+#[test]
+fn fidelity_model_refuses_what_it_cannot_give() {
+    let gemm = [
+        "kernel", "gemm", "--t", "64", "--k", "64", "--n", "64", "--region", "4x4",
+    ];
+    for (extra, needle) in [
+        (
+            vec!["--heatmap", "x.png"],
+            "--heatmap needs --fidelity wavelet",
+        ),
+        (
+            vec!["--counters", "x.postcard"],
+            "--counters needs --fidelity wavelet",
+        ),
+        (
+            vec!["--trace", "x.json"],
+            "--trace needs --fidelity wavelet",
+        ),
+        (vec!["--values"], "--values needs --fidelity wavelet"),
+    ] {
+        let args = [&gemm[..], &["--fidelity", "model"], &extra[..]].concat();
+        let (code, _, err) = crate::common::run_cli(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let (code, _, err) = crate::common::run_cli(&[
+        "kernel",
+        "broadcast",
+        "--region",
+        "4x4",
+        "--wavelets",
+        "8",
+        "--fidelity",
+        "model",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("region broadcast runs on the wavelet-level engine only"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_tile_that_does_not_fit_names_the_pe_tensors_and_bytes_over() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fabric/mini.toml"))

@@ -104,9 +104,11 @@ pub struct GemmConfig {
     pub values: bool,
 }
 
-/// A GEMM resolved onto the region: the product computed as `T × K_in` times `K_in × N_out`.
+/// A GEMM resolved onto the region, before any mask is drawn: the product computed as
+/// `T × K_in` times `K_in × N_out`, the split of the columns and the SRAM it needs. What the
+/// cost model needs (`kernel --fidelity model`), at any size the fabric holds.
 #[derive(Debug, Clone)]
-pub struct GemmPlan {
+pub struct GemmLayout {
     pub t: usize,
     pub k_in: usize,
     pub n_out: usize,
@@ -116,14 +118,57 @@ pub struct GemmPlan {
     pub cn: u32,
     /// Two fp16 values per wavelet, no index (sparsity 0); else one value + index.
     pub dense: bool,
-    /// Kept entries of the streamed `K_in × N_out` weight.
-    pub mask: Mask,
     pub sram_bytes_max: u64,
     pub form: GemmForm,
 }
 
+/// A GEMM planned for the wavelet-level engine: its layout (reachable through `Deref`, so
+/// `plan.ck` is `plan.layout.ck`) and the streamed weight's mask.
+#[derive(Debug, Clone)]
+pub struct GemmPlan {
+    pub layout: GemmLayout,
+    /// Kept entries of the streamed `K_in × N_out` weight.
+    pub mask: Mask,
+}
+
+impl std::ops::Deref for GemmPlan {
+    type Target = GemmLayout;
+
+    fn deref(&self) -> &GemmLayout {
+        &self.layout
+    }
+}
+
 impl GemmPlan {
-    /// Resolves `cfg` on `fabric`: the streamed weight's mask, the split, the SRAM check.
+    /// Resolves `cfg` on `fabric` ([`GemmLayout::new`]) and draws the streamed weight's mask;
+    /// refuses matrices too large to stream wavelet by wavelet.
+    pub fn new(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<Self> {
+        let layout = GemmLayout::new(fabric, cfg)?;
+        let elements = (cfg.k as u128) * (cfg.n as u128);
+        if elements > MAX_WEIGHT_ELEMENTS as u128
+            || cfg.t as u128 * cfg.k.max(cfg.n) as u128 > MAX_WEIGHT_ELEMENTS as u128
+        {
+            return Err(Error::Input(format!(
+                "--t {} --k {} --n {}: more than {MAX_WEIGHT_ELEMENTS} elements in one matrix is beyond the \
+                 wavelet-level engine (every weight is a wavelet); split the GEMM or use --fidelity model",
+                cfg.t, cfg.k, cfg.n
+            )));
+        }
+        let forward_mask = if layout.dense {
+            Mask::dense(cfg.k, cfg.n)
+        } else {
+            Mask::random(cfg.k, cfg.n, cfg.sparsity, cfg.seed)
+        };
+        let mask = match cfg.form {
+            GemmForm::Dgrad => forward_mask.transposed(),
+            _ => forward_mask,
+        };
+        Ok(Self { layout, mask })
+    }
+}
+
+impl GemmLayout {
+    /// Resolves `cfg` on `fabric`: the split (the default rule or `--split`), the SRAM check.
     pub fn new(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<Self> {
         let (rows, cols) = cfg.region;
         check_region(fabric, rows as u64, cols as u64)?;
@@ -142,16 +187,6 @@ impl GemmPlan {
             return Err(Error::Input(format!(
                 "--t {} is smaller than the region's {rows} rows: every PE row needs a token",
                 cfg.t
-            )));
-        }
-        let elements = (cfg.k as u128) * (cfg.n as u128);
-        if elements > MAX_WEIGHT_ELEMENTS as u128
-            || cfg.t as u128 * cfg.k.max(cfg.n) as u128 > MAX_WEIGHT_ELEMENTS as u128
-        {
-            return Err(Error::Input(format!(
-                "--t {} --k {} --n {}: more than {MAX_WEIGHT_ELEMENTS} elements in one matrix is beyond the \
-                 wavelet-level engine (every weight is a wavelet); split the GEMM",
-                cfg.t, cfg.k, cfg.n
             )));
         }
         let t_r_max = cfg.t.div_ceil(rows as usize) as u64;
@@ -220,15 +255,6 @@ impl GemmPlan {
                 fabric.pe.sram_bytes
             )));
         }
-        let forward_mask = if cfg.sparsity == 0.0 {
-            Mask::dense(cfg.k, cfg.n)
-        } else {
-            Mask::random(cfg.k, cfg.n, cfg.sparsity, cfg.seed)
-        };
-        let mask = match cfg.form {
-            GemmForm::Dgrad => forward_mask.transposed(),
-            _ => forward_mask,
-        };
         Ok(Self {
             t: cfg.t,
             k_in,
@@ -238,7 +264,6 @@ impl GemmPlan {
             ck,
             cn,
             dense: cfg.sparsity == 0.0,
-            mask,
             sram_bytes_max: sram.total(),
             form: cfg.form,
         })
@@ -270,7 +295,9 @@ impl GemmPlan {
         let n_g = self.n_slice(c / self.ck).len() as u64;
         gemm_sram_bytes(fabric, self.form, t_r, k_c, n_g).total()
     }
+}
 
+impl GemmPlan {
     /// Non-zeros each PE column receives for each of its output columns: `[c][i]` is
     /// `nnz(W[K_slice(c mod C_k), N_slice(c / C_k)[i]])`. Every PE of column c receives these.
     pub fn nonzeros_per_pe_column(&self) -> Vec<Vec<u64>> {
