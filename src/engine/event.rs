@@ -13,6 +13,8 @@ use std::collections::BinaryHeap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Event {
     pub kind: u8,
+    /// Wavelets the event moves: 1, or a block's length (it fits the padding: 16 bytes in all).
+    pub count: u16,
     pub target: u32,
     pub data: u64,
 }
@@ -112,6 +114,7 @@ mod tests {
     fn ev(target: u32) -> Event {
         Event {
             kind: 0,
+            count: 1,
             target,
             data: 0,
         }

@@ -21,16 +21,26 @@ use super::sim::{
 use crate::engine::program::{Kernel, Port};
 
 impl<K: Kernel> Engine<'_, K> {
-    /// The router sends a wavelet of channel `ch` down the ramp; it reaches the core at
-    /// `arrival` (its queue slot is taken now).
+    /// The router sends a wavelet (or a block of `count`) of channel `ch` down the ramp; it
+    /// reaches the core at `arrival` (its queue slot is taken now).
     #[inline]
-    pub(super) fn deliver(&mut self, ch: u32, pe: u32, color: u8, data: u64, arrival: u64) {
+    pub(super) fn deliver(
+        &mut self,
+        ch: u32,
+        pe: u32,
+        color: u8,
+        data: u64,
+        count: u16,
+        arrival: u64,
+    ) {
         let c = ch as usize;
         let p = pe as usize;
-        let slot = self.slot_base(c)
-            + ((self.ch[c].cq_head + self.ch[c].cq_len) & self.slot_mask) as usize;
+        let index = ((self.ch[c].cq_head + self.ch[c].cq_len) & self.slot_mask) as usize;
+        let slot = self.slot_base(c) + index;
         self.slots[slot + self.cq_offset] = data;
         self.slots[slot + 2 * self.cq_offset] = arrival;
+        let counts = self.count_base(c) + self.cq_offset + index;
+        self.counts[counts] = count;
         self.ch[c].cq_len += 1;
         self.pe[p].ready |= 1u64 << color;
         self.last_progress_cycle = arrival;
@@ -93,9 +103,22 @@ impl<K: Kernel> Engine<'_, K> {
             };
             let ch = (pe << self.color_shift) | color as u32;
             let c = ch as usize;
-            let data = self.slots[self.slot_base(c) + self.cq_offset + self.ch[c].cq_head as usize];
+            let head = self.ch[c].cq_head as usize;
+            let data = self.slots[self.slot_base(c) + self.cq_offset + head];
+            let count = self.counts[self.count_base(c) + self.cq_offset + head];
             self.io.sends.clear();
-            let Some(work) = self.kernel.on_wavelet(pe, color, data, now, &mut self.io) else {
+            let work = if count == 1 {
+                self.kernel.on_wavelet(pe, color, data, now, &mut self.io)
+            } else {
+                self.kernel
+                    .on_block(pe, color, data, count, now, &mut self.io)
+                    .map(|work| {
+                        // A block streams in one wavelet per cycle: its task cannot be shorter.
+                        debug_assert!(work.total_cycles() >= count as u64);
+                        work
+                    })
+            };
+            let Some(work) = work else {
                 self.pe[p].deferred |= 1u64 << color;
                 continue;
             };
@@ -120,8 +143,9 @@ impl<K: Kernel> Engine<'_, K> {
             let end = now + work.total_cycles();
             self.pe[p].busy_until = end;
             for i in 0..self.io.sends.len() {
-                let (send_color, send_data) = self.io.sends[i];
-                self.core_send(pe, send_color, end, send_data);
+                let send = self.io.sends[i];
+                let ready = send.after_start.map_or(end, |d| now + d);
+                self.core_send(pe, send.color, ready, send.data, send.count);
             }
             if end == now {
                 self.pe[p].deferred = 0;
@@ -151,6 +175,7 @@ impl<K: Kernel> Engine<'_, K> {
             queue: VecDeque::new(),
             pending: false,
             blocked: false,
+            drain_due: false,
             blocked_since: 0,
         });
         (self.injectors.len() - 1) as u32
@@ -158,7 +183,14 @@ impl<K: Kernel> Engine<'_, K> {
 
     /// A send by the core of `pe` on `color`, ready at `ready_cycle`: straight to the router if
     /// nothing is queued before it and its link and buffer allow, else into the send queue.
-    pub(super) fn core_send(&mut self, pe: u32, color: u8, ready_cycle: u64, data: u64) {
+    pub(super) fn core_send(
+        &mut self,
+        pe: u32,
+        color: u8,
+        ready_cycle: u64,
+        data: u64,
+        count: u16,
+    ) {
         let ch = self.channel(pe, color);
         let c = ch as usize;
         let mut inj = self.ch[c].core_injector;
@@ -167,7 +199,9 @@ impl<K: Kernel> Engine<'_, K> {
             let i = &self.injectors[inj as usize];
             i.queue.is_empty() && !i.pending && !i.blocked
         };
-        if queue_idle
+        // A block goes through the send queue, which tells the kernel when its last wavelet left.
+        if count == 1
+            && queue_idle
             && self.links[link].free <= ready_cycle
             && self.links[link].waiters == 0
             && self.ch[c].fifo_len + self.ch[c].fifo_reserved < self.depth
@@ -185,19 +219,19 @@ impl<K: Kernel> Engine<'_, K> {
             inj = self.new_injector(ch, link as u32, color, pe, Port::Ramp);
             self.ch[c].core_injector = inj;
         }
-        self.push_send(inj, ready_cycle, data);
+        self.push_send(inj, ready_cycle, data, count);
     }
 
     /// A send that went straight to the router lands in its buffer; if nothing else is queued
     /// for its color, the PE's send buffer for that color is free.
-    pub(super) fn arrive_sent(&mut self, ch: u32, data: u64, now: u64) {
+    pub(super) fn arrive_sent(&mut self, ch: u32, data: u64, count: u16, now: u64) {
         self.ch[ch as usize].fifo_reserved -= 1;
         let inj = self.ch[ch as usize].core_injector;
         if inj == NONE || self.injectors[inj as usize].queue.is_empty() {
             let pe = ch >> self.color_shift;
             self.sends_drained(pe, (ch & self.color_mask) as u8, now);
         }
-        self.fifo_push(ch, data, now);
+        self.fifo_push(ch, data, count, now);
     }
 
     fn sends_drained(&mut self, pe: u32, color: u8, now: u64) {
@@ -210,9 +244,9 @@ impl<K: Kernel> Engine<'_, K> {
         }
     }
 
-    pub(super) fn push_send(&mut self, inj: u32, ready_cycle: u64, data: u64) {
+    pub(super) fn push_send(&mut self, inj: u32, ready_cycle: u64, data: u64, count: u16) {
         let i = &mut self.injectors[inj as usize];
-        i.queue.push_back((ready_cycle, data));
+        i.queue.push_back((ready_cycle, data, count));
         if !i.pending && !i.blocked {
             i.pending = true;
             self.schedule(ready_cycle.max(self.queue.now()), EV_INJECT, inj, 0);
@@ -226,7 +260,11 @@ impl<K: Kernel> Engine<'_, K> {
             i.pending = false;
             (i.ch, i.link as usize, i.color, i.core_pe)
         };
-        let Some(&(ready, data)) = self.injectors[inj as usize].queue.front() else {
+        let Some(&(ready, data, count)) = self.injectors[inj as usize].queue.front() else {
+            // A block's last wavelet has left: the send buffer is free now.
+            if std::mem::take(&mut self.injectors[inj as usize].drain_due) {
+                self.sends_drained(core_pe, color, now);
+            }
             return;
         };
         let retry = if ready > now {
@@ -254,25 +292,36 @@ impl<K: Kernel> Engine<'_, K> {
             i.blocked_since = now;
             return;
         }
-        self.links[link].free = now + 1;
+        let length = count as u64;
+        self.links[link].free = now + length;
         self.links[link].last = color;
         self.links[link].waiters &= !(1u64 << color);
-        self.wavelets_sent += 1;
+        self.wavelets_sent += length;
         let port = self.injectors[inj as usize].port;
-        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += 1;
+        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += length;
         let next = {
             let i = &mut self.injectors[inj as usize];
             i.queue.pop_front();
-            i.queue.front().map(|&(r, _)| r)
+            i.queue.front().map(|&(r, _, _)| r)
         };
         match next {
             Some(r) => {
                 self.injectors[inj as usize].pending = true;
-                self.schedule(r.max(now + 1), EV_INJECT, inj, 0);
+                self.schedule(r.max(now + length), EV_INJECT, inj, 0);
             }
-            None if core_pe != NONE => self.sends_drained(core_pe, color, now),
+            None if core_pe != NONE && count > 1 => {
+                // Drained once the block's last wavelet has left.
+                let i = &mut self.injectors[inj as usize];
+                i.pending = true;
+                i.drain_due = true;
+                self.schedule(now + length, EV_INJECT, inj, 0);
+            }
+            None if core_pe != NONE => {
+                self.injectors[inj as usize].drain_due = false;
+                self.sends_drained(core_pe, color, now)
+            }
             None => {}
         }
-        self.fifo_push(ch, data, now);
+        self.fifo_push(ch, data, count, now);
     }
 }

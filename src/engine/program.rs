@@ -251,17 +251,50 @@ impl Work {
     }
 }
 
-/// The sends a task makes; they leave the core through its ramp when the task ends.
+/// One send of a task: a wavelet, or a block of `count` wavelets that travels as one unit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Send {
+    pub color: u8,
+    pub data: u64,
+    pub count: u16,
+    /// Cycles after the task starts that the first wavelet is ready; `None`: when it ends.
+    pub after_start: Option<u64>,
+}
+
+/// The sends a task makes; they leave the core through its ramp when the task ends (a block
+/// may start earlier, see [`TaskIo::send_block`]).
 #[derive(Debug, Default)]
 pub struct TaskIo {
-    pub(crate) sends: Vec<(u8, u64)>,
+    pub(crate) sends: Vec<Send>,
 }
 
 impl TaskIo {
     /// Queues `data` for sending on `color` from this PE.
     #[inline]
     pub fn send(&mut self, color: u8, data: u64) {
-        self.sends.push((color, data));
+        self.sends.push(Send {
+            color,
+            data,
+            count: 1,
+            after_start: None,
+        });
+    }
+
+    /// Queues a *block*: `count` wavelets on `color` that the fabric carries as one unit, one
+    /// wavelet per cycle: it takes `count` consecutive cycles of every link it crosses and one
+    /// slot of every buffer it waits in, and the receiving core takes it in one task
+    /// ([`Kernel::on_block`]) that streams it (a fabric DSD operation). Its first wavelet is
+    /// ready `after_start` cycles after this task starts (`None`: when it ends), so a task that
+    /// streams a block in can stream its result out as it goes. `data` is the kernel's own tag
+    /// (the engine carries no per-wavelet values for a block).
+    #[inline]
+    pub fn send_block(&mut self, color: u8, data: u64, count: u16, after_start: Option<u64>) {
+        self.sends.push(Send {
+            color,
+            data,
+            count: count.max(1),
+            after_start,
+        });
     }
 }
 
@@ -281,6 +314,22 @@ pub trait Kernel {
 
     /// The send queue of `pe` for `color` has sent its last wavelet (its SRAM buffer is free).
     fn on_sends_drained(&mut self, _pe: u32, _color: u8) {}
+
+    /// The task that a block of `count` wavelets (sent with [`TaskIo::send_block`]) arriving at
+    /// the core of `pe` triggers at `now_cycle` (when its first wavelet has arrived; the others
+    /// follow one per cycle, and the task must last at least `count` cycles). `None`: not yet,
+    /// as for [`Kernel::on_wavelet`]. Only kernels that send blocks receive them.
+    fn on_block(
+        &mut self,
+        _pe: u32,
+        _color: u8,
+        _data: u64,
+        _count: u16,
+        _now_cycle: u64,
+        _io: &mut TaskIo,
+    ) -> Option<Work> {
+        None
+    }
 
     /// (PE, color) pairs still waiting for wavelets; empty when the kernel is complete.
     fn expected(&self) -> Vec<(u32, u8)>;

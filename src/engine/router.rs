@@ -14,20 +14,23 @@ use crate::engine::program::Kernel;
 use crate::error::Error;
 
 impl<K: Kernel> Engine<'_, K> {
-    /// A wavelet lands in channel `ch`'s buffer (its slot was reserved when it was sent).
-    pub(super) fn arrive(&mut self, ch: u32, data: u64, now: u64) {
+    /// A wavelet (or a block's first wavelet) lands in channel `ch`'s buffer (its slot was
+    /// reserved when it was sent).
+    pub(super) fn arrive(&mut self, ch: u32, data: u64, count: u16, now: u64) {
         let c = ch as usize;
         self.ch[c].fifo_reserved -= 1;
-        self.fifo_push(ch, data, now);
+        self.fifo_push(ch, data, count, now);
     }
 
     /// Appends to the buffer of `ch` and starts forwarding if the wavelet is the head.
     #[inline]
-    pub(super) fn fifo_push(&mut self, ch: u32, data: u64, now: u64) {
+    pub(super) fn fifo_push(&mut self, ch: u32, data: u64, count: u16, now: u64) {
         let c = ch as usize;
         let slot = (self.ch[c].fifo_head + self.ch[c].fifo_len) & self.slot_mask;
         let base = self.slot_base(c);
         self.slots[base + slot as usize] = data;
+        let counts = self.count_base(c);
+        self.counts[counts + slot as usize] = count;
         self.ch[c].fifo_len += 1;
         if self.ch[c].fifo_len == 1 && self.ch[c].flags & (PENDING | BLOCKED) == 0 {
             self.try_forward(ch, now);
@@ -130,33 +133,36 @@ impl<K: Kernel> Engine<'_, K> {
     /// Sends the head of `ch` on every output of `out` this cycle and pops it.
     fn send_head(&mut self, ch: u32, pe: u32, color: u8, out: u8, now: u64) {
         let c = ch as usize;
-        let data = self.slots[self.slot_base(c) + self.ch[c].fifo_head as usize];
+        let head = self.ch[c].fifo_head as usize;
+        let data = self.slots[self.slot_base(c) + head];
+        // A block holds every link of its route for its length, one wavelet per cycle.
+        let count = self.counts[self.count_base(c) + head];
         let mut bits = out;
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             let link = pe as usize * LINKS_PER_PE + port as usize;
-            self.links[link].free = now + 1;
+            self.links[link].free = now + count as u64;
             self.links[link].last = color;
             self.links[link].waiters &= !(1u64 << color);
             if port == Port::Ramp as u32 {
-                self.deliver(ch, pe, color, data, now + self.ramp_cycles);
+                self.deliver(ch, pe, color, data, count, now + self.ramp_cycles);
             } else {
                 // Program::check made sure the neighbour's route accepts this port.
                 let next = self.next_pe(pe, port).expect("routes stay in the mesh");
                 let n = (next << self.color_shift) | color as u32;
                 self.ch[n as usize].fifo_reserved += 1;
-                self.schedule(now + self.hop_cycles, EV_ARRIVE, n, data);
+                self.schedule_block(now + self.hop_cycles, EV_ARRIVE, n, data, count);
             }
         }
         // Per-port counts and hops follow from the static route at the end of the run.
-        self.ch[c].sent += 1;
+        self.ch[c].sent += count as u64;
         self.ch[c].fifo_head = (self.ch[c].fifo_head + 1) & self.slot_mask;
         self.ch[c].fifo_len -= 1;
         self.wake_upstream(ch, pe, color, now);
         if self.ch[c].fifo_len > 0 {
             self.ch[c].flags |= PENDING;
-            self.schedule(now + 1, EV_TRY, ch, 0);
+            self.schedule(now + count as u64, EV_TRY, ch, 0);
         }
     }
 

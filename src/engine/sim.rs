@@ -41,10 +41,12 @@ pub(super) struct Injector {
     pub core_pe: u32,
     /// The port it enters its router by (the ramp, or the edge it comes from).
     pub port: Port,
-    /// (cycle ready, data)
-    pub queue: VecDeque<(u64, u64)>,
+    /// (cycle ready, data, wavelets: 1 or a block's length)
+    pub queue: VecDeque<(u64, u64, u16)>,
     pub pending: bool,
     pub blocked: bool,
+    /// A block left last: the drain is due when its last wavelet has.
+    pub drain_due: bool,
     pub blocked_since: u64,
 }
 
@@ -161,6 +163,9 @@ pub struct Engine<'k, K: Kernel> {
     /// Ring buffers of every channel: `3 · (1 << slot_shift)` slots each, in order the router
     /// buffer, the core queue and the core queue's arrival cycles.
     pub(super) slots: Vec<u64>,
+    /// Wavelets in each slot of the router buffer and of the core queue (1, or a block's
+    /// length): `2 · (1 << slot_shift)` per channel.
+    pub(super) counts: Vec<u16>,
     /// Slots of one ring (`1 << slot_shift`): the core queue starts this far into a channel's slots.
     pub(super) cq_offset: usize,
     pub(super) pe: Vec<PeState>,
@@ -228,6 +233,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             limits,
             ch,
             slots: vec![0; (channels * 3) << slot_shift],
+            counts: vec![0; (channels * 2) << slot_shift],
             cq_offset: 1 << slot_shift,
             pe: edges
                 .into_iter()
@@ -261,12 +267,12 @@ impl<'k, K: Kernel> Engine<'k, K> {
             let inj = engine.new_injector(ch, link, stream.color, NONE, stream.port);
             engine.ch[ch as usize].edge_injector = inj;
             for &w in &stream.wavelets {
-                engine.push_send(inj, 0, w);
+                engine.push_send(inj, 0, w, 1);
             }
         }
         for (pe, color, wavelets) in &program.initial_sends {
             for &w in wavelets {
-                engine.core_send(*pe, *color, 0, w);
+                engine.core_send(*pe, *color, 0, w, 1);
             }
         }
         Ok(engine)
@@ -295,7 +301,34 @@ impl<'k, K: Kernel> Engine<'k, K> {
 
     #[inline]
     pub(super) fn schedule(&mut self, cycle: u64, kind: u8, target: u32, data: u64) {
-        self.queue.push(cycle, Event { kind, target, data });
+        self.schedule_block(cycle, kind, target, data, 1);
+    }
+
+    /// Schedules an event that moves `count` wavelets (a block).
+    #[inline]
+    pub(super) fn schedule_block(
+        &mut self,
+        cycle: u64,
+        kind: u8,
+        target: u32,
+        data: u64,
+        count: u16,
+    ) {
+        self.queue.push(
+            cycle,
+            Event {
+                kind,
+                count,
+                target,
+                data,
+            },
+        );
+    }
+
+    /// First slot of channel `c`'s rings of counts (router buffer, then core queue).
+    #[inline]
+    pub(super) fn count_base(&self, c: usize) -> usize {
+        (c * 2) << self.slot_shift
     }
 
     /// Runs to completion: every source drained, every wavelet consumed, the kernel expecting
@@ -363,8 +396,8 @@ impl<'k, K: Kernel> Engine<'k, K> {
     fn handle(&mut self, ev: Event, now: u64) {
         match ev.kind {
             EV_TRY => self.try_forward(ev.target, now),
-            EV_ARRIVE => self.arrive(ev.target, ev.data, now),
-            EV_ARRIVE_SENT => self.arrive_sent(ev.target, ev.data, now),
+            EV_ARRIVE => self.arrive(ev.target, ev.data, ev.count, now),
+            EV_ARRIVE_SENT => self.arrive_sent(ev.target, ev.data, ev.count, now),
             EV_WAKE => self.wake(ev.target, now),
             _ => self.inject(ev.target, now),
         }
