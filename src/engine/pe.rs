@@ -112,12 +112,16 @@ impl<K: Kernel> Engine<'_, K> {
             } else {
                 self.kernel
                     .on_block(pe, color, data, count, now, &mut self.io)
-                    .map(|work| {
-                        // A block streams in one wavelet per cycle: its task cannot be shorter.
-                        debug_assert!(work.total_cycles() >= count as u64);
-                        work
-                    })
             };
+            if count > 1 && work.is_some_and(|w| w.total_cycles() < count as u64) {
+                // A block streams in one wavelet per cycle: its task cannot be shorter.
+                let (r, col) = self.mesh.coords(pe);
+                self.error = Some(crate::error::Error::Simulation(format!(
+                    "the kernel's task for a block of {count} wavelets of color {color} at PE ({r}, {col}) \
+                     lasts fewer cycles than the block"
+                )));
+                return;
+            }
             let Some(work) = work else {
                 self.pe[p].deferred |= 1u64 << color;
                 continue;

@@ -35,12 +35,18 @@
 //!   free: on the chain head until its previous partial sums have all left, elsewhere until the
 //!   previous column's partial sums have all been added.
 //! - **Reduction, per output column, along the row over the C_k PEs of the N-group (chain,
-//!   west to east)**: the head (`g_k = 0`) sends its `W_r` partial-sum wavelets east (one per
-//!   cycle through its ramp, not occupying its core). Each next PE adds, per arriving wavelet,
-//!   its own partial (1 cycle; the first wavelet of a column also costs `a`) and sends the sum
-//!   east; the last PE (`g_k = C_k − 1`) holds `Y[T_r, n]` and hands it to the region's output
-//!   (its cost is not modelled here). Chain colors alternate (PE j sends on color j mod 2), so
-//!   each east link carries one color. With `C_k = 1` there is no reduction.
+//!   west to east)**: the head (`g_k = 0`) sends its `W_r` partial-sum wavelets east as one
+//!   *block* (`TaskIo::send_block`: one wavelet per cycle through its ramp, not occupying its
+//!   core). Each next PE takes the block in one task streaming it in (a fabric DSD
+//!   operation): `a` for the activation, then one add per wavelet (`W_r` cycles); the sums
+//!   stream on east as a block from the first add on (ready `a + 1` cycles after the task
+//!   starts), so the chain pipelines at one wavelet per cycle; the last PE
+//!   (`g_k = C_k − 1`) holds `Y[T_r, n]` and hands it to the region's output (its cost is not
+//!   modelled here). Chain colors alternate (PE j sends on color j mod 2), so each east link
+//!   carries one color. With `C_k = 1` there is no reduction. Per wavelet this is what the
+//!   cores did when each partial-sum wavelet was a task of its own (the first costing `a`);
+//!   as blocks, a column's reduction costs the engine a few events per hop instead of a few
+//!   per wavelet (the reference kernel's cycles are the same either way: 351 682).
 //! - **Priorities**: a core serves partial sums (colors 0, 1) before weights (color 2), so the
 //!   reduction of column n overlaps the FMACs of column n + 1.
 //!
@@ -190,6 +196,16 @@ impl GemmLayout {
             )));
         }
         let t_r_max = cfg.t.div_ceil(rows as usize) as u64;
+        // A column's partial sums travel as one block of at most u16::MAX wavelets.
+        let psum_wavelets = t_r_max.div_ceil(partial_sums_per_wavelet(fabric) as u64);
+        if psum_wavelets > u16::MAX as u64 {
+            return Err(Error::Input(format!(
+                "--t {} on {rows} rows: {t_r_max} tokens per PE row make {psum_wavelets} partial-sum \
+                 wavelets per column, more than the {} of one block; use more rows",
+                cfg.t,
+                u16::MAX
+            )));
+        }
         let sram_for = |ck: u32| {
             let n_g = n_out.div_ceil((cols / ck.max(1)).max(1) as usize) as u64;
             gemm_sram_bytes(
@@ -526,7 +542,6 @@ fn send_color(j: u32) -> u8 {
 struct Costs {
     activation: u64,
     decode: u64,
-    per_wavelet_psums: usize,
 }
 
 /// A PE's place in the plan.
@@ -539,7 +554,7 @@ struct Tile {
     k0: u32,
     k_c: u32,
     fmac_cycles: u64,
-    psum_wavelets: u32,
+    psum_wavelets: u16,
 }
 
 /// Per-PE state of the running GEMM (flat arrays indexed by PE id).
@@ -556,8 +571,9 @@ pub struct GemmKernel<'p> {
     columns_done: Vec<u32>,
     /// Output column (index within the group) whose partials are in the second buffer.
     held: Vec<u32>,
-    /// Partial-sum wavelets received for the column being reduced.
-    psums_received: Vec<u32>,
+    /// Partial sums sent to each PE and not yet taken, oldest first (with values only: a
+    /// block carries no values through the engine).
+    in_flight: Vec<std::collections::VecDeque<Vec<f32>>>,
     /// Columns whose reduction passed through this PE.
     reduced: Vec<u32>,
     /// The chain head is still sending its second buffer.
@@ -584,7 +600,6 @@ impl<'p> GemmKernel<'p> {
             costs: Costs {
                 activation: fabric.pe.task_activation_cycles,
                 decode: fabric.pe.sparse_index_decode_cycles,
-                per_wavelet_psums: partial_sums_per_wavelet(fabric),
             },
             tiles: (0..pes as u32)
                 .map(|pe| {
@@ -598,15 +613,16 @@ impl<'p> GemmKernel<'p> {
                         k0: ks.start as u32,
                         k_c: ks.len() as u32,
                         fmac_cycles: fmac_cycles(fabric, t_r as u64),
+                        // GemmLayout::new refuses a T_r whose partial sums overflow a block.
                         psum_wavelets: (t_r as usize).div_ceil(partial_sums_per_wavelet(fabric))
-                            as u32,
+                            as u16,
                     }
                 })
                 .collect(),
             pos: vec![0; pes],
             columns_done: vec![0; pes],
             held: vec![NONE; pes],
-            psums_received: vec![0; pes],
+            in_flight: vec![std::collections::VecDeque::new(); pes],
             reduced: vec![0; pes],
             sending: vec![false; pes],
             acc: (0..pes as u32).map(|pe| acc(pe / plan.cols)).collect(),
@@ -684,20 +700,11 @@ impl<'p> GemmKernel<'p> {
             self.store(pe, column);
         } else if j == 0 {
             self.sending[p] = true;
-            let per = self.costs.per_wavelet_psums;
-            for i in 0..psum_wavelets as usize {
-                let value = |e: usize| {
-                    self.acc_held[p]
-                        .get(i * per + e)
-                        .copied()
-                        .unwrap_or(0.0)
-                        .to_bits()
-                };
-                io.send(
-                    send_color(0),
-                    pack(value(0), if per == 2 { value(1) } else { 0 }),
-                );
+            if self.values.is_some() {
+                let partials = self.acc_held[p].clone();
+                self.in_flight[p + 1].push_back(partials);
             }
+            io.send_block(send_color(0), 0, psum_wavelets, None);
         } else {
             self.held[p] = column;
         }
@@ -719,7 +726,10 @@ impl<'p> GemmKernel<'p> {
         }
     }
 
-    fn partial_sum(&mut self, pe: u32, data: u64, io: &mut TaskIo) -> Option<Work> {
+    /// A column's partial sums arrive as one block from the west: add them to the held
+    /// column as they stream in (one wavelet per cycle), and stream the sums on east as they
+    /// come (the first after the activation and one add), or store the column at the end.
+    fn partial_sums(&mut self, pe: u32, io: &mut TaskIo) -> Option<Work> {
         let p = pe as usize;
         if self.held[p] == NONE {
             return None;
@@ -727,39 +737,31 @@ impl<'p> GemmKernel<'p> {
         let Tile {
             j, psum_wavelets, ..
         } = self.tiles[p];
-        let i = self.psums_received[p] as usize;
-        let per = self.costs.per_wavelet_psums;
-        let first = i == 0;
         if self.values.is_some() {
-            let (a, b) = unpack(data);
-            let held = &mut self.acc_held[p];
-            for (e, bits) in [a, b].into_iter().take(per).enumerate() {
-                if let Some(slot) = held.get_mut(i * per + e) {
-                    *slot += f32::from_bits(bits);
-                }
+            let incoming = self.in_flight[p].pop_front().unwrap_or_default();
+            for (held, x) in self.acc_held[p].iter_mut().zip(incoming) {
+                *held += x;
             }
-            if j + 1 < self.plan.ck {
-                let value = |e: usize| held.get(i * per + e).copied().unwrap_or(0.0).to_bits();
-                io.send(
-                    send_color(j),
-                    pack(value(0), if per == 2 { value(1) } else { 0 }),
-                );
-            }
-        } else if j + 1 < self.plan.ck {
-            io.send(send_color(j), 0);
         }
-        self.psums_received[p] += 1;
-        if self.psums_received[p] == psum_wavelets {
-            if j + 1 == self.plan.ck {
-                self.store(pe, self.held[p]);
+        if j + 1 < self.plan.ck {
+            if self.values.is_some() {
+                let sums = self.acc_held[p].clone();
+                self.in_flight[p + 1].push_back(sums);
             }
-            self.psums_received[p] = 0;
-            self.held[p] = NONE;
-            self.reduced[p] += 1;
+            io.send_block(
+                send_color(j),
+                0,
+                psum_wavelets,
+                Some(self.costs.activation + 1),
+            );
+        } else {
+            self.store(pe, self.held[p]);
         }
+        self.held[p] = NONE;
+        self.reduced[p] += 1;
         Some(Work {
-            overhead_cycles: if first { self.costs.activation } else { 0 },
-            reduction_cycles: 1,
+            overhead_cycles: self.costs.activation,
+            reduction_cycles: psum_wavelets as u64,
             ..Work::default()
         })
     }
@@ -775,15 +777,24 @@ impl Kernel for GemmKernel<'_> {
         _now: u64,
         io: &mut TaskIo,
     ) -> Option<Work> {
-        if color == WGT {
-            if data == CONTROL {
-                self.control(pe, io)
-            } else {
-                Some(self.weight(pe, data))
-            }
-        } else {
-            self.partial_sum(pe, data, io)
+        match (color, data) {
+            (WGT, CONTROL) => self.control(pe, io),
+            (WGT, _) => Some(self.weight(pe, data)),
+            // Partial sums come as blocks only.
+            _ => None,
         }
+    }
+
+    fn on_block(
+        &mut self,
+        pe: u32,
+        color: u8,
+        _data: u64,
+        _count: u16,
+        _now: u64,
+        io: &mut TaskIo,
+    ) -> Option<Work> {
+        (color != WGT).then(|| self.partial_sums(pe, io)).flatten()
     }
 
     fn on_sends_drained(&mut self, pe: u32, _color: u8) {
