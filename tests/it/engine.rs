@@ -413,6 +413,138 @@ mod physics {
         assert_eq!(times, (first..first + 100).collect::<Vec<_>>());
     }
 
+    /// PE 0 sends a block of `len` wavelets on color 0 when a wavelet of color 1 reaches its
+    /// core; blocks and wavelets are recorded where they land, a block's task streams it.
+    struct BlockSender {
+        len: u16,
+        blocks: Vec<(u32, u8, u64, u16)>,
+        arrivals: Vec<(u32, u8, u64)>,
+    }
+
+    impl Kernel for BlockSender {
+        fn on_wavelet(
+            &mut self,
+            pe: u32,
+            color: u8,
+            _data: u64,
+            now: u64,
+            io: &mut TaskIo,
+        ) -> Option<Work> {
+            if pe == 0 && color == 1 {
+                io.send_block(0, 7, self.len, None);
+            } else {
+                self.arrivals.push((pe, color, now));
+            }
+            Some(Work::default())
+        }
+        fn on_block(
+            &mut self,
+            pe: u32,
+            color: u8,
+            data: u64,
+            count: u16,
+            now: u64,
+            _io: &mut TaskIo,
+        ) -> Option<Work> {
+            assert_eq!(data, 7, "a block keeps its tag");
+            self.blocks.push((pe, color, now, count));
+            Some(Work {
+                reduction_cycles: count as u64,
+                ..Work::default()
+            })
+        }
+        fn expected(&self) -> Vec<(u32, u8)> {
+            Vec::new()
+        }
+    }
+
+    /// A row of `p` PEs; a wavelet from the west edge on color 1 triggers PE 0's block, which
+    /// goes east on color 0 to PE p − 1's core.
+    fn block_line(p: u32, colors: u8) -> Program {
+        let mesh = Mesh { rows: 1, cols: p };
+        let mut program = Program::new(mesh, colors);
+        program.routes.set(0, 0, Port::Ramp.bit(), Port::E.bit());
+        for pe in 1..p - 1 {
+            program.routes.set(pe, 0, Port::W.bit(), Port::E.bit());
+        }
+        program
+            .routes
+            .set(p - 1, 0, Port::W.bit(), Port::Ramp.bit());
+        program.routes.set(0, 1, Port::W.bit(), Port::Ramp.bit());
+        program.edge_streams.push(engine::EdgeStream {
+            pe: 0,
+            color: 1,
+            port: Port::W,
+            wavelets: vec![0],
+        });
+        program
+    }
+
+    #[test]
+    fn a_block_crosses_h_hops_like_a_stream_and_counts_every_wavelet() {
+        let fabric = mini();
+        let (hop, ramp) = (
+            fabric.router.hop_latency_cycles,
+            fabric.router.ramp_latency_cycles,
+        );
+        let mut kernel = BlockSender {
+            len: 100,
+            blocks: Vec::new(),
+            arrivals: Vec::new(),
+        };
+        let out = engine::run(
+            &fabric,
+            &block_line(6, 2),
+            &mut kernel,
+            RunLimits::default(),
+        )
+        .unwrap();
+        // The trigger reaches PE 0's core at `ramp`; the block leaves then, crosses 5 hops.
+        assert_eq!(kernel.blocks, vec![(5, 0, ramp + 5 * hop + ramp, 100)]);
+        assert_eq!(out.wavelet_hops, 5 * 100);
+        assert_eq!((out.wavelets_sent, out.wavelets_received), (101, 101));
+        assert_eq!(out.counters.pes[5].reduction_cycles, 100);
+        assert_eq!(out.counters.pes[5].wavelets_out[Port::Ramp as usize], 100);
+        // The block's last wavelet lands 99 cycles after its first; the run lasts until then.
+        assert!(out.cycles >= ramp + 5 * hop + ramp + 99, "{}", out.cycles);
+    }
+
+    #[test]
+    fn a_block_holds_every_link_it_crosses_for_its_length() {
+        // PE 1's core streams 40 wavelets of color 2 east over the link PE 1 → PE 2 that the
+        // block from PE 0 also crosses; no wavelet of color 2 may cross while the block does.
+        let fabric = mini();
+        let mut program = block_line(3, 3);
+        program.routes.set(1, 2, Port::Ramp.bit(), Port::E.bit());
+        program.routes.set(2, 2, Port::W.bit(), Port::Ramp.bit());
+        program.initial_sends.push((1, 2, vec![0; 40]));
+        let mut kernel = BlockSender {
+            len: 30,
+            blocks: Vec::new(),
+            arrivals: Vec::new(),
+        };
+        let out = engine::run(&fabric, &program, &mut kernel, RunLimits::default()).unwrap();
+        let (_, _, first, len) = kernel.blocks[0];
+        let during: Vec<u64> = kernel
+            .arrivals
+            .iter()
+            .filter(|a| a.1 == 2 && (first..first + len as u64).contains(&a.2))
+            .map(|a| a.2)
+            .collect();
+        assert!(
+            during.is_empty(),
+            "color 2 crossed during the block: {during:?}"
+        );
+        let color2 = || kernel.arrivals.iter().filter(|a| a.1 == 2);
+        assert!(color2().any(|a| a.2 < first), "the stream started first");
+        assert!(color2().any(|a| a.2 >= first + len as u64), "and waited");
+        assert_eq!(kernel.arrivals.iter().filter(|a| a.1 == 2).count(), 40);
+        // 70 wavelets over one link: at least 70 cycles, and not much more.
+        let last = kernel.arrivals.iter().map(|a| a.2).max().unwrap();
+        assert!((70..90).contains(&last), "{last}");
+        assert_eq!(out.counters.pes[1].wavelets_out[Port::E as usize], 70);
+    }
+
     #[test]
     fn two_colors_sharing_a_link_each_get_half_of_it() {
         // PE 0 sends color 0 east through PE 1; PE 1 sends color 1 east; both cross the
