@@ -12,6 +12,11 @@
 //!   router to core. A core's send enters its own router buffer in the cycle it leaves the
 //!   core, so a wavelet crossing `h` hops reaches the destination core after
 //!   `h · hop + ramp` cycles.
+//! - **Blocks**: a task may send `count` wavelets as one block (a fabric DSD stream): one
+//!   wavelet per cycle, holding every link it crosses for `count` cycles and one slot of each
+//!   buffer it waits in; the receiving core takes it in one task ([`Kernel::on_block`]) lasting
+//!   at least `count` cycles. Kernels whose receivers consume at one wavelet per cycle (a
+//!   reduction's adds) use blocks; their cycles are those of the wavelet-by-wavelet program.
 //! - **Cores** (`pe`): a queue per color fed by the ramp, one task at a time, tasks triggered
 //!   by wavelet arrival; the kernel says what each task costs ([`Work`]) from the spec's SIMD
 //!   width, SRAM bandwidth, activation and decode costs.
@@ -32,30 +37,33 @@
 //! [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
 //!
 //! # Cost
-//! About one event per wavelet move through a router buffer, one per task, one per send that
-//! waits in a send queue (a wavelet reaching a core needs no event of its own: the core queue
-//! keeps its arrival cycle). State lives in flat arrays of small structs (per channel, PE and
-//! link), the calendar queue allocates nothing once warm. Measured on the reference kernel
-//! (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75 --region 32x32`, one core of a
-//! shared 2-core machine, release build): 90 M events (28 M router retries, 23 M hops, 23 M
-//! task starts, 15 M core sends), 23 M wavelet-hops, 23 M deliveries to cores, 352 k cycles ×
-//! 1024 PEs in 2.1–2.5 s, i.e. ≈ 1 × 10⁷ wavelet-hops and ≈ 1.5 × 10⁸ PE-cycles per host
-//! second; ≈ 270 instructions per event (callgrind), spread over routing, task dispatch, bounds
-//! checks and the calendar's vectors. Fat LTO saves another 8% of instructions.
-//! A full-wafer (994 × 750) broadcast of 16 wavelets needs ≈ 0.5 GB.
+//! About one event per wavelet (or block) move through a router buffer, one per task, one per
+//! send that waits in a send queue (a wavelet reaching a core needs no event of its own: the
+//! core queue keeps its arrival cycle). A *block* (`TaskIo::send_block`) moves as one unit: a
+//! GEMM's partial sums of one output column (64 wavelets on the reference kernel) cost a few
+//! events per hop instead of a few per wavelet. State lives in flat arrays of small structs
+//! (per channel, PE and link), the calendar queue allocates nothing once warm.
 //!
-//! Where the time goes is the bookkeeping per wavelet, not the event queue. An experiment that
-//! decided every uncontended move ahead (links keeping a bitmap of taken cycles, buffers the
-//! cycle each slot frees, consequences followed through a work list: branch `engine-runahead`)
-//! reproduced the reference kernel's 351 682 cycles with 9.6 M events instead of 90 M, and was
-//! no faster (3.5 s): ≈ 1 000 instructions per delivered wavelet either way. It also showed why
-//! a link several colors use (the ramp into a core carries partial sums and weights) must be
-//! arbitrated cycle by cycle: deciding it ahead let one color take 8 cycles in a row and broke
-//! the round-robin half-and-half test. 5 × 10⁷ hops per second on this kernel means ≈ 20 ns
-//! per delivered wavelet, hop and task included; that takes work per *train* of wavelets (a
-//! partial-sum column is 64 wavelets moving one per cycle, whose times follow a max-plus
-//! recurrence), not per wavelet. Users who need speed over wavelet detail have
-//! `kernel --fidelity model`, the cost model this engine validates.
+//! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
+//! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
+//! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts)
+//! in 0.90–1.10 s, i.e. ≈ 2.3 × 10⁷ wavelet-hops and ≈ 3.6 × 10⁸ PE-cycles per host second
+//! (criterion median 1.10 s). With every partial sum a wavelet of its own it took 90 M events
+//! and 2.1–2.5 s for the same cycles. What is left is the weight stream: per weight and PE one
+//! hop and one task, ≈ 2 events of ≈ 230 instructions (callgrind), spread over routing, task
+//! dispatch, bounds checks and the calendar's vectors. A full-wafer (994 × 750) broadcast of 16
+//! wavelets needs ≈ 0.58 GB and ≈ 4 s (its 24 M events miss the caches).
+//!
+//! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
+//! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
+//! followed through a work list: branch `engine-runahead`) reproduced the reference kernel's
+//! cycles with 10× fewer events and was no faster, the bookkeeping per wavelet being the cost;
+//! and a link several colors use (the ramp into a core) must be arbitrated cycle by cycle, or
+//! one color takes several cycles in a row and round-robin breaks. Reaching 5 × 10⁷ hops per
+//! host second on the reference kernel needs the weight stream moved per train as well (each
+//! weight is a 35-cycle task, slower than the link, so a weight block would change what the
+//! buffers model). Users who need speed over wavelet detail have `kernel --fidelity model`,
+//! the cost model this engine validates.
 //!
 //! # Adding a kernel
 //! Write a struct implementing [`Kernel`] (state per PE, flat arrays) and a function building
