@@ -164,6 +164,9 @@ pub struct Program {
     pub edge_streams: Vec<EdgeStream>,
     /// Sends by cores at cycle 0: (PE, color, wavelets).
     pub initial_sends: Vec<(u32, u8, Vec<u64>)>,
+    /// Blocks sent by cores at cycle 0 (after their wavelets): (PE, color, tag, wavelets), a
+    /// longer one in blocks of at most `u16::MAX`.
+    pub initial_blocks: Vec<(u32, u8, u64, u64)>,
 }
 
 impl Program {
@@ -173,6 +176,7 @@ impl Program {
             routes: Routes::new(mesh, colors),
             edge_streams: Vec::new(),
             initial_sends: Vec::new(),
+            initial_blocks: Vec::new(),
         }
     }
 

@@ -275,6 +275,13 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 engine.core_send(*pe, *color, 0, w, 1);
             }
         }
+        for &(pe, color, tag, mut wavelets) in &program.initial_blocks {
+            while wavelets > 0 {
+                let count = wavelets.min(u16::MAX as u64) as u16;
+                engine.core_send(pe, color, 0, tag, count);
+                wavelets -= count as u64;
+            }
+        }
         Ok(engine)
     }
 
