@@ -50,9 +50,10 @@
 //! in 0.90–1.10 s, i.e. ≈ 2.3 × 10⁷ wavelet-hops and ≈ 3.6 × 10⁸ PE-cycles per host second
 //! (criterion median 1.10 s). With every partial sum a wavelet of its own it took 90 M events
 //! and 2.1–2.5 s for the same cycles. What is left is the weight stream: per weight and PE one
-//! hop and one task, ≈ 2 events of ≈ 230 instructions (callgrind), spread over routing, task
-//! dispatch, bounds checks and the calendar's vectors. A full-wafer (994 × 750) broadcast of 16
-//! wavelets needs ≈ 0.58 GB and ≈ 4 s (its 24 M events miss the caches).
+//! hop and one task, ≈ 2 events and ≈ 410 instructions in all (callgrind), spread over
+//! routing, task dispatch, bounds checks (≈ 14%) and the calendar's vectors. A full-wafer
+//! (994 × 750) broadcast of 16 wavelets (one block) runs in 1.5 M events, ≈ 0.45 GB and
+//! ≈ 2 s, most of it the kernel zeroing the pages of its state.
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
