@@ -903,12 +903,26 @@ fn gemm_busy_cycles_follow_the_documented_structure_exactly() {
         cfg.values = false;
         let run = run_gemm(&fabric, &cfg).unwrap();
         let predicted = run.plan.predicted_work(&fabric);
+        let nonzeros = run.plan.nonzeros_per_pe_column();
         for (pe, (got, want)) in run.output.counters.pes.iter().zip(&predicted).enumerate() {
             let at = format!("PE ({}, {}) at sparsity {sparsity}", pe / 8, pe % 8);
             assert_eq!(got.fmac_cycles, want.fmac_cycles, "{at}");
             assert_eq!(got.overhead_cycles, want.overhead_cycles, "{at}");
             assert_eq!(got.reduction_cycles, want.reduction_cycles, "{at}");
             assert_eq!(got.fmac_ops, want.fmac_ops, "{at}");
+            // One task per weight wavelet and per control wavelet, and one per column's
+            // partial-sum block (not one per partial-sum wavelet).
+            let column = pe % 8;
+            let j = column % run.plan.ck as usize;
+            let columns = nonzeros[column].len() as u64;
+            let wavelets = if run.plan.dense {
+                let k_c = wafersim::sparsity::split_range(run.plan.k_in, run.plan.ck as usize, j);
+                columns * k_c.len().div_ceil(2) as u64
+            } else {
+                nonzeros[column].iter().sum()
+            };
+            let blocks = if j > 0 { columns } else { 0 };
+            assert_eq!(got.tasks, wavelets + columns + blocks, "{at}");
         }
         let slowest = predicted.iter().map(|w| w.total_cycles()).max().unwrap();
         let cycles = run.output.cycles;
