@@ -58,7 +58,7 @@ impl EventQueue {
     #[inline]
     pub fn push(&mut self, cycle: u64, event: Event) {
         debug_assert!(cycle >= self.now_cycle, "event scheduled in the past");
-        if cycle - self.now_cycle < HORIZON_CYCLES {
+        if cycle.wrapping_sub(self.now_cycle) < HORIZON_CYCLES {
             self.buckets[cycle as usize % BUCKETS].push(event);
             self.in_buckets += 1;
         } else {

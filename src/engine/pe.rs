@@ -35,11 +35,11 @@ impl<K: Kernel> Engine<'_, K> {
     ) {
         let c = ch as usize;
         let p = pe as usize;
-        let index = ((self.ch[c].cq_head + self.ch[c].cq_len) & self.slot_mask) as usize;
-        let slot = self.slot_base(c) + index;
-        self.slots[slot + self.cq_offset] = data;
-        self.slots[slot + 2 * self.cq_offset] = arrival;
-        let counts = self.count_base(c) + self.cq_offset + index;
+        let index = (self.ch[c].cq_head.wrapping_add(self.ch[c].cq_len) & self.slot_mask) as usize;
+        let slot = self.slot_base(c).wrapping_add(index);
+        self.slots[slot.wrapping_add(self.cq_offset)] = data;
+        self.slots[slot.wrapping_add(2 * self.cq_offset)] = arrival;
+        let counts = self.count_base(c).wrapping_add(self.cq_offset + index);
         self.counts[counts] = count;
         self.ch[c].cq_len += 1;
         self.pe[p].ready |= 1u64 << color;
@@ -82,8 +82,9 @@ impl<K: Kernel> Engine<'_, K> {
             let color = eligible.trailing_zeros();
             eligible &= eligible - 1;
             let c = ((pe << self.color_shift) | color) as usize;
-            let arrival =
-                self.slots[self.slot_base(c) + 2 * self.cq_offset + self.ch[c].cq_head as usize];
+            let arrival = self.slots[self
+                .slot_base(c)
+                .wrapping_add(2 * self.cq_offset + self.ch[c].cq_head as usize)];
             if arrival <= now {
                 return Ok(color as u8);
             }
@@ -104,8 +105,8 @@ impl<K: Kernel> Engine<'_, K> {
             let ch = (pe << self.color_shift) | color as u32;
             let c = ch as usize;
             let head = self.ch[c].cq_head as usize;
-            let data = self.slots[self.slot_base(c) + self.cq_offset + head];
-            let count = self.counts[self.count_base(c) + self.cq_offset + head];
+            let data = self.slots[self.slot_base(c).wrapping_add(self.cq_offset + head)];
+            let count = self.counts[self.count_base(c).wrapping_add(self.cq_offset + head)];
             self.io.sends.clear();
             let work = if count == 1 {
                 self.kernel.on_wavelet(pe, color, data, now, &mut self.io)
@@ -126,7 +127,7 @@ impl<K: Kernel> Engine<'_, K> {
                 self.pe[p].deferred |= 1u64 << color;
                 continue;
             };
-            self.ch[c].cq_head = (self.ch[c].cq_head + 1) & self.slot_mask;
+            self.ch[c].cq_head = self.ch[c].cq_head.wrapping_add(1) & self.slot_mask;
             self.ch[c].cq_len -= 1;
             if self.ch[c].cq_len == 0 {
                 self.pe[p].ready &= !(1u64 << color);

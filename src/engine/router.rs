@@ -26,11 +26,12 @@ impl<K: Kernel> Engine<'_, K> {
     #[inline]
     pub(super) fn fifo_push(&mut self, ch: u32, data: u64, count: u16, now: u64) {
         let c = ch as usize;
-        let slot = (self.ch[c].fifo_head + self.ch[c].fifo_len) & self.slot_mask;
+        let slot =
+            (self.ch[c].fifo_head.wrapping_add(self.ch[c].fifo_len) & self.slot_mask) as usize;
         let base = self.slot_base(c);
-        self.slots[base + slot as usize] = data;
+        self.slots[base.wrapping_add(slot)] = data;
         let counts = self.count_base(c);
-        self.counts[counts + slot as usize] = count;
+        self.counts[counts.wrapping_add(slot)] = count;
         self.ch[c].fifo_len += 1;
         if self.ch[c].fifo_len == 1 && self.ch[c].flags & (PENDING | BLOCKED) == 0 {
             self.try_forward(ch, now);
@@ -75,7 +76,7 @@ impl<K: Kernel> Engine<'_, K> {
         while bits != 0 {
             let port = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let link = pe as usize * LINKS_PER_PE + port;
+            let link = (pe as usize).wrapping_mul(LINKS_PER_PE).wrapping_add(port);
             if self.links[link].free > now {
                 retry = retry.max(self.links[link].free);
             } else if self.must_yield(link, color) {
@@ -134,35 +135,44 @@ impl<K: Kernel> Engine<'_, K> {
     fn send_head(&mut self, ch: u32, pe: u32, color: u8, out: u8, now: u64) {
         let c = ch as usize;
         let head = self.ch[c].fifo_head as usize;
-        let data = self.slots[self.slot_base(c) + head];
+        let data = self.slots[self.slot_base(c).wrapping_add(head)];
         // A block holds every link of its route for its length, one wavelet per cycle.
-        let count = self.counts[self.count_base(c) + head];
+        let count = self.counts[self.count_base(c).wrapping_add(head)];
         let mut bits = out;
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
-            let link = pe as usize * LINKS_PER_PE + port as usize;
-            self.links[link].free = now + count as u64;
+            let link = (pe as usize)
+                .wrapping_mul(LINKS_PER_PE)
+                .wrapping_add(port as usize);
+            self.links[link].free = now.wrapping_add(count as u64);
             self.links[link].last = color;
             self.links[link].waiters &= !(1u64 << color);
             if port == Port::Ramp as u32 {
-                self.deliver(ch, pe, color, data, count, now + self.ramp_cycles);
+                self.deliver(
+                    ch,
+                    pe,
+                    color,
+                    data,
+                    count,
+                    now.wrapping_add(self.ramp_cycles),
+                );
             } else {
                 // Program::check made sure the neighbour's route accepts this port.
                 let next = self.next_pe(pe, port).expect("routes stay in the mesh");
                 let n = (next << self.color_shift) | color as u32;
                 self.ch[n as usize].fifo_reserved += 1;
-                self.schedule_block(now + self.hop_cycles, EV_ARRIVE, n, data, count);
+                self.schedule_block(now.wrapping_add(self.hop_cycles), EV_ARRIVE, n, data, count);
             }
         }
         // Per-port counts and hops follow from the static route at the end of the run.
         self.ch[c].sent += count as u64;
-        self.ch[c].fifo_head = (self.ch[c].fifo_head + 1) & self.slot_mask;
+        self.ch[c].fifo_head = self.ch[c].fifo_head.wrapping_add(1) & self.slot_mask;
         self.ch[c].fifo_len -= 1;
         self.wake_upstream(ch, pe, color, now);
         if self.ch[c].fifo_len > 0 {
             self.ch[c].flags |= PENDING;
-            self.schedule(now + count as u64, EV_TRY, ch, 0);
+            self.schedule(now.wrapping_add(count as u64), EV_TRY, ch, 0);
         }
     }
 

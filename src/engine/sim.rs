@@ -285,20 +285,25 @@ impl<'k, K: Kernel> Engine<'k, K> {
         Ok(engine)
     }
 
+    // Index arithmetic on the event path wraps instead of checking for overflow: every index
+    // is bounded by the mesh (PE ids < 2^20, channel ids < 2^26, ring slots < 2^16 · 4) and is
+    // bounds-checked where it is used, so a check on the sum only repeats that one; cycle and
+    // counter arithmetic keeps its checks.
+
     /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
     #[inline]
     pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
         if self.pe[pe as usize].edges >> port & 1 != 0 {
             None
         } else {
-            Some((pe as i64 + self.offsets[port as usize]) as u32)
+            Some((pe as i64).wrapping_add(self.offsets[port as usize]) as u32)
         }
     }
 
     /// First slot of channel `c`'s rings.
     #[inline]
     pub(super) fn slot_base(&self, c: usize) -> usize {
-        (c * 3) << self.slot_shift
+        c.wrapping_mul(3) << self.slot_shift
     }
 
     #[inline]
@@ -335,7 +340,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// First slot of channel `c`'s rings of counts (router buffer, then core queue).
     #[inline]
     pub(super) fn count_base(&self, c: usize) -> usize {
-        (c * 2) << self.slot_shift
+        c.wrapping_mul(2) << self.slot_shift
     }
 
     /// Runs to completion: every source drained, every wavelet consumed, the kernel expecting
