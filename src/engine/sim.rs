@@ -287,8 +287,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
 
     // Index arithmetic on the event path wraps instead of checking for overflow: every index
     // is bounded by the mesh (PE ids < 2^20, channel ids < 2^26, ring slots < 2^16 · 4) and is
-    // bounds-checked where it is used, so a check on the sum only repeats that one; cycle and
-    // counter arithmetic keeps its checks.
+    // bounds-checked where it is used, so a check on the sum only repeats that one. So do the
+    // send path's cycle sums of a hop, the ramp or a block's length (a run never nears 2^63
+    // cycles: the progress timeout stops it long before). Counters keep their checks.
 
     /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
     #[inline]
