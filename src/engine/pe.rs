@@ -49,7 +49,7 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// Makes sure the core of `pe` looks for work at `cycle` or earlier.
-    #[inline]
+    #[inline(always)]
     pub(super) fn request_wake(&mut self, pe: u32, cycle: u64) {
         if cycle < self.pe[pe as usize].wake_at {
             self.pe[pe as usize].wake_at = cycle;
