@@ -46,14 +46,16 @@
 //!
 //! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
 //! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
-//! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts)
-//! in 0.90–1.10 s, i.e. ≈ 2.3 × 10⁷ wavelet-hops and ≈ 3.6 × 10⁸ PE-cycles per host second
-//! (criterion median 1.10 s). With every partial sum a wavelet of its own it took 90 M events
-//! and 2.1–2.5 s for the same cycles. What is left is the weight stream: per weight and PE one
-//! hop and one task, ≈ 2 events and ≈ 410 instructions in all (callgrind), spread over
-//! routing, task dispatch, bounds checks (≈ 14%) and the calendar's vectors. A full-wafer
-//! (994 × 750) broadcast of 16 wavelets (one block) runs in 1.5 M events, ≈ 0.45 GB and
-//! ≈ 2 s, most of it the kernel zeroing the pages of its state.
+//! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts);
+//! criterion 760–912 ms, median 833 ms, i.e. ≈ 2.8 × 10⁷ wavelet-hops and ≈ 4.3 × 10⁸ PE-cycles
+//! per host second (the machine's speed drifts by ±20% over a day). With every partial sum a
+//! wavelet of its own it took 90 M events and 2.1–2.5 s for the same cycles. What is left is the
+//! weight stream: per weight and PE one hop and one task, ≈ 2 events and ≈ 370 instructions in
+//! all (callgrind), spread over routing, task dispatch, bounds checks (≈ 15%), the calendar's
+//! vectors (≈ 11%) and overflow checks (≈ 13%: release builds keep them; index arithmetic on
+//! the event path wraps, see `sim`). A full-wafer (994 × 750) broadcast of 16 wavelets (one
+//! block) runs in 1.5 M events, ≈ 0.45 GB and 0.5–2 s, most of it the kernel zeroing the pages
+//! of its state.
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
