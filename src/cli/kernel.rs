@@ -492,14 +492,17 @@ impl KernelReport {
         }
         row("cycles", thousands(f.cycles as u128));
         row("seconds", format!("{:.3e}", f.seconds));
-        row(
-            "FLOPs dense / executed",
-            format!(
-                "{} / {}",
-                si(f.flops_dense as f64, "FLOP"),
-                si(f.flops_executed as f64, "FLOP")
-            ),
-        );
+        if f.flops_dense > 0 || f.flops_executed > 0 {
+            // A collective moves data and computes no FLOPs worth a row.
+            row(
+                "FLOPs dense / executed",
+                format!(
+                    "{} / {}",
+                    si(f.flops_dense as f64, "FLOP"),
+                    si(f.flops_executed as f64, "FLOP")
+                ),
+            );
+        }
         if let (Some(sent), Some(received)) = (f.wavelets_sent, f.wavelets_received) {
             row(
                 "wavelets sent / received",
