@@ -9,8 +9,10 @@
 //! wavelet per cycle.
 //!
 //! - **chain** reduce: PE 0 sends its vector east; PE j adds its own and forwards (color
-//!   j mod 2); PE P − 1 holds the sum. All-reduce adds a multicast back west from PE P − 1,
-//!   started element by element as sums complete.
+//!   j mod 2); PE P − 1 holds the sum. The vector moves as one block (each PE streams it
+//!   through its adds: the same cycles as wavelet by wavelet). All-reduce adds a multicast back
+//!   west from PE P − 1, started element by element as sums complete; it stays wavelet by
+//!   wavelet (its two streams share each PE's ramp cycle by cycle).
 //! - **tree** reduce: binary tree to PE 0; at level l, PE i with i mod 2^(l+1) = 2^l sends to
 //!   PE i − 2^l (color l, passing through the PEs between), element by element as soon as all
 //!   its children have delivered that element. All-reduce multicasts the sum east from PE 0.
@@ -283,7 +285,13 @@ fn chain_program(mesh: Mesh, collective: Collective, first: Vec<u64>) -> Program
             .routes
             .multicast_line(&back, fwd.opposite(), 2, Port::Ramp);
     }
-    if p > 1 {
+    if p > 1 && collective == Collective::Reduce {
+        // A reduce's vector streams down the chain as one block.
+        program.initial_blocks.push((0, 0, 0, first.len() as u64));
+    } else if p > 1 {
+        // An all-reduce's sums come back element by element, sharing each PE's ramp with the
+        // reduce stream wavelet by wavelet: kept as wavelets, so its cycles stay those of the
+        // closed form (a block would take the ramp in one piece, 0.6% sooner).
         program.initial_sends.push((0, 0, first));
     }
     program
@@ -418,6 +426,31 @@ impl CollectiveKernel {
         self.work(i == 0)
     }
 
+    /// A chain reduce stage on a block of `count` elements: add the predecessor's partial sums
+    /// (final for these elements: it added them before sending) as they stream in and stream
+    /// the sums on from the first add; the last PE keeps them.
+    fn chain_block(&mut self, pe: u32, count: u16, io: &mut TaskIo) -> Work {
+        let p = line(self.mesh).0;
+        let from = self.received[pe as usize][0] as usize;
+        self.received[pe as usize][0] += count as u64;
+        let elements = from..from + count as usize;
+        if self.cfg.values {
+            for i in elements.clone() {
+                self.acc[pe as usize][i] += self.acc[pe as usize - 1][i];
+            }
+        }
+        if pe + 1 < p {
+            io.send_block((pe % 2) as u8, 0, count, Some(self.activation + 1));
+        } else if self.cfg.values {
+            let sums = self.acc[pe as usize][elements].to_vec();
+            self.result[pe as usize].extend(sums);
+        }
+        Work {
+            reduction_cycles: count as u64,
+            ..self.work(from == 0)
+        }
+    }
+
     fn tree(&mut self, pe: u32, color: u8, data: u64, io: &mut TaskIo) -> Work {
         let p = line(self.mesh).0;
         let level = color as usize;
@@ -517,7 +550,7 @@ impl Kernel for CollectiveKernel {
         })
     }
 
-    /// A broadcast's vector (or a piece of it): every core stores it as it streams in.
+    /// A chain's vector or a broadcast's (or a piece of it) streams in as one block.
     fn on_block(
         &mut self,
         pe: u32,
@@ -525,8 +558,11 @@ impl Kernel for CollectiveKernel {
         _data: u64,
         count: u16,
         _now: u64,
-        _io: &mut TaskIo,
+        io: &mut TaskIo,
     ) -> Option<Work> {
+        if self.cfg.collective == Collective::Reduce {
+            return Some(self.chain_block(pe, count, io));
+        }
         let from = self.received[pe as usize][0];
         self.received[pe as usize][0] += count as u64;
         if self.cfg.values {
