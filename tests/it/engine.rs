@@ -242,6 +242,49 @@ fn fidelity_model_gives_the_cost_model_that_validate_checks_against_the_engine()
     let model = crate::common::run_json(&[&reduce[..], &["--fidelity", "model"]].concat());
     let check = validate_check(&validation, "reduce chain", "pes 16 wavelets 256");
     assert_eq!(model["cycles"], check["model_cycles"]);
+
+    // The backward forms: dgrad on the transposed mask, wgrad at the non-zeros.
+    for (form, t, k, n, s, region, shape) in [
+        (
+            "dgrad",
+            "512",
+            "256",
+            "256",
+            "0.5",
+            "16x16",
+            "t 512 k 256 n 256 s 0.5 region 16x16",
+        ),
+        (
+            "wgrad",
+            "256",
+            "256",
+            "128",
+            "0.75",
+            "8x8",
+            "t 256 k 256 n 128 s 0.75 region 8x8",
+        ),
+    ] {
+        let model = crate::common::run_json(&[
+            "kernel",
+            "gemm",
+            "--t",
+            t,
+            "--k",
+            k,
+            "--n",
+            n,
+            "--sparsity",
+            s,
+            "--region",
+            region,
+            "--form",
+            form,
+            "--fidelity",
+            "model",
+        ]);
+        let check = validate_check(&validation, &format!("gemm {form}"), shape);
+        assert_eq!(model["cycles"], check["model_cycles"], "{form}");
+    }
 }
 
 #[test]
