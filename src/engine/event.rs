@@ -13,7 +13,8 @@ use std::collections::BinaryHeap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Event {
     pub kind: u8,
-    /// Wavelets the event moves: 1, or a block's length (it fits the padding: 16 bytes in all).
+    /// What the event moves: 0 for a wavelet, a block's length for a block (it fits the
+    /// padding: 16 bytes in all).
     pub count: u16,
     pub target: u32,
     pub data: u64,
@@ -114,7 +115,7 @@ mod tests {
     fn ev(target: u32) -> Event {
         Event {
             kind: 0,
-            count: 1,
+            count: 0,
             target,
             data: 0,
         }

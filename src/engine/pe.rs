@@ -15,8 +15,8 @@
 use std::collections::VecDeque;
 
 use super::sim::{
-    Engine, Injector, BLOCKED, EV_ARRIVE_SENT, EV_INJECT, EV_TRY, EV_WAKE, LINKS_PER_PE, NONE,
-    PENDING, RAMP_UP,
+    length, Engine, Injector, BLOCKED, EV_ARRIVE_SENT, EV_INJECT, EV_TRY, EV_WAKE, LINKS_PER_PE,
+    NONE, PENDING, RAMP_UP,
 };
 use crate::engine::program::{Kernel, Port};
 
@@ -108,13 +108,13 @@ impl<K: Kernel> Engine<'_, K> {
             let data = self.slots[self.slot_base(c).wrapping_add(self.cq_offset + head)];
             let count = self.counts[self.count_base(c).wrapping_add(self.cq_offset + head)];
             self.io.sends.clear();
-            let work = if count == 1 {
+            let work = if count == 0 {
                 self.kernel.on_wavelet(pe, color, data, now, &mut self.io)
             } else {
                 self.kernel
                     .on_block(pe, color, data, count, now, &mut self.io)
             };
-            if count > 1 && work.is_some_and(|w| w.total_cycles() < count as u64) {
+            if count > 0 && work.is_some_and(|w| w.total_cycles() < count as u64) {
                 // A block streams in one wavelet per cycle: its task cannot be shorter.
                 let (r, col) = self.mesh.coords(pe);
                 self.error = Some(crate::error::Error::Simulation(format!(
@@ -205,7 +205,7 @@ impl<K: Kernel> Engine<'_, K> {
             i.queue.is_empty() && !i.pending && !i.blocked
         };
         // A block goes through the send queue, which tells the kernel when its last wavelet left.
-        if count == 1
+        if count == 0
             && queue_idle
             && self.links[link].free <= ready_cycle
             && self.links[link].waiters == 0
@@ -297,13 +297,13 @@ impl<K: Kernel> Engine<'_, K> {
             i.blocked_since = now;
             return;
         }
-        let length = count as u64;
-        self.links[link].free = now + length;
+        let wavelets = length(count);
+        self.links[link].free = now + wavelets;
         self.links[link].last = color;
         self.links[link].waiters &= !(1u64 << color);
-        self.wavelets_sent += length;
+        self.wavelets_sent += wavelets;
         let port = self.injectors[inj as usize].port;
-        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += length;
+        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += wavelets;
         let next = {
             let i = &mut self.injectors[inj as usize];
             i.queue.pop_front();
@@ -312,14 +312,14 @@ impl<K: Kernel> Engine<'_, K> {
         match next {
             Some(r) => {
                 self.injectors[inj as usize].pending = true;
-                self.schedule(r.max(now + length), EV_INJECT, inj, 0);
+                self.schedule(r.max(now + wavelets), EV_INJECT, inj, 0);
             }
-            None if core_pe != NONE && count > 1 => {
+            None if core_pe != NONE && count > 0 => {
                 // Drained once the block's last wavelet has left.
                 let i = &mut self.injectors[inj as usize];
                 i.pending = true;
                 i.drain_due = true;
-                self.schedule(now + length, EV_INJECT, inj, 0);
+                self.schedule(now + wavelets, EV_INJECT, inj, 0);
             }
             None if core_pe != NONE => {
                 self.injectors[inj as usize].drain_due = false;

@@ -255,7 +255,8 @@ impl Work {
     }
 }
 
-/// One send of a task: a wavelet, or a block of `count` wavelets that travels as one unit.
+/// One send of a task: a wavelet (`count` 0), or a block of `count` ≥ 1 wavelets that travels
+/// as one unit.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Send {
     pub color: u8,
@@ -279,7 +280,7 @@ impl TaskIo {
         self.sends.push(Send {
             color,
             data,
-            count: 1,
+            count: 0,
             after_start: None,
         });
     }
@@ -290,7 +291,8 @@ impl TaskIo {
     /// ([`Kernel::on_block`]) that streams it (a fabric DSD operation). Its first wavelet is
     /// ready `after_start` cycles after this task starts (`None`: when it ends), so a task that
     /// streams a block in can stream its result out as it goes. `data` is the kernel's own tag
-    /// (the engine carries no per-wavelet values for a block).
+    /// (the engine carries no per-wavelet values for a block). A block of 1 is still a block
+    /// (it reaches [`Kernel::on_block`]); a `count` of 0 is taken as 1.
     #[inline]
     pub fn send_block(&mut self, color: u8, data: u64, count: u16, after_start: Option<u64>) {
         self.sends.push(Send {

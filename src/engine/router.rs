@@ -9,7 +9,9 @@
 //! head that finds no space waits, and the pop that frees the space wakes it.
 
 use super::program::Port;
-use super::sim::{Engine, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING};
+use super::sim::{
+    length, Engine, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING,
+};
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
@@ -138,6 +140,7 @@ impl<K: Kernel> Engine<'_, K> {
         let data = self.slots[self.slot_base(c).wrapping_add(head)];
         // A block holds every link of its route for its length, one wavelet per cycle.
         let count = self.counts[self.count_base(c).wrapping_add(head)];
+        let wavelets = length(count);
         let mut bits = out;
         while bits != 0 {
             let port = bits.trailing_zeros();
@@ -145,7 +148,7 @@ impl<K: Kernel> Engine<'_, K> {
             let link = (pe as usize)
                 .wrapping_mul(LINKS_PER_PE)
                 .wrapping_add(port as usize);
-            self.links[link].free = now.wrapping_add(count as u64);
+            self.links[link].free = now.wrapping_add(wavelets);
             self.links[link].last = color;
             self.links[link].waiters &= !(1u64 << color);
             if port == Port::Ramp as u32 {
@@ -166,13 +169,13 @@ impl<K: Kernel> Engine<'_, K> {
             }
         }
         // Per-port counts and hops follow from the static route at the end of the run.
-        self.ch[c].sent += count as u64;
+        self.ch[c].sent += wavelets;
         self.ch[c].fifo_head = self.ch[c].fifo_head.wrapping_add(1) & self.slot_mask;
         self.ch[c].fifo_len -= 1;
         self.wake_upstream(ch, pe, color, now);
         if self.ch[c].fifo_len > 0 {
             self.ch[c].flags |= PENDING;
-            self.schedule(now.wrapping_add(count as u64), EV_TRY, ch, 0);
+            self.schedule(now.wrapping_add(wavelets), EV_TRY, ch, 0);
         }
     }
 

@@ -27,6 +27,12 @@ pub(super) const PENDING: u8 = 1;
 pub(super) const BLOCKED: u8 = 2;
 
 pub(super) const NONE: u32 = u32::MAX;
+
+/// Wavelets in a slot, an event or a send whose block length is `count` (0: a single wavelet).
+#[inline]
+pub(super) fn length(count: u16) -> u64 {
+    count.max(1) as u64
+}
 pub(super) const LINKS_PER_PE: usize = 6;
 pub(super) const RAMP_UP: usize = 5;
 
@@ -41,7 +47,7 @@ pub(super) struct Injector {
     pub core_pe: u32,
     /// The port it enters its router by (the ramp, or the edge it comes from).
     pub port: Port,
-    /// (cycle ready, data, wavelets: 1 or a block's length)
+    /// (cycle ready, data, 0 for a wavelet or a block's length)
     pub queue: VecDeque<(u64, u64, u16)>,
     pub pending: bool,
     pub blocked: bool,
@@ -163,8 +169,8 @@ pub struct Engine<'k, K: Kernel> {
     /// Ring buffers of every channel: `3 · (1 << slot_shift)` slots each, in order the router
     /// buffer, the core queue and the core queue's arrival cycles.
     pub(super) slots: Vec<u64>,
-    /// Wavelets in each slot of the router buffer and of the core queue (1, or a block's
-    /// length): `2 · (1 << slot_shift)` per channel.
+    /// What each slot of the router buffer and of the core queue holds: 0 for a wavelet, a
+    /// block's length for a block (see [`length`]): `2 · (1 << slot_shift)` per channel.
     pub(super) counts: Vec<u16>,
     /// Slots of one ring (`1 << slot_shift`): the core queue starts this far into a channel's slots.
     pub(super) cq_offset: usize,
@@ -267,12 +273,12 @@ impl<'k, K: Kernel> Engine<'k, K> {
             let inj = engine.new_injector(ch, link, stream.color, NONE, stream.port);
             engine.ch[ch as usize].edge_injector = inj;
             for &w in &stream.wavelets {
-                engine.push_send(inj, 0, w, 1);
+                engine.push_send(inj, 0, w, 0);
             }
         }
         for (pe, color, wavelets) in &program.initial_sends {
             for &w in wavelets {
-                engine.core_send(*pe, *color, 0, w, 1);
+                engine.core_send(*pe, *color, 0, w, 0);
             }
         }
         for &(pe, color, tag, mut wavelets) in &program.initial_blocks {
@@ -314,10 +320,10 @@ impl<'k, K: Kernel> Engine<'k, K> {
 
     #[inline]
     pub(super) fn schedule(&mut self, cycle: u64, kind: u8, target: u32, data: u64) {
-        self.schedule_block(cycle, kind, target, data, 1);
+        self.schedule_block(cycle, kind, target, data, 0);
     }
 
-    /// Schedules an event that moves `count` wavelets (a block).
+    /// Schedules an event that moves a block of `count` wavelets (0: a single wavelet).
     #[inline]
     pub(super) fn schedule_block(
         &mut self,

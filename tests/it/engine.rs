@@ -53,6 +53,11 @@ fn gemm_values_equal_the_direct_product_dense_and_sparse_every_split() {
             assert!(run.y.as_ref().unwrap().iter().any(|&v| v != 0.0));
         }
     }
+    // One or two tokens per PE row: a column's partial sums fit one wavelet, a block of 1.
+    for t in [3, 6] {
+        let run = run_gemm(&fabric, &gemm(t, 16, 8, 0.5, (3, 4), Some((4, 1)))).unwrap();
+        assert!(max_error(&run) < 1e-4, "t {t}");
+    }
 }
 
 #[test]
@@ -784,11 +789,33 @@ mod conservation {
             .collect()
     }
 
+    fn short_broadcast(b: u64) -> CollectiveConfig {
+        CollectiveConfig {
+            collective: Collective::Broadcast,
+            rows: 1,
+            cols: 2,
+            wavelets: b,
+            algo: Algo::Chain,
+            values: true,
+            seed: 0,
+        }
+    }
+
     #[test]
     fn reductions_give_the_exact_sums_and_move_the_counted_wavelets() {
         let (p, b) = (13, 40);
         let chain = collective(Collective::Reduce, Algo::Chain, p, b);
         assert_eq!(chain.results[12], sums(p, b));
+        // A vector of one element is a block of 1, and values index 1 are not zero.
+        for b in [1, 2] {
+            let short = collective(Collective::Reduce, Algo::Chain, p, b);
+            assert_eq!(short.results[12], sums(p, b), "b {b}");
+            let mut cfg = short_broadcast(b);
+            cfg.cols = p;
+            let run = run_collective(&mini(), &cfg).unwrap();
+            let expected: Vec<f32> = (0..b).map(|i| contribution(0, i)).collect();
+            assert!(run.results[1..].iter().all(|r| *r == expected), "b {b}");
+        }
         assert_eq!(
             (chain.output.wavelets_sent, chain.output.wavelets_received),
             (12 * b, 12 * b)
