@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::Common;
 use crate::cost::{collective_cycles, fmac_ops, gemm_cost, GemmProblem};
-use crate::engine::check_region;
-use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
+use crate::engine::kernels::collective::{
+    check_collective, run_collective, Algo, Collective, CollectiveConfig,
+};
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout};
 use crate::engine::kernels::KernelFigures;
 use crate::error::{Error, Result};
@@ -266,7 +267,6 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
             let mut figures = KernelFigures::from_gemm_cost(
                 fabric,
                 &cost,
-                pes,
                 (gemm_flops(g), fmac_ops(&problem)),
                 host_seconds,
             );
@@ -283,7 +283,7 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
                         .into(),
                 ));
             }
-            check_region(fabric, cfg.rows as u64, cfg.cols as u64)?;
+            let sram_bytes = check_collective(fabric, &cfg)?;
             let pes = cfg.rows as u64 * cfg.cols as u64;
             let cycles = collective_cycles(
                 fabric,
@@ -294,10 +294,9 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
             );
             collective_shape(&mut shape, &cfg);
             let host_seconds = start.elapsed().as_secs_f64();
-            (
-                collective.name(),
-                KernelFigures::from_cycles(fabric, cycles, pes, 0, host_seconds),
-            )
+            let mut figures = KernelFigures::from_cycles(fabric, cycles, 0, host_seconds);
+            figures.sram_bytes_max = sram_bytes;
+            (collective.name(), figures)
         }
     };
     Ok(KernelReport {
@@ -543,9 +542,8 @@ impl KernelReport {
         }
         row("SRAM bytes max", thousands(f.sram_bytes_max as u128));
         row("host seconds", format!("{:.3}", f.host_seconds));
-        if self.fidelity == Fidelity::Wavelet {
-            // Simulation throughput; a closed form's rate says nothing.
-            row("PE-cycles / host s", si(f.pe_cycles_per_host_second, ""));
+        if let Some(rate) = f.pe_cycles_per_host_second {
+            row("PE-cycles / host s", si(rate, ""));
         }
         if let Some(rate) = f.wavelet_hops_per_host_second {
             row("wavelet hops / host s", si(rate, ""));

@@ -53,6 +53,10 @@ pub fn collective_cycles(
     p: u64,
     b: u64,
 ) -> u64 {
+    if p <= 1 {
+        // One PE already holds the result: nothing moves.
+        return 0;
+    }
     let hop = fabric.router.hop_latency_cycles;
     let ramp = fabric.router.ramp_latency_cycles;
     let a = fabric.pe.task_activation_cycles;

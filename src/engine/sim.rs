@@ -468,16 +468,26 @@ impl<'k, K: Kernel> Engine<'k, K> {
         for ch in 0..self.ch.len() as u32 {
             let (r, c) = self.mesh.coords(ch >> self.color_shift);
             let color = ch & self.color_mask;
-            if self.ch[ch as usize].fifo_len > 0 {
+            let channel = self.ch[ch as usize];
+            // Wavelets, a block counting its length.
+            let wavelets = |head: u32, len: u32, ring: usize| -> u64 {
+                (0..len)
+                    .map(|i| {
+                        let slot = ((head + i) & self.slot_mask) as usize;
+                        length(self.counts[self.count_base(ch as usize) + ring + slot])
+                    })
+                    .sum()
+            };
+            if channel.fifo_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets in the router buffer",
-                    self.ch[ch as usize].fifo_len
+                    wavelets(channel.fifo_head, channel.fifo_len, 0)
                 ));
             }
-            if self.ch[ch as usize].cq_len > 0 {
+            if channel.cq_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets waiting for a task",
-                    self.ch[ch as usize].cq_len
+                    wavelets(channel.cq_head, channel.cq_len, self.cq_offset)
                 ));
             }
         }
@@ -489,10 +499,10 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 } else {
                     "core sends"
                 };
+                let wavelets: u64 = inj.queue.iter().map(|&(_, _, count)| length(count)).sum();
                 note(format!(
-                    "PE ({r}, {c}) color {}: {} wavelets of its {source} not sent",
-                    inj.color,
-                    inj.queue.len()
+                    "PE ({r}, {c}) color {}: {wavelets} wavelets of its {source} not sent",
+                    inj.color
                 ));
             }
         }

@@ -363,6 +363,70 @@ fn fidelity_model_refuses_what_it_cannot_give() {
         err.contains("region broadcast runs on the wavelet-level engine only"),
         "{err}"
     );
+    // What the engine refuses, the model refuses the same way; sizes never overflow.
+    for (args, needle) in [
+        (
+            vec!["reduce", "--pes", "8", "--wavelets", "4", "--algo", "ring"],
+            "ring",
+        ),
+        (
+            vec![
+                "broadcast",
+                "--pes",
+                "8",
+                "--wavelets",
+                "4",
+                "--algo",
+                "tree",
+            ],
+            "--algo",
+        ),
+        (
+            vec!["reduce", "--pes", "8", "--wavelets", "100000000"],
+            "--wavelets",
+        ),
+        (
+            vec![
+                "allreduce",
+                "--pes",
+                "8",
+                "--wavelets",
+                "18446744073709551615",
+            ],
+            "--wavelets",
+        ),
+        (
+            vec![
+                "gemm",
+                "--t",
+                "32",
+                "--k",
+                "2",
+                "--n",
+                "18446744073709551615",
+                "--region",
+                "1x1",
+            ],
+            "multiply-adds",
+        ),
+    ] {
+        for fidelity in ["wavelet", "model"] {
+            let args = [&["kernel"], &args[..], &["--fidelity", fidelity]].concat();
+            let (code, _, err) = crate::common::run_cli(&args);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+    // One PE moves nothing; the model says so, as the engine does.
+    for kind in ["reduce", "allreduce", "broadcast"] {
+        let args = ["kernel", kind, "--pes", "1", "--wavelets", "16"];
+        let engine = crate::common::run_json(&args);
+        let model = crate::common::run_json(&[&args[..], &["--fidelity", "model"]].concat());
+        assert_eq!(engine["cycles"], 0, "{kind}");
+        assert_eq!(model["cycles"], 0, "{kind}");
+        assert_eq!(model["sram_bytes_max"], engine["sram_bytes_max"], "{kind}");
+        assert!(model.get("pe_cycles_per_host_second").is_none(), "{kind}");
+    }
 }
 
 #[test]

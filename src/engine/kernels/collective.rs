@@ -107,7 +107,10 @@ fn levels(p: u32) -> u32 {
     32 - (p.max(1) - 1).leading_zeros()
 }
 
-pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<CollectiveRun> {
+/// Refuses what a collective cannot be (an algorithm it does not have, a line longer than the
+/// fabric's region, a vector that does not fit a PE's SRAM); gives the SRAM bytes each PE needs.
+/// The engine and the cost model (`kernel --fidelity model`) both check with this.
+pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u64> {
     let p = line(Mesh {
         rows: cfg.rows,
         cols: cfg.cols,
@@ -159,12 +162,18 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
         return Err(Error::Input(format!(
             "--wavelets {}: a vector of {} B plus the code reserve of {} B is {} B over the {} B of a PE",
             cfg.wavelets,
-            cfg.wavelets * 4,
+            cfg.wavelets as u128 * 4,
             fabric.pe.code_reserve_bytes,
-            sram_bytes - fabric.pe.sram_bytes,
+            cfg.wavelets as u128 * 4 + fabric.pe.code_reserve_bytes as u128
+                - fabric.pe.sram_bytes as u128,
             fabric.pe.sram_bytes
         )));
     }
+    Ok(sram_bytes)
+}
+
+pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<CollectiveRun> {
+    let sram_bytes = check_collective(fabric, cfg)?;
     let mesh = Mesh {
         rows: cfg.rows,
         cols: cfg.cols,
@@ -440,7 +449,10 @@ impl CollectiveKernel {
             }
         }
         if pe + 1 < p {
-            io.send_block((pe % 2) as u8, 0, count, Some(self.activation + 1));
+            // The first sum is ready after the activation (charged on the first piece only)
+            // and one add.
+            let first = if from == 0 { self.activation } else { 0 };
+            io.send_block((pe % 2) as u8, 0, count, Some(first + 1));
         } else if self.cfg.values {
             let sums = self.acc[pe as usize][elements].to_vec();
             self.result[pe as usize].extend(sums);

@@ -78,6 +78,9 @@ const COLORS: u8 = 3;
 /// The control wavelet: no weight (an index or value pair) has this bit pattern.
 pub const CONTROL: u64 = u64::MAX;
 const NONE: u32 = u32::MAX;
+/// Most multiply-adds (T·K·N) a GEMM may have, wavelet-level or modelled: 2^60, so that every
+/// count derived from it stays inside u64.
+const MAX_MULTIPLY_ADDS: u128 = 1 << 60;
 /// Largest matrix (elements) a wavelet-level run takes: its mask and stream live in memory.
 const MAX_WEIGHT_ELEMENTS: u64 = 1 << 30;
 
@@ -150,6 +153,18 @@ impl GemmPlan {
     /// refuses matrices too large to stream wavelet by wavelet.
     pub fn new(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<Self> {
         let layout = GemmLayout::new(fabric, cfg)?;
+        // A column's partial sums travel as one block of at most u16::MAX wavelets.
+        let t_r_max = cfg.t.div_ceil(layout.rows as usize) as u64;
+        let psum_wavelets = t_r_max.div_ceil(partial_sums_per_wavelet(fabric) as u64);
+        if layout.form != GemmForm::Wgrad && psum_wavelets > u16::MAX as u64 {
+            return Err(Error::Input(format!(
+                "--t {} on {} rows: {t_r_max} tokens per PE row make {psum_wavelets} partial-sum \
+                 wavelets per column, more than the {} of one block; use more rows",
+                cfg.t,
+                layout.rows,
+                u16::MAX
+            )));
+        }
         let elements = (cfg.k as u128) * (cfg.n as u128);
         if elements > MAX_WEIGHT_ELEMENTS as u128
             || cfg.t as u128 * cfg.k.max(cfg.n) as u128 > MAX_WEIGHT_ELEMENTS as u128
@@ -185,6 +200,16 @@ impl GemmLayout {
                 )));
             }
         }
+        // Counts of multiply-adds, bytes and cycles are u64 (FLOPs u128): keep every product
+        // of the three dimensions well inside.
+        let product = cfg.t as u128 * cfg.k as u128 * cfg.n as u128;
+        if product > MAX_MULTIPLY_ADDS {
+            return Err(Error::Input(format!(
+                "--t {} --k {} --n {}: {product} multiply-adds, more than the {MAX_MULTIPLY_ADDS} one \
+                 kernel may have; split the GEMM",
+                cfg.t, cfg.k, cfg.n
+            )));
+        }
         let (k_in, n_out) = match cfg.form {
             GemmForm::Dgrad => (cfg.n, cfg.k),
             _ => (cfg.k, cfg.n),
@@ -196,16 +221,6 @@ impl GemmLayout {
             )));
         }
         let t_r_max = cfg.t.div_ceil(rows as usize) as u64;
-        // A column's partial sums travel as one block of at most u16::MAX wavelets.
-        let psum_wavelets = t_r_max.div_ceil(partial_sums_per_wavelet(fabric) as u64);
-        if psum_wavelets > u16::MAX as u64 {
-            return Err(Error::Input(format!(
-                "--t {} on {rows} rows: {t_r_max} tokens per PE row make {psum_wavelets} partial-sum \
-                 wavelets per column, more than the {} of one block; use more rows",
-                cfg.t,
-                u16::MAX
-            )));
-        }
         let sram_for = |ck: u32| {
             let n_g = n_out.div_ceil((cols / ck.max(1)).max(1) as usize) as u64;
             gemm_sram_bytes(

@@ -31,8 +31,9 @@ pub struct ModelBreakdown {
 
 /// The figures of one kernel run, as `wafersim kernel --json` prints them (DESIGN.md names).
 /// A run on the wavelet-level engine fills every field; a cost-model run (`--fidelity model`)
-/// leaves out what only the engine counts (wavelets, hops, events, the per-PE breakdown), and
-/// for collectives also the utilisation, which their model does not estimate.
+/// leaves out what only the engine counts (wavelets, hops, events, the per-PE breakdown, the
+/// simulator's speed), and for collectives also the utilisation, which their model does not
+/// estimate.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelFigures {
     pub cycles: u64,
@@ -54,7 +55,9 @@ pub struct KernelFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<u64>,
     pub host_seconds: f64,
-    pub pe_cycles_per_host_second: f64,
+    /// The simulator's own speed (engine runs only: a closed form's rate says nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pe_cycles_per_host_second: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wavelet_hops_per_host_second: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,7 +100,7 @@ impl KernelFigures {
             sram_bytes_max: total.sram_bytes,
             events: Some(output.events),
             host_seconds,
-            pe_cycles_per_host_second: (output.cycles as f64 * pes as f64) / host,
+            pe_cycles_per_host_second: Some((output.cycles as f64 * pes as f64) / host),
             wavelet_hops_per_host_second: Some(output.wavelet_hops as f64 / host),
             breakdown: Some(Breakdown {
                 fmac_cycles: total.fmac_cycles,
@@ -114,7 +117,6 @@ impl KernelFigures {
     pub fn from_gemm_cost(
         fabric: &FabricSpec,
         cost: &crate::cost::KernelCost,
-        pes: u64,
         (flops_dense, fmac_ops): (u128, u64),
         host_seconds: f64,
     ) -> Self {
@@ -130,7 +132,7 @@ impl KernelFigures {
                 reduction_cycles: cost.reduction_cycles,
                 overhead_cycles: cost.overhead_cycles,
             }),
-            ..Self::from_cycles(fabric, cost.cycles, pes, flops_dense, host_seconds)
+            ..Self::from_cycles(fabric, cost.cycles, flops_dense, host_seconds)
         }
     }
 
@@ -138,7 +140,6 @@ impl KernelFigures {
     pub fn from_cycles(
         fabric: &FabricSpec,
         cycles: u64,
-        pes: u64,
         flops_dense: u128,
         host_seconds: f64,
     ) -> Self {
@@ -156,7 +157,7 @@ impl KernelFigures {
             sram_bytes_max: 0,
             events: None,
             host_seconds,
-            pe_cycles_per_host_second: cycles as f64 * pes as f64 / host_seconds.max(1e-9),
+            pe_cycles_per_host_second: None,
             wavelet_hops_per_host_second: None,
             breakdown: None,
             model_breakdown: None,
