@@ -47,8 +47,9 @@
 //! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
 //! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
 //! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts);
-//! criterion 760–912 ms, median 833 ms, i.e. ≈ 2.8 × 10⁷ wavelet-hops and ≈ 4.3 × 10⁸ PE-cycles
-//! per host second (the machine's speed drifts by ±20% over a day). With every partial sum a
+//! criterion medians 833 ms and 1.04 s an hour apart with the same instruction count (the
+//! machine's speed drifts by ±20%), i.e. 2.2–2.8 × 10⁷ wavelet-hops and 3.5–4.3 × 10⁸
+//! PE-cycles per host second. With every partial sum a
 //! wavelet of its own it took 90 M events and 2.1–2.5 s for the same cycles. What is left is the
 //! weight stream: per weight and PE one hop and one task, ≈ 2 events and ≈ 370 instructions in
 //! all (callgrind), spread over routing, task dispatch, bounds checks (≈ 15%), the calendar's
