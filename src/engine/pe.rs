@@ -12,11 +12,9 @@
 //! color's send queue is empty, whose link is free at that cycle and whose router buffer has
 //! room goes straight to the router; the others wait in the send queue.
 
-use std::collections::VecDeque;
-
 use super::sim::{
-    length, Engine, Injector, BLOCKED, EV_ARRIVE_SENT, EV_INJECT, EV_TRY, EV_WAKE, LINKS_PER_PE,
-    NONE, PENDING, RAMP_UP,
+    color_bit, length, Engine, Injector, SendQueue, Slot, BLOCKED, EV_ARRIVE_SENT, EV_INJECT,
+    EV_TRY, EV_WAKE, NONE, PENDING, RAMP_UP,
 };
 use crate::engine::program::{Kernel, Port};
 
@@ -34,18 +32,20 @@ impl<K: Kernel> Engine<'_, K> {
         arrival: u64,
     ) {
         let c = ch as usize;
-        let p = pe as usize;
-        let index = (self.ch[c].cq_head.wrapping_add(self.ch[c].cq_len) & self.slot_mask) as usize;
-        let slot = self.slot_base(c).wrapping_add(index);
-        self.slots[slot.wrapping_add(self.cq_offset)] = data;
-        self.slots[slot.wrapping_add(2 * self.cq_offset)] = arrival;
-        let counts = self.count_base(c).wrapping_add(self.cq_offset + index);
-        self.counts[counts] = count;
-        self.ch[c].cq_len += 1;
-        self.pe[p].ready |= 1u64 << color;
+        let chan = &mut self.ch[c];
+        let index = chan.cq_head.wrapping_add(chan.cq_len) & self.slot_mask;
+        // Bounded by the depth: the router checked for space.
+        chan.cq_len = chan.cq_len.wrapping_add(1);
+        let slot = self.cq_slot(c, index);
+        self.rings[slot] = Slot::new(data, count, arrival);
+        let state = &mut self.pe[pe as usize];
+        state.ready |= color_bit(color);
         self.last_progress_cycle = arrival;
-        let at = arrival.max(self.pe[p].busy_until);
-        self.request_wake(pe, at);
+        let at = arrival.max(state.busy_until);
+        if at < state.wake_at {
+            state.wake_at = at;
+            self.schedule(at, EV_WAKE, pe, 0);
+        }
     }
 
     /// Makes sure the core of `pe` looks for work at `cycle` or earlier.
@@ -59,16 +59,16 @@ impl<K: Kernel> Engine<'_, K> {
 
     /// The core of `pe` may have work: a task ended, a wavelet arrived or a send queue drained.
     pub(super) fn wake(&mut self, pe: u32, now: u64) {
-        let p = pe as usize;
-        if self.pe[p].wake_at == now {
-            self.pe[p].wake_at = u64::MAX;
+        let state = &mut self.pe[pe as usize];
+        if state.wake_at == now {
+            state.wake_at = u64::MAX;
         }
-        if self.pe[p].busy_until > now {
-            let at = self.pe[p].busy_until;
+        if state.busy_until > now {
+            let at = state.busy_until;
             self.request_wake(pe, at);
             return;
         }
-        self.pe[p].deferred = 0;
+        state.deferred = 0;
         self.start_task(pe, now);
     }
 
@@ -76,15 +76,14 @@ impl<K: Kernel> Engine<'_, K> {
     /// the cycle the first eligible head will.
     #[inline]
     fn next_ready_color(&self, pe: u32, now: u64) -> Result<u8, u64> {
-        let mut eligible = self.pe[pe as usize].ready & !self.pe[pe as usize].deferred;
+        let state = &self.pe[pe as usize];
+        let mut eligible = state.ready & !state.deferred;
         let mut first_arrival = u64::MAX;
         while eligible != 0 {
             let color = eligible.trailing_zeros();
             eligible &= eligible - 1;
-            let c = ((pe << self.color_shift) | color) as usize;
-            let arrival = self.slots[self
-                .slot_base(c)
-                .wrapping_add(2 * self.cq_offset + self.ch[c].cq_head as usize)];
+            let c = (pe.wrapping_shl(self.color_shift) | color) as usize;
+            let arrival = self.rings[self.cq_slot(c, self.ch[c].cq_head)].arrival();
             if arrival <= now {
                 return Ok(color as u8);
             }
@@ -102,11 +101,10 @@ impl<K: Kernel> Engine<'_, K> {
                 Err(u64::MAX) => return,
                 Err(arrival) => return self.request_wake(pe, arrival),
             };
-            let ch = (pe << self.color_shift) | color as u32;
+            let ch = pe.wrapping_shl(self.color_shift) | color as u32;
             let c = ch as usize;
-            let head = self.ch[c].cq_head as usize;
-            let data = self.slots[self.slot_base(c).wrapping_add(self.cq_offset + head)];
-            let count = self.counts[self.count_base(c).wrapping_add(self.cq_offset + head)];
+            let slot = self.rings[self.cq_slot(c, self.ch[c].cq_head)];
+            let (data, count) = (slot.data, slot.count());
             self.io.sends.clear();
             let work = if count == 0 {
                 self.kernel.on_wavelet(pe, color, data, now, &mut self.io)
@@ -114,29 +112,22 @@ impl<K: Kernel> Engine<'_, K> {
                 self.kernel
                     .on_block(pe, color, data, count, now, &mut self.io)
             };
-            if count > 0 && work.is_some_and(|w| w.total_cycles() < count as u64) {
-                // A block streams in one wavelet per cycle: its task cannot be shorter.
-                let (r, col) = self.mesh.coords(pe);
-                self.error = Some(crate::error::Error::Simulation(format!(
-                    "the kernel's task for a block of {count} wavelets of color {color} at PE ({r}, {col}) \
-                     lasts fewer cycles than the block"
-                )));
-                return;
-            }
             let Some(work) = work else {
-                self.pe[p].deferred |= 1u64 << color;
+                self.pe[p].deferred |= color_bit(color);
                 continue;
             };
-            self.ch[c].cq_head = self.ch[c].cq_head.wrapping_add(1) & self.slot_mask;
-            self.ch[c].cq_len -= 1;
-            if self.ch[c].cq_len == 0 {
-                self.pe[p].ready &= !(1u64 << color);
+            if count > 0 && work.total_cycles() < count as u64 {
+                return self.short_block_task(pe, color, count);
             }
-            if self.ch[c].flags & BLOCKED != 0 && self.ch[c].blocked_port == Port::Ramp as u8 {
-                // The router's head may be waiting for this queue's space.
-                self.ch[c].flags = PENDING;
-                self.counters[p].stall_cycles += now - self.ch[c].blocked_since;
-                self.schedule(now, EV_TRY, ch, 0);
+            let chan = &mut self.ch[c];
+            chan.cq_head = chan.cq_head.wrapping_add(1) & self.slot_mask;
+            chan.cq_len = chan.cq_len.wrapping_sub(1);
+            let emptied = chan.cq_len == 0;
+            // The router's head may be waiting for this queue's space.
+            let unblock = chan.flags & BLOCKED != 0 && chan.blocked_port == Port::Ramp as u8;
+            let blocked_since = chan.blocked_since;
+            if unblock {
+                chan.flags = PENDING;
             }
             let counters = &mut self.counters[p];
             counters.fmac_cycles += work.fmac_cycles;
@@ -144,9 +135,17 @@ impl<K: Kernel> Engine<'_, K> {
             counters.reduction_cycles += work.reduction_cycles;
             counters.fmac_ops += work.fmac_ops;
             counters.tasks += 1;
+            if unblock {
+                counters.stall_cycles += now - blocked_since;
+                self.schedule(now, EV_TRY, ch, 0);
+            }
             self.last_progress_cycle = now;
             let end = now + work.total_cycles();
-            self.pe[p].busy_until = end;
+            let state = &mut self.pe[p];
+            if emptied {
+                state.ready &= !color_bit(color);
+            }
+            state.busy_until = end;
             for i in 0..self.io.sends.len() {
                 let send = self.io.sends[i];
                 let ready = send.after_start.map_or(end, |d| now + d);
@@ -163,6 +162,16 @@ impl<K: Kernel> Engine<'_, K> {
         }
     }
 
+    /// A block streams in one wavelet per cycle: its task cannot be shorter.
+    #[cold]
+    fn short_block_task(&mut self, pe: u32, color: u8, count: u16) {
+        let (r, col) = self.mesh.coords(pe);
+        self.error = Some(crate::error::Error::Simulation(format!(
+            "the kernel's task for a block of {count} wavelets of color {color} at PE ({r}, {col}) \
+             lasts fewer cycles than the block"
+        )));
+    }
+
     pub(super) fn new_injector(
         &mut self,
         ch: u32,
@@ -177,7 +186,7 @@ impl<K: Kernel> Engine<'_, K> {
             color,
             core_pe,
             port,
-            queue: VecDeque::new(),
+            queue: SendQueue::default(),
             pending: false,
             blocked: false,
             drain_due: false,
@@ -199,20 +208,20 @@ impl<K: Kernel> Engine<'_, K> {
         let ch = self.channel(pe, color);
         let c = ch as usize;
         let mut inj = self.ch[c].core_injector;
-        let link = pe as usize * LINKS_PER_PE + RAMP_UP;
         let queue_idle = inj == NONE || {
             let i = &self.injectors[inj as usize];
             i.queue.is_empty() && !i.pending && !i.blocked
         };
         // A block goes through the send queue, which tells the kernel when its last wavelet left.
+        let link = &mut self.links[pe as usize][RAMP_UP];
         if count == 0
             && queue_idle
-            && self.links[link].free <= ready_cycle
-            && self.links[link].waiters == 0
+            && link.free <= ready_cycle
+            && link.waiters == 0
             && self.ch[c].fifo_len + self.ch[c].fifo_reserved < self.depth
         {
-            self.links[link].free = ready_cycle + 1;
-            self.links[link].last = color;
+            link.free = ready_cycle + 1;
+            link.last = color;
             self.ch[c].fifo_reserved += 1;
             self.wavelets_sent += 1;
             self.counters[pe as usize].wavelets_in[Port::Ramp as usize] += 1;
@@ -221,7 +230,7 @@ impl<K: Kernel> Engine<'_, K> {
             return;
         }
         if inj == NONE {
-            inj = self.new_injector(ch, link as u32, color, pe, Port::Ramp);
+            inj = self.new_injector(ch, RAMP_UP as u32, color, pe, Port::Ramp);
             self.ch[c].core_injector = inj;
         }
         self.push_send(inj, ready_cycle, data, count);
@@ -233,7 +242,7 @@ impl<K: Kernel> Engine<'_, K> {
         self.ch[ch as usize].fifo_reserved -= 1;
         let inj = self.ch[ch as usize].core_injector;
         if inj == NONE || self.injectors[inj as usize].queue.is_empty() {
-            let pe = ch >> self.color_shift;
+            let pe = ch.wrapping_shr(self.color_shift);
             self.sends_drained(pe, (ch & self.color_mask) as u8, now);
         }
         self.fifo_push(ch, data, count, now);
@@ -263,9 +272,9 @@ impl<K: Kernel> Engine<'_, K> {
         let (ch, link, color, core_pe) = {
             let i = &mut self.injectors[inj as usize];
             i.pending = false;
-            (i.ch, i.link as usize, i.color, i.core_pe)
+            (i.ch, i.link, i.color, i.core_pe)
         };
-        let Some(&(ready, data, count)) = self.injectors[inj as usize].queue.front() else {
+        let Some((ready, data, count)) = self.injectors[inj as usize].queue.front() else {
             // A block's last wavelet has left: the send buffer is free now.
             if std::mem::take(&mut self.injectors[inj as usize].drain_due) {
                 self.sends_drained(core_pe, color, now);
@@ -274,16 +283,16 @@ impl<K: Kernel> Engine<'_, K> {
         };
         let retry = if ready > now {
             ready
-        } else if self.links[link].free > now {
-            self.links[link].free
-        } else if self.must_yield(link, color) {
+        } else if self.injector_link(core_pe, link).free > now {
+            self.injector_link(core_pe, link).free
+        } else if self.injector_link(core_pe, link).must_yield(color) {
             now + 1
         } else {
             now
         };
         if retry > now {
             if ready <= now {
-                self.links[link].waiters |= 1u64 << color;
+                self.injector_link(core_pe, link).waiters |= color_bit(color);
             }
             self.injectors[inj as usize].pending = true;
             self.schedule(retry, EV_INJECT, inj, 0);
@@ -291,23 +300,22 @@ impl<K: Kernel> Engine<'_, K> {
         }
         let c = ch as usize;
         if self.ch[c].fifo_len + self.ch[c].fifo_reserved >= self.depth {
-            self.links[link].waiters &= !(1u64 << color);
+            self.injector_link(core_pe, link).waiters &= !color_bit(color);
             let i = &mut self.injectors[inj as usize];
             i.blocked = true;
             i.blocked_since = now;
             return;
         }
         let wavelets = length(count);
-        self.links[link].free = now + wavelets;
-        self.links[link].last = color;
-        self.links[link].waiters &= !(1u64 << color);
+        self.injector_link(core_pe, link).take(color, now, wavelets);
         self.wavelets_sent += wavelets;
         let port = self.injectors[inj as usize].port;
-        self.counters[(ch >> self.color_shift) as usize].wavelets_in[port as usize] += wavelets;
+        self.counters[ch.wrapping_shr(self.color_shift) as usize].wavelets_in[port as usize] +=
+            wavelets;
         let next = {
             let i = &mut self.injectors[inj as usize];
             i.queue.pop_front();
-            i.queue.front().map(|&(r, _, _)| r)
+            i.queue.front().map(|(r, _, _)| r)
         };
         match next {
             Some(r) => {

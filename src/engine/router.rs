@@ -10,17 +10,23 @@
 
 use super::program::Port;
 use super::sim::{
-    length, Engine, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE, PENDING,
+    color_bit, length, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE,
+    PENDING,
 };
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
 impl<K: Kernel> Engine<'_, K> {
+    // The hot path (a wavelet's hop) borrows each channel and each PE's links once and keeps
+    // what it read in locals: the arrays live behind `self`, so every write through one would
+    // otherwise make the compiler reload and re-check the others.
+
     /// A wavelet (or a block's first wavelet) lands in channel `ch`'s buffer (its slot was
     /// reserved when it was sent).
     pub(super) fn arrive(&mut self, ch: u32, data: u64, count: u16, now: u64) {
-        let c = ch as usize;
-        self.ch[c].fifo_reserved -= 1;
+        let chan = &mut self.ch[ch as usize];
+        debug_assert!(chan.fifo_reserved > 0, "an arrival has its reserved slot");
+        chan.fifo_reserved = chan.fifo_reserved.wrapping_sub(1);
         self.fifo_push(ch, data, count, now);
     }
 
@@ -28,60 +34,44 @@ impl<K: Kernel> Engine<'_, K> {
     #[inline]
     pub(super) fn fifo_push(&mut self, ch: u32, data: u64, count: u16, now: u64) {
         let c = ch as usize;
-        let slot =
-            (self.ch[c].fifo_head.wrapping_add(self.ch[c].fifo_len) & self.slot_mask) as usize;
-        let base = self.slot_base(c);
-        self.slots[base.wrapping_add(slot)] = data;
-        let counts = self.count_base(c);
-        self.counts[counts.wrapping_add(slot)] = count;
-        self.ch[c].fifo_len += 1;
-        if self.ch[c].fifo_len == 1 && self.ch[c].flags & (PENDING | BLOCKED) == 0 {
+        let chan = &mut self.ch[c];
+        let index = chan.fifo_head.wrapping_add(chan.fifo_len) & self.slot_mask;
+        // Bounded by the depth: a slot was free (checked before the send).
+        chan.fifo_len = chan.fifo_len.wrapping_add(1);
+        let start = chan.fifo_len == 1 && chan.flags & (PENDING | BLOCKED) == 0;
+        let slot = self.fifo_slot(c, index);
+        self.rings[slot] = Slot::new(data, count, 0);
+        if start {
             self.try_forward(ch, now);
         }
-    }
-
-    /// Whether `color` must let another color waiting on `link` go first: the link serves the
-    /// waiting colors round-robin, starting after the one it served last.
-    #[inline]
-    pub(super) fn must_yield(&self, link: usize, color: u8) -> bool {
-        let others = self.links[link].waiters & !(1u64 << color);
-        if others == 0 {
-            return false;
-        }
-        let candidates = others | (1u64 << color);
-        let after = (self.links[link].last as u32 + 1) % 64;
-        let rotated = candidates.rotate_right(after);
-        let winner = (rotated.trailing_zeros() + after) % 64;
-        winner != color as u32
     }
 
     /// Tries to move the head of channel `ch` to every output of its route.
     pub(super) fn try_forward(&mut self, ch: u32, now: u64) {
         let c = ch as usize;
-        self.ch[c].flags &= !PENDING;
-        if self.ch[c].fifo_len == 0 {
+        let pe = ch.wrapping_shr(self.color_shift) as usize;
+        let color = (ch & self.color_mask) as u8;
+        let depth = self.depth;
+        let chan = &mut self.ch[c];
+        chan.flags &= !PENDING;
+        if chan.fifo_len == 0 {
             return;
         }
-        let pe = ch >> self.color_shift;
-        let color = (ch & self.color_mask) as u8;
-        let out = self.ch[c].route_out;
+        let out = chan.route_out;
+        let ramp_full = chan.cq_len >= depth;
         if out == 0 {
-            let (r, col) = self.mesh.coords(pe);
-            self.error = Some(Error::Simulation(format!(
-                "a wavelet of color {color} reached PE ({r}, {col}), which has no route for that color"
-            )));
-            return;
+            return self.no_route(pe as u32, color);
         }
         // Links: free this cycle, and this color's turn.
+        let links = &self.links[pe];
         let mut retry = now;
         let mut bits = out;
         while bits != 0 {
-            let port = bits.trailing_zeros() as usize;
+            let link = &links[bits.trailing_zeros() as usize % LINKS_PER_PE];
             bits &= bits - 1;
-            let link = (pe as usize).wrapping_mul(LINKS_PER_PE).wrapping_add(port);
-            if self.links[link].free > now {
-                retry = retry.max(self.links[link].free);
-            } else if self.must_yield(link, color) {
+            if link.free > now {
+                retry = retry.max(link.free);
+            } else if link.must_yield(color) {
                 retry = retry.max(now + 1);
             }
         }
@@ -91,89 +81,100 @@ impl<K: Kernel> Engine<'_, K> {
             self.schedule(retry, EV_TRY, ch, 0);
             return;
         }
-        // Space downstream.
-        let mut bits = out;
+        // Space downstream, in port order (the ramp last); the neighbours' channels are kept
+        // for the send.
+        let mut next = [0u32; 4];
+        let mut hops = 0;
+        let mut bits = out & !Port::Ramp.bit();
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
-            let full = if port == Port::Ramp as u32 {
-                self.ch[c].cq_len >= self.depth
-            } else {
-                let next = self.next_pe(pe, port).expect("routes stay in the mesh");
-                let n = ((next << self.color_shift) | color as u32) as usize;
-                self.ch[n].fifo_len + self.ch[n].fifo_reserved >= self.depth
-            };
-            if full {
-                self.clear_link_waits(pe, color, out);
-                self.ch[c].flags |= BLOCKED;
-                self.ch[c].blocked_port = port as u8;
-                self.ch[c].blocked_since = now;
-                return;
+            let n = self.next_channel(pe, port, color);
+            let down = &self.ch[n];
+            if down.fifo_len + down.fifo_reserved >= depth {
+                return self.block_head(c, pe, color, out, port, now);
             }
+            next[hops % 4] = n as u32;
+            hops += 1;
         }
-        self.send_head(ch, pe, color, out, now);
+        if out & Port::Ramp.bit() != 0 && ramp_full {
+            return self.block_head(c, pe, color, out, Port::Ramp as u32, now);
+        }
+        self.send_head(ch, pe, color, out, &next[..hops.min(4)], now);
     }
 
-    fn wait_for_links(&mut self, pe: u32, color: u8, out: u8, retry: u64, now: u64) {
+    /// The head of channel `c` waits for space in the buffer behind `port`; the pop that frees
+    /// it wakes the head.
+    fn block_head(&mut self, c: usize, pe: usize, color: u8, out: u8, port: u32, now: u64) {
+        self.clear_link_waits(pe, color, out);
+        let chan = &mut self.ch[c];
+        chan.flags |= BLOCKED;
+        chan.blocked_port = port as u8;
+        chan.blocked_since = now;
+    }
+
+    #[cold]
+    fn no_route(&mut self, pe: u32, color: u8) {
+        let (r, col) = self.mesh.coords(pe);
+        self.error = Some(Error::Simulation(format!(
+            "a wavelet of color {color} reached PE ({r}, {col}), which has no route for that color"
+        )));
+    }
+
+    fn wait_for_links(&mut self, pe: usize, color: u8, out: u8, retry: u64, now: u64) {
+        let links = &mut self.links[pe];
         let mut bits = out;
         while bits != 0 {
-            let port = bits.trailing_zeros() as usize;
+            links[bits.trailing_zeros() as usize % LINKS_PER_PE].waiters |= color_bit(color);
             bits &= bits - 1;
-            self.links[pe as usize * LINKS_PER_PE + port].waiters |= 1u64 << color;
         }
-        self.counters[pe as usize].stall_cycles += retry - now;
+        self.counters[pe].stall_cycles += retry - now;
     }
 
-    fn clear_link_waits(&mut self, pe: u32, color: u8, out: u8) {
+    fn clear_link_waits(&mut self, pe: usize, color: u8, out: u8) {
+        let links = &mut self.links[pe];
         let mut bits = out;
         while bits != 0 {
-            let port = bits.trailing_zeros() as usize;
+            links[bits.trailing_zeros() as usize % LINKS_PER_PE].waiters &= !color_bit(color);
             bits &= bits - 1;
-            self.links[pe as usize * LINKS_PER_PE + port].waiters &= !(1u64 << color);
         }
     }
 
-    /// Sends the head of `ch` on every output of `out` this cycle and pops it.
-    fn send_head(&mut self, ch: u32, pe: u32, color: u8, out: u8, now: u64) {
+    /// Sends the head of `ch` on every output of `out` this cycle (to the neighbours' channels
+    /// `next`, then down the ramp) and pops it.
+    #[inline(always)]
+    fn send_head(&mut self, ch: u32, pe: usize, color: u8, out: u8, next: &[u32], now: u64) {
         let c = ch as usize;
-        let head = self.ch[c].fifo_head as usize;
-        let data = self.slots[self.slot_base(c).wrapping_add(head)];
+        let chan = &mut self.ch[c];
+        let head = chan.fifo_head;
+        chan.fifo_head = chan.fifo_head.wrapping_add(1) & self.slot_mask;
+        chan.fifo_len = chan.fifo_len.wrapping_sub(1);
+        let more = chan.fifo_len > 0;
+        let slot = self.rings[self.fifo_slot(c, head)];
+        let (data, count) = (slot.data, slot.count());
         // A block holds every link of its route for its length, one wavelet per cycle.
-        let count = self.counts[self.count_base(c).wrapping_add(head)];
         let wavelets = length(count);
-        let mut bits = out;
-        while bits != 0 {
-            let port = bits.trailing_zeros();
-            bits &= bits - 1;
-            let link = (pe as usize)
-                .wrapping_mul(LINKS_PER_PE)
-                .wrapping_add(port as usize);
-            self.links[link].free = now.wrapping_add(wavelets);
-            self.links[link].last = color;
-            self.links[link].waiters &= !(1u64 << color);
-            if port == Port::Ramp as u32 {
-                self.deliver(
-                    ch,
-                    pe,
-                    color,
-                    data,
-                    count,
-                    now.wrapping_add(self.ramp_cycles),
-                );
-            } else {
-                // Program::check made sure the neighbour's route accepts this port.
-                let next = self.next_pe(pe, port).expect("routes stay in the mesh");
-                let n = (next << self.color_shift) | color as u32;
-                self.ch[n as usize].fifo_reserved += 1;
-                self.schedule_block(now.wrapping_add(self.hop_cycles), EV_ARRIVE, n, data, count);
-            }
-        }
         // Per-port counts and hops follow from the static route at the end of the run.
         self.ch[c].sent += wavelets;
-        self.ch[c].fifo_head = self.ch[c].fifo_head.wrapping_add(1) & self.slot_mask;
-        self.ch[c].fifo_len -= 1;
-        self.wake_upstream(ch, pe, color, now);
-        if self.ch[c].fifo_len > 0 {
+        let links = &mut self.links[pe];
+        let mut bits = out;
+        while bits != 0 {
+            links[bits.trailing_zeros() as usize % LINKS_PER_PE].take(color, now, wavelets);
+            bits &= bits - 1;
+        }
+        let at = now.wrapping_add(self.hop_cycles);
+        for &n in next {
+            // Program::check made sure the neighbour's route accepts this port.
+            let down = &mut self.ch[n as usize];
+            down.fifo_reserved = down.fifo_reserved.wrapping_add(1);
+            self.schedule_block(at, EV_ARRIVE, n, data, count);
+        }
+        if out & Port::Ramp.bit() != 0 {
+            let arrival = now.wrapping_add(self.ramp_cycles);
+            self.deliver(ch, pe as u32, color, data, count, arrival);
+        }
+        self.wake_upstream(ch, pe as u32, color, now);
+        if more {
             self.ch[c].flags |= PENDING;
             self.schedule(now.wrapping_add(wavelets), EV_TRY, ch, 0);
         }
@@ -181,34 +182,35 @@ impl<K: Kernel> Engine<'_, K> {
 
     /// A slot of `ch`'s buffer was freed: wakes whatever feeds it and waits for space.
     pub(super) fn wake_upstream(&mut self, ch: u32, pe: u32, color: u8, now: u64) {
-        let mut bits = self.ch[ch as usize].route_in;
+        let chan = &self.ch[ch as usize];
+        let (core_injector, edge_injector) = (chan.core_injector, chan.edge_injector);
+        let mut bits = chan.route_in;
+        let neighbors = self.neighbors[pe as usize];
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             if port == Port::Ramp as u32 {
-                let inj = self.ch[ch as usize].core_injector;
-                if inj != NONE {
-                    self.unblock_injector(inj, now);
+                if core_injector != NONE {
+                    self.unblock_injector(core_injector, now);
                 }
                 continue;
             }
-            match self.next_pe(pe, port) {
-                Some(up) => {
-                    let u = ((up << self.color_shift) | color as u32) as usize;
-                    // Only a head waiting for this very buffer (not another output's).
-                    let toward_us = Port::from_index(port).opposite() as u8;
-                    if self.ch[u].flags & BLOCKED != 0 && self.ch[u].blocked_port == toward_us {
-                        self.ch[u].flags = PENDING;
-                        self.counters[up as usize].stall_cycles += now - self.ch[u].blocked_since;
-                        self.schedule(now, EV_TRY, u as u32, 0);
-                    }
+            let up = neighbors[(port & 3) as usize];
+            if up == NONE {
+                if edge_injector != NONE {
+                    self.unblock_injector(edge_injector, now);
                 }
-                None => {
-                    let inj = self.ch[ch as usize].edge_injector;
-                    if inj != NONE {
-                        self.unblock_injector(inj, now);
-                    }
-                }
+                continue;
+            }
+            let u = (up.wrapping_shl(self.color_shift) | color as u32) as usize;
+            // Only a head waiting for this very buffer (not another output's).
+            let toward_us = Port::from_index(port).opposite() as u8;
+            let upstream = &mut self.ch[u];
+            if upstream.flags & BLOCKED != 0 && upstream.blocked_port == toward_us {
+                upstream.flags = PENDING;
+                let since = upstream.blocked_since;
+                self.counters[up as usize].stall_cycles += now - since;
+                self.schedule(now, EV_TRY, u as u32, 0);
             }
         }
     }
@@ -219,7 +221,7 @@ impl<K: Kernel> Engine<'_, K> {
             i.blocked = false;
             i.pending = true;
             let since = i.blocked_since;
-            let pe = i.ch >> self.color_shift;
+            let pe = i.ch.wrapping_shr(self.color_shift);
             self.counters[pe as usize].stall_cycles += now - since;
             self.schedule(now, EV_INJECT, inj, 0);
         }

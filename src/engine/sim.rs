@@ -28,32 +28,140 @@ pub(super) const BLOCKED: u8 = 2;
 
 pub(super) const NONE: u32 = u32::MAX;
 
+/// Events ahead in a cycle's batch whose state is fetched into the cache before they run.
+const PREFETCH_DISTANCE: usize = 8;
+
+/// Hints the cache to fetch the line holding `p`. A prefetch never faults and changes no
+/// state, so any address (even one past an array) is fine.
+#[inline(always)]
+fn prefetch_line<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it does not fault on any address and has no effect but on
+    // the cache.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// One slot of a router buffer or a core queue: the wavelet's data, and `meta` packing a block's
+/// length (0 for a single wavelet) in the top 16 bits and, in a core queue, the cycle the
+/// wavelet reaches the core in the low 48 (a run stops before [`MAX_CYCLE`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Slot {
+    pub data: u64,
+    pub meta: u64,
+}
+
+/// Cycles a run may reach: arrival cycles are kept in 48 bits.
+pub(super) const MAX_CYCLE: u64 = (1 << 48) - 1;
+
+impl Slot {
+    #[inline(always)]
+    pub fn new(data: u64, count: u16, arrival: u64) -> Self {
+        Self {
+            data,
+            meta: (count as u64) << 48 | arrival,
+        }
+    }
+
+    #[inline(always)]
+    pub fn count(&self) -> u16 {
+        (self.meta >> 48) as u16
+    }
+
+    #[inline(always)]
+    pub fn arrival(&self) -> u64 {
+        self.meta & MAX_CYCLE
+    }
+}
+
+/// The bit of `color` in a set of colors (colors are below 64: `Engine::new` refuses more).
+#[inline(always)]
+pub(super) fn color_bit(color: u8) -> u64 {
+    1u64.wrapping_shl(color as u32)
+}
+
 /// Wavelets in a slot, an event or a send whose block length is `count` (0: a single wavelet).
 #[inline]
 pub(super) fn length(count: u16) -> u64 {
     count.max(1) as u64
 }
-pub(super) const LINKS_PER_PE: usize = 6;
+/// Links of a PE: N, E, S, W, the ramp down (`Port as usize`), the ramp up, two unused (a power
+/// of two, so that a port index needs no bounds check).
+pub(super) const LINKS_PER_PE: usize = 8;
 pub(super) const RAMP_UP: usize = 5;
 
 /// A source of wavelets into one channel: a core's sends on one color (out of SRAM, so not
 /// bounded) or an edge stream. One wavelet per cycle at most, over its link.
 #[derive(Debug)]
-pub(super) struct Injector {
+pub(super) struct Injector<'p> {
     pub ch: u32,
     pub link: u32,
     pub color: u8,
-    /// PE whose core sends, or `NONE` for an edge stream.
+    /// PE whose core sends (its link is that PE's ramp up), or `NONE` for an edge stream (its
+    /// link is `Engine::edge_links[link]`).
     pub core_pe: u32,
     /// The port it enters its router by (the ramp, or the edge it comes from).
     pub port: Port,
-    /// (cycle ready, data, 0 for a wavelet or a block's length)
-    pub queue: VecDeque<(u64, u64, u16)>,
+    pub queue: SendQueue<'p>,
     pub pending: bool,
     pub blocked: bool,
     /// A block left last: the drain is due when its last wavelet has.
     pub drain_due: bool,
     pub blocked_since: u64,
+}
+
+/// What a send queue holds: a core's sends, or an edge stream read in place from the program
+/// (its wavelets are all ready at cycle 0).
+#[derive(Debug, Default)]
+pub(super) struct SendQueue<'p> {
+    /// (cycle ready, data, 0 for a wavelet or a block's length)
+    sends: VecDeque<(u64, u64, u16)>,
+    stream: &'p [u64],
+    /// The first wavelet of `stream` not sent yet.
+    next: usize,
+}
+
+impl<'p> SendQueue<'p> {
+    pub fn stream(stream: &'p [u64]) -> Self {
+        Self {
+            stream,
+            ..Self::default()
+        }
+    }
+
+    #[inline]
+    pub fn front(&self) -> Option<(u64, u64, u16)> {
+        match self.stream.get(self.next) {
+            Some(&data) => Some((0, data, 0)),
+            None => self.sends.front().copied(),
+        }
+    }
+
+    #[inline]
+    pub fn pop_front(&mut self) {
+        if self.next < self.stream.len() {
+            self.next += 1;
+        } else {
+            self.sends.pop_front();
+        }
+    }
+
+    pub fn push_back(&mut self, send: (u64, u64, u16)) {
+        self.sends.push_back(send);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next == self.stream.len() && self.sends.is_empty()
+    }
+
+    /// Wavelets not sent yet (a block counts its length).
+    pub fn wavelets(&self) -> u64 {
+        let sends: u64 = self.sends.iter().map(|&(_, _, count)| length(count)).sum();
+        (self.stream.len() - self.next) as u64 + sends
+    }
 }
 
 /// One color at one PE: its route, router buffer and core queue (rings in `Engine::slots`).
@@ -107,8 +215,6 @@ pub(super) struct PeState {
     pub busy_until: u64,
     /// Earliest pending WAKE (`u64::MAX`: none).
     pub wake_at: u64,
-    /// Ports (bit = `Port as u8`) that lead out of the mesh.
-    pub edges: u8,
 }
 
 /// One direction of one link: free from cycle `free`, colors waiting for it, the last served.
@@ -117,6 +223,31 @@ pub(super) struct Link {
     pub free: u64,
     pub waiters: u64,
     pub last: u8,
+}
+
+impl Link {
+    /// Whether `color` must let another color waiting for this link go first: the link serves
+    /// the waiting colors round-robin, starting after the one it served last.
+    #[inline(always)]
+    pub fn must_yield(&self, color: u8) -> bool {
+        let others = self.waiters & !color_bit(color);
+        if others == 0 {
+            return false;
+        }
+        let candidates = others | color_bit(color);
+        let after = (self.last as u32 + 1) % 64;
+        let rotated = candidates.rotate_right(after);
+        let winner = (rotated.trailing_zeros() + after) % 64;
+        winner != color as u32
+    }
+
+    /// Gives the link to `color` for `wavelets` cycles from `now`.
+    #[inline(always)]
+    pub fn take(&mut self, color: u8, now: u64, wavelets: u64) {
+        self.free = now.wrapping_add(wavelets);
+        self.last = color;
+        self.waiters &= !color_bit(color);
+    }
 }
 
 /// Limits that turn a runaway program into an error instead of a hang.
@@ -155,8 +286,6 @@ pub struct Engine<'k, K: Kernel> {
     /// Channel id = PE << color_shift | color (colors padded to a power of two: no division).
     pub(super) color_shift: u32,
     pub(super) color_mask: u32,
-    /// PE id offset of the neighbour through N, E, S, W.
-    pub(super) offsets: [i64; 4],
     pub(super) depth: u32,
     /// Buffers are rings of `1 << slot_shift` slots (≥ depth), indexed without division.
     pub(super) slot_shift: u32,
@@ -166,18 +295,18 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) limits: RunLimits,
     /// Channel state (one color at one PE), indexed by channel id.
     pub(super) ch: Vec<Channel>,
-    /// Ring buffers of every channel: `3 · (1 << slot_shift)` slots each, in order the router
-    /// buffer, the core queue and the core queue's arrival cycles.
-    pub(super) slots: Vec<u64>,
-    /// What each slot of the router buffer and of the core queue holds: 0 for a wavelet, a
-    /// block's length for a block (see [`length`]): `2 · (1 << slot_shift)` per channel.
-    pub(super) counts: Vec<u16>,
-    /// Slots of one ring (`1 << slot_shift`): the core queue starts this far into a channel's slots.
-    pub(super) cq_offset: usize,
+    /// The two rings of every channel, `1 << slot_shift` slots each: the router buffer, then
+    /// the core queue.
+    pub(super) rings: Vec<Slot>,
     pub(super) pe: Vec<PeState>,
     pub(super) counters: Vec<PeCounters>,
-    pub(super) links: Vec<Link>,
-    pub(super) injectors: Vec<Injector>,
+    /// The links of each PE, indexed by port (`LINKS_PER_PE`).
+    pub(super) links: Vec<[Link; LINKS_PER_PE]>,
+    /// The link of each edge stream into its PE.
+    pub(super) edge_links: Vec<Link>,
+    /// The neighbours of each PE through N, E, S, W (`NONE` outside the mesh).
+    pub(super) neighbors: Vec<[u32; 4]>,
+    pub(super) injectors: Vec<Injector<'k>>,
     pub(super) queue: EventQueue,
     pub(super) io: TaskIo,
     pub(super) error: Option<Error>,
@@ -192,7 +321,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// limits (colors) or leave the mesh.
     pub fn new(
         fabric: &FabricSpec,
-        program: &Program,
+        program: &'k Program,
         kernel: &'k mut K,
         limits: RunLimits,
     ) -> Result<Self> {
@@ -214,23 +343,18 @@ impl<'k, K: Kernel> Engine<'k, K> {
             c.route_in = program.routes.inputs[i];
             c.route_out = program.routes.outputs[i];
         }
-        let edges: Vec<u8> = (0..pes as u32)
-            .map(|pe| {
-                [Port::N, Port::E, Port::S, Port::W]
-                    .iter()
-                    .filter(|&&p| mesh.neighbor(pe, p).is_none())
-                    .fold(0u8, |m, p| m | p.bit())
-            })
-            .collect();
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
         let slot_shift = depth.next_power_of_two().trailing_zeros();
-        let links = pes * LINKS_PER_PE + program.edge_streams.len();
+        let neighbors = (0..pes as u32)
+            .map(|pe| {
+                [Port::N, Port::E, Port::S, Port::W].map(|p| mesh.neighbor(pe, p).unwrap_or(NONE))
+            })
+            .collect();
         let mut engine = Self {
             kernel,
             mesh,
             color_shift,
             color_mask: (stride - 1) as u32,
-            offsets: [-(mesh.cols as i64), 1, mesh.cols as i64, -1],
             depth,
             slot_shift,
             slot_mask: (1u32 << slot_shift) - 1,
@@ -238,19 +362,18 @@ impl<'k, K: Kernel> Engine<'k, K> {
             ramp_cycles: fabric.router.ramp_latency_cycles,
             limits,
             ch,
-            slots: vec![0; (channels * 3) << slot_shift],
-            counts: vec![0; (channels * 2) << slot_shift],
-            cq_offset: 1 << slot_shift,
-            pe: edges
-                .into_iter()
-                .map(|edges| PeState {
+            rings: vec![Slot::default(); (channels * 2) << slot_shift],
+            pe: vec![
+                PeState {
                     wake_at: u64::MAX,
-                    edges,
                     ..PeState::default()
-                })
-                .collect(),
+                };
+                pes
+            ],
             counters: vec![PeCounters::default(); pes],
-            links: vec![Link::default(); links],
+            links: vec![[Link::default(); LINKS_PER_PE]; pes],
+            edge_links: vec![Link::default(); program.edge_streams.len()],
+            neighbors,
             injectors: Vec::new(),
             queue: EventQueue::new(),
             io: TaskIo::default(),
@@ -269,11 +392,13 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     stream.color, stream.port
                 )));
             }
-            let link = (pes * LINKS_PER_PE + i) as u32;
-            let inj = engine.new_injector(ch, link, stream.color, NONE, stream.port);
+            let inj = engine.new_injector(ch, i as u32, stream.color, NONE, stream.port);
             engine.ch[ch as usize].edge_injector = inj;
-            for &w in &stream.wavelets {
-                engine.push_send(inj, 0, w, 0);
+            let queue = &mut engine.injectors[inj as usize];
+            queue.queue = SendQueue::stream(&stream.wavelets);
+            if !stream.wavelets.is_empty() {
+                queue.pending = true;
+                engine.schedule(0, EV_INJECT, inj, 0);
             }
         }
         for (pe, color, wavelets) in &program.initial_sends {
@@ -300,22 +425,44 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
     #[inline]
     pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
-        if self.pe[pe as usize].edges >> port & 1 != 0 {
-            None
+        let next = self.neighbors[pe as usize][(port & 3) as usize];
+        (next != NONE).then_some(next)
+    }
+
+    /// The channel of `color` at the neighbour of `pe` through `port` (N, E, S, W), where a
+    /// route leads (`Program::check` keeps routes inside the mesh; an index built from `NONE`
+    /// is out of every array's bounds).
+    #[inline(always)]
+    pub(super) fn next_channel(&self, pe: usize, port: u32, color: u8) -> usize {
+        (self.neighbors[pe][(port & 3) as usize].wrapping_shl(self.color_shift) | color as u32)
+            as usize
+    }
+
+    /// The link a send queue enters its router by.
+    #[inline]
+    pub(super) fn injector_link(&mut self, core_pe: u32, link: u32) -> &mut Link {
+        if core_pe == NONE {
+            &mut self.edge_links[link as usize]
         } else {
-            Some((pe as i64).wrapping_add(self.offsets[port as usize]) as u32)
+            &mut self.links[core_pe as usize][RAMP_UP]
         }
     }
 
-    /// First slot of channel `c`'s rings.
-    #[inline]
-    pub(super) fn slot_base(&self, c: usize) -> usize {
-        c.wrapping_mul(3) << self.slot_shift
+    /// Slot `index` of channel `c`'s router buffer.
+    #[inline(always)]
+    pub(super) fn fifo_slot(&self, c: usize, index: u32) -> usize {
+        c.wrapping_shl(self.slot_shift + 1) | index as usize
+    }
+
+    /// Slot `index` of channel `c`'s core queue.
+    #[inline(always)]
+    pub(super) fn cq_slot(&self, c: usize, index: u32) -> usize {
+        c.wrapping_shl(self.slot_shift + 1) | 1usize.wrapping_shl(self.slot_shift) | index as usize
     }
 
     #[inline]
     pub(super) fn channel(&self, pe: u32, color: u8) -> u32 {
-        (pe << self.color_shift) | color as u32
+        pe.wrapping_shl(self.color_shift) | color as u32
     }
 
     #[inline]
@@ -344,12 +491,6 @@ impl<'k, K: Kernel> Engine<'k, K> {
         );
     }
 
-    /// First slot of channel `c`'s rings of counts (router buffer, then core queue).
-    #[inline]
-    pub(super) fn count_base(&self, c: usize) -> usize {
-        c.wrapping_mul(2) << self.slot_shift
-    }
-
     /// Runs to completion: every source drained, every wavelet consumed, the kernel expecting
     /// nothing more. A program that stops short is reported with its stuck PEs and colors.
     pub fn run(mut self) -> Result<RunOutput> {
@@ -363,6 +504,12 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     break;
                 }
                 let now = self.queue.now();
+                if now > MAX_CYCLE - 1024 {
+                    // Arrival cycles (now + ramp latency, at most 1000) must fit a slot's 48 bits.
+                    return Err(self.stuck_error(&format!(
+                        "the run reached cycle {now}, beyond the engine's limit of 2^48 cycles"
+                    )));
+                }
                 if now.saturating_sub(self.last_progress_cycle)
                     > self.limits.progress_timeout_cycles
                 {
@@ -376,7 +523,10 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             events += batch.len() as u64;
             let now = self.queue.now();
-            for ev in &batch {
+            for (i, ev) in batch.iter().enumerate() {
+                if let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
+                    self.prefetch(ahead);
+                }
                 self.handle(*ev, now);
             }
             if let Some(e) = self.error.take() {
@@ -411,6 +561,28 @@ impl<'k, K: Kernel> Engine<'k, K> {
         })
     }
 
+    /// Asks the cache for the state the handler of `ev` reads first: a cycle's events touch
+    /// PEs all over the mesh, so most of it has left the cache since that PE's last event.
+    #[inline(always)]
+    fn prefetch(&self, ev: &Event) {
+        if ev.kind == EV_WAKE {
+            let pe = ev.target as usize;
+            let Some(state) = self.pe.get(pe) else { return };
+            prefetch_line(self.counters.as_ptr().wrapping_add(pe));
+            let color = (state.ready & !state.deferred).trailing_zeros() as usize;
+            let c = pe.wrapping_shl(self.color_shift) | (color & self.color_mask as usize);
+            prefetch_line(self.ch.as_ptr().wrapping_add(c));
+            prefetch_line(self.rings.as_ptr().wrapping_add(self.cq_slot(c, 0)));
+        } else if ev.kind != EV_INJECT {
+            let c = ev.target as usize;
+            let pe = c.wrapping_shr(self.color_shift);
+            prefetch_line(self.ch.as_ptr().wrapping_add(c));
+            prefetch_line(self.links.as_ptr().wrapping_add(pe));
+            prefetch_line(self.pe.as_ptr().wrapping_add(pe));
+            prefetch_line(self.rings.as_ptr().wrapping_add(self.fifo_slot(c, 0)));
+        }
+    }
+
     #[inline]
     fn handle(&mut self, ev: Event, now: u64) {
         match ev.kind {
@@ -426,7 +598,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// sent through each port, hence what its neighbours received, the hops and the deliveries.
     fn count_link_inputs(&mut self) {
         for (c, channel) in self.ch.iter().enumerate() {
-            let pe = c >> self.color_shift;
+            let pe = c.wrapping_shr(self.color_shift);
             for port in Port::ALL {
                 if channel.route_out & port.bit() != 0 {
                     self.counters[pe].wavelets_out[port as usize] += channel.sent;
@@ -470,24 +642,23 @@ impl<'k, K: Kernel> Engine<'k, K> {
             let color = ch & self.color_mask;
             let channel = self.ch[ch as usize];
             // Wavelets, a block counting its length.
-            let wavelets = |head: u32, len: u32, ring: usize| -> u64 {
+            let wavelets = |head: u32, len: u32, slot: &dyn Fn(u32) -> usize| -> u64 {
                 (0..len)
-                    .map(|i| {
-                        let slot = ((head + i) & self.slot_mask) as usize;
-                        length(self.counts[self.count_base(ch as usize) + ring + slot])
-                    })
+                    .map(|i| length(self.rings[slot((head + i) & self.slot_mask)].count()))
                     .sum()
             };
             if channel.fifo_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets in the router buffer",
-                    wavelets(channel.fifo_head, channel.fifo_len, 0)
+                    wavelets(channel.fifo_head, channel.fifo_len, &|i| self
+                        .fifo_slot(ch as usize, i))
                 ));
             }
             if channel.cq_len > 0 {
                 note(format!(
                     "PE ({r}, {c}) color {color}: {} wavelets waiting for a task",
-                    wavelets(channel.cq_head, channel.cq_len, self.cq_offset)
+                    wavelets(channel.cq_head, channel.cq_len, &|i| self
+                        .cq_slot(ch as usize, i))
                 ));
             }
         }
@@ -499,7 +670,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 } else {
                     "core sends"
                 };
-                let wavelets: u64 = inj.queue.iter().map(|&(_, _, count)| length(count)).sum();
+                let wavelets = inj.queue.wavelets();
                 note(format!(
                     "PE ({r}, {c}) color {}: {wavelets} wavelets of its {source} not sent",
                     inj.color
