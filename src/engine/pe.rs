@@ -14,7 +14,7 @@
 
 use super::sim::{
     color_bit, length, Engine, Injector, SendQueue, Slot, BLOCKED, EV_ARRIVE_SENT, EV_INJECT,
-    EV_TRY, EV_WAKE, NONE, PENDING, RAMP_UP,
+    EV_TRY, EV_WAKE, NONE, PENDING,
 };
 use crate::engine::program::{Kernel, Port};
 
@@ -213,7 +213,7 @@ impl<K: Kernel> Engine<'_, K> {
             i.queue.is_empty() && !i.pending && !i.blocked
         };
         // A block goes through the send queue, which tells the kernel when its last wavelet left.
-        let link = &mut self.links[pe as usize][RAMP_UP];
+        let link = &mut self.ramp_up[pe as usize];
         if count == 0
             && queue_idle
             && link.free <= ready_cycle
@@ -230,7 +230,7 @@ impl<K: Kernel> Engine<'_, K> {
             return;
         }
         if inj == NONE {
-            inj = self.new_injector(ch, RAMP_UP as u32, color, pe, Port::Ramp);
+            inj = self.new_injector(ch, pe, color, pe, Port::Ramp);
             self.ch[c].core_injector = inj;
         }
         self.push_send(inj, ready_cycle, data, count);
@@ -304,6 +304,8 @@ impl<K: Kernel> Engine<'_, K> {
             let i = &mut self.injectors[inj as usize];
             i.blocked = true;
             i.blocked_since = now;
+            let port = i.port;
+            self.ch[c].waiting |= port.bit();
             return;
         }
         let wavelets = length(count);

@@ -9,10 +9,7 @@
 //! head that finds no space waits, and the pop that frees the space wakes it.
 
 use super::program::Port;
-use super::sim::{
-    color_bit, length, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, LINKS_PER_PE, NONE,
-    PENDING,
-};
+use super::sim::{length, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, NONE, PENDING};
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
@@ -63,17 +60,12 @@ impl<K: Kernel> Engine<'_, K> {
             return self.no_route(pe as u32, color);
         }
         // Links: free this cycle, and this color's turn.
-        let links = &self.links[pe];
         let mut retry = now;
         let mut bits = out;
         while bits != 0 {
-            let link = &links[bits.trailing_zeros() as usize % LINKS_PER_PE];
+            let port = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            if link.free > now {
-                retry = retry.max(link.free);
-            } else if link.must_yield(color) {
-                retry = retry.max(now + 1);
-            }
+            retry = retry.max(self.link_ready(pe, port, color, now));
         }
         if retry > now {
             self.wait_for_links(pe, color, out, retry, now);
@@ -107,6 +99,10 @@ impl<K: Kernel> Engine<'_, K> {
     /// it wakes the head.
     fn block_head(&mut self, c: usize, pe: usize, color: u8, out: u8, port: u32, now: u64) {
         self.clear_link_waits(pe, color, out);
+        if port != Port::Ramp as u32 {
+            let n = self.next_channel(pe, port, color);
+            self.ch[n].waiting |= Port::from_index(port).opposite().bit();
+        }
         let chan = &mut self.ch[c];
         chan.flags |= BLOCKED;
         chan.blocked_port = port as u8;
@@ -122,20 +118,18 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     fn wait_for_links(&mut self, pe: usize, color: u8, out: u8, retry: u64, now: u64) {
-        let links = &mut self.links[pe];
         let mut bits = out;
         while bits != 0 {
-            links[bits.trailing_zeros() as usize % LINKS_PER_PE].waiters |= color_bit(color);
+            self.wait_for_link(pe, bits.trailing_zeros() as usize, color);
             bits &= bits - 1;
         }
         self.counters[pe].stall_cycles += retry - now;
     }
 
     fn clear_link_waits(&mut self, pe: usize, color: u8, out: u8) {
-        let links = &mut self.links[pe];
-        let mut bits = out;
+        let mut bits = out & self.links[pe].waiting;
         while bits != 0 {
-            links[bits.trailing_zeros() as usize % LINKS_PER_PE].waiters &= !color_bit(color);
+            self.stop_waiting(pe, bits.trailing_zeros() as usize, color);
             bits &= bits - 1;
         }
     }
@@ -156,10 +150,9 @@ impl<K: Kernel> Engine<'_, K> {
         let wavelets = length(count);
         // Per-port counts and hops follow from the static route at the end of the run.
         self.ch[c].sent += wavelets;
-        let links = &mut self.links[pe];
         let mut bits = out;
         while bits != 0 {
-            links[bits.trailing_zeros() as usize % LINKS_PER_PE].take(color, now, wavelets);
+            self.take_link(pe, bits.trailing_zeros() as usize, color, now, wavelets);
             bits &= bits - 1;
         }
         let at = now.wrapping_add(self.hop_cycles);
@@ -182,36 +175,37 @@ impl<K: Kernel> Engine<'_, K> {
 
     /// A slot of `ch`'s buffer was freed: wakes whatever feeds it and waits for space.
     pub(super) fn wake_upstream(&mut self, ch: u32, pe: u32, color: u8, now: u64) {
-        let chan = &self.ch[ch as usize];
+        let chan = &mut self.ch[ch as usize];
+        let mut bits = chan.waiting;
+        if bits == 0 {
+            return;
+        }
+        chan.waiting = 0;
         let (core_injector, edge_injector) = (chan.core_injector, chan.edge_injector);
-        let mut bits = chan.route_in;
-        let neighbors = self.neighbors[pe as usize];
+        let neighbors = self.pe[pe as usize].neighbors;
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
             if port == Port::Ramp as u32 {
-                if core_injector != NONE {
-                    self.unblock_injector(core_injector, now);
-                }
+                self.unblock_injector(core_injector, now);
                 continue;
             }
             let up = neighbors[(port & 3) as usize];
             if up == NONE {
-                if edge_injector != NONE {
-                    self.unblock_injector(edge_injector, now);
-                }
+                self.unblock_injector(edge_injector, now);
                 continue;
             }
             let u = (up.wrapping_shl(self.color_shift) | color as u32) as usize;
-            // Only a head waiting for this very buffer (not another output's).
-            let toward_us = Port::from_index(port).opposite() as u8;
             let upstream = &mut self.ch[u];
-            if upstream.flags & BLOCKED != 0 && upstream.blocked_port == toward_us {
-                upstream.flags = PENDING;
-                let since = upstream.blocked_since;
-                self.counters[up as usize].stall_cycles += now - since;
-                self.schedule(now, EV_TRY, u as u32, 0);
-            }
+            debug_assert!(
+                upstream.flags & BLOCKED != 0
+                    && upstream.blocked_port == Port::from_index(port).opposite() as u8,
+                "a waiting input is a head blocked on this buffer"
+            );
+            upstream.flags = PENDING;
+            let since = upstream.blocked_since;
+            self.counters[up as usize].stall_cycles += now - since;
+            self.schedule(now, EV_TRY, u as u32, 0);
         }
     }
 

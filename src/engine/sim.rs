@@ -88,10 +88,8 @@ pub(super) fn color_bit(color: u8) -> u64 {
 pub(super) fn length(count: u16) -> u64 {
     count.max(1) as u64
 }
-/// Links of a PE: N, E, S, W, the ramp down (`Port as usize`), the ramp up, two unused (a power
-/// of two, so that a port index needs no bounds check).
-pub(super) const LINKS_PER_PE: usize = 8;
-pub(super) const RAMP_UP: usize = 5;
+/// Output links of a router: N, E, S, W and the ramp down (`Port as usize`).
+pub(super) const LINKS_PER_PE: usize = 5;
 
 /// A source of wavelets into one channel: a core's sends on one color (out of SRAM, so not
 /// bounded) or an edge stream. One wavelet per cycle at most, over its link.
@@ -100,8 +98,8 @@ pub(super) struct Injector<'p> {
     pub ch: u32,
     pub link: u32,
     pub color: u8,
-    /// PE whose core sends (its link is that PE's ramp up), or `NONE` for an edge stream (its
-    /// link is `Engine::edge_links[link]`).
+    /// PE whose core sends (its link is that PE's ramp up, `Engine::ramp_up`), or `NONE` for an
+    /// edge stream (its link is `Engine::edge_links[link]`).
     pub core_pe: u32,
     /// The port it enters its router by (the ramp, or the edge it comes from).
     pub port: Port,
@@ -164,8 +162,10 @@ impl<'p> SendQueue<'p> {
     }
 }
 
-/// One color at one PE: its route, router buffer and core queue (rings in `Engine::slots`).
+/// One color at one PE: its route, router buffer and core queue (rings in `Engine::rings`). One
+/// cache line each.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
 pub(super) struct Channel {
     pub fifo_head: u32,
     pub fifo_len: u32,
@@ -182,6 +182,9 @@ pub(super) struct Channel {
     pub sent: u64,
     /// The output whose full buffer a BLOCKED head waits for.
     pub blocked_port: u8,
+    /// Inputs (bit = `Port as u8`) whose sender waits for space in this buffer: the neighbour's
+    /// head, the core's send queue (the ramp) or an edge stream. A pop wakes them.
+    pub waiting: u8,
     pub blocked_since: u64,
 }
 
@@ -200,13 +203,15 @@ impl Default for Channel {
             flags: 0,
             sent: 0,
             blocked_port: 0,
+            waiting: 0,
             blocked_since: 0,
         }
     }
 }
 
-/// A core's scheduling state.
+/// A core's scheduling state, and its router's neighbours: one cache line.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
 pub(super) struct PeState {
     /// Colors with wavelets in their core queue.
     pub ready: u64,
@@ -215,9 +220,27 @@ pub(super) struct PeState {
     pub busy_until: u64,
     /// Earliest pending WAKE (`u64::MAX`: none).
     pub wake_at: u64,
+    /// The neighbours through N, E, S, W (`NONE` outside the mesh).
+    pub neighbors: [u32; 4],
 }
 
-/// One direction of one link: free from cycle `free`, colors waiting for it, the last served.
+/// Whether `color` must let another color of `waiters` go first on a link that served `last`
+/// last: a link serves the waiting colors round-robin, starting after the one it served last.
+#[inline(always)]
+fn must_yield(waiters: u64, last: u8, color: u8) -> bool {
+    let others = waiters & !color_bit(color);
+    if others == 0 {
+        return false;
+    }
+    let candidates = others | color_bit(color);
+    let after = (last as u32 + 1) % 64;
+    let rotated = candidates.rotate_right(after);
+    let winner = (rotated.trailing_zeros() + after) % 64;
+    winner != color as u32
+}
+
+/// One direction of one link (a ramp up or an edge stream's way in): free from cycle `free`,
+/// colors waiting for it, the last served.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Link {
     pub free: u64,
@@ -226,19 +249,9 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// Whether `color` must let another color waiting for this link go first: the link serves
-    /// the waiting colors round-robin, starting after the one it served last.
     #[inline(always)]
     pub fn must_yield(&self, color: u8) -> bool {
-        let others = self.waiters & !color_bit(color);
-        if others == 0 {
-            return false;
-        }
-        let candidates = others | color_bit(color);
-        let after = (self.last as u32 + 1) % 64;
-        let rotated = candidates.rotate_right(after);
-        let winner = (rotated.trailing_zeros() + after) % 64;
-        winner != color as u32
+        must_yield(self.waiters, self.last, color)
     }
 
     /// Gives the link to `color` for `wavelets` cycles from `now`.
@@ -248,6 +261,17 @@ impl Link {
         self.last = color;
         self.waiters &= !color_bit(color);
     }
+}
+
+/// The output links of one router (N, E, S, W and the ramp down, indexed by `Port as usize`)
+/// in one cache line: when each is free, the color it served last, and which have colors
+/// waiting for them (their sets live in `Engine::link_waiters`, read only then).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+pub(super) struct RouterLinks {
+    pub free: [u64; LINKS_PER_PE],
+    pub last: [u8; LINKS_PER_PE],
+    pub waiting: u8,
 }
 
 /// Limits that turn a runaway program into an error instead of a hang.
@@ -300,12 +324,14 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) rings: Vec<Slot>,
     pub(super) pe: Vec<PeState>,
     pub(super) counters: Vec<PeCounters>,
-    /// The links of each PE, indexed by port (`LINKS_PER_PE`).
-    pub(super) links: Vec<[Link; LINKS_PER_PE]>,
+    /// The output links of each router.
+    pub(super) links: Vec<RouterLinks>,
+    /// The colors waiting for each output link of each router (see `RouterLinks::waiting`).
+    pub(super) link_waiters: Vec<[u64; LINKS_PER_PE]>,
+    /// The ramp up from each core to its router.
+    pub(super) ramp_up: Vec<Link>,
     /// The link of each edge stream into its PE.
     pub(super) edge_links: Vec<Link>,
-    /// The neighbours of each PE through N, E, S, W (`NONE` outside the mesh).
-    pub(super) neighbors: Vec<[u32; 4]>,
     pub(super) injectors: Vec<Injector<'k>>,
     pub(super) queue: EventQueue,
     pub(super) io: TaskIo,
@@ -345,11 +371,6 @@ impl<'k, K: Kernel> Engine<'k, K> {
         }
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
         let slot_shift = depth.next_power_of_two().trailing_zeros();
-        let neighbors = (0..pes as u32)
-            .map(|pe| {
-                [Port::N, Port::E, Port::S, Port::W].map(|p| mesh.neighbor(pe, p).unwrap_or(NONE))
-            })
-            .collect();
         let mut engine = Self {
             kernel,
             mesh,
@@ -363,17 +384,19 @@ impl<'k, K: Kernel> Engine<'k, K> {
             limits,
             ch,
             rings: vec![Slot::default(); (channels * 2) << slot_shift],
-            pe: vec![
-                PeState {
+            pe: (0..pes as u32)
+                .map(|pe| PeState {
                     wake_at: u64::MAX,
+                    neighbors: [Port::N, Port::E, Port::S, Port::W]
+                        .map(|p| mesh.neighbor(pe, p).unwrap_or(NONE)),
                     ..PeState::default()
-                };
-                pes
-            ],
+                })
+                .collect(),
             counters: vec![PeCounters::default(); pes],
-            links: vec![[Link::default(); LINKS_PER_PE]; pes],
+            links: vec![RouterLinks::default(); pes],
+            link_waiters: vec![[0; LINKS_PER_PE]; pes],
+            ramp_up: vec![Link::default(); pes],
             edge_links: vec![Link::default(); program.edge_streams.len()],
-            neighbors,
             injectors: Vec::new(),
             queue: EventQueue::new(),
             io: TaskIo::default(),
@@ -425,7 +448,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
     #[inline]
     pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
-        let next = self.neighbors[pe as usize][(port & 3) as usize];
+        let next = self.pe[pe as usize].neighbors[(port & 3) as usize];
         (next != NONE).then_some(next)
     }
 
@@ -434,8 +457,51 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// is out of every array's bounds).
     #[inline(always)]
     pub(super) fn next_channel(&self, pe: usize, port: u32, color: u8) -> usize {
-        (self.neighbors[pe][(port & 3) as usize].wrapping_shl(self.color_shift) | color as u32)
+        (self.pe[pe].neighbors[(port & 3) as usize].wrapping_shl(self.color_shift) | color as u32)
             as usize
+    }
+
+    /// When `color` may take output `port` of router `pe`: `now` if the link is free and it is
+    /// this color's turn, else the cycle to try again.
+    #[inline(always)]
+    pub(super) fn link_ready(&self, pe: usize, port: usize, color: u8, now: u64) -> u64 {
+        let links = &self.links[pe];
+        let free = links.free[port];
+        if free > now {
+            free
+        } else if links.waiting & (1 << port) != 0
+            && must_yield(self.link_waiters[pe][port], links.last[port], color)
+        {
+            now + 1
+        } else {
+            now
+        }
+    }
+
+    /// Gives output `port` of router `pe` to `color` for `wavelets` cycles from `now`.
+    #[inline(always)]
+    pub(super) fn take_link(&mut self, pe: usize, port: usize, color: u8, now: u64, wavelets: u64) {
+        let links = &mut self.links[pe];
+        links.free[port] = now.wrapping_add(wavelets);
+        links.last[port] = color;
+        if links.waiting & (1 << port) != 0 {
+            self.stop_waiting(pe, port, color);
+        }
+    }
+
+    /// `color` waits for output `port` of router `pe`.
+    pub(super) fn wait_for_link(&mut self, pe: usize, port: usize, color: u8) {
+        self.link_waiters[pe][port] |= color_bit(color);
+        self.links[pe].waiting |= 1 << port;
+    }
+
+    /// `color` no longer waits for output `port` of router `pe`.
+    pub(super) fn stop_waiting(&mut self, pe: usize, port: usize, color: u8) {
+        let waiters = &mut self.link_waiters[pe][port];
+        *waiters &= !color_bit(color);
+        if *waiters == 0 {
+            self.links[pe].waiting &= !(1 << port);
+        }
     }
 
     /// The link a send queue enters its router by.
@@ -444,7 +510,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
         if core_pe == NONE {
             &mut self.edge_links[link as usize]
         } else {
-            &mut self.links[core_pe as usize][RAMP_UP]
+            &mut self.ramp_up[core_pe as usize]
         }
     }
 
