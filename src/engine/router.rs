@@ -30,33 +30,52 @@ impl<K: Kernel> Engine<'_, K> {
     /// Appends to the buffer of `ch` and starts forwarding if the wavelet is the head.
     #[inline]
     pub(super) fn fifo_push(&mut self, ch: u32, data: u64, count: u16, now: u64) {
-        let c = ch as usize;
+        let chan = &self.ch[ch as usize];
+        if chan.fifo_len == 0 && chan.flags & (PENDING | BLOCKED) == 0 {
+            // The head of an empty buffer: it moves on in this cycle or takes its slot.
+            return self.forward(ch, Some(Slot::new(data, count, 0)), now);
+        }
+        self.buffer(ch as usize, Slot::new(data, count, 0));
+    }
+
+    /// Puts `slot` at the tail of channel `c`'s buffer.
+    #[inline(always)]
+    fn buffer(&mut self, c: usize, slot: Slot) {
         let chan = &mut self.ch[c];
         let index = chan.fifo_head.wrapping_add(chan.fifo_len) & self.slot_mask;
         // Bounded by the depth: a slot was free (checked before the send).
         chan.fifo_len = chan.fifo_len.wrapping_add(1);
-        let start = chan.fifo_len == 1 && chan.flags & (PENDING | BLOCKED) == 0;
-        let slot = self.fifo_slot(c, index);
-        self.rings[slot] = Slot::new(data, count, 0);
-        if start {
-            self.try_forward(ch, now);
-        }
+        let at = self.fifo_slot(c, index);
+        self.rings[at] = slot;
     }
 
     /// Tries to move the head of channel `ch` to every output of its route.
     pub(super) fn try_forward(&mut self, ch: u32, now: u64) {
+        self.forward(ch, None, now);
+    }
+
+    /// Tries to move the head of channel `ch`'s buffer to every output of its route; with
+    /// `incoming`, the buffer is empty and `incoming` is its head, which goes straight through
+    /// (cut-through) or, if it cannot move now, takes its slot.
+    #[inline(always)]
+    fn forward(&mut self, ch: u32, incoming: Option<Slot>, now: u64) {
         let c = ch as usize;
         let pe = ch.wrapping_shr(self.color_shift) as usize;
         let color = (ch & self.color_mask) as u8;
         let depth = self.depth;
         let chan = &mut self.ch[c];
         chan.flags &= !PENDING;
-        if chan.fifo_len == 0 {
+        if chan.fifo_len == 0 && incoming.is_none() {
             return;
         }
         let out = chan.route_out;
         let ramp_full = chan.cq_len >= depth;
-        if out == 0 {
+        if let Some(slot) = incoming {
+            if out == 0 {
+                self.buffer(c, slot);
+                return self.no_route(pe as u32, color);
+            }
+        } else if out == 0 {
             return self.no_route(pe as u32, color);
         }
         // Links: free this cycle, and this color's turn.
@@ -68,6 +87,9 @@ impl<K: Kernel> Engine<'_, K> {
             retry = retry.max(self.link_ready(pe, port, color, now));
         }
         if retry > now {
+            if let Some(slot) = incoming {
+                self.buffer(c, slot);
+            }
             self.wait_for_links(pe, color, out, retry, now);
             self.ch[c].flags |= PENDING;
             self.schedule(retry, EV_TRY, ch, 0);
@@ -84,15 +106,21 @@ impl<K: Kernel> Engine<'_, K> {
             let n = self.next_channel(pe, port, color);
             let down = &self.ch[n];
             if down.fifo_len + down.fifo_reserved >= depth {
+                if let Some(slot) = incoming {
+                    self.buffer(c, slot);
+                }
                 return self.block_head(c, pe, color, out, port, now);
             }
             next[hops % 4] = n as u32;
             hops += 1;
         }
         if out & Port::Ramp.bit() != 0 && ramp_full {
+            if let Some(slot) = incoming {
+                self.buffer(c, slot);
+            }
             return self.block_head(c, pe, color, out, Port::Ramp as u32, now);
         }
-        self.send_head(ch, pe, color, out, &next[..hops.min(4)], now);
+        self.send_head(ch, pe, color, out, &next[..hops.min(4)], incoming, now);
     }
 
     /// The head of channel `c` waits for space in the buffer behind `port`; the pop that frees
@@ -137,14 +165,29 @@ impl<K: Kernel> Engine<'_, K> {
     /// Sends the head of `ch` on every output of `out` this cycle (to the neighbours' channels
     /// `next`, then down the ramp) and pops it.
     #[inline(always)]
-    fn send_head(&mut self, ch: u32, pe: usize, color: u8, out: u8, next: &[u32], now: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn send_head(
+        &mut self,
+        ch: u32,
+        pe: usize,
+        color: u8,
+        out: u8,
+        next: &[u32],
+        incoming: Option<Slot>,
+        now: u64,
+    ) {
         let c = ch as usize;
-        let chan = &mut self.ch[c];
-        let head = chan.fifo_head;
-        chan.fifo_head = chan.fifo_head.wrapping_add(1) & self.slot_mask;
-        chan.fifo_len = chan.fifo_len.wrapping_sub(1);
-        let more = chan.fifo_len > 0;
-        let slot = self.rings[self.fifo_slot(c, head)];
+        let (slot, more) = match incoming {
+            Some(slot) => (slot, false),
+            None => {
+                let chan = &mut self.ch[c];
+                let head = chan.fifo_head;
+                chan.fifo_head = chan.fifo_head.wrapping_add(1) & self.slot_mask;
+                chan.fifo_len = chan.fifo_len.wrapping_sub(1);
+                let more = chan.fifo_len > 0;
+                (self.rings[self.fifo_slot(c, head)], more)
+            }
+        };
         let (data, count) = (slot.data, slot.count());
         // A block holds every link of its route for its length, one wavelet per cycle.
         let wavelets = length(count);

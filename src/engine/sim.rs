@@ -28,23 +28,6 @@ pub(super) const BLOCKED: u8 = 2;
 
 pub(super) const NONE: u32 = u32::MAX;
 
-/// Events ahead in a cycle's batch whose state is fetched into the cache before they run.
-const PREFETCH_DISTANCE: usize = 8;
-
-/// Hints the cache to fetch the line holding `p`. A prefetch never faults and changes no
-/// state, so any address (even one past an array) is fine.
-#[inline(always)]
-fn prefetch_line<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is a hint: it does not fault on any address and has no effect but on
-    // the cache.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// One slot of a router buffer or a core queue: the wavelet's data, and `meta` packing a block's
 /// length (0 for a single wavelet) in the top 16 bits and, in a core queue, the cycle the
 /// wavelet reaches the core in the low 48 (a run stops before [`MAX_CYCLE`]).
@@ -589,10 +572,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             events += batch.len() as u64;
             let now = self.queue.now();
-            for (i, ev) in batch.iter().enumerate() {
-                if let Some(ahead) = batch.get(i + PREFETCH_DISTANCE) {
-                    self.prefetch(ahead);
-                }
+            for ev in &batch {
                 self.handle(*ev, now);
             }
             if let Some(e) = self.error.take() {
@@ -625,28 +605,6 @@ impl<'k, K: Kernel> Engine<'k, K> {
             wavelet_hops: self.wavelet_hops,
             events,
         })
-    }
-
-    /// Asks the cache for the state the handler of `ev` reads first: a cycle's events touch
-    /// PEs all over the mesh, so most of it has left the cache since that PE's last event.
-    #[inline(always)]
-    fn prefetch(&self, ev: &Event) {
-        if ev.kind == EV_WAKE {
-            let pe = ev.target as usize;
-            let Some(state) = self.pe.get(pe) else { return };
-            prefetch_line(self.counters.as_ptr().wrapping_add(pe));
-            let color = (state.ready & !state.deferred).trailing_zeros() as usize;
-            let c = pe.wrapping_shl(self.color_shift) | (color & self.color_mask as usize);
-            prefetch_line(self.ch.as_ptr().wrapping_add(c));
-            prefetch_line(self.rings.as_ptr().wrapping_add(self.cq_slot(c, 0)));
-        } else if ev.kind != EV_INJECT {
-            let c = ev.target as usize;
-            let pe = c.wrapping_shr(self.color_shift);
-            prefetch_line(self.ch.as_ptr().wrapping_add(c));
-            prefetch_line(self.links.as_ptr().wrapping_add(pe));
-            prefetch_line(self.pe.as_ptr().wrapping_add(pe));
-            prefetch_line(self.rings.as_ptr().wrapping_add(self.fifo_slot(c, 0)));
-        }
     }
 
     #[inline]
