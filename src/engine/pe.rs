@@ -21,7 +21,7 @@ use crate::engine::program::{Kernel, Port};
 impl<K: Kernel> Engine<'_, K> {
     /// The router sends a wavelet (or a block of `count`) of channel `ch` down the ramp; it
     /// reaches the core at `arrival` (its queue slot is taken now).
-    #[inline]
+    #[inline(always)]
     pub(super) fn deliver(
         &mut self,
         ch: u32,

@@ -209,7 +209,9 @@ impl<K: Kernel> Engine<'_, K> {
             let arrival = now.wrapping_add(self.ramp_cycles);
             self.deliver(ch, pe as u32, color, data, count, arrival);
         }
-        self.wake_upstream(ch, pe as u32, color, now);
+        if self.ch[c].waiting != 0 {
+            self.wake_upstream(ch, pe as u32, color, now);
+        }
         if more {
             self.ch[c].flags |= PENDING;
             self.schedule(now.wrapping_add(wavelets), EV_TRY, ch, 0);
@@ -217,13 +219,10 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     /// A slot of `ch`'s buffer was freed: wakes whatever feeds it and waits for space.
+    #[inline(never)]
     pub(super) fn wake_upstream(&mut self, ch: u32, pe: u32, color: u8, now: u64) {
         let chan = &mut self.ch[ch as usize];
-        let mut bits = chan.waiting;
-        if bits == 0 {
-            return;
-        }
-        chan.waiting = 0;
+        let mut bits = std::mem::take(&mut chan.waiting);
         let (core_injector, edge_injector) = (chan.core_injector, chan.edge_injector);
         let neighbors = self.pe[pe as usize].neighbors;
         while bits != 0 {

@@ -580,6 +580,10 @@ pub struct GemmKernel<'p> {
     /// FMAC cycles for each row's `T_r`.
     /// Per PE, what its tasks need of the plan (no division on the task path).
     tiles: Vec<Tile>,
+    /// Per PE its row, and per row what a sparse weight's task costs: a weight's task reads
+    /// these two small tables instead of the PE's tile (they stay in the host's cache).
+    row_of: Vec<u16>,
+    sparse_work: Vec<Work>,
     /// Next dense k position within the current column.
     pos: Vec<u32>,
     /// Output columns whose control wavelet this PE has processed.
@@ -634,6 +638,19 @@ impl<'p> GemmKernel<'p> {
                     }
                 })
                 .collect(),
+            row_of: (0..pes as u32).map(|pe| (pe / plan.cols) as u16).collect(),
+            sparse_work: (0..plan.rows)
+                .map(|r| {
+                    let t_r = plan.t_slice(r).len() as u64;
+                    Work {
+                        overhead_cycles: fabric.pe.task_activation_cycles
+                            + fabric.pe.sparse_index_decode_cycles,
+                        fmac_cycles: fmac_cycles(fabric, t_r),
+                        reduction_cycles: 0,
+                        fmac_ops: t_r,
+                    }
+                })
+                .collect(),
             pos: vec![0; pes],
             columns_done: vec![0; pes],
             held: vec![NONE; pes],
@@ -650,7 +667,11 @@ impl<'p> GemmKernel<'p> {
         }
     }
 
+    #[inline]
     fn weight(&mut self, pe: u32, data: u64) -> Work {
+        if !self.plan.dense && self.values.is_none() {
+            return self.sparse_work[self.row_of[pe as usize] as usize];
+        }
         let tile = self.tiles[pe as usize];
         let (r, t_r, fmac, k0) = (
             tile.row,
