@@ -13,8 +13,8 @@
 //! room goes straight to the router; the others wait in the send queue.
 
 use super::sim::{
-    color_bit, length, Engine, Injector, SendQueue, Slot, BLOCKED, EV_ARRIVE_SENT, EV_INJECT,
-    EV_TRY, EV_WAKE, NONE, PENDING,
+    color_bit, length, ready_bit, Engine, Injector, SendQueue, Slot, BLOCKED, EV_ARRIVE_SENT,
+    EV_INJECT, EV_TRY, EV_WAKE, NONE, PENDING,
 };
 use crate::engine::program::{Kernel, Port};
 
@@ -39,7 +39,7 @@ impl<K: Kernel> Engine<'_, K> {
         let slot = self.cq_slot(c, index);
         self.rings[slot] = Slot::new(data, count, arrival);
         let state = &mut self.pe[pe as usize];
-        state.ready |= color_bit(color);
+        state.ready |= ready_bit(color);
         self.last_progress_cycle = arrival;
         let at = arrival.max(state.busy_until);
         if at < state.wake_at {
@@ -113,7 +113,7 @@ impl<K: Kernel> Engine<'_, K> {
                     .on_block(pe, color, data, count, now, &mut self.io)
             };
             let Some(work) = work else {
-                self.pe[p].deferred |= color_bit(color);
+                self.pe[p].deferred |= ready_bit(color);
                 continue;
             };
             if count > 0 && work.total_cycles() < count as u64 {
@@ -129,7 +129,7 @@ impl<K: Kernel> Engine<'_, K> {
             if unblock {
                 chan.flags = PENDING;
             }
-            let counters = &mut self.counters[p];
+            let counters = &mut self.core[p];
             counters.fmac_cycles += work.fmac_cycles;
             counters.overhead_cycles += work.overhead_cycles;
             counters.reduction_cycles += work.reduction_cycles;
@@ -143,7 +143,7 @@ impl<K: Kernel> Engine<'_, K> {
             let end = now + work.total_cycles();
             let state = &mut self.pe[p];
             if emptied {
-                state.ready &= !color_bit(color);
+                state.ready &= !ready_bit(color);
             }
             state.busy_until = end;
             for i in 0..self.io.sends.len() {

@@ -9,7 +9,7 @@
 //! head that finds no space waits, and the pop that frees the space wakes it.
 
 use super::program::Port;
-use super::sim::{length, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, NONE, PENDING};
+use super::sim::{length, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, PENDING};
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
@@ -151,14 +151,17 @@ impl<K: Kernel> Engine<'_, K> {
             self.wait_for_link(pe, bits.trailing_zeros() as usize, color);
             bits &= bits - 1;
         }
-        self.counters[pe].stall_cycles += retry - now;
+        self.core[pe].stall_cycles += retry - now;
     }
 
     fn clear_link_waits(&mut self, pe: usize, color: u8, out: u8) {
-        let mut bits = out & self.links[pe].waiting;
+        let mut bits = out;
         while bits != 0 {
-            self.stop_waiting(pe, bits.trailing_zeros() as usize, color);
+            let port = bits.trailing_zeros() as usize;
             bits &= bits - 1;
+            if self.link_has_waiters(pe, port) {
+                self.stop_waiting(pe, port, color);
+            }
         }
     }
 
@@ -224,7 +227,6 @@ impl<K: Kernel> Engine<'_, K> {
         let chan = &mut self.ch[ch as usize];
         let mut bits = std::mem::take(&mut chan.waiting);
         let (core_injector, edge_injector) = (chan.core_injector, chan.edge_injector);
-        let neighbors = self.pe[pe as usize].neighbors;
         while bits != 0 {
             let port = bits.trailing_zeros();
             bits &= bits - 1;
@@ -232,11 +234,10 @@ impl<K: Kernel> Engine<'_, K> {
                 self.unblock_injector(core_injector, now);
                 continue;
             }
-            let up = neighbors[(port & 3) as usize];
-            if up == NONE {
+            let Some(up) = self.next_pe(pe, port) else {
                 self.unblock_injector(edge_injector, now);
                 continue;
-            }
+            };
             let u = (up.wrapping_shl(self.color_shift) | color as u32) as usize;
             let upstream = &mut self.ch[u];
             debug_assert!(
@@ -246,7 +247,7 @@ impl<K: Kernel> Engine<'_, K> {
             );
             upstream.flags = PENDING;
             let since = upstream.blocked_since;
-            self.counters[up as usize].stall_cycles += now - since;
+            self.core[up as usize].stall_cycles += now - since;
             self.schedule(now, EV_TRY, u as u32, 0);
         }
     }
@@ -258,7 +259,7 @@ impl<K: Kernel> Engine<'_, K> {
             i.pending = true;
             let since = i.blocked_since;
             let pe = i.ch.wrapping_shr(self.color_shift);
-            self.counters[pe as usize].stall_cycles += now - since;
+            self.core[pe as usize].stall_cycles += now - since;
             self.schedule(now, EV_INJECT, inj, 0);
         }
     }

@@ -192,19 +192,44 @@ impl Default for Channel {
     }
 }
 
-/// A core's scheduling state, and its router's neighbours: one cache line.
+/// A core's scheduling state and its router's output links: one cache line, what a wavelet's
+/// hop and a task's start both read.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(align(64))]
 pub(super) struct PeState {
-    /// Colors with wavelets in their core queue.
-    pub ready: u64,
+    /// Colors with wavelets in their core queue (a kernel has at most 32 colors).
+    pub ready: u32,
     /// Colors whose head the kernel refused until the PE's state changes.
-    pub deferred: u64,
+    pub deferred: u32,
     pub busy_until: u64,
     /// Earliest pending WAKE (`u64::MAX`: none).
     pub wake_at: u64,
-    /// The neighbours through N, E, S, W (`NONE` outside the mesh).
-    pub neighbors: [u32; 4],
+    /// The output links N, E, S, W and the ramp down (`Port as usize`), each packed in a word:
+    /// the cycle it is free from in the low 48 bits, the color it served last in bits 48..56,
+    /// and in bit 63 whether colors wait for it (their set is in `Engine::link_waiters`).
+    pub links: [u64; LINKS_PER_PE],
+}
+
+/// The counters a task's start and a stall update: one cache line per PE, folded into
+/// [`PeCounters`] when the run ends.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+pub(super) struct CoreCounters {
+    pub fmac_cycles: u64,
+    pub overhead_cycles: u64,
+    pub reduction_cycles: u64,
+    pub fmac_ops: u64,
+    pub tasks: u64,
+    pub stall_cycles: u64,
+}
+
+/// A link word's "colors wait for it" bit.
+const LINK_WAITING: u64 = 1 << 63;
+
+/// The bit of `color` in a core's set of colors (`PeState::ready`, `deferred`).
+#[inline(always)]
+pub(super) fn ready_bit(color: u8) -> u32 {
+    1u32.wrapping_shl(color as u32)
 }
 
 /// Whether `color` must let another color of `waiters` go first on a link that served `last`
@@ -244,17 +269,6 @@ impl Link {
         self.last = color;
         self.waiters &= !color_bit(color);
     }
-}
-
-/// The output links of one router (N, E, S, W and the ramp down, indexed by `Port as usize`)
-/// in one cache line: when each is free, the color it served last, and which have colors
-/// waiting for them (their sets live in `Engine::link_waiters`, read only then).
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(align(64))]
-pub(super) struct RouterLinks {
-    pub free: [u64; LINKS_PER_PE],
-    pub last: [u8; LINKS_PER_PE],
-    pub waiting: u8,
 }
 
 /// Limits that turn a runaway program into an error instead of a hang.
@@ -306,11 +320,13 @@ pub struct Engine<'k, K: Kernel> {
     /// the core queue.
     pub(super) rings: Vec<Slot>,
     pub(super) pe: Vec<PeState>,
+    /// Per PE, the counters of its links (the rest are in `core`).
     pub(super) counters: Vec<PeCounters>,
-    /// The output links of each router.
-    pub(super) links: Vec<RouterLinks>,
-    /// The colors waiting for each output link of each router (see `RouterLinks::waiting`).
+    pub(super) core: Vec<CoreCounters>,
+    /// The colors waiting for each output link of each router (see `PeState::links`).
     pub(super) link_waiters: Vec<[u64; LINKS_PER_PE]>,
+    /// PE id offset of the neighbour through N, E, S, W.
+    pub(super) offsets: [u32; 4],
     /// The ramp up from each core to its router.
     pub(super) ramp_up: Vec<Link>,
     /// The link of each edge stream into its PE.
@@ -338,9 +354,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
         let mesh = program.mesh;
         let pes = mesh.pes();
         let colors = program.routes.colors as usize;
-        if colors > 64 {
+        if colors > 32 {
             return Err(Error::Input(format!(
-                "a kernel may use at most 64 colors, not {colors}"
+                "a kernel may use at most 32 colors, not {colors}"
             )));
         }
         let color_shift = colors.next_power_of_two().trailing_zeros();
@@ -367,17 +383,17 @@ impl<'k, K: Kernel> Engine<'k, K> {
             limits,
             ch,
             rings: vec![Slot::default(); (channels * 2) << slot_shift],
-            pe: (0..pes as u32)
-                .map(|pe| PeState {
+            pe: vec![
+                PeState {
                     wake_at: u64::MAX,
-                    neighbors: [Port::N, Port::E, Port::S, Port::W]
-                        .map(|p| mesh.neighbor(pe, p).unwrap_or(NONE)),
                     ..PeState::default()
-                })
-                .collect(),
+                };
+                pes
+            ],
             counters: vec![PeCounters::default(); pes],
-            links: vec![RouterLinks::default(); pes],
+            core: vec![CoreCounters::default(); pes],
             link_waiters: vec![[0; LINKS_PER_PE]; pes],
+            offsets: [mesh.cols.wrapping_neg(), 1, mesh.cols, u32::MAX],
             ramp_up: vec![Link::default(); pes],
             edge_links: vec![Link::default(); program.edge_streams.len()],
             injectors: Vec::new(),
@@ -429,31 +445,28 @@ impl<'k, K: Kernel> Engine<'k, K> {
     // cycles: the progress timeout stops it long before). Counters keep their checks.
 
     /// The neighbour of `pe` through port index `port` (N, E, S, W), or `None` at the edge.
-    #[inline]
     pub(super) fn next_pe(&self, pe: u32, port: u32) -> Option<u32> {
-        let next = self.pe[pe as usize].neighbors[(port & 3) as usize];
-        (next != NONE).then_some(next)
+        self.mesh.neighbor(pe, Port::from_index(port))
     }
 
     /// The channel of `color` at the neighbour of `pe` through `port` (N, E, S, W), where a
-    /// route leads (`Program::check` keeps routes inside the mesh; an index built from `NONE`
-    /// is out of every array's bounds).
+    /// route leads: `Program::check` keeps routes inside the mesh.
     #[inline(always)]
     pub(super) fn next_channel(&self, pe: usize, port: u32, color: u8) -> usize {
-        (self.pe[pe].neighbors[(port & 3) as usize].wrapping_shl(self.color_shift) | color as u32)
-            as usize
+        let next = (pe as u32).wrapping_add(self.offsets[(port & 3) as usize]);
+        (next.wrapping_shl(self.color_shift) | color as u32) as usize
     }
 
     /// When `color` may take output `port` of router `pe`: `now` if the link is free and it is
     /// this color's turn, else the cycle to try again.
     #[inline(always)]
     pub(super) fn link_ready(&self, pe: usize, port: usize, color: u8, now: u64) -> u64 {
-        let links = &self.links[pe];
-        let free = links.free[port];
+        let link = self.pe[pe].links[port];
+        let free = link & MAX_CYCLE;
         if free > now {
             free
-        } else if links.waiting & (1 << port) != 0
-            && must_yield(self.link_waiters[pe][port], links.last[port], color)
+        } else if link & LINK_WAITING != 0
+            && must_yield(self.link_waiters[pe][port], (link >> 48) as u8, color)
         {
             now + 1
         } else {
@@ -464,10 +477,10 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// Gives output `port` of router `pe` to `color` for `wavelets` cycles from `now`.
     #[inline(always)]
     pub(super) fn take_link(&mut self, pe: usize, port: usize, color: u8, now: u64, wavelets: u64) {
-        let links = &mut self.links[pe];
-        links.free[port] = now.wrapping_add(wavelets);
-        links.last[port] = color;
-        if links.waiting & (1 << port) != 0 {
+        let link = &mut self.pe[pe].links[port];
+        // A run stops well before MAX_CYCLE minus a block's length (see `run`).
+        *link = (*link & LINK_WAITING) | (color as u64) << 48 | now.wrapping_add(wavelets);
+        if *link & LINK_WAITING != 0 {
             self.stop_waiting(pe, port, color);
         }
     }
@@ -475,7 +488,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// `color` waits for output `port` of router `pe`.
     pub(super) fn wait_for_link(&mut self, pe: usize, port: usize, color: u8) {
         self.link_waiters[pe][port] |= color_bit(color);
-        self.links[pe].waiting |= 1 << port;
+        self.pe[pe].links[port] |= LINK_WAITING;
     }
 
     /// `color` no longer waits for output `port` of router `pe`.
@@ -483,8 +496,14 @@ impl<'k, K: Kernel> Engine<'k, K> {
         let waiters = &mut self.link_waiters[pe][port];
         *waiters &= !color_bit(color);
         if *waiters == 0 {
-            self.links[pe].waiting &= !(1 << port);
+            self.pe[pe].links[port] &= !LINK_WAITING;
         }
+    }
+
+    /// Whether colors wait for output `port` of router `pe`.
+    #[inline(always)]
+    pub(super) fn link_has_waiters(&self, pe: usize, port: usize) -> bool {
+        self.pe[pe].links[port] & LINK_WAITING != 0
     }
 
     /// The link a send queue enters its router by.
@@ -553,8 +572,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     break;
                 }
                 let now = self.queue.now();
-                if now > MAX_CYCLE - 1024 {
-                    // Arrival cycles (now + ramp latency, at most 1000) must fit a slot's 48 bits.
+                if now > MAX_CYCLE - (1 << 20) {
+                    // Arrival cycles (now + ramp latency, at most 1000) and link free cycles
+                    // (now + a block's length, at most 2^16) must fit in 48 bits.
                     return Err(self.stuck_error(&format!(
                         "the run reached cycle {now}, beyond the engine's limit of 2^48 cycles"
                     )));
@@ -592,6 +612,14 @@ impl<'k, K: Kernel> Engine<'k, K> {
             .unwrap_or(0)
             .max(self.queue.now());
         self.count_link_inputs();
+        for (counters, core) in self.counters.iter_mut().zip(&self.core) {
+            counters.fmac_cycles = core.fmac_cycles;
+            counters.overhead_cycles = core.overhead_cycles;
+            counters.reduction_cycles = core.reduction_cycles;
+            counters.fmac_ops = core.fmac_ops;
+            counters.tasks = core.tasks;
+            counters.stall_cycles = core.stall_cycles;
+        }
         Ok(RunOutput {
             cycles,
             counters: MeshCounters {
