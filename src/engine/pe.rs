@@ -191,6 +191,7 @@ impl<K: Kernel> Engine<'_, K> {
             blocked: false,
             drain_due: false,
             blocked_since: 0,
+            sent: 0,
         });
         (self.injectors.len() - 1) as u32
     }
@@ -224,7 +225,7 @@ impl<K: Kernel> Engine<'_, K> {
             link.last = color;
             self.ch[c].fifo_reserved += 1;
             self.wavelets_sent += 1;
-            self.counters[pe as usize].wavelets_in[Port::Ramp as usize] += 1;
+            self.core[pe as usize].ramp_in += 1;
             let at = ready_cycle.max(self.queue.now());
             self.schedule(at, EV_ARRIVE_SENT, ch, data);
             return;
@@ -311,9 +312,7 @@ impl<K: Kernel> Engine<'_, K> {
         let wavelets = length(count);
         self.injector_link(core_pe, link).take(color, now, wavelets);
         self.wavelets_sent += wavelets;
-        let port = self.injectors[inj as usize].port;
-        self.counters[ch.wrapping_shr(self.color_shift) as usize].wavelets_in[port as usize] +=
-            wavelets;
+        self.injectors[inj as usize].sent += wavelets;
         let next = {
             let i = &mut self.injectors[inj as usize];
             i.queue.pop_front();

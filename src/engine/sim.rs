@@ -92,6 +92,8 @@ pub(super) struct Injector<'p> {
     /// A block left last: the drain is due when its last wavelet has.
     pub drain_due: bool,
     pub blocked_since: u64,
+    /// Wavelets it put into its router (counted into its PE's `wavelets_in` at the end).
+    pub sent: u64,
 }
 
 /// What a send queue holds: a core's sends, or an edge stream read in place from the program
@@ -221,6 +223,8 @@ pub(super) struct CoreCounters {
     pub fmac_ops: u64,
     pub tasks: u64,
     pub stall_cycles: u64,
+    /// Wavelets the core sent straight into its router (not through a send queue).
+    pub ramp_in: u64,
 }
 
 /// A link word's "colors wait for it" bit.
@@ -619,6 +623,11 @@ impl<'k, K: Kernel> Engine<'k, K> {
             counters.fmac_ops = core.fmac_ops;
             counters.tasks = core.tasks;
             counters.stall_cycles = core.stall_cycles;
+            counters.wavelets_in[Port::Ramp as usize] += core.ramp_in;
+        }
+        for inj in &self.injectors {
+            let pe = inj.ch.wrapping_shr(self.color_shift) as usize;
+            self.counters[pe].wavelets_in[inj.port as usize] += inj.sent;
         }
         Ok(RunOutput {
             cycles,
