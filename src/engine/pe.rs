@@ -72,10 +72,10 @@ impl<K: Kernel> Engine<'_, K> {
         self.start_task(pe, now);
     }
 
-    /// The head of the lowest-numbered eligible color whose wavelet has reached the core, or
-    /// the cycle the first eligible head will.
+    /// The lowest-numbered eligible color whose head has reached the core, with that head,
+    /// or the cycle the first eligible head will.
     #[inline]
-    fn next_ready_color(&self, pe: u32, now: u64) -> Result<u8, u64> {
+    fn next_ready_color(&self, pe: u32, now: u64) -> Result<(u8, Slot), u64> {
         let state = &self.pe[pe as usize];
         let mut eligible = state.ready & !state.deferred;
         let mut first_arrival = u64::MAX;
@@ -83,9 +83,10 @@ impl<K: Kernel> Engine<'_, K> {
             let color = eligible.trailing_zeros();
             eligible &= eligible - 1;
             let c = (pe.wrapping_shl(self.color_shift) | color) as usize;
-            let arrival = self.rings[self.cq_slot(c, self.ch[c].cq_head)].arrival();
+            let head = self.rings[self.cq_slot(c, self.ch[c].cq_head)];
+            let arrival = head.arrival();
             if arrival <= now {
-                return Ok(color as u8);
+                return Ok((color as u8, head));
             }
             first_arrival = first_arrival.min(arrival);
         }
@@ -96,15 +97,14 @@ impl<K: Kernel> Engine<'_, K> {
     fn start_task(&mut self, pe: u32, now: u64) {
         let p = pe as usize;
         loop {
-            let color = match self.next_ready_color(pe, now) {
-                Ok(color) => color,
+            let (color, head) = match self.next_ready_color(pe, now) {
+                Ok(ready) => ready,
                 Err(u64::MAX) => return,
                 Err(arrival) => return self.request_wake(pe, arrival),
             };
             let ch = pe.wrapping_shl(self.color_shift) | color as u32;
             let c = ch as usize;
-            let slot = self.rings[self.cq_slot(c, self.ch[c].cq_head)];
-            let (data, count) = (slot.data, slot.count());
+            let (data, count) = (head.data, head.count());
             self.io.sends.clear();
             let work = if count == 0 {
                 self.kernel.on_wavelet(pe, color, data, now, &mut self.io)

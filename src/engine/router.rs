@@ -112,7 +112,8 @@ impl<K: Kernel> Engine<'_, K> {
                 return self.block_head(c, pe, color, out, port, now);
             }
             next[hops % 4] = n as u32;
-            hops += 1;
+            // At most four neighbours.
+            hops = hops.wrapping_add(1);
         }
         if out & Port::Ramp.bit() != 0 && ramp_full {
             if let Some(slot) = incoming {
