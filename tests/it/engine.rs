@@ -767,6 +767,27 @@ mod physics {
     }
 
     #[test]
+    fn a_kernel_with_more_than_32_colors_is_refused_even_where_the_fabric_has_them() {
+        // A core keeps its ready colors in 32 bits.
+        let mut fabric = mini();
+        fabric.router.colors = 64;
+        fabric.router.colors_reserved = 0;
+        let program = Program::new(Mesh { rows: 1, cols: 3 }, 33);
+        let err = engine::run(
+            &fabric,
+            &program,
+            &mut Recorder::default(),
+            RunLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("at most 32 colors, not 33"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn wavelets_circling_a_route_loop_stop_the_run_instead_of_hanging() {
         let mut rec = Recorder::default();
         let limits = RunLimits {
