@@ -41,33 +41,33 @@
 //! send that waits in a send queue (a wavelet reaching a core needs no event of its own: the
 //! core queue keeps its arrival cycle). A *block* (`TaskIo::send_block`) moves as one unit: a
 //! GEMM's partial sums of one output column (64 wavelets on the reference kernel) cost a few
-//! events per hop instead of a few per wavelet. State lives in flat arrays of small structs
-//! (per channel, PE and link), the calendar queue allocates nothing once warm.
+//! events per hop instead of a few per wavelet. The head of an empty buffer that can move on
+//! at once goes straight through (no slot written and read back). State lives in flat arrays
+//! of one-cache-line structs laid out by what an event touches (see `sim`); the calendar queue
+//! allocates nothing once warm; edge streams are read in place from the program.
 //!
 //! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
 //! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
-//! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts);
-//! criterion medians 833 ms and 1.04 s an hour apart with the same instruction count (the
-//! machine's speed drifts by ±20%), i.e. 2.2–2.8 × 10⁷ wavelet-hops and 3.5–4.3 × 10⁸
-//! PE-cycles per host second. With every partial sum a
-//! wavelet of its own it took 90 M events and 2.1–2.5 s for the same cycles. What is left is the
-//! weight stream: per weight and PE one hop and one task, ≈ 2 events and ≈ 370 instructions in
-//! all (callgrind), spread over routing, task dispatch, bounds checks (≈ 15%), the calendar's
-//! vectors (≈ 11%) and overflow checks (≈ 13%: release builds keep them; index arithmetic on
-//! the event path wraps, see `sim`). A full-wafer (994 × 750) broadcast of 16 wavelets (one
-//! block) runs in 1.5 M events, ≈ 0.45 GB and 0.5–2 s, most of it the kernel zeroing the pages
-//! of its state.
+//! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts).
+//! Criterion median 0.55 s (0.51–0.60 s), i.e. 4.2 × 10⁷ wavelet-hops and 6.6 × 10⁸ PE-cycles
+//! per host second; single runs took 0.455–0.9 s as the machine's speed drifted (its speed
+//! varies by more than 1.5× within an hour), best 5.1 × 10⁷ hops per second. Per event that is
+//! about 300 instructions and 3 first-level cache misses (callgrind, down from 420 and 7 with
+//! the state spread over more lines); a weight's hop costs about 340 instructions, a task's
+//! start about 260. Release builds keep overflow checks (3.5% of the instructions); index
+//! arithmetic on the event path wraps (see `sim`) but every index is bounds-checked. A
+//! full-wafer (994 × 750) broadcast of 16 wavelets (one block) runs in 1.5 M events, ≈ 0.45 GB
+//! and 0.33 s (criterion median).
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
 //! followed through a work list: branch `engine-runahead`) reproduced the reference kernel's
 //! cycles with 10× fewer events and was no faster, the bookkeeping per wavelet being the cost;
 //! and a link several colors use (the ramp into a core) must be arbitrated cycle by cycle, or
-//! one color takes several cycles in a row and round-robin breaks. Reaching 5 × 10⁷ hops per
-//! host second on the reference kernel needs the weight stream moved per train as well (each
-//! weight is a 35-cycle task, slower than the link, so a weight block would change what the
-//! buffers model). Users who need speed over wavelet detail have `kernel --fidelity model`,
-//! the cost model this engine validates.
+//! one color takes several cycles in a row and round-robin breaks. Nor did software
+//! prefetching of the next events' state pay once each struct was one line (measured, then
+//! removed). Users who need speed over wavelet detail have `kernel --fidelity model`, the cost
+//! model this engine validates.
 //!
 //! # Adding a kernel
 //! Write a struct implementing [`Kernel`] (state per PE, flat arrays) and a function building
