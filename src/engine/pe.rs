@@ -12,6 +12,7 @@
 //! color's send queue is empty, whose link is free at that cycle and whose router buffer has
 //! room goes straight to the router; the others wait in the send queue.
 
+use super::event::Event;
 use super::sim::{
     color_bit, length, ready_bit, Engine, Injector, SendQueue, Slot, BLOCKED, EV_ARRIVE_SENT,
     EV_INJECT, EV_TRY, EV_WAKE, NONE, PENDING,
@@ -119,8 +120,20 @@ impl<K: Kernel> Engine<'_, K> {
             if count > 0 && work.total_cycles() < count as u64 {
                 return self.short_block_task(pe, color, count);
             }
-            let chan = &mut self.ch[c];
-            chan.cq_head = chan.cq_head.wrapping_add(1) & self.slot_mask;
+            // The task starts: over state read once into locals (the arrays live behind
+            // `self`; a store through one would otherwise make every later access reload).
+            let end = now + work.total_cycles();
+            let Self {
+                ch: chans,
+                pe: states,
+                core,
+                queue,
+                slot_mask,
+                last_progress_cycle,
+                ..
+            } = self;
+            let chan = &mut chans[c];
+            chan.cq_head = chan.cq_head.wrapping_add(1) & *slot_mask;
             chan.cq_len = chan.cq_len.wrapping_sub(1);
             let emptied = chan.cq_len == 0;
             // The router's head may be waiting for this queue's space.
@@ -129,7 +142,7 @@ impl<K: Kernel> Engine<'_, K> {
             if unblock {
                 chan.flags = PENDING;
             }
-            let counters = &mut self.core[p];
+            let counters = &mut core[p];
             counters.fmac_cycles += work.fmac_cycles;
             counters.overhead_cycles += work.overhead_cycles;
             counters.reduction_cycles += work.reduction_cycles;
@@ -137,11 +150,18 @@ impl<K: Kernel> Engine<'_, K> {
             counters.tasks += 1;
             if unblock {
                 counters.stall_cycles += now - blocked_since;
-                self.schedule(now, EV_TRY, ch, 0);
+                queue.push(
+                    now,
+                    Event {
+                        kind: EV_TRY,
+                        count: 0,
+                        target: ch,
+                        data: 0,
+                    },
+                );
             }
-            self.last_progress_cycle = now;
-            let end = now + work.total_cycles();
-            let state = &mut self.pe[p];
+            *last_progress_cycle = now;
+            let state = &mut states[p];
             if emptied {
                 state.ready &= !ready_bit(color);
             }
@@ -151,12 +171,14 @@ impl<K: Kernel> Engine<'_, K> {
                 let ready = send.after_start.map_or(end, |d| now + d);
                 self.core_send(pe, send.color, ready, send.data, send.count);
             }
+            let state = &mut self.pe[p];
             if end == now {
-                self.pe[p].deferred = 0;
+                state.deferred = 0;
                 continue;
             }
-            if self.pe[p].ready != 0 {
-                self.request_wake(pe, end);
+            if state.ready != 0 && end < state.wake_at {
+                state.wake_at = end;
+                self.schedule(end, EV_WAKE, pe, 0);
             }
             return;
         }

@@ -8,8 +8,12 @@
 //! reaches a neighbour `hop_latency_cycles` later and its core `ramp_latency_cycles` later. A
 //! head that finds no space waits, and the pop that frees the space wakes it.
 
+use super::event::Event;
 use super::program::Port;
-use super::sim::{length, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, PENDING};
+use super::sim::{
+    length, ready_bit, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, EV_WAKE, LINKS_PER_PE,
+    LINK_WAITING, MAX_CYCLE, PENDING,
+};
 use crate::engine::program::Kernel;
 use crate::error::Error;
 
@@ -24,7 +28,122 @@ impl<K: Kernel> Engine<'_, K> {
         let chan = &mut self.ch[ch as usize];
         debug_assert!(chan.fifo_reserved > 0, "an arrival has its reserved slot");
         chan.fifo_reserved = chan.fifo_reserved.wrapping_sub(1);
-        self.fifo_push(ch, data, count, now);
+        if !self.pass_through(ch, data, count, now) {
+            self.fifo_push(ch, data, count, now);
+        }
+    }
+
+    /// The common hop, in one pass: a wavelet (or block) reaching an empty buffer whose every
+    /// output link is free, with no other color waiting for it, and whose every destination
+    /// has room, moves on in this cycle. Exactly what `fifo_push` → `forward` → `send_head` do
+    /// in that case, over state read once into locals. Returns false, having changed nothing,
+    /// in any other case, which the general path handles.
+    #[inline(always)]
+    fn pass_through(&mut self, ch: u32, data: u64, count: u16, now: u64) -> bool {
+        let c = ch as usize;
+        let (shift, depth) = (self.color_shift, self.depth);
+        let p = ch.wrapping_shr(shift) as usize;
+        let color = (ch & self.color_mask) as u8;
+        let Self {
+            ch: chans,
+            pe: states,
+            rings,
+            queue,
+            offsets,
+            slot_shift,
+            slot_mask,
+            hop_cycles,
+            ramp_cycles,
+            last_progress_cycle,
+            ..
+        } = self;
+        let chan = &chans[c];
+        let out = chan.route_out;
+        if chan.fifo_len != 0 || chan.flags & (PENDING | BLOCKED) != 0 || out == 0 {
+            return false;
+        }
+        let state = &states[p];
+        let mut bits = out;
+        while bits != 0 {
+            let link = state.links[bits.trailing_zeros() as usize % LINKS_PER_PE];
+            bits &= bits - 1;
+            if link & MAX_CYCLE > now || link & LINK_WAITING != 0 {
+                return false;
+            }
+        }
+        let ramp = out & Port::Ramp.bit() != 0;
+        if ramp && chan.cq_len >= depth {
+            return false;
+        }
+        let mut next = [0u32; 4];
+        let mut hops = 0usize;
+        let mut bits = out & !Port::Ramp.bit();
+        while bits != 0 {
+            let port = bits.trailing_zeros();
+            bits &= bits - 1;
+            let n = ((p as u32)
+                .wrapping_add(offsets[(port & 3) as usize])
+                .wrapping_shl(shift)
+                | color as u32) as usize;
+            let down = &chans[n];
+            if down.fifo_len + down.fifo_reserved >= depth {
+                return false;
+            }
+            next[hops % 4] = n as u32;
+            hops = hops.wrapping_add(1);
+        }
+        // It moves: the links, the neighbours' buffers, then the core (port order).
+        let wavelets = length(count);
+        let state = &mut states[p];
+        let mut bits = out;
+        while bits != 0 {
+            let port = bits.trailing_zeros() as usize % LINKS_PER_PE;
+            bits &= bits - 1;
+            state.links[port] = (color as u64) << 48 | now.wrapping_add(wavelets);
+        }
+        let at = now.wrapping_add(*hop_cycles);
+        for &n in &next[..hops.min(4)] {
+            let down = &mut chans[n as usize];
+            down.fifo_reserved = down.fifo_reserved.wrapping_add(1);
+            queue.push(
+                at,
+                Event {
+                    kind: EV_ARRIVE,
+                    count,
+                    target: n,
+                    data,
+                },
+            );
+        }
+        let chan = &mut chans[c];
+        chan.sent += wavelets;
+        if ramp {
+            let index = chan.cq_head.wrapping_add(chan.cq_len) & *slot_mask;
+            chan.cq_len = chan.cq_len.wrapping_add(1);
+            let arrival = now.wrapping_add(*ramp_cycles);
+            let slot =
+                c.wrapping_shl(*slot_shift + 1) | 1usize.wrapping_shl(*slot_shift) | index as usize;
+            rings[slot] = Slot::new(data, count, arrival);
+            state.ready |= ready_bit(color);
+            *last_progress_cycle = arrival;
+            let wake = arrival.max(state.busy_until);
+            if wake < state.wake_at {
+                state.wake_at = wake;
+                queue.push(
+                    wake,
+                    Event {
+                        kind: EV_WAKE,
+                        count: 0,
+                        target: p as u32,
+                        data: 0,
+                    },
+                );
+            }
+        }
+        if chan.waiting != 0 {
+            self.wake_upstream(ch, p as u32, color, now);
+        }
+        true
     }
 
     /// Appends to the buffer of `ch` and starts forwarding if the wavelet is the head.

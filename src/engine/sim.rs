@@ -258,7 +258,7 @@ pub(super) struct CoreCounters {
 }
 
 /// A link word's "colors wait for it" bit.
-const LINK_WAITING: u64 = 1 << 63;
+pub(super) const LINK_WAITING: u64 = 1 << 63;
 
 /// The bit of `color` in a core's set of colors (`PeState::ready`, `deferred`).
 #[inline(always)]

@@ -765,6 +765,7 @@ impl<'p> GemmKernel<'p> {
     /// A column's partial sums arrive as one block from the west: add them to the held
     /// column as they stream in (one wavelet per cycle), and stream the sums on east as they
     /// come (the first after the activation and one add), or store the column at the end.
+    #[inline(never)]
     fn partial_sums(&mut self, pe: u32, io: &mut TaskIo) -> Option<Work> {
         let p = pe as usize;
         if self.held[p] == NONE {
@@ -821,6 +822,7 @@ impl Kernel for GemmKernel<'_> {
         }
     }
 
+    #[inline]
     fn on_block(
         &mut self,
         pe: u32,
@@ -830,7 +832,11 @@ impl Kernel for GemmKernel<'_> {
         _now: u64,
         io: &mut TaskIo,
     ) -> Option<Work> {
-        (color != WGT).then(|| self.partial_sums(pe, io)).flatten()
+        // Offered at every task end until the PE has closed its own column: refuse cheaply.
+        if color == WGT || self.held[pe as usize] == NONE {
+            return None;
+        }
+        self.partial_sums(pe, io)
     }
 
     fn on_sends_drained(&mut self, pe: u32, _color: u8) {
