@@ -49,15 +49,16 @@
 //! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
 //! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
 //! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts).
-//! Criterion median 0.55 s (0.51–0.60 s), i.e. 4.2 × 10⁷ wavelet-hops and 6.6 × 10⁸ PE-cycles
-//! per host second; single runs took 0.455–0.9 s as the machine's speed drifted (its speed
-//! varies by more than 1.5× within an hour), best 5.1 × 10⁷ hops per second. Per event that is
-//! about 300 instructions and 3 first-level cache misses (callgrind, down from 420 and 7 with
-//! the state spread over more lines); a weight's hop costs about 340 instructions, a task's
-//! start about 260. Release builds keep overflow checks (3.5% of the instructions); index
-//! arithmetic on the event path wraps (see `sim`) but every index is bounds-checked. A
-//! full-wafer (994 × 750) broadcast of 16 wavelets (one block) runs in 1.5 M events, ≈ 0.45 GB
-//! and 0.33 s (criterion median).
+//! This machine's speed drifts by up to 2× within an hour, so the same binary has given
+//! criterion medians of 0.55 s and 0.67 s, and single runs from 0.47 s to 0.93 s: 2.5–4.9 ×
+//! 10⁷ wavelet-hops and 3.9–7.7 × 10⁸ PE-cycles per host second. Side by side (alternating
+//! runs), the engine of the previous layout took 1.48× as long. The stable measure is
+//! callgrind's: on `--k 512 --n 256` (2.4 M events) 650 M instructions and 7.5 M first-level
+//! cache misses, about 260 instructions and 3 misses per event (a hop about 265, a task's start
+//! about 250), down from 980 M and 16 M. Release builds keep overflow checks (about 3.5% of the
+//! instructions); index arithmetic on the event path wraps (see `sim`), and every index is
+//! bounds-checked. A full-wafer (994 × 750) broadcast of 16 wavelets (one block) runs in 1.5 M
+//! events, ≈ 0.45 GB and 0.33–0.35 s (criterion medians).
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
