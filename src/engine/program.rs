@@ -190,6 +190,23 @@ impl Program {
             )));
         }
         let colors = self.routes.colors as usize;
+        let ports = ports(&Port::ALL);
+        for (ch, (&input, &out)) in self
+            .routes
+            .inputs
+            .iter()
+            .zip(&self.routes.outputs)
+            .enumerate()
+        {
+            if (input | out) & !ports != 0 {
+                let (r, c) = self.mesh.coords((ch / colors) as u32);
+                return Err(Error::Simulation(format!(
+                    "route of color {} at PE ({r}, {c}) names ports beyond N, E, S, W and the \
+                     ramp (inputs {input:#07b}, outputs {out:#07b})",
+                    ch % colors
+                )));
+            }
+        }
         for (ch, &out) in self.routes.outputs.iter().enumerate() {
             let pe = (ch / colors) as u32;
             for port in [Port::N, Port::E, Port::S, Port::W] {

@@ -767,6 +767,23 @@ mod physics {
     }
 
     #[test]
+    fn a_route_naming_a_port_that_does_not_exist_is_refused_before_running() {
+        let mut program = east_line(3, 1);
+        program.routes.outputs[1] |= 1 << 6; // PE 1, color 0: a sixth "port"
+        let err = engine::run(
+            &mini(),
+            &program,
+            &mut Recorder::default(),
+            RunLimits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PE (0, 1) names ports beyond"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_kernel_with_more_than_32_colors_is_refused_even_where_the_fabric_has_them() {
         // A core keeps its ready colors in 32 bits.
         let mut fabric = mini();
