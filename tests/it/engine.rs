@@ -749,17 +749,22 @@ mod physics {
         }
     }
 
+    /// The error `program` stops with before its first cycle.
+    fn refused(fabric: &FabricSpec, program: &Program) -> wafersim::error::Error {
+        engine::run(
+            fabric,
+            program,
+            &mut Recorder::default(),
+            RunLimits::default(),
+        )
+        .unwrap_err()
+    }
+
     #[test]
     fn a_route_into_a_pe_that_does_not_accept_it_is_refused_before_running() {
         let mut program = east_line(3, 1);
         program.routes.inputs[1] = Port::N.bit(); // PE 1, color 0: from the north only
-        let err = engine::run(
-            &mini(),
-            &program,
-            &mut Recorder::default(),
-            RunLimits::default(),
-        )
-        .unwrap_err();
+        let err = refused(&mini(), &program);
         assert!(
             err.to_string().contains("PE (0, 0) sends E to PE (0, 1)"),
             "{err}"
@@ -770,13 +775,7 @@ mod physics {
     fn a_route_naming_a_port_that_does_not_exist_is_refused_before_running() {
         let mut program = east_line(3, 1);
         program.routes.outputs[1] |= 1 << 6; // PE 1, color 0: a sixth "port"
-        let err = engine::run(
-            &mini(),
-            &program,
-            &mut Recorder::default(),
-            RunLimits::default(),
-        )
-        .unwrap_err();
+        let err = refused(&mini(), &program);
         assert!(
             err.to_string().contains("PE (0, 1) names ports beyond"),
             "{err}"
@@ -789,14 +788,7 @@ mod physics {
         let mut fabric = mini();
         fabric.router.colors = 64;
         fabric.router.colors_reserved = 0;
-        let program = Program::new(Mesh { rows: 1, cols: 3 }, 33);
-        let err = engine::run(
-            &fabric,
-            &program,
-            &mut Recorder::default(),
-            RunLimits::default(),
-        )
-        .unwrap_err();
+        let err = refused(&fabric, &Program::new(Mesh { rows: 1, cols: 3 }, 33));
         assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains("at most 32 colors, not 33"),
