@@ -184,6 +184,16 @@ impl<K: Kernel> Engine<'_, K> {
         }
     }
 
+    /// A core sent on a color whose route at its PE takes nothing from the ramp.
+    #[cold]
+    fn send_without_route(&mut self, pe: u32, color: u8) {
+        let (r, col) = self.mesh.coords(pe);
+        self.error = Some(crate::error::Error::Simulation(format!(
+            "the core of PE ({r}, {col}) sends on color {color}, whose route there takes nothing \
+             from the ramp"
+        )));
+    }
+
     /// A block streams in one wavelet per cycle: its task cannot be shorter.
     #[cold]
     fn short_block_task(&mut self, pe: u32, color: u8, count: u16) {
@@ -214,6 +224,7 @@ impl<K: Kernel> Engine<'_, K> {
             drain_due: false,
             blocked_since: 0,
             sent: 0,
+            waits_as: Port::Ramp.bit(),
         });
         (self.injectors.len() - 1) as u32
     }
@@ -230,6 +241,9 @@ impl<K: Kernel> Engine<'_, K> {
     ) {
         let ch = self.channel(pe, color);
         let c = ch as usize;
+        if self.ch[c].route_in & Port::Ramp.bit() == 0 {
+            return self.send_without_route(pe, color);
+        }
         let mut inj = self.ch[c].core_injector;
         let queue_idle = inj == NONE || {
             let i = &self.injectors[inj as usize];
@@ -327,8 +341,8 @@ impl<K: Kernel> Engine<'_, K> {
             let i = &mut self.injectors[inj as usize];
             i.blocked = true;
             i.blocked_since = now;
-            let port = i.port;
-            self.ch[c].waiting |= port.bit();
+            let waits_as = i.waits_as;
+            self.ch[c].waiting |= waits_as;
             return;
         }
         let wavelets = length(count);

@@ -65,13 +65,10 @@ impl Slot {
     }
 }
 
-/// Most bytes of state the engine allocates for one run.
-const MAX_STATE_BYTES: u64 = 16 << 30;
-
 /// Refuses a mesh whose engine state (per PE and per channel, with the router buffers' and
-/// core queues' rings) would exceed [`MAX_STATE_BYTES`], saying how much it would take. (So
-/// channel ids, which events carry in 32 bits, always fit: 2^32 channels take far more.)
-fn check_state_size(pes: usize, channels: usize, slot_shift: u32) -> Result<()> {
+/// core queues' rings) would exceed `max_bytes` ([`RunLimits::max_state_bytes`]), saying how
+/// much it would take; and channel ids beyond the 32 bits an event carries.
+fn check_state_size(pes: usize, channels: usize, slot_shift: u32, max_bytes: u64) -> Result<()> {
     let per_pe = (size_of::<PeState>()
         + size_of::<CoreCounters>()
         + size_of::<PeCounters>()
@@ -79,12 +76,12 @@ fn check_state_size(pes: usize, channels: usize, slot_shift: u32) -> Result<()> 
         + size_of::<[u64; LINKS_PER_PE]>()) as u64;
     let per_channel = (size_of::<Channel>() + (size_of::<Slot>() << (slot_shift + 1))) as u64;
     let bytes = (pes as u64).saturating_mul(per_pe) + (channels as u64).saturating_mul(per_channel);
-    if bytes > MAX_STATE_BYTES || channels > u32::MAX as usize {
+    if bytes > max_bytes || channels > u32::MAX as usize {
         return Err(Error::Input(format!(
-            "{pes} PEs with {channels} channels need {:.1} GiB of engine state, more than the {} GiB \
-             a wavelet-level run may take; use a smaller region or --fidelity model",
+            "{pes} PEs with {channels} channels need {:.1} GiB of engine state, more than the {:.1} \
+             GiB a wavelet-level run may take; use a smaller region or --fidelity model",
             bytes as f64 / (1u64 << 30) as f64,
-            MAX_STATE_BYTES >> 30
+            max_bytes as f64 / (1u64 << 30) as f64
         )));
     }
     Ok(())
@@ -116,6 +113,10 @@ pub(super) struct Injector<'p> {
     pub core_pe: u32,
     /// The port it enters its router by (the ramp, or the edge it comes from).
     pub port: Port,
+    /// The input bit it waits under in its channel's `waiting` set when its buffer is full:
+    /// the ramp for a core's sends; for an edge stream, the first input of the route that
+    /// leads out of the mesh (where a pop has always looked for it).
+    pub waits_as: u8,
     pub queue: SendQueue<'p>,
     pub pending: bool,
     pub blocked: bool,
@@ -311,12 +312,15 @@ pub struct RunLimits {
     /// Cycles without any task starting or wavelet reaching a core before the run is declared
     /// stuck (wavelets circling a route loop).
     pub progress_timeout_cycles: u64,
+    /// Most bytes of state (per PE, per channel and their buffers) a run may allocate.
+    pub max_state_bytes: u64,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
         Self {
             progress_timeout_cycles: 1 << 20,
+            max_state_bytes: 16 << 30,
         }
     }
 }
@@ -398,7 +402,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
         let channels = pes * stride;
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
         let slot_shift = depth.next_power_of_two().trailing_zeros();
-        check_state_size(pes, channels, slot_shift)?;
+        check_state_size(pes, channels, slot_shift, limits.max_state_bytes)?;
         let mut ch = vec![Channel::default(); channels];
         for i in 0..pes * colors {
             let c = &mut ch[(i / colors) << color_shift | (i % colors)];
@@ -449,8 +453,21 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     stream.color, stream.port
                 )));
             }
+            if engine.ch[ch as usize].edge_injector != NONE {
+                let (r, c) = mesh.coords(stream.pe);
+                return Err(Error::Simulation(format!(
+                    "two edge streams feed color {} at PE ({r}, {c}); its buffer takes one",
+                    stream.color
+                )));
+            }
             let inj = engine.new_injector(ch, i as u32, stream.color, NONE, stream.port);
             engine.ch[ch as usize].edge_injector = inj;
+            let off_mesh = [Port::N, Port::E, Port::S, Port::W]
+                .into_iter()
+                .filter(|&p| mesh.neighbor(stream.pe, p).is_none())
+                .fold(0, |bits, p| bits | p.bit());
+            let first = engine.ch[ch as usize].route_in & off_mesh;
+            engine.injectors[inj as usize].waits_as = first & first.wrapping_neg();
             let queue = &mut engine.injectors[inj as usize];
             queue.queue = SendQueue::stream(&stream.wavelets);
             if !stream.wavelets.is_empty() {
@@ -470,7 +487,10 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 wavelets -= count as u64;
             }
         }
-        Ok(engine)
+        match engine.error.take() {
+            Some(error) => Err(error),
+            None => Ok(engine),
+        }
     }
 
     // Index arithmetic on the event path wraps instead of checking for overflow: every index
@@ -791,10 +811,11 @@ mod tests {
 
     #[test]
     fn a_mesh_whose_state_would_not_fit_is_refused_with_its_size() {
+        let limit = RunLimits::default().max_state_bytes;
         // A full WSE-2 region with 4 colors and buffers of 4 fits easily.
-        assert!(check_state_size(745_500, 745_500 * 4, 2).is_ok());
+        assert!(check_state_size(745_500, 745_500 * 4, 2, limit).is_ok());
         // 2^26 PEs with 4 colors would take tens of GiB.
-        let err = check_state_size(1 << 26, 1 << 28, 2).unwrap_err();
+        let err = check_state_size(1 << 26, 1 << 28, 2, limit).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("GiB of engine state"), "{err}");
     }

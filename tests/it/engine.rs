@@ -782,6 +782,103 @@ mod physics {
         );
     }
 
+    /// Takes every wavelet in a task of 3 cycles, noting (cycle, data) at PE 0.
+    #[derive(Default)]
+    struct Taker(Vec<(u64, u64)>);
+
+    impl Kernel for Taker {
+        fn on_wavelet(
+            &mut self,
+            pe: u32,
+            _color: u8,
+            data: u64,
+            now: u64,
+            _io: &mut TaskIo,
+        ) -> Option<Work> {
+            if pe == 0 {
+                self.0.push((now, data));
+            }
+            Some(Work {
+                overhead_cycles: 3,
+                ..Work::default()
+            })
+        }
+        fn expected(&self) -> Vec<(u32, u8)> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_wakes_an_edge_stream_at_its_routes_first_input_from_outside_the_mesh() {
+        // PE (0, 0) takes color 0 from N (off the mesh, no stream), S (PE (1, 0)'s core) and W
+        // (an edge stream), into a buffer of 1. When it pops, the stream (woken at N, the first
+        // input from outside) goes before the core below: one of its wavelets, then the stream.
+        let mut fabric = mini();
+        fabric.router.color_buffer_depth_wavelets = 1;
+        let mut program = Program::new(Mesh { rows: 2, cols: 1 }, 1);
+        let inputs = ports(&[Port::N, Port::S, Port::W]);
+        program.routes.set(0, 0, inputs, Port::Ramp.bit());
+        program.routes.set(1, 0, Port::Ramp.bit(), Port::N.bit());
+        program.edge_streams.push(engine::EdgeStream {
+            pe: 0,
+            color: 0,
+            port: Port::W,
+            wavelets: (100..106).collect(),
+        });
+        program.initial_sends.push((1, 0, (200..206).collect()));
+        let mut taker = Taker::default();
+        let out = engine::run(&fabric, &program, &mut taker, RunLimits::default()).unwrap();
+        let order: Vec<u64> = taker.0.iter().map(|&(_, data)| data).collect();
+        assert_eq!(
+            order,
+            [100, 200, 101, 102, 103, 104, 105, 201, 202, 203, 204, 205]
+        );
+        assert_eq!(out.cycles, 38);
+        assert_eq!(
+            (
+                out.counters.pes[0].stall_cycles,
+                out.counters.pes[1].stall_cycles
+            ),
+            (35, 49)
+        );
+    }
+
+    #[test]
+    fn a_core_sending_on_a_color_that_does_not_take_the_ramp_is_an_error() {
+        let mut program = Program::new(Mesh { rows: 1, cols: 1 }, 1);
+        program.routes.set(0, 0, Port::W.bit(), Port::Ramp.bit());
+        program.initial_sends.push((0, 0, vec![1, 2, 3]));
+        let err = refused(&mini(), &program);
+        assert!(
+            err.to_string().contains(
+                "PE (0, 0) sends on color 0, whose route there takes nothing from the ramp"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_edge_streams_into_one_buffer_are_refused() {
+        let mut program = Program::new(Mesh { rows: 1, cols: 1 }, 1);
+        program
+            .routes
+            .set(0, 0, ports(&[Port::N, Port::W]), Port::Ramp.bit());
+        for port in [Port::N, Port::W] {
+            program.edge_streams.push(engine::EdgeStream {
+                pe: 0,
+                color: 0,
+                port,
+                wavelets: vec![1],
+            });
+        }
+        let err = refused(&mini(), &program);
+        assert!(
+            err.to_string()
+                .contains("two edge streams feed color 0 at PE (0, 0)"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_kernel_with_more_than_32_colors_is_refused_even_where_the_fabric_has_them() {
         // A core keeps its ready colors in 32 bits.
@@ -801,6 +898,7 @@ mod physics {
         let mut rec = Recorder::default();
         let limits = RunLimits {
             progress_timeout_cycles: 10_000,
+            ..RunLimits::default()
         };
         // 4 wavelets for 16 slots: they go round forever.
         let err = engine::run(&mini(), &route_cycle(1), &mut rec, limits).unwrap_err();
