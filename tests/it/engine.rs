@@ -474,10 +474,10 @@ mod physics {
         }
     }
 
-    /// A row of `p` PEs: color 0 goes east from PE 0 to PE p − 1's core.
-    fn east_line(p: u32, wavelets: usize) -> Program {
+    /// A row of `p` PEs with `colors` colors, color 0 routed east from PE 0's core to PE p − 1's.
+    fn east_route(p: u32, colors: u8) -> Program {
         let mesh = Mesh { rows: 1, cols: p };
-        let mut program = Program::new(mesh, 1);
+        let mut program = Program::new(mesh, colors);
         program.routes.set(0, 0, Port::Ramp.bit(), Port::E.bit());
         for pe in 1..p - 1 {
             program.routes.set(pe, 0, Port::W.bit(), Port::E.bit());
@@ -485,6 +485,12 @@ mod physics {
         program
             .routes
             .set(p - 1, 0, Port::W.bit(), Port::Ramp.bit());
+        program
+    }
+
+    /// A row of `p` PEs: color 0 goes east from PE 0 to PE p − 1's core.
+    fn east_line(p: u32, wavelets: usize) -> Program {
+        let mut program = east_route(p, 1);
         program.initial_sends.push((0, 0, vec![7; wavelets]));
         program
     }
@@ -573,15 +579,7 @@ mod physics {
     /// A row of `p` PEs; a wavelet from the west edge on color 1 triggers PE 0's block, which
     /// goes east on color 0 to PE p − 1's core.
     fn block_line(p: u32, colors: u8) -> Program {
-        let mesh = Mesh { rows: 1, cols: p };
-        let mut program = Program::new(mesh, colors);
-        program.routes.set(0, 0, Port::Ramp.bit(), Port::E.bit());
-        for pe in 1..p - 1 {
-            program.routes.set(pe, 0, Port::W.bit(), Port::E.bit());
-        }
-        program
-            .routes
-            .set(p - 1, 0, Port::W.bit(), Port::Ramp.bit());
+        let mut program = east_route(p, colors);
         program.routes.set(0, 1, Port::W.bit(), Port::Ramp.bit());
         program.edge_streams.push(engine::EdgeStream {
             pe: 0,
