@@ -21,7 +21,8 @@ use crate::engine::program::{Kernel, Port};
 
 impl<K: Kernel> Engine<'_, K> {
     /// The router sends a wavelet (or a block of `count`) of channel `ch` down the ramp; it
-    /// reaches the core at `arrival` (its queue slot is taken now).
+    /// reaches the core at `arrival` (its queue slot is taken now). `Engine::pass_through` does
+    /// the same inline: keep the two in step.
     #[inline(always)]
     pub(super) fn deliver(
         &mut self,

@@ -35,9 +35,10 @@ impl<K: Kernel> Engine<'_, K> {
 
     /// The common hop, in one pass: a wavelet (or block) reaching an empty buffer whose every
     /// output link is free, with no other color waiting for it, and whose every destination
-    /// has room, moves on in this cycle. Exactly what `fifo_push` → `forward` → `send_head` do
-    /// in that case, over state read once into locals. Returns false, having changed nothing,
-    /// in any other case, which the general path handles.
+    /// has room, moves on in this cycle. Exactly what `fifo_push` → `forward` → `send_head` →
+    /// `deliver` do in that case, over state read once into locals (calling `deliver` instead
+    /// costs 3.5% more instructions on the reference kernel: keep the two in step). Returns
+    /// false, having changed nothing, in any other case, which the general path handles.
     #[inline(always)]
     fn pass_through(&mut self, ch: u32, data: u64, count: u16, now: u64) -> bool {
         let c = ch as usize;
