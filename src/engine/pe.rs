@@ -256,11 +256,11 @@ impl<K: Kernel> Engine<'_, K> {
             && queue_idle
             && link.free <= ready_cycle
             && link.waiters == 0
-            && self.ch[c].fifo_len + self.ch[c].fifo_reserved < self.depth
+            && self.ch[c].fifo_taken < self.depth
         {
             link.free = ready_cycle + 1;
             link.last = color;
-            self.ch[c].fifo_reserved += 1;
+            self.ch[c].fifo_taken += 1;
             self.wavelets_sent += 1;
             self.core[pe as usize].ramp_in += 1;
             let at = ready_cycle.max(self.queue.now());
@@ -277,7 +277,6 @@ impl<K: Kernel> Engine<'_, K> {
     /// A send that went straight to the router lands in its buffer; if nothing else is queued
     /// for its color, the PE's send buffer for that color is free.
     pub(super) fn arrive_sent(&mut self, ch: u32, data: u64, count: u16, now: u64) {
-        self.ch[ch as usize].fifo_reserved -= 1;
         let inj = self.ch[ch as usize].core_injector;
         if inj == NONE || self.injectors[inj as usize].queue.is_empty() {
             let pe = ch.wrapping_shr(self.color_shift);
@@ -337,7 +336,7 @@ impl<K: Kernel> Engine<'_, K> {
             return;
         }
         let c = ch as usize;
-        if self.ch[c].fifo_len + self.ch[c].fifo_reserved >= self.depth {
+        if self.ch[c].fifo_taken >= self.depth {
             self.injector_link(core_pe, link).waiters &= !color_bit(color);
             let i = &mut self.injectors[inj as usize];
             i.blocked = true;
@@ -373,6 +372,8 @@ impl<K: Kernel> Engine<'_, K> {
             }
             None => {}
         }
+        // The slot it takes (`fifo_push` frees it if the wavelet goes straight through).
+        self.ch[c].fifo_taken += 1;
         self.fifo_push(ch, data, count, now);
     }
 }

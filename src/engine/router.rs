@@ -25,9 +25,10 @@ impl<K: Kernel> Engine<'_, K> {
     /// A wavelet (or a block's first wavelet) lands in channel `ch`'s buffer (its slot was
     /// reserved when it was sent).
     pub(super) fn arrive(&mut self, ch: u32, data: u64, count: u16, now: u64) {
-        let chan = &mut self.ch[ch as usize];
-        debug_assert!(chan.fifo_reserved > 0, "an arrival has its reserved slot");
-        chan.fifo_reserved = chan.fifo_reserved.wrapping_sub(1);
+        debug_assert!(
+            self.ch[ch as usize].fifo_taken > self.ch[ch as usize].fifo_len,
+            "an arrival has its reserved slot"
+        );
         if !self.pass_through(ch, data, count, now) {
             self.fifo_push(ch, data, count, now);
         }
@@ -51,7 +52,8 @@ impl<K: Kernel> Engine<'_, K> {
             rings,
             queue,
             offsets,
-            slot_shift,
+            ring_shift,
+            cq_offset,
             slot_mask,
             hop_cycles,
             ramp_cycles,
@@ -87,7 +89,7 @@ impl<K: Kernel> Engine<'_, K> {
                 .wrapping_shl(shift)
                 | color as u32) as usize;
             let down = &chans[n];
-            if down.fifo_len + down.fifo_reserved >= depth {
+            if down.fifo_taken >= depth {
                 return false;
             }
             next[hops % 4] = n as u32;
@@ -105,7 +107,7 @@ impl<K: Kernel> Engine<'_, K> {
         let at = now.wrapping_add(*hop_cycles);
         for &n in &next[..hops.min(4)] {
             let down = &mut chans[n as usize];
-            down.fifo_reserved = down.fifo_reserved.wrapping_add(1);
+            down.fifo_taken = down.fifo_taken.wrapping_add(1);
             queue.push(
                 at,
                 Event {
@@ -117,13 +119,14 @@ impl<K: Kernel> Engine<'_, K> {
             );
         }
         let chan = &mut chans[c];
+        // Its slot, taken when it was sent, is free again.
+        chan.fifo_taken = chan.fifo_taken.wrapping_sub(1);
         chan.sent += wavelets;
         if ramp {
             let index = chan.cq_head.wrapping_add(chan.cq_len) & *slot_mask;
             chan.cq_len = chan.cq_len.wrapping_add(1);
             let arrival = now.wrapping_add(*ramp_cycles);
-            let slot =
-                c.wrapping_shl(*slot_shift + 1) | 1usize.wrapping_shl(*slot_shift) | index as usize;
+            let slot = c.wrapping_shl(*ring_shift) | *cq_offset | index as usize;
             rings[slot] = Slot::new(data, count, arrival);
             state.ready |= ready_bit(color);
             *last_progress_cycle = arrival;
@@ -225,7 +228,7 @@ impl<K: Kernel> Engine<'_, K> {
             bits &= bits - 1;
             let n = self.next_channel(pe, port, color);
             let down = &self.ch[n];
-            if down.fifo_len + down.fifo_reserved >= depth {
+            if down.fifo_taken >= depth {
                 if let Some(slot) = incoming {
                     self.buffer(c, slot);
                 }
@@ -302,12 +305,18 @@ impl<K: Kernel> Engine<'_, K> {
     ) {
         let c = ch as usize;
         let (slot, more) = match incoming {
-            Some(slot) => (slot, false),
+            Some(slot) => {
+                // Straight through: the slot it took is free again.
+                let chan = &mut self.ch[c];
+                chan.fifo_taken = chan.fifo_taken.wrapping_sub(1);
+                (slot, false)
+            }
             None => {
                 let chan = &mut self.ch[c];
                 let head = chan.fifo_head;
                 chan.fifo_head = chan.fifo_head.wrapping_add(1) & self.slot_mask;
                 chan.fifo_len = chan.fifo_len.wrapping_sub(1);
+                chan.fifo_taken = chan.fifo_taken.wrapping_sub(1);
                 let more = chan.fifo_len > 0;
                 (self.rings[self.fifo_slot(c, head)], more)
             }
@@ -326,7 +335,7 @@ impl<K: Kernel> Engine<'_, K> {
         for &n in next {
             // Program::check made sure the neighbour's route accepts this port.
             let down = &mut self.ch[n as usize];
-            down.fifo_reserved = down.fifo_reserved.wrapping_add(1);
+            down.fifo_taken = down.fifo_taken.wrapping_add(1);
             self.schedule_block(at, EV_ARRIVE, n, data, count);
         }
         if out & Port::Ramp.bit() != 0 {

@@ -185,8 +185,8 @@ impl<'p> SendQueue<'p> {
 pub(super) struct Channel {
     pub fifo_head: u32,
     pub fifo_len: u32,
-    /// Slots taken by wavelets still in flight to this buffer.
-    pub fifo_reserved: u32,
+    /// Slots taken: wavelets in the buffer and those in flight to it (what a sender checks).
+    pub fifo_taken: u32,
     pub cq_head: u32,
     pub cq_len: u32,
     pub core_injector: u32,
@@ -209,7 +209,7 @@ impl Default for Channel {
         Self {
             fifo_head: 0,
             fifo_len: 0,
-            fifo_reserved: 0,
+            fifo_taken: 0,
             cq_head: 0,
             cq_len: 0,
             core_injector: NONE,
@@ -346,8 +346,11 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) color_shift: u32,
     pub(super) color_mask: u32,
     pub(super) depth: u32,
-    /// Buffers are rings of `1 << slot_shift` slots (≥ depth), indexed without division.
-    pub(super) slot_shift: u32,
+    /// Buffers are rings of `slot_mask + 1` slots (a power of two ≥ depth), indexed without
+    /// division; a channel's two rings start at slot `c << ring_shift`, its core queue
+    /// `cq_offset` slots later.
+    pub(super) ring_shift: u32,
+    pub(super) cq_offset: usize,
     pub(super) slot_mask: u32,
     pub(super) hop_cycles: u64,
     pub(super) ramp_cycles: u64,
@@ -415,7 +418,8 @@ impl<'k, K: Kernel> Engine<'k, K> {
             color_shift,
             color_mask: (stride - 1) as u32,
             depth,
-            slot_shift,
+            ring_shift: slot_shift + 1,
+            cq_offset: 1 << slot_shift,
             slot_mask: (1u32 << slot_shift) - 1,
             hop_cycles: fabric.router.hop_latency_cycles,
             ramp_cycles: fabric.router.ramp_latency_cycles,
@@ -575,13 +579,13 @@ impl<'k, K: Kernel> Engine<'k, K> {
     /// Slot `index` of channel `c`'s router buffer.
     #[inline(always)]
     pub(super) fn fifo_slot(&self, c: usize, index: u32) -> usize {
-        c.wrapping_shl(self.slot_shift + 1) | index as usize
+        c.wrapping_shl(self.ring_shift) | index as usize
     }
 
     /// Slot `index` of channel `c`'s core queue.
     #[inline(always)]
     pub(super) fn cq_slot(&self, c: usize, index: u32) -> usize {
-        c.wrapping_shl(self.slot_shift + 1) | 1usize.wrapping_shl(self.slot_shift) | index as usize
+        c.wrapping_shl(self.ring_shift) | self.cq_offset | index as usize
     }
 
     #[inline]
