@@ -61,7 +61,7 @@ impl EventQueue {
         debug_assert!(cycle >= self.now_cycle, "event scheduled in the past");
         if cycle.wrapping_sub(self.now_cycle) < HORIZON_CYCLES {
             self.buckets[cycle as usize % BUCKETS].push(event);
-            self.in_buckets += 1;
+            self.in_buckets = self.in_buckets.wrapping_add(1);
         } else {
             self.far_sequence += 1;
             self.far.push(Reverse((cycle, self.far_sequence, event)));

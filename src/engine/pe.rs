@@ -14,8 +14,8 @@
 
 use super::event::Event;
 use super::sim::{
-    color_bit, length, ready_bit, Engine, Injector, SendQueue, Slot, BLOCKED, EV_ARRIVE_SENT,
-    EV_INJECT, EV_TRY, EV_WAKE, NONE, PENDING,
+    at, at_mut, color_bit, length, ready_bit, Engine, Injector, SendQueue, Slot, BLOCKED,
+    EV_ARRIVE_SENT, EV_INJECT, EV_TRY, EV_WAKE, NONE, PENDING,
 };
 use crate::engine::program::{Kernel, Port};
 
@@ -61,7 +61,8 @@ impl<K: Kernel> Engine<'_, K> {
 
     /// The core of `pe` may have work: a task ended, a wavelet arrived or a send queue drained.
     pub(super) fn wake(&mut self, pe: u32, now: u64) {
-        let state = &mut self.pe[pe as usize];
+        // SAFETY: a WAKE's target is a PE id (see sim's "Indexing on the event path").
+        let state = unsafe { at_mut(&mut self.pe, pe as usize) };
         if state.wake_at == now {
             state.wake_at = u64::MAX;
         }
@@ -78,14 +79,16 @@ impl<K: Kernel> Engine<'_, K> {
     /// or the cycle the first eligible head will.
     #[inline]
     fn next_ready_color(&self, pe: u32, now: u64) -> Result<(u8, Slot), u64> {
-        let state = &self.pe[pe as usize];
+        // SAFETY: `pe` is a PE id, `c` one of its channels and the slot one of its core queue's
+        // (see sim's "Indexing on the event path"); so below.
+        let state = unsafe { at(&self.pe, pe as usize) };
         let mut eligible = state.ready & !state.deferred;
         let mut first_arrival = u64::MAX;
         while eligible != 0 {
             let color = eligible.trailing_zeros();
             eligible &= eligible - 1;
             let c = (pe.wrapping_shl(self.color_shift) | color) as usize;
-            let head = self.rings[self.cq_slot(c, self.ch[c].cq_head)];
+            let head = unsafe { *at(&self.rings, self.cq_slot(c, at(&self.ch, c).cq_head)) };
             let arrival = head.arrival();
             if arrival <= now {
                 return Ok((color as u8, head));
@@ -133,7 +136,9 @@ impl<K: Kernel> Engine<'_, K> {
                 last_progress_cycle,
                 ..
             } = self;
-            let chan = &mut chans[c];
+            // SAFETY: `c` is a channel of PE `p` (see sim's "Indexing on the event path"); so
+            // below.
+            let chan = unsafe { at_mut(chans, c) };
             chan.cq_head = chan.cq_head.wrapping_add(1) & *slot_mask;
             chan.cq_len = chan.cq_len.wrapping_sub(1);
             let emptied = chan.cq_len == 0;
@@ -143,7 +148,7 @@ impl<K: Kernel> Engine<'_, K> {
             if unblock {
                 chan.flags = PENDING;
             }
-            let counters = &mut core[p];
+            let counters = unsafe { at_mut(core, p) };
             counters.fmac_cycles += work.fmac_cycles;
             counters.overhead_cycles += work.overhead_cycles;
             counters.reduction_cycles += work.reduction_cycles;
@@ -162,7 +167,7 @@ impl<K: Kernel> Engine<'_, K> {
                 );
             }
             *last_progress_cycle = now;
-            let state = &mut states[p];
+            let state = unsafe { at_mut(states, p) };
             if emptied {
                 state.ready &= !ready_bit(color);
             }

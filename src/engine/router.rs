@@ -11,8 +11,8 @@
 use super::event::Event;
 use super::program::Port;
 use super::sim::{
-    length, ready_bit, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, EV_WAKE, LINKS_PER_PE,
-    LINK_WAITING, MAX_CYCLE, PENDING,
+    at, at_mut, length, ready_bit, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, EV_WAKE,
+    LINKS_PER_PE, LINK_WAITING, MAX_CYCLE, PENDING,
 };
 use crate::engine::program::Kernel;
 use crate::error::Error;
@@ -60,12 +60,15 @@ impl<K: Kernel> Engine<'_, K> {
             last_progress_cycle,
             ..
         } = self;
-        let chan = &chans[c];
+        // SAFETY: `c` is an arrival's channel, `p` its PE and `n` below the channel of a
+        // neighbour the route leads to, the slot one of `c`'s core queue (see sim's "Indexing
+        // on the event path").
+        let chan = unsafe { at(chans, c) };
         let out = chan.route_out;
         if chan.fifo_len != 0 || chan.flags & (PENDING | BLOCKED) != 0 || out == 0 {
             return false;
         }
-        let state = &states[p];
+        let state = unsafe { at(states, p) };
         let mut bits = out;
         while bits != 0 {
             let link = state.links[bits.trailing_zeros() as usize % LINKS_PER_PE];
@@ -88,7 +91,7 @@ impl<K: Kernel> Engine<'_, K> {
                 .wrapping_add(offsets[(port & 3) as usize])
                 .wrapping_shl(shift)
                 | color as u32) as usize;
-            let down = &chans[n];
+            let down = unsafe { at(chans, n) };
             if down.fifo_taken >= depth {
                 return false;
             }
@@ -97,7 +100,7 @@ impl<K: Kernel> Engine<'_, K> {
         }
         // It moves: the links, the neighbours' buffers, then the core (port order).
         let wavelets = length(count);
-        let state = &mut states[p];
+        let state = unsafe { at_mut(states, p) };
         let mut bits = out;
         while bits != 0 {
             let port = bits.trailing_zeros() as usize % LINKS_PER_PE;
@@ -106,7 +109,7 @@ impl<K: Kernel> Engine<'_, K> {
         }
         let at = now.wrapping_add(*hop_cycles);
         for &n in &next[..hops.min(4)] {
-            let down = &mut chans[n as usize];
+            let down = unsafe { at_mut(chans, n as usize) };
             down.fifo_taken = down.fifo_taken.wrapping_add(1);
             queue.push(
                 at,
@@ -118,7 +121,7 @@ impl<K: Kernel> Engine<'_, K> {
                 },
             );
         }
-        let chan = &mut chans[c];
+        let chan = unsafe { at_mut(chans, c) };
         // Its slot, taken when it was sent, is free again.
         chan.fifo_taken = chan.fifo_taken.wrapping_sub(1);
         chan.sent += wavelets;
@@ -127,7 +130,7 @@ impl<K: Kernel> Engine<'_, K> {
             chan.cq_len = chan.cq_len.wrapping_add(1);
             let arrival = now.wrapping_add(*ramp_cycles);
             let slot = c.wrapping_shl(*ring_shift) | *cq_offset | index as usize;
-            rings[slot] = Slot::new(data, count, arrival);
+            *unsafe { at_mut(rings, slot) } = Slot::new(data, count, arrival);
             state.ready |= ready_bit(color);
             *last_progress_cycle = arrival;
             let wake = arrival.max(state.busy_until);

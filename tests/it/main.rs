@@ -2,6 +2,7 @@
 
 mod common;
 mod engine;
+mod engine_random;
 mod flops;
 mod plot;
 mod spec_errors;
