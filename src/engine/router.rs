@@ -12,7 +12,7 @@ use super::event::Event;
 use super::program::Port;
 use super::sim::{
     at, at_mut, length, ready_bit, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, EV_WAKE,
-    LINKS_PER_PE, LINK_WAITING, MAX_CYCLE, PENDING,
+    LINK_WAITING, MAX_CYCLE, PENDING,
 };
 use crate::engine::program::Kernel;
 use crate::error::Error;
@@ -71,7 +71,8 @@ impl<K: Kernel> Engine<'_, K> {
         let state = unsafe { at(states, p) };
         let mut bits = out;
         while bits != 0 {
-            let link = state.links[bits.trailing_zeros() as usize % LINKS_PER_PE];
+            // SAFETY: `Program::check` keeps route bits to the five ports.
+            let link = unsafe { *at(&state.links, bits.trailing_zeros() as usize) };
             bits &= bits - 1;
             if link & MAX_CYCLE > now || link & LINK_WAITING != 0 {
                 return false;
@@ -103,9 +104,10 @@ impl<K: Kernel> Engine<'_, K> {
         let state = unsafe { at_mut(states, p) };
         let mut bits = out;
         while bits != 0 {
-            let port = bits.trailing_zeros() as usize % LINKS_PER_PE;
+            // SAFETY: as above.
+            let link = unsafe { at_mut(&mut state.links, bits.trailing_zeros() as usize) };
             bits &= bits - 1;
-            state.links[port] = (color as u64) << 48 | now.wrapping_add(wavelets);
+            *link = (color as u64) << 48 | now.wrapping_add(wavelets);
         }
         let at = now.wrapping_add(*hop_cycles);
         for &n in &next[..hops.min(4)] {

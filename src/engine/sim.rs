@@ -20,6 +20,8 @@
 //!   neighbour's channel exists because `Program::check` keeps every route inside the mesh;
 //! - a ring slot `c << ring_shift | cq_offset | (i & slot_mask)` of such a channel, below
 //!   `rings.len()`;
+//! - a port of a route's outputs, below the five links of `PeState::links`: `Program::check`
+//!   refuses route bits beyond the five ports;
 //!
 //! and `Engine::new` sizes `ch`, `pe`, `core` and `rings` from exactly those bounds. Debug
 //! builds (`cargo test` without `--release`, which CI runs for the engine's tests) assert each

@@ -576,6 +576,8 @@ struct Tile {
 pub struct GemmKernel<'p> {
     plan: &'p GemmPlan,
     values: Option<&'p GemmValues>,
+    /// Sparse and timing only: a weight's task is `sparse_work` of its row, nothing else.
+    sparse_timing: bool,
     costs: Costs,
     /// FMAC cycles for each row's `T_r`.
     /// Per PE, what its tasks need of the plan (no division on the task path).
@@ -616,6 +618,7 @@ impl<'p> GemmKernel<'p> {
         Self {
             plan,
             values,
+            sparse_timing: !plan.dense && values.is_none(),
             costs: Costs {
                 activation: fabric.pe.task_activation_cycles,
                 decode: fabric.pe.sparse_index_decode_cycles,
@@ -669,7 +672,7 @@ impl<'p> GemmKernel<'p> {
 
     #[inline]
     fn weight(&mut self, pe: u32, data: u64) -> Work {
-        if !self.plan.dense && self.values.is_none() {
+        if self.sparse_timing {
             return self.sparse_work[self.row_of[pe as usize] as usize];
         }
         let tile = self.tiles[pe as usize];
