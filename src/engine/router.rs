@@ -82,22 +82,21 @@ impl<K: Kernel> Engine<'_, K> {
         if ramp && chan.cq_len >= depth {
             return false;
         }
-        let mut next = [0u32; 4];
-        let mut hops = 0usize;
-        let mut bits = out & !Port::Ramp.bit();
-        while bits != 0 {
-            let port = bits.trailing_zeros();
-            bits &= bits - 1;
-            let n = ((p as u32)
+        // The neighbour's channel behind each port (recomputed on the way out: cheaper than
+        // keeping them).
+        let neighbour = |port: u32| {
+            ((p as u32)
                 .wrapping_add(offsets[(port & 3) as usize])
                 .wrapping_shl(shift)
-                | color as u32) as usize;
-            let down = unsafe { at(chans, n) };
-            if down.fifo_taken >= depth {
+                | color as u32) as usize
+        };
+        let mut bits = out & !Port::Ramp.bit();
+        while bits != 0 {
+            let n = neighbour(bits.trailing_zeros());
+            bits &= bits - 1;
+            if unsafe { at(chans, n) }.fifo_taken >= depth {
                 return false;
             }
-            next[hops % 4] = n as u32;
-            hops = hops.wrapping_add(1);
         }
         // It moves: the links, the neighbours' buffers, then the core (port order).
         let wavelets = length(count);
@@ -110,15 +109,18 @@ impl<K: Kernel> Engine<'_, K> {
             *link = (color as u64) << 48 | now.wrapping_add(wavelets);
         }
         let at = now.wrapping_add(*hop_cycles);
-        for &n in &next[..hops.min(4)] {
-            let down = unsafe { at_mut(chans, n as usize) };
+        let mut bits = out & !Port::Ramp.bit();
+        while bits != 0 {
+            let n = neighbour(bits.trailing_zeros());
+            bits &= bits - 1;
+            let down = unsafe { at_mut(chans, n) };
             down.fifo_taken = down.fifo_taken.wrapping_add(1);
             queue.push(
                 at,
                 Event {
                     kind: EV_ARRIVE,
                     count,
-                    target: n,
+                    target: n as u32,
                     data,
                 },
             );
@@ -126,7 +128,8 @@ impl<K: Kernel> Engine<'_, K> {
         let chan = unsafe { at_mut(chans, c) };
         // Its slot, taken when it was sent, is free again.
         chan.fifo_taken = chan.fifo_taken.wrapping_sub(1);
-        chan.sent += wavelets;
+        // At most one wavelet a cycle leaves a buffer: fewer than the run's cycles (< 2^48).
+        chan.sent = chan.sent.wrapping_add(wavelets);
         if ramp {
             let index = chan.cq_head.wrapping_add(chan.cq_len) & *slot_mask;
             chan.cq_len = chan.cq_len.wrapping_add(1);
