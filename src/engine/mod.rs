@@ -33,8 +33,9 @@
 //! # Termination
 //! A run ends when no event is left. If wavelets are then still buffered or queued, or the
 //! kernel still expects some, the run is a deadlock and returns [`Error::Simulation`] naming
-//! the stuck PEs and colors. Wavelets circling a route loop are caught by
-//! [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
+//! the stuck PEs and colors. A route that loops (a wavelet entering it would circle forever)
+//! is refused before the run; colors whose multicast routes share links and keep yielding
+//! them to each other are caught by [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
 //!
 //! # Cost
 //! About one event per wavelet (or block) move through a router buffer, one per task, one per

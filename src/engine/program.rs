@@ -242,6 +242,7 @@ impl Program {
                 }
             }
         }
+        self.check_route_loops()?;
         for s in &self.edge_streams {
             if s.port == Port::Ramp || self.mesh.neighbor(s.pe, s.port).is_some() {
                 let (r, c) = self.mesh.coords(s.pe);
@@ -252,6 +253,82 @@ impl Program {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a route that leads a color around a loop of routers: a wavelet entering it
+    /// would circle forever (routers forward every wavelet they accept), reaching cores on the
+    /// way or filling the loop's buffers. Cores that pass wavelets on (a ring) are no loop here:
+    /// each hop through a core is the kernel's doing.
+    fn check_route_loops(&self) -> Result<()> {
+        const WHITE: u8 = 0;
+        const ON_PATH: u8 = 1;
+        const DONE: u8 = 2;
+        let colors = self.routes.colors as usize;
+        let pes = self.mesh.pes();
+        let mut mark = vec![WHITE; pes];
+        // Depth-first, iteratively: (PE, the next output port to follow).
+        let mut path: Vec<(u32, usize)> = Vec::new();
+        for color in 0..colors {
+            mark.fill(WHITE);
+            for start in 0..pes as u32 {
+                if mark[start as usize] != WHITE {
+                    continue;
+                }
+                mark[start as usize] = ON_PATH;
+                path.push((start, 0));
+                while let Some(&mut (pe, ref mut next_port)) = path.last_mut() {
+                    let out = self.routes.outputs[pe as usize * colors + color];
+                    let step = [Port::N, Port::E, Port::S, Port::W][*next_port..]
+                        .iter()
+                        .position(|&p| out & p.bit() != 0)
+                        .map(|i| *next_port + i);
+                    let Some(port_index) = step else {
+                        mark[pe as usize] = DONE;
+                        path.pop();
+                        continue;
+                    };
+                    *next_port = port_index + 1;
+                    let port = Port::from_index(port_index as u32);
+                    // check() has kept routes inside the mesh.
+                    let Some(next) = self.mesh.neighbor(pe, port) else {
+                        continue;
+                    };
+                    match mark[next as usize] {
+                        WHITE => {
+                            mark[next as usize] = ON_PATH;
+                            path.push((next, 0));
+                        }
+                        ON_PATH => return Err(self.loop_error(color, &path, next)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for a route loop of `color`: the PEs of `path` from `back_to` on.
+    fn loop_error(&self, color: usize, path: &[(u32, usize)], back_to: u32) -> Error {
+        const SHOWN: usize = 8;
+        let from = path.iter().position(|&(pe, _)| pe == back_to).unwrap_or(0);
+        let pes: Vec<u32> = path[from..].iter().map(|&(pe, _)| pe).collect();
+        let mut names: Vec<String> = pes
+            .iter()
+            .chain([&back_to])
+            .take(SHOWN)
+            .map(|&pe| {
+                let (r, c) = self.mesh.coords(pe);
+                format!("PE ({r}, {c})")
+            })
+            .collect();
+        if pes.len() + 1 > SHOWN {
+            names.push(format!("… ({} PEs in all)", pes.len()));
+        }
+        Error::Simulation(format!(
+            "the route of color {color} loops through {}: a wavelet entering it would circle \
+             forever",
+            names.join(" → ")
+        ))
     }
 }
 

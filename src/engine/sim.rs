@@ -347,8 +347,10 @@ impl Link {
 /// Limits that turn a runaway program into an error instead of a hang.
 #[derive(Debug, Clone, Copy)]
 pub struct RunLimits {
-    /// Cycles without any task starting or wavelet reaching a core before the run is declared
-    /// stuck (wavelets circling a route loop).
+    /// Cycles without any task starting, running or ending, or wavelet reaching a core, before
+    /// the run is declared stuck: colors whose multicast routes share links can each wait for
+    /// a link whose turn another holds (a livelock). Route loops, the other way wavelets could
+    /// move without end, are refused by `Program::check`.
     pub progress_timeout_cycles: u64,
     /// Most bytes of state (per PE, per channel and their buffers) a run may allocate.
     pub max_state_bytes: u64,
@@ -680,11 +682,19 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 if now.saturating_sub(self.last_progress_cycle)
                     > self.limits.progress_timeout_cycles
                 {
-                    return Err(self.stuck_error(&format!(
-                        "no task started and no wavelet reached a core for {} cycles (cycle {now}): \
-                         wavelets are circling a route loop",
-                        self.limits.progress_timeout_cycles
-                    )));
+                    // A task still running (or just ended) is progress too.
+                    let busy = self.pe.iter().map(|p| p.busy_until).max().unwrap_or(0);
+                    self.last_progress_cycle = self.last_progress_cycle.max(busy);
+                    if now.saturating_sub(self.last_progress_cycle)
+                        > self.limits.progress_timeout_cycles
+                    {
+                        return Err(self.stuck_error(&format!(
+                            "no task started and no wavelet reached a core for {} cycles (cycle \
+                             {now}): wavelets wait for links they keep yielding to each other (a \
+                             livelock of multicast routes sharing links)",
+                            self.limits.progress_timeout_cycles
+                        )));
+                    }
                 }
                 continue;
             }

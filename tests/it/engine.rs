@@ -729,21 +729,99 @@ mod physics {
     }
 
     #[test]
-    fn a_route_cycle_that_deadlocks_is_reported_with_its_pes_and_colors() {
-        let mut rec = Recorder::default();
-        // 4 × 10 wavelets for 4 buffers of 4: the cycle fills and no head can move.
-        let err =
-            engine::run(&mini(), &route_cycle(10), &mut rec, RunLimits::default()).unwrap_err();
+    fn a_route_loop_is_refused_with_its_pes_and_color() {
+        // Wavelets entering it would circle forever (reaching cores on the way, so no timeout
+        // would see them stuck), or fill it and deadlock.
+        let err = refused(&mini(), &route_cycle(10));
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string().contains(
+                "the route of color 0 loops through PE (0, 0) → PE (0, 1) → PE (1, 1) → \
+                 PE (1, 0) → PE (0, 0)"
+            ),
+            "{err}"
+        );
+    }
+
+    /// A core that never takes a wavelet of `color`.
+    struct Refuser {
+        color: u8,
+    }
+
+    impl Kernel for Refuser {
+        fn on_wavelet(
+            &mut self,
+            _pe: u32,
+            color: u8,
+            _data: u64,
+            _now: u64,
+            _io: &mut TaskIo,
+        ) -> Option<Work> {
+            (color != self.color).then(Work::default)
+        }
+        fn expected(&self) -> Vec<(u32, u8)> {
+            Vec::new()
+        }
+    }
+
+    /// Every task lasts `cycles`.
+    struct Slow {
+        cycles: u64,
+    }
+
+    impl Kernel for Slow {
+        fn on_wavelet(
+            &mut self,
+            _pe: u32,
+            _color: u8,
+            _data: u64,
+            _now: u64,
+            _io: &mut TaskIo,
+        ) -> Option<Work> {
+            Some(Work {
+                fmac_cycles: self.cycles,
+                ..Work::default()
+            })
+        }
+        fn expected(&self) -> Vec<(u32, u8)> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn a_task_longer_than_the_progress_timeout_is_no_livelock() {
+        let limits = RunLimits {
+            progress_timeout_cycles: 10,
+            ..RunLimits::default()
+        };
+        let out = engine::run(&mini(), &east_line(2, 3), &mut Slow { cycles: 50 }, limits)
+            .expect("three 50-cycle tasks are progress");
+        assert!(out.cycles >= 150, "{}", out.cycles);
+    }
+
+    #[test]
+    fn a_deadlock_is_reported_with_its_stuck_pes_and_colors() {
+        // PE 3 never takes its wavelets: its core queue, the buffers on the way and PE 0's
+        // send queue fill, and nothing can move.
+        let err = engine::run(
+            &mini(),
+            &east_line(4, 30),
+            &mut Refuser { color: 0 },
+            RunLimits::default(),
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.exit_code(), 1);
         assert!(text.contains("deadlock"), "{text}");
-        for pe in [
-            "PE (0, 0) color 0",
-            "PE (0, 1) color 0",
-            "PE (1, 1) color 0",
-            "PE (1, 0) color 0",
+        for stuck in [
+            "PE (0, 3) color 0: 4 wavelets waiting for a task",
+            "PE (0, 3) color 0: 4 wavelets in the router buffer",
+            "PE (0, 2) color 0: 4 wavelets in the router buffer",
+            "PE (0, 1) color 0: 4 wavelets in the router buffer",
+            "PE (0, 0) color 0: 4 wavelets in the router buffer",
+            "PE (0, 0) color 0: 10 wavelets of its core sends not sent",
         ] {
-            assert!(text.contains(pe), "{pe} missing from: {text}");
+            assert!(text.contains(stuck), "{stuck} missing from: {text}");
         }
     }
 
@@ -889,18 +967,6 @@ mod physics {
             err.to_string().contains("at most 32 colors, not 33"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn wavelets_circling_a_route_loop_stop_the_run_instead_of_hanging() {
-        let mut rec = Recorder::default();
-        let limits = RunLimits {
-            progress_timeout_cycles: 10_000,
-            ..RunLimits::default()
-        };
-        // 4 wavelets for 16 slots: they go round forever.
-        let err = engine::run(&mini(), &route_cycle(1), &mut rec, limits).unwrap_err();
-        assert!(err.to_string().contains("circling"), "{err}");
     }
 }
 

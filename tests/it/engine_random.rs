@@ -207,3 +207,17 @@ fn random_programs_reach_both_ends() {
     }
     assert!(ok >= 20 && err >= 20, "{ok} runs ended, {err} stopped");
 }
+
+#[test]
+fn a_livelock_stops_the_run_instead_of_hanging() {
+    // Found by the generator: colors that multicast wait for links that serve the waiting
+    // colors round-robin each on its own, each owing its turn to another, and none goes
+    // (one link in 500 programs of this size). The progress timeout stops the run.
+    let program = random_program(3, 3, 4, 76);
+    let err = outcome(&program, 4);
+    assert!(
+        err.starts_with("error no task started and no wavelet reached a core for 5000 cycles"),
+        "{err}"
+    );
+    assert!(err.contains("livelock"), "{err}");
+}
