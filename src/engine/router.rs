@@ -69,17 +69,10 @@ impl<K: Kernel> Engine<'_, K> {
             return false;
         }
         let state = unsafe { at(states, p) };
-        let mut bits = out;
-        while bits != 0 {
-            // SAFETY: `Program::check` keeps route bits to the five ports.
-            let link = unsafe { *at(&state.links, bits.trailing_zeros() as usize) };
-            bits &= bits - 1;
-            if link & MAX_CYCLE > now || link & LINK_WAITING != 0 {
-                return false;
-            }
-        }
+        // A link is free for it: free this cycle and no other color waiting for it.
+        let free = |link: u64| link & MAX_CYCLE <= now && link & LINK_WAITING == 0;
         let ramp = out & Port::Ramp.bit() != 0;
-        if ramp && chan.cq_len >= depth {
+        if ramp && (chan.cq_len >= depth || !free(state.links[Port::Ramp as usize])) {
             return false;
         }
         // The neighbour's channel behind each port (recomputed on the way out: cheaper than
@@ -90,29 +83,33 @@ impl<K: Kernel> Engine<'_, K> {
                 .wrapping_shl(shift)
                 | color as u32) as usize
         };
-        let mut bits = out & !Port::Ramp.bit();
+        // Each neighbour's link free and buffer with room (the common route has one).
+        let mesh = out & !Port::Ramp.bit();
+        let mut bits = mesh;
         while bits != 0 {
-            let n = neighbour(bits.trailing_zeros());
+            let port = bits.trailing_zeros();
             bits &= bits - 1;
-            if unsafe { at(chans, n) }.fifo_taken >= depth {
+            // SAFETY: `Program::check` keeps route bits to the five ports.
+            let link = unsafe { *at(&state.links, port as usize) };
+            if !free(link) || unsafe { at(chans, neighbour(port)) }.fifo_taken >= depth {
                 return false;
             }
         }
-        // It moves: the links, the neighbours' buffers, then the core (port order).
+        // It moves: the links and the neighbours' buffers (port order), then the core.
         let wavelets = length(count);
+        let word = (color as u64) << 48 | now.wrapping_add(wavelets);
         let state = unsafe { at_mut(states, p) };
-        let mut bits = out;
-        while bits != 0 {
-            // SAFETY: as above.
-            let link = unsafe { at_mut(&mut state.links, bits.trailing_zeros() as usize) };
-            bits &= bits - 1;
-            *link = (color as u64) << 48 | now.wrapping_add(wavelets);
+        if ramp {
+            state.links[Port::Ramp as usize] = word;
         }
         let at = now.wrapping_add(*hop_cycles);
-        let mut bits = out & !Port::Ramp.bit();
+        let mut bits = mesh;
         while bits != 0 {
-            let n = neighbour(bits.trailing_zeros());
+            let port = bits.trailing_zeros();
             bits &= bits - 1;
+            // SAFETY: as above.
+            *unsafe { at_mut(&mut state.links, port as usize) } = word;
+            let n = neighbour(port);
             let down = unsafe { at_mut(chans, n) };
             down.fifo_taken = down.fifo_taken.wrapping_add(1);
             queue.push(
