@@ -149,11 +149,16 @@ impl<K: Kernel> Engine<'_, K> {
                 chan.flags = PENDING;
             }
             let counters = unsafe { at_mut(core, p) };
-            counters.fmac_cycles += work.fmac_cycles;
-            counters.overhead_cycles += work.overhead_cycles;
-            counters.reduction_cycles += work.reduction_cycles;
+            // A core's tasks do not overlap, so each busy-cycle sum stays below the cycle its
+            // last task ends (`end`, computed with a check); the task count below the events.
+            // The FMAC count is the kernel's figure: checked.
+            counters.fmac_cycles = counters.fmac_cycles.wrapping_add(work.fmac_cycles);
+            counters.overhead_cycles = counters.overhead_cycles.wrapping_add(work.overhead_cycles);
+            counters.reduction_cycles = counters
+                .reduction_cycles
+                .wrapping_add(work.reduction_cycles);
             counters.fmac_ops += work.fmac_ops;
-            counters.tasks += 1;
+            counters.tasks = counters.tasks.wrapping_add(1);
             if unblock {
                 counters.stall_cycles += now - blocked_since;
                 queue.push(
