@@ -118,7 +118,8 @@ impl<K: Kernel> Engine<'_, K> {
                     .on_block(pe, color, data, count, now, &mut self.io)
             };
             let Some(work) = work else {
-                self.pe[p].deferred |= ready_bit(color);
+                // SAFETY: `p` is a PE id (see sim's "Indexing on the event path"); so below.
+                unsafe { at_mut(&mut self.pe, p) }.deferred |= ready_bit(color);
                 continue;
             };
             if count > 0 && work.total_cycles() < count as u64 {
@@ -182,7 +183,7 @@ impl<K: Kernel> Engine<'_, K> {
                 let ready = send.after_start.map_or(end, |d| now + d);
                 self.core_send(pe, send.color, ready, send.data, send.count);
             }
-            let state = &mut self.pe[p];
+            let state = unsafe { at_mut(&mut self.pe, p) };
             if end == now {
                 state.deferred = 0;
                 continue;
