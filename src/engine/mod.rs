@@ -50,25 +50,30 @@
 //! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
 //! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
 //! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts).
-//! This machine's speed drifts by up to 2× within an hour, so the same binary has given
-//! criterion medians of 0.55 s and 0.67 s, and single runs from 0.47 s to 0.93 s: 2.5–4.9 ×
-//! 10⁷ wavelet-hops and 3.9–7.7 × 10⁸ PE-cycles per host second. Side by side (alternating
-//! runs), the engine of the previous layout took 1.48× as long. The stable measure is
-//! callgrind's: on `--k 512 --n 256` (2.4 M events) 650 M instructions and 7.5 M first-level
-//! cache misses, about 260 instructions and 3 misses per event (a hop about 265, a task's start
-//! about 250), down from 980 M and 16 M. Release builds keep overflow checks (about 3.5% of the
-//! instructions); index arithmetic on the event path wraps (see `sim`), and every index is
-//! bounds-checked. A full-wafer (994 × 750) broadcast of 16 wavelets (one block) runs in 1.5 M
-//! events, ≈ 0.45 GB and 0.33–0.35 s (criterion medians).
+//! Criterion medians 0.437 s and 0.439 s in two windows: 5.3 × 10⁷ wavelet-hops and 8.2 × 10⁸
+//! PE-cycles per host second. This machine's speed drifts by up to 2× within an hour, so
+//! comparisons are made side by side (alternating runs): against the engine of the previous
+//! release, median 0.412 s against 0.481 s. The stable measure is callgrind's: 4.12 G
+//! instructions on the reference kernel, 215 per event (a hop, with its delivery to the core,
+//! about 200; a task's start, with the kernel's part, about 180), down from 5.22 G. Sampling
+//! (perf) puts about 40% of a run on four loads: a core queue's head, the neighbour's buffer, a
+//! channel and a PE's state (1024 PEs' state does not stay in the first-level cache); fetching
+//! those lines a few events ahead, measured twice, did not make runs faster.
+//!
+//! Release builds keep overflow checks for counters a kernel's figures feed (FMACs); sums the
+//! engine bounds (a buffer's sends, a core's busy cycles, below the run's cycles) and index
+//! arithmetic wrap (see `sim`). The hop's fast path and a task's start index the state arrays
+//! without bounds checks, from invariants `Program::check` and `Engine::new` establish, asserted
+//! in debug builds (`sim`, "Indexing on the event path"; 9% of the instructions); everything
+//! else indexes with checks. A full-wafer (994 × 750) broadcast of 16 wavelets (one block)
+//! runs in 1.5 M events, ≈ 0.45 GB and 0.35 s (criterion median).
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
 //! followed through a work list: branch `engine-runahead`) reproduced the reference kernel's
 //! cycles with 10× fewer events and was no faster, the bookkeeping per wavelet being the cost;
 //! and a link several colors use (the ramp into a core) must be arbitrated cycle by cycle, or
-//! one color takes several cycles in a row and round-robin breaks. Nor did software
-//! prefetching of the next events' state pay once each struct was one line (measured, then
-//! removed). Users who need speed over wavelet detail have `kernel --fidelity model`, the cost
+//! one color takes several cycles in a row and round-robin breaks. Users who need speed over wavelet detail have `kernel --fidelity model`, the cost
 //! model this engine validates.
 //!
 //! # Adding a kernel
