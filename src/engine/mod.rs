@@ -24,18 +24,20 @@
 //!   SRAM bytes; integers, saved with postcard.
 //!
 //! # Event ordering and determinism
-//! Events run cycle by cycle; within a cycle in the order they were scheduled ([`event`]).
-//! Every choice is made by a fixed rule: a core serves the lowest-numbered color with a
-//! runnable wavelet; a link serves, among the colors waiting for it, the first after the one
-//! it served last. There is no hashing, no pointer order and no clock: the same program, kernel
-//! and seed give identical counters, cycle for cycle.
+//! Events run cycle by cycle; within a cycle in the order they were scheduled ([`event`]). Every
+//! choice is made by a fixed rule: a core serves the lowest-numbered color with a runnable wavelet;
+//! a link serves, among the colors waiting for it, the first after the one it served last; if the
+//! colors waiting at a router all find their links free but each owes its turn on one of them to
+//! another (turns pointing around a circle, possible only with multicast), the lowest-numbered
+//! goes. There is no hashing, no pointer order and no clock: the same program, kernel and seed give
+//! identical counters, cycle for cycle.
 //!
 //! # Termination
 //! A run ends when no event is left. If wavelets are then still buffered or queued, or the
 //! kernel still expects some, the run is a deadlock and returns [`Error::Simulation`] naming
 //! the stuck PEs and colors. A route that loops (a wavelet entering it would circle forever)
-//! is refused before the run; colors whose multicast routes share links and keep yielding
-//! them to each other are caught by [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
+//! is refused before the run; anything else that moves without progress is stopped by
+//! [`RunLimits::progress_timeout_cycles`]. Nothing hangs.
 //!
 //! # Cost
 //! About one event per wavelet (or block) move through a router buffer, one per task, one per
@@ -70,11 +72,11 @@
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences
-//! followed through a work list: branch `engine-runahead`) reproduced the reference kernel's
-//! cycles with 10× fewer events and was no faster, the bookkeeping per wavelet being the cost;
-//! and a link several colors use (the ramp into a core) must be arbitrated cycle by cycle, or
-//! one color takes several cycles in a row and round-robin breaks. Users who need speed over wavelet detail have `kernel --fidelity model`, the cost
-//! model this engine validates.
+//! followed through a work list: branch `engine-runahead`) reproduced the reference kernel's cycles
+//! with 10× fewer events and was no faster, the bookkeeping per wavelet being the cost; and a link
+//! several colors use (the ramp into a core) must be arbitrated cycle by cycle, or one color takes
+//! several cycles in a row and round-robin breaks. Users who need speed over wavelet detail have
+//! `kernel --fidelity model`, the cost model this engine validates.
 //!
 //! # Adding a kernel
 //! Write a struct implementing [`Kernel`] (state per PE, flat arrays) and a function building

@@ -6,13 +6,16 @@
 //! the link), and each downstream buffer (the neighbour's buffer of the same color, or the
 //! core queue for the ramp) has a free slot, counting wavelets already in flight to it. It then
 //! reaches a neighbour `hop_latency_cycles` later and its core `ramp_latency_cycles` later. A
-//! head that finds no space waits, and the pop that frees the space wakes it.
+//! head that finds no space waits, and the pop that frees the space wakes it. Each link serves
+//! the colors waiting for it round-robin on its own; when that leaves every color waiting at a
+//! router with free links but no turn on all of them, the lowest-numbered goes
+//! ([`Engine::breaks_stalemate`]), so a multicast never waits for ever.
 
 use super::event::Event;
 use super::program::Port;
 use super::sim::{
-    at, at_mut, length, ready_bit, Engine, Slot, BLOCKED, EV_ARRIVE, EV_INJECT, EV_TRY, EV_WAKE,
-    LINK_WAITING, MAX_CYCLE, PENDING,
+    at, at_mut, color_bit, length, must_yield, ready_bit, Engine, Slot, BLOCKED, EV_ARRIVE,
+    EV_INJECT, EV_TRY, EV_WAKE, LINK_WAITING, MAX_CYCLE, PENDING,
 };
 use crate::engine::program::Kernel;
 use crate::error::Error;
@@ -214,6 +217,9 @@ impl<K: Kernel> Engine<'_, K> {
             bits &= bits - 1;
             retry = retry.max(self.link_ready(pe, port, color, now));
         }
+        if retry == now + 1 && self.breaks_stalemate(pe, color, out, now) {
+            retry = now;
+        }
         if retry > now {
             if let Some(slot) = incoming {
                 self.buffer(c, slot);
@@ -250,6 +256,49 @@ impl<K: Kernel> Engine<'_, K> {
             return self.block_head(c, pe, color, out, Port::Ramp as u32, now);
         }
         self.send_head(ch, pe, color, out, &next[..hops.min(4)], incoming, now);
+    }
+
+    /// Whether `color`, which must let another color go first on a link of `out`, goes anyway
+    /// because the colors waiting at router `pe` are in a stalemate: every link any of them
+    /// needs is free, yet each must yield on one of its links to another (each link serves its
+    /// waiting colors round-robin on its own, so turns can point around a circle and no
+    /// multicast ever goes). Then the lowest-numbered of them goes. In any other case (one of
+    /// them can go, or one waits for a busy link) the turns stand.
+    #[cold]
+    fn breaks_stalemate(&self, pe: usize, color: u8, out: u8, now: u64) -> bool {
+        let mut waiters = self.link_waiters[pe];
+        let mut bits = out;
+        while bits != 0 {
+            let port = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if self.pe[pe].links[port] & MAX_CYCLE > now {
+                // It waits for a busy link itself.
+                return false;
+            }
+            waiters[port] |= color_bit(color);
+        }
+        let mut candidates = waiters.iter().fold(0, |all, &w| all | w);
+        let lowest = candidates.trailing_zeros() as u8;
+        while candidates != 0 {
+            let other = candidates.trailing_zeros() as u8;
+            candidates &= candidates - 1;
+            let route = self.ch[self.channel(pe as u32, other) as usize].route_out;
+            let mut wins = true;
+            let mut bits = route;
+            while bits != 0 {
+                let port = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let link = self.pe[pe].links[port];
+                if link & MAX_CYCLE > now {
+                    return false;
+                }
+                wins &= !must_yield(waiters[port], (link >> 48) as u8, other);
+            }
+            if wins {
+                return false;
+            }
+        }
+        lowest == color
     }
 
     /// The head of channel `c` waits for space in the buffer behind `port`; the pop that frees

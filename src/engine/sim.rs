@@ -308,7 +308,7 @@ pub(super) fn ready_bit(color: u8) -> u32 {
 /// Whether `color` must let another color of `waiters` go first on a link that served `last`
 /// last: a link serves the waiting colors round-robin, starting after the one it served last.
 #[inline(always)]
-fn must_yield(waiters: u64, last: u8, color: u8) -> bool {
+pub(super) fn must_yield(waiters: u64, last: u8, color: u8) -> bool {
     let others = waiters & !color_bit(color);
     if others == 0 {
         return false;
@@ -348,9 +348,10 @@ impl Link {
 #[derive(Debug, Clone, Copy)]
 pub struct RunLimits {
     /// Cycles without any task starting, running or ending, or wavelet reaching a core, before
-    /// the run is declared stuck: colors whose multicast routes share links can each wait for
-    /// a link whose turn another holds (a livelock). Route loops, the other way wavelets could
-    /// move without end, are refused by `Program::check`.
+    /// the run is declared stuck (a livelock). A safety net: route loops, the one way wavelets
+    /// could move without end, are refused by `Program::check`, and multicast colors whose
+    /// link turns point around a circle are let go (`Engine::breaks_stalemate`); no program the
+    /// random-program test builds reaches it.
     pub progress_timeout_cycles: u64,
     /// Most bytes of state (per PE, per channel and their buffers) a run may allocate.
     pub max_state_bytes: u64,
@@ -690,8 +691,8 @@ impl<'k, K: Kernel> Engine<'k, K> {
                     {
                         return Err(self.stuck_error(&format!(
                             "no task started and no wavelet reached a core for {} cycles (cycle \
-                             {now}): wavelets wait for links they keep yielding to each other (a \
-                             livelock of multicast routes sharing links)",
+                             {now}): wavelets keep retrying links and buffers without moving (a \
+                             livelock)",
                             self.limits.progress_timeout_cycles
                         )));
                     }

@@ -209,15 +209,13 @@ fn random_programs_reach_both_ends() {
 }
 
 #[test]
-fn a_livelock_stops_the_run_instead_of_hanging() {
-    // Found by the generator: colors that multicast wait for links that serve the waiting
-    // colors round-robin each on its own, each owing its turn to another, and none goes
-    // (one link in 500 programs of this size). The progress timeout stops the run.
+fn multicast_turns_pointing_around_a_circle_do_not_stop_the_run() {
+    // Found by this generator (one program in about 100 of this size): colors that multicast
+    // wait at one router for links that are all free, each link owing its turn to another of
+    // them, so none went and the run ended at the progress timeout. The lowest-numbered of
+    // them now goes (`Engine::breaks_stalemate`); 80 000 programs of up to 4 x 4 PEs and 4
+    // colors showed no such stop since.
     let program = random_program(3, 3, 4, 76);
-    let err = outcome(&program, 4);
-    assert!(
-        err.starts_with("error no task started and no wavelet reached a core for 5000 cycles"),
-        "{err}"
-    );
-    assert!(err.contains("livelock"), "{err}");
+    let out = outcome(&program, 4);
+    assert!(out.starts_with("ok"), "{out}");
 }
