@@ -84,7 +84,9 @@ impl MeshCounters {
         Ok(bytes)
     }
 
-    /// Reads what `to_bytes` wrote; refuses another format or version.
+    /// Reads what `to_bytes` wrote; refuses another format or version, a truncated or corrupted
+    /// body, bytes after it, and counters no run can give (a grid of the wrong size, a PE busy
+    /// longer than the run), so that what is drawn from them is what the engine counted.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
             return Err(Error::Input(format!(
@@ -92,8 +94,46 @@ impl MeshCounters {
                 String::from_utf8_lossy(MAGIC)
             )));
         }
-        postcard::from_bytes(&bytes[MAGIC.len()..])
-            .map_err(|e| Error::Input(format!("corrupt counters file: {e}")))
+        let (mesh, rest): (Self, &[u8]) = postcard::take_from_bytes(&bytes[MAGIC.len()..])
+            .map_err(|e| Error::Input(format!("truncated or corrupted counters ({e})")))?;
+        if !rest.is_empty() {
+            return Err(Error::Input(format!(
+                "{} bytes of garbage after the counters",
+                rest.len()
+            )));
+        }
+        mesh.check().map_err(Error::Input)?;
+        Ok(mesh)
+    }
+
+    /// What every engine run's counters satisfy.
+    fn check(&self) -> std::result::Result<(), String> {
+        let expected = u64::from(self.rows) * u64::from(self.cols);
+        if self.pes.len() as u64 != expected {
+            return Err(format!(
+                "a {} x {} mesh with counters for {} PEs",
+                self.rows,
+                self.cols,
+                self.pes.len()
+            ));
+        }
+        for (i, pe) in self.pes.iter().enumerate() {
+            let busy = pe
+                .fmac_cycles
+                .checked_add(pe.overhead_cycles)
+                .and_then(|b| b.checked_add(pe.reduction_cycles));
+            if busy.is_none_or(|b| b > self.cycles) {
+                let cols = self.cols as usize;
+                return Err(format!(
+                    "PE ({}, {}) is busy {} cycles in a run of {} cycles",
+                    i / cols,
+                    i % cols,
+                    busy.map_or("more than 2^64".to_string(), |b| b.to_string()),
+                    self.cycles
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -119,5 +159,49 @@ mod tests {
         assert_eq!(MeshCounters::from_bytes(&bytes).unwrap(), mesh);
         assert_eq!(mesh.busy_fraction_grid(), vec![0.7, 0.0]);
         assert!(MeshCounters::from_bytes(b"nope").is_err());
+    }
+
+    /// Counters no run can give are refused with what is wrong, never drawn (nor a panic).
+    #[test]
+    fn impossible_counters_are_refused() {
+        let busy = PeCounters {
+            fmac_cycles: 6,
+            overhead_cycles: 4,
+            ..Default::default()
+        };
+        let mesh = MeshCounters {
+            rows: 2,
+            cols: 2,
+            cycles: 10,
+            pes: vec![busy; 4],
+        };
+        let bytes = mesh.to_bytes().unwrap();
+        assert_eq!(MeshCounters::from_bytes(&bytes).unwrap(), mesh);
+        let refusal = |mesh: &MeshCounters| {
+            MeshCounters::from_bytes(&mesh.to_bytes().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"xyz");
+        let err = MeshCounters::from_bytes(&longer).unwrap_err().to_string();
+        assert!(err.contains("3 bytes of garbage"), "{err}");
+        for cut in MAGIC.len()..bytes.len() {
+            let err = MeshCounters::from_bytes(&bytes[..cut]).unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{err}");
+        }
+
+        let mut wrong_size = mesh.clone();
+        wrong_size.rows = 3;
+        assert!(refusal(&wrong_size).contains("a 3 x 2 mesh with counters for 4 PEs"));
+
+        let mut too_busy = mesh.clone();
+        too_busy.pes[3].reduction_cycles = 1;
+        assert!(refusal(&too_busy).contains("PE (1, 1) is busy 11 cycles in a run of 10"));
+
+        let mut overflowing = mesh;
+        overflowing.pes[1].fmac_cycles = u64::MAX;
+        assert!(refusal(&overflowing).contains("PE (0, 1) is busy more than 2^64 cycles"));
     }
 }

@@ -77,7 +77,11 @@ impl CountersFile {
             ));
         }
         for run in &file.runs {
-            for grid in [&run.busy_cycles, &run.sram_bytes] {
+            // What a PE's value may not exceed: the step's cycles, the PE's SRAM.
+            for (grid, what, limit) in [
+                (&run.busy_cycles, "busy cycles", run.step_cycles),
+                (&run.sram_bytes, "SRAM bytes", run.sram_capacity_bytes),
+            ] {
                 if grid.width.checked_mul(grid.height) != Some(grid.values.len() as u64) {
                     return Err(format!(
                         "run at sparsity {}: a {} x {} grid with {} values",
@@ -85,6 +89,15 @@ impl CountersFile {
                         grid.width,
                         grid.height,
                         grid.values.len()
+                    ));
+                }
+                if let Some(i) = grid.values.iter().position(|&v| v > limit) {
+                    return Err(format!(
+                        "run at sparsity {}: PE ({}, {}) has {} {what}, beyond the run's {limit}",
+                        run.sparsity,
+                        i as u64 / grid.width,
+                        i as u64 % grid.width,
+                        grid.values[i],
                     ));
                 }
             }
@@ -140,5 +153,30 @@ mod tests {
         assert!(CountersFile::decode(&longer)
             .unwrap_err()
             .contains("garbage"));
+    }
+
+    /// A PE busier than its step, or using more SRAM than it has, is a corrupted file.
+    #[test]
+    fn values_beyond_the_step_or_the_sram_are_refused() {
+        let encoded = |file: &CountersFile| {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&COUNTERS_FORMAT_VERSION.to_le_bytes());
+            bytes.extend_from_slice(&postcard::to_stdvec(file).unwrap());
+            bytes
+        };
+        assert_eq!(CountersFile::decode(&encoded(&sample())).unwrap(), sample());
+
+        let mut busy = sample();
+        busy.runs[0].busy_cycles.values[4] = 11;
+        let err = CountersFile::decode(&encoded(&busy)).unwrap_err();
+        assert_eq!(
+            err,
+            "run at sparsity 0.75: PE (1, 1) has 11 busy cycles, beyond the run's 10"
+        );
+
+        let mut sram = sample();
+        sram.runs[0].sram_bytes.values[2] = 49_153;
+        let err = CountersFile::decode(&encoded(&sram)).unwrap_err();
+        assert!(err.contains("PE (0, 2) has 49153 SRAM bytes"), "{err}");
     }
 }

@@ -1293,6 +1293,98 @@ fn kernel_counters_are_saved_with_postcard_and_read_back() {
     );
 }
 
+/// A damaged kernel counters file is refused by `plot` with its name and exit 2, whatever byte
+/// is damaged: never a panic, never a picture of counters no run gave.
+#[test]
+fn damaged_kernel_counters_are_refused_by_plot() {
+    use wafersim::engine::MeshCounters;
+    let path = crate::common::temp_file("damaged-counters.bin", "");
+    let picture = path.with_extension("png");
+    let (code, _, err) = crate::common::run_cli(&[
+        "kernel",
+        "--fabric",
+        "mini",
+        "--counters",
+        path.to_str().unwrap(),
+        "gemm",
+        "--t",
+        "16",
+        "--k",
+        "32",
+        "--n",
+        "16",
+        "--sparsity",
+        "0.5",
+        "--region",
+        "2x2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&path).unwrap();
+    let plot = |file: &std::path::Path| {
+        crate::common::run_cli(&[
+            "plot",
+            "heatmap",
+            file.to_str().unwrap(),
+            "-o",
+            picture.to_str().unwrap(),
+        ])
+    };
+    assert_eq!(plot(&path).0, 0);
+
+    // Counters no run gives: a PE whose busy cycles overflow a u64 or exceed the run, a grid of
+    // the wrong size.
+    let counters = MeshCounters::from_bytes(&bytes).unwrap();
+    let mut overflowing = counters.clone();
+    overflowing.pes[2].fmac_cycles = u64::MAX;
+    let mut too_busy = counters.clone();
+    too_busy.pes[3].overhead_cycles += counters.cycles;
+    let mut wrong_size = counters;
+    wrong_size.cols = 3;
+    for (what, edited, says) in [
+        (
+            "overflowing",
+            overflowing.to_bytes().unwrap(),
+            "PE (1, 0) is busy more than 2^64 cycles",
+        ),
+        (
+            "too busy",
+            too_busy.to_bytes().unwrap(),
+            "PE (1, 1) is busy",
+        ),
+        (
+            "wrong size",
+            wrong_size.to_bytes().unwrap(),
+            "a 2 x 3 mesh with counters for 4 PEs",
+        ),
+        (
+            "garbage",
+            [bytes.as_slice(), b"tail"].concat(),
+            "4 bytes of garbage",
+        ),
+        ("truncated", bytes[..bytes.len() - 1].to_vec(), "truncated"),
+    ] {
+        let bad = path.with_extension(what.replace(' ', "-"));
+        std::fs::write(&bad, edited).unwrap();
+        let (code, stdout, err) = plot(&bad);
+        assert_eq!(code, 2, "{what}: {err}");
+        assert!(stdout.is_empty());
+        assert!(err.contains(bad.to_str().unwrap()), "{what}: {err}");
+        assert!(err.contains(says), "{what}: {err}");
+    }
+
+    // Every byte after the header set to each of a few values: read back or refused, and what
+    // is read back draws without a panic.
+    for i in 8..bytes.len() {
+        for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+            let mut edited = bytes.clone();
+            edited[i] = value;
+            if let Ok(counters) = MeshCounters::from_bytes(&edited) {
+                let fractions = counters.busy_fraction_grid();
+                assert!(fractions.iter().all(|f| (0.0..=1.0).contains(f)));
+            }
+        }
+    }
+}
 /// Closed forms of the pipelined chain and the line broadcast, for cost models: a chain step
 /// costs hop + ramp + activation + 1 add, then one wavelet per cycle streams behind it.
 #[test]
