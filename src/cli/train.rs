@@ -1,13 +1,13 @@
 //! `wafersim train`: the main job.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    create_folder, draw_speedup, draw_train_heatmaps, ops_csv, remove_stale_temporaries,
-    step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
+    create_folder, draw_speedup, draw_train_heatmaps, lock_folder, ops_csv,
+    remove_stale_temporaries, step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, run_recipe, sram_grid, RunResult};
 use crate::spec::{load_fabric, load_model, FabricSpec, ModelSpec};
@@ -29,6 +29,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let report = TrainReport::new(&model, &fabric, &runs, common.seed);
 
     create_folder(&out)?;
+    let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
     let json = to_json(&report)?;
     write_atomic(&out.join("report.json"), json.as_bytes())?;
@@ -36,7 +37,8 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     write_atomic(&out.join("ops.csv"), ops_csv(&runs).as_bytes())?;
     let counters = counters(&model, &fabric, &runs, common.seed);
     counters.write(&out.join("counters.postcard"))?;
-    draw_train_heatmaps(&counters, &out)?;
+    let heatmaps = draw_train_heatmaps(&counters, &out)?;
+    remove_other_heatmaps(&out, &heatmaps)?;
     draw_speedup(
         &serde_json::from_str(&json).map_err(json_error)?,
         "report.json",
@@ -74,6 +76,28 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
             host_seconds
         ))
     }
+}
+
+/// Removes the utilisation heatmaps an earlier run into `out` drew for sparsities this run does
+/// not have, so that every heatmap in the folder belongs to its report.json.
+fn remove_other_heatmaps(out: &Path, written: &[PathBuf]) -> Result<()> {
+    let io_error = |source| Error::Io {
+        path: out.display().to_string(),
+        source,
+    };
+    for entry in std::fs::read_dir(out).map_err(io_error)? {
+        let path = entry.map_err(io_error)?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let drawn_by_train = name.starts_with("heatmap-utilization-")
+            && (name.ends_with(".png") || name.ends_with(".svg"));
+        if drawn_by_train && !written.contains(&path) {
+            std::fs::remove_file(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Per-PE busy cycles and SRAM bytes of each run's pre-training step.

@@ -243,7 +243,11 @@ fn paced_by_counts(
 ) -> (f64, f64) {
     let c_k = tile.c_k as usize;
     let own = |c: usize| -> f64 {
-        let adds = if c % c_k > 0 { chain.adds as f64 } else { 0.0 };
+        let adds = if !c.is_multiple_of(c_k) {
+            chain.adds as f64
+        } else {
+            0.0
+        };
         counts[c].iter().map(|&nnz| column(nnz) + adds).sum()
     };
     let mean = (0..counts.len()).map(own).sum::<f64>() / counts.len().max(1) as f64;

@@ -135,7 +135,7 @@ fn plan_with(
     let working = capacity - code - saved;
     let full = mb.min(config.batch_sequences);
     let mut groups = vec![(full, config.batch_sequences / full)];
-    if config.batch_sequences % full != 0 {
+    if !config.batch_sequences.is_multiple_of(full) {
         groups.push((config.batch_sequences % full, 1));
     }
     let mut planned = Vec::new();

@@ -73,6 +73,35 @@ pub fn create_folder(folder: &Path) -> Result<()> {
     })
 }
 
+/// A folder held by this process while a run writes into it; released when dropped, and by the
+/// system when the process ends however it ends (a kill leaves no stale lock).
+#[derive(Debug)]
+pub struct FolderLock {
+    _held: Option<std::fs::File>,
+}
+
+/// Holds `folder` (which must exist) for one run, so that a second run into the same folder is
+/// refused instead of mixing its files with this run's (`train --out`; sweep shards share their
+/// folder on purpose and do not take it). The lock is an advisory `flock` on the folder itself,
+/// so no file is left behind. Where a folder cannot be locked (a file system without locks, or
+/// a platform where a folder cannot be opened as a file), the run goes ahead unlocked.
+pub fn lock_folder(folder: &Path) -> Result<FolderLock> {
+    let Ok(handle) = std::fs::File::open(folder) else {
+        return Ok(FolderLock { _held: None });
+    };
+    match handle.try_lock() {
+        Ok(()) => Ok(FolderLock {
+            _held: Some(handle),
+        }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Input(format!(
+            "{}: another wafersim run is writing into this folder; wait for it to end or give \
+             another --out",
+            folder.display()
+        ))),
+        Err(std::fs::TryLockError::Error(_)) => Ok(FolderLock { _held: None }),
+    }
+}
+
 /// Removes the temporary files a killed earlier run left in `folder` (a SIGKILL between writing
 /// and renaming). Only for a folder one process writes at a time, like `train --out`: sweep
 /// shards share their folder and must not remove each other's files in flight.
@@ -111,5 +140,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+    }
+
+    #[test]
+    fn a_locked_folder_is_refused_until_its_lock_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("wafersim-lock-{}", std::process::id()));
+        create_folder(&dir).unwrap();
+        let held = lock_folder(&dir).unwrap();
+        assert!(held._held.is_some(), "a local folder can be locked");
+        let refused = lock_folder(&dir).unwrap_err();
+        assert_eq!(refused.exit_code(), 2);
+        assert!(refused.to_string().contains("another wafersim run"));
+        drop(held);
+        lock_folder(&dir).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no lock file");
     }
 }

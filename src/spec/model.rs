@@ -214,7 +214,7 @@ impl Architecture {
         c.range("architecture.layers", self.layers, 1, MAX_LAYERS)?;
         c.range("architecture.d_model", self.d_model, 1, MAX_WIDTH)?;
         c.range("architecture.heads", self.heads, 1, self.d_model)?;
-        if self.d_model % self.heads != 0 {
+        if !self.d_model.is_multiple_of(self.heads) {
             return Err(c.fail(
                 "architecture.heads",
                 &self.heads.to_string(),

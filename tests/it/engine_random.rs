@@ -29,7 +29,7 @@ impl Kernel for RandomKernel {
         _now: u64,
         io: &mut TaskIo,
     ) -> Option<Work> {
-        if (pe as u64 + data) % 11 == 0 && self.refused.insert((pe, color, data)) {
+        if (pe as u64 + data).is_multiple_of(11) && self.refused.insert((pe, color, data)) {
             return None;
         }
         if data > 0 {

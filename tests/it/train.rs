@@ -287,6 +287,84 @@ fn an_interrupted_run_leaves_no_half_written_file() {
     }
 }
 
+/// A second run into a folder a run is writing is refused, naming the folder, instead of mixing
+/// the two runs' files; once the first ends, the folder is free again.
+#[test]
+fn a_folder_another_run_is_writing_is_refused() {
+    let out = fresh_folder("locked");
+    let held = wafersim::report::lock_folder(&out).unwrap();
+    let (code, stdout, err) = run_cli(&[
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(stdout.is_empty());
+    assert!(err.contains(out.to_str().unwrap()), "{err}");
+    assert!(err.contains("another wafersim run"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    drop(held);
+    train_tiny(&out);
+}
+
+/// A rerun into the same folder with fewer sparsities leaves no heatmap of the runs it does not
+/// have (they would not match its report.json), and nothing that is not train's.
+#[test]
+fn a_rerun_removes_the_heatmaps_of_runs_it_does_not_have() {
+    let out = fresh_folder("rerun");
+    train_tiny(&out);
+    let names = |out: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("heatmap-utilization-"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&out),
+        [
+            "heatmap-utilization-dense.png",
+            "heatmap-utilization-dense.svg",
+            "heatmap-utilization-s0.5.png",
+            "heatmap-utilization-s0.5.svg",
+            "heatmap-utilization-s0.75.png",
+            "heatmap-utilization-s0.75.svg",
+        ]
+    );
+    let notes = out.join("my-notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    let (code, _, err) = run_cli(&[
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--sparsity",
+        "0.75",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        names(&out),
+        [
+            "heatmap-utilization-dense.png",
+            "heatmap-utilization-dense.svg",
+            "heatmap-utilization-s0.75.png",
+            "heatmap-utilization-s0.75.svg",
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
+}
+
 #[test]
 fn corrupt_or_truncated_counters_are_refused_by_plot() {
     let out = fresh_folder("corrupt-counters");

@@ -545,7 +545,7 @@ pub fn gemm_program(plan: &GemmPlan, values: Option<&GemmValues>) -> Program {
 /// Chain position j sends its partial sums on this color (alternating, so a PE never sends and
 /// receives on the same color).
 fn send_color(j: u32) -> u8 {
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         RED_A
     } else {
         RED_B
