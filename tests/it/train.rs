@@ -13,15 +13,22 @@ fn fresh_folder(name: &str) -> PathBuf {
     dir
 }
 
-fn train_tiny(out: &Path) -> String {
-    let (code, stdout, err) = run_cli(&[
+/// `train gpt-tiny --fabric mini --out OUT` with `extra` flags: (exit code, stdout, stderr).
+fn run_train_tiny(out: &Path, extra: &[&str]) -> (u8, String, String) {
+    let mut args = vec![
         "train",
         "gpt-tiny",
         "--fabric",
         "mini",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&args)
+}
+
+fn train_tiny(out: &Path) -> String {
+    let (code, stdout, err) = run_train_tiny(out, &[]);
     assert_eq!(code, 0, "{err}");
     stdout
 }
@@ -293,14 +300,7 @@ fn an_interrupted_run_leaves_no_half_written_file() {
 fn a_folder_another_run_is_writing_is_refused() {
     let out = fresh_folder("locked");
     let held = wafersim::report::lock_folder(&out).unwrap();
-    let (code, stdout, err) = run_cli(&[
-        "train",
-        "gpt-tiny",
-        "--fabric",
-        "mini",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, stdout, err) = run_train_tiny(&out, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(stdout.is_empty());
     assert!(err.contains(out.to_str().unwrap()), "{err}");
@@ -342,16 +342,7 @@ fn a_rerun_removes_the_heatmaps_of_runs_it_does_not_have() {
     );
     let notes = out.join("my-notes.txt");
     std::fs::write(&notes, "mine").unwrap();
-    let (code, _, err) = run_cli(&[
-        "train",
-        "gpt-tiny",
-        "--fabric",
-        "mini",
-        "--sparsity",
-        "0.75",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, _, err) = run_train_tiny(&out, &["--sparsity", "0.75"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         names(&out),
