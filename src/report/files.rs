@@ -2,22 +2,37 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
-/// Temporary files being written now; an interrupt removes them before the process exits.
-static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Temporary files being written now, and whether an interrupt has come: a writer creates its
+/// temporary while holding this lock, so the interrupt handler, which takes it to remove them,
+/// sees every temporary that exists, and no writer creates one after it.
+struct InFlight {
+    files: Vec<PathBuf>,
+    interrupted: bool,
+}
+
+static IN_FLIGHT: Mutex<InFlight> = Mutex::new(InFlight {
+    files: Vec::new(),
+    interrupted: false,
+});
+
+fn in_flight() -> MutexGuard<'static, InFlight> {
+    IN_FLIGHT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Removes the temporary files of writes in flight: called on Ctrl-C or SIGTERM, so that an
-/// interrupted run leaves no half-written file behind. (SIGKILL cannot be caught; the next run
-/// into the same folder removes what it left, see [`create_folder`].)
+/// interrupted run leaves no half-written file behind; no write starts after it (the process is
+/// about to exit). (SIGKILL cannot be caught; the next run into the same folder removes what it
+/// left, see [`remove_stale_temporaries`].)
 pub fn remove_in_flight_temporaries() {
-    let files = match IN_FLIGHT.lock() {
-        Ok(files) => files.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    for file in files {
+    let mut state = in_flight();
+    state.interrupted = true;
+    for file in &state.files {
         let _ = std::fs::remove_file(file);
     }
 }
@@ -41,28 +56,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let track = |add: bool| {
-        let mut files = IN_FLIGHT
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if add {
-            files.push(temporary.clone());
-        } else {
-            files.retain(|f| f != &temporary);
+    let file = {
+        let mut state = in_flight();
+        if state.interrupted {
+            drop(state);
+            wait_for_exit();
         }
+        let file = std::fs::File::create(&temporary).map_err(io_error)?;
+        state.files.push(temporary.clone());
+        file
     };
-    track(true);
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = file;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
     })();
+    let mut state = in_flight();
     if result.is_err() {
+        if state.interrupted {
+            // The handler removed the temporary under this write.
+            drop(state);
+            wait_for_exit();
+        }
         let _ = std::fs::remove_file(&temporary);
     }
-    track(false);
+    state.files.retain(|f| f != &temporary);
     result.map_err(io_error)
+}
+
+/// After an interrupt the handler has removed the temporaries and the process is exiting: a
+/// writer writes nothing more and reports no error about the file it lost.
+fn wait_for_exit() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Creates `folder` and its parents; an error names the folder.
