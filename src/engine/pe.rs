@@ -178,6 +178,9 @@ impl<K: Kernel> Engine<'_, K> {
                 state.ready &= !ready_bit(color);
             }
             state.busy_until = end;
+            if self.io.sends.len() > 1 && self.io.sends.iter().any(|s| s.after_start.is_some()) {
+                self.order_sends(now, end);
+            }
             for i in 0..self.io.sends.len() {
                 let send = self.io.sends[i];
                 let ready = send.after_start.map_or(end, |d| now + d);
@@ -194,6 +197,24 @@ impl<K: Kernel> Engine<'_, K> {
             }
             return;
         }
+    }
+
+    /// Puts a task's sends in the order they become ready, so that each books the ramp up in
+    /// turn and none holds it for a send ready later (a block may start before the task ends).
+    /// A color's sends keep their order: one is ready no earlier than the send before it on its
+    /// color. Only for tasks whose sends have different ready cycles.
+    #[cold]
+    fn order_sends(&mut self, now: u64, end: u64) {
+        let mut color_ready = [0u64; 64];
+        let sends = &mut self.io.sends;
+        for send in sends.iter_mut() {
+            let own = send.after_start.map_or(end, |d| now + d);
+            let ready = own.max(color_ready[send.color as usize]);
+            color_ready[send.color as usize] = ready;
+            // Kept as cycles after the start, the form `core_send`'s caller reads.
+            send.after_start = Some(ready - now);
+        }
+        sends.sort_by_key(|send| send.after_start);
     }
 
     /// A core sent on a color whose route at its PE takes nothing from the ramp.
@@ -267,6 +288,7 @@ impl<K: Kernel> Engine<'_, K> {
             && queue_idle
             && link.free <= ready_cycle
             && link.waiters == 0
+            && link.queued == 0
             && self.ch[c].fifo_taken < self.depth
         {
             link.free = ready_cycle + 1;
@@ -307,6 +329,8 @@ impl<K: Kernel> Engine<'_, K> {
     }
 
     pub(super) fn push_send(&mut self, inj: u32, ready_cycle: u64, data: u64, count: u16) {
+        let core_pe = self.injectors[inj as usize].core_pe;
+        self.ramp_up[core_pe as usize].queued += 1;
         let i = &mut self.injectors[inj as usize];
         i.queue.push_back((ready_cycle, data, count));
         if !i.pending && !i.blocked {
@@ -365,6 +389,9 @@ impl<K: Kernel> Engine<'_, K> {
             i.queue.pop_front();
             i.queue.front().map(|(r, _, _)| r)
         };
+        if core_pe != NONE {
+            self.ramp_up[core_pe as usize].queued -= 1;
+        }
         match next {
             Some(r) => {
                 self.injectors[inj as usize].pending = true;

@@ -327,6 +327,9 @@ pub(super) struct Link {
     pub free: u64,
     pub waiters: u64,
     pub last: u8,
+    /// For a PE's ramp up: sends waiting in the PE's core send queues, of any color. While
+    /// there are some, a new send must queue too rather than book the link ahead of them.
+    pub queued: u32,
 }
 
 impl Link {

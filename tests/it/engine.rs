@@ -705,6 +705,101 @@ mod physics {
         let _ = ports(&[Port::E]);
     }
 
+    /// When a wavelet of color 2 reaches PE 0's core, its task (100 cycles) sends, in the order
+    /// given, a plain wavelet on color 0 (ready when the task ends) and a block of 10 on color 1
+    /// (ready one cycle after it starts); both share PE 0's ramp into its router and go east to
+    /// PE 1's core, which records what arrives when.
+    struct RampSharer {
+        block_first: bool,
+        arrivals: Vec<(u8, u64)>,
+    }
+
+    impl Kernel for RampSharer {
+        fn on_wavelet(
+            &mut self,
+            pe: u32,
+            color: u8,
+            _data: u64,
+            now: u64,
+            io: &mut TaskIo,
+        ) -> Option<Work> {
+            if pe == 1 {
+                self.arrivals.push((color, now));
+                return Some(Work::default());
+            }
+            if self.block_first {
+                io.send_block(1, 0, 10, Some(1));
+                io.send(0, 0);
+            } else {
+                io.send(0, 0);
+                io.send_block(1, 0, 10, Some(1));
+            }
+            Some(Work {
+                overhead_cycles: 100,
+                ..Work::default()
+            })
+        }
+        fn on_block(
+            &mut self,
+            _pe: u32,
+            color: u8,
+            _data: u64,
+            count: u16,
+            now: u64,
+            _io: &mut TaskIo,
+        ) -> Option<Work> {
+            self.arrivals.push((color, now));
+            Some(Work {
+                reduction_cycles: count as u64,
+                ..Work::default()
+            })
+        }
+        fn expected(&self) -> Vec<(u32, u8)> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn a_send_ready_later_does_not_hold_the_ramp_for_one_ready_earlier() {
+        let fabric = mini();
+        let (hop, ramp) = (
+            fabric.router.hop_latency_cycles,
+            fabric.router.ramp_latency_cycles,
+        );
+        let mesh = Mesh { rows: 1, cols: 2 };
+        let mut program = Program::new(mesh, 3);
+        for color in [0, 1] {
+            program
+                .routes
+                .set(0, color, Port::Ramp.bit(), Port::E.bit());
+            program
+                .routes
+                .set(1, color, Port::W.bit(), Port::Ramp.bit());
+        }
+        program.routes.set(0, 2, Port::W.bit(), Port::Ramp.bit());
+        program.edge_streams.push(engine::EdgeStream {
+            pe: 0,
+            color: 2,
+            port: Port::W,
+            wavelets: vec![0],
+        });
+        // The trigger reaches PE 0's core at `ramp`; the block leaves a cycle later, the
+        // wavelet when the task ends, 90 cycles after the block has gone.
+        let start = ramp;
+        let expected = vec![(1, start + 1 + hop + ramp), (0, start + 100 + hop + ramp)];
+        for block_first in [true, false] {
+            let mut kernel = RampSharer {
+                block_first,
+                arrivals: Vec::new(),
+            };
+            engine::run(&fabric, &program, &mut kernel, RunLimits::default()).unwrap();
+            assert_eq!(
+                kernel.arrivals, expected,
+                "block pushed first: {block_first}"
+            );
+        }
+    }
+
     /// Four PEs in a 2 × 2 square whose routes for color 0 form a cycle with no exit; every
     /// PE's core sends `wavelets` into it.
     fn route_cycle(wavelets: usize) -> Program {
