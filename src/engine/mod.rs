@@ -29,7 +29,8 @@
 //! a link serves, among the colors waiting for it, the first after the one it served last; if the
 //! colors waiting at a router all find their links free but each owes its turn on one of them to
 //! another (turns pointing around a circle, possible only with multicast), the lowest-numbered
-//! goes. There is no hashing, no pointer order and no clock: the same program, kernel and seed give
+//! goes. A core's sends take its ramp into the router in the order they become ready (a task's
+//! block may be ready before the task ends), each color's in the order sent. There is no hashing, no pointer order and no clock: the same program, kernel and seed give
 //! identical counters, cycle for cycle.
 //!
 //! # Termination

@@ -178,13 +178,8 @@ impl<K: Kernel> Engine<'_, K> {
                 state.ready &= !ready_bit(color);
             }
             state.busy_until = end;
-            if self.io.sends.len() > 1 && self.io.sends.iter().any(|s| s.after_start.is_some()) {
-                self.order_sends(now, end);
-            }
-            for i in 0..self.io.sends.len() {
-                let send = self.io.sends[i];
-                let ready = send.after_start.map_or(end, |d| now + d);
-                self.core_send(pe, send.color, ready, send.data, send.count);
+            if !self.io.sends.is_empty() {
+                self.send_outputs(pe, now, end);
             }
             let state = unsafe { at_mut(&mut self.pe, p) };
             if end == now {
@@ -196,6 +191,20 @@ impl<K: Kernel> Engine<'_, K> {
                 self.schedule(end, EV_WAKE, pe, 0);
             }
             return;
+        }
+    }
+
+    /// The sends of a task that started at `now` and ends at `end`, into the core's send path.
+    /// (Out of line: most tasks send nothing, and the task start is the hot path.)
+    #[inline(never)]
+    fn send_outputs(&mut self, pe: u32, now: u64, end: u64) {
+        if self.io.sends.len() > 1 && self.io.sends.iter().any(|s| s.after_start.is_some()) {
+            self.order_sends(now, end);
+        }
+        for i in 0..self.io.sends.len() {
+            let send = self.io.sends[i];
+            let ready = send.after_start.map_or(end, |d| now + d);
+            self.core_send(pe, send.color, ready, send.data, send.count);
         }
     }
 
