@@ -206,6 +206,8 @@ struct CollectiveKernel {
     received: Vec<Vec<u64>>,
     /// Tree: elements each PE has sent up.
     sent: Vec<u64>,
+    /// Ring: (step, offset in the step's chunk) of the wavelet each PE receives next.
+    ring_at: Vec<(u64, u64)>,
 }
 
 fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
@@ -231,6 +233,7 @@ fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
         result: vec![Vec::new(); pes],
         received: vec![vec![0; streams]; pes],
         sent: vec![0; pes],
+        ring_at: vec![(0, 0); pes],
     };
     let values = |pe: u32| -> Vec<u64> {
         (0..b)
@@ -504,9 +507,10 @@ impl CollectiveKernel {
     fn ring(&mut self, pe: u32, data: u64, io: &mut TaskIo) -> Work {
         let p = line(self.mesh).0 as u64;
         let b = self.cfg.wavelets as usize;
-        let n = self.received[pe as usize][0];
         self.received[pe as usize][0] += 1;
-        let (mut step, mut offset) = (0u64, n);
+        // Where the previous wavelet was, one further on (each wavelet is the next of its PE's
+        // sequence, so the position advances instead of being searched from step 0).
+        let (mut step, mut offset) = self.ring_at[pe as usize];
         let chunk_of = |step: u64| -> u64 {
             if step < p - 1 {
                 (pe as u64 + 2 * p - 1 - step) % p
@@ -522,6 +526,7 @@ impl CollectiveKernel {
             offset -= len;
             step += 1;
         }
+        self.ring_at[pe as usize] = (step, offset + 1);
         let chunk = split_range(b, p as usize, chunk_of(step) as usize);
         let element = chunk.start as u64 + offset;
         let color = ring_send_color(pe, p as u32);
