@@ -53,11 +53,11 @@
 //! Measured on the reference kernel (`kernel gemm --t 4096 --k 1024 --n 1024 --sparsity 0.75
 //! --region 32x32`, one core of a shared 2-core machine, release build): 351 682 cycles × 1024
 //! PEs, 23 M wavelet-hops, 19 M events (8.6 M hops of weights and blocks, 8.9 M task starts).
-//! Criterion medians 0.437 s and 0.439 s in two windows: 5.3 × 10⁷ wavelet-hops and 8.2 × 10⁸
-//! PE-cycles per host second. This machine's speed drifts by up to 2× within an hour, so
+//! Criterion medians 0.437 s and 0.439 s in two windows, 0.381 s and 0.374 s in a later one:
+//! 5.3–6.2 × 10⁷ wavelet-hops and 8.2–9.6 × 10⁸ PE-cycles per host second. This machine's speed drifts by up to 2× within an hour, so
 //! comparisons are made side by side (alternating runs): against the engine of the previous
-//! release, median 0.412 s against 0.481 s. The stable measure is callgrind's: 4.12 G
-//! instructions on the reference kernel, 215 per event (a hop, with its delivery to the core,
+//! release, median 0.412 s against 0.481 s. The stable measure is callgrind's: 4.13 G
+//! instructions on the reference kernel, 216 per event (a hop, with its delivery to the core,
 //! about 200; a task's start, with the kernel's part, about 180), down from 5.22 G. Sampling
 //! (perf) puts about 40% of a run on four loads: a core queue's head, the neighbour's buffer, a
 //! channel and a PE's state (1024 PEs' state does not stay in the first-level cache); fetching
