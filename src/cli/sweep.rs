@@ -108,6 +108,8 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let mut t = Table::new([
         "model",
         "fabric",
+        "overrides",
+        "seed",
         "sparsity",
         "pretrain theory",
         "pretrain simulated",

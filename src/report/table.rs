@@ -26,8 +26,17 @@ impl Table {
         self
     }
 
+    /// Adds a row; it has as many cells as the header has columns.
     pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        let row: Vec<String> = cells.into_iter().map(Into::into).collect();
+        debug_assert_eq!(
+            row.len(),
+            self.header.len(),
+            "a row of {:?} under the header {:?}",
+            row,
+            self.header
+        );
+        self.rows.push(row);
     }
 
     pub fn render(&self) -> String {

@@ -51,6 +51,55 @@ fn merged_csv(out: &Path, spec: &Path) -> Vec<u8> {
     std::fs::read(out.join("sweep.csv")).unwrap()
 }
 
+/// merge's printed table: each figure under its heading.
+#[test]
+fn merge_prints_each_figure_under_its_heading() {
+    let spec = temp_file(
+        "merge-table.toml",
+        "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.0, 0.75]\n",
+    );
+    let out = fresh_folder("merge-table");
+    sweep(&spec, &out, &[]);
+    let (code, table, err) = run_cli(&["merge", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let header = &rows[0];
+    let csv = String::from_utf8(std::fs::read(out.join("sweep.csv")).unwrap()).unwrap();
+    let csv_header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let sparse = csv.lines().nth(2).unwrap().split(',').collect::<Vec<_>>();
+    let csv_figure = |name: &str| {
+        let i = csv_header.iter().position(|h| *h == name).unwrap();
+        format!("{:.2}x", sparse[i].parse::<f64>().unwrap())
+    };
+    // rows[1] is the rule; rows[3] the sparse point (the overrides cell is empty).
+    let row = &rows[3];
+    assert_eq!(row.len() + 1, header.len(), "{table}");
+    let cell = |heading: &str| {
+        let i = header.iter().position(|h| *h == heading).unwrap();
+        row[i - 1]
+    };
+    assert_eq!(row[0], "gpt-tiny");
+    assert_eq!(cell("sparsity"), "0.75", "{table}");
+    assert_eq!(cell("seed"), "1", "{table}");
+    for (heading, column) in [
+        ("pretrain theory", "pretrain_theoretical_speedup"),
+        ("pretrain simulated", "pretrain_simulated_speedup"),
+        ("total theory", "total_theoretical_speedup"),
+        ("total simulated", "total_simulated_speedup"),
+    ] {
+        assert_eq!(cell(heading), csv_figure(column), "{heading}\n{table}");
+    }
+}
+
 #[test]
 fn jobs_and_shards_give_byte_identical_tables() {
     let spec = tiny_spec("jobs.toml", 3);
