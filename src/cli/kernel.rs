@@ -10,7 +10,7 @@ use crate::cost::{collective_cycles, fmac_ops, gemm_cost, GemmProblem};
 use crate::engine::kernels::collective::{
     check_collective, run_collective, Algo, Collective, CollectiveConfig,
 };
-use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout};
+use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout, ValuesCheck};
 use crate::engine::kernels::KernelFigures;
 use crate::error::{Error, Result};
 use crate::report::{si, thousands, Table};
@@ -82,7 +82,9 @@ pub struct GemmArgs {
     /// Which product: forward Y = X·W, dgrad dX = dY·Wᵀ, or wgrad dW = Xᵀ·dY at W's non-zeros.
     #[arg(long, value_enum, default_value_t = FormArg::Forward)]
     pub form: FormArg,
-    /// Carry real values through the program (slower; for checking).
+    /// Carry real values (seeded, in (-1, 1)) through the program and compare the product with
+    /// the direct product: the report gives the largest error and its ratio to the f32 rounding
+    /// bound; beyond the bound the command exits 1 (slower; for checking the program).
     #[arg(long)]
     pub values: bool,
 }
@@ -137,6 +139,9 @@ pub struct KernelReport {
     pub shape: serde_json::Map<String, serde_json::Value>,
     #[serde(flatten)]
     pub figures: KernelFigures,
+    /// `gemm --values`: the product against the direct product.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<ValuesCheck>,
 }
 
 /// Parses `ROWSxCOLS` for `flag`.
@@ -162,27 +167,31 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     }
     let mut shape = serde_json::Map::new();
     let start = Instant::now();
-    let (name, output, flops_dense) = match &args.kernel {
+    let mut values = None;
+    let (name, output, flops_dense, host_seconds) = match &args.kernel {
         KernelCommand::Gemm(g) => {
             let cfg = gemm_config(g, common.seed)?;
             let run = run_gemm(&fabric, &cfg)?;
+            // The engine's time; the direct product for --values comes after.
+            let host_seconds = start.elapsed().as_secs_f64();
             gemm_shape(
                 &mut shape,
                 &cfg,
                 (run.plan.ck, run.plan.cn),
                 run.plan.mask.nonzeros(),
             );
-            ("gemm", run.output, gemm_flops(g))
+            values = run.check_values();
+            ("gemm", run.output, gemm_flops(g), host_seconds)
         }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
             let collective = collective_of(&args.kernel);
             let cfg = collective_config(collective, c)?;
             let output = run_collective(&fabric, &cfg)?.output;
+            let host_seconds = start.elapsed().as_secs_f64();
             collective_shape(&mut shape, &cfg);
-            (collective.name(), output, 0)
+            (collective.name(), output, 0, host_seconds)
         }
     };
-    let host_seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &args.counters {
         crate::report::write_atomic(path, &output.counters.to_bytes()?)?;
     }
@@ -226,6 +235,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         fidelity: Fidelity::Wavelet,
         shape,
         figures: KernelFigures::new(&fabric, &output, flops_dense, host_seconds),
+        values,
     })
 }
 
@@ -307,6 +317,7 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
         fidelity: Fidelity::Model,
         shape,
         figures,
+        values: None,
     })
 }
 
@@ -541,6 +552,29 @@ impl KernelReport {
             );
         }
         row("SRAM bytes max", thousands(f.sram_bytes_max as u128));
+        if let Some(v) = &self.values {
+            row(
+                "values: max |engine − direct|",
+                format!(
+                    "{:.2e} of values up to {:.2} ({} elements)",
+                    v.max_abs_error,
+                    v.max_abs_value,
+                    thousands(v.elements as u128)
+                ),
+            );
+            row(
+                "values: error / f32 rounding bound",
+                format!(
+                    "{:.3} max: {}",
+                    v.max_error_to_bound,
+                    if v.within_f32_rounding {
+                        "the product is right"
+                    } else {
+                        "WRONG, beyond rounding"
+                    }
+                ),
+            );
+        }
         row("host seconds", format!("{:.3}", f.host_seconds));
         if let Some(rate) = f.pe_cycles_per_host_second {
             row("PE-cycles / host s", si(rate, ""));

@@ -63,12 +63,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 validation.render_table(&fabric.name)
             })?;
             if !validation.passed {
-                stdout
-                    .write_all(text.as_bytes())
-                    .map_err(|source| Error::Io {
-                        path: "<stdout>".into(),
-                        source,
-                    })?;
+                write_stdout(stdout, &text)?;
                 return Err(Error::Simulation(format!(
                     "validate: the cost models miss the engine beyond the bounds (max {:.1}%, mean {:.2}%)",
                     100.0 * validation.max_abs_error,
@@ -115,9 +110,22 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         },
         Command::Kernel(kernel_args) => {
             let report = kernel::execute(kernel_args, common)?;
-            render(common, &report, || report.render_table())?
+            let text = render(common, &report, || report.render_table())?;
+            if let Some(check) = report.values.filter(|v| !v.within_f32_rounding) {
+                write_stdout(stdout, &text)?;
+                return Err(Error::Simulation(format!(
+                    "kernel --values: the engine's product differs from the direct product by up to {:.3e}, {:.1} times the f32 rounding bound",
+                    check.max_abs_error, check.max_error_to_bound
+                )));
+            }
+            text
         }
     };
+    write_stdout(stdout, &text)
+}
+
+/// Writes a command's output; a failed write (a closed pipe) is an I/O error on `<stdout>`.
+fn write_stdout(stdout: &mut dyn Write, text: &str) -> Result<()> {
     stdout
         .write_all(text.as_bytes())
         .map_err(|source| Error::Io {

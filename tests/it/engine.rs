@@ -60,6 +60,56 @@ fn gemm_values_equal_the_direct_product_dense_and_sparse_every_split() {
     }
 }
 
+/// `kernel gemm --values` reports the product against the direct product and its f32 rounding
+/// bound, for every form; a product off by one rounding-sized step more is caught.
+#[test]
+fn kernel_values_report_the_distance_from_the_direct_product() {
+    for form in ["forward", "dgrad", "wgrad"] {
+        let args = [
+            "kernel",
+            "gemm",
+            "--t",
+            "48",
+            "--k",
+            "32",
+            "--n",
+            "24",
+            "--fabric",
+            "mini",
+            "--region",
+            "4x4",
+            "--sparsity",
+            "0.5",
+            "--form",
+            form,
+        ];
+        let json = crate::common::run_json(&[&args[..], &["--values"]].concat());
+        let v = &json["values"];
+        assert_eq!(v["within_f32_rounding"], true, "{form}: {v}");
+        let elements = if form == "wgrad" { 32 * 24 } else { 48 * 24 };
+        let elements = if form == "dgrad" { 48 * 32 } else { elements };
+        assert_eq!(v["elements"], elements, "{form}");
+        let error = v["max_abs_error"].as_f64().unwrap();
+        assert!(error > 0.0 && error < 1e-4, "{form}: {error}");
+        assert!(v["max_error_to_bound"].as_f64().unwrap() <= 1.0);
+        assert!(v["max_abs_value"].as_f64().unwrap() > 0.1);
+        let timing_only = crate::common::run_json(&args);
+        assert!(timing_only.get("values").is_none(), "{form}");
+        assert_eq!(json["cycles"], timing_only["cycles"], "{form}");
+    }
+
+    let mut run = gemm(12, 16, 8, 0.5, (3, 4), None);
+    run.seed = 5;
+    let mut run = run_gemm(&mini(), &run).unwrap();
+    assert!(run.check_values().unwrap().within_f32_rounding);
+    // An element nudged by 1e-4 (beyond any rounding of 16 terms below 1) is caught.
+    run.y.as_mut().unwrap()[7] += 1e-4;
+    let check = run.check_values().unwrap();
+    assert!(!check.within_f32_rounding);
+    assert!(check.max_error_to_bound > 1.0);
+    assert!((check.max_abs_error - 1e-4).abs() < 1e-5, "{check:?}");
+}
+
 #[test]
 fn kernel_command_prints_the_design_fields() {
     let json = crate::common::run_json(&[

@@ -871,6 +871,80 @@ pub struct GemmRun {
     pub values: Option<GemmValues>,
 }
 
+/// How far a run's product is from the direct product of the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ValuesCheck {
+    /// Elements compared: `T × N_out` (`K × N` for wgrad, zeros of the mask included).
+    pub elements: u64,
+    /// Largest |engine − direct| over the elements.
+    pub max_abs_error: f64,
+    /// Largest |direct| element, for scale.
+    pub max_abs_value: f64,
+    /// Largest ratio of an element's error to its f32 rounding bound `(n + 2) u Σ|a_i b_i|`
+    /// (n terms, u = 2⁻²⁴: any summation order, the products and the final rounding), over
+    /// the elements with a bound; one without (no terms) must be exactly 0.
+    pub max_error_to_bound: f64,
+    /// Every element within its bound: the program computed the product.
+    pub within_f32_rounding: bool,
+}
+
+impl GemmRun {
+    /// With values, the product's distance from the direct product (f64, with each element's
+    /// rounding bound); `None` for a timing-only run.
+    pub fn check_values(&self) -> Option<ValuesCheck> {
+        let (values, y) = (self.values.as_ref()?, self.y.as_ref()?);
+        let plan = &self.plan;
+        // Element e's terms (a_i, b_i): X·W over K (forward and dgrad, whose plan holds the
+        // transposed operands), Xᵀ·dY over T at a kept weight (wgrad; elsewhere nothing).
+        let terms = |e: usize| -> Vec<(f64, f64)> {
+            if plan.form == GemmForm::Wgrad {
+                let (k, n) = (e / plan.n_out, e % plan.n_out);
+                if !plan.mask.get(k, n) {
+                    return Vec::new();
+                }
+                (0..plan.t)
+                    .map(|t| {
+                        let a = values.x[t * plan.k_in + k] as f64;
+                        (a, values.dy[t * plan.n_out + n] as f64)
+                    })
+                    .collect()
+            } else {
+                let (t, n) = (e / plan.n_out, e % plan.n_out);
+                (0..plan.k_in)
+                    .map(|k| {
+                        let a = values.x[t * plan.k_in + k] as f64;
+                        (a, values.w[k * plan.n_out + n] as f64)
+                    })
+                    .collect()
+            }
+        };
+        let u = f64::from(f32::EPSILON) / 2.0;
+        let mut check = ValuesCheck {
+            elements: y.len() as u64,
+            max_abs_error: 0.0,
+            max_abs_value: 0.0,
+            max_error_to_bound: 0.0,
+            within_f32_rounding: true,
+        };
+        for (e, &got) in y.iter().enumerate() {
+            let terms = terms(e);
+            let direct: f64 = terms.iter().map(|(a, b)| a * b).sum();
+            let magnitude: f64 = terms.iter().map(|(a, b)| (a * b).abs()).sum();
+            let bound = (terms.len() + 2) as f64 * u * magnitude;
+            let error = (f64::from(got) - direct).abs();
+            check.max_abs_error = check.max_abs_error.max(error);
+            check.max_abs_value = check.max_abs_value.max(direct.abs());
+            if error > bound {
+                check.within_f32_rounding = false;
+            }
+            if bound > 0.0 {
+                check.max_error_to_bound = check.max_error_to_bound.max(error / bound);
+            }
+        }
+        Some(check)
+    }
+}
+
 /// Plans and runs a GEMM in any form; with values, `y` is the product (`dW` for wgrad).
 pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
     let plan = GemmPlan::new(fabric, cfg)?;
