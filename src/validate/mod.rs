@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::cost::{collective_cycles, gemm_cost, gemm_cost_with_counts, GemmProblem};
 use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmPlan};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::spec::FabricSpec;
 
 /// Every shape within this relative error of the engine.
@@ -156,10 +156,36 @@ fn shapes() -> Vec<Shape> {
     ]
 }
 
+/// Refuses a fabric too small for the shapes, naming what they need (a shape's own refusal
+/// would name flags the user never gave).
+fn fits(fabric: &FabricSpec, shapes: &[Shape]) -> Result<()> {
+    let (rows, cols) = shapes
+        .iter()
+        .map(|shape| match *shape {
+            Shape::Gemm { region, .. } => region,
+            Shape::Collective { p, .. } => (1, p),
+        })
+        .fold((0, 0), |(r, c), (sr, sc)| (r.max(sr), c.max(sc)));
+    let (height, width) = (
+        fabric.geometry.region_height_pes,
+        fabric.geometry.region_width_pes,
+    );
+    if u64::from(rows) > height || u64::from(cols) > width {
+        return Err(Error::input(format!(
+            "validate runs kernels on up to {rows}x{cols} PEs (rows x columns); fabric {}'s user \
+             region is {height}x{width}: validate a larger fabric (e.g. --fabric wse2)",
+            fabric.name
+        )));
+    }
+    Ok(())
+}
+
 /// Runs every shape on the engine and the cost model, on `fabric`; masks from `seed`.
 pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
+    let shapes = shapes();
+    fits(fabric, &shapes)?;
     let mut checks = Vec::new();
-    for shape in shapes() {
+    for shape in shapes {
         checks.push(match shape {
             Shape::Gemm {
                 form,

@@ -66,3 +66,17 @@ fn the_command_prints_the_same_checks_as_json() {
     assert!(report["version"].is_string());
     assert!(report["checks"].as_array().unwrap().len() >= 30);
 }
+
+/// A fabric too small for validate's shapes is refused with what they need, not with a flag
+/// the user never gave.
+#[test]
+fn a_fabric_too_small_for_the_shapes_is_refused_with_what_they_need() {
+    let (code, stdout, err) = crate::common::run_cli(&["validate", "--fabric", "mini"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(stdout.is_empty());
+    assert!(
+        err.contains("up to 64x64 PEs") && err.contains("fabric mini's user region is 16x16"),
+        "{err}"
+    );
+    assert!(!err.contains("--region"), "{err}");
+}
