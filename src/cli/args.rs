@@ -131,7 +131,8 @@ pub struct TrainArgs {
     /// Fabric: a built-in name or a TOML file.
     #[arg(long, default_value = "wse2")]
     pub fabric: String,
-    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's.
+    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's. The
+    /// dense run always comes first; 0 or a repeat adds no run.
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
@@ -175,7 +176,8 @@ pub struct FlopsArgs {
     /// Fabric whose peak converts FLOPs to seconds at peak.
     #[arg(long, default_value = "wse2")]
     pub fabric: String,
-    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's.
+    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's. The
+    /// dense run always comes first; 0 or a repeat adds no run.
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
 }

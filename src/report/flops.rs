@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
 use crate::graph::{recipe_flops, PhaseFlops};
-use crate::spec::{FabricSpec, ModelSpec, Phase};
+use crate::spec::{sparsity_levels, FabricSpec, ModelSpec, Phase};
 
 /// FLOPs of the whole recipe for the dense run and each pre-training sparsity.
 #[derive(Debug, Clone, Serialize)]
@@ -57,8 +57,7 @@ impl FlopsReport {
     /// The dense run first, then one run per sparsity (a 0 in `sparsities` is not repeated).
     pub fn new(model: &ModelSpec, fabric: &FabricSpec, sparsities: &[f64], seed: u64) -> Self {
         let peak = fabric.peak_fp16_flops_per_second();
-        let mut levels = vec![0.0];
-        levels.extend(sparsities.iter().copied().filter(|&s| s > 0.0));
+        let levels = sparsity_levels(sparsities);
         let runs = levels
             .into_iter()
             .map(|s| FlopsRun::new(recipe_flops(model, s), s, peak))

@@ -8,7 +8,7 @@ use crate::cost::stream_cycles;
 use crate::error::Result;
 use crate::graph::{PhaseFlops, StepConfig};
 use crate::map::MapOptions;
-use crate::spec::{FabricSpec, ModelSpec, Phase};
+use crate::spec::{sparsity_levels, FabricSpec, ModelSpec, Phase};
 
 /// One phase of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -59,8 +59,7 @@ pub fn run_recipe(
     fabric: &FabricSpec,
     sparsities: &[f64],
 ) -> Result<Vec<RunResult>> {
-    let mut levels = vec![0.0];
-    levels.extend(sparsities.iter().copied().filter(|&s| s > 0.0));
+    let levels = sparsity_levels(sparsities);
     // Fine-tuning and soft prompting are dense in every run: simulate them once.
     let finetune = run_phase(model, fabric, Phase::Finetune, 0.0)?;
     let softprompt = run_phase(model, fabric, Phase::Softprompt, 0.0)?;

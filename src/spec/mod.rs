@@ -65,3 +65,15 @@ pub fn check_sparsity(origin: &str, value: f64) -> Result<f64> {
         )))
     }
 }
+
+/// The runs a study of `sparsities` makes: dense first, then each sparsity above 0 once, in the
+/// order given (a 0 is the dense run; a repeat would only redo a run and overwrite its files).
+pub fn sparsity_levels(sparsities: &[f64]) -> Vec<f64> {
+    let mut levels = vec![0.0];
+    for &s in sparsities {
+        if !levels.contains(&s) {
+            levels.push(s);
+        }
+    }
+    levels
+}

@@ -215,3 +215,30 @@ fn phase_totals_are_exact_including_a_partial_last_batch() {
         64 * per_step + last.flops_dense()
     );
 }
+
+/// Dense comes first; a repeated sparsity, or 0, adds no run (train and flops alike).
+#[test]
+fn repeated_sparsities_and_zero_add_no_run() {
+    let sparsities = |json: &serde_json::Value| -> Vec<f64> {
+        json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["sparsity"].as_f64().unwrap())
+            .collect()
+    };
+    let flops = run_json(&["flops", "gpt-tiny", "--sparsity", "0.5,0.5,0,0.75,0.5"]);
+    assert_eq!(sparsities(&flops), [0.0, 0.5, 0.75]);
+    let out = std::env::temp_dir().join(format!("wafersim-flops-dups-{}", std::process::id()));
+    let train = run_json(&[
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--sparsity",
+        "0.75,0.75",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(sparsities(&train), [0.0, 0.75]);
+}
