@@ -93,8 +93,20 @@ fn wait_for_exit() -> ! {
     }
 }
 
-/// Creates `folder` and its parents; an error names the folder.
+/// Creates `folder` and its parents; an error names the folder. A file in its place is bad
+/// input (`--out` names a file), not an I/O failure.
 pub fn create_folder(folder: &Path) -> Result<()> {
+    // The nearest part of the path that exists must be a folder.
+    if let Some(file) = folder
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .filter(|p| !p.is_dir())
+    {
+        return Err(Error::Input(format!(
+            "{}: not a folder (a file of that name exists); give a folder for the results",
+            file.display()
+        )));
+    }
     std::fs::create_dir_all(folder).map_err(|source| Error::Io {
         path: folder.display().to_string(),
         source,
@@ -168,6 +180,25 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+    }
+
+    #[test]
+    fn a_file_in_the_folder_s_place_is_bad_input() {
+        let file =
+            std::env::temp_dir().join(format!("wafersim-not-a-folder-{}", std::process::id()));
+        std::fs::write(&file, "x").unwrap();
+        let error = create_folder(&file).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("not a folder"), "{error}");
+        let error = create_folder(&file.join("points")).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: not a folder", file.display())),
+            "{error}"
+        );
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]
