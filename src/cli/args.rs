@@ -23,12 +23,20 @@ pub struct Common {
     /// Print one JSON document on stdout and nothing else there.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Seed for every random choice (masks); the same seed gives the same report.
-    #[arg(long, global = true, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed for every random choice (masks); the same seed gives the same report [default: 1].
+    /// A sweep takes its seeds from its spec's `seeds` instead.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
     /// No tables or progress; errors still go to stderr.
     #[arg(long, global = true)]
     pub quiet: bool,
+}
+
+impl Common {
+    /// The seed: `--seed`, or 1.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(1)
+    }
 }
 
 #[derive(Debug, Subcommand)]

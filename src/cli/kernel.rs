@@ -170,7 +170,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     let mut values = None;
     let (name, output, flops_dense, host_seconds) = match &args.kernel {
         KernelCommand::Gemm(g) => {
-            let cfg = gemm_config(g, common.seed)?;
+            let cfg = gemm_config(g, common.seed())?;
             let run = run_gemm(&fabric, &cfg)?;
             // The engine's time; the direct product for --values comes after.
             let host_seconds = start.elapsed().as_secs_f64();
@@ -229,7 +229,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     }
     Ok(KernelReport {
         version: crate::VERSION,
-        seed: common.seed,
+        seed: common.seed(),
         fabric: fabric.name.clone(),
         kernel: name.into(),
         fidelity: Fidelity::Wavelet,
@@ -261,7 +261,7 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
                     "--values needs --fidelity wavelet: the cost model carries no values".into(),
                 ));
             }
-            let cfg = gemm_config(g, common.seed)?;
+            let cfg = gemm_config(g, common.seed())?;
             let layout = GemmLayout::new(fabric, &cfg)?;
             let elements = layout.k_in as u64 * layout.n_out as u64;
             let nonzeros = if layout.dense {
@@ -311,7 +311,7 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
     };
     Ok(KernelReport {
         version: crate::VERSION,
-        seed: common.seed,
+        seed: common.seed(),
         fabric: fabric.name.clone(),
         kernel: name.into(),
         fidelity: Fidelity::Model,

@@ -58,7 +58,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Plot(args) => plot::plot(args, common)?,
         Command::Validate(args) => {
             let fabric = load_fabric(&args.fabric)?;
-            let validation = crate::validate::validate(&fabric, common.seed)?;
+            let validation = crate::validate::validate(&fabric, common.seed())?;
             let text = render(common, &validation, || {
                 validation.render_table(&fabric.name)
             })?;
@@ -79,7 +79,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 .sparsity
                 .clone()
                 .unwrap_or_else(|| model.recipe.sparsities.clone());
-            let report = FlopsReport::new(&model, &fabric, &sparsities, common.seed);
+            let report = FlopsReport::new(&model, &fabric, &sparsities, common.seed());
             render(common, &report, || report.render_table())?
         }
         Command::Step(step) => {
@@ -92,19 +92,19 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 recompute_attention: step.recompute,
             };
             let result = run_step(&model, &fabric, config, options)?;
-            step_pictures(step, &result, &model, &fabric, common.seed)?;
+            step_pictures(step, &result, &model, &fabric, common.seed())?;
             let host_seconds = started.elapsed().as_secs_f64();
-            let report = StepReport::new(&result, &fabric, common.seed, host_seconds);
+            let report = StepReport::new(&result, &fabric, common.seed(), host_seconds);
             render(common, &report, || report.render_table())?
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
             Target::Model(model) => {
                 let fabric = load_fabric(&inspect.fabric)?;
-                let report = ModelInspect::new(&model, &fabric, common.seed);
+                let report = ModelInspect::new(&model, &fabric, common.seed());
                 render(common, &report, || report.render_table())?
             }
             Target::Fabric(fabric) => {
-                let report = FabricInspect::new(&fabric, common.seed);
+                let report = FabricInspect::new(&fabric, common.seed());
                 render(common, &report, || report.render_table())?
             }
         },

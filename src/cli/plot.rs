@@ -89,7 +89,7 @@ fn kernel_heatmap(
 
 fn finish(output: &std::path::Path, common: &Common) -> Result<String> {
     if common.json {
-        let value = serde_json::json!({"version": crate::VERSION, "seed": common.seed, "output": output.display().to_string()});
+        let value = serde_json::json!({"version": crate::VERSION, "seed": common.seed(), "output": output.display().to_string()});
         return Ok(format!("{value}\n"));
     }
     Ok(if common.quiet {

@@ -11,6 +11,13 @@ use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
+    if let Some(seed) = common.seed {
+        return Err(Error::Input(format!(
+            "--seed {seed}: a sweep takes its seeds from its spec ({}: `seeds = [...]`, default [1]), \
+             not from --seed",
+            args.spec
+        )));
+    }
     let spec = SweepSpec::load(&args.spec)?;
     let shard = match &args.shard {
         Some(text) => Shard::parse(text)?,
@@ -54,7 +61,7 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
         let value = serde_json::json!({
-            "version": crate::VERSION, "seed": common.seed, "spec": args.spec,
+            "version": crate::VERSION, "seed": common.seed(), "spec": args.spec,
             "out": out.display().to_string(), "shard": format!("{}/{}", shard.index, shard.count),
             "jobs": jobs, "outcome": outcome, "host_seconds": host_seconds,
         });
@@ -94,7 +101,7 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     draw_sweep_speedup(&points, &chart_path)?;
     if common.json {
         let value = serde_json::json!({
-            "version": crate::VERSION, "seed": common.seed, "points": points.len(),
+            "version": crate::VERSION, "seed": common.seed(), "points": points.len(),
             "sweep_csv": csv_path.display().to_string(),
         });
         return Ok(format!(

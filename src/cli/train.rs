@@ -26,7 +26,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
     });
     let runs = run_recipe(&model, &fabric, &sparsities)?;
-    let report = TrainReport::new(&model, &fabric, &runs, common.seed);
+    let report = TrainReport::new(&model, &fabric, &runs, common.seed());
 
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
@@ -35,7 +35,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv().as_bytes())?;
     write_atomic(&out.join("ops.csv"), ops_csv(&runs).as_bytes())?;
-    let counters = counters(&model, &fabric, &runs, common.seed);
+    let counters = counters(&model, &fabric, &runs, common.seed());
     counters.write(&out.join("counters.postcard"))?;
     let heatmaps = draw_train_heatmaps(&counters, &out)?;
     remove_other_heatmaps(&out, &heatmaps)?;

@@ -356,3 +356,24 @@ proptest! {
         }
     }
 }
+
+/// A sweep's seeds are its spec's: a --seed, which it would not use, is refused.
+#[test]
+fn a_sweep_refuses_seed_and_names_the_spec_key() {
+    let spec = tiny_spec("seed-flag.toml", 1);
+    let out = fresh_folder("seed-flag");
+    let (code, _, err) = run_cli(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--seed 7") && err.contains("`seeds = [...]`"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing ran");
+}
