@@ -18,6 +18,13 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             let head = std::fs::read(input)
                 .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
             if head.starts_with(b"WSCNTR") {
+                if let Some(wanted) = run {
+                    return Err(Error::Input(format!(
+                        "--run {wanted}: {} holds one kernel run's counters; --run picks a run \
+                         of train's counters.postcard",
+                        input.display()
+                    )));
+                }
                 kernel_heatmap(&head, input, *kind, output)?;
                 return finish(output, common);
             }

@@ -1475,6 +1475,17 @@ fn damaged_kernel_counters_are_refused_by_plot() {
         ])
     };
     assert_eq!(plot(&path).0, 0);
+    let (code, _, err) = crate::common::run_cli(&[
+        "plot",
+        "heatmap",
+        path.to_str().unwrap(),
+        "-o",
+        picture.to_str().unwrap(),
+        "--run",
+        "0.5",
+    ]);
+    assert_eq!(code, 2, "a kernel's counters hold one run: {err}");
+    assert!(err.contains("--run 0.5"), "{err}");
 
     // Counters no run gives: a PE whose busy cycles overflow a u64 or exceed the run, a grid of
     // the wrong size.
