@@ -129,12 +129,19 @@ impl ModelInspect {
             match &ph.plan {
                 Some(p) => {
                     out += &format!(
-                        "              on {}: {} microbatches of {} sequences{}; SRAM of the most loaded PE {} of {} B \
+                        "              on {}: {}{}; SRAM of the most loaded PE {} of {} B \
                          ({} code, {} saved activations, {} for {})\n",
                         p.fabric,
-                        p.microbatches,
-                        p.microbatch_sequences,
-                        if p.recompute_attention { ", attention recomputed" } else { "" },
+                        super::step::microbatch_text(
+                            ph.batch_sequences,
+                            p.microbatches,
+                            p.microbatch_sequences
+                        ),
+                        if p.recompute_attention {
+                            ", attention recomputed"
+                        } else {
+                            ""
+                        },
                         thousands(p.sram.sram_bytes_max as u128),
                         thousands(p.sram.capacity_bytes as u128),
                         thousands(p.sram.code_bytes as u128),

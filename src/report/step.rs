@@ -91,12 +91,15 @@ impl StepReport {
             self.sparsity
         );
         out += &format!(
-            "step        {} tokens ({} x {}), {} microbatches of {} sequences{}\n",
+            "step        {} tokens ({} x {}), {}{}\n",
             thousands(self.tokens as u128),
             self.batch_sequences,
             self.seq_len,
-            self.microbatches,
-            self.microbatch_sequences,
+            microbatch_text(
+                self.batch_sequences,
+                self.microbatches,
+                self.microbatch_sequences
+            ),
             if self.recompute_attention {
                 ", attention recomputed in backward"
             } else {
@@ -162,5 +165,41 @@ impl StepReport {
         }
         out += &t.render();
         out
+    }
+}
+
+/// How a batch of `batch` sequences splits into `microbatches` of `sequences` (the last one
+/// smaller when they do not divide it), e.g. "3 microbatches: 2 of 3 sequences, 1 of 2".
+pub(crate) fn microbatch_text(batch: u64, microbatches: u64, sequences: u64) -> String {
+    let many = |n: u64, one: &str, more: &str| format!("{n} {}", if n == 1 { one } else { more });
+    let full = microbatches.saturating_sub(1);
+    let last = batch.saturating_sub(full * sequences);
+    if last == sequences {
+        format!(
+            "{} of {}",
+            many(microbatches, "microbatch", "microbatches"),
+            many(sequences, "sequence", "sequences")
+        )
+    } else {
+        format!(
+            "{}: {full} of {}, 1 of {last}",
+            many(microbatches, "microbatch", "microbatches"),
+            many(sequences, "sequence", "sequences")
+        )
+    }
+}
+
+#[cfg(test)]
+mod microbatch_tests {
+    use super::microbatch_text;
+
+    #[test]
+    fn an_uneven_last_microbatch_is_named() {
+        assert_eq!(microbatch_text(8, 4, 2), "4 microbatches of 2 sequences");
+        assert_eq!(
+            microbatch_text(8, 3, 3),
+            "3 microbatches: 2 of 3 sequences, 1 of 2"
+        );
+        assert_eq!(microbatch_text(1, 1, 1), "1 microbatch of 1 sequence");
     }
 }
