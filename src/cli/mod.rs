@@ -86,6 +86,11 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             let started = std::time::Instant::now();
             let model = load_model(&step.model)?;
             let fabric = load_fabric(&step.fabric)?;
+            for (flag, path) in [("--heatmap", &step.heatmap), ("--trace", &step.trace)] {
+                if let Some(path) = path {
+                    crate::report::check_output_file(flag, path)?;
+                }
+            }
             let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
             let options = MapOptions {
                 microbatch_sequences: step.microbatch,

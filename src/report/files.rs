@@ -113,6 +113,26 @@ pub fn create_folder(folder: &Path) -> Result<()> {
     })
 }
 
+/// Refuses, before any work, an output file `flag` names that could not be written: its folder
+/// missing or not a folder, or the path itself a folder. (Permissions show when it is written.)
+pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let why = if !folder.is_dir() {
+        format!("its folder {} does not exist", folder.display())
+    } else if path.is_dir() {
+        "it is a folder".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Error::Input(format!(
+        "{flag} {}: cannot write there ({why}); give a file in an existing folder",
+        path.display()
+    )))
+}
+
 /// A folder held by this process while a run writes into it; released when dropped, and by the
 /// system when the process ends however it ends (a kill leaves no stale lock).
 #[derive(Debug)]
@@ -180,6 +200,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+    }
+
+    #[test]
+    fn an_output_file_in_a_missing_folder_or_on_a_folder_is_refused() {
+        let dir = std::env::temp_dir();
+        check_output_file("--trace", &dir.join("t.json")).unwrap();
+        check_output_file("--trace", Path::new("t.json")).unwrap();
+        let missing = dir.join("wafersim-no-such-folder").join("t.json");
+        let error = check_output_file("--trace", &missing).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().starts_with("--trace "), "{error}");
+        assert!(error.to_string().contains("does not exist"), "{error}");
+        let error = check_output_file("--counters", &dir).unwrap_err();
+        assert!(error.to_string().contains("it is a folder"), "{error}");
     }
 
     #[test]

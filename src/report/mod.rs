@@ -17,8 +17,8 @@ mod train;
 
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
 pub use files::{
-    create_folder, lock_folder, remove_in_flight_temporaries, remove_stale_temporaries,
-    write_atomic,
+    check_output_file, create_folder, lock_folder, remove_in_flight_temporaries,
+    remove_stale_temporaries, write_atomic,
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};

@@ -219,6 +219,43 @@ fn bad_kernel_flags_exit_2_naming_the_flag() {
             vec!["kernel", "allreduce", "--pes", "8", "--wavelets", "0"],
             "--wavelets",
         ),
+        (
+            vec![
+                "kernel",
+                "reduce",
+                "--pes",
+                "8",
+                "--wavelets",
+                "4",
+                "--counters",
+                "no-such-folder/c.bin",
+            ],
+            "--counters no-such-folder/c.bin: cannot write there (its folder no-such-folder does not exist)",
+        ),
+        (
+            vec![
+                "kernel",
+                "reduce",
+                "--pes",
+                "8",
+                "--wavelets",
+                "4",
+                "--trace",
+                "no-such-folder/t.json",
+            ],
+            "--trace no-such-folder/t.json",
+        ),
+        (
+            vec![
+                "step",
+                "gpt-tiny",
+                "--fabric",
+                "mini",
+                "--trace",
+                "no-such-folder/t.json",
+            ],
+            "--trace no-such-folder/t.json",
+        ),
     ] {
         let (code, _, err) = crate::common::run_cli(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
