@@ -118,8 +118,11 @@ fn plan_with(
     let saved = tokens.div_ceil(rows) * per_token.div_ceil(cols);
     let overflow = |what: String, need: u64| {
         Error::Input(format!(
-            "{}, microbatch {mb}: PE (0, 0) needs {need} B for {what}, {} B over its {capacity} B",
+            "{} on {}, {} step, microbatch {mb}: PE (0, 0) needs {need} B for {what}, {} B over \
+             its {capacity} B",
             model.name,
+            fabric.name,
+            config.phase.name(),
             need - capacity
         ))
     };

@@ -102,7 +102,7 @@ fn a_plan_that_cannot_fit_names_the_pe_the_tensors_and_the_bytes_over() {
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     assert!(
-        err.contains("mediswift-xl, microbatch 1: PE (0, 0) needs")
+        err.contains("mediswift-xl on mini, pretrain step, microbatch 1: PE (0, 0) needs")
             && err.contains("activations saved for backward of 24 layers")
             && err.contains("B over its 49152 B"),
         "{err}"
