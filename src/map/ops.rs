@@ -88,7 +88,8 @@ pub fn op_plan(
         Some((problem, repeat)) => {
             let (tile, cost) =
                 best_tile(fabric, &problem, region_rows, region_cols, working_bytes)?;
-            if problem.sparse {
+            // A mask without non-zeros leaves every column empty: no spread.
+            if problem.sparse && problem.nonzeros > 0 {
                 // A column of a random mask keeps binomial(k_c·n_g, density) weights.
                 let per_column =
                     (problem.k.div_ceil(tile.c_k) * problem.n.div_ceil(tile.c_n)) as f64;

@@ -39,7 +39,7 @@ impl PeGrid {
     }
 }
 
-/// Busy cycles of every PE over the whole step (all microbatches).
+/// Busy cycles of every PE over the whole step (all microbatches), at most the step's cycles.
 pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
     let width = fabric.geometry.region_width_pes;
     let height = fabric.geometry.region_height_pes;
@@ -71,7 +71,10 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
     for row in 0..height {
         for col in 0..width {
             let tiles: f64 = by_rows.range(row + 1..).map(|(_, c)| c[col as usize]).sum();
-            values[(row * width + col) as usize] = (uniform + tiles).round() as u64;
+            // A sampled column's spread can exceed what the step's cycles allow for; no PE is
+            // busy longer than the step.
+            values[(row * width + col) as usize] =
+                ((uniform + tiles).round() as u64).min(step.cycles);
         }
     }
     PeGrid {

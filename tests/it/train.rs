@@ -294,6 +294,29 @@ fn an_interrupted_run_leaves_no_half_written_file() {
     }
 }
 
+/// A sparsity so high that a weight matrix keeps no non-zero still gives counters that plot
+/// reads (a mask without non-zeros once made a column's spread infinite: busy cycles 2^64 - 1).
+#[test]
+fn counters_of_a_nearly_empty_mask_are_plotted() {
+    let out = fresh_folder("nearly-empty");
+    let (code, _, err) = run_train_tiny(&out, &["--sparsity", "0.99999"]);
+    assert_eq!(code, 0, "{err}");
+    let counters = out.join("counters.postcard");
+    let file = wafersim::report::CountersFile::read(&counters).unwrap();
+    for run in &file.runs {
+        assert!(run.busy_cycles.values.iter().all(|&v| v <= run.step_cycles));
+    }
+    let picture = out.join("again.png");
+    let (code, _, err) = run_cli(&[
+        "plot",
+        "heatmap",
+        counters.to_str().unwrap(),
+        "-o",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// A second run into a folder a run is writing is refused, naming the folder, instead of mixing
 /// the two runs' files; once the first ends, the folder is free again.
 #[test]
