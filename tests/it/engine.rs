@@ -108,6 +108,13 @@ fn kernel_values_report_the_distance_from_the_direct_product() {
     assert!(!check.within_f32_rounding);
     assert!(check.max_error_to_bound > 1.0);
     assert!((check.max_abs_error - 1e-4).abs() < 1e-5, "{check:?}");
+    // A NaN is beyond any bound, whatever the other elements.
+    run.y.as_mut().unwrap()[7] = f32::NAN;
+    let check = run.check_values().unwrap();
+    assert!(
+        !check.within_f32_rounding && check.max_abs_error.is_nan(),
+        "{check:?}"
+    );
 }
 
 #[test]

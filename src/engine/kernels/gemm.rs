@@ -876,12 +876,13 @@ pub struct GemmRun {
 pub struct ValuesCheck {
     /// Elements compared: `T × N_out` (`K × N` for wgrad, zeros of the mask included).
     pub elements: u64,
-    /// Largest |engine − direct| over the elements.
+    /// Largest |engine − direct| over the elements; NaN (JSON null) if any element is NaN.
     pub max_abs_error: f64,
     /// Largest |direct| element, for scale.
     pub max_abs_value: f64,
-    /// Largest ratio of an element's error to its f32 rounding bound `(n + 2) u Σ|a_i b_i|`
-    /// (n terms, u = 2⁻²⁴: any summation order, the products and the final rounding), over
+    /// Largest ratio of an element's error to its f32 rounding bound `γ(n+2) Σ|a_i b_i|`, with
+    /// `γ(m) = m u / (1 − m u)` (n terms, u = 2⁻²⁴: products, additions in any order and the
+    /// final rounding), over
     /// the elements with a bound; one without (no terms) must be exactly 0.
     pub max_error_to_bound: f64,
     /// Every element within its bound: the program computed the product.
@@ -894,29 +895,28 @@ impl GemmRun {
     pub fn check_values(&self) -> Option<ValuesCheck> {
         let (values, y) = (self.values.as_ref()?, self.y.as_ref()?);
         let plan = &self.plan;
-        // Element e's terms (a_i, b_i): X·W over K (forward and dgrad, whose plan holds the
-        // transposed operands), Xᵀ·dY over T at a kept weight (wgrad; elsewhere nothing).
-        let terms = |e: usize| -> Vec<(f64, f64)> {
-            if plan.form == GemmForm::Wgrad {
-                let (k, n) = (e / plan.n_out, e % plan.n_out);
-                if !plan.mask.get(k, n) {
-                    return Vec::new();
+        // Element e is Σ a_i b_i over its n terms: X·W over K (forward and dgrad, whose plan
+        // holds the transposed operands), Xᵀ·dY over T at a kept weight (wgrad; elsewhere none).
+        // Returns (Σ a_i b_i, Σ |a_i b_i|, n).
+        let element = |e: usize| -> (f64, f64, usize) {
+            let (i, n) = (e / plan.n_out, e % plan.n_out);
+            // (a, its first index and stride; b, the same; terms)
+            let (a, a0, da, b, b0, db, terms) = if plan.form == GemmForm::Wgrad {
+                if !plan.mask.get(i, n) {
+                    return (0.0, 0.0, 0);
                 }
-                (0..plan.t)
-                    .map(|t| {
-                        let a = values.x[t * plan.k_in + k] as f64;
-                        (a, values.dy[t * plan.n_out + n] as f64)
-                    })
-                    .collect()
+                (&values.x, i, plan.k_in, &values.dy, n, plan.n_out, plan.t)
             } else {
-                let (t, n) = (e / plan.n_out, e % plan.n_out);
-                (0..plan.k_in)
-                    .map(|k| {
-                        let a = values.x[t * plan.k_in + k] as f64;
-                        (a, values.w[k * plan.n_out + n] as f64)
-                    })
-                    .collect()
+                let row = i * plan.k_in;
+                (&values.x, row, 1, &values.w, n, plan.n_out, plan.k_in)
+            };
+            let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
+            for j in 0..terms {
+                let product = f64::from(a[a0 + j * da]) * f64::from(b[b0 + j * db]);
+                sum += product;
+                magnitude += product.abs();
             }
+            (sum, magnitude, terms)
         };
         let u = f64::from(f32::EPSILON) / 2.0;
         let mut check = ValuesCheck {
@@ -926,12 +926,19 @@ impl GemmRun {
             max_error_to_bound: 0.0,
             within_f32_rounding: true,
         };
+        let mut nan = false;
         for (e, &got) in y.iter().enumerate() {
-            let terms = terms(e);
-            let direct: f64 = terms.iter().map(|(a, b)| a * b).sum();
-            let magnitude: f64 = terms.iter().map(|(a, b)| (a * b).abs()).sum();
-            let bound = (terms.len() + 2) as f64 * u * magnitude;
+            let (direct, magnitude, terms) = element(e);
+            // γ_{n+2} = (n+2)u / (1 - (n+2)u): n products and n - 1 additions in any order,
+            // and the final rounding.
+            let nu = (terms + 2) as f64 * u;
+            let bound = nu / (1.0 - nu) * magnitude;
             let error = (f64::from(got) - direct).abs();
+            // A NaN product is an error beyond any bound, and is reported as NaN.
+            if error.is_nan() {
+                nan = true;
+                continue;
+            }
             check.max_abs_error = check.max_abs_error.max(error);
             check.max_abs_value = check.max_abs_value.max(direct.abs());
             if error > bound {
@@ -940,6 +947,10 @@ impl GemmRun {
             if bound > 0.0 {
                 check.max_error_to_bound = check.max_error_to_bound.max(error / bound);
             }
+        }
+        if nan {
+            check.max_abs_error = f64::NAN;
+            check.within_f32_rounding = false;
         }
         Some(check)
     }
