@@ -25,12 +25,13 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
     });
-    let runs = run_recipe(&model, &fabric, &sparsities)?;
-    let report = TrainReport::new(&model, &fabric, &runs, common.seed());
-
+    // The folder first: one that cannot be used is refused before the simulation runs.
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
+    let runs = run_recipe(&model, &fabric, &sparsities)?;
+    let report = TrainReport::new(&model, &fabric, &runs, common.seed());
+
     let json = to_json(&report)?;
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv().as_bytes())?;

@@ -120,7 +120,9 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let why = if !folder.is_dir() {
+    let why = if folder.exists() && !folder.is_dir() {
+        format!("{} is a file, not a folder", folder.display())
+    } else if !folder.is_dir() {
         format!("its folder {} does not exist", folder.display())
     } else if path.is_dir() {
         "it is a folder".to_string()
