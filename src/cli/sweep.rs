@@ -11,13 +11,7 @@ use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
-    if let Some(seed) = common.seed {
-        return Err(Error::Input(format!(
-            "--seed {seed}: a sweep takes its seeds from its spec ({}: `seeds = [...]`, default [1]), \
-             not from --seed",
-            args.spec
-        )));
-    }
+    refuse_seed(common, &args.spec)?;
     let spec = SweepSpec::load(&args.spec)?;
     let shard = match &args.shard {
         Some(text) => Shard::parse(text)?,
@@ -61,7 +55,7 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
         let value = serde_json::json!({
-            "version": crate::VERSION, "seed": common.seed(), "spec": args.spec,
+            "version": crate::VERSION, "seeds": spec.seeds, "spec": args.spec,
             "out": out.display().to_string(), "shard": format!("{}/{}", shard.index, shard.count),
             "jobs": jobs, "outcome": outcome, "host_seconds": host_seconds,
         });
@@ -90,7 +84,19 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     ))
 }
 
+/// A sweep's seeds are its spec's: `--seed` would be ignored, so it is refused.
+fn refuse_seed(common: &Common, spec: &str) -> Result<()> {
+    match common.seed {
+        Some(seed) => Err(Error::Input(format!(
+            "--seed {seed}: a sweep takes its seeds from its spec ({spec}: `seeds = [...]`, \
+             default [1]), not from --seed"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
+    refuse_seed(common, args.expect.as_deref().unwrap_or("the sweep's spec"))?;
     let spec = args.expect.as_deref().map(SweepSpec::load).transpose()?;
     let expect = spec.as_ref().zip(args.expect.as_deref());
     let points = read_points(&args.dir, expect)?;
@@ -100,8 +106,11 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let chart_path = args.dir.join("speedup-vs-sparsity.png");
     draw_sweep_speedup(&points, &chart_path)?;
     if common.json {
+        let mut seeds: Vec<u64> = points.iter().map(|p| p.point.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
         let value = serde_json::json!({
-            "version": crate::VERSION, "seed": common.seed(), "points": points.len(),
+            "version": crate::VERSION, "seeds": seeds, "points": points.len(),
             "sweep_csv": csv_path.display().to_string(),
         });
         return Ok(format!(

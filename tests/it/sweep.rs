@@ -376,4 +376,11 @@ fn a_sweep_refuses_seed_and_names_the_spec_key() {
         "{err}"
     );
     assert!(!out.exists(), "nothing ran");
+    sweep(&spec, &out, &[]);
+    let (code, _, err) = run_cli(&["merge", out.to_str().unwrap(), "--seed", "7"]);
+    assert_eq!(code, 2, "{err}");
+    // Without it, both reports list the seeds the points ran.
+    let json = crate::common::run_json(&["merge", out.to_str().unwrap()]);
+    assert_eq!(json["seeds"], serde_json::json!([1]));
+    assert!(json.get("seed").is_none());
 }
