@@ -159,7 +159,8 @@ pub struct StepArgs {
     /// Phase of the recipe whose step to run.
     #[arg(long, value_enum, default_value = "pretrain")]
     pub phase: crate::spec::Phase,
-    /// Sparsity of the sparse weights, in [0, 1); default 0 (dense).
+    /// Sparsity of the sparse weights, in [0, 1); default 0 (dense). It applies in any phase:
+    /// for finetune and softprompt, which the recipe runs dense, it is a what-if.
     #[arg(long, value_parser = parse_sparsity, allow_hyphen_values = true, default_value = "0")]
     pub sparsity: f64,
     /// Sequences per microbatch; default: the mapper searches.
