@@ -27,6 +27,17 @@ fn run_train_tiny(out: &Path, extra: &[&str]) -> (u8, String, String) {
     run_cli(&args)
 }
 
+/// `plot heatmap COUNTERS -o PICTURE`: (exit code, stdout, stderr).
+fn plot_heatmap(counters: &Path, picture: &Path) -> (u8, String, String) {
+    run_cli(&[
+        "plot",
+        "heatmap",
+        counters.to_str().unwrap(),
+        "-o",
+        picture.to_str().unwrap(),
+    ])
+}
+
 fn train_tiny(out: &Path) -> String {
     let (code, stdout, err) = run_train_tiny(out, &[]);
     assert_eq!(code, 0, "{err}");
@@ -307,13 +318,7 @@ fn counters_of_a_nearly_empty_mask_are_plotted() {
         assert!(run.busy_cycles.values.iter().all(|&v| v <= run.step_cycles));
     }
     let picture = out.join("again.png");
-    let (code, _, err) = run_cli(&[
-        "plot",
-        "heatmap",
-        counters.to_str().unwrap(),
-        "-o",
-        picture.to_str().unwrap(),
-    ]);
+    let (code, _, err) = plot_heatmap(&counters, &picture);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -386,13 +391,7 @@ fn corrupt_or_truncated_counters_are_refused_by_plot() {
     let path = out.join("counters.postcard");
     let bytes = std::fs::read(&path).unwrap();
     let picture = out.join("redrawn.png");
-    let (code, _, err) = run_cli(&[
-        "plot",
-        "heatmap",
-        path.to_str().unwrap(),
-        "-o",
-        picture.to_str().unwrap(),
-    ]);
+    let (code, _, err) = plot_heatmap(&path, &picture);
     assert_eq!(code, 0, "{err}");
     for (what, edited) in [
         ("truncated", bytes[..bytes.len() / 3].to_vec()),
@@ -405,13 +404,7 @@ fn corrupt_or_truncated_counters_are_refused_by_plot() {
     ] {
         let bad = out.join(format!("{}.postcard", what.replace(' ', "-")));
         std::fs::write(&bad, edited).unwrap();
-        let (code, stdout, err) = run_cli(&[
-            "plot",
-            "heatmap",
-            bad.to_str().unwrap(),
-            "-o",
-            picture.to_str().unwrap(),
-        ]);
+        let (code, stdout, err) = plot_heatmap(&bad, &picture);
         assert_eq!(code, 2, "{what}: {err}");
         assert!(stdout.is_empty());
         assert!(
