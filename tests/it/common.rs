@@ -31,3 +31,42 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     std::fs::write(&path, text).expect("temporary file");
     path
 }
+
+/// Compares `actual` with the golden file `traces/golden/NAME`. With `WAFERSIM_BLESS=1` it
+/// writes `actual` there instead (review the diff with `git diff traces/golden` and explain it in
+/// the commit); any other value of `WAFERSIM_BLESS` is refused, so a stray `WAFERSIM_BLESS=0`
+/// cannot turn every golden check into a pass. A mismatch names the first lines that differ.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("traces/golden")
+        .join(name);
+    match std::env::var("WAFERSIM_BLESS").as_deref() {
+        Ok("1") => {
+            std::fs::write(&path, actual).expect("golden file written");
+            return;
+        }
+        Ok(other) => panic!("WAFERSIM_BLESS={other:?}: only WAFERSIM_BLESS=1 blesses golden files"),
+        Err(_) => {}
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("golden file traces/golden/{name}: {e}; bless it with WAFERSIM_BLESS=1")
+    });
+    if golden == actual {
+        return;
+    }
+    let differing: Vec<String> = golden
+        .lines()
+        .zip(actual.lines())
+        .enumerate()
+        .filter(|(_, (g, a))| g != a)
+        .take(12)
+        .map(|(i, (g, a))| format!("line {}:\n  golden: {g}\n  now:    {a}", i + 1))
+        .collect();
+    panic!(
+        "traces/golden/{name} differs ({} lines golden, {} now):\n{}\nIf the change is intended, \
+         rerun with WAFERSIM_BLESS=1, review `git diff traces/golden` and explain it in the commit",
+        golden.lines().count(),
+        actual.lines().count(),
+        differing.join("\n")
+    );
+}

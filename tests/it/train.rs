@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::run_cli;
+use crate::common::{assert_golden, run_cli};
 
 /// A fresh empty folder for one test's output.
 fn fresh_folder(name: &str) -> PathBuf {
@@ -45,24 +45,13 @@ fn train_tiny(out: &Path) -> String {
 }
 
 /// The golden report: any change to simulated throughput shows here and must be accepted on
-/// purpose, by rerunning with WAFERSIM_BLESS=1 and reviewing the diff of the golden file.
+/// purpose (`common::assert_golden` says how).
 #[test]
 fn the_gpt_tiny_report_matches_the_golden_file() {
     let out = fresh_folder("golden");
     train_tiny(&out);
     let report = std::fs::read_to_string(out.join("report.json")).unwrap();
-    let golden_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/golden/train-gpt-tiny-mini.json");
-    if std::env::var_os("WAFERSIM_BLESS").is_some() {
-        std::fs::write(&golden_path, &report).unwrap();
-    }
-    let golden =
-        std::fs::read_to_string(&golden_path).expect("traces/golden/train-gpt-tiny-mini.json");
-    assert!(
-        report == golden,
-        "report.json differs from {}; if the change is intended, rerun with WAFERSIM_BLESS=1",
-        golden_path.display()
-    );
+    assert_golden("train-gpt-tiny-mini.json", &report);
 }
 
 #[test]
