@@ -8,13 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::StepResult;
 use crate::graph::OpKind;
 use crate::map::saved_bytes_per_token;
+use crate::random::Stream;
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// A value per PE of the fabric's user region, row-major (`height` rows of `width` columns).
@@ -57,9 +56,9 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
                     let columns = by_rows
                         .entry(tile.rows)
                         .or_insert_with(|| vec![0.0; width as usize]);
-                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(&op.name));
+                    let mut stream = Stream::new(seed ^ fnv1a(&op.name));
                     for column in columns.iter_mut().take(tile.columns() as usize) {
-                        let factor = 1.0 + op.column_relative_sd * standard_normal(&mut rng);
+                        let factor = 1.0 + op.column_relative_sd * standard_normal(&mut stream);
                         *column += per_pe * factor.max(0.0);
                     }
                 }
@@ -121,8 +120,8 @@ fn fnv1a(text: &str) -> u64 {
 }
 
 /// One draw of N(0, 1) by Box–Muller.
-fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.gen::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.gen();
+fn standard_normal(stream: &mut Stream) -> f64 {
+    let u1 = stream.unit().max(f64::MIN_POSITIVE);
+    let u2 = stream.unit();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }

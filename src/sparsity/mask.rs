@@ -1,9 +1,7 @@
 //! Unstructured random masks drawn from a seed, and the non-zero counts of their tiles.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use super::nonzeros_expected;
+use crate::random::Stream;
 
 /// Which entries of a `rows × cols` weight are kept (non-zero), row-major, one bit each.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,19 +33,20 @@ impl Mask {
     }
 
     /// Exactly `nonzeros_expected(rows · cols, sparsity)` entries kept, each subset of that size
-    /// equally likely (selection sampling, one ChaCha8 draw per entry in row-major order), so
-    /// the same seed gives the same mask on every platform.
+    /// equally likely (selection sampling, one draw of `crate::random::Stream` per entry in
+    /// row-major order), so the same seed gives the same mask on every platform and with every
+    /// version of the dependencies.
     pub fn random(rows: usize, cols: usize, sparsity: f64, seed: u64) -> Self {
         let elements = (rows * cols) as u64;
         let keep = nonzeros_expected(elements, sparsity);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut stream = Stream::new(seed);
         let mut mask = Self::empty(rows, cols);
         let mut needed = keep;
         for i in 0..elements {
             if needed == 0 {
                 break;
             }
-            if rng.gen_range(0..elements - i) < needed {
+            if stream.below(elements - i) < needed {
                 mask.bits[(i / 64) as usize] |= 1 << (i % 64);
                 needed -= 1;
             }

@@ -61,13 +61,12 @@
 //! T = 4096, K = N = 1024 (default split 8 × 4): 1.005 at s = 0.75, 1.008 at 0.5, 1.000 dense;
 //! on a reduction-bound 16 × 16 shape (T = 1024, K = N = 256, split 16 × 1, s = 0.9): 1.09.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::engine::program::{EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Work};
 use crate::engine::{check_region, run, RunLimits, RunOutput};
 use crate::error::{Error, Result};
+use crate::random::Stream;
 use crate::sparsity::{split_range, Mask};
 use crate::spec::FabricSpec;
 
@@ -439,7 +438,7 @@ pub fn partial_sums_per_wavelet(fabric: &FabricSpec) -> usize {
 }
 
 /// The values a small GEMM carries: X (`T × K_in`) and the masked weight (`K_in × N_out`),
-/// uniform in [-1, 1) from the seed.
+/// uniform in [-1, 1] from the seed (`Stream::symmetric_unit` rounded to f32).
 #[derive(Debug, Clone)]
 pub struct GemmValues {
     pub x: Vec<f32>,
@@ -450,21 +449,21 @@ pub struct GemmValues {
 
 impl GemmValues {
     pub fn draw(plan: &GemmPlan, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_9e33);
+        let mut stream = Stream::new(seed ^ 0x005e_ed0f_9e33);
         let x = (0..plan.t * plan.k_in)
-            .map(|_| rng.gen_range(-1.0..1.0))
+            .map(|_| stream.symmetric_unit() as f32)
             .collect();
         let mut w = vec![0.0; plan.k_in * plan.n_out];
         for k in 0..plan.k_in {
             for n in 0..plan.n_out {
                 if plan.mask.get(k, n) {
-                    w[k * plan.n_out + n] = rng.gen_range(-1.0..1.0);
+                    w[k * plan.n_out + n] = stream.symmetric_unit() as f32;
                 }
             }
         }
         let dy = if plan.form == GemmForm::Wgrad {
             (0..plan.t * plan.n_out)
-                .map(|_| rng.gen_range(-1.0..1.0))
+                .map(|_| stream.symmetric_unit() as f32)
                 .collect()
         } else {
             Vec::new()
