@@ -71,7 +71,7 @@ pub struct Point {
 }
 
 impl Point {
-    /// The point in one canonical line: what its hash is taken of.
+    /// The point in one canonical line, for messages: model, fabric, sparsity, seed, overrides.
     pub fn canonical(&self) -> String {
         let overrides: Vec<String> = self
             .overrides
@@ -86,18 +86,6 @@ impl Point {
             self.seed,
             overrides.join(",")
         )
-    }
-
-    /// A stable 64-bit hash (FNV-1a) of the canonical line, as 16 hex digits: the point's file name
-    /// and what `--shard` splits on.
-    pub fn hash(&self) -> String {
-        let h = self
-            .canonical()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        format!("{h:016x}")
     }
 }
 
@@ -198,3 +186,4 @@ impl SweepSpec {
         points
     }
 }
+
