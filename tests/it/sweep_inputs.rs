@@ -103,3 +103,86 @@ fn merge_refuses_two_files_of_one_point() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is also in"), "{err}");
 }
+
+/// A value listed twice under one key would make one point twice (two jobs writing one file):
+/// refused with exit 2 naming the key and the value, before any file is written, however many
+/// jobs run.
+#[test]
+fn repeated_grid_values_are_refused_by_key_and_value() {
+    let base = "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.5]\n";
+    for (edit, key, value) in [
+        ("sparsities = [0.5, 0.5]", "sparsities", "0.5"),
+        ("sparsities = [0.0, -0.0]", "sparsities", "0 twice"),
+        (
+            "models = [\"gpt-tiny\", \"gpt-tiny\"]",
+            "models",
+            "gpt-tiny",
+        ),
+        ("fabrics = [\"mini\", \"mini\"]", "fabrics", "mini"),
+        ("seeds = [3, 3]", "seeds", "3"),
+        (
+            "[overrides]\n\"recipe.pretrain.batch_sequences\" = [8, 8]",
+            "overrides.\"recipe.pretrain.batch_sequences\"",
+            "8",
+        ),
+    ] {
+        let line_key = edit.split(" = ").next().unwrap();
+        let text = if base.contains(line_key) {
+            base.lines()
+                .map(|l| if l.starts_with(line_key) { edit } else { l })
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            format!("{base}{edit}\n")
+        };
+        let dir = folder_with("repeat", &[("grid.toml", &text)]);
+        let spec = dir.join("grid.toml");
+        for jobs in [&[][..], &["--jobs", "1"][..]] {
+            let out = dir.join("out");
+            let mut args = vec![
+                "sweep",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            args.extend_from_slice(jobs);
+            let (code, _, err) = run_cli(&args);
+            assert_eq!(code, 2, "{edit} {jobs:?}: {err}");
+            assert!(
+                err.contains("grid.toml") && err.contains(&format!("key `{key}` lists {value}")),
+                "{edit}: {err}"
+            );
+            assert!(!out.exists(), "{edit}: refused before any file");
+        }
+    }
+}
+
+/// --jobs beyond what a machine could run is refused naming the flag (it overflowed the memory
+/// estimate and panicked).
+#[test]
+fn jobs_beyond_the_bound_are_refused_naming_the_flag() {
+    let dir = folder_with(
+        "jobs",
+        &[(
+            "grid.toml",
+            "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.5]\n",
+        )],
+    );
+    for jobs in ["18446744073709551615", "1025", "0"] {
+        let out = dir.join("out");
+        let (code, _, err) = run_cli(&[
+            "sweep",
+            dir.join("grid.toml").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--jobs",
+            jobs,
+        ]);
+        assert_eq!(code, 2, "--jobs {jobs}: {err}");
+        assert!(
+            err.contains(&format!("--jobs {jobs} is not allowed: give 1 to 1024")),
+            "{err}"
+        );
+        assert!(!out.exists(), "refused before any file");
+    }
+}
