@@ -99,7 +99,7 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let spec = args.expect.as_deref().map(SweepSpec::load).transpose()?;
     let expect = spec.as_ref().zip(args.expect.as_deref());
     let points = read_points(&args.dir, expect)?;
-    let csv = sweep_csv(&points);
+    let csv = sweep_csv(&points)?;
     let csv_path = args.dir.join("sweep.csv");
     write_atomic(&csv_path, csv.as_bytes())?;
     let chart_path = args.dir.join("speedup-vs-sparsity.png");

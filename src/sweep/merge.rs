@@ -1,13 +1,15 @@
 //! `wafersim merge`: checks a sweep folder and writes `sweep.csv`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
+
+use serde::Serialize;
 
 use super::resolve::resolve_points;
 use super::run::{point_files, PointResult};
 use super::spec::SweepSpec;
 use crate::error::{Error, Result};
+use crate::report::csv_text;
 
 /// Reads every point of `out/points/`, refusing a corrupt file, a point made by another version
 /// or timing model, a file whose name is not its point's key, two files of one grid point (made
@@ -122,39 +124,53 @@ fn check_expected(
     Ok(())
 }
 
-/// One line per point, sorted by model, fabric, overrides, seed and sparsity.
-pub fn sweep_csv(points: &[PointResult]) -> String {
-    let mut out = String::from(
-        "model,fabric,sparsity,seed,overrides,pretrain_theoretical_speedup,pretrain_simulated_speedup,\
-         pretrain_seconds,total_theoretical_speedup,total_simulated_speedup,total_seconds,\
-         pretrain_flops_executed,pretrain_pe_utilization_mean,pretrain_io_cycles,pretrain_overhead_cycles\n",
-    );
-    for p in points {
-        let overrides: Vec<String> = p
-            .point
-            .overrides
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{},{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{}",
-            p.point.model,
-            p.point.fabric,
-            p.point.sparsity,
-            p.point.seed,
-            overrides.join(";").replace('"', "\"\""),
-            p.pretrain.theoretical_speedup,
-            p.pretrain.simulated_speedup,
-            p.pretrain.seconds,
-            p.total.theoretical_speedup,
-            p.total.simulated_speedup,
-            p.total.seconds,
-            p.pretrain.flops_executed,
-            p.pretrain.pe_utilization_mean,
-            p.pretrain.breakdown.io,
-            p.pretrain.breakdown.overhead
-        );
-    }
-    out
+/// One line per point, in the order given (`read_points` sorts by model, fabric, overrides,
+/// seed and sparsity).
+pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
+    csv_text(points.iter().map(|p| {
+        SweepRow {
+            model: &p.point.model,
+            fabric: &p.point.fabric,
+            sparsity: p.point.sparsity,
+            seed: p.point.seed,
+            overrides: p
+                .point
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+            pretrain_theoretical_speedup: p.pretrain.theoretical_speedup,
+            pretrain_simulated_speedup: p.pretrain.simulated_speedup,
+            pretrain_seconds: p.pretrain.seconds,
+            total_theoretical_speedup: p.total.theoretical_speedup,
+            total_simulated_speedup: p.total.simulated_speedup,
+            total_seconds: p.total.seconds,
+            pretrain_flops_executed: p.pretrain.flops_executed,
+            pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
+            pretrain_io_cycles: p.pretrain.breakdown.io,
+            pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
+        }
+    }))
+}
+
+/// A line of sweep.csv.
+#[derive(Serialize)]
+struct SweepRow<'a> {
+    model: &'a str,
+    fabric: &'a str,
+    sparsity: f64,
+    seed: u64,
+    /// `key=value` pairs joined by `;`.
+    overrides: String,
+    pretrain_theoretical_speedup: f64,
+    pretrain_simulated_speedup: f64,
+    pretrain_seconds: f64,
+    total_theoretical_speedup: f64,
+    total_simulated_speedup: f64,
+    total_seconds: f64,
+    pretrain_flops_executed: u128,
+    pretrain_pe_utilization_mean: f64,
+    pretrain_io_cycles: u64,
+    pretrain_overhead_cycles: u64,
 }

@@ -278,9 +278,16 @@ fn overrides_apply_to_the_recipe_and_bad_ones_are_named() {
     let out = fresh_folder("override");
     sweep(&spec, &out, &[]);
     let csv = String::from_utf8(merged_csv(&out, &spec)).unwrap();
-    assert!(
-        csv.contains("\"recipe.pretrain.batch_sequences=4\"")
-            && csv.contains("\"recipe.pretrain.batch_sequences=8\""),
+    let overrides: Vec<String> = csv::Reader::from_reader(csv.as_bytes())
+        .records()
+        .map(|r| r.unwrap()[4].to_string())
+        .collect();
+    assert_eq!(
+        overrides,
+        [
+            "recipe.pretrain.batch_sequences=4",
+            "recipe.pretrain.batch_sequences=8"
+        ],
         "{csv}"
     );
     for (key, expect) in [

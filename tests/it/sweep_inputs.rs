@@ -186,3 +186,33 @@ fn jobs_beyond_the_bound_are_refused_naming_the_flag() {
         assert!(!out.exists(), "refused before any file");
     }
 }
+
+/// A model path holding a comma and a quote stays one field of sweep.csv: every row has the
+/// header's columns, and the model reads back as the spec names it.
+#[test]
+fn a_model_path_with_a_comma_and_a_quote_keeps_sweep_csv_columns() {
+    let name = "tiny, \"v2\".toml";
+    let spec_text =
+        "models = ['tiny, \"v2\".toml']\nfabrics = [\"mini\"]\nsparsities = [0.0, 0.5]\n";
+    let dir = folder_with("comma", &[(name, TINY), ("grid.toml", spec_text)]);
+    let spec = dir.join("grid.toml");
+    let out = dir.join("out");
+    sweep_json(&spec, &out, &[]);
+    let text = merged_csv(&out, &spec);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(header.len(), 15, "{text}");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let column = |row: &csv::StringRecord, name: &str| {
+        row[header.iter().position(|h| h == name).unwrap()].to_string()
+    };
+    for (row, sparsity) in rows.iter().zip(["0.0", "0.5"]) {
+        assert_eq!(row.len(), header.len(), "{text}");
+        assert_eq!(column(row, "model"), name);
+        assert_eq!(column(row, "fabric"), "mini");
+        assert_eq!(column(row, "sparsity"), sparsity);
+        assert_eq!(column(row, "seed"), "1");
+        assert!(column(row, "pretrain_io_cycles").parse::<u64>().unwrap() > 0);
+    }
+}
