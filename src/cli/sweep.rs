@@ -7,7 +7,7 @@ use super::args::{MergeArgs, SweepArgs};
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{draw_sweep_speedup, write_atomic, Table};
-use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec};
+use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec, MAX_JOBS};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
@@ -17,15 +17,10 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         Some(text) => Shard::parse(text)?,
         None => Shard::ALL,
     };
-    let jobs = match args.jobs {
-        Some(0) => {
-            return Err(Error::Input(
-                "--jobs 0 is not allowed: give 1 or more threads".into(),
-            ))
-        }
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    // run_sweep refuses 0 and more than MAX_JOBS, naming --jobs.
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS))
+    });
     let out = args.out.clone().unwrap_or_else(|| {
         let stem = std::path::Path::new(&args.spec)
             .file_stem()
@@ -68,7 +63,9 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         return Ok(String::new());
     }
     Ok(format!(
-        "wafersim sweep {}: {} points, {} in shard {}/{}: {} run now, {} already done; {} jobs, {:.2} s\n\
+        "wafersim sweep {}: {} points, {} in shard {}/{}: {} run now, {} reused, {} older files \
+         of the same points replaced; {} jobs, {:.2} s\n\
+         a point is reused when {}\n\
          points in {}; merge with: wafersim merge {}\n",
         args.spec,
         outcome.points_total,
@@ -76,9 +73,11 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         shard.index,
         shard.count,
         outcome.points_run,
-        outcome.points_skipped,
+        outcome.points_reused,
+        outcome.points_replaced,
         jobs,
         host_seconds,
+        outcome.reused_when,
         out.join("points").display(),
         out.display()
     ))
@@ -100,7 +99,7 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let spec = args.expect.as_deref().map(SweepSpec::load).transpose()?;
     let expect = spec.as_ref().zip(args.expect.as_deref());
     let points = read_points(&args.dir, expect)?;
-    let csv = sweep_csv(&points);
+    let csv = sweep_csv(&points)?;
     let csv_path = args.dir.join("sweep.csv");
     write_atomic(&csv_path, csv.as_bytes())?;
     let chart_path = args.dir.join("speedup-vs-sparsity.png");

@@ -34,8 +34,8 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
 
     let json = to_json(&report)?;
     write_atomic(&out.join("report.json"), json.as_bytes())?;
-    write_atomic(&out.join("phases.csv"), report.phases_csv().as_bytes())?;
-    write_atomic(&out.join("ops.csv"), ops_csv(&runs).as_bytes())?;
+    write_atomic(&out.join("phases.csv"), report.phases_csv()?.as_bytes())?;
+    write_atomic(&out.join("ops.csv"), ops_csv(&runs)?.as_bytes())?;
     let counters = counters(&model, &fabric, &runs, common.seed());
     counters.write(&out.join("counters.postcard"))?;
     let heatmaps = draw_train_heatmaps(&counters, &out)?;

@@ -5,6 +5,7 @@
 //! stages did not already count. Field names follow DESIGN.md (snake_case, unit last).
 
 mod counters;
+mod csv_file;
 mod files;
 mod flops;
 mod inspect;
@@ -16,6 +17,7 @@ mod trace;
 mod train;
 
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
+pub use csv_file::csv_text;
 pub use files::{
     check_output_file, create_folder, lock_folder, remove_in_flight_temporaries,
     remove_stale_temporaries, write_atomic,

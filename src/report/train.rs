@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::csv_file::csv_text;
 use super::table::{duration, si, thousands, Table};
+use crate::error::Result;
 use crate::schedule::{gap_shares, Breakdown, PhaseResult, PhaseTotal, RunResult};
 use crate::spec::{FabricSpec, ModelSpec};
 
@@ -160,77 +162,113 @@ impl TrainReport {
     }
 
     /// One line per phase of every run, the same numbers as the JSON.
-    pub fn phases_csv(&self) -> String {
-        let mut out = String::from(
-            "run_sparsity,phase,sparsity,tokens,steps,flops_dense,flops_executed,cycles,seconds,\
-             theoretical_speedup,simulated_speedup,pe_utilization_mean,sparse_compute_cycles,\
-             dense_compute_cycles,reduction_cycles,io_cycles,imbalance_cycles,overhead_cycles\n",
-        );
-        for run in &self.runs {
-            for p in run.phases.iter().chain(std::iter::once(&run.total)) {
-                let b = &p.breakdown;
-                let _ = writeln!(
-                    out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                    run.sparsity,
-                    p.phase,
-                    p.sparsity,
-                    p.tokens,
-                    p.steps,
-                    p.flops_dense,
-                    p.flops_executed,
-                    p.cycles,
-                    p.seconds,
-                    p.theoretical_speedup,
-                    p.simulated_speedup,
-                    p.pe_utilization_mean,
-                    b.sparse_compute,
-                    b.dense_compute,
-                    b.reduction,
-                    b.io,
-                    b.imbalance,
-                    b.overhead
-                );
-            }
+    pub fn phases_csv(&self) -> Result<String> {
+        csv_text(self.runs.iter().flat_map(|run| {
+            run.phases
+                .iter()
+                .chain(std::iter::once(&run.total))
+                .map(|p| PhaseRow::new(run.sparsity, p))
+        }))
+    }
+}
+
+/// A line of phases.csv.
+#[derive(Serialize)]
+struct PhaseRow<'a> {
+    run_sparsity: f64,
+    phase: &'a str,
+    sparsity: f64,
+    tokens: u64,
+    steps: u64,
+    flops_dense: u128,
+    flops_executed: u128,
+    cycles: u64,
+    seconds: f64,
+    theoretical_speedup: f64,
+    simulated_speedup: f64,
+    pe_utilization_mean: f64,
+    sparse_compute_cycles: u64,
+    dense_compute_cycles: u64,
+    reduction_cycles: u64,
+    io_cycles: u64,
+    imbalance_cycles: u64,
+    overhead_cycles: u64,
+}
+
+impl<'a> PhaseRow<'a> {
+    fn new(run_sparsity: f64, p: &'a TrainPhase) -> Self {
+        let b = &p.breakdown;
+        PhaseRow {
+            run_sparsity,
+            phase: &p.phase,
+            sparsity: p.sparsity,
+            tokens: p.tokens,
+            steps: p.steps,
+            flops_dense: p.flops_dense,
+            flops_executed: p.flops_executed,
+            cycles: p.cycles,
+            seconds: p.seconds,
+            theoretical_speedup: p.theoretical_speedup,
+            simulated_speedup: p.simulated_speedup,
+            pe_utilization_mean: p.pe_utilization_mean,
+            sparse_compute_cycles: b.sparse_compute,
+            dense_compute_cycles: b.dense_compute,
+            reduction_cycles: b.reduction,
+            io_cycles: b.io,
+            imbalance_cycles: b.imbalance,
+            overhead_cycles: b.overhead,
         }
-        out
     }
 }
 
 /// Every op of each run's pre-training step, summed over its microbatches.
-pub fn ops_csv(runs: &[RunResult]) -> String {
-    let mut out = String::from(
-        "run_sparsity,op,kind,pass,sparse,tile,cycles,sparse_compute_cycles,dense_compute_cycles,\
-         reduction_cycles,io_cycles,imbalance_cycles,overhead_cycles,io_in_bytes,io_out_bytes,\
-         flops_dense,flops_executed\n",
-    );
-    for run in runs {
-        for op in &run.pretrain_step.ops {
+pub fn ops_csv(runs: &[RunResult]) -> Result<String> {
+    csv_text(runs.iter().flat_map(|run| {
+        run.pretrain_step.ops.iter().map(|op| {
             let b = &op.breakdown;
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                run.sparsity,
-                op.name,
-                op.kind.name(),
-                op.pass.name(),
-                op.sparse,
-                op.tile,
-                op.cycles,
-                b.sparse_compute,
-                b.dense_compute,
-                b.reduction,
-                b.io,
-                b.imbalance,
-                b.overhead,
-                op.io_in_bytes,
-                op.io_out_bytes,
-                op.flops_dense,
-                op.flops_executed
-            );
-        }
-    }
-    out
+            OpRow {
+                run_sparsity: run.sparsity,
+                op: &op.name,
+                kind: op.kind.name(),
+                pass: op.pass.name(),
+                sparse: op.sparse,
+                tile: &op.tile,
+                cycles: op.cycles,
+                sparse_compute_cycles: b.sparse_compute,
+                dense_compute_cycles: b.dense_compute,
+                reduction_cycles: b.reduction,
+                io_cycles: b.io,
+                imbalance_cycles: b.imbalance,
+                overhead_cycles: b.overhead,
+                io_in_bytes: op.io_in_bytes,
+                io_out_bytes: op.io_out_bytes,
+                flops_dense: op.flops_dense,
+                flops_executed: op.flops_executed,
+            }
+        })
+    }))
+}
+
+/// A line of ops.csv.
+#[derive(Serialize)]
+struct OpRow<'a> {
+    run_sparsity: f64,
+    op: &'a str,
+    kind: &'static str,
+    pass: &'static str,
+    sparse: bool,
+    tile: &'a str,
+    cycles: u64,
+    sparse_compute_cycles: u64,
+    dense_compute_cycles: u64,
+    reduction_cycles: u64,
+    io_cycles: u64,
+    imbalance_cycles: u64,
+    overhead_cycles: u64,
+    io_in_bytes: u64,
+    io_out_bytes: u64,
+    flops_dense: u128,
+    flops_executed: u128,
 }
 
 impl TrainPhase {

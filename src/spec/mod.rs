@@ -9,7 +9,10 @@ mod fabric;
 mod model;
 mod validate;
 
-pub use builtin::{builtin_fabrics, builtin_models, load_fabric, load_model, model_text};
+pub use builtin::{
+    builtin_fabrics, builtin_models, is_builtin_fabric, is_builtin_model, load_fabric, load_model,
+    read_fabric, read_model, sha256_hex, Provenance, SpecText, BUILTIN,
+};
 pub use fabric::{ClockSpec, FabricSpec, GeometrySpec, IoSpec, PeSpec, RouterSpec};
 pub use model::{
     Architecture, FinetuneSpec, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec, WeightKind,

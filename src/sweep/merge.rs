@@ -1,84 +1,45 @@
 //! `wafersim merge`: checks a sweep folder and writes `sweep.csv`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
-use super::run::PointResult;
+use serde::Serialize;
+
+use super::resolve::resolve_points;
+use super::run::{point_files, PointResult};
 use super::spec::SweepSpec;
 use crate::error::{Error, Result};
+use crate::report::csv_text;
 
-/// Reads every point of `out/points/`, refusing a corrupt file, a point made by another version,
-/// a file whose name is not its point's hash, and (with `expect`) a missing or foreign point.
+/// Reads every point of `out/points/`, refusing a corrupt file, a point made by another version
+/// or timing model, a file whose name is not its point's key, two files of one grid point (made
+/// from different inputs), and (with `expect`: the spec and its path) a point missing or not
+/// made from the spec's current inputs.
 pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec<PointResult>> {
     let folder = out.join("points");
-    let entries = std::fs::read_dir(&folder).map_err(|e| {
+    std::fs::read_dir(&folder).map_err(|e| {
         Error::Input(format!(
             "{}: cannot be read: {e} (is it a sweep's --out folder?)",
             folder.display()
         ))
     })?;
     let mut points: BTreeMap<String, PointResult> = BTreeMap::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|e| Error::Input(format!("{}: {e}", folder.display())))?
-            .path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') || !name.ends_with(".json") {
-            continue; // temporaries of a killed run, and anything else that is not a point
-        }
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", path.display())))?;
-        let point: PointResult = serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: not a point file: {e}", path.display())))?;
-        if point.version != crate::VERSION {
+    let mut by_point: BTreeMap<String, String> = BTreeMap::new();
+    for path in point_files(&folder) {
+        let point = read_point_file(&path)?;
+        if let Some(other) = by_point.insert(point.point.canonical(), point.key.clone()) {
             return Err(Error::Input(format!(
-                "{}: made by wafersim {}, this is {}; rerun the sweep with one version",
-                path.display(),
-                point.version,
-                crate::VERSION
-            )));
-        }
-        let hash = point.point.hash();
-        if point.hash != hash || name != format!("{hash}.json") {
-            return Err(Error::Input(format!(
-                "{}: holds point {} (hash {hash}): a point is stored once, under its hash",
+                "{}: point {} is also in {other}.json, made from other model or fabric contents or \
+                 another timing model; merge with --expect SPEC after rerunning the sweep, which \
+                 replaces the older one",
                 path.display(),
                 point.point.canonical()
             )));
         }
-        points.insert(hash, point);
+        points.insert(point.key.clone(), point);
     }
     if let Some((spec, origin)) = expect {
-        let expected: BTreeMap<String, String> = spec
-            .points()
-            .iter()
-            .map(|p| (p.hash(), p.canonical()))
-            .collect();
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|(h, _)| !points.contains_key(*h))
-            .map(|(_, c)| c)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Input(format!(
-                "{}: {} of the {} points of {origin} are missing, e.g. {}",
-                out.display(),
-                missing.len(),
-                expected.len(),
-                missing[0]
-            )));
-        }
-        if let Some(extra) = points.keys().find(|h| !expected.contains_key(*h)) {
-            return Err(Error::Input(format!(
-                "{}: point {} is not in {origin}",
-                out.display(),
-                points[extra].point.canonical()
-            )));
-        }
+        check_expected(out, &points, spec, origin)?;
     }
     let mut sorted: Vec<PointResult> = points.into_values().collect();
     sorted.sort_by(|a, b| {
@@ -97,39 +58,119 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
     Ok(sorted)
 }
 
-/// One line per point, sorted by model, fabric, overrides, seed and sparsity.
-pub fn sweep_csv(points: &[PointResult]) -> String {
-    let mut out = String::from(
-        "model,fabric,sparsity,seed,overrides,pretrain_theoretical_speedup,pretrain_simulated_speedup,\
-         pretrain_seconds,total_theoretical_speedup,total_simulated_speedup,total_seconds,\
-         pretrain_flops_executed,pretrain_pe_utilization_mean,pretrain_io_cycles,pretrain_overhead_cycles\n",
-    );
-    for p in points {
-        let overrides: Vec<String> = p
-            .point
-            .overrides
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{},{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{}",
-            p.point.model,
-            p.point.fabric,
-            p.point.sparsity,
-            p.point.seed,
-            overrides.join(";").replace('"', "\"\""),
-            p.pretrain.theoretical_speedup,
-            p.pretrain.simulated_speedup,
-            p.pretrain.seconds,
-            p.total.theoretical_speedup,
-            p.total.simulated_speedup,
-            p.total.seconds,
-            p.pretrain.flops_executed,
-            p.pretrain.pe_utilization_mean,
-            p.pretrain.breakdown.io,
-            p.pretrain.breakdown.overhead
-        );
+/// One point file, checked: whole, this version and timing model, stored under its key.
+fn read_point_file(path: &Path) -> Result<PointResult> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", path.display())))?;
+    let point: PointResult = serde_json::from_str(&text)
+        .map_err(|e| Error::Input(format!("{}: not a point file: {e}", path.display())))?;
+    if point.version != crate::VERSION || point.timing_model_version != crate::TIMING_MODEL_VERSION
+    {
+        return Err(Error::Input(format!(
+            "{}: made by wafersim {} (timing model {}), this is {} (timing model {}); rerun the \
+             sweep with one version",
+            path.display(),
+            point.version,
+            point.timing_model_version,
+            crate::VERSION,
+            crate::TIMING_MODEL_VERSION
+        )));
     }
-    out
+    let key = point.recomputed_key();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if point.key != key || name != format!("{key}.json") {
+        return Err(Error::Input(format!(
+            "{}: holds point {} (key {key}): a point is stored once, under its key",
+            path.display(),
+            point.point.canonical()
+        )));
+    }
+    Ok(point)
+}
+
+/// Refuses a folder that does not hold exactly the points of `spec` made from its current files.
+fn check_expected(
+    out: &Path,
+    points: &BTreeMap<String, PointResult>,
+    spec: &SweepSpec,
+    origin: &str,
+) -> Result<()> {
+    let expected: BTreeMap<String, String> = resolve_points(spec, origin)?
+        .into_iter()
+        .map(|p| (p.key, p.point.canonical()))
+        .collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|(k, _)| !points.contains_key(*k))
+        .map(|(_, c)| c)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: {} of the {} points of {origin} are missing or were made from other model or \
+             fabric contents, e.g. {}; rerun the sweep",
+            out.display(),
+            missing.len(),
+            expected.len(),
+            missing[0]
+        )));
+    }
+    if let Some(extra) = points.keys().find(|k| !expected.contains_key(*k)) {
+        return Err(Error::Input(format!(
+            "{}: point {} is not in {origin}",
+            out.display(),
+            points[extra].point.canonical()
+        )));
+    }
+    Ok(())
+}
+
+/// One line per point, in the order given (`read_points` sorts by model, fabric, overrides,
+/// seed and sparsity).
+pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
+    csv_text(points.iter().map(|p| {
+        SweepRow {
+            model: &p.point.model,
+            fabric: &p.point.fabric,
+            sparsity: p.point.sparsity,
+            seed: p.point.seed,
+            overrides: p
+                .point
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+            pretrain_theoretical_speedup: p.pretrain.theoretical_speedup,
+            pretrain_simulated_speedup: p.pretrain.simulated_speedup,
+            pretrain_seconds: p.pretrain.seconds,
+            total_theoretical_speedup: p.total.theoretical_speedup,
+            total_simulated_speedup: p.total.simulated_speedup,
+            total_seconds: p.total.seconds,
+            pretrain_flops_executed: p.pretrain.flops_executed,
+            pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
+            pretrain_io_cycles: p.pretrain.breakdown.io,
+            pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
+        }
+    }))
+}
+
+/// A line of sweep.csv.
+#[derive(Serialize)]
+struct SweepRow<'a> {
+    model: &'a str,
+    fabric: &'a str,
+    sparsity: f64,
+    seed: u64,
+    /// `key=value` pairs joined by `;`.
+    overrides: String,
+    pretrain_theoretical_speedup: f64,
+    pretrain_simulated_speedup: f64,
+    pretrain_seconds: f64,
+    total_theoretical_speedup: f64,
+    total_simulated_speedup: f64,
+    total_seconds: f64,
+    pretrain_flops_executed: u128,
+    pretrain_pe_utilization_mean: f64,
+    pretrain_io_cycles: u64,
+    pretrain_overhead_cycles: u64,
 }

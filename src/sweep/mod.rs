@@ -6,11 +6,14 @@
 //! running a sweep gives byte-identical `sweep.csv`.
 
 mod merge;
+mod resolve;
 mod run;
 mod spec;
 
 pub use merge::{read_points, sweep_csv};
+pub use resolve::{resolve_points, KeyInputs, ResolvedPoint};
 pub use run::{
-    load_point_model, point_path, run_sweep, PointResult, Shard, SweepOutcome, POINT_MEMORY_BYTES,
+    load_point_model, point_path, run_sweep, PointResult, PointStatus, Shard, SweepOutcome,
+    MAX_JOBS, POINT_MEMORY_BYTES,
 };
 pub use spec::{Limits, Point, SweepSpec};

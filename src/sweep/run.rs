@@ -1,21 +1,23 @@
-//! Running a sweep's points: in parallel, each written atomically to `points/<hash>.json`, those
-//! already there skipped, so that rerunning resumes and a job array can share one folder.
+//! Running a sweep's points: in parallel, each written atomically to `points/<key>.json`, those
+//! already there from the same inputs reused, so that rerunning resumes and a job array can
+//! share one folder.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::resolve::{resolve_points, source_of, KeyInputs, ResolvedPoint};
 use super::spec::{Point, SweepSpec};
 use crate::error::{Error, Result};
 use crate::report::TrainPhase;
 use crate::report::{create_folder, write_atomic};
 use crate::schedule::run_recipe;
-use crate::spec::{load_fabric, model_text, parse_toml, ModelSpec};
+use crate::spec::{parse_toml, ModelSpec, SpecText};
 
-/// A shard `i/n` (1-based): the points whose hash modulo n is i − 1.
+/// A shard `i/n` (1-based): the points whose key (its first 64 bits) modulo n is i − 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: u64,
@@ -43,46 +45,81 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
-    pub fn contains(&self, point: &Point) -> bool {
-        let hash = u64::from_str_radix(&point.hash(), 16).expect("hash is hex");
-        mix(hash) % self.count == self.index - 1
+    /// Whether the point with `key` (hex, from SHA-256) is in this shard.
+    pub fn contains(&self, key: &str) -> bool {
+        let hash = u64::from_str_radix(&key[..16], 16).expect("a key is hex");
+        hash % self.count == self.index - 1
     }
 }
 
-/// SplitMix64's finaliser: spreads FNV-1a's low bits, so that small grids split evenly over
-/// shards (the modulo only sees the low bits).
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// What a point's file holds: the point and its figures.
+/// What a point's file holds: the point, what it was simulated from, and its figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PointResult {
     pub version: String,
-    pub hash: String,
+    pub timing_model_version: u32,
+    pub key: String,
     pub point: Point,
+    /// `builtin`, or the model file as the sweep spec names it.
+    pub model_source: String,
+    pub model_sha256: String,
+    pub fabric_source: String,
+    pub fabric_sha256: String,
     pub pretrain: TrainPhase,
     pub total: TrainPhase,
 }
 
-/// How a sweep went: points run now, points already there, points in other shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl PointResult {
+    /// The key of the inputs this file records: equal to `key` unless the file was edited.
+    pub fn recomputed_key(&self) -> String {
+        KeyInputs {
+            point: &self.point,
+            model_sha256: &self.model_sha256,
+            fabric_sha256: &self.fabric_sha256,
+            timing_model_version: self.timing_model_version,
+        }
+        .key()
+    }
+}
+
+/// How a sweep went: points run now, points reused from earlier runs, points in other shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepOutcome {
     pub points_total: u64,
     pub points_in_shard: u64,
     pub points_run: u64,
-    pub points_skipped: u64,
+    pub points_reused: u64,
+    /// Files of earlier runs of the same grid point on other inputs, removed once replaced.
+    pub points_replaced: u64,
+    /// When a point is reused.
+    pub reused_when: String,
+    /// Every point in a fixed order, with what this run did with it.
+    pub points: Vec<PointStatus>,
+}
+
+/// One point of a sweep and what the run did with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointStatus {
+    /// The point's canonical line.
+    pub point: String,
+    pub key: String,
+    /// `run`, `reused` or `other_shard`.
+    pub status: &'static str,
+    /// Files of this grid point from other inputs that the run removed.
+    pub replaced: Vec<String>,
 }
 
 /// Bytes one running point takes at most: a one-point sweep of mediswift-xl at sparsity 0.75 on
 /// wse2 peaks at 48.6 MB resident (`/usr/bin/time -f %M`), rounded up with room to spare.
 pub const POINT_MEMORY_BYTES: u64 = 64 << 20;
 
-/// Runs the shard's points not yet in `out/points/`, `jobs` at a time; `progress` is called
-/// after each point with (done, to do).
+/// The most points a sweep runs at once: a thread each, and far more threads than any machine
+/// has cores only adds memory and scheduling, never speed.
+pub const MAX_JOBS: usize = 1024;
+
+/// Runs the shard's points whose file in `out/points/` is missing or made from other inputs,
+/// `jobs` at a time; `progress` is called after each point with (done, to do). `origin` is the
+/// spec's path: relative model and fabric paths are taken from its folder.
 pub fn run_sweep(
     spec: &SweepSpec,
     origin: &str,
@@ -91,6 +128,71 @@ pub fn run_sweep(
     jobs: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<SweepOutcome> {
+    check_jobs(spec, origin, jobs)?;
+    let points = resolve_points(spec, origin)?;
+    // Load every point's model and fabric up front, so that a bad override fails before any work.
+    let mut work = HashMap::new();
+    for p in &points {
+        work.insert(p.key.clone(), work_estimate(p, origin)?);
+    }
+    let folder = out.join("points");
+    create_folder(&folder)?;
+    let earlier = earlier_points(&folder);
+    let mut statuses = Vec::new();
+    let mut todo = Vec::new();
+    for p in &points {
+        let replaced: Vec<PathBuf> = earlier
+            .get(&p.point.canonical())
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| *key != p.key && shard.contains(&p.key))
+            .map(|(_, path)| path.clone())
+            .collect();
+        let status = if !shard.contains(&p.key) {
+            "other_shard"
+        } else if is_current(&point_path(out, &p.key), &p.key) {
+            remove_replaced(&replaced)?;
+            "reused"
+        } else {
+            todo.push((p, work[&p.key], replaced.clone()));
+            "run"
+        };
+        statuses.push(PointStatus {
+            point: p.point.canonical(),
+            key: p.key.clone(),
+            status,
+            replaced: replaced.iter().map(|r| file_name(r)).collect(),
+        });
+    }
+    // Largest first, so that the last points to finish are small ones (longest-processing-time
+    // first keeps both threads busy to the end); ties by key, for a fixed order.
+    todo.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.key.cmp(&b.0.key)));
+    run_points(&todo, origin, out, jobs, progress)?;
+    let count = |s: &str| statuses.iter().filter(|p| p.status == s).count() as u64;
+    Ok(SweepOutcome {
+        points_total: points.len() as u64,
+        points_in_shard: points.len() as u64 - count("other_shard"),
+        points_run: count("run"),
+        points_reused: count("reused"),
+        points_replaced: statuses.iter().map(|p| p.replaced.len() as u64).sum(),
+        reused_when: format!(
+            "points/<key>.json holds a point of wafersim {} with that key: SHA-256 of the point \
+             (model and fabric as the spec names them, sparsity, seed, overrides), the SHA-256 of \
+             the model and fabric files' contents, and timing model version {}",
+            crate::VERSION,
+            crate::TIMING_MODEL_VERSION
+        ),
+        points: statuses,
+    })
+}
+
+/// Refuses more jobs than [`MAX_JOBS`] or than `limits.max_memory_bytes` holds.
+fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize) -> Result<()> {
+    if jobs == 0 || jobs > MAX_JOBS {
+        return Err(Error::Input(format!(
+            "--jobs {jobs} is not allowed: give 1 to {MAX_JOBS} points at once"
+        )));
+    }
     let memory = POINT_MEMORY_BYTES * jobs as u64;
     if memory > spec.limits.max_memory_bytes {
         return Err(Error::Input(format!(
@@ -101,61 +203,119 @@ pub fn run_sweep(
             spec.limits.max_memory_bytes >> 20
         )));
     }
-    let points = spec.points();
-    // Load every model and fabric once up front, so that a bad override fails before any work;
-    // keep a work estimate per point: tokens × non-embedding parameters of a pre-training step,
-    // twice for a sparse point (it simulates the dense baseline as well).
-    let mut work = std::collections::HashMap::new();
-    for point in &points {
-        let model = load_point_model(point, origin)?;
-        load_fabric(&point.fabric)?;
-        let step_tokens = model.recipe.pretrain.batch_sequences * model.recipe.pretrain.seq_len;
-        let params = crate::graph::ParamCounts::of(&model).non_embedding;
-        let runs = if point.sparsity > 0.0 { 2 } else { 1 };
-        work.insert(
-            point.hash(),
-            step_tokens.saturating_mul(params).saturating_mul(runs),
-        );
+    Ok(())
+}
+
+/// A point's work: tokens × non-embedding parameters of a pre-training step, twice for a sparse
+/// point (it simulates the dense baseline as well). Loading the model checks its overrides.
+fn work_estimate(p: &ResolvedPoint, origin: &str) -> Result<u64> {
+    let model = load_point_model(&p.point, &p.model, origin)?;
+    p.fabric.fabric()?;
+    let step_tokens = model.recipe.pretrain.batch_sequences * model.recipe.pretrain.seq_len;
+    let params = crate::graph::ParamCounts::of(&model).non_embedding;
+    let runs = if p.point.sparsity > 0.0 { 2 } else { 1 };
+    Ok(step_tokens.saturating_mul(params).saturating_mul(runs))
+}
+
+/// The point files already in `folder`, by their point's canonical line: (key, path) of each.
+/// A file that is not a point is left for `merge` to refuse.
+fn earlier_points(folder: &Path) -> BTreeMap<String, Vec<(String, PathBuf)>> {
+    let mut by_point: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
+    for path in point_files(folder) {
+        if let Some(point) = read_point(&path) {
+            by_point
+                .entry(point.point.canonical())
+                .or_default()
+                .push((point.key, path));
+        }
     }
-    let folder = out.join("points");
-    create_folder(&folder)?;
-    let mine: Vec<&Point> = points.iter().filter(|p| shard.contains(p)).collect();
-    let mut todo: Vec<(&Point, u64)> = mine
-        .iter()
-        .copied()
-        .filter(|p| !point_path(out, p).exists())
-        .map(|p| (p, work[&p.hash()]))
+    by_point
+}
+
+/// The `.json` files of a points folder, sorted (temporaries start with a dot).
+pub(super) fn point_files(folder: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = file_name(p);
+            !name.starts_with('.') && name.ends_with(".json")
+        })
         .collect();
-    // Largest first, so that the last points to finish are small ones (longest-processing-time
-    // first keeps both threads busy to the end); ties by hash, for a fixed order.
-    todo.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.hash().cmp(&b.0.hash())));
+    files.sort();
+    files
+}
+
+fn read_point(path: &Path) -> Option<PointResult> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether `path` holds a point this version made from the inputs `key` names.
+fn is_current(path: &Path, key: &str) -> bool {
+    read_point(path)
+        .is_some_and(|p| p.version == crate::VERSION && p.key == key && p.recomputed_key() == key)
+}
+
+fn remove_replaced(replaced: &[PathBuf]) -> Result<()> {
+    for path in replaced {
+        std::fs::remove_file(path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        })?;
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+type Todo<'a> = (&'a ResolvedPoint, u64, Vec<PathBuf>);
+
+/// Runs `todo` in order on `jobs` threads, each worker taking the next point until none is left
+/// or one failed; each point's file is written, then the files it replaces are removed.
+fn run_points(
+    todo: &[Todo],
+    origin: &str,
+    out: &Path,
+    jobs: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<()> {
     let total = todo.len() as u64;
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs.max(1))
+        .num_threads(jobs)
         .build()
         .map_err(|e| Error::Simulation(format!("cannot start {jobs} threads: {e}")))?;
-    let run_one = |point: &Point| -> Result<()> {
+    let run_one = |(point, _, replaced): &Todo| -> Result<()> {
         let result = run_point(point, origin)?;
         let mut json = serde_json::to_string_pretty(&result)
-            .map_err(|e| Error::Simulation(format!("cannot encode point {}: {e}", result.hash)))?;
+            .map_err(|e| Error::Simulation(format!("cannot encode point {}: {e}", result.key)))?;
         json.push('\n');
-        write_atomic(&point_path(out, point), json.as_bytes())?;
+        write_atomic(&point_path(out, &point.key), json.as_bytes())?;
+        remove_replaced(replaced)?;
         progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         Ok(())
     };
-    // Each worker takes the next point off the sorted list until none is left or one failed.
     pool.scope(|scope| {
-        for _ in 0..jobs.max(1) {
+        for _ in 0..jobs {
             scope.spawn(|_| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let stop = failure.lock().map_or(true, |f| f.is_some());
                 if i >= todo.len() || stop {
                     break;
                 }
-                if let Err(e) = run_one(todo[i].0) {
+                if let Err(e) = run_one(&todo[i]) {
                     if let Ok(mut f) = failure.lock() {
                         f.get_or_insert(e);
                     }
@@ -163,30 +323,22 @@ pub fn run_sweep(
             });
         }
     });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(SweepOutcome {
-        points_total: points.len() as u64,
-        points_in_shard: mine.len() as u64,
-        points_run: total,
-        points_skipped: mine.len() as u64 - total,
-    })
 }
 
-pub fn point_path(out: &Path, point: &Point) -> PathBuf {
-    out.join("points").join(format!("{}.json", point.hash()))
+pub fn point_path(out: &Path, key: &str) -> PathBuf {
+    out.join("points").join(format!("{key}.json"))
 }
 
-/// The point's model with its overrides applied, validated.
-pub fn load_point_model(point: &Point, origin: &str) -> Result<ModelSpec> {
-    let (model_origin, text) = model_text(&point.model)?;
+/// The point's model with its overrides applied, validated; `origin` is the sweep spec.
+pub fn load_point_model(point: &Point, model: &SpecText, origin: &str) -> Result<ModelSpec> {
     if point.overrides.is_empty() {
-        let model: ModelSpec = parse_toml(&model_origin, &text)?;
-        model.validate(&model_origin)?;
-        return Ok(model);
+        return model.model();
     }
-    let mut table: toml::Table = parse_toml(&model_origin, &text)?;
+    let mut table: toml::Table = parse_toml(&model.origin, &model.text)?;
     for (key, value) in &point.overrides {
         let value: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
             .remove("v")
@@ -198,7 +350,7 @@ pub fn load_point_model(point: &Point, origin: &str) -> Result<ModelSpec> {
             ))
         })?;
     }
-    let described = format!("{model_origin} with the overrides of {origin}");
+    let described = format!("{} with the overrides of {origin}", model.origin);
     let model: ModelSpec = parse_toml(
         &described,
         &toml::to_string(&table).expect("a TOML table serializes"),
@@ -228,16 +380,21 @@ fn set_dotted(
     Ok(())
 }
 
-fn run_point(point: &Point, origin: &str) -> Result<PointResult> {
-    let model = load_point_model(point, origin)?;
-    let fabric = load_fabric(&point.fabric)?;
-    let runs = run_recipe(&model, &fabric, &[point.sparsity])?;
+fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
+    let model = load_point_model(&p.point, &p.model, origin)?;
+    let fabric = p.fabric.fabric()?;
+    let runs = run_recipe(&model, &fabric, &[p.point.sparsity])?;
     let run = runs.last().expect("the dense run at least");
     let clock = fabric.clock.clock_hz as f64;
     Ok(PointResult {
         version: crate::VERSION.to_string(),
-        hash: point.hash(),
-        point: point.clone(),
+        timing_model_version: crate::TIMING_MODEL_VERSION,
+        key: p.key.clone(),
+        point: p.point.clone(),
+        model_source: source_of(&p.point.model, &p.model),
+        model_sha256: p.model.provenance.sha256.clone(),
+        fabric_source: source_of(&p.point.fabric, &p.fabric),
+        fabric_sha256: p.fabric.provenance.sha256.clone(),
         pretrain: TrainPhase::of_phase(&run.phases[0], clock),
         total: TrainPhase::of_total(&run.total, run.sparsity, clock),
     })

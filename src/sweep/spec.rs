@@ -71,7 +71,7 @@ pub struct Point {
 }
 
 impl Point {
-    /// The point in one canonical line: what its hash is taken of.
+    /// The point in one canonical line, for messages: model, fabric, sparsity, seed, overrides.
     pub fn canonical(&self) -> String {
         let overrides: Vec<String> = self
             .overrides
@@ -86,18 +86,6 @@ impl Point {
             self.seed,
             overrides.join(",")
         )
-    }
-
-    /// A stable 64-bit hash (FNV-1a) of the canonical line, as 16 hex digits: the point's file name
-    /// and what `--shard` splits on.
-    pub fn hash(&self) -> String {
-        let h = self
-            .canonical()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        format!("{h:016x}")
     }
 }
 
@@ -131,6 +119,7 @@ impl SweepSpec {
         for (i, &s) in self.sparsities.iter().enumerate() {
             check_sparsity(&format!("{origin}: key `sparsities[{i}]`"), s)?;
         }
+        self.refuse_repeats(origin)?;
         for (key, values) in &self.overrides {
             if values.is_empty() {
                 return Err(empty(&format!("overrides.\"{key}\"")));
@@ -148,6 +137,38 @@ impl SweepSpec {
                  or shrink the grid",
                 self.limits.max_points
             )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a value listed twice under one key: its two points would be one point, written
+    /// twice. Sparsities compare as numbers (0.0 and -0.0 are one), the rest as written.
+    fn refuse_repeats(&self, origin: &str) -> Result<()> {
+        let sparsities: Vec<String> = self
+            .sparsities
+            .iter()
+            .map(|&s| normal(s).to_string())
+            .collect();
+        let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+        let mut lists = vec![
+            ("models".to_string(), self.models.clone()),
+            ("fabrics".to_string(), self.fabrics.clone()),
+            ("sparsities".to_string(), sparsities),
+            ("seeds".to_string(), seeds),
+        ];
+        for (key, values) in &self.overrides {
+            let values = values.iter().map(toml::Value::to_string).collect();
+            lists.push((format!("overrides.\"{key}\""), values));
+        }
+        for (key, values) in &lists {
+            for (i, value) in values.iter().enumerate() {
+                if let Some(j) = values[..i].iter().position(|v| v == value) {
+                    return Err(Error::Input(format!(
+                        "{origin}: key `{key}` lists {value} twice (at {j} and {i}): each value \
+                         makes points of its own, so list each once"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -186,7 +207,7 @@ impl SweepSpec {
                             points.push(Point {
                                 model: model.clone(),
                                 fabric: fabric.clone(),
-                                sparsity,
+                                sparsity: normal(sparsity),
                                 seed,
                                 overrides: overrides.clone(),
                             });
@@ -197,4 +218,9 @@ impl SweepSpec {
         }
         points
     }
+}
+
+/// A sparsity with -0.0 made 0.0, so that a point's key and line do not depend on the sign of a zero.
+fn normal(sparsity: f64) -> f64 {
+    sparsity + 0.0
 }

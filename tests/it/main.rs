@@ -9,5 +9,6 @@ mod plot;
 mod spec_errors;
 mod step;
 mod sweep;
+mod sweep_inputs;
 mod train;
 mod validate;

@@ -39,7 +39,7 @@ fn sweep(spec: &Path, out: &Path, extra: &[&str]) {
     assert_eq!(code, 0, "{err}");
 }
 
-fn merged_csv(out: &Path, spec: &Path) -> Vec<u8> {
+pub fn merged_csv(out: &Path, spec: &Path) -> Vec<u8> {
     let (code, _, err) = run_cli(&[
         "merge",
         out.to_str().unwrap(),
@@ -181,7 +181,7 @@ fn a_killed_sweep_resumes_and_merges_as_if_never_interrupted() {
     ]);
     assert_eq!(code, 0, "{err}");
     let outcome: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let skipped = outcome["outcome"]["points_skipped"].as_u64().unwrap();
+    let skipped = outcome["outcome"]["points_reused"].as_u64().unwrap();
     assert!(
         skipped as usize >= finished.saturating_sub(1),
         "{skipped} skipped, {finished} were there"
@@ -222,7 +222,7 @@ fn corrupt_foreign_or_misplaced_points_are_refused_by_name() {
     );
     check(
         &|p| std::fs::write(p, text.replace("\"seed\": 1", "\"seed\": 2")).unwrap(),
-        "stored once, under its hash",
+        "stored once, under its key",
     );
     let (code, _, _) = run_cli(&["merge", out.to_str().unwrap(), "--quiet"]);
     assert_eq!(code, 0, "restored");
@@ -278,9 +278,16 @@ fn overrides_apply_to_the_recipe_and_bad_ones_are_named() {
     let out = fresh_folder("override");
     sweep(&spec, &out, &[]);
     let csv = String::from_utf8(merged_csv(&out, &spec)).unwrap();
-    assert!(
-        csv.contains("\"recipe.pretrain.batch_sequences=4\"")
-            && csv.contains("\"recipe.pretrain.batch_sequences=8\""),
+    let overrides: Vec<String> = csv::Reader::from_reader(csv.as_bytes())
+        .records()
+        .map(|r| r.unwrap()[4].to_string())
+        .collect();
+    assert_eq!(
+        overrides,
+        [
+            "recipe.pretrain.batch_sequences=4",
+            "recipe.pretrain.batch_sequences=8"
+        ],
         "{csv}"
     );
     for (key, expect) in [
