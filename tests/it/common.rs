@@ -31,3 +31,21 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     std::fs::write(&path, text).expect("temporary file");
     path
 }
+
+/// Whether to rewrite golden files: `WAFERSIM_BLESS` exactly `1` blesses, unset compares, and
+/// any other value (`0`, `true`, empty) fails, so that no setting passes a test by rewriting
+/// its golden file unasked.
+pub fn bless_requested() -> bool {
+    bless_mode(std::env::var_os("WAFERSIM_BLESS").as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a value of `WAFERSIM_BLESS` asks for: `Ok(true)` bless, `Ok(false)` compare.
+pub fn bless_mode(value: Option<&std::ffi::OsStr>) -> Result<bool, String> {
+    match value {
+        None => Ok(false),
+        Some(v) if v == "1" => Ok(true),
+        Some(v) => Err(format!(
+            "WAFERSIM_BLESS={v:?}: set it to 1 to rewrite the golden files, or unset it to compare"
+        )),
+    }
+}

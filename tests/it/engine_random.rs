@@ -1,6 +1,8 @@
 //! The engine on random programs: random routes (multicast, shared links, dead ends), edge streams,
 //! core sends and blocks, and a kernel that forwards, refuses and sends blocks. Whatever the
-//! program, a run ends (a result or an error, never a panic) and replays exactly.
+//! program, a run ends (a result or an error, never a panic) and replays exactly; a run that
+//! ends has figures that agree with what the kernel counted (every wavelet sent is delivered
+//! and taken by a task; tasks and busy cycles are the kernel's).
 //!
 //! Under `cargo test` (debug assertions) this also checks every index the event path takes
 //! without a bounds check (see the engine's `sim` module, "Indexing on the event path").
@@ -8,7 +10,9 @@
 use std::collections::HashSet;
 
 use proptest::prelude::*;
-use wafersim::engine::{run, EdgeStream, Kernel, Mesh, Port, Program, RunLimits, TaskIo, Work};
+use wafersim::engine::{
+    run, EdgeStream, Kernel, Mesh, Port, Program, RunLimits, RunOutput, TaskIo, Work,
+};
 use wafersim::spec::load_fabric;
 
 /// Consumes what arrives. A wavelet's data is a time-to-live: above 0 it is passed on, on
@@ -18,6 +22,31 @@ use wafersim::spec::load_fabric;
 struct RandomKernel {
     colors: u8,
     refused: HashSet<(u32, u8, u64)>,
+    /// What the kernel saw and asked for, to hold the engine's figures to.
+    tally: Tally,
+}
+
+/// What a run's tasks did, as the kernel counts it: tasks started, wavelets they took (a
+/// block its length), wavelets they sent, and the cycles of their work.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    tasks: u64,
+    wavelets_taken: u64,
+    wavelets_sent: u64,
+    overhead_cycles: u64,
+    fmac_cycles: u64,
+    reduction_cycles: u64,
+}
+
+impl Tally {
+    fn task(&mut self, taken: u64, work: Work) -> Option<Work> {
+        self.tasks += 1;
+        self.wavelets_taken += taken;
+        self.overhead_cycles += work.overhead_cycles;
+        self.fmac_cycles += work.fmac_cycles;
+        self.reduction_cycles += work.reduction_cycles;
+        Some(work)
+    }
 }
 
 impl Kernel for RandomKernel {
@@ -34,15 +63,20 @@ impl Kernel for RandomKernel {
         }
         if data > 0 {
             io.send((data % self.colors as u64) as u8, data - 1);
+            self.tally.wavelets_sent += 1;
         }
         if data % 5 == 4 {
             io.send_block(color, 0, (data % 7 + 1) as u16, Some(1));
+            self.tally.wavelets_sent += data % 7 + 1;
         }
-        Some(Work {
-            overhead_cycles: 1 + data % 3,
-            fmac_cycles: data % 4,
-            ..Work::default()
-        })
+        self.tally.task(
+            1,
+            Work {
+                overhead_cycles: 1 + data % 3,
+                fmac_cycles: data % 4,
+                ..Work::default()
+            },
+        )
     }
 
     fn on_block(
@@ -54,10 +88,13 @@ impl Kernel for RandomKernel {
         _now: u64,
         _io: &mut TaskIo,
     ) -> Option<Work> {
-        Some(Work {
-            reduction_cycles: count as u64,
-            ..Work::default()
-        })
+        self.tally.task(
+            count as u64,
+            Work {
+                reduction_cycles: count as u64,
+                ..Work::default()
+            },
+        )
     }
 
     fn expected(&self) -> Vec<(u32, u8)> {
@@ -151,18 +188,29 @@ fn random_program(rows: u32, cols: u32, colors: u8, seed: u64) -> Program {
     program
 }
 
-/// A run's outcome as text: its cycles, counts and counters, or its error.
-fn outcome(program: &Program, colors: u8) -> String {
+/// Runs `program` with a fresh [`RandomKernel`]: the run's result and what the kernel counted.
+fn run_random(program: &Program, colors: u8) -> (wafersim::Result<RunOutput>, Tally) {
     let fabric = load_fabric("mini").expect("built-in fabric");
     let mut kernel = RandomKernel {
         colors,
         refused: HashSet::new(),
+        tally: Tally::default(),
     };
     let limits = RunLimits {
         progress_timeout_cycles: 5_000,
         ..RunLimits::default()
     };
-    match run(&fabric, program, &mut kernel, limits) {
+    let result = run(&fabric, program, &mut kernel, limits);
+    (result, kernel.tally)
+}
+
+/// A run's outcome as text: its cycles, counts and counters, or its error.
+fn outcome(program: &Program, colors: u8) -> String {
+    describe(&run_random(program, colors).0)
+}
+
+fn describe(result: &wafersim::Result<RunOutput>) -> String {
+    match result {
         Ok(out) => format!(
             "ok {} cycles, {} sent, {} received, {} hops, {} events, counters {:?}",
             out.cycles,
@@ -176,6 +224,70 @@ fn outcome(program: &Program, colors: u8) -> String {
     }
 }
 
+/// Wavelets the program starts with: edge streams, initial sends and blocks.
+fn wavelets_at_start(program: &Program) -> u64 {
+    let streams: usize = program.edge_streams.iter().map(|s| s.wavelets.len()).sum();
+    let sends: usize = program.initial_sends.iter().map(|(_, _, w)| w.len()).sum();
+    let blocks: u64 = program.initial_blocks.iter().map(|b| b.3).sum();
+    streams as u64 + sends as u64 + blocks
+}
+
+/// What a run that ended must show: every wavelet sent was delivered, taken by a task and
+/// counted where it entered; the engine's task and cycle counts are the kernel's; no PE was
+/// busy longer than the run. `None` when they hold, else what differs.
+fn figures_wrong(program: &Program, out: &RunOutput, tally: &Tally) -> Option<String> {
+    let total = out.counters.total();
+    let edge_sent: u64 = program
+        .edge_streams
+        .iter()
+        .map(|s| s.wavelets.len() as u64)
+        .sum();
+    let checks = [
+        (
+            "wavelets sent",
+            out.wavelets_sent,
+            wavelets_at_start(program) + tally.wavelets_sent,
+        ),
+        (
+            "wavelets received",
+            out.wavelets_received,
+            tally.wavelets_taken,
+        ),
+        (
+            "wavelets out of routers to cores",
+            total.wavelets_out[Port::Ramp as usize],
+            tally.wavelets_taken,
+        ),
+        (
+            "wavelets from cores into routers",
+            total.wavelets_in[Port::Ramp as usize],
+            out.wavelets_sent - edge_sent,
+        ),
+        ("tasks", total.tasks, tally.tasks),
+        (
+            "overhead cycles",
+            total.overhead_cycles,
+            tally.overhead_cycles,
+        ),
+        ("fmac cycles", total.fmac_cycles, tally.fmac_cycles),
+        (
+            "reduction cycles",
+            total.reduction_cycles,
+            tally.reduction_cycles,
+        ),
+    ];
+    let mut wrong: Vec<String> = checks
+        .iter()
+        .filter(|(_, engine, kernel)| engine != kernel)
+        .map(|(what, engine, kernel)| format!("{what}: engine {engine}, kernel {kernel}"))
+        .collect();
+    let busiest = out.counters.pes.iter().map(|c| c.busy_cycles()).max();
+    if busiest.unwrap_or(0) > out.cycles {
+        wrong.push(format!("a PE busy {busiest:?} cycles of {}", out.cycles));
+    }
+    (!wrong.is_empty()).then(|| wrong.join("; "))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
@@ -187,9 +299,12 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let program = random_program(rows, cols, colors, seed);
-        let first = outcome(&program, colors);
-        prop_assert!(!first.is_empty());
-        prop_assert_eq!(first, outcome(&program, colors));
+        let (first, tally) = run_random(&program, colors);
+        if let Ok(out) = &first {
+            let wrong = figures_wrong(&program, out, &tally);
+            prop_assert!(wrong.is_none(), "{}", wrong.unwrap_or_default());
+        }
+        prop_assert_eq!(describe(&first), outcome(&program, colors));
     }
 }
 
@@ -218,4 +333,31 @@ fn multicast_turns_pointing_around_a_circle_do_not_stop_the_run() {
     let program = random_program(3, 3, 4, 76);
     let out = outcome(&program, 4);
     assert!(out.starts_with("ok"), "{out}");
+}
+
+#[test]
+fn the_figures_check_sees_a_count_that_is_off_by_one() {
+    // The property above holds the engine's figures to the kernel's; it must see one wrong.
+    let (seed, program) = (0..200)
+        .map(|seed| (seed, random_program(4, 4, 3, seed)))
+        .find(|(_, p)| {
+            run_random(p, 3)
+                .0
+                .is_ok_and(|out| out.wavelets_received > 0)
+        })
+        .expect("a program that delivers wavelets");
+    let (result, tally) = run_random(&program, 3);
+    let out = result.unwrap();
+    assert_eq!(figures_wrong(&program, &out, &tally), None, "seed {seed}");
+    let mut lost = out.clone();
+    lost.wavelets_received -= 1;
+    let mut idle = out.clone();
+    let busy = idle.counters.pes.iter_mut().find(|c| c.tasks > 0).unwrap();
+    busy.tasks -= 1;
+    for wrong in [lost, idle] {
+        assert!(
+            figures_wrong(&program, &wrong, &tally).is_some(),
+            "seed {seed}"
+        );
+    }
 }
