@@ -4,6 +4,7 @@ mod common;
 mod engine;
 mod engine_random;
 mod flops;
+mod outputs;
 mod plot;
 mod spec_errors;
 mod step;
