@@ -91,6 +91,9 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                     crate::report::check_output_file(flag, path)?;
                 }
             }
+            if step.heatmap.is_some() {
+                crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
+            }
             let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
             let options = MapOptions {
                 microbatch_sequences: step.microbatch,

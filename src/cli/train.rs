@@ -6,11 +6,11 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    create_folder, draw_speedup, draw_train_heatmaps, lock_folder, ops_csv,
+    check_run_names, create_folder, draw_speedup, draw_train_heatmaps, lock_folder, ops_csv,
     remove_stale_temporaries, step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
 };
-use crate::schedule::{busy_grid, run_recipe, sram_grid, RunResult};
-use crate::spec::{load_fabric, load_model, FabricSpec, ModelSpec};
+use crate::schedule::{busy_grid, check_grid_memory, run_recipe, sram_grid, RunResult};
+use crate::spec::{load_fabric, load_model, sparsity_levels, FabricSpec, ModelSpec};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
 /// stdout: the table, or the report as JSON (with `host_seconds`).
@@ -22,6 +22,13 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         .sparsity
         .clone()
         .unwrap_or_else(|| model.recipe.sparsities.clone());
+    let origin = match args.sparsity {
+        Some(_) => "--sparsity".to_string(),
+        None => format!("{}: recipe.sparsities", args.model),
+    };
+    let levels = sparsity_levels(&sparsities);
+    check_run_names(&levels, &origin)?;
+    check_grid_memory(&fabric, &args.fabric, levels.len() as u64)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
     });

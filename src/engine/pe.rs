@@ -198,6 +198,9 @@ impl<K: Kernel> Engine<'_, K> {
     /// (Out of line: most tasks send nothing, and the task start is the hot path.)
     #[inline(never)]
     fn send_outputs(&mut self, pe: u32, now: u64, end: u64) {
+        if let Some(send) = self.io.sends.iter().find(|s| s.color >= self.colors) {
+            return self.send_beyond_colors(pe, send.color);
+        }
         if self.io.sends.len() > 1 && self.io.sends.iter().any(|s| s.after_start.is_some()) {
             self.order_sends(now, end);
         }
@@ -233,6 +236,18 @@ impl<K: Kernel> Engine<'_, K> {
         self.error = Some(crate::error::Error::Simulation(format!(
             "the core of PE ({r}, {col}) sends on color {color}, whose route there takes nothing \
              from the ramp"
+        )));
+    }
+
+    /// A task sent on a color the program does not have: its channel id would name another
+    /// PE's channel, or none.
+    #[cold]
+    fn send_beyond_colors(&mut self, pe: u32, color: u8) {
+        let (r, col) = self.mesh.coords(pe);
+        self.error = Some(crate::error::Error::Simulation(format!(
+            "the kernel's task at PE ({r}, {col}) sends on color {color}; the program has colors \
+             0 to {}",
+            self.colors as i64 - 1
         )));
     }
 

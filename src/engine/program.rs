@@ -180,8 +180,11 @@ impl Program {
         }
     }
 
-    /// Refuses routes that leave the mesh, edge streams that do not enter from outside, and
-    /// more colors than the fabric lets kernels use.
+    /// Refuses routes that leave the mesh, edge streams that do not enter from outside, more
+    /// colors than the fabric lets kernels use, route tables of another size than the mesh's,
+    /// and a (PE, color) of an edge stream or an initial send outside the mesh's PEs and the
+    /// program's colors: the engine indexes its state by them (a color beyond the program's
+    /// would reach another PE's channel or none).
     pub fn check(&self, usable_colors: u64) -> Result<()> {
         if self.routes.colors as u64 > usable_colors {
             return Err(Error::Input(format!(
@@ -189,6 +192,8 @@ impl Program {
                 self.routes.colors
             )));
         }
+        self.check_route_tables()?;
+        self.check_sources()?;
         let colors = self.routes.colors as usize;
         let ports = ports(&Port::ALL);
         for (ch, (&input, &out)) in self
@@ -251,6 +256,60 @@ impl Program {
                     s.color, s.port
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses route tables that do not hold one route per (PE, color) of the mesh.
+    fn check_route_tables(&self) -> Result<()> {
+        let channels = self.mesh.pes() as u64 * self.routes.colors as u64;
+        for (table, len) in [
+            ("inputs", self.routes.inputs.len()),
+            ("outputs", self.routes.outputs.len()),
+        ] {
+            if len as u64 != channels {
+                return Err(Error::Simulation(format!(
+                    "the route table of {table} has {len} entries; a {}x{} mesh with {} colors \
+                     needs {channels}",
+                    self.mesh.rows, self.mesh.cols, self.routes.colors
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an edge stream, initial send or initial block on a PE beyond the mesh or a
+    /// color beyond the program's.
+    fn check_sources(&self) -> Result<()> {
+        let streams = self
+            .edge_streams
+            .iter()
+            .map(|s| ("edge stream", s.pe, s.color));
+        let sends = self
+            .initial_sends
+            .iter()
+            .map(|&(pe, color, _)| ("initial send", pe, color));
+        let blocks = self
+            .initial_blocks
+            .iter()
+            .map(|&(pe, color, _, _)| ("initial block", pe, color));
+        for (what, pe, color) in streams.chain(sends).chain(blocks) {
+            self.check_pe_color(what, pe, color)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses `pe` beyond the mesh's PEs or `color` beyond the program's colors, for `what`.
+    pub fn check_pe_color(&self, what: &str, pe: u32, color: u8) -> Result<()> {
+        if pe as usize >= self.mesh.pes() || color >= self.routes.colors {
+            return Err(Error::Simulation(format!(
+                "{what} on PE {pe}, color {color}: the {}x{} mesh has PEs 0 to {} and the \
+                 program colors 0 to {}",
+                self.mesh.rows,
+                self.mesh.cols,
+                self.mesh.pes() as i64 - 1,
+                self.routes.colors as i64 - 1
+            )));
         }
         Ok(())
     }

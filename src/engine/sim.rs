@@ -16,8 +16,10 @@
 //! without bounds checks ([`at`], [`at_mut`]): the checks were 9% of the instructions of a run.
 //! Every such index is one of
 //! - a PE id: an event's target or derived from a channel id, below `mesh.pes()`;
-//! - a channel id `pe << color_shift | color` with `color <= color_mask`, below `ch.len()`; a
-//!   neighbour's channel exists because `Program::check` keeps every route inside the mesh;
+//! - a channel id `pe << color_shift | color` with `color` below the program's colors, below
+//!   `ch.len()`: `Program::check` refuses edge streams and initial sends on any other PE or
+//!   color, and `Engine::send_outputs` a task's send on any other color; a neighbour's channel
+//!   exists because `Program::check` keeps every route inside the mesh;
 //! - a ring slot `c << ring_shift | cq_offset | (i & slot_mask)` of such a channel, below
 //!   `rings.len()`;
 //! - a port of a route's outputs, below the five links of `PeState::links`: `Program::check`
@@ -389,6 +391,8 @@ pub struct Engine<'k, K: Kernel> {
     /// Channel id = PE << color_shift | color (colors padded to a power of two: no division).
     pub(super) color_shift: u32,
     pub(super) color_mask: u32,
+    /// The program's colors: a task's send on another is refused (`Engine::send_outputs`).
+    pub(super) colors: u8,
     pub(super) depth: u32,
     /// Buffers are rings of `slot_mask + 1` slots (a power of two ≥ depth), indexed without
     /// division; a channel's two rings start at slot `c << ring_shift`, its core queue
@@ -461,6 +465,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             mesh,
             color_shift,
             color_mask: (stride - 1) as u32,
+            colors: program.routes.colors,
             depth,
             ring_shift: slot_shift + 1,
             cq_offset: 1 << slot_shift,

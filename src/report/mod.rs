@@ -25,7 +25,8 @@ pub use files::{
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use pictures::{
-    draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name, HeatmapKind,
+    check_run_names, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name,
+    HeatmapKind,
 };
 pub use step::StepReport;
 pub use table::{duration, si, thousands, Table};

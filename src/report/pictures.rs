@@ -17,13 +17,44 @@ pub enum HeatmapKind {
     Sram,
 }
 
-/// "dense" or "s0.75": how runs are named in file names and on the command line.
+/// Decimals of its sparsity a run's name keeps: names go into file names, which must stay
+/// short whatever the sparsity (`1e-300` in full is 302 characters).
+const RUN_NAME_DECIMALS: usize = 6;
+
+/// "dense" or "s0.75": how runs are named in file names and on the command line; the sparsity
+/// to [`RUN_NAME_DECIMALS`] decimals, trailing zeros dropped.
 pub fn run_name(sparsity: f64) -> String {
-    if sparsity == 0.0 {
-        "dense".into()
-    } else {
-        format!("s{sparsity}")
+    match sparsity_label(sparsity).as_str() {
+        "0" => "dense".into(),
+        label => format!("s{label}"),
     }
+}
+
+/// The sparsity to [`RUN_NAME_DECIMALS`] decimals without trailing zeros: "0.75", "0".
+fn sparsity_label(sparsity: f64) -> String {
+    let fixed = format!("{:.*}", RUN_NAME_DECIMALS, sparsity.abs());
+    fixed
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+}
+
+/// Refuses a study whose runs (`levels`, the dense run first) would share a name, hence a
+/// heatmap file: two sparsities equal to [`RUN_NAME_DECIMALS`] decimals, or one that rounds to
+/// the dense run's 0. `origin` says where the sparsities came from (a flag or a key).
+pub fn check_run_names(levels: &[f64], origin: &str) -> Result<()> {
+    for (i, &sparsity) in levels.iter().enumerate() {
+        let name = run_name(sparsity);
+        if let Some(&other) = levels[..i].iter().find(|&&o| run_name(o) == name) {
+            return Err(Error::Input(format!(
+                "{origin}: sparsity {sparsity} would be named {name} like the run at {other}: runs \
+                 are named by their sparsity to {RUN_NAME_DECIMALS} decimals (heatmap files \
+                 among them); give sparsities that differ within {RUN_NAME_DECIMALS} decimals and \
+                 are 0 or at least 0.000001"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Draws one run's heatmap to `path` (PNG or SVG by extension). Utilisation heatmaps of every run

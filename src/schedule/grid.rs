@@ -38,6 +38,35 @@ impl PeGrid {
     }
 }
 
+/// Bytes per PE of one run's per-PE figures kept and written: busy cycles and SRAM bytes as
+/// `u64` (16), their postcard encoding (at most 10 each), and the heatmap's `f64` (8).
+const GRID_BYTES_PER_PE: u64 = 44;
+
+/// The most bytes the per-PE figures of a command's runs may take: far above a full wafer's
+/// (745,500 PEs, 3 runs: 98 MB), far below what would abort the process on allocation.
+pub const GRID_BYTES_MAX: u64 = 4 << 30;
+
+/// Refuses, before any work, a fabric whose per-PE figures for `runs` runs would take more than
+/// [`GRID_BYTES_MAX`]; the error names the fabric (`origin`) and its region keys.
+pub fn check_grid_memory(fabric: &FabricSpec, origin: &str, runs: u64) -> crate::Result<()> {
+    let g = &fabric.geometry;
+    let bytes = (g.region_width_pes as u128 * g.region_height_pes as u128)
+        * (runs as u128 * GRID_BYTES_PER_PE as u128);
+    if bytes <= GRID_BYTES_MAX as u128 {
+        return Ok(());
+    }
+    let pes_max = GRID_BYTES_MAX / (runs.max(1) * GRID_BYTES_PER_PE);
+    Err(crate::Error::Input(format!(
+        "{origin}: geometry.region_width_pes x geometry.region_height_pes = {} x {} PEs: the \
+         per-PE figures of {runs} run(s) would take {:.1} GiB, more than the {} GiB allowed; \
+         give a region of at most {pes_max} PEs",
+        g.region_width_pes,
+        g.region_height_pes,
+        bytes as f64 / (1u64 << 30) as f64,
+        GRID_BYTES_MAX >> 30
+    )))
+}
+
 /// Busy cycles of every PE over the whole step (all microbatches), at most the step's cycles.
 pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
     let width = fabric.geometry.region_width_pes;

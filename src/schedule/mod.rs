@@ -8,6 +8,6 @@ mod grid;
 mod recipe;
 mod step;
 
-pub use grid::{busy_grid, sram_grid, PeGrid};
+pub use grid::{busy_grid, check_grid_memory, sram_grid, PeGrid, GRID_BYTES_MAX};
 pub use recipe::{gap_shares, program_load_cycles, run_recipe, PhaseResult, PhaseTotal, RunResult};
 pub use step::{run_step, Breakdown, OpRow, StepResult};

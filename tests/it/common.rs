@@ -40,13 +40,9 @@ pub fn assert_golden(name: &str, actual: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("traces/golden")
         .join(name);
-    match std::env::var("WAFERSIM_BLESS").as_deref() {
-        Ok("1") => {
-            std::fs::write(&path, actual).expect("golden file written");
-            return;
-        }
-        Ok(other) => panic!("WAFERSIM_BLESS={other:?}: only WAFERSIM_BLESS=1 blesses golden files"),
-        Err(_) => {}
+    if bless_requested() {
+        std::fs::write(&path, actual).expect("golden file written");
+        return;
     }
     let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!("golden file traces/golden/{name}: {e}; bless it with WAFERSIM_BLESS=1")
@@ -69,4 +65,22 @@ pub fn assert_golden(name: &str, actual: &str) {
         actual.lines().count(),
         differing.join("\n")
     );
+}
+
+/// Whether to rewrite golden files: `WAFERSIM_BLESS` exactly `1` blesses, unset compares, and
+/// any other value (`0`, `true`, empty) fails, so that no setting passes a test by rewriting
+/// its golden file unasked.
+pub fn bless_requested() -> bool {
+    bless_mode(std::env::var_os("WAFERSIM_BLESS").as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What a value of `WAFERSIM_BLESS` asks for: `Ok(true)` bless, `Ok(false)` compare.
+pub fn bless_mode(value: Option<&std::ffi::OsStr>) -> Result<bool, String> {
+    match value {
+        None => Ok(false),
+        Some(v) if v == "1" => Ok(true),
+        Some(v) => Err(format!(
+            "WAFERSIM_BLESS={v:?}: set it to 1 to rewrite the golden files, or unset it to compare"
+        )),
+    }
 }

@@ -5,6 +5,7 @@ mod engine;
 mod engine_random;
 mod flops;
 mod golden;
+mod outputs;
 mod plot;
 mod spec_errors;
 mod step;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{assert_golden, run_cli};
+use crate::common::{assert_golden, bless_mode, run_cli};
 
 /// A fresh empty folder for one test's output.
 fn fresh_folder(name: &str) -> PathBuf {
@@ -52,6 +52,43 @@ fn the_gpt_tiny_report_matches_the_golden_file() {
     train_tiny(&out);
     let report = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert_golden("train-gpt-tiny-mini.json", &report);
+}
+
+#[test]
+fn only_wafersim_bless_1_rewrites_golden_files() {
+    // Any value used to bless (`is_some`), so `WAFERSIM_BLESS=0` passed every golden test.
+    use std::ffi::OsStr;
+    assert_eq!(bless_mode(None), Ok(false));
+    assert_eq!(bless_mode(Some(OsStr::new("1"))), Ok(true));
+    for value in ["0", "", "true", "yes", " 1"] {
+        let err = bless_mode(Some(OsStr::new(value))).unwrap_err();
+        assert!(err.contains("set it to 1"), "{value:?}: {err}");
+    }
+}
+
+#[test]
+fn ci_refuses_to_run_with_wafersim_bless_set() {
+    // CI would otherwise rewrite the golden files and pass whatever they held. The refusal
+    // comes first, before any command: with a PATH that finds nothing (so that, unfixed, this
+    // test cannot start the CI it tests) the script still exits 2 saying why; before, it
+    // failed on the first command it could not find.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run");
+    for value in ["0", "1", ""] {
+        let out = Command::new("/bin/bash")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", "/nonexistent")
+            .env("WAFERSIM_BLESS", value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "WAFERSIM_BLESS={value:?}: {err}"
+        );
+        assert!(err.contains("WAFERSIM_BLESS"), "{err}");
+    }
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Per-PE heatmaps: a grid of values, one cell per PE, row 0 at the top like the fabric.
 //!
-//! PNG is full resolution: each PE gets `cell_px × cell_px` pixels, painted straight into the
-//! bitmap (a full wafer is ~750k cells; one drawing element per cell would be far too slow).
-//! SVG aggregates cells into square tiles (mean of the block) so the file stays small.
+//! PNG is full resolution up to [`PNG_SIDE_PX_MAX`] PEs a side: each PE gets `cell_px ×
+//! cell_px` pixels, painted straight into the bitmap (a full wafer is ~750k cells; one drawing
+//! element per cell would be far too slow); a larger grid gets one pixel per square block of PEs
+//! (their mean), so that any fabric the specs accept can be drawn. SVG aggregates cells into
+//! square tiles (mean of the block) so the file stays small.
 
 use std::path::Path;
 
@@ -24,22 +26,19 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// The largest width or height accepted: well above any wafer (WSE-3 is under 1,200 PEs a side).
-    pub const SIDE_MAX: usize = 4096;
-
     /// A grid of `width × height` values, row-major; `Error::Input` if the count does not match or
-    /// a side is 0 or above [`Grid::SIDE_MAX`]. NaN marks a PE without data (drawn grey).
+    /// a side is 0. NaN marks a PE without data (drawn grey). Any size that fits in memory draws:
+    /// a PNG averages blocks of PEs beyond [`PNG_SIDE_PX_MAX`] a side.
     pub fn new(width: usize, height: usize, values: Vec<f64>) -> Result<Grid> {
-        if width == 0 || height == 0 || width > Self::SIDE_MAX || height > Self::SIDE_MAX {
+        if width == 0 || height == 0 {
             return Err(Error::input(format!(
-                "heatmap grid {width} × {height}: each side must be 1 to {}",
-                Self::SIDE_MAX
+                "heatmap grid {width} × {height}: each side must be at least 1"
             )));
         }
-        if values.len() != width * height {
+        if width.checked_mul(height) != Some(values.len()) {
             return Err(Error::input(format!(
                 "heatmap grid {width} × {height} needs {} values, got {}",
-                width * height,
+                width as u128 * height as u128,
                 values.len()
             )));
         }
@@ -170,6 +169,10 @@ const COLORBAR_WIDTH_PX: i32 = 22;
 const RIGHT_MARGIN_PX: i32 = 20;
 /// The longer side of the plot area: PNG aims for at least this (whole pixels per PE), SVG uses it.
 const PLOT_SIDE_PX: usize = 800;
+/// The most pixels along a side of a PNG's plot area: a PE each up to this many PEs a side (a
+/// full wafer is under 1,200); a larger grid is averaged into square blocks of PEs, one pixel
+/// each, so the picture stays a few megapixels whatever the fabric.
+pub const PNG_SIDE_PX_MAX: usize = 4096;
 
 /// A pixel rectangle on the canvas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,13 +277,29 @@ fn cell_px(grid: &Grid) -> usize {
     (PLOT_SIDE_PX / grid.width.max(grid.height)).max(1)
 }
 
+/// PEs along each side of a PNG pixel's block: 1 up to [`PNG_SIDE_PX_MAX`] PEs a side, so
+/// that the plot stays within that many pixels beyond.
+fn pes_per_px(grid: &Grid) -> usize {
+    grid.width.max(grid.height).div_ceil(PNG_SIDE_PX_MAX)
+}
+
 fn render_png(grid: &Grid, style: &HeatmapStyle) -> Result<Vec<u8>, String> {
     let cell = cell_px(grid);
-    let layout = layout_for(grid, grid.width * cell, grid.height * cell, style);
+    let block = pes_per_px(grid);
+    let (plot_w, plot_h) = if block > 1 {
+        (grid.width.div_ceil(block), grid.height.div_ceil(block))
+    } else {
+        (grid.width * cell, grid.height * cell)
+    };
+    let layout = layout_for(grid, plot_w, plot_h, style);
     let (w, h) = layout.canvas;
     let mut rgb = vec![255u8; w as usize * h as usize * 3];
     let colormap = Colormap::new(style.vmin, style.vmax);
-    paint_cells(&mut rgb, w as usize, layout.plot, grid, cell, &colormap);
+    if block > 1 {
+        paint_blocks(&mut rgb, w as usize, layout.plot, grid, block, &colormap);
+    } else {
+        paint_cells(&mut rgb, w as usize, layout.plot, grid, cell, &colormap);
+    }
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         colorbar::draw_gradient(
@@ -323,6 +342,29 @@ fn paint_cells(
             let canvas_y = plot.y as usize + y * cell + dy;
             let start = (canvas_y * stride_px + plot.x as usize) * 3;
             rgb[start..start + row_bytes].copy_from_slice(&row);
+        }
+    }
+}
+
+/// Paints each square block of `block × block` PEs (fewer at the far edges) as one pixel, the
+/// mean of its PEs, straight into the RGB buffer.
+fn paint_blocks(
+    rgb: &mut [u8],
+    stride_px: usize,
+    plot: Rect,
+    grid: &Grid,
+    block: usize,
+    colormap: &Colormap,
+) {
+    debug_assert_eq!(plot.w as usize, grid.width.div_ceil(block));
+    debug_assert_eq!(plot.h as usize, grid.height.div_ceil(block));
+    for (py, y0) in (0..grid.height).step_by(block).enumerate() {
+        let ys = y0..(y0 + block).min(grid.height);
+        let start = ((plot.y as usize + py) * stride_px + plot.x as usize) * 3;
+        let row = &mut rgb[start..start + plot.w as usize * 3];
+        for (px, x0) in row.chunks_exact_mut(3).zip((0..grid.width).step_by(block)) {
+            let xs = x0..(x0 + block).min(grid.width);
+            px.copy_from_slice(&colormap.rgb(grid.block_mean(xs, ys.clone())));
         }
     }
 }
@@ -595,6 +637,46 @@ mod tests {
         assert_eq!(cell_px(&wafer), 1);
         let mini = Grid::new(16, 12, vec![0.0; 16 * 12]).unwrap();
         assert_eq!(cell_px(&mini), 50);
+    }
+
+    #[test]
+    fn png_of_a_grid_beyond_its_side_max_averages_blocks_of_pes() {
+        // 5000 PEs wide (a fabric the specs accept) was refused after train had written four
+        // files. Now a pixel is a block of 2 x 2 PEs (the last row of blocks 2 x 1): columns
+        // alternate 0.0, 0.0, 1.0, 1.0, so pixel x (PEs 2x and 2x + 1) is 0.0 when x is even.
+        let (w, h) = (5000, 41);
+        let values = (0..w * h)
+            .map(|i| if (i % w) % 4 < 2 { 0.0 } else { 1.0 })
+            .collect();
+        let grid = Grid::new(w, h, values).unwrap();
+        assert_eq!(pes_per_px(&grid), 2);
+        register_fonts();
+        let (width, _, rgb) = decode(&render_png(&grid, &busy_style()).unwrap());
+        let plot = layout_for(&grid, 2500, 21, &busy_style()).plot;
+        assert_eq!((plot.w, plot.h), (2500, 21));
+        let colormap = Colormap::new(0.0, 1.0);
+        for y in [0, 1, 10, 20] {
+            for x in [0, 1, 2, 3, 1000, 1001, 2498, 2499] {
+                let expected = colormap.rgb(if x % 2 == 0 { 0.0 } else { 1.0 });
+                assert_eq!(
+                    pixel(&rgb, width, plot.x + x, plot.y + y),
+                    expected,
+                    "({x}, {y})"
+                );
+            }
+        }
+        // 9000 rows: blocks of 3 x 3 PEs, 30 columns into 10 pixels.
+        let tall = Grid::new(30, 9000, vec![0.25; 30 * 9000]).unwrap();
+        assert_eq!(pes_per_px(&tall), 3);
+        let (width, _, rgb) = decode(&render_png(&tall, &busy_style()).unwrap());
+        let plot = layout_for(&tall, 10, 3000, &busy_style()).plot;
+        assert_eq!((plot.w, plot.h), (10, 3000));
+        for (x, y) in [(0, 0), (9, 2999), (5, 1500)] {
+            assert_eq!(
+                pixel(&rgb, width, plot.x + x, plot.y + y),
+                colormap.rgb(0.25)
+            );
+        }
     }
 
     #[test]
