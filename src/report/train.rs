@@ -41,8 +41,11 @@ pub struct TrainPhase {
     pub sparsity: f64,
     pub tokens: u64,
     pub steps: u64,
+    /// The wafer's work: forward, dgrad and wgrad.
     pub flops_dense: u128,
     pub flops_executed: u128,
+    /// The optimizer's update, off-wafer, once per step.
+    pub flops_optimizer: u128,
     pub cycles: u64,
     pub seconds: f64,
     pub theoretical_speedup: f64,
@@ -162,8 +165,9 @@ impl TrainReport {
     /// One line per phase of every run, the same numbers as the JSON.
     pub fn phases_csv(&self) -> String {
         let mut out = String::from(
-            "run_sparsity,phase,sparsity,tokens,steps,flops_dense,flops_executed,cycles,seconds,\
-             theoretical_speedup,simulated_speedup,pe_utilization_mean,sparse_compute_cycles,\
+            "run_sparsity,phase,sparsity,tokens,steps,flops_dense,flops_executed,flops_optimizer,\
+             cycles,seconds,theoretical_speedup,simulated_speedup,pe_utilization_mean,\
+             sparse_compute_cycles,\
              dense_compute_cycles,reduction_cycles,io_cycles,imbalance_cycles,overhead_cycles\n",
         );
         for run in &self.runs {
@@ -171,7 +175,7 @@ impl TrainReport {
                 let b = &p.breakdown;
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     run.sparsity,
                     p.phase,
                     p.sparsity,
@@ -179,6 +183,7 @@ impl TrainReport {
                     p.steps,
                     p.flops_dense,
                     p.flops_executed,
+                    p.flops_optimizer,
                     p.cycles,
                     p.seconds,
                     p.theoretical_speedup,
@@ -197,7 +202,8 @@ impl TrainReport {
     }
 }
 
-/// Every op of each run's pre-training step, summed over its microbatches.
+/// Every op of each run's pre-training step, summed over its microbatches; the optimizer's
+/// updates (pass `update`, off-wafer) once per step, after the wafer's ops.
 pub fn ops_csv(runs: &[RunResult]) -> String {
     let mut out = String::from(
         "run_sparsity,op,kind,pass,sparse,tile,cycles,sparse_compute_cycles,dense_compute_cycles,\
@@ -243,6 +249,7 @@ impl TrainPhase {
             steps: p.steps,
             flops_dense: p.flops_dense,
             flops_executed: p.flops_executed,
+            flops_optimizer: p.flops_optimizer,
             cycles: p.cycles,
             seconds: p.cycles as f64 / clock,
             theoretical_speedup: p.theoretical_speedup,
@@ -261,6 +268,7 @@ impl TrainPhase {
             steps: t.steps,
             flops_dense: t.flops_dense,
             flops_executed: t.flops_executed,
+            flops_optimizer: t.flops_optimizer,
             cycles: t.cycles,
             seconds: t.cycles as f64 / clock,
             theoretical_speedup: t.theoretical_speedup,
