@@ -20,7 +20,8 @@
 //! use wafersim::{graph::{StepConfig, StepGraph}, spec::{load_model, Phase}};
 //! let model = load_model("gpt-tiny").unwrap();
 //! let step = StepGraph::build(&model, StepConfig::for_phase(&model, Phase::Pretrain, 0.75));
-//! assert!(step.flops_executed() < step.flops_dense());
+//! let flops = step.flops();
+//! assert!(flops.flops_executed < flops.flops_dense);
 //! ```
 //!
 //! ## Determinism

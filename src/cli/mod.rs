@@ -79,7 +79,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 .sparsity
                 .clone()
                 .unwrap_or_else(|| model.recipe.sparsities.clone());
-            let report = FlopsReport::new(&model, &fabric, &sparsities, common.seed());
+            let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
+            let report = FlopsReport::new(&model, &fabric, &runs, common.seed());
             render(common, &report, || report.render_table())?
         }
         Command::Step(step) => {
@@ -108,7 +109,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
             Target::Model(model) => {
                 let fabric = load_fabric(&inspect.fabric)?;
-                let report = ModelInspect::new(&model, &fabric, common.seed());
+                let plans = crate::map::plan_phases(&model, &fabric);
+                let report = ModelInspect::new(&model, &fabric, &plans, common.seed());
                 render(common, &report, || report.render_table())?
             }
             Target::Fabric(fabric) => {

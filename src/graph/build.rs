@@ -37,6 +37,41 @@ impl StepConfig {
     }
 }
 
+/// FLOPs of one step, the wafer's apart from the optimizer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StepFlops {
+    /// Forward, dgrad and wgrad, as if every weight were dense: the wafer's work.
+    pub flops_dense: u128,
+    /// Forward, dgrad and wgrad as executed: a sparse weight's zeros are skipped.
+    pub flops_executed: u128,
+    /// The optimizer update, off-wafer, once per step (a sparse weight's non-zeros only).
+    pub flops_optimizer: u128,
+}
+
+impl StepFlops {
+    /// Every count multiplied by `times` (a step repeated).
+    pub fn times(&self, times: u64) -> StepFlops {
+        let times = times as u128;
+        StepFlops {
+            flops_dense: self.flops_dense * times,
+            flops_executed: self.flops_executed * times,
+            flops_optimizer: self.flops_optimizer * times,
+        }
+    }
+}
+
+impl std::ops::Add for StepFlops {
+    type Output = StepFlops;
+
+    fn add(self, b: StepFlops) -> StepFlops {
+        StepFlops {
+            flops_dense: self.flops_dense + b.flops_dense,
+            flops_executed: self.flops_executed + b.flops_executed,
+            flops_optimizer: self.flops_optimizer + b.flops_optimizer,
+        }
+    }
+}
+
 /// One training step as a DAG: nodes are ops, an edge means "needs the result of".
 /// Nodes are added in a topological order, so `ops()` lists them in an order that can run.
 #[derive(Debug, Clone)]
@@ -65,12 +100,19 @@ impl StepGraph {
         self.config.tokens()
     }
 
-    pub fn flops_dense(&self) -> u128 {
-        self.ops().map(|op| op.flops_dense).sum()
-    }
-
-    pub fn flops_executed(&self) -> u128 {
-        self.ops().map(|op| op.flops_executed).sum()
+    /// The step's FLOPs: the wafer's work and the optimizer's, apart. Every report of a step's
+    /// FLOPs (`flops`, `train`, `step`, `ops.csv`) takes them from here.
+    pub fn flops(&self) -> StepFlops {
+        let mut flops = StepFlops::default();
+        for op in self.ops() {
+            if op.pass.on_wafer() {
+                flops.flops_dense += op.flops_dense;
+                flops.flops_executed += op.flops_executed;
+            } else {
+                flops.flops_optimizer += op.flops_executed;
+            }
+        }
+        flops
     }
 
     pub fn op(&self, name: &str) -> Option<&Op> {

@@ -8,7 +8,7 @@ mod build;
 mod flops;
 mod op;
 
-pub use build::{StepConfig, StepGraph};
+pub use build::{StepConfig, StepFlops, StepGraph};
 pub use flops::{
     ELEMENTWISE_BACKWARD_FACTOR, GELU_FLOPS_PER_ELEMENT, LAYERNORM_FLOPS_PER_ELEMENT,
     LAYERNORM_WGRAD_FLOPS_PER_ELEMENT, LOSS_BACKWARD_FLOPS_PER_ELEMENT, LOSS_FLOPS_PER_ELEMENT,
@@ -20,4 +20,4 @@ mod params;
 pub use params::ParamCounts;
 
 mod phase;
-pub use phase::{recipe_flops, PhaseFlops};
+pub use phase::{recipe_flops, recipe_flops_runs, PhaseFlops};

@@ -3,10 +3,11 @@
 use serde::Serialize;
 
 use super::{StepConfig, StepGraph};
-use crate::spec::{ModelSpec, Phase};
+use crate::spec::{sparsity_levels, ModelSpec, Phase};
 
 /// FLOPs of one phase of the recipe at one sparsity. Every count is exact: the last batch of a
-/// phase may be partial and is built as a step of its own.
+/// phase may be partial and is built as a step of its own. `flops_dense` and `flops_executed`
+/// are the wafer's work; the optimizer's, off-wafer, is `flops_optimizer` (once per step).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhaseFlops {
     pub phase: Phase,
@@ -17,22 +18,21 @@ pub struct PhaseFlops {
     /// FLOPs of one full step.
     pub flops_dense_per_step: u128,
     pub flops_executed_per_step: u128,
+    pub flops_optimizer_per_step: u128,
     /// FLOPs of the whole phase.
     pub flops_dense: u128,
     pub flops_executed: u128,
+    pub flops_optimizer: u128,
 }
 
 impl PhaseFlops {
     pub fn of(model: &ModelSpec, phase: Phase, sparsity: f64) -> Self {
         let config = StepConfig::for_phase(model, phase, sparsity);
-        let step = StepGraph::build(model, config);
+        let step = StepGraph::build(model, config).flops();
         let sequences = model.phase_sequences(phase);
         let full_steps = sequences / config.batch_sequences;
         let remainder = sequences % config.batch_sequences;
-        let (mut dense, mut executed) = (
-            full_steps as u128 * step.flops_dense(),
-            full_steps as u128 * step.flops_executed(),
-        );
+        let mut total = step.times(full_steps);
         if remainder > 0 {
             let last = StepGraph::build(
                 model,
@@ -41,8 +41,7 @@ impl PhaseFlops {
                     ..config
                 },
             );
-            dense += last.flops_dense();
-            executed += last.flops_executed();
+            total = total + last.flops();
         }
         PhaseFlops {
             phase,
@@ -50,10 +49,12 @@ impl PhaseFlops {
             tokens: sequences * config.seq_len,
             steps: model.phase_steps(phase),
             tokens_per_step: config.tokens(),
-            flops_dense_per_step: step.flops_dense(),
-            flops_executed_per_step: step.flops_executed(),
-            flops_dense: dense,
-            flops_executed: executed,
+            flops_dense_per_step: step.flops_dense,
+            flops_executed_per_step: step.flops_executed,
+            flops_optimizer_per_step: step.flops_optimizer,
+            flops_dense: total.flops_dense,
+            flops_executed: total.flops_executed,
+            flops_optimizer: total.flops_optimizer,
         }
     }
 
@@ -66,7 +67,7 @@ impl PhaseFlops {
         self.flops_executed_per_step as f64 / self.tokens_per_step as f64
     }
 
-    /// What the FLOP count promises: dense FLOPs ÷ executed FLOPs.
+    /// What the FLOP count promises: dense FLOPs ÷ executed FLOPs of the wafer's work.
     pub fn theoretical_speedup(&self) -> f64 {
         self.flops_dense as f64 / self.flops_executed as f64
     }
@@ -84,5 +85,14 @@ pub fn recipe_flops(model: &ModelSpec, sparsity: f64) -> Vec<PhaseFlops> {
             };
             PhaseFlops::of(model, phase, s)
         })
+        .collect()
+}
+
+/// The recipe's FLOPs for the dense run and each pre-training sparsity (dense first; a 0 in
+/// `sparsities` is not repeated): (sparsity, its phases) per run.
+pub fn recipe_flops_runs(model: &ModelSpec, sparsities: &[f64]) -> Vec<(f64, Vec<PhaseFlops>)> {
+    sparsity_levels(sparsities)
+        .into_iter()
+        .map(|s| (s, recipe_flops(model, s)))
         .collect()
 }

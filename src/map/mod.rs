@@ -17,5 +17,4 @@ mod search;
 pub use memory::{saved_bytes_per_token, saved_elements_per_token_per_layer};
 pub use ops::{op_plan, OpPlan};
 pub use plan::{MicrobatchGroup, Plan, SramBudget};
-pub(crate) use search::timeline_op;
-pub use search::{map_step, MapOptions};
+pub use search::{map_step, plan_phases, MapOptions, PhasePlan};

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::ops::OpPlan;
+use crate::cost::TimelineSpan;
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
 
@@ -21,15 +22,27 @@ pub struct Plan {
     pub microbatch_sequences: u64,
     /// Full microbatches, then a partial one if the batch does not divide.
     pub groups: Vec<MicrobatchGroup>,
+    /// The optimizer's updates, once per step: off-wafer, so they take no wafer time (their
+    /// only wafer cost, streaming the gradients out, is the wgrad ops').
+    pub optimizer: Vec<OpPlan>,
     pub sram: SramBudget,
 }
 
-/// `repeat` microbatches of `sequences` sequences, each running `ops` in order.
+/// `repeat` microbatches of `sequences` sequences, each running `ops` in order, when `spans`
+/// (one per op, from `cost::timeline`) say.
 #[derive(Debug, Clone, Serialize)]
 pub struct MicrobatchGroup {
     pub sequences: u64,
     pub repeat: u64,
     pub ops: Vec<OpPlan>,
+    pub spans: Vec<TimelineSpan>,
+}
+
+impl MicrobatchGroup {
+    /// Cycles of one microbatch of the group.
+    pub fn cycles(&self) -> u64 {
+        self.spans.last().map_or(0, |s| s.end)
+    }
 }
 
 /// SRAM of the most loaded PE, by use, against its capacity.
@@ -51,8 +64,14 @@ impl Plan {
         self.groups.iter().map(|g| g.repeat).sum()
     }
 
-    /// Checks what the mapper promised: the SRAM of the most loaded PE fits, every op of the
-    /// step graph is placed once per microbatch, and every GEMM tile lies within the region.
+    /// Total cycles of the step: each microbatch group's timeline, repeated.
+    pub fn cycles(&self) -> u64 {
+        self.groups.iter().map(|g| g.repeat * g.cycles()).sum()
+    }
+
+    /// Checks what the mapper promised: the SRAM of the most loaded PE fits, the microbatches
+    /// cover the batch, each timed by its timeline, no optimizer update runs on the wafer, every
+    /// op routes no more colors than kernels have, and every GEMM tile lies within the region.
     pub fn verify(&self) -> Result<()> {
         let s = &self.sram;
         let need = s.code_bytes + s.saved_activation_bytes + s.working_bytes_max;
@@ -79,6 +98,19 @@ impl Plan {
             )));
         }
         for group in &self.groups {
+            let misplaced = group.ops.iter().find(|op| !op.pass.on_wafer());
+            if group.spans.len() != group.ops.len() || misplaced.is_some() {
+                return Err(Error::Simulation(format!(
+                    "{}: a microbatch of {} ops has {} timeline spans{}",
+                    self.model,
+                    group.ops.len(),
+                    group.spans.len(),
+                    misplaced.map_or(String::new(), |op| format!(
+                        " and runs {} on the wafer",
+                        op.name
+                    ))
+                )));
+            }
             for op in &group.ops {
                 if op.colors > self.usable_colors {
                     return Err(Error::Input(format!(

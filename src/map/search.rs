@@ -8,7 +8,7 @@ use super::plan::{MicrobatchGroup, Plan, SramBudget};
 use crate::cost::{timeline, TimelineOp};
 use crate::error::{Error, Result};
 use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
-use crate::spec::{FabricSpec, ModelSpec};
+use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// Choices a user may pin instead of letting the mapper search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub fn map_step(
         for &mb in &candidates {
             match plan_with(model, fabric, config, mb, r, &mut graphs) {
                 Ok(plan) => {
-                    let cycles = plan_cycles(&plan);
+                    let cycles = plan.cycles();
                     if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
                         best = Some((cycles, plan));
                     }
@@ -73,6 +73,33 @@ pub fn map_step(
     }
 }
 
+/// A phase's dense step as the mapper sees it.
+#[derive(Debug, Clone)]
+pub struct PhasePlan {
+    pub phase: Phase,
+    pub config: StepConfig,
+    /// Ops in the step graph, the optimizer's updates included.
+    pub graph_ops: usize,
+    /// The plan; None when the step does not fit (`step` says why).
+    pub plan: Option<Plan>,
+}
+
+/// Every phase's dense step of the recipe, mapped onto `fabric` with the default options.
+pub fn plan_phases(model: &ModelSpec, fabric: &FabricSpec) -> Vec<PhasePlan> {
+    Phase::ALL
+        .iter()
+        .map(|&phase| {
+            let config = StepConfig::for_phase(model, phase, 0.0);
+            PhasePlan {
+                phase,
+                config,
+                graph_ops: StepGraph::build(model, config).graph.node_count(),
+                plan: map_step(model, fabric, config, MapOptions::default()).ok(),
+            }
+        })
+        .collect()
+}
+
 /// Distinct microbatch sizes `ceil(batch / m)` for m = 1..=batch, largest first: each gives a
 /// different number of microbatches per step.
 fn microbatch_candidates(batch: u64) -> Vec<u64> {
@@ -81,18 +108,7 @@ fn microbatch_candidates(batch: u64) -> Vec<u64> {
     sizes
 }
 
-/// Total cycles of a plan: each microbatch group's timeline, repeated.
-pub(crate) fn plan_cycles(plan: &Plan) -> u64 {
-    plan.groups
-        .iter()
-        .map(|g| {
-            let ops: Vec<TimelineOp> = g.ops.iter().map(timeline_op).collect();
-            g.repeat * timeline(&ops).last().map_or(0, |s| s.end)
-        })
-        .sum()
-}
-
-pub(crate) fn timeline_op(op: &OpPlan) -> TimelineOp {
+fn timeline_op(op: &OpPlan) -> TimelineOp {
     TimelineOp {
         cycles: op.cost.cycles,
         io_in_cycles: op.io_in_cycles,
@@ -142,6 +158,7 @@ fn plan_with(
         groups.push((config.batch_sequences % full, 1));
     }
     let mut planned = Vec::new();
+    let mut optimizer = Vec::new();
     let mut working_max = (0u64, String::new());
     for (sequences, repeat) in groups {
         let step = graphs.entry(sequences).or_insert_with(|| {
@@ -170,10 +187,18 @@ fn plan_with(
                 working_max = (op.cost.sram_bytes_per_pe, op.name.clone());
             }
         }
+        // Every microbatch's graph has the step's updates; the optimizer runs them once.
+        let (ops, updates): (Vec<OpPlan>, Vec<OpPlan>) =
+            ops.into_iter().partition(|op| op.pass.on_wafer());
+        if optimizer.is_empty() {
+            optimizer = updates;
+        }
+        let spans = timeline(&ops.iter().map(timeline_op).collect::<Vec<_>>());
         planned.push(MicrobatchGroup {
             sequences,
             repeat,
             ops,
+            spans,
         });
     }
     Ok(Plan {
@@ -186,6 +211,7 @@ fn plan_with(
         recompute_attention: recompute,
         microbatch_sequences: full,
         groups: planned,
+        optimizer,
         sram: SramBudget {
             capacity_bytes: capacity,
             code_bytes: code,

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
-use crate::graph::{recipe_flops, PhaseFlops};
-use crate::spec::{sparsity_levels, FabricSpec, ModelSpec, Phase};
+use crate::graph::PhaseFlops;
+use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// FLOPs of the whole recipe for the dense run and each pre-training sparsity.
 #[derive(Debug, Clone, Serialize)]
@@ -36,8 +36,10 @@ pub struct PhaseRow {
     pub flops_executed_per_token: f64,
     pub flops_dense_per_step: u128,
     pub flops_executed_per_step: u128,
+    pub flops_optimizer_per_step: u128,
     pub flops_dense: u128,
     pub flops_executed: u128,
+    pub flops_optimizer: u128,
     pub theoretical_speedup: f64,
     /// Executed FLOPs at the fabric's peak: the lower bound on wall-clock that FLOPs imply.
     pub seconds_at_peak: f64,
@@ -49,18 +51,23 @@ pub struct TotalRow {
     pub steps: u64,
     pub flops_dense: u128,
     pub flops_executed: u128,
+    pub flops_optimizer: u128,
     pub theoretical_speedup: f64,
     pub seconds_at_peak: f64,
 }
 
 impl FlopsReport {
-    /// The dense run first, then one run per sparsity (a 0 in `sparsities` is not repeated).
-    pub fn new(model: &ModelSpec, fabric: &FabricSpec, sparsities: &[f64], seed: u64) -> Self {
+    /// The runs `graph::recipe_flops_runs` counted: (sparsity, its phases) each.
+    pub fn new(
+        model: &ModelSpec,
+        fabric: &FabricSpec,
+        runs: &[(f64, Vec<PhaseFlops>)],
+        seed: u64,
+    ) -> Self {
         let peak = fabric.peak_fp16_flops_per_second();
-        let levels = sparsity_levels(sparsities);
-        let runs = levels
-            .into_iter()
-            .map(|s| FlopsRun::new(recipe_flops(model, s), s, peak))
+        let runs = runs
+            .iter()
+            .map(|(s, phases)| FlopsRun::new(phases, *s, peak))
             .collect();
         FlopsReport {
             version: crate::VERSION,
@@ -87,6 +94,7 @@ impl FlopsReport {
             "FLOP/token dense",
             "FLOP/token exec",
             "FLOP exec",
+            "FLOP optimizer",
             "theory speedup",
             "time at peak",
         ]);
@@ -101,6 +109,7 @@ impl FlopsReport {
                     si(p.flops_dense_per_token, "FLOP"),
                     si(p.flops_executed_per_token, "FLOP"),
                     si(p.flops_executed as f64, "FLOP"),
+                    si(p.flops_optimizer as f64, "FLOP"),
                     format!("{:.3}x", p.theoretical_speedup),
                     duration(p.seconds_at_peak),
                 ]);
@@ -114,6 +123,7 @@ impl FlopsReport {
                 String::new(),
                 String::new(),
                 si(total.flops_executed as f64, "FLOP"),
+                si(total.flops_optimizer as f64, "FLOP"),
                 format!("{:.3}x", total.theoretical_speedup),
                 duration(total.seconds_at_peak),
             ]);
@@ -121,14 +131,15 @@ impl FlopsReport {
         out.push_str(&t.render());
         out.push_str(
             "\nPre-training runs at the sparsity; fine-tuning and soft prompting are dense. Attention \
-             scores and A·V are counted in full (no causal halving).\n",
+             scores and A·V are counted in full (no causal halving). FLOPs are the wafer's (forward, \
+             dgrad, wgrad); the optimizer's update runs off-wafer, once per step.\n",
         );
         out
     }
 }
 
 impl FlopsRun {
-    fn new(phases: Vec<PhaseFlops>, sparsity: f64, peak: f64) -> Self {
+    fn new(phases: &[PhaseFlops], sparsity: f64, peak: f64) -> Self {
         let rows: Vec<PhaseRow> = phases.iter().map(|p| PhaseRow::new(p, peak)).collect();
         let flops_dense = phases.iter().map(|p| p.flops_dense).sum::<u128>();
         let flops_executed = phases.iter().map(|p| p.flops_executed).sum::<u128>();
@@ -137,6 +148,7 @@ impl FlopsRun {
             steps: phases.iter().map(|p| p.steps).sum(),
             flops_dense,
             flops_executed,
+            flops_optimizer: phases.iter().map(|p| p.flops_optimizer).sum(),
             theoretical_speedup: flops_dense as f64 / flops_executed as f64,
             seconds_at_peak: flops_executed as f64 / peak,
         };
@@ -160,8 +172,10 @@ impl PhaseRow {
             flops_executed_per_token: p.flops_executed_per_token(),
             flops_dense_per_step: p.flops_dense_per_step,
             flops_executed_per_step: p.flops_executed_per_step,
+            flops_optimizer_per_step: p.flops_optimizer_per_step,
             flops_dense: p.flops_dense,
             flops_executed: p.flops_executed,
+            flops_optimizer: p.flops_optimizer,
             theoretical_speedup: p.theoretical_speedup(),
             seconds_at_peak: p.flops_executed as f64 / peak,
         }

@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use super::table::{si, thousands};
-use crate::graph::{ParamCounts, StepConfig, StepGraph};
+use crate::graph::ParamCounts;
+use crate::map::PhasePlan;
 use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// A model: its architecture, parameter counts and the recipe's phases.
@@ -43,31 +44,24 @@ pub struct PlanSummary {
 }
 
 impl ModelInspect {
-    /// The model, and each phase's dense step mapped onto `fabric`.
-    pub fn new(model: &ModelSpec, fabric: &FabricSpec, seed: u64) -> Self {
-        let phases = Phase::ALL
+    /// The model, and each phase's dense step as `map::plan_phases` mapped it onto `fabric`.
+    pub fn new(model: &ModelSpec, fabric: &FabricSpec, plans: &[PhasePlan], seed: u64) -> Self {
+        let phases = plans
             .iter()
-            .map(|&phase| {
-                let config = StepConfig::for_phase(model, phase, 0.0);
-                let plan =
-                    crate::map::map_step(model, fabric, config, crate::map::MapOptions::default())
-                        .ok()
-                        .map(|plan| PlanSummary {
-                            fabric: fabric.name.clone(),
-                            microbatch_sequences: plan.microbatch_sequences,
-                            microbatches: plan.microbatches(),
-                            recompute_attention: plan.recompute_attention,
-                            sram: plan.sram,
-                        });
-                PhaseShape {
-                    phase,
-                    steps: model.phase_steps(phase),
-                    tokens: model.phase_sequences(phase) * config.seq_len,
-                    batch_sequences: config.batch_sequences,
-                    seq_len: config.seq_len,
-                    ops: StepGraph::build(model, config).graph.node_count(),
-                    plan,
-                }
+            .map(|p| PhaseShape {
+                phase: p.phase,
+                steps: model.phase_steps(p.phase),
+                tokens: model.phase_sequences(p.phase) * p.config.seq_len,
+                batch_sequences: p.config.batch_sequences,
+                seq_len: p.config.seq_len,
+                ops: p.graph_ops,
+                plan: p.plan.as_ref().map(|plan| PlanSummary {
+                    fabric: fabric.name.clone(),
+                    microbatch_sequences: plan.microbatch_sequences,
+                    microbatches: plan.microbatches(),
+                    recompute_attention: plan.recompute_attention,
+                    sram: plan.sram.clone(),
+                }),
             })
             .collect();
         ModelInspect {

@@ -23,8 +23,12 @@ pub struct StepReport {
     pub recompute_attention: bool,
     pub cycles: u64,
     pub seconds: f64,
+    /// The wafer's work: forward, dgrad and wgrad.
     pub flops_dense: u128,
     pub flops_executed: u128,
+    /// The optimizer's update, off-wafer (MemoryX), once per step: not the wafer's work.
+    pub flops_optimizer: u128,
+    /// The wafer's executed FLOPs ÷ the step's seconds.
     pub flops_per_second: f64,
     /// Achieved FLOP/s ÷ the fabric's dense fp16 peak.
     pub peak_fraction: f64,
@@ -64,6 +68,7 @@ impl StepReport {
             seconds,
             flops_dense: result.flops_dense,
             flops_executed: result.flops_executed,
+            flops_optimizer: result.flops_optimizer,
             flops_per_second,
             peak_fraction: flops_per_second / fabric.peak_fp16_flops_per_second(),
             bound: if 2 * b.io >= result.cycles {
@@ -112,9 +117,10 @@ impl StepReport {
             duration(self.seconds)
         );
         out += &format!(
-            "FLOPs       {} executed of {} dense: {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step ({}-bound)\n",
+            "FLOPs       {} executed of {} dense on the wafer (the optimizer's {} run off-wafer): {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step ({}-bound)\n",
             si(self.flops_executed as f64, "FLOP"),
             si(self.flops_dense as f64, "FLOP"),
+            si(self.flops_optimizer as f64, "FLOP"),
             si(self.flops_per_second, "FLOP/s"),
             100.0 * self.peak_fraction,
             100.0 * self.breakdown.io as f64 / self.cycles.max(1) as f64,

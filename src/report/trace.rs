@@ -6,7 +6,6 @@
 
 use serde_json::{json, Value};
 
-use crate::cost::timeline;
 use crate::map::OpPlan;
 use crate::schedule::StepResult;
 
@@ -14,7 +13,8 @@ const FABRIC: u64 = 1;
 const STREAM_IN: u64 = 2;
 const STREAM_OUT: u64 = 3;
 
-/// The trace of one step; times in microseconds at the fabric's clock.
+/// The trace of one step, from the spans its plan was timed with; times in microseconds at the
+/// fabric's clock.
 pub fn step_trace(step: &StepResult, clock_hz: u64, title: &str) -> Value {
     let us = |cycles: u64| cycles as f64 * 1e6 / clock_hz as f64;
     let mut events = vec![
@@ -25,11 +25,9 @@ pub fn step_trace(step: &StepResult, clock_hz: u64, title: &str) -> Value {
     ];
     let mut offset = 0u64;
     for (g, group) in step.plan.groups.iter().enumerate() {
-        let ops: Vec<_> = group.ops.iter().map(crate::map::timeline_op).collect();
-        let spans = timeline(&ops);
-        let length = spans.last().map_or(0, |s| s.end);
+        let length = group.cycles();
         if g == 0 {
-            for (op, span) in group.ops.iter().zip(&spans) {
+            for (op, span) in group.ops.iter().zip(&group.spans) {
                 events.push(op_event(op, span.start, span.end, &us));
                 if op.io_in_cycles > 0 {
                     let (start, end) = span.stream_in;

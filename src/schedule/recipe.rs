@@ -18,8 +18,11 @@ pub struct PhaseResult {
     pub tokens: u64,
     pub steps: u64,
     pub microbatch_sequences: u64,
+    /// The wafer's work, as `graph::PhaseFlops` counts it.
     pub flops_dense: u128,
     pub flops_executed: u128,
+    /// The optimizer's, off-wafer, once per step.
+    pub flops_optimizer: u128,
     pub cycles: u64,
     /// Dense FLOPs ÷ executed FLOPs.
     pub theoretical_speedup: f64,
@@ -46,6 +49,7 @@ pub struct PhaseTotal {
     pub steps: u64,
     pub flops_dense: u128,
     pub flops_executed: u128,
+    pub flops_optimizer: u128,
     pub cycles: u64,
     pub theoretical_speedup: f64,
     pub simulated_speedup: f64,
@@ -127,6 +131,7 @@ fn run_phase(
         microbatch_sequences: step.plan.microbatch_sequences,
         flops_dense: flops.flops_dense,
         flops_executed: flops.flops_executed,
+        flops_optimizer: flops.flops_optimizer,
         cycles,
         theoretical_speedup: flops.theoretical_speedup(),
         simulated_speedup: 1.0,
@@ -157,6 +162,7 @@ fn total_of(phases: &[PhaseResult]) -> PhaseTotal {
         steps: phases.iter().map(|p| p.steps).sum(),
         flops_dense,
         flops_executed,
+        flops_optimizer: phases.iter().map(|p| p.flops_optimizer).sum(),
         cycles,
         theoretical_speedup: flops_dense as f64 / flops_executed as f64,
         simulated_speedup: 1.0,

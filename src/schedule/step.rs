@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::cost::timeline;
 use crate::error::Result;
-use crate::graph::{OpKind, Pass, StepConfig};
+use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
 use crate::map::{map_step, MapOptions, OpPlan, Plan};
 use crate::spec::{FabricSpec, ModelSpec};
 
@@ -89,7 +88,7 @@ impl std::ops::Add for Breakdown {
     }
 }
 
-/// One op of the step, summed over its microbatches.
+/// One op of the step, summed over its microbatches (an optimizer update: once per step).
 #[derive(Debug, Clone, Serialize)]
 pub struct OpRow {
     pub name: String,
@@ -106,22 +105,55 @@ pub struct OpRow {
     pub flops_executed: u128,
 }
 
-/// A step, mapped and timed.
+impl OpRow {
+    fn of(op: &OpPlan) -> OpRow {
+        OpRow {
+            name: op.name.clone(),
+            kind: op.kind,
+            pass: op.pass,
+            sparse: op.sparse,
+            tile: op
+                .tile
+                .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
+            cycles: 0,
+            breakdown: Breakdown::default(),
+            io_in_bytes: 0,
+            io_out_bytes: 0,
+            flops_dense: 0,
+            flops_executed: 0,
+        }
+    }
+
+    /// Adds `times` runs of `op`, which waited `io_wait` cycles on the wafer's I/O each.
+    fn add(&mut self, op: &OpPlan, io_wait: u64, times: u64) {
+        self.breakdown.add_op(op, io_wait, times);
+        self.cycles = self.breakdown.total();
+        self.io_in_bytes += times * op.io_in_bytes;
+        self.io_out_bytes += times * op.io_out_bytes;
+        self.flops_dense += times as u128 * op.flops_dense;
+        self.flops_executed += times as u128 * op.flops_executed;
+    }
+}
+
+/// A step, mapped and timed. Its FLOPs are the step graph's (`StepGraph::flops`): the wafer's
+/// work in `flops_dense` and `flops_executed`, the off-wafer optimizer's in `flops_optimizer`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
     pub plan: Plan,
     pub cycles: u64,
     pub breakdown: Breakdown,
+    /// The wafer's ops, each summed over the microbatches, then the optimizer's updates.
     pub ops: Vec<OpRow>,
     pub flops_dense: u128,
     pub flops_executed: u128,
+    pub flops_optimizer: u128,
     /// Mean over the region's PEs of busy cycles ÷ step cycles.
     pub pe_utilization_mean: f64,
     /// The busiest PE's busy cycles ÷ step cycles (an upper bound: per-op maxima summed).
     pub pe_utilization_max: f64,
     /// Ideal compute cycles of the ops on weights the recipe masks (sparse or, at s = 0, dense).
     pub sparsifiable_compute: u64,
-    /// Dense-equivalent FLOPs of the ops on weights the recipe masks.
+    /// Dense-equivalent FLOPs of the wafer's ops on weights the recipe masks.
     pub sparsifiable_flops: u128,
 }
 
@@ -133,53 +165,32 @@ pub fn run_step(
     options: MapOptions,
 ) -> Result<StepResult> {
     let plan = map_step(model, fabric, config, options)?;
+    let flops = StepGraph::build(model, config).flops();
     let mut breakdown = Breakdown::default();
     let mut rows: Vec<OpRow> = Vec::new();
-    let (mut cycles, mut busy_mean, mut busy_max) = (0u64, 0u128, 0u128);
-    let (mut flops_dense, mut flops_executed) = (0u128, 0u128);
+    let (mut busy_mean, mut busy_max) = (0u128, 0u128);
     let (mut sparsifiable_compute, mut sparsifiable_flops) = (0u64, 0u128);
     for group in &plan.groups {
-        let ops: Vec<_> = group.ops.iter().map(crate::map::timeline_op).collect();
-        let spans = timeline(&ops);
-        cycles += group.repeat * spans.last().map_or(0, |s| s.end);
-        for (i, (op, span)) in group.ops.iter().zip(&spans).enumerate() {
+        for (i, (op, span)) in group.ops.iter().zip(&group.spans).enumerate() {
             breakdown.add_op(op, span.io_wait, group.repeat);
             busy_mean += (group.repeat * op.cost.busy_cycles_mean) as u128;
             busy_max += (group.repeat * op.cost.busy_cycles_max) as u128;
-            flops_dense += group.repeat as u128 * op.flops_dense;
-            flops_executed += group.repeat as u128 * op.flops_executed;
             if op.sparsifiable {
                 sparsifiable_compute += group.repeat * op.cost.compute_cycles;
                 sparsifiable_flops += group.repeat as u128 * op.flops_dense;
             }
             if rows.len() <= i {
-                rows.push(OpRow {
-                    name: op.name.clone(),
-                    kind: op.kind,
-                    pass: op.pass,
-                    sparse: op.sparse,
-                    tile: op
-                        .tile
-                        .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
-                    cycles: 0,
-                    breakdown: Breakdown::default(),
-                    io_in_bytes: 0,
-                    io_out_bytes: 0,
-                    flops_dense: 0,
-                    flops_executed: 0,
-                });
+                rows.push(OpRow::of(op));
             }
-            let row = &mut rows[i];
-            row.breakdown.add_op(op, span.io_wait, group.repeat);
-            row.io_in_bytes += group.repeat * op.io_in_bytes;
-            row.io_out_bytes += group.repeat * op.io_out_bytes;
-            row.flops_dense += group.repeat as u128 * op.flops_dense;
-            row.flops_executed += group.repeat as u128 * op.flops_executed;
+            rows[i].add(op, span.io_wait, group.repeat);
         }
     }
-    for row in &mut rows {
-        row.cycles = row.breakdown.total();
+    for op in &plan.optimizer {
+        let mut row = OpRow::of(op);
+        row.add(op, 0, 1);
+        rows.push(row);
     }
+    let cycles = plan.cycles();
     debug_assert_eq!(breakdown.total(), cycles);
     let denominator = cycles.max(1) as f64;
     Ok(StepResult {
@@ -187,8 +198,9 @@ pub fn run_step(
         cycles,
         breakdown,
         ops: rows,
-        flops_dense,
-        flops_executed,
+        flops_dense: flops.flops_dense,
+        flops_executed: flops.flops_executed,
+        flops_optimizer: flops.flops_optimizer,
         pe_utilization_mean: busy_mean as f64 / denominator,
         pe_utilization_max: (busy_max as f64 / denominator).min(1.0),
         sparsifiable_compute,

@@ -212,7 +212,7 @@ fn phase_totals_are_exact_including_a_partial_last_batch() {
     );
     assert_eq!(
         finetune["flops_dense"].as_u64().unwrap() as u128,
-        64 * per_step + last.flops_dense()
+        64 * per_step + last.flops().flops_dense
     );
 }
 

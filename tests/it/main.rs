@@ -3,6 +3,7 @@
 mod common;
 mod engine;
 mod engine_random;
+mod flop_counts;
 mod flops;
 mod golden;
 mod outputs;
