@@ -170,9 +170,15 @@ pub fn gemm_cost_with_counts(
         }
         GemmForm::AtNonzeros => {
             // Per non-zero (its index arrives down the column): a dot product over the local rows,
-            // then, on every row but the first, one add of the partial coming from the north.
+            // then, on every row but the first, one add of the partial coming from the north. A
+            // dense weight's positions follow from the stream's order: no index to decode.
             let add = u64::from(tile.rows > 1);
-            let per_nonzero = (a + pe.sparse_index_decode_cycles + fmac + add) as f64;
+            let decode = if p.sparse {
+                pe.sparse_index_decode_cycles
+            } else {
+                0
+            };
+            let per_nonzero = (a + decode + fmac + add) as f64;
             let first_add = (add * a) as f64;
             let nnz_mean = (k_c * n_g) as f64 * density;
             let nnz_max = match counts {

@@ -6,6 +6,7 @@ mod engine_random;
 mod flops;
 mod plot;
 mod spec_errors;
+mod spec_keys;
 mod step;
 mod sweep;
 mod train;
