@@ -10,7 +10,7 @@ mod model;
 mod validate;
 
 pub use builtin::{builtin_fabrics, builtin_models, load_fabric, load_model, model_text};
-pub use fabric::{ClockSpec, FabricSpec, GeometrySpec, IoSpec, PeSpec, RouterSpec};
+pub use fabric::{ClockSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec};
 pub use model::{
     Architecture, FinetuneSpec, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec, WeightKind,
 };
