@@ -2,8 +2,8 @@
 //!
 //! `Y[t×n] = X[t×k]·W[k×n]` on `rows × (c_k·c_n)` PEs: PE (r, c) holds `t/rows` rows of X and a
 //! `k/c_k` slice of its features; column group j owns `n/c_n` output columns. For each output
-//! column the weight's non-zeros of that column's slice arrive down the PE column, one wavelet
-//! each (sparse: value + index; dense: two values), and each arrival triggers an FMAC over the
+//! column the weight's non-zeros of that column's slice arrive down the PE column (sparse: value
+//! and index; dense: packed values; `FabricSpec::packing`), and each arrival triggers an FMAC over the
 //! local rows. Then the `t/rows` partial sums are reduced along the row over the `c_k` PEs of the
 //! group, overlapping the next column's FMACs.
 
@@ -39,6 +39,9 @@ pub struct GemmProblem {
     /// Non-zeros of the k×n weight (k·n when dense).
     pub nonzeros: u64,
     pub sparse: bool,
+    /// Bytes of one streamed value (the weight's, or attention's second operand's): how the
+    /// stream packs ([`FabricSpec::packing`]).
+    pub value_bytes: u64,
 }
 
 impl GemmProblem {
@@ -57,6 +60,7 @@ impl GemmProblem {
             n: layout.n_out as u64,
             nonzeros,
             sparse: !layout.dense,
+            value_bytes: layout.value_bytes,
         };
         let tile = GemmTile {
             rows: layout.rows as u64,
@@ -129,12 +133,17 @@ pub fn gemm_cost_with_counts(
         GemmForm::Streamed | GemmForm::Activations => {
             // Per output column: the weight wavelets of the PE's K slice, then a control wavelet;
             // every PE but the chain's head also adds the partial sums of the previous column.
+            // A task per non-zero (sparse) or packed group of values (dense), paced by its
+            // wavelets when they outlast it (one per cycle down the column).
             let adds = if tile.c_k > 1 { a + partials } else { 0 };
-            let per_wavelet = a + pe.sparse_index_decode_cycles + fmac;
-            let dense_column = k_c.div_ceil(2) * a + k_c * fmac;
+            let packing = fabric.packing(p.value_bytes);
+            let per_nonzero =
+                (a + pe.sparse_index_decode_cycles + fmac).max(packing.wavelets_per_nonzero);
+            let dense_column =
+                (packing.dense_tasks(k_c) * a + k_c * fmac).max(packing.dense_wavelets(k_c));
             let column = |nnz: f64| -> f64 {
                 if p.sparse {
-                    nnz * per_wavelet as f64 + a as f64
+                    nnz * per_nonzero as f64 + a as f64
                 } else {
                     (dense_column + a) as f64
                 }
@@ -156,7 +165,7 @@ pub fn gemm_cost_with_counts(
                     let mean = n_g as f64 * (column(k_c as f64 * density) + adds as f64);
                     let wavelets_max = expected_binomial_max(n_g * k_c, density, tile.columns());
                     let extra = if p.sparse {
-                        (wavelets_max - (n_g * k_c) as f64 * density) * per_wavelet as f64
+                        (wavelets_max - (n_g * k_c) as f64 * density) * per_nonzero as f64
                     } else {
                         0.0
                     };
@@ -170,9 +179,15 @@ pub fn gemm_cost_with_counts(
         }
         GemmForm::AtNonzeros => {
             // Per non-zero (its index arrives down the column): a dot product over the local rows,
-            // then, on every row but the first, one add of the partial coming from the north.
+            // then, on every row but the first, one add of the partial coming from the north. A
+            // dense weight's positions follow from the stream's order: no index to decode.
             let add = u64::from(tile.rows > 1);
-            let per_nonzero = (a + pe.sparse_index_decode_cycles + fmac + add) as f64;
+            let decode = if p.sparse {
+                pe.sparse_index_decode_cycles
+            } else {
+                0
+            };
+            let per_nonzero = (a + decode + fmac + add) as f64;
             let first_add = (add * a) as f64;
             let nnz_mean = (k_c * n_g) as f64 * density;
             let nnz_max = match counts {

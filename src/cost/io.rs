@@ -2,21 +2,29 @@
 
 use crate::spec::FabricSpec;
 
-/// Bytes a weight takes on the wire: dense as packed fp16 values, sparse as one value plus one
-/// 16-bit index per non-zero (the wavelet format of the fabric: a value and its index).
-pub fn stream_bytes(
-    fabric: &FabricSpec,
-    elements: u64,
-    nonzeros: u64,
-    sparse: bool,
-    value_bytes: u64,
-) -> u64 {
-    let wavelet_bytes = fabric.router.wavelet_bits / 8;
-    if sparse {
-        nonzeros * wavelet_bytes
+/// Bytes a weight takes on the wire, in whole wavelets ([`FabricSpec::packing`]): dense as
+/// packed values, sparse as each non-zero's value and index; `extra` dense values (biases,
+/// gains) travel beside it.
+pub fn stream_bytes(fabric: &FabricSpec, weight: &WireWeight) -> u64 {
+    let packing = fabric.packing(weight.value_bytes);
+    let wavelets = if weight.sparse {
+        packing.sparse_wavelets(weight.nonzeros) + packing.dense_wavelets(weight.extra)
     } else {
-        elements * value_bytes
-    }
+        packing.dense_wavelets(weight.elements + weight.extra)
+    };
+    wavelets * (fabric.router.wavelet_bits / 8)
+}
+
+/// A weight as the wire sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct WireWeight {
+    /// Elements of its matrix and non-zeros kept of them.
+    pub elements: u64,
+    pub nonzeros: u64,
+    pub sparse: bool,
+    /// Dense values beside the matrix (biases, gains, positions).
+    pub extra: u64,
+    pub value_bytes: u64,
 }
 
 /// Cycles to move `bytes` through the wafer I/O in one direction, rounded up.

@@ -15,7 +15,7 @@ mod timeline;
 pub use collective::{collective_cycles, CollectiveAlgo, CollectiveKind};
 pub use elementwise::{elementwise_cost, ElementwiseProblem};
 pub use gemm::{fmac_ops, gemm_cost, gemm_cost_with_counts, GemmForm, GemmProblem, GemmTile};
-pub use io::{stream_bytes, stream_cycles};
+pub use io::{stream_bytes, stream_cycles, WireWeight};
 pub use timeline::{timeline, TimelineOp, TimelineSpan};
 
 use serde::Serialize;

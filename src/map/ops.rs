@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::cost::{
     elementwise_cost, gemm_cost, stream_bytes, stream_cycles, ElementwiseProblem, GemmForm,
-    GemmProblem, GemmTile, KernelCost,
+    GemmProblem, GemmTile, KernelCost, WireWeight,
 };
 use crate::graph::{Dims, Op, OpKind, Pass};
 use crate::spec::{FabricSpec, ModelSpec};
@@ -42,6 +42,8 @@ pub enum Refusal {
     Sram(u64),
     /// Every tile routes more colors than the fabric leaves kernels: the fewest it needs.
     Colors(u64),
+    /// Every split leaves a sparse weight's PE more K rows than its index addresses: the fewest.
+    Index(u64),
 }
 
 /// Places `op` on the fabric's region with at most `working_bytes` of SRAM per PE for its tiles,
@@ -60,8 +62,14 @@ pub fn op_plan(
     let sparse = weight.is_some_and(|w| w.sparse) && op.kind == OpKind::Linear;
     let wire = weight
         .map(|w| {
-            let matrix = stream_bytes(fabric, w.elements(), w.nonzeros, w.sparse, value_bytes);
-            matrix + w.extra_params * value_bytes
+            let wire = WireWeight {
+                elements: w.elements(),
+                nonzeros: w.nonzeros,
+                sparse: w.sparse,
+                extra: w.extra_params,
+                value_bytes,
+            };
+            stream_bytes(fabric, &wire)
         })
         .unwrap_or(0);
     let (io_in_bytes, io_out_bytes) = match (op.kind, op.pass) {
@@ -84,7 +92,7 @@ pub fn op_plan(
         ));
     }
     let mut column_relative_sd = 0.0;
-    let (tile, mut cost) = match gemm_problem(op, sparse) {
+    let (tile, mut cost) = match gemm_problem(op, sparse, model) {
         Some((problem, repeat)) => {
             let (tile, cost) =
                 best_tile(fabric, &problem, region_rows, region_cols, working_bytes)?;
@@ -176,7 +184,7 @@ fn tile_colors(form: GemmForm, tile: &GemmTile) -> u64 {
 }
 
 /// The GEMM an op runs and how many times (attention's dgrad computes both operands' gradients).
-fn gemm_problem(op: &Op, sparse: bool) -> Option<(GemmProblem, u64)> {
+fn gemm_problem(op: &Op, sparse: bool, model: &ModelSpec) -> Option<(GemmProblem, u64)> {
     let Dims::Gemm { batch, m, k, n } = op.dims else {
         return None;
     };
@@ -186,6 +194,11 @@ fn gemm_problem(op: &Op, sparse: bool) -> Option<(GemmProblem, u64)> {
         (OpKind::AttnScores | OpKind::AttnValues, _) => (GemmForm::Activations, k * n),
         (_, Pass::Wgrad) => (GemmForm::AtNonzeros, nonzeros),
         _ => (GemmForm::Streamed, nonzeros),
+    };
+    // Attention streams an activation, every other GEMM a weight.
+    let value_bytes = match form {
+        GemmForm::Activations => model.architecture.activation_bytes,
+        _ => model.architecture.weight_bytes,
     };
     let repeat = if form == GemmForm::Activations && op.pass == Pass::Dgrad {
         2
@@ -207,6 +220,7 @@ fn gemm_problem(op: &Op, sparse: bool) -> Option<(GemmProblem, u64)> {
             n,
             nonzeros: problem_nonzeros,
             sparse,
+            value_bytes,
         },
         repeat,
     ))
@@ -253,7 +267,7 @@ fn best_tile(
     let region_pes = region_rows * region_cols;
     let simd = fabric.pe.simd_fp16_lanes;
     let mut best: Option<(GemmTile, KernelCost)> = None;
-    let (mut smallest_sram, mut fewest_colors) = (u64::MAX, u64::MAX);
+    let (mut smallest_sram, mut fewest_colors, mut fewest_rows) = (u64::MAX, u64::MAX, u64::MAX);
     for (rows, cols) in tile_regions(p, region_rows, region_cols) {
         let rows_total = if p.form == GemmForm::Activations {
             p.t
@@ -268,6 +282,11 @@ fn best_tile(
             for c_k in split_candidates(cols, p.k) {
                 let c_n = (cols / c_k).min(p.n).max(1);
                 let tile = GemmTile { rows, c_k, c_n };
+                let k_c = p.k.div_ceil(c_k);
+                if p.sparse && k_c > fabric.sparse_index_rows() {
+                    fewest_rows = fewest_rows.min(k_c);
+                    continue;
+                }
                 let colors = tile_colors(p.form, &tile);
                 if colors > fabric.usable_colors() {
                     fewest_colors = fewest_colors.min(colors);
@@ -286,8 +305,10 @@ fn best_tile(
     }
     best.ok_or(if smallest_sram < u64::MAX {
         Refusal::Sram(smallest_sram)
-    } else {
+    } else if fewest_colors < u64::MAX {
         Refusal::Colors(fewest_colors)
+    } else {
+        Refusal::Index(fewest_rows)
     })
 }
 

@@ -181,6 +181,13 @@ fn plan_with(
                 model.name,
                 fabric.usable_colors()
             )),
+            Refusal::Index(rows) => Error::Input(format!(
+                "{}: op {name}'s sparse weight leaves a PE at least {rows} rows of its K slice, more \
+                 than the {} a {}-bit index addresses (router.sparse_index_bits)",
+                model.name,
+                fabric.sparse_index_rows(),
+                fabric.router.sparse_index_bits
+            )),
         })?;
         for op in &ops {
             if op.cost.sram_bytes_per_pe > working_max.0 {

@@ -65,6 +65,8 @@ pub struct PeSpec {
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
     pub wavelet_bits: u64,
+    /// Bits of a sparse weight's index (its row within a PE's K slice), sent beside its value.
+    pub sparse_index_bits: u64,
     pub hop_latency_cycles: u64,
     pub ramp_latency_cycles: u64,
     pub colors: u64,
@@ -171,9 +173,15 @@ impl FabricSpec {
             return Err(c.fail(
                 "router.wavelet_bits",
                 &r.wavelet_bits.to_string(),
-                "32 (a wavelet carries one 16-bit value plus a 16-bit index, or two fp16 values)",
+                "32 (the engine's links move one 32-bit wavelet per cycle)",
             ));
         }
+        c.range(
+            "router.sparse_index_bits",
+            r.sparse_index_bits,
+            1,
+            r.wavelet_bits,
+        )?;
         c.at_most(
             "router.hop_latency_cycles",
             r.hop_latency_cycles,
@@ -234,8 +242,86 @@ impl FabricSpec {
         self.router.colors - self.router.colors_reserved
     }
 
+    /// How values of `value_bytes` bytes travel in this fabric's wavelets: the one place the
+    /// wire format is derived (the engine's kernels, the cost models and the wafer I/O use it).
+    pub fn packing(&self, value_bytes: u64) -> Packing {
+        let wavelet_bits = self.router.wavelet_bits;
+        let value_bits = 8 * value_bytes;
+        Packing {
+            values_per_wavelet: (wavelet_bits / value_bits).max(1),
+            wavelets_per_value: value_bits.div_ceil(wavelet_bits),
+            wavelets_per_nonzero: (value_bits + self.router.sparse_index_bits)
+                .div_ceil(wavelet_bits),
+        }
+    }
+
+    /// Rows of a PE's K slice a sparse weight's index can address: 2^`sparse_index_bits`.
+    pub fn sparse_index_rows(&self) -> u64 {
+        1u64 << self.router.sparse_index_bits.min(63)
+    }
+
     /// Wafer I/O in bytes per clock cycle (a float: it is a rate, used only by cost models).
     pub fn io_bytes_per_cycle(&self) -> f64 {
         self.io.wafer_io_bits_per_second as f64 / 8.0 / self.clock.clock_hz as f64
+    }
+}
+
+/// The wire format of one value width on one fabric ([`FabricSpec::packing`]). Dense values
+/// travel packed (as many whole values as a wavelet holds, or one value over as many wavelets as
+/// it needs), a sparse weight's non-zero as its value and its index together, over as many
+/// wavelets as they need. A receiving core runs one task per packed group (dense) or non-zero
+/// (sparse), when its last wavelet arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Packing {
+    /// Dense: whole values one wavelet carries (1 for a value as wide as a wavelet or wider).
+    pub values_per_wavelet: u64,
+    /// Dense: wavelets one value needs (more than 1 only for a value wider than a wavelet).
+    pub wavelets_per_value: u64,
+    /// Sparse: wavelets one non-zero (value and index) needs.
+    pub wavelets_per_nonzero: u64,
+}
+
+impl Packing {
+    /// Tasks a receiving core runs for `values` dense values: one per packed group.
+    pub fn dense_tasks(&self, values: u64) -> u64 {
+        values.div_ceil(self.values_per_wavelet)
+    }
+
+    /// Wavelets `values` dense values take.
+    pub fn dense_wavelets(&self, values: u64) -> u64 {
+        self.dense_tasks(values) * self.wavelets_per_value
+    }
+
+    /// Wavelets `nonzeros` sparse non-zeros take, each with its index.
+    pub fn sparse_wavelets(&self, nonzeros: u64) -> u64 {
+        nonzeros * self.wavelets_per_nonzero
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn packing_follows_the_value_and_index_widths() {
+        let fabric = crate::spec::load_fabric("wse2").unwrap();
+        let packing = |bytes| {
+            let p = fabric.packing(bytes);
+            (
+                p.values_per_wavelet,
+                p.wavelets_per_value,
+                p.wavelets_per_nonzero,
+            )
+        };
+        // 32-bit wavelets, 16-bit indices.
+        assert_eq!(packing(1), (4, 1, 1));
+        assert_eq!(
+            packing(2),
+            (2, 1, 1),
+            "two fp16 values, or one with its index"
+        );
+        assert_eq!(packing(3), (1, 1, 2), "24 + 16 bits need two wavelets");
+        assert_eq!(packing(4), (1, 1, 2));
+        assert_eq!(packing(8), (1, 2, 3));
+        assert_eq!(fabric.packing(2).dense_wavelets(5), 3);
+        assert_eq!(fabric.packing(8).dense_wavelets(5), 10);
     }
 }

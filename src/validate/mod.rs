@@ -134,7 +134,9 @@ fn shapes() -> Vec<Shape> {
         gemm(Dgrad, 256, 512, 128, 0.75, (8, 8), None),
         gemm(Dgrad, 512, 256, 256, 0.5, (16, 16), None),
         gemm(Dgrad, 1024, 128, 256, 0.9, (32, 32), None),
-        // Weight gradient at the non-zeros only, reduced down the PE columns.
+        // Weight gradient at the non-zeros only, reduced down the PE columns; dense without an
+        // index decode.
+        gemm(Wgrad, 256, 256, 128, 0.0, (8, 8), None),
         gemm(Wgrad, 256, 256, 128, 0.5, (8, 8), None),
         gemm(Wgrad, 256, 256, 128, 0.75, (8, 8), None),
         gemm(Wgrad, 512, 256, 256, 0.9, (16, 16), None),

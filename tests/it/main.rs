@@ -9,6 +9,7 @@ mod golden;
 mod outputs;
 mod plot;
 mod spec_errors;
+mod spec_keys;
 mod step;
 mod sweep;
 mod sweep_inputs;

@@ -51,6 +51,11 @@ fn cost_models_stay_within_the_bounds_of_the_engine() {
     ] {
         assert!(v.checks.iter().any(|c| c.kernel == kind), "{kind}");
     }
+    // wgrad dense too: full-wafer steps run every unmasked weight's gradient that way.
+    assert!(v
+        .checks
+        .iter()
+        .any(|c| c.kernel == "gemm wgrad" && c.shape.contains(" s 0 ")));
     assert!(
         v.checks.iter().any(|c| c.shape.contains("s 0.9"))
             && v.checks.iter().any(|c| c.shape.contains("64x64"))

@@ -22,13 +22,16 @@
 //! partial-sum wavelets per output column per PE row.
 //!
 //! - **Weight stream, per PE column c**: for each output column n of its N-group, in order:
-//!   the wavelets of `W[K_c, n]` in increasing k, then one control wavelet. Sparse: one
-//!   wavelet per non-zero (16-bit value + 16-bit index); zeros are never sent. Dense: two
-//!   values per wavelet, `ceil(K_c / 2)` wavelets. The stream enters at the north edge of
+//!   the wavelets of `W[K_c, n]` in increasing k, then one control wavelet, packed as
+//!   `FabricSpec::packing` of `pe.operand_bytes` says. Sparse: per non-zero its value and
+//!   index, in `wavelets_per_nonzero` wavelets (one on WSE-2: 16 + 16 bits); zeros are never
+//!   sent. Dense: `values_per_wavelet` values per group of `wavelets_per_value` wavelets
+//!   (WSE-2: two fp16 in one, `ceil(K_c / 2)` groups). A group's leading wavelets are
+//!   continuations the core takes without a task; its last starts the task. The stream enters at the north edge of
 //!   column c at most one wavelet per cycle and is multicast down the column (route
 //!   `N → {Ramp, S}`), so every PE of the column receives the same stream.
 //! - **Per weight wavelet, on each PE**: one task; sparse costs `a + d + F(T_r)` cycles
-//!   (`T_r` FMACs), dense `a + v·F(T_r)` for its v ∈ {1, 2} values (`v·T_r` FMACs).
+//!   (`T_r` FMACs), dense `a + v·F(T_r)` for the v values of its group (`v·T_r` FMACs).
 //! - **Per control wavelet (end of output column n)**: a task of `a` cycles that moves the
 //!   accumulator to the second buffer (double buffering) and starts the reduction. It waits
 //!   (the PE goes on with other work, its weight stream backs up) until the second buffer is
@@ -68,7 +71,7 @@ use crate::engine::{check_region, run, RunLimits, RunOutput};
 use crate::error::{Error, Result};
 use crate::random::Stream;
 use crate::sparsity::{split_range, Mask};
-use crate::spec::FabricSpec;
+use crate::spec::{FabricSpec, Packing};
 
 const RED_A: u8 = 0;
 const RED_B: u8 = 1;
@@ -76,6 +79,9 @@ const WGT: u8 = 2;
 const COLORS: u8 = 3;
 /// The control wavelet: no weight (an index or value pair) has this bit pattern.
 pub const CONTROL: u64 = u64::MAX;
+/// A wavelet of a value or non-zero that needs more than one: the core takes it without a
+/// task of its own (the last wavelet of the group starts the task); no weight has this pattern.
+const CONTINUATION: u64 = u64::MAX - 1;
 const NONE: u32 = u32::MAX;
 /// Most multiply-adds (T·K·N) a GEMM may have, wavelet-level or modelled: 2^60, so that every
 /// count derived from it stays inside u64.
@@ -124,8 +130,12 @@ pub struct GemmLayout {
     pub cols: u32,
     pub ck: u32,
     pub cn: u32,
-    /// Two fp16 values per wavelet, no index (sparsity 0); else one value + index.
+    /// Packed values, no index (sparsity 0); else each non-zero's value and index.
     pub dense: bool,
+    /// Bytes of a streamed weight value (the fabric's `pe.operand_bytes`) and how the stream
+    /// packs them.
+    pub value_bytes: u64,
+    pub packing: Packing,
     pub sram_bytes_max: u64,
     pub form: GemmForm,
 }
@@ -263,6 +273,15 @@ impl GemmLayout {
                 "--split {ck}x{cn}: C_k must be at most K_in = {k_in} and C_n at most N_out = {n_out}"
             )));
         }
+        let k_c_max = k_in.div_ceil(ck as usize) as u64;
+        if cfg.sparsity != 0.0 && k_c_max > fabric.sparse_index_rows() {
+            return Err(Error::Input(format!(
+                "split {ck}x{cn}: a PE's K slice of {k_c_max} rows is more than the {} a {}-bit \
+                 index addresses (router.sparse_index_bits); use more K-groups",
+                fabric.sparse_index_rows(),
+                fabric.router.sparse_index_bits
+            )));
+        }
         let sram = sram_for(ck);
         if sram.total() > fabric.pe.sram_bytes {
             let second = if cfg.form == GemmForm::Wgrad {
@@ -294,6 +313,8 @@ impl GemmLayout {
             ck,
             cn,
             dense: cfg.sparsity == 0.0,
+            value_bytes: fabric.pe.operand_bytes,
+            packing: fabric.packing(fabric.pe.operand_bytes),
             sram_bytes_max: sram.total(),
             form: cfg.form,
         })
@@ -362,14 +383,14 @@ impl GemmPlan {
                 let k_c = self.k_slice(j).len() as u64;
                 let columns = nonzeros[c as usize].len() as u64;
                 let nnz: u64 = nonzeros[c as usize].iter().sum();
-                let (values, wavelets, decode) = if self.dense {
-                    (columns * k_c, columns * k_c.div_ceil(2), 0)
+                let (values, tasks, decode) = if self.dense {
+                    (columns * k_c, columns * self.packing.dense_tasks(k_c), 0)
                 } else {
                     (nnz, nnz, d)
                 };
                 let reducing = if j > 0 { columns } else { 0 };
                 work.push(Work {
-                    overhead_cycles: wavelets * (a + decode) + columns * a + reducing * a,
+                    overhead_cycles: tasks * (a + decode) + columns * a + reducing * a,
                     fmac_cycles: values * f,
                     reduction_cycles: reducing * t_r.div_ceil(per_wavelet),
                     fmac_ops: values * t_r,
@@ -434,7 +455,7 @@ pub fn fmac_cycles(fabric: &FabricSpec, len: u64) -> u64 {
 
 /// Partial sums one wavelet carries.
 pub fn partial_sums_per_wavelet(fabric: &FabricSpec) -> usize {
-    (4 / fabric.pe.partial_sum_bytes) as usize
+    (fabric.router.wavelet_bits / 8 / fabric.pe.partial_sum_bytes) as usize
 }
 
 /// The values a small GEMM carries: X (`T × K_in`) and the masked weight (`K_in × N_out`),
@@ -519,14 +540,25 @@ pub fn gemm_program(plan: &GemmPlan, values: Option<&GemmValues>) -> Program {
         let mut wavelets = Vec::new();
         for n in plan.n_slice(g_n) {
             let weight = |k: usize| values.map_or(0.0, |v| v.w[k * plan.n_out + n]).to_bits();
+            let packing = plan.packing;
+            // A group's leading wavelets are continuations; its last carries what the task needs.
+            let mut group = |last: u64, size: u64| {
+                wavelets.extend((1..size).map(|_| CONTINUATION));
+                wavelets.push(last);
+            };
             if plan.dense {
-                for k in ks.clone().step_by(2) {
-                    let second = if k + 1 < ks.end { weight(k + 1) } else { 0 };
-                    wavelets.push(pack(weight(k), second));
+                // A dense group names its first position; the core reads the values it packs
+                // (as many as `values_per_wavelet`, more than a 64-bit payload holds as f32s).
+                let step = packing.values_per_wavelet as usize;
+                for k in ks.clone().step_by(step) {
+                    group((k - ks.start) as u64, packing.wavelets_per_value);
                 }
             } else {
                 for k in ks.clone().filter(|&k| plan.mask.get(k, n)) {
-                    wavelets.push(pack((k - ks.start) as u32, weight(k)));
+                    group(
+                        pack((k - ks.start) as u32, weight(k)),
+                        packing.wavelets_per_nonzero,
+                    );
                 }
             }
             wavelets.push(CONTROL);
@@ -585,8 +617,6 @@ pub struct GemmKernel<'p> {
     /// these two small tables instead of the PE's tile (they stay in the host's cache).
     row_of: Vec<u16>,
     sparse_work: Vec<Work>,
-    /// Next dense k position within the current column.
-    pos: Vec<u32>,
     /// Output columns whose control wavelet this PE has processed.
     columns_done: Vec<u32>,
     /// Output column (index within the group) whose partials are in the second buffer.
@@ -653,7 +683,6 @@ impl<'p> GemmKernel<'p> {
                     }
                 })
                 .collect(),
-            pos: vec![0; pes],
             columns_done: vec![0; pes],
             held: vec![NONE; pes],
             in_flight: vec![std::collections::VecDeque::new(); pes],
@@ -682,15 +711,13 @@ impl<'p> GemmKernel<'p> {
             tile.k0 as usize,
         );
         if self.plan.dense {
-            let k_c = tile.k_c;
-            let first = self.pos[pe as usize];
-            let count = (k_c - first).min(2) as u64;
-            self.pos[pe as usize] += 2;
+            // The group's first position; it packs up to `values_per_wavelet` values.
+            let first = data as u32;
+            let count = ((tile.k_c - first) as u64).min(self.plan.packing.values_per_wavelet);
             if let Some(v) = self.values {
-                let (w0, w1) = unpack(data);
-                self.fmac(v, pe, r, k0 + first as usize, f32::from_bits(w0));
-                if count == 2 {
-                    self.fmac(v, pe, r, k0 + first as usize + 1, f32::from_bits(w1));
+                let n = self.column(pe);
+                for k in k0 + first as usize..k0 + first as usize + count as usize {
+                    self.fmac(v, pe, r, k, v.w[k * self.plan.n_out + n]);
                 }
             }
             Work {
@@ -713,6 +740,12 @@ impl<'p> GemmKernel<'p> {
         }
     }
 
+    /// The output column PE `pe` is accumulating.
+    fn column(&self, pe: u32) -> usize {
+        let g_n = pe % self.plan.cols / self.plan.ck;
+        self.plan.n_slice(g_n).start + self.columns_done[pe as usize] as usize
+    }
+
     fn fmac(&mut self, v: &GemmValues, pe: u32, r: u32, k: usize, w: f32) {
         let k_in = self.plan.k_in;
         let acc = &mut self.acc[pe as usize];
@@ -730,7 +763,6 @@ impl<'p> GemmKernel<'p> {
         if self.plan.ck > 1 && (self.sending[p] || self.held[p] != NONE) {
             return None;
         }
-        self.pos[p] = 0;
         self.columns_done[p] += 1;
         std::mem::swap(&mut self.acc[p], &mut self.acc_held[p]);
         self.acc[p].iter_mut().for_each(|a| *a = 0.0);
@@ -818,6 +850,8 @@ impl Kernel for GemmKernel<'_> {
     ) -> Option<Work> {
         match (color, data) {
             (WGT, CONTROL) => self.control(pe, io),
+            // The router delivered it; the group's last wavelet starts the task.
+            (WGT, CONTINUATION) => Some(Work::default()),
             (WGT, _) => Some(self.weight(pe, data)),
             // Partial sums come as blocks only.
             _ => None,

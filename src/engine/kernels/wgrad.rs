@@ -11,7 +11,8 @@
 //!   per non-zero of `W[K_c, n]` (its 16-bit index), entering at the north edge at most one per
 //!   cycle, multicast down the column (color 2, `N → {Ramp, S}`). No control wavelets.
 //! - **Per index wavelet, on each PE**: one task of `a + d + F(T_r)` cycles (`T_r` FMACs):
-//!   the partial dot product `Σ_{t ∈ T_r} X[t, k] · dY[t, n]`.
+//!   the partial dot product `Σ_{t ∈ T_r} X[t, k] · dY[t, n]`. A dense weight (sparsity 0)
+//!   streams every position in order, so its tasks decode nothing: `a + F(T_r)`.
 //! - **Reduction down the column, per non-zero (chain over the R rows)**: row 0 sends its
 //!   partial south (one wavelet, as soon as its task ends); row r > 0 adds each arriving
 //!   partial to its own for the same non-zero (1 cycle, and `a` for the first of the run) and
@@ -118,7 +119,12 @@ impl<'p> WgradKernel<'p> {
             plan,
             values,
             activation: fabric.pe.task_activation_cycles,
-            decode: fabric.pe.sparse_index_decode_cycles,
+            // A dense weight's positions follow from the stream's order: nothing to decode.
+            decode: if plan.dense {
+                0
+            } else {
+                fabric.pe.sparse_index_decode_cycles
+            },
             fmac_cycles_row: (0..plan.rows)
                 .map(|r| fmac_cycles(fabric, plan.t_slice(r).len() as u64))
                 .collect(),
