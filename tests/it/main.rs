@@ -5,6 +5,7 @@ mod engine;
 mod engine_random;
 mod flop_counts;
 mod flops;
+mod monotone;
 mod plot;
 mod spec_errors;
 mod step;
