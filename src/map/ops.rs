@@ -265,20 +265,15 @@ fn best_tile(
     working_bytes: u64,
 ) -> Result<(GemmTile, KernelCost), Refusal> {
     let region_pes = region_rows * region_cols;
-    let simd = fabric.pe.simd_fp16_lanes;
     let mut best: Option<(GemmTile, KernelCost)> = None;
     let (mut smallest_sram, mut fewest_colors, mut fewest_rows) = (u64::MAX, u64::MAX, u64::MAX);
+    let rows_total = if p.form == GemmForm::Activations {
+        p.t
+    } else {
+        p.batch * p.t
+    };
     for (rows, cols) in tile_regions(p, region_rows, region_cols) {
-        let rows_total = if p.form == GemmForm::Activations {
-            p.t
-        } else {
-            p.batch * p.t
-        };
-        let mut row_options = vec![rows.min(rows_total.max(1))];
-        // Fewer rows so that each PE's rows fill whole SIMD passes.
-        let t_r = rows_total.div_ceil(rows).next_multiple_of(simd);
-        row_options.push(rows_total.div_ceil(t_r).clamp(1, rows));
-        for rows in row_options {
+        for rows in row_candidates(rows_total, rows) {
             for c_k in split_candidates(cols, p.k) {
                 let c_n = (cols / c_k).min(p.n).max(1);
                 let tile = GemmTile { rows, c_k, c_n };
@@ -310,6 +305,30 @@ fn best_tile(
     } else {
         Refusal::Index(fewest_rows)
     })
+}
+
+/// Rows of a `rows`-row region to use for `rows_total` rows of X: all of them, and fewer, so that
+/// each PE's `t_r` rows fill whole passes of its FMAC. A pass is as wide as the SIMD lanes or
+/// what SRAM bandwidth feeds per cycle, whichever is narrower (`fmac_cycles`); both are powers
+/// of two on real PEs, so the candidates round `t_r` up to every power of two, up to all rows
+/// on one PE. They depend on no throughput key of the fabric: a faster PE is offered the tiles a
+/// slower one was, so it never maps to a slower plan (a lane count in the rounding made wse2's
+/// 16 lanes miss the 8-lane tiles). The whole region first, then fewer and fewer rows.
+fn row_candidates(rows_total: u64, rows: u64) -> Vec<u64> {
+    let rows_total = rows_total.max(1);
+    let t_r = rows_total.div_ceil(rows);
+    let mut out = vec![rows.min(rows_total)];
+    let widths = (0..u64::BITS).map(|shift| 1u64 << shift);
+    for width in widths.take_while(|&w| w <= rows_total) {
+        let Some(t_r) = t_r.checked_next_multiple_of(width) else {
+            break;
+        };
+        let used = rows_total.div_ceil(t_r).clamp(1, rows);
+        if !out.contains(&used) {
+            out.push(used);
+        }
+    }
+    out
 }
 
 /// Sub-regions to try: the whole region for a single product; for attention's many independent

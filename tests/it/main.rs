@@ -6,6 +6,7 @@ mod engine_random;
 mod flop_counts;
 mod flops;
 mod golden;
+mod monotone;
 mod outputs;
 mod plot;
 mod spec_errors;
