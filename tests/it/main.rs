@@ -6,6 +6,7 @@ mod engine_random;
 mod flops;
 mod plot;
 mod spec_errors;
+mod spec_names;
 mod step;
 mod sweep;
 mod sweep_inputs;
