@@ -11,4 +11,5 @@ mod step;
 mod sweep;
 mod sweep_inputs;
 mod train;
+mod train_outputs;
 mod validate;

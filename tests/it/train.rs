@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::common::run_cli;
 
 /// A fresh empty folder for one test's output.
-fn fresh_folder(name: &str) -> PathBuf {
+pub fn fresh_folder(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wafersim-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -14,7 +14,7 @@ fn fresh_folder(name: &str) -> PathBuf {
 }
 
 /// `train gpt-tiny --fabric mini --out OUT` with `extra` flags: (exit code, stdout, stderr).
-fn run_train_tiny(out: &Path, extra: &[&str]) -> (u8, String, String) {
+pub fn run_train_tiny(out: &Path, extra: &[&str]) -> (u8, String, String) {
     let mut args = vec![
         "train",
         "gpt-tiny",
