@@ -11,30 +11,40 @@ use crate::report::{
     Outputs, RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, run_recipe, sram_grid, RunResult};
-use crate::spec::{load_fabric, load_model, FabricSpec, ModelSpec};
+use crate::spec::{read_fabric, read_model, FabricSpec, ModelSpec, SpecSources};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
 /// stdout: the table, or the report as JSON (with `host_seconds`).
 pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
-    let model = load_model(&args.model)?;
-    let fabric = load_fabric(&args.fabric)?;
+    let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
+    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
     let sparsities = args
         .sparsity
         .clone()
         .unwrap_or_else(|| model.recipe.sparsities.clone());
+    // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
+    // into the built-in's folder.
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
+        PathBuf::from("wafersim-out").join(format!(
+            "{}-{}",
+            model_text.folder_name(&model.name),
+            fabric_text.folder_name(&fabric.name)
+        ))
     });
     // The folder first: one that cannot be used is refused before the simulation runs.
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
     let runs = run_recipe(&model, &fabric, &sparsities)?;
-    let report = TrainReport::new(&model, &fabric, &runs, common.seed());
+    let sources = SpecSources::of(&model_text, &fabric_text);
+    let report = TrainReport::new(&model, &fabric, sources, &runs, common.seed());
     let planned = output_names(&runs);
     let outputs = Outputs::begin(&out, &planned, is_train_output)?;
 
+    // The specs as read, byte for byte: the folder alone reproduces the run.
+    write_atomic(&out.join("model.toml"), model_text.text.as_bytes())?;
+    write_atomic(&out.join("fabric.toml"), fabric_text.text.as_bytes())?;
     let json = to_json(&report)?;
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv()?.as_bytes())?;
@@ -74,7 +84,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
+            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds
@@ -83,7 +93,9 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
 }
 
 /// The files train writes into its folder besides the utilisation heatmaps.
-const TRAIN_FILES: [&str; 7] = [
+const TRAIN_FILES: [&str; 9] = [
+    "model.toml",
+    "fabric.toml",
     "report.json",
     "phases.csv",
     "ops.csv",

@@ -5,6 +5,7 @@ mod engine;
 mod engine_random;
 mod flops;
 mod plot;
+mod provenance;
 mod spec_errors;
 mod spec_names;
 mod step;

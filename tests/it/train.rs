@@ -296,6 +296,10 @@ fn an_interrupted_run_leaves_no_half_written_file() {
                     roxmltree::Document::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
                 }
                 Some("csv") => assert!(bytes.ends_with(b"\n"), "{name} is whole"),
+                Some("toml") => {
+                    toml::from_str::<toml::Table>(std::str::from_utf8(&bytes).unwrap())
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
                 Some("postcard") => {
                     wafersim::report::CountersFile::read(&path).unwrap();
                 }
