@@ -51,8 +51,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The version of the timing model: what the simulated figures of a given model, fabric and
 /// seed are. Sweep points are keyed by it (with the model and fabric contents), so a point
 /// simulated by another timing model is never reused. **Bump it in every commit that moves a
-/// simulated figure on purpose** — whenever a golden file under `traces/golden/` is re-blessed —
-/// and never otherwise (a faster simulator or a new report field leaves it as it is).
+/// simulated figure on purpose** — whenever a re-blessed golden file under `traces/golden/`
+/// shows a cycle count, time, speedup or other simulated figure changed — and never otherwise
+/// (a faster simulator, or a report field added or renamed, leaves it as it is).
 pub const TIMING_MODEL_VERSION: u32 = 1;
 pub mod cost;
 pub mod map;

@@ -21,7 +21,10 @@ use crate::graph::StepConfig;
 use crate::map::MapOptions;
 use crate::report::{FabricInspect, FlopsReport, ModelInspect, StepReport};
 use crate::schedule::run_step;
-use crate::spec::{builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml};
+use crate::spec::{
+    builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml, read_fabric, read_model,
+    SpecSources,
+};
 
 /// Runs the command line `args` (program name first) and returns the process exit code:
 /// 0 ok, 2 bad input, 1 anything else. Output goes to `stdout`, messages to `stderr`.
@@ -85,8 +88,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         }
         Command::Step(step) => {
             let started = std::time::Instant::now();
-            let model = load_model(&step.model)?;
-            let fabric = load_fabric(&step.fabric)?;
+            let (model_text, fabric_text) = (read_model(&step.model)?, read_fabric(&step.fabric)?);
+            let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
             for (flag, path) in [("--heatmap", &step.heatmap), ("--trace", &step.trace)] {
                 if let Some(path) = path {
                     crate::report::check_output_file(flag, path)?;
@@ -103,7 +106,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             let result = run_step(&model, &fabric, config, options)?;
             step_pictures(step, &result, &model, &fabric, common.seed())?;
             let host_seconds = started.elapsed().as_secs_f64();
-            let report = StepReport::new(&result, &fabric, common.seed(), host_seconds);
+            let sources = SpecSources::of(&model_text, &fabric_text);
+            let report = StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
             render(common, &report, || report.render_table())?
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {

@@ -99,13 +99,6 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let spec = args.expect.as_deref().map(SweepSpec::load).transpose()?;
     let expect = spec.as_ref().zip(args.expect.as_deref());
     let points = read_points(&args.dir, expect)?;
-    if points.is_empty() {
-        // Refused before sweep.csv is written: a header alone would pass for a merged sweep.
-        return Err(Error::Input(format!(
-            "{}: no points to merge; run the sweep into this folder first",
-            args.dir.join("points").display()
-        )));
-    }
     let csv = sweep_csv(&points)?;
     let csv_path = args.dir.join("sweep.csv");
     write_atomic(&csv_path, csv.as_bytes())?;

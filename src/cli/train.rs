@@ -1,23 +1,24 @@
 //! `wafersim train`: the main job.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
     check_run_names, create_folder, draw_speedup, draw_train_heatmaps, lock_folder, ops_csv,
-    remove_stale_temporaries, step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
+    remove_stale_temporaries, step_trace, utilization_heatmap_name, write_atomic, CountersFile,
+    Outputs, RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, check_grid_memory, run_recipe, sram_grid, RunResult};
-use crate::spec::{load_fabric, load_model, sparsity_levels, FabricSpec, ModelSpec};
+use crate::spec::{read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
 /// stdout: the table, or the report as JSON (with `host_seconds`).
 pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
-    let model = load_model(&args.model)?;
-    let fabric = load_fabric(&args.fabric)?;
+    let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
+    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
     let sparsities = args
         .sparsity
         .clone()
@@ -29,24 +30,35 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let levels = sparsity_levels(&sparsities);
     check_run_names(&levels, &origin)?;
     check_grid_memory(&fabric, &args.fabric, levels.len() as u64)?;
+    // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
+    // into the built-in's folder.
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
+        PathBuf::from("wafersim-out").join(format!(
+            "{}-{}",
+            model_text.folder_name(&model.name),
+            fabric_text.folder_name(&fabric.name)
+        ))
     });
     // The folder first: one that cannot be used is refused before the simulation runs.
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
     let runs = run_recipe(&model, &fabric, &sparsities)?;
-    let report = TrainReport::new(&model, &fabric, &runs, common.seed());
+    let sources = SpecSources::of(&model_text, &fabric_text);
+    let report = TrainReport::new(&model, &fabric, sources, &runs, common.seed());
+    let planned = output_names(&runs);
+    let outputs = Outputs::begin(&out, &planned, is_train_output)?;
 
+    // The specs as read, byte for byte: the folder alone reproduces the run.
+    write_atomic(&out.join("model.toml"), model_text.text.as_bytes())?;
+    write_atomic(&out.join("fabric.toml"), fabric_text.text.as_bytes())?;
     let json = to_json(&report)?;
     write_atomic(&out.join("report.json"), json.as_bytes())?;
     write_atomic(&out.join("phases.csv"), report.phases_csv()?.as_bytes())?;
     write_atomic(&out.join("ops.csv"), ops_csv(&runs)?.as_bytes())?;
     let counters = counters(&model, &fabric, &runs, common.seed());
     counters.write(&out.join("counters.postcard"))?;
-    let heatmaps = draw_train_heatmaps(&counters, &out)?;
-    remove_other_heatmaps(&out, &heatmaps)?;
+    draw_train_heatmaps(&counters, &out)?;
     draw_speedup(
         &serde_json::from_str(&json).map_err(json_error)?,
         "report.json",
@@ -60,6 +72,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let trace = step_trace(&traced.pretrain_step, fabric.clock.clock_hz, &title);
     let trace = serde_json::to_string(&trace).map_err(json_error)?;
     write_atomic(&out.join("trace.json"), trace.as_bytes())?;
+    outputs.finish(&planned)?;
 
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
@@ -78,7 +91,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
+            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds
@@ -86,26 +99,37 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     }
 }
 
-/// Removes the utilisation heatmaps an earlier run into `out` drew for sparsities this run does
-/// not have, so that every heatmap in the folder belongs to its report.json.
-fn remove_other_heatmaps(out: &Path, written: &[PathBuf]) -> Result<()> {
-    let io_error = |source| Error::Io {
-        path: out.display().to_string(),
-        source,
-    };
-    for entry in std::fs::read_dir(out).map_err(io_error)? {
-        let path = entry.map_err(io_error)?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let drawn_by_train = name.starts_with("heatmap-utilization-")
-            && (name.ends_with(".png") || name.ends_with(".svg"));
-        if drawn_by_train && !written.contains(&path) {
-            std::fs::remove_file(&path).map_err(|source| Error::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+/// The files train writes into its folder besides the utilisation heatmaps.
+const TRAIN_FILES: [&str; 9] = [
+    "model.toml",
+    "fabric.toml",
+    "report.json",
+    "phases.csv",
+    "ops.csv",
+    "counters.postcard",
+    "trace.json",
+    "heatmap-sram.png",
+    "speedup.png",
+];
+
+/// Every file train writes for `runs`: what its manifest records, so that a rerun with fewer
+/// sparsities removes the heatmaps of the runs it no longer has, and no other file.
+fn output_names(runs: &[RunResult]) -> Vec<String> {
+    let mut names: Vec<String> = TRAIN_FILES.iter().map(|n| n.to_string()).collect();
+    for run in runs {
+        for extension in ["png", "svg"] {
+            names.push(utilization_heatmap_name(run.sparsity, extension));
         }
     }
-    Ok(())
+    names
+}
+
+/// Whether train could have written a file of this name: the manifest's entries are removed
+/// only if so.
+fn is_train_output(name: &str) -> bool {
+    let heatmap = name.starts_with("heatmap-utilization-")
+        && (name.ends_with(".png") || name.ends_with(".svg"));
+    heatmap || TRAIN_FILES.contains(&name)
 }
 
 /// Per-PE busy cycles and SRAM bytes of each run's pre-training step.

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -51,11 +52,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Input(format!("{}: not a file name", path.display())))?;
-    let temporary = folder.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let temporary = folder.join(temporary_name(&name.to_string_lossy()));
     let file = {
         let mut state = in_flight();
         if state.interrupted {
@@ -164,9 +161,34 @@ pub fn lock_folder(folder: &Path) -> Result<FolderLock> {
     }
 }
 
+/// What a temporary's name ends with before its process id and number.
+const TEMPORARY_MARK: &str = ".wafersim-tmp-";
+
+/// A fresh temporary name for a write of `name`: `.NAME.wafersim-tmp-PID-N`, N counting this
+/// process's writes, so that two writes at once (two threads, two processes) never share one.
+fn temporary_name(name: &str) -> String {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    format!(".{name}{TEMPORARY_MARK}{}-{n}", std::process::id())
+}
+
+/// Whether `name` is one [`temporary_name`] makes: nothing else in a folder is removed as a
+/// temporary (a user's `.notes.tmp-keep` is not one).
+fn is_temporary(name: &str) -> bool {
+    let Some((target, tail)) = name.rsplit_once(TEMPORARY_MARK) else {
+        return false;
+    };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let numbered = tail
+        .split_once('-')
+        .is_some_and(|(pid, n)| digits(pid) && digits(n));
+    target.len() > 1 && target.starts_with('.') && numbered
+}
+
 /// Removes the temporary files a killed earlier run left in `folder` (a SIGKILL between writing
-/// and renaming). Only for a folder one process writes at a time, like `train --out`: sweep
-/// shards share their folder and must not remove each other's files in flight.
+/// and renaming): only names wafersim's writes make. Only for a folder one process writes at a
+/// time, like `train --out`: sweep shards share their folder and must not remove each other's
+/// files in flight.
 pub fn remove_stale_temporaries(folder: &Path) -> Result<()> {
     let io_error = |source| Error::Io {
         path: folder.display().to_string(),
@@ -178,11 +200,79 @@ pub fn remove_stale_temporaries(folder: &Path) -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with('.') && name.contains(".tmp-") {
+        if is_temporary(&name) {
             let _ = std::fs::remove_file(&path);
         }
     }
     Ok(())
+}
+
+/// The manifest of a folder a run owns (`train --out`): the names of the files wafersim wrote
+/// there, so that a rerun removes those it no longer writes (a heatmap of a sparsity it does not
+/// run) and never a file it did not write.
+const MANIFEST: &str = "wafersim-manifest.json";
+
+/// What a manifest holds.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    files: Vec<String>,
+}
+
+/// The outputs of a run into a folder it owns, between [`Outputs::begin`] and
+/// [`Outputs::finish`].
+#[derive(Debug)]
+pub struct Outputs {
+    folder: PathBuf,
+    earlier: Vec<String>,
+}
+
+impl Outputs {
+    /// Before the first write: reads the files an earlier run recorded, and records them with
+    /// the names this run is about to write (`planned`), so that a run killed midway leaves no
+    /// file of its own unrecorded. `ours` says which names the run can write: a manifest entry
+    /// that is not one (or not a plain name in the folder) is never removed.
+    pub fn begin(folder: &Path, planned: &[String], ours: fn(&str) -> bool) -> Result<Outputs> {
+        let text = std::fs::read_to_string(folder.join(MANIFEST)).unwrap_or_default();
+        let recorded: ManifestFile = serde_json::from_str(&text).unwrap_or_default();
+        let plain = |n: &String| !n.starts_with('.') && !n.contains(['/', '\\']) && ours(n);
+        let earlier: Vec<String> = recorded.files.into_iter().filter(plain).collect();
+        let outputs = Outputs {
+            folder: folder.to_path_buf(),
+            earlier,
+        };
+        let mut both = outputs.earlier.clone();
+        both.extend(planned.iter().cloned());
+        outputs.record(both)?;
+        Ok(outputs)
+    }
+
+    /// After the last write: removes the files an earlier run recorded that this one did not
+    /// write, and records what it wrote.
+    pub fn finish(self, written: &[String]) -> Result<()> {
+        for name in self.earlier.iter().filter(|n| !written.contains(n)) {
+            let path = self.folder.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io {
+                        path: path.display().to_string(),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
+        self.record(written.to_vec())
+    }
+
+    fn record(&self, mut files: Vec<String>) -> Result<()> {
+        files.sort();
+        files.dedup();
+        let mut json = serde_json::to_string_pretty(&ManifestFile { files })
+            .map_err(|e| Error::Simulation(format!("cannot encode the manifest: {e}")))?;
+        json.push('\n');
+        write_atomic(&self.folder.join(MANIFEST), json.as_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +292,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("report.json")]);
+    }
+
+    #[test]
+    fn only_names_wafersim_makes_are_temporaries() {
+        let made = temporary_name("report.json");
+        assert!(is_temporary(&made), "{made}");
+        assert_ne!(made, temporary_name("report.json"), "each write its own");
+        for user in [
+            ".notes.tmp-keep",
+            ".report.json.tmp-12",
+            "report.json.wafersim-tmp-1-2",
+            ".wafersim-tmp-1-2",
+            ".x.wafersim-tmp-1-",
+            ".x.wafersim-tmp-a-2",
+        ] {
+            assert!(!is_temporary(user), "{user}");
+        }
     }
 
     #[test]

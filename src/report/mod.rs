@@ -20,13 +20,13 @@ pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
 pub use csv_file::csv_text;
 pub use files::{
     check_output_file, create_folder, lock_folder, remove_in_flight_temporaries,
-    remove_stale_temporaries, write_atomic,
+    remove_stale_temporaries, write_atomic, Outputs,
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use pictures::{
     check_run_names, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name,
-    HeatmapKind,
+    utilization_heatmap_name, HeatmapKind,
 };
 pub use step::StepReport;
 pub use table::{duration, si, thousands, Table};

@@ -57,6 +57,11 @@ pub fn check_run_names(levels: &[f64], origin: &str) -> Result<()> {
     Ok(())
 }
 
+/// The file name of a run's utilisation heatmap in train's folder.
+pub fn utilization_heatmap_name(sparsity: f64, extension: &str) -> String {
+    format!("heatmap-utilization-{}.{extension}", run_name(sparsity))
+}
+
 /// Draws one run's heatmap to `path` (PNG or SVG by extension). Utilisation heatmaps of every run
 /// share the 0–1 scale, SRAM heatmaps the 0–capacity scale, so they compare.
 pub fn draw_heatmap(
@@ -117,10 +122,7 @@ pub fn draw_train_heatmaps(file: &CountersFile, out: &Path) -> Result<Vec<PathBu
     let mut written = Vec::new();
     for run in &file.runs {
         for extension in ["png", "svg"] {
-            let path = out.join(format!(
-                "heatmap-utilization-{}.{extension}",
-                run_name(run.sparsity)
-            ));
+            let path = out.join(utilization_heatmap_name(run.sparsity, extension));
             draw_heatmap(file, run, HeatmapKind::Utilization, &path)?;
             written.push(path);
         }

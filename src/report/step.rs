@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
 use crate::schedule::{Breakdown, OpRow, StepResult};
-use crate::spec::{FabricSpec, Phase};
+use crate::spec::{FabricSpec, Phase, SpecSources};
 
 /// The report of one step, with the field names of DESIGN.md.
 #[derive(Debug, Clone, Serialize)]
@@ -13,6 +13,9 @@ pub struct StepReport {
     pub seed: u64,
     pub model: String,
     pub fabric: String,
+    /// Where the model and fabric came from and the SHA-256 of each file.
+    #[serde(flatten)]
+    pub sources: SpecSources,
     pub phase: Phase,
     pub sparsity: f64,
     pub tokens: u64,
@@ -46,7 +49,13 @@ pub struct StepReport {
 }
 
 impl StepReport {
-    pub fn new(result: &StepResult, fabric: &FabricSpec, seed: u64, host_seconds: f64) -> Self {
+    pub fn new(
+        result: &StepResult,
+        fabric: &FabricSpec,
+        sources: SpecSources,
+        seed: u64,
+        host_seconds: f64,
+    ) -> Self {
         let plan = &result.plan;
         let seconds = result.cycles as f64 / fabric.clock.clock_hz as f64;
         let flops_per_second = result.flops_executed as f64 / seconds.max(f64::MIN_POSITIVE);
@@ -56,6 +65,7 @@ impl StepReport {
             seed,
             model: plan.model.clone(),
             fabric: plan.fabric.clone(),
+            sources,
             phase: plan.config.phase,
             sparsity: plan.config.sparsity,
             tokens: plan.config.tokens(),

@@ -8,7 +8,7 @@ use super::csv_file::csv_text;
 use super::table::{duration, si, thousands, Table};
 use crate::error::Result;
 use crate::schedule::{gap_shares, Breakdown, PhaseResult, PhaseTotal, RunResult};
-use crate::spec::{FabricSpec, ModelSpec};
+use crate::spec::{FabricSpec, ModelSpec, SpecSources};
 
 /// The report of a recipe run, with the field names of DESIGN.md. Host timings are not part of
 /// it, so the same inputs give byte-identical files.
@@ -18,6 +18,9 @@ pub struct TrainReport {
     pub seed: u64,
     pub model: String,
     pub fabric: String,
+    /// Where the model and fabric came from and the SHA-256 of each file.
+    #[serde(flatten)]
+    pub sources: SpecSources,
     pub clock_hz: u64,
     pub peak_flops_per_second: f64,
     /// Share of a dense pre-training step's FLOPs on the weights the recipe masks: the part
@@ -63,7 +66,13 @@ pub struct GapShare {
 }
 
 impl TrainReport {
-    pub fn new(model: &ModelSpec, fabric: &FabricSpec, runs: &[RunResult], seed: u64) -> Self {
+    pub fn new(
+        model: &ModelSpec,
+        fabric: &FabricSpec,
+        sources: SpecSources,
+        runs: &[RunResult],
+        seed: u64,
+    ) -> Self {
         let clock = fabric.clock.clock_hz as f64;
         let dense = runs[0].total.breakdown;
         let step = &runs[0].pretrain_step;
@@ -99,6 +108,7 @@ impl TrainReport {
             seed,
             model: model.name.clone(),
             fabric: fabric.name.clone(),
+            sources,
             clock_hz: fabric.clock.clock_hz,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             masked_flops_share,

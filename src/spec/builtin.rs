@@ -96,6 +96,29 @@ impl SpecText {
     }
 }
 
+/// Where a run's model and fabric came from, as the train and step reports record them: two
+/// reports with the same hashes were simulated from the same files, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecSources {
+    /// `builtin`, or the model file's path as given.
+    pub model_source: String,
+    pub model_sha256: String,
+    /// `builtin`, or the fabric file's path as given.
+    pub fabric_source: String,
+    pub fabric_sha256: String,
+}
+
+impl SpecSources {
+    pub fn of(model: &SpecText, fabric: &SpecText) -> SpecSources {
+        SpecSources {
+            model_source: model.provenance.source.clone(),
+            model_sha256: model.provenance.sha256.clone(),
+            fabric_source: fabric.provenance.source.clone(),
+            fabric_sha256: fabric.provenance.sha256.clone(),
+        }
+    }
+}
+
 /// SHA-256 of `bytes` as 64 lowercase hex digits: the stable content hash of specs and points.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

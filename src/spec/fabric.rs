@@ -89,9 +89,7 @@ impl FabricSpec {
     /// Checks every value against its allowed range; `origin` names the file in messages.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let c = Checker { origin };
-        if self.name.trim().is_empty() {
-            return Err(c.fail("name", "\"\"", "a non-empty name"));
-        }
+        c.name("name", &self.name)?;
         let g = &self.geometry;
         c.range(
             "geometry.fabric_width_pes",

@@ -165,9 +165,7 @@ impl ModelSpec {
     /// Checks every value against its allowed range; `origin` names the file in messages.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let c = Checker { origin };
-        if self.name.trim().is_empty() {
-            return Err(c.fail("name", "\"\"", "a non-empty name"));
-        }
+        c.name("name", &self.name)?;
         self.architecture.validate(&c)?;
         self.recipe.validate(&c, &self.architecture)
     }

@@ -41,6 +41,14 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
     if let Some((spec, origin)) = expect {
         check_expected(out, &points, spec, origin)?;
     }
+    if points.is_empty() {
+        // Before anything is written: sweep.csv and the chart of no points say nothing.
+        return Err(Error::Input(format!(
+            "{}: holds no points; run `wafersim sweep SPEC --out {}` first",
+            folder.display(),
+            out.display()
+        )));
+    }
     let mut sorted: Vec<PointResult> = points.into_values().collect();
     sorted.sort_by(|a, b| {
         let key = |p: &PointResult| {

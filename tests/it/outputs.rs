@@ -123,7 +123,7 @@ fn merging_a_sweep_without_points_writes_nothing() {
     std::fs::create_dir_all(out.join("points")).unwrap();
     let (code, _, err) = run_cli(&["merge", out.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no points to merge"), "{err}");
+    assert!(err.contains("holds no points"), "{err}");
     let names: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())

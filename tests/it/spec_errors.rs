@@ -10,7 +10,7 @@ const MINI: &str = include_str!("../../fabric/mini.toml");
 
 /// Runs `flops` (for a model) or `inspect` (for a fabric) on an edited copy of a built-in file
 /// and returns the error message, asserting exit code 2 and a single line naming the file.
-fn error_for(kind: &str, edit: impl Fn(&str) -> String) -> String {
+pub fn error_for(kind: &str, edit: impl Fn(&str) -> String) -> String {
     let (original, file) = if kind == "model" {
         (TINY, "bad-model.toml")
     } else {

@@ -216,3 +216,14 @@ fn a_model_path_with_a_comma_and_a_quote_keeps_sweep_csv_columns() {
         assert!(column(row, "pretrain_io_cycles").parse::<u64>().unwrap() > 0);
     }
 }
+
+/// merge on a sweep folder without points is refused before sweep.csv is written.
+#[test]
+fn merge_of_no_points_is_refused_before_writing() {
+    let dir = folder_with("no-points", &[]);
+    std::fs::create_dir_all(dir.join("points")).unwrap();
+    let (code, _, err) = run_cli(&["merge", dir.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("holds no points"), "{err}");
+    assert!(!dir.join("sweep.csv").exists(), "nothing written");
+}

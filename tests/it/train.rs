@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::common::{assert_golden, bless_mode, run_cli};
 
 /// A fresh empty folder for one test's output.
-fn fresh_folder(name: &str) -> PathBuf {
+pub fn fresh_folder(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wafersim-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -14,7 +14,7 @@ fn fresh_folder(name: &str) -> PathBuf {
 }
 
 /// `train gpt-tiny --fabric mini --out OUT` with `extra` flags: (exit code, stdout, stderr).
-fn run_train_tiny(out: &Path, extra: &[&str]) -> (u8, String, String) {
+pub fn run_train_tiny(out: &Path, extra: &[&str]) -> (u8, String, String) {
     let mut args = vec![
         "train",
         "gpt-tiny",
@@ -323,6 +323,10 @@ fn an_interrupted_run_leaves_no_half_written_file() {
                     roxmltree::Document::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
                 }
                 Some("csv") => assert!(bytes.ends_with(b"\n"), "{name} is whole"),
+                Some("toml") => {
+                    toml::from_str::<toml::Table>(std::str::from_utf8(&bytes).unwrap())
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
                 Some("postcard") => {
                     wafersim::report::CountersFile::read(&path).unwrap();
                 }
