@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::table::{duration, si, thousands, Table};
 use crate::schedule::{Breakdown, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase};
+use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of one step, with the field names of DESIGN.md.
 #[derive(Debug, Clone, Serialize)]
@@ -13,6 +14,9 @@ pub struct StepReport {
     pub seed: u64,
     pub model: String,
     pub fabric: String,
+    /// As in `train`'s report: the fabric lies where `validate` holds the cost models.
+    pub validated: bool,
+    pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub phase: Phase,
     pub sparsity: f64,
     pub tokens: u64,
@@ -47,11 +51,14 @@ impl StepReport {
         let seconds = result.cycles as f64 / fabric.clock.clock_hz as f64;
         let flops_per_second = result.flops_executed as f64 / seconds.max(f64::MIN_POSITIVE);
         let b = &result.breakdown;
+        let unvalidated = unvalidated_keys(fabric);
         StepReport {
             version: crate::VERSION,
             seed,
             model: plan.model.clone(),
             fabric: plan.fabric.clone(),
+            validated: unvalidated.is_empty(),
+            unvalidated_keys: unvalidated,
             phase: plan.config.phase,
             sparsity: plan.config.sparsity,
             tokens: plan.config.tokens(),
@@ -90,6 +97,7 @@ impl StepReport {
             self.phase.name(),
             self.sparsity
         );
+        out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         out += &format!(
             "step        {} tokens ({} x {}), {}{}\n",
             thousands(self.tokens as u128),

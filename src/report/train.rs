@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::table::{duration, si, thousands, Table};
 use crate::schedule::{gap_shares, Breakdown, PhaseResult, PhaseTotal, RunResult};
 use crate::spec::{FabricSpec, ModelSpec};
+use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of a recipe run, with the field names of DESIGN.md. Host timings are not part of
 /// it, so the same inputs give byte-identical files.
@@ -16,6 +17,10 @@ pub struct TrainReport {
     pub seed: u64,
     pub model: String,
     pub fabric: String,
+    /// Whether every engine-relevant key of the fabric lies where `validate` has held the cost
+    /// models to the engine; if not, `unvalidated_keys` lists those outside.
+    pub validated: bool,
+    pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub clock_hz: u64,
     pub peak_flops_per_second: f64,
     /// Share of a dense pre-training step's FLOPs on the weights the recipe masks: the part
@@ -63,6 +68,7 @@ impl TrainReport {
         let dense = runs[0].total.breakdown;
         let step = &runs[0].pretrain_step;
         let masked_flops_share = step.sparsifiable_flops as f64 / step.flops_dense.max(1) as f64;
+        let unvalidated = unvalidated_keys(fabric);
         let runs = runs
             .iter()
             .map(|run| {
@@ -94,6 +100,8 @@ impl TrainReport {
             seed,
             model: model.name.clone(),
             fabric: fabric.name.clone(),
+            validated: unvalidated.is_empty(),
+            unvalidated_keys: unvalidated,
             clock_hz: fabric.clock.clock_hz,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             masked_flops_share,
@@ -108,6 +116,7 @@ impl TrainReport {
             self.fabric,
             si(self.peak_flops_per_second, "FLOP/s")
         );
+        out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         let mut t = Table::new([
             "run",
             "phase",

@@ -64,6 +64,10 @@ pub struct PointResult {
     pub version: String,
     pub hash: String,
     pub point: Point,
+    /// Whether the point's fabric lies where `validate` holds the cost models (as `train`'s
+    /// report), and the keys outside.
+    pub validated: bool,
+    pub unvalidated_keys: Vec<crate::validate::UnvalidatedKey>,
     pub pretrain: TrainPhase,
     pub total: TrainPhase,
 }
@@ -234,10 +238,13 @@ fn run_point(point: &Point, origin: &str) -> Result<PointResult> {
     let runs = run_recipe(&model, &fabric, &[point.sparsity])?;
     let run = runs.last().expect("the dense run at least");
     let clock = fabric.clock.clock_hz as f64;
+    let unvalidated = crate::validate::unvalidated_keys(&fabric);
     Ok(PointResult {
         version: crate::VERSION.to_string(),
         hash: point.hash(),
         point: point.clone(),
+        validated: unvalidated.is_empty(),
+        unvalidated_keys: unvalidated,
         pretrain: TrainPhase::of_phase(&run.phases[0], clock),
         total: TrainPhase::of_total(&run.total, run.sparsity, clock),
     })

@@ -98,12 +98,12 @@ fn sparsity_outside_zero_to_one_is_refused_in_files_and_flags() {
 }
 
 #[test]
-fn region_larger_than_fabric_is_refused() {
+fn region_beyond_the_largest_side_is_refused() {
     let err = error_for("fabric", |t| {
-        t.replace("region_width_pes = 16 ", "region_width_pes = 17 ")
+        t.replace("region_width_pes = 16 ", "region_width_pes = 65537 ")
     });
     assert!(
-        err.contains("geometry.region_width_pes") && err.contains("1 to 16"),
+        err.contains("geometry.region_width_pes") && err.contains("1 to 65536"),
         "{err}"
     );
 }
