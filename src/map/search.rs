@@ -39,7 +39,7 @@ pub fn map_step(
         Some(r) => vec![r],
         None => vec![false, true],
     };
-    let mut best: Option<(u64, Plan)> = None;
+    let mut best: Option<(u128, Plan)> = None;
     let mut closest_failure: Option<Error> = None;
     // Microbatch graphs by sequences: both recomputation choices map the same graphs.
     let mut graphs: BTreeMap<u64, StepGraph> = BTreeMap::new();
@@ -61,7 +61,8 @@ pub fn map_step(
         }
     }
     match (best, closest_failure) {
-        (Some((_, plan)), _) => {
+        (Some((cycles, plan)), _) => {
+            check_step_cycles(model, fabric, cycles)?;
             plan.verify()?;
             Ok(plan)
         }
@@ -81,15 +82,38 @@ fn microbatch_candidates(batch: u64) -> Vec<u64> {
     sizes
 }
 
-/// Total cycles of a plan: each microbatch group's timeline, repeated.
-pub(crate) fn plan_cycles(plan: &Plan) -> u64 {
+/// Most cycles one step may take: every sum over a step's ops and microbatches, and a phase's
+/// steps (`schedule::run_phase` checks those), then stay inside u64. 2^48 cycles are 71 hours
+/// at 1.1 GHz.
+pub const MAX_STEP_CYCLES: u128 = 1 << 48;
+
+/// Total cycles of a plan: each microbatch group's timeline, repeated (u128: a candidate may
+/// pass u64; the mapper refuses it).
+pub(crate) fn plan_cycles(plan: &Plan) -> u128 {
     plan.groups
         .iter()
         .map(|g| {
             let ops: Vec<TimelineOp> = g.ops.iter().map(timeline_op).collect();
-            g.repeat * timeline(&ops).last().map_or(0, |s| s.end)
+            g.repeat as u128 * timeline(&ops).last().map_or(0, |s| s.end) as u128
         })
         .sum()
+}
+
+/// Refuses a step longer than [`MAX_STEP_CYCLES`], naming the rate that makes it so.
+fn check_step_cycles(model: &ModelSpec, fabric: &FabricSpec, cycles: u128) -> Result<()> {
+    if cycles <= MAX_STEP_CYCLES {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{} on {}: one step would take more than 2^48 cycles (the most a step may count); its \
+         weights stream through io.wafer_io_bits_per_second = {} at clock.clock_hz = {}, {:.3e} B \
+         per cycle: raise the I/O rate, or use a smaller model",
+        model.name,
+        fabric.name,
+        fabric.io.wafer_io_bits_per_second,
+        fabric.clock.clock_hz,
+        fabric.io_bytes_per_cycle()
+    )))
 }
 
 pub(crate) fn timeline_op(op: &OpPlan) -> TimelineOp {

@@ -7,6 +7,7 @@ mod flops;
 mod plot;
 mod spec_errors;
 mod spec_keys;
+mod spec_ranges;
 mod step;
 mod sweep;
 mod train;
