@@ -67,7 +67,8 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     if common.quiet {
         return Ok(String::new());
     }
-    Ok(format!(
+    Ok(unvalidated_fabrics(&spec)?
+        + &format!(
         "wafersim sweep {}: {} points, {} in shard {}/{}: {} run now, {} already done; {} jobs, {:.2} s\n\
          points in {}; merge with: wafersim merge {}\n",
         args.spec,
@@ -82,6 +83,18 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         out.join("points").display(),
         out.display()
     ))
+}
+
+/// A warning line per fabric of the sweep outside what `validate` covers (each of its points
+/// says so too, in `validated` and `unvalidated_keys`): a table check, no `validate` run.
+fn unvalidated_fabrics(spec: &SweepSpec) -> Result<String> {
+    let mut out = String::new();
+    for name in &spec.fabrics {
+        let fabric = crate::spec::load_fabric(name)?;
+        let keys = crate::validate::unvalidated_keys(&fabric);
+        out += &crate::validate::unvalidated_warning(&fabric.name, &keys).unwrap_or_default();
+    }
+    Ok(out)
 }
 
 /// A sweep's seeds are its spec's: `--seed` would be ignored, so it is refused.

@@ -267,3 +267,47 @@ fn reports_on_a_fabric_outside_the_covered_ranges_say_so() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fabric sweep flags its points on an unvalidated fabric without running `validate`: the
+/// terminal says so once per fabric, each point's file says so.
+#[test]
+fn sweep_points_on_a_fabric_outside_the_covered_ranges_say_so() {
+    let far = mini_with("ramp_latency_cycles = 2 ", 8);
+    let spec = temp_file(
+        "unvalidated-sweep.toml",
+        &format!(
+            "models = [\"gpt-tiny\"]\nfabrics = [\"mini\", {:?}]\nsparsities = [0.5]\n",
+            far.to_str().unwrap()
+        ),
+    );
+    let out =
+        std::env::temp_dir().join(format!("wafersim-unvalidated-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (code, table, err) = crate::common::run_cli(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        table.matches("warning: fabric mini lies outside").count(),
+        1,
+        "{table}"
+    );
+    assert!(table.contains("router.ramp_latency_cycles = 8 (validated 0 to 4)"));
+    let mut flags = Vec::new();
+    for entry in std::fs::read_dir(out.join("points")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let point: serde_json::Value = serde_json::from_str(&text).unwrap();
+        flags.push((
+            point["validated"].as_bool().unwrap(),
+            point["unvalidated_keys"].as_array().unwrap().len(),
+        ));
+    }
+    flags.sort();
+    assert_eq!(flags, [(false, 1), (true, 0)]);
+    let _ = std::fs::remove_dir_all(&out);
+}
