@@ -103,6 +103,9 @@ pub const REMOVED_KEYS: &[(&str, &str)] = &[
 
 /// Upper bounds that keep every derived product (PEs × SRAM, cycles × PEs) inside u64.
 const MAX_SIDE_PES: u64 = 65_536;
+/// Most PEs a region may have: a full-wafer run holds per-PE counters and heatmaps of every
+/// PE in memory (gpt-tiny's `train` on 4096 × 4096 PEs peaks at 1.3 GB); 22× WSE-3's region.
+const MAX_REGION_PES: u64 = 1 << 24;
 
 impl FabricSpec {
     /// Checks every value against its allowed range; `origin` names the file in messages.
@@ -124,6 +127,21 @@ impl FabricSpec {
             1,
             MAX_SIDE_PES,
         )?;
+        if self.region_pes() > MAX_REGION_PES {
+            return Err(c.fail(
+                "geometry.region_width_pes",
+                &format!(
+                    "{} (x region_height_pes = {} is {} PEs)",
+                    g.region_width_pes,
+                    g.region_height_pes,
+                    self.region_pes()
+                ),
+                &format!(
+                    "a region of at most {MAX_REGION_PES} PEs (e.g. 4096 x 4096): a run keeps \
+                     every PE's counters in memory"
+                ),
+            ));
+        }
         c.range(
             "clock.clock_hz",
             self.clock.clock_hz,
