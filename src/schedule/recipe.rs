@@ -67,6 +67,7 @@ pub fn run_recipe(
     for sparsity in levels {
         let (pretrain, step) = run_phase(model, fabric, Phase::Pretrain, sparsity)?;
         let phases = vec![pretrain, finetune.0.clone(), softprompt.0.clone()];
+        check_run_cycles(model, fabric, &phases)?;
         runs.push(RunResult {
             sparsity,
             total: total_of(&phases),
@@ -150,10 +151,10 @@ fn run_phase(
     Ok((result, step))
 }
 
-/// Most cycles one phase may count: a run's phases then add up well inside u64.
-const MAX_PHASE_CYCLES: u128 = 1 << 60;
+/// Most cycles a phase, and a run's phases together, may count: what u64 holds.
+const MAX_RUN_CYCLES: u128 = u64::MAX as u128;
 
-/// Refuses a phase whose cycles would pass [`MAX_PHASE_CYCLES`], before they are multiplied out.
+/// Refuses a phase whose cycles would pass [`MAX_RUN_CYCLES`], before they are multiplied out.
 fn check_phase_cycles(
     model: &ModelSpec,
     fabric: &FabricSpec,
@@ -165,18 +166,31 @@ fn check_phase_cycles(
 ) -> Result<()> {
     let cycles =
         full_steps as u128 * step_cycles as u128 + last_cycles as u128 + load_cycles as u128;
-    if cycles <= MAX_PHASE_CYCLES {
+    if cycles <= MAX_RUN_CYCLES {
         return Ok(());
     }
     Err(Error::Input(format!(
         "{} on {}: the {} phase would take {cycles} cycles ({full_steps} steps of {step_cycles} \
-         and a program load of {load_cycles}), more than the 2^60 a phase may count; its \
+         and a program load of {load_cycles}), more than the 2^64 a run may count; its \
          recipe keys ask for that many steps, or its fabric's io.wafer_io_bits_per_second = {} \
          streams that slowly",
         model.name,
         fabric.name,
         phase.name(),
         fabric.io.wafer_io_bits_per_second
+    )))
+}
+
+/// Refuses a run whose phases, each within u64, add up beyond it.
+fn check_run_cycles(model: &ModelSpec, fabric: &FabricSpec, phases: &[PhaseResult]) -> Result<()> {
+    let cycles: u128 = phases.iter().map(|p| p.cycles as u128).sum();
+    if cycles <= MAX_RUN_CYCLES {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{} on {}: the recipe's phases would take {cycles} cycles together, more than the 2^64 a \
+         run may count; its recipe keys (tokens, examples, epochs) ask for that many steps",
+        model.name, fabric.name
     )))
 }
 

@@ -190,3 +190,28 @@ fn the_audits_overflows_are_refused_not_panics() {
         assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }
+
+/// A recipe as long as the model keys allow runs if its cycles fit u64 and is refused, naming
+/// the recipe, if they do not: mediswift-xl with 2^50 pre-training tokens takes 6.7e18 cycles
+/// (it ran before the checks came, and must still); at one sequence per step 3.2e19, which
+/// overflowed multiplying steps by cycles.
+#[test]
+fn the_longest_recipes_run_or_are_refused_by_their_cycles() {
+    let text = include_str!("../../models/mediswift-xl.toml");
+    let longest = with_key(text, "tokens", 1 << 50);
+    let path = temp_file("xl-longest.toml", &longest);
+    let fabric = load_fabric("wse2").unwrap();
+    let model = load_model(path.to_str().unwrap()).unwrap();
+    let runs = run_recipe(&model, &fabric, &[0.5]).unwrap();
+    assert!(runs[0].total.cycles > 6_000_000_000_000_000_000);
+    let one_per_step = with_key(&longest, "batch_sequences", 1);
+    let path = temp_file("xl-one-per-step.toml", &one_per_step);
+    let model = load_model(path.to_str().unwrap()).unwrap();
+    match run_recipe(&model, &fabric, &[0.5]) {
+        Err(Error::Input(message)) => assert!(
+            message.contains("pretrain phase") && message.contains("2^64"),
+            "{message}"
+        ),
+        other => panic!("{:?}", other.map(|r| r.len())),
+    }
+}
