@@ -82,10 +82,10 @@ fn microbatch_candidates(batch: u64) -> Vec<u64> {
     sizes
 }
 
-/// Most cycles one step may take: every sum over a step's ops and microbatches, and a phase's
-/// steps (`schedule::run_phase` checks those), then stay inside u64. 2^48 cycles are 71 hours
-/// at 1.1 GHz.
-pub const MAX_STEP_CYCLES: u128 = 1 << 48;
+/// Most cycles one step may take: what u64 holds. Every sum over a step's ops and microbatches
+/// is at most the step's cycles, so it stays inside too (a phase's steps multiplied out are
+/// `schedule::run_phase`'s check).
+pub const MAX_STEP_CYCLES: u128 = u64::MAX as u128;
 
 /// Total cycles of a plan: each microbatch group's timeline, repeated (u128: a candidate may
 /// pass u64; the mapper refuses it).
@@ -105,7 +105,7 @@ fn check_step_cycles(model: &ModelSpec, fabric: &FabricSpec, cycles: u128) -> Re
         return Ok(());
     }
     Err(Error::Input(format!(
-        "{} on {}: one step would take more than 2^48 cycles (the most a step may count); its \
+        "{} on {}: one step would take more than 2^64 cycles (the most a step may count); its \
          weights stream through io.wafer_io_bits_per_second = {} at clock.clock_hz = {}, {:.3e} B \
          per cycle: raise the I/O rate, or use a smaller model",
         model.name,
