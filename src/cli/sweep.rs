@@ -7,7 +7,7 @@ use super::args::{MergeArgs, SweepArgs};
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{draw_sweep_speedup, write_atomic, Table};
-use crate::sweep::{read_points, run_sweep, sweep_csv, Shard, SweepSpec, MAX_JOBS};
+use crate::sweep::{read_points, resolve_points, run_sweep, sweep_csv, Shard, SweepSpec, MAX_JOBS};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
@@ -62,7 +62,8 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     if common.quiet {
         return Ok(String::new());
     }
-    Ok(format!(
+    Ok(unvalidated_fabrics(&spec, &args.spec)?
+        + &format!(
         "wafersim sweep {}: {} points, {} in shard {}/{}: {} run now, {} reused, {} older files \
          of the same points replaced; {} jobs, {:.2} s\n\
          a point is reused when {}\n\
@@ -81,6 +82,21 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         out.join("points").display(),
         out.display()
     ))
+}
+
+/// A warning line per fabric of the sweep outside what `validate` covers (each of its points
+/// says so too, in `validated` and `unvalidated_keys`): a table check, no `validate` run.
+fn unvalidated_fabrics(spec: &SweepSpec, spec_path: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for point in resolve_points(spec, spec_path)? {
+        if seen.insert(point.point.fabric.clone()) {
+            let fabric = point.fabric.fabric()?;
+            let keys = crate::validate::unvalidated_keys(&fabric);
+            out += &crate::validate::unvalidated_warning(&fabric.name, &keys).unwrap_or_default();
+        }
+    }
+    Ok(out)
 }
 
 /// A sweep's seeds are its spec's: `--seed` would be ignored, so it is refused.

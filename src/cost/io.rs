@@ -27,9 +27,11 @@ pub struct WireWeight {
     pub value_bytes: u64,
 }
 
-/// Cycles to move `bytes` through the wafer I/O in one direction, rounded up.
+/// Cycles to move `bytes` through the wafer I/O in one direction, rounded up; `u64::MAX` when
+/// they pass it (the mapper refuses a step that long, `map::MAX_STEP_CYCLES`).
 pub fn stream_cycles(fabric: &FabricSpec, bytes: u64) -> u64 {
     // bytes · 8 / (bits/s) seconds × clock_hz cycles/s, in integers.
     let numerator = bytes as u128 * 8 * fabric.clock.clock_hz as u128;
-    numerator.div_ceil(fabric.io.wafer_io_bits_per_second as u128) as u64
+    let cycles = numerator.div_ceil(fabric.io.wafer_io_bits_per_second as u128);
+    u64::try_from(cycles).unwrap_or(u64::MAX)
 }

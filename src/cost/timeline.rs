@@ -39,18 +39,24 @@ pub fn timeline(ops: &[TimelineOp]) -> Vec<TimelineSpan> {
     let (mut in_free, mut out_free) = (0u64, 0u64);
     let (mut prev_start, mut prev_end) = (0u64, 0u64);
     for op in ops {
+        // Saturating: a span that passes u64 ends at u64::MAX, a step the mapper refuses
+        // (`map::MAX_STEP_CYCLES`) before any figure of it is reported.
         let in_start = in_free.max(prev_start);
-        let in_end = in_start + op.io_in_cycles;
+        let in_end = in_start.saturating_add(op.io_in_cycles);
         in_free = in_end;
-        let start = prev_end.max(if op.io_in_cycles > 0 { in_start + 1 } else { 0 });
+        let start = prev_end.max(if op.io_in_cycles > 0 {
+            in_start.saturating_add(1)
+        } else {
+            0
+        });
         let out_start = out_free.max(start);
-        let out_end = out_start + op.io_out_cycles;
+        let out_end = out_start.saturating_add(op.io_out_cycles);
         out_free = out_end;
-        let end = (start + op.cycles).max(in_end).max(out_end);
+        let end = start.saturating_add(op.cycles).max(in_end).max(out_end);
         spans.push(TimelineSpan {
             start,
             end,
-            io_wait: end - prev_end - op.cycles,
+            io_wait: end.saturating_sub(prev_end).saturating_sub(op.cycles),
             stream_in: (in_start, in_end),
             stream_out: (out_start, out_end),
         });

@@ -39,7 +39,7 @@ pub fn map_step(
         Some(r) => vec![r],
         None => vec![false, true],
     };
-    let mut best: Option<(u64, Plan)> = None;
+    let mut best: Option<(u128, Plan)> = None;
     let mut closest_failure: Option<Error> = None;
     // Microbatch graphs by sequences: both recomputation choices map the same graphs.
     let mut graphs: BTreeMap<u64, StepGraph> = BTreeMap::new();
@@ -47,7 +47,7 @@ pub fn map_step(
         for &mb in &candidates {
             match plan_with(model, fabric, config, mb, r, &mut graphs) {
                 Ok(plan) => {
-                    let cycles = plan.cycles();
+                    let cycles = plan_cycles(&plan);
                     if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
                         best = Some((cycles, plan));
                     }
@@ -61,7 +61,8 @@ pub fn map_step(
         }
     }
     match (best, closest_failure) {
-        (Some((_, plan)), _) => {
+        (Some((cycles, plan)), _) => {
+            check_step_cycles(model, fabric, cycles)?;
             plan.verify()?;
             Ok(plan)
         }
@@ -106,6 +107,37 @@ fn microbatch_candidates(batch: u64) -> Vec<u64> {
     let mut sizes: Vec<u64> = (1..=batch).map(|m| batch.div_ceil(m)).collect();
     sizes.dedup();
     sizes
+}
+
+/// Most cycles one step may take: what u64 holds. Every sum over a step's ops and microbatches
+/// is at most the step's cycles, so it stays inside too (a phase's steps multiplied out are
+/// `schedule::run_phase`'s check).
+pub const MAX_STEP_CYCLES: u128 = u64::MAX as u128;
+
+/// Total cycles of a plan: each microbatch group's timeline, repeated (u128: a candidate may
+/// pass u64; the mapper refuses it).
+fn plan_cycles(plan: &Plan) -> u128 {
+    plan.groups
+        .iter()
+        .map(|g| u128::from(g.repeat) * u128::from(g.cycles()))
+        .sum()
+}
+
+/// Refuses a step longer than [`MAX_STEP_CYCLES`], naming the rate that makes it so.
+fn check_step_cycles(model: &ModelSpec, fabric: &FabricSpec, cycles: u128) -> Result<()> {
+    if cycles <= MAX_STEP_CYCLES {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{} on {}: one step would take more than 2^64 cycles (the most a step may count); its \
+         weights stream through io.wafer_io_bits_per_second = {} at clock.clock_hz = {}, {:.3e} B \
+         per cycle: raise the I/O rate, or use a smaller model",
+        model.name,
+        fabric.name,
+        fabric.io.wafer_io_bits_per_second,
+        fabric.clock.clock_hz,
+        fabric.io_bytes_per_cycle()
+    )))
 }
 
 fn timeline_op(op: &OpPlan) -> TimelineOp {

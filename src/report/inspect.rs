@@ -160,7 +160,6 @@ pub struct FabricInspect {
     pub fabric: String,
     pub description: String,
     pub spec: FabricSpec,
-    pub fabric_pes: u64,
     pub region_pes: u64,
     pub peak_flops_per_second: f64,
     pub sram_bytes_total: u64,
@@ -170,14 +169,12 @@ pub struct FabricInspect {
 
 impl FabricInspect {
     pub fn new(fabric: &FabricSpec, seed: u64) -> Self {
-        let g = &fabric.geometry;
         FabricInspect {
             version: crate::VERSION,
             seed,
             fabric: fabric.name.clone(),
             description: fabric.description.clone(),
             spec: fabric.clone(),
-            fabric_pes: g.fabric_width_pes * g.fabric_height_pes,
             region_pes: fabric.region_pes(),
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             sram_bytes_total: fabric.region_sram_bytes(),
@@ -190,12 +187,6 @@ impl FabricInspect {
         let s = &self.spec;
         let g = &s.geometry;
         let mut out = format!("{}: {}\n\n", self.fabric, self.description);
-        out += &format!(
-            "fabric        {} x {} PEs = {}\n",
-            g.fabric_width_pes,
-            g.fabric_height_pes,
-            thousands(self.fabric_pes as u128)
-        );
         out += &format!(
             "user region   {} x {} PEs = {} (columns x rows)\n",
             g.region_width_pes,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::table::{duration, si, thousands, Table};
 use crate::schedule::{Breakdown, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
+use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of one step, with the field names of DESIGN.md.
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +17,9 @@ pub struct StepReport {
     /// Where the model and fabric came from and the SHA-256 of each file.
     #[serde(flatten)]
     pub sources: SpecSources,
+    /// As in `train`'s report: the fabric lies where `validate` holds the cost models.
+    pub validated: bool,
+    pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub phase: Phase,
     pub sparsity: f64,
     pub tokens: u64,
@@ -60,12 +64,15 @@ impl StepReport {
         let seconds = result.cycles as f64 / fabric.clock.clock_hz as f64;
         let flops_per_second = result.flops_executed as f64 / seconds.max(f64::MIN_POSITIVE);
         let b = &result.breakdown;
+        let unvalidated = unvalidated_keys(fabric);
         StepReport {
             version: crate::VERSION,
             seed,
             model: plan.model.clone(),
             fabric: plan.fabric.clone(),
             sources,
+            validated: unvalidated.is_empty(),
+            unvalidated_keys: unvalidated,
             phase: plan.config.phase,
             sparsity: plan.config.sparsity,
             tokens: plan.config.tokens(),
@@ -105,6 +112,7 @@ impl StepReport {
             self.phase.name(),
             self.sparsity
         );
+        out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         out += &format!(
             "step        {} tokens ({} x {}), {}{}\n",
             thousands(self.tokens as u128),

@@ -9,6 +9,7 @@ use super::table::{duration, si, thousands, Table};
 use crate::error::Result;
 use crate::schedule::{gap_shares, Breakdown, PhaseResult, PhaseTotal, RunResult};
 use crate::spec::{FabricSpec, ModelSpec, SpecSources};
+use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of a recipe run, with the field names of DESIGN.md. Host timings are not part of
 /// it, so the same inputs give byte-identical files.
@@ -21,6 +22,10 @@ pub struct TrainReport {
     /// Where the model and fabric came from and the SHA-256 of each file.
     #[serde(flatten)]
     pub sources: SpecSources,
+    /// Whether every engine-relevant key of the fabric lies where `validate` has held the cost
+    /// models to the engine; if not, `unvalidated_keys` lists those outside.
+    pub validated: bool,
+    pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub clock_hz: u64,
     pub peak_flops_per_second: f64,
     /// Share of a dense pre-training step's FLOPs on the weights the recipe masks: the part
@@ -77,6 +82,7 @@ impl TrainReport {
         let dense = runs[0].total.breakdown;
         let step = &runs[0].pretrain_step;
         let masked_flops_share = step.sparsifiable_flops as f64 / step.flops_dense.max(1) as f64;
+        let unvalidated = unvalidated_keys(fabric);
         let runs = runs
             .iter()
             .map(|run| {
@@ -109,6 +115,8 @@ impl TrainReport {
             model: model.name.clone(),
             fabric: fabric.name.clone(),
             sources,
+            validated: unvalidated.is_empty(),
+            unvalidated_keys: unvalidated,
             clock_hz: fabric.clock.clock_hz,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             masked_flops_share,
@@ -123,6 +131,7 @@ impl TrainReport {
             self.fabric,
             si(self.peak_flops_per_second, "FLOP/s")
         );
+        out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         let mut t = Table::new([
             "run",
             "phase",

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::step::{run_step, Breakdown, StepResult};
 use crate::cost::stream_cycles;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{PhaseFlops, StepConfig};
 use crate::map::MapOptions;
 use crate::spec::{sparsity_levels, FabricSpec, ModelSpec, Phase};
@@ -71,6 +71,7 @@ pub fn run_recipe(
     for sparsity in levels {
         let (pretrain, step) = run_phase(model, fabric, Phase::Pretrain, sparsity)?;
         let phases = vec![pretrain, finetune.0.clone(), softprompt.0.clone()];
+        check_run_cycles(model, fabric, &phases)?;
         runs.push(RunResult {
             sparsity,
             total: total_of(&phases),
@@ -104,10 +105,9 @@ fn run_phase(
     let sequences = model.phase_sequences(phase);
     let full_steps = sequences / config.batch_sequences;
     let remainder = sequences % config.batch_sequences;
-    let mut breakdown = step.breakdown.times(full_steps);
-    let mut busy = step.pe_utilization_mean * (full_steps * step.cycles) as f64;
-    if remainder > 0 {
-        let last = run_step(
+    let last = match remainder {
+        0 => None,
+        _ => Some(run_step(
             model,
             fabric,
             StepConfig {
@@ -115,13 +115,28 @@ fn run_phase(
                 ..config
             },
             MapOptions::default(),
-        )?;
+        )?),
+    };
+    // Every phase starts by loading its program (code and routes) into every PE through the
+    // wafer's I/O: a fixed cost a FLOP count never sees.
+    let load = program_load_cycles(fabric);
+    let last_cycles = last.as_ref().map_or(0, |l| l.cycles);
+    check_phase_cycles(
+        model,
+        fabric,
+        phase,
+        full_steps,
+        step.cycles,
+        last_cycles,
+        load,
+    )?;
+    let mut breakdown = step.breakdown.times(full_steps);
+    let mut busy = step.pe_utilization_mean * (full_steps * step.cycles) as f64;
+    if let Some(last) = &last {
         breakdown = breakdown + last.breakdown;
         busy += last.pe_utilization_mean * last.cycles as f64;
     }
-    // Every phase starts by loading its program (code and routes) into every PE through the
-    // wafer's I/O: a fixed cost a FLOP count never sees.
-    breakdown.overhead += program_load_cycles(fabric);
+    breakdown.overhead += load;
     let cycles = breakdown.total();
     let result = PhaseResult {
         phase,
@@ -139,6 +154,49 @@ fn run_phase(
         breakdown,
     };
     Ok((result, step))
+}
+
+/// Most cycles a phase, and a run's phases together, may count: what u64 holds.
+const MAX_RUN_CYCLES: u128 = u64::MAX as u128;
+
+/// Refuses a phase whose cycles would pass [`MAX_RUN_CYCLES`], before they are multiplied out.
+fn check_phase_cycles(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    phase: Phase,
+    full_steps: u64,
+    step_cycles: u64,
+    last_cycles: u64,
+    load_cycles: u64,
+) -> Result<()> {
+    let cycles =
+        full_steps as u128 * step_cycles as u128 + last_cycles as u128 + load_cycles as u128;
+    if cycles <= MAX_RUN_CYCLES {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{} on {}: the {} phase would take {cycles} cycles ({full_steps} steps of {step_cycles} \
+         and a program load of {load_cycles}), more than the 2^64 a run may count; its \
+         recipe keys ask for that many steps, or its fabric's io.wafer_io_bits_per_second = {} \
+         streams that slowly",
+        model.name,
+        fabric.name,
+        phase.name(),
+        fabric.io.wafer_io_bits_per_second
+    )))
+}
+
+/// Refuses a run whose phases, each within u64, add up beyond it.
+fn check_run_cycles(model: &ModelSpec, fabric: &FabricSpec, phases: &[PhaseResult]) -> Result<()> {
+    let cycles: u128 = phases.iter().map(|p| p.cycles as u128).sum();
+    if cycles <= MAX_RUN_CYCLES {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{} on {}: the recipe's phases would take {cycles} cycles together, more than the 2^64 a \
+         run may count; its recipe keys (tokens, examples, epochs) ask for that many steps",
+        model.name, fabric.name
+    )))
 }
 
 /// Cycles to stream each PE's code reserve into the region through the wafer's I/O.

@@ -29,7 +29,16 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(origin: &str, text: &str) -> R
             .span()
             .map(|span| describe_place(text, span.start))
             .unwrap_or_default();
-        Error::input(format!("{origin}{place}: {message}"))
+        // A key the spec no longer has: say why, not only that it is unknown.
+        let removed = fabric::REMOVED_KEYS.iter().find(|(key, _)| {
+            message.starts_with("unknown field") && place.contains(&format!("key `{key}`"))
+        });
+        match removed {
+            Some((key, why)) => Error::input(format!(
+                "{origin}{place}: `{key}` is no longer a key ({why}): delete the line"
+            )),
+            None => Error::input(format!("{origin}{place}: {message}")),
+        }
     })
 }
 

@@ -65,6 +65,10 @@ pub struct PointResult {
     pub model_sha256: String,
     pub fabric_source: String,
     pub fabric_sha256: String,
+    /// Whether the point's fabric lies where `validate` holds the cost models (as `train`'s
+    /// report), and the keys outside.
+    pub validated: bool,
+    pub unvalidated_keys: Vec<crate::validate::UnvalidatedKey>,
     pub pretrain: TrainPhase,
     pub total: TrainPhase,
 }
@@ -386,6 +390,7 @@ fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
     let runs = run_recipe(&model, &fabric, &[p.point.sparsity])?;
     let run = runs.last().expect("the dense run at least");
     let clock = fabric.clock.clock_hz as f64;
+    let unvalidated = crate::validate::unvalidated_keys(&fabric);
     Ok(PointResult {
         version: crate::VERSION.to_string(),
         timing_model_version: crate::TIMING_MODEL_VERSION,
@@ -395,6 +400,8 @@ fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
         model_sha256: p.model.provenance.sha256.clone(),
         fabric_source: source_of(&p.point.fabric, &p.fabric),
         fabric_sha256: p.fabric.provenance.sha256.clone(),
+        validated: unvalidated.is_empty(),
+        unvalidated_keys: unvalidated,
         pretrain: TrainPhase::of_phase(&run.phases[0], clock),
         total: TrainPhase::of_total(&run.total, run.sparsity, clock),
     })

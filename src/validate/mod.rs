@@ -5,6 +5,13 @@
 //! the engine simulates every wavelet, the cost model evaluates closed forms — built from the
 //! same `FabricSpec`, and nothing else.
 
+mod coverage;
+
+pub use coverage::{
+    covered_ranges, unvalidated_keys, unvalidated_warning, CoveredRange, KeyRange, UnvalidatedKey,
+    COVERED_RANGES,
+};
+
 use serde::Serialize;
 
 use crate::cost::{collective_cycles, gemm_cost, gemm_cost_with_counts, GemmProblem};
@@ -64,7 +71,24 @@ impl Validation {
             100.0 * self.mean_abs_error,
             100.0 * MAX_MEAN_ERROR,
             if self.passed { "passed" } else { "FAILED" }
-        )
+        ) + &self.render_ranges()
+    }
+
+    /// The covered ranges, each with this fabric's value; `train`, `step` and sweeps flag a
+    /// fabric outside them.
+    fn render_ranges(&self) -> String {
+        let mut out = String::from(
+            "
+Covered ranges (the tests pass validate at both edges of each, the other keys as \
+             on wse2;
+a full-wafer report on a fabric outside them says it is not validated):\n",
+        );
+        for r in &self.covered_ranges {
+            let outside = self.unvalidated_keys.iter().find(|k| k.key == r.key);
+            let mark = outside.map_or(String::new(), |k| format!("   outside: {}", k.value));
+            out += &format!("  {:<36} {} to {}{mark}\n", r.key, r.low, r.high);
+        }
+        out
     }
 }
 
@@ -79,6 +103,11 @@ pub struct Validation {
     pub max_abs_error: f64,
     pub mean_abs_error: f64,
     pub passed: bool,
+    /// Per engine-relevant fabric key, the range the checks pass over (the tests hold both
+    /// edges); `train`, `step` and sweep points flag a fabric outside it.
+    pub covered_ranges: Vec<KeyRange>,
+    /// This fabric's keys outside those ranges.
+    pub unvalidated_keys: Vec<UnvalidatedKey>,
 }
 
 enum Shape {
@@ -263,6 +292,8 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
         checks,
         max_abs_error,
         mean_abs_error,
+        covered_ranges: covered_ranges(),
+        unvalidated_keys: unvalidated_keys(fabric),
     })
 }
 

@@ -13,6 +13,7 @@ mod provenance;
 mod spec_errors;
 mod spec_keys;
 mod spec_names;
+mod spec_ranges;
 mod step;
 mod sweep;
 mod sweep_inputs;

@@ -97,13 +97,29 @@ fn sparsity_outside_zero_to_one_is_refused_in_files_and_flags() {
     }
 }
 
+/// A whole-wafer run keeps every PE's counters: a region past 2^24 PEs is refused up front,
+/// naming both keys, instead of aborting on allocation.
 #[test]
-fn region_larger_than_fabric_is_refused() {
+fn a_region_of_more_than_two_to_the_24_pes_is_refused() {
     let err = error_for("fabric", |t| {
-        t.replace("region_width_pes = 16 ", "region_width_pes = 17 ")
+        t.replace("region_width_pes = 16 ", "region_width_pes = 65536 ")
+            .replace("region_height_pes = 16 ", "region_height_pes = 65536 ")
     });
     assert!(
-        err.contains("geometry.region_width_pes") && err.contains("1 to 16"),
+        err.contains("geometry.region_width_pes")
+            && err.contains("region_height_pes = 65536 is 4294967296 PEs")
+            && err.contains("at most 16777216 PEs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn region_beyond_the_largest_side_is_refused() {
+    let err = error_for("fabric", |t| {
+        t.replace("region_width_pes = 16 ", "region_width_pes = 65537 ")
+    });
+    assert!(
+        err.contains("geometry.region_width_pes") && err.contains("1 to 65536"),
         "{err}"
     );
 }

@@ -199,3 +199,115 @@ fn the_index_width_bounds_a_sparse_weights_k_slice() {
         "{err}"
     );
 }
+
+/// The keys that changed nothing are gone; a file that still sets one is told why.
+#[test]
+fn a_removed_key_is_refused_with_the_reason() {
+    let text = include_str!("../../fabric/mini.toml").replace("[pe]\n", "[pe]\nmicrothreads = 8\n");
+    let path = temp_file("microthreads.toml", &text);
+    let (code, out, err) = crate::common::run_cli(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("microthreads.toml")
+            && err.contains("`pe.microthreads` is no longer a key")
+            && err.contains("one task at a time")
+            && err.contains("delete the line"),
+        "{err}"
+    );
+}
+
+fn mini_with(key_line: &str, value: u64) -> std::path::PathBuf {
+    let (key, _) = key_line.split_once(" = ").unwrap();
+    let text =
+        include_str!("../../fabric/mini.toml").replace(key_line, &format!("{key} = {value} "));
+    temp_file(&format!("{key}-{value}.toml"), &text)
+}
+
+/// A fabric outside what `validate` covers passes no longer as validated: `train` and `step` say
+/// so in the JSON and on the terminal; inside, they say it is validated.
+#[test]
+fn reports_on_a_fabric_outside_the_covered_ranges_say_so() {
+    let far = mini_with("hop_latency_cycles = 1 ", 10);
+    let far = far.to_str().unwrap();
+    let step = run_json(&["step", "gpt-tiny", "--fabric", far]);
+    assert_eq!(step["validated"], false);
+    assert_eq!(
+        step["unvalidated_keys"][0]["key"],
+        "router.hop_latency_cycles"
+    );
+    assert_eq!(step["unvalidated_keys"][0]["value"], 10);
+    let (code, table, err) = crate::common::run_cli(&["step", "gpt-tiny", "--fabric", far]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        table.contains("warning: fabric mini lies outside")
+            && table.contains("router.hop_latency_cycles = 10 (validated 0 to 4)"),
+        "{table}"
+    );
+    let inside = run_json(&["step", "gpt-tiny", "--fabric", "mini"]);
+    assert_eq!(inside["validated"], true);
+    assert_eq!(inside["unvalidated_keys"].as_array().unwrap().len(), 0);
+    let shallow = mini_with("color_buffer_depth_wavelets = 4 ", 1);
+    let dir = std::env::temp_dir().join(format!("wafersim-unvalidated-{}", std::process::id()));
+    let args = [
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        shallow.to_str().unwrap(),
+        "--sparsity",
+        "0.5",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    let train = run_json(&args);
+    assert_eq!(train["validated"], false);
+    assert_eq!(
+        train["unvalidated_keys"][0]["key"],
+        "router.color_buffer_depth_wavelets"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fabric sweep flags its points on an unvalidated fabric without running `validate`: the
+/// terminal says so once per fabric, each point's file says so.
+#[test]
+fn sweep_points_on_a_fabric_outside_the_covered_ranges_say_so() {
+    let far = mini_with("ramp_latency_cycles = 2 ", 8);
+    let spec = temp_file(
+        "unvalidated-sweep.toml",
+        &format!(
+            "models = [\"gpt-tiny\"]\nfabrics = [\"mini\", {:?}]\nsparsities = [0.5]\n",
+            far.to_str().unwrap()
+        ),
+    );
+    let out =
+        std::env::temp_dir().join(format!("wafersim-unvalidated-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (code, table, err) = crate::common::run_cli(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        table.matches("warning: fabric mini lies outside").count(),
+        1,
+        "{table}"
+    );
+    assert!(table.contains("router.ramp_latency_cycles = 8 (validated 0 to 4)"));
+    let mut flags = Vec::new();
+    for entry in std::fs::read_dir(out.join("points")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let point: serde_json::Value = serde_json::from_str(&text).unwrap();
+        flags.push((
+            point["validated"].as_bool().unwrap(),
+            point["unvalidated_keys"].as_array().unwrap().len(),
+        ));
+    }
+    flags.sort();
+    assert_eq!(flags, [(false, 1), (true, 0)]);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -85,3 +85,59 @@ fn a_fabric_too_small_for_the_shapes_is_refused_with_what_they_need() {
     );
     assert!(!err.contains("--region"), "{err}");
 }
+
+/// The ranges `train` and `step` call validated are true: `validate` passes at both edges of
+/// each key's range, the other keys as on wse2 (the edges of the wse2 values themselves are the
+/// test above). Each edge is one `validate` (about a second); two threads share them.
+#[test]
+fn validate_passes_at_both_edges_of_every_covered_range() {
+    use wafersim::validate::COVERED_RANGES;
+    let wse2 = load_fabric("wse2").unwrap();
+    let mut fabrics = Vec::new();
+    for range in COVERED_RANGES {
+        assert!(
+            (range.low..=range.high).contains(&(range.value)(&wse2)),
+            "{}: wse2 lies inside",
+            range.key
+        );
+        for edge in [range.low, range.high] {
+            if edge != (range.value)(&wse2) {
+                let mut fabric = wse2.clone();
+                (range.set)(&mut fabric, edge);
+                fabrics.push((range.key, edge, fabric));
+            }
+        }
+    }
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let halves: Vec<_> = fabrics
+            .chunks(fabrics.len().div_ceil(2))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|(key, edge, fabric)| {
+                            let v = validate(fabric, 1).unwrap();
+                            assert!(v.unvalidated_keys.is_empty(), "{key} = {edge}");
+                            (!v.passed).then(|| {
+                                format!("{key} = {edge}: max |error| {:.3}", v.max_abs_error)
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// Just outside a range, validate fails: the ranges are not drawn wider than needed here, so a
+/// report outside them is flagged for a reason.
+#[test]
+fn validate_fails_just_beyond_the_latency_ranges() {
+    let mut fabric = load_fabric("wse2").unwrap();
+    fabric.router.hop_latency_cycles = 10;
+    let v = validate(&fabric, 1).unwrap();
+    assert!(!v.passed);
+    assert_eq!(v.unvalidated_keys[0].key, "router.hop_latency_cycles");
+}

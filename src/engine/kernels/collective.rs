@@ -153,19 +153,20 @@ pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u
             )));
         }
     }
-    // Every PE keeps its vector of B fp32 values (the received one, for a broadcast).
+    // Every PE keeps its vector of B values, a wavelet each (the received one, for a broadcast).
+    let wavelet_bytes = fabric.router.wavelet_bits / 8;
+    let vector_bytes = cfg.wavelets as u128 * wavelet_bytes as u128;
     let sram_bytes = cfg
         .wavelets
-        .saturating_mul(4)
+        .saturating_mul(wavelet_bytes)
         .saturating_add(fabric.pe.code_reserve_bytes);
     if sram_bytes > fabric.pe.sram_bytes {
         return Err(Error::Input(format!(
             "--wavelets {}: a vector of {} B plus the code reserve of {} B is {} B over the {} B of a PE",
             cfg.wavelets,
-            cfg.wavelets as u128 * 4,
+            vector_bytes,
             fabric.pe.code_reserve_bytes,
-            cfg.wavelets as u128 * 4 + fabric.pe.code_reserve_bytes as u128
-                - fabric.pe.sram_bytes as u128,
+            vector_bytes + fabric.pe.code_reserve_bytes as u128 - fabric.pe.sram_bytes as u128,
             fabric.pe.sram_bytes
         )));
     }

@@ -211,10 +211,12 @@ impl GemmLayout {
         }
         // Counts of multiply-adds, bytes and cycles are u64 (FLOPs u128): keep every product
         // of the three dimensions well inside.
-        let product = cfg.t as u128 * cfg.k as u128 * cfg.n as u128;
-        if product > MAX_MULTIPLY_ADDS {
+        // (Two u64 factors fit u128; the third may not: checked.)
+        let product = (cfg.t as u128 * cfg.k as u128).checked_mul(cfg.n as u128);
+        if product.is_none_or(|p| p > MAX_MULTIPLY_ADDS) {
+            let count = product.map_or("more than 2^128".to_string(), |p| p.to_string());
             return Err(Error::Input(format!(
-                "--t {} --k {} --n {}: {product} multiply-adds, more than the {MAX_MULTIPLY_ADDS} one \
+                "--t {} --k {} --n {}: {count} multiply-adds, more than the {MAX_MULTIPLY_ADDS} one \
                  kernel may have; split the GEMM",
                 cfg.t, cfg.k, cfg.n
             )));
