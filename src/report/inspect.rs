@@ -160,6 +160,9 @@ pub struct FabricInspect {
     pub fabric: String,
     pub description: String,
     pub spec: FabricSpec,
+    /// Whether the fabric lies where `validate` holds the cost models (as `train` reports it).
+    pub validated: bool,
+    pub unvalidated_keys: Vec<crate::validate::UnvalidatedKey>,
     pub region_pes: u64,
     pub peak_flops_per_second: f64,
     pub sram_bytes_total: u64,
@@ -169,12 +172,15 @@ pub struct FabricInspect {
 
 impl FabricInspect {
     pub fn new(fabric: &FabricSpec, seed: u64) -> Self {
+        let unvalidated = crate::validate::unvalidated_keys(fabric);
         FabricInspect {
             version: crate::VERSION,
             seed,
             fabric: fabric.name.clone(),
             description: fabric.description.clone(),
             spec: fabric.clone(),
+            validated: unvalidated.is_empty(),
+            unvalidated_keys: unvalidated,
             region_pes: fabric.region_pes(),
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             sram_bytes_total: fabric.region_sram_bytes(),
@@ -187,6 +193,8 @@ impl FabricInspect {
         let s = &self.spec;
         let g = &s.geometry;
         let mut out = format!("{}: {}\n\n", self.fabric, self.description);
+        out += &crate::validate::unvalidated_warning(&self.fabric, &self.unvalidated_keys)
+            .map_or(String::new(), |w| w + "\n");
         out += &format!(
             "user region   {} x {} PEs = {} (columns x rows)\n",
             g.region_width_pes,

@@ -244,6 +244,13 @@ fn reports_on_a_fabric_outside_the_covered_ranges_say_so() {
             && table.contains("router.hop_latency_cycles = 10 (validated 0 to 4)"),
         "{table}"
     );
+    let inspect = run_json(&["inspect", far]);
+    assert_eq!(inspect["validated"], false);
+    assert_eq!(
+        inspect["unvalidated_keys"][0]["key"],
+        "router.hop_latency_cycles"
+    );
+    assert_eq!(run_json(&["inspect", "wse2"])["validated"], true);
     let inside = run_json(&["step", "gpt-tiny", "--fabric", "mini"]);
     assert_eq!(inside["validated"], true);
     assert_eq!(inside["unvalidated_keys"].as_array().unwrap().len(), 0);
