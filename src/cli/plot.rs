@@ -7,6 +7,8 @@ use crate::report::plot::{heatmap, Grid, HeatmapStyle};
 use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
 
 pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
+    let (PlotWhat::Heatmap { output, .. } | PlotWhat::Speedup { output, .. }) = &args.what;
+    crate::report::plot::check_picture_path("-o", output)?;
     let output = match &args.what {
         PlotWhat::Heatmap {
             input,

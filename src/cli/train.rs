@@ -6,8 +6,9 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    check_run_names, create_folder, draw_speedup, draw_train_heatmaps, lock_folder, ops_csv,
-    remove_stale_temporaries, step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
+    check_output_folder, check_run_names, create_folder, draw_speedup, draw_train_heatmaps,
+    lock_folder, ops_csv, remove_stale_temporaries, step_trace, write_atomic, CountersFile,
+    RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, check_grid_memory, run_recipe, sram_grid, RunResult};
 use crate::spec::{load_fabric, load_model, sparsity_levels, FabricSpec, ModelSpec};
@@ -33,6 +34,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
     });
     // The folder first: one that cannot be used is refused before the simulation runs.
+    check_output_folder("--out", &out)?;
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;

@@ -17,8 +17,8 @@ mod train;
 
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
 pub use files::{
-    check_output_file, create_folder, lock_folder, remove_in_flight_temporaries,
-    remove_stale_temporaries, write_atomic,
+    check_distinct_outputs, check_output_file, check_output_folder, create_folder, lock_folder,
+    remove_in_flight_temporaries, remove_stale_temporaries, write_atomic,
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};

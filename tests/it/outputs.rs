@@ -130,3 +130,204 @@ fn merging_a_sweep_without_points_writes_nothing() {
         .collect();
     assert_eq!(names, ["points"]);
 }
+
+/// A file name longer than any file system takes (255 bytes): unwritable even for root, where a
+/// read-only folder is still writable.
+fn too_long(dir: &Path, extension: &str) -> PathBuf {
+    dir.join(format!("{}.{extension}", "x".repeat(300)))
+}
+
+/// Runs `args` and requires a refusal before any work: exit 2, nothing on stdout, and a message
+/// starting with `flag` and the path it gives.
+fn refused_naming(args: &[&str], flag: &str, path: &Path) -> String {
+    let (code, out, err) = run_cli(args);
+    assert_eq!(code, 2, "{args:?}: {err}");
+    assert!(out.is_empty(), "{args:?}: {out}");
+    let named = format!("wafersim: error: {flag} {}", path.display());
+    assert!(err.starts_with(&named), "{args:?}: {err}");
+    err
+}
+
+const TRAIN: [&str; 4] = ["train", "gpt-tiny", "--fabric", "mini"];
+const STEP: [&str; 4] = ["step", "gpt-tiny", "--fabric", "mini"];
+const GEMM: [&str; 12] = [
+    "kernel", "gemm", "--t", "8", "--k", "8", "--n", "8", "--fabric", "mini", "--region", "2x2",
+];
+
+#[test]
+fn output_files_that_cannot_be_written_are_refused_naming_the_flag_before_any_work() {
+    // Each failed after the work: step --trace, kernel --counters and --trace with exit 1,
+    // step and kernel --heatmap with exit 2; plot -o named the path but not the flag.
+    let dir = fresh_path("long-names");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, png) = (too_long(&dir, "json"), too_long(&dir, "png"));
+    let step = |flag: &'static str, path: &Path| {
+        let args = [
+            "step",
+            "gpt-tiny",
+            "--fabric",
+            "mini",
+            flag,
+            path.to_str().unwrap(),
+        ];
+        refused_naming(&args, flag, path)
+    };
+    let err = step("--trace", &json);
+    assert!(err.contains("cannot write there") && err.contains(&dir.display().to_string()));
+    step("--heatmap", &png);
+    step("--heatmap", &dir.join("step.txt"));
+    for (flag, path) in [
+        ("--counters", &json),
+        ("--trace", &json),
+        ("--heatmap", &png),
+    ] {
+        let mut args = GEMM.to_vec();
+        args.extend([flag, path.to_str().unwrap()]);
+        refused_naming(&args, flag, path);
+    }
+    let report = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/golden/train-gpt-tiny-mini.json"
+    );
+    let args = ["plot", "speedup", report, "-o", png.to_str().unwrap()];
+    refused_naming(&args, "-o", &png);
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(names.is_empty(), "{names:?} left behind");
+}
+
+#[test]
+fn output_folders_that_cannot_be_written_are_refused_naming_the_flag() {
+    // A folder name too long: train --out and sweep --out failed creating it (exit 1).
+    let dir = fresh_path("long-folders");
+    std::fs::create_dir_all(&dir).unwrap();
+    let long = dir.join("x".repeat(300)).join("run");
+    let out = long.to_str().unwrap();
+    refused_naming(
+        &["train", "gpt-tiny", "--fabric", "mini", "--out", out],
+        "--out",
+        &long,
+    );
+    let spec = temp_file(
+        "one-point.toml",
+        "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.5]\n",
+    );
+    let args = ["sweep", spec.to_str().unwrap(), "--out", out];
+    refused_naming(&args, "--out", &long);
+    // A file where the folder would go, and a folder that cannot take a file (read-only).
+    let file = temp_file("not-a-folder", "x");
+    let under = file.join("run");
+    let args = [
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--out",
+        under.to_str().unwrap(),
+    ];
+    let (code, _, err) = run_cli(&args);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--out") && err.contains("not a folder"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing created"
+    );
+}
+
+/// A folder no file can be created in, for as long as it lives: read-only by its mode, or, for
+/// root (whom modes do not stop), immutable (`chattr +i`, on file systems that have it).
+struct ReadOnlyFolder(PathBuf);
+
+impl ReadOnlyFolder {
+    /// `None` where neither works (root on a file system without `chattr`).
+    fn new(name: &str) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fresh_path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let folder = ReadOnlyFolder(dir);
+        if !folder.writable() {
+            return Some(folder);
+        }
+        let chattr = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&folder.0)
+            .output();
+        (chattr.is_ok_and(|o| o.status.success()) && !folder.writable()).then_some(folder)
+    }
+
+    fn writable(&self) -> bool {
+        let probe = self.0.join("probe");
+        let created = std::fs::write(&probe, "x").is_ok();
+        let _ = std::fs::remove_file(&probe);
+        created
+    }
+}
+
+impl Drop for ReadOnlyFolder {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .output();
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_read_only_output_folder_is_refused_naming_the_flag_before_any_work() {
+    // train --out and sweep --out into a read-only folder failed with exit 1 after the work.
+    let Some(folder) = ReadOnlyFolder::new("read-only") else {
+        eprintln!("skipped: no read-only folder can be made here (root without chattr +i)");
+        return;
+    };
+    let spec = temp_file(
+        "one-point-ro.toml",
+        "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.5]\n",
+    );
+    let sweep = ["sweep", spec.to_str().unwrap()];
+    let (nested, trace) = (folder.0.join("run"), folder.0.join("t.json"));
+    for (command, flag, path) in [
+        (&TRAIN[..], "--out", &folder.0),
+        (&sweep[..], "--out", &folder.0),
+        (&TRAIN[..], "--out", &nested),
+        (&STEP[..], "--trace", &trace),
+        (&GEMM[..], "--counters", &trace),
+    ] {
+        let args = [command, &[flag, path.to_str().unwrap()]].concat();
+        let err = refused_naming(&args, flag, path);
+        assert!(err.contains("cannot write there"), "{err}");
+    }
+}
+
+#[test]
+fn two_output_flags_on_one_file_are_refused() {
+    // --counters same --trace same wrote the counters, then the trace over them.
+    let dir = fresh_path("same-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let same = dir.join("same.png");
+    let same = same.to_str().unwrap();
+    let other_spelling = dir.join(".").join("same.png");
+    let other_spelling = other_spelling.to_str().unwrap();
+    for (command, first, second, second_path) in [
+        (&GEMM[..], "--counters", "--trace", same),
+        (&GEMM[..], "--heatmap", "--trace", other_spelling),
+        (&STEP[..], "--heatmap", "--trace", same),
+    ] {
+        let mut args = command.to_vec();
+        args.extend([first, same, second, second_path]);
+        let (code, _, err) = run_cli(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{first} and {second} both name")),
+            "{err}"
+        );
+    }
+    let written = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(written, 0, "nothing written");
+}
