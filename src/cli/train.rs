@@ -49,11 +49,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     counters.write(&out.join("counters.postcard"))?;
     let heatmaps = draw_train_heatmaps(&counters, &out)?;
     remove_other_heatmaps(&out, &heatmaps)?;
-    draw_speedup(
-        &serde_json::from_str(&json).map_err(json_error)?,
-        "report.json",
-        &out.join("speedup.png"),
-    )?;
+    draw_speedup(&json, "report.json", &out.join("speedup.png"))?;
     let traced = runs.last().expect("the dense run at least");
     let title = format!(
         "{} on {}: one pre-training step at sparsity {}",
