@@ -291,3 +291,41 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
         assert!(!picture.exists(), "{field}: drawn");
     }
 }
+
+#[test]
+fn plot_heatmap_refuses_counters_of_runs_train_never_makes() {
+    // A run at sparsity 5 (or NaN, or a second dense run) was drawn, titled "sparsity 5".
+    let dir = folder("forged-counters");
+    let out = dir.join("run");
+    let args = [
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = crate::common::run_cli(&args);
+    assert_eq!(code, 0, "{err}");
+    let real = out.join("counters.postcard");
+    let file = wafersim::report::CountersFile::read(&real).unwrap();
+    let picture = dir.join("map.png");
+    for (run, sparsity) in [(1, 5.0), (1, f64::NAN), (1, 0.0), (0, 0.5), (2, 0.5)] {
+        let mut forged = file.clone();
+        forged.runs[run].sparsity = sparsity;
+        let path = dir.join("forged.postcard");
+        forged.write(&path).unwrap();
+        let args = [
+            "plot",
+            "heatmap",
+            path.to_str().unwrap(),
+            "-o",
+            picture.to_str().unwrap(),
+        ];
+        let (code, _, err) = crate::common::run_cli(&args);
+        assert_eq!(code, 2, "run {run} at {sparsity}: {err}");
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(!picture.exists());
+    }
+}
