@@ -149,6 +149,9 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
         format!("its folder {} does not exist", folder.display())
     } else if path.is_dir() {
         "it is a folder".to_string()
+    } else if path.exists() && !path.is_file() {
+        // The write renames a new file over it: /dev/null would become a regular file.
+        "it is a device, pipe or socket, not a file".to_string()
     } else if let Err(e) = probe_writable(path) {
         format!("a file cannot be written in {}: {e}", folder.display())
     } else {

@@ -185,6 +185,17 @@ fn output_files_that_cannot_be_written_are_refused_naming_the_flag_before_any_wo
         args.extend([flag, path.to_str().unwrap()]);
         refused_naming(&args, flag, path);
     }
+    // Not a regular file: the atomic write would rename a file over it (as root, over
+    // /dev/null). A socket stands for every such path here.
+    let socket = dir.join("socket.json");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let err = step("--trace", &socket);
+    assert!(err.contains("not a file"), "{err}");
+    assert!(
+        socket.exists() && !socket.is_file(),
+        "the socket is left as it was"
+    );
+    std::fs::remove_file(&socket).unwrap();
     let report = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/traces/golden/train-gpt-tiny-mini.json"
