@@ -7,8 +7,8 @@ use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
     check_output_folder, check_run_names, create_folder, draw_speedup, draw_train_heatmaps,
-    lock_folder, ops_csv, remove_stale_temporaries, step_trace, write_atomic, CountersFile,
-    RunCounters, TrainReport,
+    lock_folder, missing_folders, ops_csv, remove_empty_folders, remove_stale_temporaries,
+    step_trace, write_atomic, CountersFile, RunCounters, TrainReport,
 };
 use crate::schedule::{busy_grid, check_grid_memory, run_recipe, sram_grid, RunResult};
 use crate::spec::{load_fabric, load_model, sparsity_levels, FabricSpec, ModelSpec};
@@ -35,10 +35,13 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     });
     // The folder first: one that cannot be used is refused before the simulation runs.
     check_output_folder("--out", &out)?;
+    let created = missing_folders(&out);
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
-    let runs = run_recipe(&model, &fabric, &sparsities)?;
+    // A run refused by the simulation (a plan that does not fit) leaves no folder it made.
+    let runs =
+        run_recipe(&model, &fabric, &sparsities).inspect_err(|_| remove_empty_folders(&created))?;
     let report = TrainReport::new(&model, &fabric, &runs, common.seed());
 
     let json = to_json(&report)?;

@@ -175,20 +175,32 @@ pub fn check_output_folder(flag: &str, folder: &Path) -> Result<()> {
             folder.display()
         ))
     };
-    let missing: Vec<&Path> = folder
-        .ancestors()
-        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
-        .collect();
+    let missing = missing_folders(folder);
     create_folder(folder).map_err(|e| match e {
         Error::Input(why) => Error::Input(format!("{flag} {why}")),
         other => refuse(other.to_string()),
     })?;
     let probed = probe_writable(&folder.join("wafersim"));
-    // Removed in the order created backwards: the folder itself first, then its new parents.
-    for created in &missing {
-        let _ = std::fs::remove_dir(created);
-    }
+    remove_empty_folders(&missing);
     probed.map_err(|e| refuse(e.to_string()))
+}
+
+/// The folders [`create_folder`] would create for `folder`: it and its missing parents,
+/// deepest first.
+pub fn missing_folders(folder: &Path) -> Vec<PathBuf> {
+    folder
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Removes those of `folders` (deepest first, as [`missing_folders`] lists them) that are
+/// empty: undoes [`create_folder`] for a run refused before it wrote anything.
+pub fn remove_empty_folders(folders: &[PathBuf]) {
+    for folder in folders {
+        let _ = std::fs::remove_dir(folder);
+    }
 }
 
 /// Refuses two output flags naming one file (`--counters same --trace same`): the second

@@ -18,7 +18,8 @@ mod train;
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
 pub use files::{
     check_distinct_outputs, check_output_file, check_output_folder, create_folder, lock_folder,
-    remove_in_flight_temporaries, remove_stale_temporaries, write_atomic,
+    missing_folders, remove_empty_folders, remove_in_flight_temporaries, remove_stale_temporaries,
+    write_atomic,
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};

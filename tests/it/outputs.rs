@@ -117,6 +117,27 @@ fn a_fabric_too_large_for_its_per_pe_figures_is_refused_naming_its_keys() {
 }
 
 #[test]
+fn a_run_refused_by_its_plan_leaves_no_folder_behind() {
+    // mediswift-xl cannot fit a 4 x 4 wafer: train exited 2 and left the empty folders
+    // it had made for --out.
+    let fabric = fabric_of("four", 4, 4);
+    let root = fresh_path("refused-plan");
+    let out = root.join("nested").join("run");
+    let args = [
+        "train",
+        "mediswift-xl",
+        "--fabric",
+        fabric.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = run_cli(&args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("B over its 49152 B"), "{err}");
+    assert!(!root.exists(), "{} was left behind", root.display());
+}
+
+#[test]
 fn merging_a_sweep_without_points_writes_nothing() {
     // It wrote sweep.csv (a header alone), then exited 2 on the chart.
     let out = fresh_path("empty-sweep");
