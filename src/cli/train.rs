@@ -19,17 +19,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
     let model = load_model(&args.model)?;
     let fabric = load_fabric(&args.fabric)?;
-    let sparsities = args
-        .sparsity
-        .clone()
-        .unwrap_or_else(|| model.recipe.sparsities.clone());
-    let origin = match args.sparsity {
-        Some(_) => "--sparsity".to_string(),
-        None => format!("{}: recipe.sparsities", args.model),
-    };
-    let levels = sparsity_levels(&sparsities);
-    check_run_names(&levels, &origin)?;
-    check_grid_memory(&fabric, &args.fabric, levels.len() as u64)?;
+    let sparsities = checked_sparsities(args, &model, &fabric)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("wafersim-out").join(format!("{}-{}", model.name, fabric.name))
     });
@@ -85,6 +75,26 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
             host_seconds
         ))
     }
+}
+
+/// The sparsities to run (`--sparsity`, or the recipe's), refused before any file if their
+/// runs' names would collide or their per-PE figures would not fit in memory on `fabric`.
+fn checked_sparsities(
+    args: &TrainArgs,
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+) -> Result<Vec<f64>> {
+    let (sparsities, origin) = match &args.sparsity {
+        Some(given) => (given.clone(), "--sparsity".to_string()),
+        None => (
+            model.recipe.sparsities.clone(),
+            format!("{}: recipe.sparsities", args.model),
+        ),
+    };
+    let levels = sparsity_levels(&sparsities);
+    check_run_names(&levels, &origin)?;
+    check_grid_memory(fabric, &args.fabric, levels.len() as u64)?;
+    Ok(sparsities)
 }
 
 /// Removes the utilisation heatmaps an earlier run into `out` drew for sparsities this run does
