@@ -276,9 +276,14 @@ struct ReadOnlyFolder(PathBuf);
 impl ReadOnlyFolder {
     /// `None` where neither works (root on a file system without `chattr`).
     fn new(name: &str) -> Option<Self> {
-        use std::os::unix::fs::PermissionsExt;
         let dir = fresh_path(name);
         std::fs::create_dir_all(&dir).unwrap();
+        Self::of(dir)
+    }
+
+    /// `dir`, which exists, made read-only.
+    fn of(dir: PathBuf) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
         let folder = ReadOnlyFolder(dir);
         if !folder.writable() {
@@ -313,7 +318,8 @@ impl Drop for ReadOnlyFolder {
 
 #[test]
 fn a_read_only_output_folder_is_refused_naming_the_flag_before_any_work() {
-    // train --out and sweep --out into a read-only folder failed with exit 1 after the work.
+    // train --out and sweep --out into a read-only folder failed with exit 1 after the work,
+    // as did merge, whose folder takes sweep.csv.
     let Some(folder) = ReadOnlyFolder::new("read-only") else {
         eprintln!("skipped: no read-only folder can be made here (root without chattr +i)");
         return;
@@ -324,14 +330,23 @@ fn a_read_only_output_folder_is_refused_naming_the_flag_before_any_work() {
     );
     let sweep = ["sweep", spec.to_str().unwrap()];
     let (nested, trace) = (folder.0.join("run"), folder.0.join("t.json"));
+    // merge writes sweep.csv into its sweep's folder.
+    let swept = fresh_path("read-only-sweep");
+    let (code, _, err) =
+        run_cli(&[&sweep[..], &["--quiet", "--out", swept.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{err}");
+    let swept = ReadOnlyFolder::of(swept).expect("made read-only like the first");
+    let merge = ["merge"];
     for (command, flag, path) in [
+        (&merge[..], "merge DIR", &swept.0),
         (&TRAIN[..], "--out", &folder.0),
         (&sweep[..], "--out", &folder.0),
         (&TRAIN[..], "--out", &nested),
         (&STEP[..], "--trace", &trace),
         (&GEMM[..], "--counters", &trace),
     ] {
-        let args = [command, &[flag, path.to_str().unwrap()]].concat();
+        let path_flag: &[&str] = if flag == "merge DIR" { &[] } else { &[flag] };
+        let args = [command, path_flag, &[path.to_str().unwrap()]].concat();
         let err = refused_naming(&args, flag, path);
         assert!(err.contains("cannot write there"), "{err}");
     }
