@@ -46,8 +46,13 @@ pub fn check_run_names(levels: &[f64], origin: &str) -> Result<()> {
     for (i, &sparsity) in levels.iter().enumerate() {
         let name = run_name(sparsity);
         if let Some(&other) = levels[..i].iter().find(|&&o| run_name(o) == name) {
+            // 1e-300 in full is 302 characters: a long figure is shown as an exponent.
+            let shown = match sparsity.to_string() {
+                full if full.len() <= 20 => full,
+                _ => format!("{sparsity:e}"),
+            };
             return Err(Error::Input(format!(
-                "{origin}: sparsity {sparsity} would be named {name} like the run at {other}: runs \
+                "{origin}: sparsity {shown} would be named {name} like the run at {other}: runs \
                  are named by their sparsity to {RUN_NAME_DECIMALS} decimals (heatmap files \
                  among them); give sparsities that differ within {RUN_NAME_DECIMALS} decimals and \
                  are 0 or at least 0.000001"

@@ -50,16 +50,17 @@ fn sparsities_whose_run_names_collide_are_refused_before_any_file() {
     // 1e-300 wrote four files, then failed on a 300-character heatmap name ("File name too
     // long"). Names keep 6 decimals; sparsities they cannot tell apart are refused.
     for (sparsities, named, like) in [
-        ("1e-300", "dense", "0"),
-        ("0.5,0.5000001", "s0.5", "0.5"),
-        ("0.75,0.0000004", "dense", "0"),
+        ("1e-300", "1e-300 would be named dense", "0"),
+        ("0.5,0.5000001", "0.5000001 would be named s0.5", "0.5"),
+        ("0.75,0.0000004", "0.0000004 would be named dense", "0"),
     ] {
         let out = fresh_path("names");
         let (code, err) = train_tiny(&out, &["--fabric", "mini", "--sparsity", sparsities]);
         assert_eq!(code, 2, "{sparsities}: {err}");
         assert!(
-            err.contains("--sparsity: sparsity")
-                && err.contains(&format!("would be named {named} like the run at {like}")),
+            err.contains(&format!(
+                "--sparsity: sparsity {named} like the run at {like}"
+            )),
             "{sparsities}: {err}"
         );
         assert!(!out.exists(), "{sparsities}: {} was created", out.display());
