@@ -165,15 +165,10 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     if args.fidelity == Fidelity::Model {
         return execute_model(args, common, &fabric);
     }
-    for (flag, path) in [
-        ("--counters", &args.counters),
-        ("--heatmap", &args.heatmap),
-        ("--trace", &args.trace),
-    ] {
-        if let Some(path) = path {
-            crate::report::check_output_file(flag, path)?;
-        }
-    }
+    super::check_outputs(
+        &[("--heatmap", &args.heatmap)],
+        &[("--counters", &args.counters), ("--trace", &args.trace)],
+    )?;
     let mut shape = serde_json::Map::new();
     let start = Instant::now();
     let mut values = None;

@@ -90,11 +90,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             let started = std::time::Instant::now();
             let (model_text, fabric_text) = (read_model(&step.model)?, read_fabric(&step.fabric)?);
             let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-            for (flag, path) in [("--heatmap", &step.heatmap), ("--trace", &step.trace)] {
-                if let Some(path) = path {
-                    crate::report::check_output_file(flag, path)?;
-                }
-            }
+            check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
             if step.heatmap.is_some() {
                 crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
             }
@@ -136,6 +132,25 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         }
     };
     write_stdout(stdout, &text)
+}
+
+/// Refuses, before any work, output files that could not be written: `pictures` (by extension,
+/// PNG or SVG) and `files`, each given by its flag, and two flags naming one file.
+fn check_outputs(
+    pictures: &[(&str, &Option<std::path::PathBuf>)],
+    files: &[(&str, &Option<std::path::PathBuf>)],
+) -> Result<()> {
+    let mut given = Vec::new();
+    for (i, &(flag, path)) in pictures.iter().chain(files).enumerate() {
+        let Some(path) = path else { continue };
+        if i < pictures.len() {
+            crate::report::plot::check_picture_path(flag, path)?;
+        } else {
+            crate::report::check_output_file(flag, path)?;
+        }
+        given.push((flag, path.as_path()));
+    }
+    crate::report::check_distinct_outputs(&given)
 }
 
 /// Writes a command's output; a failed write (a closed pipe) is an I/O error on `<stdout>`.

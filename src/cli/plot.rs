@@ -7,6 +7,8 @@ use crate::report::plot::{heatmap, Grid, HeatmapStyle};
 use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
 
 pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
+    let (PlotWhat::Heatmap { output, .. } | PlotWhat::Speedup { output, .. }) = &args.what;
+    crate::report::plot::check_picture_path("-o", output)?;
     let output = match &args.what {
         PlotWhat::Heatmap {
             input,
@@ -53,9 +55,7 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
         PlotWhat::Speedup { input, output } => {
             let text = std::fs::read_to_string(input)
                 .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
-            let report: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Input(format!("{}: not JSON: {e}", input.display())))?;
-            draw_speedup(&report, &input.display().to_string(), output)?;
+            draw_speedup(&text, &input.display().to_string(), output)?;
             output
         }
     };

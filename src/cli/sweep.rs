@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::args::{MergeArgs, SweepArgs};
 use super::Common;
 use crate::error::{Error, Result};
-use crate::report::{draw_sweep_speedup, write_atomic, Table};
+use crate::report::{check_output_folder, draw_sweep_speedup, write_atomic, Table};
 use crate::sweep::{read_points, resolve_points, run_sweep, sweep_csv, Shard, SweepSpec, MAX_JOBS};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
@@ -27,6 +27,7 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
             .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
         PathBuf::from("wafersim-out").join(format!("sweep-{stem}"))
     });
+    check_output_folder("--out", &out)?;
     let bar = (!common.quiet && !common.json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -115,6 +116,8 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     let spec = args.expect.as_deref().map(SweepSpec::load).transpose()?;
     let expect = spec.as_ref().zip(args.expect.as_deref());
     let points = read_points(&args.dir, expect)?;
+    // merge writes into the sweep's folder: sweep.csv and the chart.
+    check_output_folder("merge DIR", &args.dir)?;
     let csv = sweep_csv(&points)?;
     let csv_path = args.dir.join("sweep.csv");
     write_atomic(&csv_path, csv.as_bytes())?;

@@ -6,9 +6,10 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    check_run_names, create_folder, draw_speedup, draw_train_heatmaps, lock_folder, ops_csv,
-    remove_stale_temporaries, step_trace, utilization_heatmap_name, write_atomic, CountersFile,
-    Outputs, RunCounters, TrainReport,
+    check_output_folder, check_run_names, create_folder, draw_speedup, draw_train_heatmaps,
+    lock_folder, missing_folders, ops_csv, remove_empty_folders, remove_stale_temporaries,
+    step_trace, utilization_heatmap_name, write_atomic, CountersFile, Outputs, RunCounters,
+    TrainReport,
 };
 use crate::schedule::{busy_grid, check_grid_memory, run_recipe, sram_grid, RunResult};
 use crate::spec::{read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources};
@@ -19,17 +20,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
     let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
     let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-    let sparsities = args
-        .sparsity
-        .clone()
-        .unwrap_or_else(|| model.recipe.sparsities.clone());
-    let origin = match args.sparsity {
-        Some(_) => "--sparsity".to_string(),
-        None => format!("{}: recipe.sparsities", args.model),
-    };
-    let levels = sparsity_levels(&sparsities);
-    check_run_names(&levels, &origin)?;
-    check_grid_memory(&fabric, &args.fabric, levels.len() as u64)?;
+    let sparsities = checked_sparsities(args, &model, &fabric)?;
     // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
     // into the built-in's folder.
     let out = args.out.clone().unwrap_or_else(|| {
@@ -40,10 +31,14 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         ))
     });
     // The folder first: one that cannot be used is refused before the simulation runs.
+    check_output_folder("--out", &out)?;
+    let created = missing_folders(&out);
     create_folder(&out)?;
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
-    let runs = run_recipe(&model, &fabric, &sparsities)?;
+    // A run refused by the simulation (a plan that does not fit) leaves no folder it made.
+    let runs =
+        run_recipe(&model, &fabric, &sparsities).inspect_err(|_| remove_empty_folders(&created))?;
     let sources = SpecSources::of(&model_text, &fabric_text);
     let report = TrainReport::new(&model, &fabric, sources, &runs, common.seed());
     let planned = output_names(&runs);
@@ -59,11 +54,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let counters = counters(&model, &fabric, &runs, common.seed());
     counters.write(&out.join("counters.postcard"))?;
     draw_train_heatmaps(&counters, &out)?;
-    draw_speedup(
-        &serde_json::from_str(&json).map_err(json_error)?,
-        "report.json",
-        &out.join("speedup.png"),
-    )?;
+    draw_speedup(&json, "report.json", &out.join("speedup.png"))?;
     let traced = runs.last().expect("the dense run at least");
     let title = format!(
         "{} on {}: one pre-training step at sparsity {}",
@@ -97,6 +88,26 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
             host_seconds
         ))
     }
+}
+
+/// The sparsities to run (`--sparsity`, or the recipe's), refused before any file if their
+/// runs' names would collide or their per-PE figures would not fit in memory on `fabric`.
+fn checked_sparsities(
+    args: &TrainArgs,
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+) -> Result<Vec<f64>> {
+    let (sparsities, origin) = match &args.sparsity {
+        Some(given) => (given.clone(), "--sparsity".to_string()),
+        None => (
+            model.recipe.sparsities.clone(),
+            format!("{}: recipe.sparsities", args.model),
+        ),
+    };
+    let levels = sparsity_levels(&sparsities);
+    check_run_names(&levels, &origin)?;
+    check_grid_memory(fabric, &args.fabric, levels.len() as u64)?;
+    Ok(sparsities)
 }
 
 /// The files train writes into its folder besides the utilisation heatmaps.

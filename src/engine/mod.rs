@@ -110,6 +110,14 @@ pub fn run<K: Kernel>(
     sim::Engine::new(fabric, program, kernel, limits)?.run()
 }
 
+/// Refuses, before a kernel builds its program, a `mesh` the fabric's user region does not
+/// hold or whose engine state with `colors` would pass `limits`: building a program allocates
+/// per PE, so the same checks in [`run`] would come after an allocation that can abort.
+pub fn check_mesh(fabric: &FabricSpec, mesh: Mesh, colors: u8, limits: RunLimits) -> Result<()> {
+    check_region(fabric, mesh.rows as u64, mesh.cols as u64)?;
+    sim::check_mesh_state(fabric, mesh, colors, limits)
+}
+
 /// Refuses a region (rows × columns) larger than the fabric's user region, saying by how much.
 pub fn check_region(fabric: &FabricSpec, rows: u64, cols: u64) -> Result<()> {
     let g = &fabric.geometry;

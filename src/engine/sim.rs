@@ -430,6 +430,29 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) wavelet_hops: u64,
 }
 
+/// Channel ids per PE (`colors` padded to a power of two) and ring slots per buffer (the
+/// fabric's buffer depth padded likewise), as exponents: how `Engine::new` lays out its state.
+fn state_shifts(fabric: &FabricSpec, colors: u8) -> (u32, u32) {
+    let color_shift = (colors as usize).next_power_of_two().trailing_zeros();
+    let depth = fabric.router.color_buffer_depth_wavelets as u32;
+    (color_shift, depth.next_power_of_two().trailing_zeros())
+}
+
+/// Refuses a `mesh` with `colors` whose engine state would pass `limits.max_state_bytes`,
+/// before anything is allocated for it (a kernel calls this before building its program,
+/// which allocates per PE too).
+pub(super) fn check_mesh_state(
+    fabric: &FabricSpec,
+    mesh: Mesh,
+    colors: u8,
+    limits: RunLimits,
+) -> Result<()> {
+    let (color_shift, slot_shift) = state_shifts(fabric, colors);
+    let pes = mesh.pes();
+    let channels = pes.saturating_mul(1 << color_shift);
+    check_state_size(pes, channels, slot_shift, limits.max_state_bytes)
+}
+
 impl<'k, K: Kernel> Engine<'k, K> {
     /// Builds the engine for `program` on `fabric`; refuses programs that break the fabric's
     /// limits (colors) or leave the mesh.
@@ -448,12 +471,11 @@ impl<'k, K: Kernel> Engine<'k, K> {
                 "a kernel may use at most 32 colors, not {colors}"
             )));
         }
-        let color_shift = colors.next_power_of_two().trailing_zeros();
+        check_mesh_state(fabric, mesh, colors as u8, limits)?;
+        let (color_shift, slot_shift) = state_shifts(fabric, colors as u8);
         let stride = 1usize << color_shift;
         let channels = pes * stride;
         let depth = fabric.router.color_buffer_depth_wavelets as u32;
-        let slot_shift = depth.next_power_of_two().trailing_zeros();
-        check_state_size(pes, channels, slot_shift, limits.max_state_bytes)?;
         let mut ch = vec![Channel::default(); channels];
         for i in 0..pes * colors {
             let c = &mut ch[(i / colors) << color_shift | (i % colors)];

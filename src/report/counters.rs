@@ -3,7 +3,9 @@
 //!
 //! Layout: the 8 bytes `WSCOUNTR`, a little-endian u32 format version, then the postcard
 //! encoding of `CountersFile`. A reader refuses another magic, another version, a truncated or
-//! corrupted body, and grids whose sizes do not match, each with a message naming the file.
+//! corrupted body, grids whose sizes do not match, values no run gives, and runs `train` never
+//! writes (not the dense run first, a sparsity outside (0, 1), two runs of one name), each with
+//! a message naming the file.
 
 use std::path::Path;
 
@@ -76,6 +78,7 @@ impl CountersFile {
                 rest.len()
             ));
         }
+        check_run_sparsities(&file.runs)?;
         for run in &file.runs {
             // What a PE's value may not exceed: the step's cycles, the PE's SRAM.
             for (grid, what, limit) in [
@@ -106,6 +109,26 @@ impl CountersFile {
     }
 }
 
+/// The runs `train` writes: the dense run first, then sparsities in (0, 1), no two with one
+/// name (`plot --run` picks a run by it).
+fn check_run_sparsities(runs: &[RunCounters]) -> std::result::Result<(), String> {
+    for (i, run) in runs.iter().enumerate() {
+        let allowed = if i == 0 {
+            run.sparsity == 0.0
+        } else {
+            run.sparsity > 0.0 && run.sparsity < 1.0
+        };
+        if !allowed {
+            return Err(format!(
+                "run {i} at sparsity {}: train writes the dense run first, then sparsities in (0, 1)",
+                run.sparsity
+            ));
+        }
+    }
+    let sparsities: Vec<f64> = runs.iter().map(|r| r.sparsity).collect();
+    super::pictures::check_run_names(&sparsities, "runs").map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,13 +144,16 @@ mod tests {
             model: "gpt-tiny".into(),
             fabric: "mini".into(),
             seed: 7,
-            runs: vec![RunCounters {
-                sparsity: 0.75,
-                step_cycles: 10,
-                sram_capacity_bytes: 49_152,
-                busy_cycles: grid.clone(),
-                sram_bytes: grid,
-            }],
+            // As train writes them: the dense run first.
+            runs: [0.0, 0.75]
+                .map(|sparsity| RunCounters {
+                    sparsity,
+                    step_cycles: 10,
+                    sram_capacity_bytes: 49_152,
+                    busy_cycles: grid.clone(),
+                    sram_bytes: grid.clone(),
+                })
+                .to_vec(),
         }
     }
 
@@ -167,7 +193,7 @@ mod tests {
         assert_eq!(CountersFile::decode(&encoded(&sample())).unwrap(), sample());
 
         let mut busy = sample();
-        busy.runs[0].busy_cycles.values[4] = 11;
+        busy.runs[1].busy_cycles.values[4] = 11;
         let err = CountersFile::decode(&encoded(&busy)).unwrap_err();
         assert_eq!(
             err,
@@ -175,7 +201,7 @@ mod tests {
         );
 
         let mut sram = sample();
-        sram.runs[0].sram_bytes.values[2] = 49_153;
+        sram.runs[1].sram_bytes.values[2] = 49_153;
         let err = CountersFile::decode(&encoded(&sram)).unwrap_err();
         assert!(err.contains("PE (0, 2) has 49153 SRAM bytes"), "{err}");
     }

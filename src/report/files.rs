@@ -45,14 +45,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.display().to_string(),
         source,
     };
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Input(format!("{}: not a file name", path.display())))?;
-    let temporary = folder.join(temporary_name(&name.to_string_lossy()));
+    let temporary = temporary_path(path)?;
     let file = {
         let mut state = in_flight();
         if state.interrupted {
@@ -80,6 +73,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     state.files.retain(|f| f != &temporary);
     result.map_err(io_error)
+}
+
+/// The temporary `write_atomic` writes `path` through: `.NAME.tmp-PID` in the same folder.
+fn temporary_path(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Input(format!("{}: not a file name", path.display())))?;
+    Ok(output_folder(path).join(temporary_name(&name.to_string_lossy())))
+}
+
+/// The folder a file given as `path` goes into (`.` for a bare file name).
+fn output_folder(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Creates and removes the temporary `write_atomic` would write `path` through, so that a
+/// folder which cannot take it (no permission, read-only, a name too long) is found before any
+/// work. Registered like a write's temporary, so an interrupt removes it too.
+fn probe_writable(path: &Path) -> std::io::Result<()> {
+    let temporary = temporary_path(path).map_err(std::io::Error::other)?;
+    let mut state = in_flight();
+    if state.interrupted {
+        drop(state);
+        wait_for_exit();
+    }
+    std::fs::File::create(&temporary)?;
+    state.files.push(temporary.clone());
+    let removed = std::fs::remove_file(&temporary);
+    state.files.retain(|f| f != &temporary);
+    removed
 }
 
 /// After an interrupt the handler has removed the temporaries and the process is exiting: a
@@ -111,25 +136,94 @@ pub fn create_folder(folder: &Path) -> Result<()> {
 }
 
 /// Refuses, before any work, an output file `flag` names that could not be written: its folder
-/// missing or not a folder, or the path itself a folder. (Permissions show when it is written.)
+/// missing, not a folder or not writable (a temporary is created there and removed), or the
+/// path itself a folder.
 pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let folder = output_folder(path);
     let why = if folder.exists() && !folder.is_dir() {
         format!("{} is a file, not a folder", folder.display())
     } else if !folder.is_dir() {
         format!("its folder {} does not exist", folder.display())
     } else if path.is_dir() {
         "it is a folder".to_string()
+    } else if path.exists() && !path.is_file() {
+        // The write renames a new file over it: /dev/null would become a regular file.
+        "it is a device, pipe or socket, not a file".to_string()
+    } else if let Err(e) = probe_writable(path) {
+        format!("a file cannot be written in {}: {e}", folder.display())
     } else {
         return Ok(());
     };
     Err(Error::Input(format!(
-        "{flag} {}: cannot write there ({why}); give a file in an existing folder",
+        "{flag} {}: cannot write there ({why}); give a file in an existing folder you can \
+         write to",
         path.display()
     )))
+}
+
+/// Refuses, before any work, an output folder `flag` names that could not be written: a file in
+/// its place, or a folder where a file cannot be created (no permission, read-only, a name too
+/// long). A folder that does not exist yet is created to be probed, then removed again (with
+/// the parents created for it), so nothing is left behind if a later check refuses the run.
+pub fn check_output_folder(flag: &str, folder: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Error::Input(format!(
+            "{flag} {}: cannot write there ({why}); give a folder you can write to",
+            folder.display()
+        ))
+    };
+    let missing = missing_folders(folder);
+    create_folder(folder).map_err(|e| match e {
+        Error::Input(why) => Error::Input(format!("{flag} {why}")),
+        other => refuse(other.to_string()),
+    })?;
+    let probed = probe_writable(&folder.join("wafersim"));
+    remove_empty_folders(&missing);
+    probed.map_err(|e| refuse(e.to_string()))
+}
+
+/// The folders [`create_folder`] would create for `folder`: it and its missing parents,
+/// deepest first.
+pub fn missing_folders(folder: &Path) -> Vec<PathBuf> {
+    folder
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Removes those of `folders` (deepest first, as [`missing_folders`] lists them) that are
+/// empty: undoes [`create_folder`] for a run refused before it wrote anything.
+pub fn remove_empty_folders(folders: &[PathBuf]) {
+    for folder in folders {
+        let _ = std::fs::remove_dir(folder);
+    }
+}
+
+/// Refuses two output flags naming one file (`--counters same --trace same`): the second
+/// write would silently replace the first. Call after [`check_output_file`] on each (their
+/// folders exist).
+pub fn check_distinct_outputs(outputs: &[(&str, &Path)]) -> Result<()> {
+    let resolved = |path: &Path| {
+        let folder = output_folder(path);
+        let folder = folder
+            .canonicalize()
+            .unwrap_or_else(|_| folder.to_path_buf());
+        folder.join(path.file_name().unwrap_or_default())
+    };
+    for (i, &(flag, path)) in outputs.iter().enumerate() {
+        if let Some((other, _)) = outputs[..i]
+            .iter()
+            .find(|(_, earlier)| resolved(earlier) == resolved(path))
+        {
+            return Err(Error::Input(format!(
+                "{other} and {flag} both name {}: the second would overwrite the first; give \
+                 each output its own file",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A folder held by this process while a run writes into it; released when dropped, and by the

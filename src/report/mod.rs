@@ -19,8 +19,9 @@ mod train;
 pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
 pub use csv_file::csv_text;
 pub use files::{
-    check_output_file, create_folder, lock_folder, remove_in_flight_temporaries,
-    remove_stale_temporaries, write_atomic, Outputs,
+    check_distinct_outputs, check_output_file, check_output_folder, create_folder, lock_folder,
+    missing_folders, remove_empty_folders, remove_in_flight_temporaries, remove_stale_temporaries,
+    write_atomic, Outputs,
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};

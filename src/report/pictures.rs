@@ -46,8 +46,13 @@ pub fn check_run_names(levels: &[f64], origin: &str) -> Result<()> {
     for (i, &sparsity) in levels.iter().enumerate() {
         let name = run_name(sparsity);
         if let Some(&other) = levels[..i].iter().find(|&&o| run_name(o) == name) {
+            // 1e-300 in full is 302 characters: a long figure is shown as an exponent.
+            let shown = match sparsity.to_string() {
+                full if full.len() <= 20 => full,
+                _ => format!("{sparsity:e}"),
+            };
             return Err(Error::Input(format!(
-                "{origin}: sparsity {sparsity} would be named {name} like the run at {other}: runs \
+                "{origin}: sparsity {shown} would be named {name} like the run at {other}: runs \
                  are named by their sparsity to {RUN_NAME_DECIMALS} decimals (heatmap files \
                  among them); give sparsities that differ within {RUN_NAME_DECIMALS} decimals and \
                  are 0 or at least 0.000001"
@@ -135,55 +140,176 @@ pub fn draw_train_heatmaps(file: &CountersFile, out: &Path) -> Result<Vec<PathBu
     Ok(written)
 }
 
+/// What the speedup chart reads of a `report.json` (other fields are ignored).
+#[derive(Debug, serde::Deserialize)]
+struct SavedReport {
+    version: String,
+    model: String,
+    fabric: String,
+    runs: Vec<SavedRun>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SavedRun {
+    sparsity: f64,
+    phases: Vec<SavedPhase>,
+    total: SavedPhase,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SavedPhase {
+    phase: String,
+    sparsity: f64,
+    /// FLOP counts (`u128` in the report; as floats here, as the speedup was computed).
+    flops_dense: f64,
+    flops_executed: f64,
+    /// A whole number of cycles in the report; read as a float so that another value is
+    /// refused naming its field.
+    cycles: f64,
+    theoretical_speedup: f64,
+    simulated_speedup: f64,
+}
+
+/// Relative difference allowed between a saved speedup and the ratio it was computed as: the
+/// report stores both exactly, so this only leaves room for another rounding of one division.
+const SPEEDUP_RELATIVE_TOLERANCE: f64 = 1e-12;
+
+/// Reads a `report.json` for the speedup chart, refusing what no `train` run could have
+/// written: another version, no dense run first, a sparsity outside [0, 1) or repeated, a
+/// pre-training phase out of place, and a speedup that is not its counts' ratio (dense over
+/// executed FLOPs, the dense run's cycles over the run's). Errors name `origin` and the field.
+fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
+    let report: SavedReport = serde_json::from_str(text)
+        .map_err(|e| Error::Input(format!("{origin}: not a train report ({e})")))?;
+    let bad = |field: String, why: String| Error::Input(format!("{origin}: {field} {why}"));
+    if report.version != crate::VERSION {
+        return Err(bad(
+            "version".into(),
+            format!(
+                "{:?}: written by another wafersim than this {}; rerun train",
+                report.version,
+                crate::VERSION
+            ),
+        ));
+    }
+    let dense = report
+        .runs
+        .first()
+        .filter(|r| r.sparsity == 0.0)
+        .ok_or_else(|| bad("runs[0].sparsity".into(), "must be 0: the dense run".into()))?;
+    for (i, run) in report.runs.iter().enumerate() {
+        let field = |name: &str| format!("runs[{i}].{name}");
+        crate::spec::check_sparsity(&format!("{origin}: {}", field("sparsity")), run.sparsity)?;
+        if report.runs[..i].iter().any(|r| r.sparsity == run.sparsity) {
+            return Err(bad(
+                field("sparsity"),
+                format!("{}: a second run at it", run.sparsity),
+            ));
+        }
+        let pretrain = run
+            .phases
+            .first()
+            .filter(|p| p.phase == "pretrain" && p.sparsity == run.sparsity)
+            .ok_or_else(|| {
+                bad(
+                    field("phases[0]"),
+                    "must be the pre-training at the run's sparsity".into(),
+                )
+            })?;
+        let dense_pretrain = &dense.phases[0];
+        for (name, phase, dense_phase) in [
+            ("phases[0]", pretrain, dense_pretrain),
+            ("total", &run.total, &dense.total),
+        ] {
+            check_speedups(phase, dense_phase)
+                .map_err(|(key, why)| bad(field(&format!("{name}.{key}")), why))?;
+        }
+    }
+    Ok(report)
+}
+
+/// Whether `phase`'s counts are counts and its speedups their ratios (with `dense`'s cycles):
+/// the key and why not, if not.
+fn check_speedups(
+    phase: &SavedPhase,
+    dense: &SavedPhase,
+) -> std::result::Result<(), (String, String)> {
+    let whole = |v: f64| v >= 1.0 && v.fract() == 0.0 && v <= u64::MAX as f64;
+    if !whole(phase.cycles) {
+        return Err((
+            "cycles".into(),
+            format!("{}: not a whole number of cycles", phase.cycles),
+        ));
+    }
+    if !(phase.flops_executed >= 1.0 && phase.flops_executed <= phase.flops_dense) {
+        return Err((
+            "flops_executed".into(),
+            format!(
+                "{} of {} dense: no run executes these",
+                phase.flops_executed, phase.flops_dense
+            ),
+        ));
+    }
+    let expected = [
+        (
+            "theoretical_speedup",
+            phase.theoretical_speedup,
+            phase.flops_dense / phase.flops_executed,
+            "its FLOPs dense over executed",
+        ),
+        (
+            "simulated_speedup",
+            phase.simulated_speedup,
+            dense.cycles / phase.cycles,
+            "the dense run's cycles over its cycles",
+        ),
+    ];
+    for (key, saved, ratio, what) in expected {
+        // Both finite: JSON has no NaN or infinity, and the counts were checked above.
+        if (saved - ratio).abs() > SPEEDUP_RELATIVE_TOLERANCE * ratio {
+            return Err((key.into(), format!("{saved} is not {what} ({ratio})")));
+        }
+    }
+    Ok(())
+}
+
 /// Theoretical and simulated speedup against sparsity, for pre-training and the whole recipe,
-/// from a `report.json` (as written by `train`).
-pub fn draw_speedup(report: &serde_json::Value, origin: &str, path: &Path) -> Result<()> {
-    let bad = |what: &str| Error::Input(format!("{origin}: not a train report ({what})"));
-    let runs = report["runs"].as_array().ok_or_else(|| bad("no `runs`"))?;
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = [
+/// from the text of a `report.json` (as written by `train`; `origin` names it in errors).
+pub fn draw_speedup(text: &str, origin: &str, path: &Path) -> Result<()> {
+    let report = read_saved_report(text, origin)?;
+    let names = [
         "theoretical, pre-training",
         "simulated, pre-training",
         "theoretical, whole recipe",
         "simulated, whole recipe",
-    ]
-    .iter()
-    .map(|n| (n.to_string(), Vec::new()))
-    .collect();
-    for run in runs {
-        let s = run["sparsity"]
-            .as_f64()
-            .ok_or_else(|| bad("a run without `sparsity`"))?;
-        let figure =
-            |phase: &serde_json::Value, key: &str| phase[key].as_f64().ok_or_else(|| bad(key));
-        let pretrain = &run["phases"][0];
-        series[0]
-            .1
-            .push((s, figure(pretrain, "theoretical_speedup")?));
-        series[1]
-            .1
-            .push((s, figure(pretrain, "simulated_speedup")?));
-        series[2]
-            .1
-            .push((s, figure(&run["total"], "theoretical_speedup")?));
-        series[3]
-            .1
-            .push((s, figure(&run["total"], "simulated_speedup")?));
+    ];
+    let mut series: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
+    for run in &report.runs {
+        let (pretrain, total) = (&run.phases[0], &run.total);
+        let figures = [
+            pretrain.theoretical_speedup,
+            pretrain.simulated_speedup,
+            total.theoretical_speedup,
+            total.simulated_speedup,
+        ];
+        for (points, figure) in series.iter_mut().zip(figures) {
+            points.push((run.sparsity, figure));
+        }
     }
-    let model = report["model"].as_str().unwrap_or("?");
-    let fabric = report["fabric"].as_str().unwrap_or("?");
     let mut chart = LineChart::new(
-        format!("Speedup from sparse pre-training: {model} on {fabric}"),
+        format!(
+            "Speedup from sparse pre-training: {} on {}",
+            report.model, report.fabric
+        ),
         "pre-training weight sparsity",
         "speedup over the dense run (x)",
     );
-    chart.series = series
-        .into_iter()
-        .map(|(name, points)| Series::new(name, points))
-        .collect();
-    let s_max = runs
+    chart.series = names
         .iter()
-        .filter_map(|r| r["sparsity"].as_f64())
-        .fold(0.0, f64::max);
+        .zip(series)
+        .map(|(name, points)| Series::new(*name, points))
+        .collect();
+    let s_max = report.runs.iter().map(|r| r.sparsity).fold(0.0, f64::max);
     chart.reference = Some(Series::ideal_speedup(s_max.max(0.5)));
     line_chart(&chart, path)
 }

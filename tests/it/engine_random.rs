@@ -559,3 +559,55 @@ fn the_figures_check_sees_a_count_that_is_off_by_one() {
         );
     }
 }
+
+#[test]
+fn a_kernel_on_a_mesh_too_large_for_the_engine_is_refused_before_its_program_is_built() {
+    // kernel broadcast --region 65536x65536 aborted on allocation (on wse2 too: the region was
+    // checked only after the program, a route per PE and color, had been built). Now the
+    // region and the engine's state are checked before anything is built for them.
+    let text = include_str!("../../fabric/mini.toml")
+        .replace("_pes = 16 ", "_pes = 65536 ")
+        .replace("\"mini\"", "\"huge\"");
+    let huge = crate::common::temp_file("huge-kernel-fabric.toml", &text);
+    let huge = huge.to_str().unwrap();
+    let broadcast = [
+        "broadcast",
+        "--region",
+        "65536x65536",
+        "--wavelets",
+        "1",
+        "--fabric",
+    ];
+    let gemm = [
+        "gemm",
+        "--t",
+        "65536",
+        "--k",
+        "16384",
+        "--n",
+        "1",
+        "--region",
+        "65536x16384",
+    ];
+    let cases = [
+        (
+            [&broadcast[..], &["wse2"]].concat(),
+            "does not fit fabric wse2's user region",
+        ),
+        (
+            [&broadcast[..], &[huge]].concat(),
+            // The fabric itself is refused first (a region of at most 2^24 PEs).
+            "a region of at most 16777216 PEs",
+        ),
+        (
+            [&gemm[..], &["--fabric", huge]].concat(),
+            "a region of at most 16777216 PEs",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args = [&["kernel"], &args[..]].concat();
+        let (code, _, err) = crate::common::run_cli(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}

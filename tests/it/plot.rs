@@ -236,3 +236,96 @@ fn a_bad_path_or_extension_is_an_input_error_and_writes_nothing() {
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+#[test]
+fn plot_speedup_refuses_reports_no_run_could_have_written() {
+    // A sparsity of 5, a speedup of -5 or 1e300, another version: all were drawn. Each is now
+    // refused naming the file and the field, and nothing is drawn; a real report still draws.
+    let dir = folder("forged-reports");
+    let golden = include_str!("../../traces/golden/train-gpt-tiny-mini.json");
+    let report: serde_json::Value = serde_json::from_str(golden).unwrap();
+    let picture = dir.join("speedup.png");
+    let plot = |name: &str, report: &serde_json::Value| {
+        let input = dir.join(name);
+        std::fs::write(&input, report.to_string()).unwrap();
+        let args = [
+            "plot",
+            "speedup",
+            input.to_str().unwrap(),
+            "-o",
+            picture.to_str().unwrap(),
+        ];
+        let (code, _, err) = crate::common::run_cli(&args);
+        (code, err, input)
+    };
+    let (code, err, _) = plot("real.json", &report);
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_file(&picture).unwrap();
+    type Forgery = fn(&mut serde_json::Value);
+    let forgeries: [(&str, Forgery); 7] = [
+        ("runs[1].sparsity", |r| r["runs"][1]["sparsity"] = 5.into()),
+        ("runs[1].phases[0].simulated_speedup", |r| {
+            r["runs"][1]["phases"][0]["simulated_speedup"] = (-5.0).into()
+        }),
+        ("runs[2].total.theoretical_speedup", |r| {
+            r["runs"][2]["total"]["theoretical_speedup"] = 1e300.into()
+        }),
+        ("version", |r| r["version"] = "0.0.1".into()),
+        ("runs[0].sparsity", |r| {
+            r["runs"][0]["sparsity"] = 0.5.into()
+        }),
+        ("runs[2].sparsity", |r| {
+            r["runs"][2]["sparsity"] = 0.5.into()
+        }),
+        ("cycles", |r| r["runs"][1]["total"]["cycles"] = (-3).into()),
+    ];
+    for (field, forge) in forgeries {
+        let mut forged = report.clone();
+        forge(&mut forged);
+        let (code, err, input) = plot("forged.json", &forged);
+        assert_eq!(code, 2, "{field}: {err}");
+        assert!(
+            err.contains(&input.display().to_string()) && err.contains(field),
+            "{field}: {err}"
+        );
+        assert!(!picture.exists(), "{field}: drawn");
+    }
+}
+
+#[test]
+fn plot_heatmap_refuses_counters_of_runs_train_never_makes() {
+    // A run at sparsity 5 (or NaN, or a second dense run) was drawn, titled "sparsity 5".
+    let dir = folder("forged-counters");
+    let out = dir.join("run");
+    let args = [
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = crate::common::run_cli(&args);
+    assert_eq!(code, 0, "{err}");
+    let real = out.join("counters.postcard");
+    let file = wafersim::report::CountersFile::read(&real).unwrap();
+    let picture = dir.join("map.png");
+    for (run, sparsity) in [(1, 5.0), (1, f64::NAN), (1, 0.0), (0, 0.5), (2, 0.5)] {
+        let mut forged = file.clone();
+        forged.runs[run].sparsity = sparsity;
+        let path = dir.join("forged.postcard");
+        forged.write(&path).unwrap();
+        let args = [
+            "plot",
+            "heatmap",
+            path.to_str().unwrap(),
+            "-o",
+            picture.to_str().unwrap(),
+        ];
+        let (code, _, err) = crate::common::run_cli(&args);
+        assert_eq!(code, 2, "run {run} at {sparsity}: {err}");
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(!picture.exists());
+    }
+}

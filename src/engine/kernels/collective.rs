@@ -33,7 +33,7 @@
 use serde::Serialize;
 
 use crate::engine::program::{Kernel, Mesh, Port, Program, TaskIo, Work};
-use crate::engine::{run, RunLimits, RunOutput};
+use crate::engine::{check_mesh, run, RunLimits, RunOutput};
 use crate::error::{Error, Result};
 use crate::sparsity::split_range;
 use crate::spec::FabricSpec;
@@ -179,6 +179,12 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
         rows: cfg.rows,
         cols: cfg.cols,
     };
+    check_mesh(
+        fabric,
+        mesh,
+        program_colors(mesh, cfg),
+        RunLimits::default(),
+    )?;
     let (program, mut kernel) = build(mesh, cfg);
     kernel.activation = fabric.pe.task_activation_cycles;
     let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
@@ -254,6 +260,15 @@ fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
         (_, Algo::Ring) => ring_program(mesh, b, &values),
     };
     (program, kernel)
+}
+
+/// The colors the program of `cfg` on `mesh` uses (as its builder below makes it).
+fn program_colors(mesh: Mesh, cfg: &CollectiveConfig) -> u8 {
+    match (cfg.collective, cfg.algo) {
+        (Collective::Broadcast, _) => 1,
+        (_, Algo::Tree) => levels(line(mesh).0) as u8 + 1,
+        (_, Algo::Chain | Algo::Ring) => 3,
+    }
 }
 
 fn broadcast_program(mesh: Mesh, wavelets: u64) -> Program {

@@ -67,7 +67,7 @@
 use serde::Serialize;
 
 use crate::engine::program::{EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Work};
-use crate::engine::{check_region, run, RunLimits, RunOutput};
+use crate::engine::{check_mesh, check_region, run, RunLimits, RunOutput};
 use crate::error::{Error, Result};
 use crate::random::Stream;
 use crate::sparsity::{split_range, Mask};
@@ -994,6 +994,11 @@ impl GemmRun {
 /// Plans and runs a GEMM in any form; with values, `y` is the product (`dW` for wgrad).
 pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
     let plan = GemmPlan::new(fabric, cfg)?;
+    let mesh = Mesh {
+        rows: plan.rows,
+        cols: plan.cols,
+    };
+    check_mesh(fabric, mesh, COLORS, RunLimits::default())?;
     let values = cfg.values.then(|| GemmValues::draw(&plan, cfg.seed));
     let (mut output, product) = if cfg.form == GemmForm::Wgrad {
         super::wgrad::run_wgrad(fabric, &plan, values.as_ref())?

@@ -46,6 +46,13 @@ fn register_fonts() {
     });
 }
 
+/// Refuses, before any work, a picture path `flag` names that could not be drawn: an extension
+/// other than png or svg, or a file that cannot be written there (`report::check_output_file`).
+pub fn check_picture_path(flag: &str, path: &Path) -> crate::Result<()> {
+    output::Format::of(path).map_err(|e| Error::Input(format!("{flag} {e}")))?;
+    crate::report::check_output_file(flag, path)
+}
+
 /// A drawing error from plotters (memory backends, so in practice only a font problem), reported
 /// against the picture being drawn.
 fn drawing_failed(path: &Path, error: impl std::fmt::Display) -> Error {
