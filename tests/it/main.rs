@@ -6,6 +6,7 @@ mod engine_random;
 mod flop_counts;
 mod flops;
 mod golden;
+mod inspect;
 mod kernel_fidelity;
 mod monotone;
 mod outputs;
