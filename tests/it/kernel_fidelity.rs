@@ -13,6 +13,30 @@ fn fabric_with_colors(usable: u64) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// Runs `kernel --fabric FABRIC FLAGS` at both fidelities: each exits `expected`, and a
+/// refusal's message contains every one of `needles`.
+fn assert_both(fabric: &str, flags: &str, expected: u8, needles: &[&str]) {
+    for fidelity in ["wavelet", "model"] {
+        let mut argv = vec![
+            "kernel",
+            "--fabric",
+            fabric,
+            "--fidelity",
+            fidelity,
+            "--quiet",
+        ];
+        argv.extend(flags.split_whitespace());
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, expected, "{fidelity}, {fabric}, {flags}: {err}");
+        if expected == 2 {
+            assert!(
+                needles.iter().all(|n| err.contains(n)),
+                "{fidelity}, {flags}: {err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn both_fidelities_hold_a_kernel_to_the_colors_the_fabric_leaves() {
     // (colors left to kernels, the kernel's flags, exit code at both fidelities)
@@ -31,28 +55,20 @@ fn both_fidelities_hold_a_kernel_to_the_colors_the_fabric_leaves() {
         (4, "allreduce --pes 8 --wavelets 4 --algo tree", 0),
     ];
     for (usable, flags, expected) in cases {
-        let fabric = fabric_with_colors(usable);
-        for fidelity in ["wavelet", "model"] {
-            let mut argv = vec![
-                "kernel",
-                "--fabric",
-                &fabric,
-                "--fidelity",
-                fidelity,
-                "--quiet",
-            ];
-            argv.extend(flags.split_whitespace());
-            let (code, _, err) = run_cli(&argv);
-            assert_eq!(
-                code, expected,
-                "{fidelity}, {usable} colors, {flags}: {err}"
-            );
-            if expected == 2 {
-                assert!(
-                    err.contains("colors") && err.contains("router.colors_reserved"),
-                    "{fidelity}, {flags}: {err}"
-                );
-            }
-        }
+        let needles = ["colors", "router.colors_reserved"];
+        assert_both(&fabric_with_colors(usable), flags, expected, &needles);
     }
+}
+
+#[test]
+fn both_fidelities_refuse_a_line_longer_than_the_fabrics_region() {
+    // mini's user region is 16 x 16 PEs.
+    for flags in [
+        "broadcast --pes 17 --wavelets 4",
+        "reduce --pes 17 --wavelets 4",
+        "allreduce --pes 17 --wavelets 17 --algo ring",
+    ] {
+        assert_both("mini", flags, 2, &["17", "16"]);
+    }
+    assert_both("mini", "broadcast --pes 16 --wavelets 4", 0, &[]);
 }

@@ -107,8 +107,9 @@ fn levels(p: u32) -> u32 {
     32 - (p.max(1) - 1).leading_zeros()
 }
 
-/// Refuses what a collective cannot be (an algorithm it does not have, a line longer than the
-/// fabric's region, a vector that does not fit a PE's SRAM); gives the SRAM bytes each PE needs.
+/// Refuses what a collective cannot be (an algorithm it does not have, a line or region larger
+/// than the fabric's, more colors than the fabric leaves kernels, a vector that does not fit a
+/// PE's SRAM); gives the SRAM bytes each PE needs.
 /// The engine and the cost model (`kernel --fidelity model`) both check with this.
 pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u64> {
     let p = line(Mesh {
@@ -139,6 +140,11 @@ pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u
         return Err(Error::Input(
             "reduce and all-reduce run along one row or one column: give --pes P".into(),
         ));
+    }
+    if cfg.collective == Collective::Broadcast {
+        // A row (--pes) or a region (--region): the engine's own check, so both fidelities
+        // refuse a broadcast beyond the fabric with the same words.
+        crate::engine::check_region(fabric, cfg.rows as u64, cfg.cols as u64)?;
     }
     super::check_colors(fabric, program_colors(cfg))?;
     let g = &fabric.geometry;
