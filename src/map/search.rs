@@ -81,8 +81,9 @@ pub struct PhasePlan {
     pub config: StepConfig,
     /// Ops in the step graph, the optimizer's updates included.
     pub graph_ops: usize,
-    /// The plan; None when the step does not fit (`step` says why).
-    pub plan: Option<Plan>,
+    /// The plan, or why the mapper refused the step (SRAM, colors, index width: the message
+    /// `step` prints), so a report never guesses the reason.
+    pub plan: Result<Plan, String>,
 }
 
 /// Every phase's dense step of the recipe, mapped onto `fabric` with the default options.
@@ -95,7 +96,8 @@ pub fn plan_phases(model: &ModelSpec, fabric: &FabricSpec) -> Vec<PhasePlan> {
                 phase,
                 config,
                 graph_ops: StepGraph::build(model, config).graph.node_count(),
-                plan: map_step(model, fabric, config, MapOptions::default()).ok(),
+                plan: map_step(model, fabric, config, MapOptions::default())
+                    .map_err(|e| e.to_string()),
             }
         })
         .collect()

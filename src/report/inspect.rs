@@ -29,8 +29,11 @@ pub struct PhaseShape {
     pub seq_len: u64,
     /// Ops in the phase's step graph.
     pub ops: usize,
-    /// The dense step mapped onto the fabric (None when it does not fit; `step` says why).
+    /// The dense step mapped onto the fabric (None when the mapper refused it).
     pub plan: Option<PlanSummary>,
+    /// Why the mapper refused the step (the message `step` prints); absent when it mapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmapped_reason: Option<String>,
 }
 
 /// What the mapper chose for a phase's dense step on the inspected fabric.
@@ -55,7 +58,8 @@ impl ModelInspect {
                 batch_sequences: p.config.batch_sequences,
                 seq_len: p.config.seq_len,
                 ops: p.graph_ops,
-                plan: p.plan.as_ref().map(|plan| PlanSummary {
+                unmapped_reason: p.plan.as_ref().err().cloned(),
+                plan: p.plan.as_ref().ok().map(|plan| PlanSummary {
                     fabric: fabric.name.clone(),
                     microbatch_sequences: plan.microbatch_sequences,
                     microbatches: plan.microbatches(),
@@ -144,8 +148,12 @@ impl ModelInspect {
                         p.sram.working_op
                     );
                 }
-                None => out +=
-                    "              does not fit the fabric: run `wafersim step` for the reason\n",
+                None => {
+                    out += &format!(
+                        "              not mapped: {}\n",
+                        ph.unmapped_reason.as_deref().unwrap_or_default()
+                    )
+                }
             }
         }
         out

@@ -6,6 +6,8 @@ mod engine_random;
 mod flop_counts;
 mod flops;
 mod golden;
+mod inspect;
+mod kernel_fidelity;
 mod monotone;
 mod outputs;
 mod plot;

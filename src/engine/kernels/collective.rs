@@ -107,8 +107,9 @@ fn levels(p: u32) -> u32 {
     32 - (p.max(1) - 1).leading_zeros()
 }
 
-/// Refuses what a collective cannot be (an algorithm it does not have, a line longer than the
-/// fabric's region, a vector that does not fit a PE's SRAM); gives the SRAM bytes each PE needs.
+/// Refuses what a collective cannot be (an algorithm it does not have, a line or region larger
+/// than the fabric's, more colors than the fabric leaves kernels, a vector that does not fit a
+/// PE's SRAM); gives the SRAM bytes each PE needs.
 /// The engine and the cost model (`kernel --fidelity model`) both check with this.
 pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u64> {
     let p = line(Mesh {
@@ -140,6 +141,12 @@ pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u
             "reduce and all-reduce run along one row or one column: give --pes P".into(),
         ));
     }
+    if cfg.collective == Collective::Broadcast {
+        // A row (--pes) or a region (--region): the engine's own check, so both fidelities
+        // refuse a broadcast beyond the fabric with the same words.
+        crate::engine::check_region(fabric, cfg.rows as u64, cfg.cols as u64)?;
+    }
+    super::check_colors(fabric, program_colors(cfg))?;
     let g = &fabric.geometry;
     for (along, count, limit) in [
         ("row", cfg.cols, g.region_width_pes),
@@ -179,12 +186,7 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
         rows: cfg.rows,
         cols: cfg.cols,
     };
-    check_mesh(
-        fabric,
-        mesh,
-        program_colors(mesh, cfg),
-        RunLimits::default(),
-    )?;
+    check_mesh(fabric, mesh, program_colors(cfg), RunLimits::default())?;
     let (program, mut kernel) = build(mesh, cfg);
     kernel.activation = fabric.pe.task_activation_cycles;
     let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
@@ -253,26 +255,36 @@ fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
             })
             .collect()
     };
+    let colors = program_colors(cfg);
     let program = match (cfg.collective, cfg.algo) {
-        (Collective::Broadcast, _) => broadcast_program(mesh, b),
-        (_, Algo::Chain) => chain_program(mesh, cfg.collective, values(0)),
-        (_, Algo::Tree) => tree_program(mesh, cfg.collective, &values),
-        (_, Algo::Ring) => ring_program(mesh, b, &values),
+        (Collective::Broadcast, _) => broadcast_program(mesh, b, colors),
+        (_, Algo::Chain) => chain_program(mesh, cfg.collective, values(0), colors),
+        (_, Algo::Tree) => tree_program(mesh, cfg.collective, &values, colors),
+        (_, Algo::Ring) => ring_program(mesh, b, &values, colors),
     };
     (program, kernel)
 }
 
-/// The colors the program of `cfg` on `mesh` uses (as its builder below makes it).
-fn program_colors(mesh: Mesh, cfg: &CollectiveConfig) -> u8 {
+/// Colors the program of `cfg` routes (see each builder): what both fidelities hold against
+/// the fabric ([`check_collective`]).
+fn program_colors(cfg: &CollectiveConfig) -> u8 {
+    let p = line(Mesh {
+        rows: cfg.rows,
+        cols: cfg.cols,
+    })
+    .0;
     match (cfg.collective, cfg.algo) {
+        // One multicast.
         (Collective::Broadcast, _) => 1,
-        (_, Algo::Tree) => levels(line(mesh).0) as u8 + 1,
+        // A color per level, and one for the sums' way back (reserved for a reduce too).
+        (_, Algo::Tree) => levels(p) as u8 + 1,
+        // Two alternating along the line and one back (chain) or round (ring).
         (_, Algo::Chain | Algo::Ring) => 3,
     }
 }
 
-fn broadcast_program(mesh: Mesh, wavelets: u64) -> Program {
-    let mut program = Program::new(mesh, 1);
+fn broadcast_program(mesh: Mesh, wavelets: u64, colors: u8) -> Program {
+    let mut program = Program::new(mesh, colors);
     for r in 0..mesh.rows {
         for c in 0..mesh.cols {
             let pe = mesh.pe(r, c);
@@ -302,9 +314,9 @@ fn broadcast_program(mesh: Mesh, wavelets: u64) -> Program {
 }
 
 /// Chain colors: PE j sends partial sums on color j mod 2; all-reduce broadcasts back on 2.
-fn chain_program(mesh: Mesh, collective: Collective, first: Vec<u64>) -> Program {
+fn chain_program(mesh: Mesh, collective: Collective, first: Vec<u64>, colors: u8) -> Program {
     let (p, fwd) = line(mesh);
-    let mut program = Program::new(mesh, 3);
+    let mut program = Program::new(mesh, colors);
     let row: Vec<u32> = (0..p).collect();
     program.routes.chain(&row, fwd, [0, 1]);
     if collective == Collective::Allreduce && p > 1 {
@@ -339,10 +351,15 @@ fn tree_children(i: u32, p: u32) -> impl Iterator<Item = u32> {
     (0..limit.min(levels(p))).filter(move |l| i + (1 << l) < p)
 }
 
-fn tree_program(mesh: Mesh, collective: Collective, values: &dyn Fn(u32) -> Vec<u64>) -> Program {
+fn tree_program(
+    mesh: Mesh,
+    collective: Collective,
+    values: &dyn Fn(u32) -> Vec<u64>,
+    colors: u8,
+) -> Program {
     let (p, fwd) = line(mesh);
-    let bcast = levels(p) as u8;
-    let mut program = Program::new(mesh, bcast + 1);
+    let bcast = colors - 1;
+    let mut program = Program::new(mesh, colors);
     for i in 1..p {
         let l = tree_send_level(i);
         let parent = i - (1 << l);
@@ -369,9 +386,9 @@ fn tree_program(mesh: Mesh, collective: Collective, values: &dyn Fn(u32) -> Vec<
 }
 
 /// Ring colors: PE j sends to j + 1 on color j mod 2; PE P − 1 wraps to PE 0 west on color 2.
-fn ring_program(mesh: Mesh, b: u64, values: &dyn Fn(u32) -> Vec<u64>) -> Program {
+fn ring_program(mesh: Mesh, b: u64, values: &dyn Fn(u32) -> Vec<u64>, colors: u8) -> Program {
     let (p, fwd) = line(mesh);
-    let mut program = Program::new(mesh, 3);
+    let mut program = Program::new(mesh, colors);
     if p == 1 {
         return program;
     }

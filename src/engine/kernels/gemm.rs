@@ -76,7 +76,8 @@ use crate::spec::{FabricSpec, Packing};
 const RED_A: u8 = 0;
 const RED_B: u8 = 1;
 const WGT: u8 = 2;
-const COLORS: u8 = 3;
+/// Colors of the forward and dgrad programs (the wgrad program routes `wgrad::COLORS`).
+pub(super) const COLORS: u8 = 3;
 /// The control wavelet: no weight (an index or value pair) has this bit pattern.
 pub const CONTROL: u64 = u64::MAX;
 /// A wavelet of a value or non-zero that needs more than one: the core takes it without a
@@ -202,6 +203,7 @@ impl GemmLayout {
     pub fn new(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<Self> {
         let (rows, cols) = cfg.region;
         check_region(fabric, rows as u64, cols as u64)?;
+        super::check_colors(fabric, program_colors(cfg.form))?;
         for (flag, v) in [("--t", cfg.t), ("--k", cfg.k), ("--n", cfg.n)] {
             if v == 0 {
                 return Err(Error::Input(format!(
@@ -516,6 +518,14 @@ fn pack(lo: u32, hi: u32) -> u64 {
 
 fn unpack(data: u64) -> (u32, u32) {
     (data as u32, (data >> 32) as u32)
+}
+
+/// Colors the program of `form` routes: what both fidelities hold against the fabric.
+fn program_colors(form: GemmForm) -> u8 {
+    match form {
+        GemmForm::Wgrad => super::wgrad::COLORS,
+        _ => COLORS,
+    }
 }
 
 /// Builds the routes and weight streams of `plan`.

@@ -7,7 +7,23 @@ pub mod wgrad;
 use serde::Serialize;
 
 use super::RunOutput;
+use crate::error::{Error, Result};
 use crate::spec::FabricSpec;
+
+/// Refuses a kernel that routes more colors than `fabric` leaves kernels. Both fidelities call
+/// it while resolving the kernel, before any work, so `kernel --fidelity model` refuses what
+/// the engine (`Program::check`) would.
+pub fn check_colors(fabric: &FabricSpec, colors: u8) -> Result<()> {
+    let usable = fabric.usable_colors();
+    if u64::from(colors) > usable {
+        return Err(Error::Input(format!(
+            "the kernel routes {colors} colors but fabric {} leaves kernels {usable} \
+             (router.colors - router.colors_reserved)",
+            fabric.name
+        )));
+    }
+    Ok(())
+}
 
 /// Busy cycles summed over PEs, by kind.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

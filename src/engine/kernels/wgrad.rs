@@ -29,7 +29,7 @@ use crate::error::Result;
 use crate::spec::FabricSpec;
 
 const INDEX: u8 = 2;
-const COLORS: u8 = 3;
+pub(super) const COLORS: u8 = 3;
 
 /// Row r sends its partials south on this color.
 fn send_color(r: u32) -> u8 {
