@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::resolve::{resolve_points, source_of, KeyInputs, ResolvedPoint};
 use super::spec::{Point, SweepSpec};
 use crate::error::{Error, Result};
-use crate::report::TrainPhase;
 use crate::report::{create_folder, write_atomic};
+use crate::report::{PhaseFigures, TrainPhase};
 use crate::schedule::run_recipe;
 use crate::spec::{parse_toml, ModelSpec, SpecText};
 
@@ -69,6 +69,11 @@ pub struct PointResult {
     /// report), and the keys outside.
     pub validated: bool,
     pub unvalidated_keys: Vec<crate::validate::UnvalidatedKey>,
+    /// The fabric's clock and the dense run's cycles: what `seconds` and `simulated_speedup`
+    /// were computed from, so that `merge` can check them.
+    pub clock_hz: u64,
+    pub dense_pretrain_cycles: u64,
+    pub dense_total_cycles: u64,
     pub pretrain: TrainPhase,
     pub total: TrainPhase,
 }
@@ -83,6 +88,47 @@ impl PointResult {
             timing_model_version: self.timing_model_version,
         }
         .key()
+    }
+
+    /// Whether its figures are figures a run produces, by the check `plot speedup` holds a
+    /// `report.json` to ([`PhaseFigures::check`]): the field and why not, if not.
+    pub fn check_figures(&self) -> std::result::Result<(), (String, String)> {
+        let phases = [
+            (
+                "pretrain",
+                &self.pretrain,
+                "dense_pretrain_cycles",
+                self.dense_pretrain_cycles,
+            ),
+            (
+                "total",
+                &self.total,
+                "dense_total_cycles",
+                self.dense_total_cycles,
+            ),
+        ];
+        for (name, phase, dense_key, dense_cycles) in phases {
+            if phase.phase != name || phase.sparsity != self.point.sparsity {
+                return Err((
+                    format!("{name}.phase"),
+                    format!(
+                        "{:?} at sparsity {}: must be {name:?} at the point's sparsity {}",
+                        phase.phase, phase.sparsity, self.point.sparsity
+                    ),
+                ));
+            }
+            let dense_run = self.point.sparsity == 0.0;
+            if dense_cycles == 0 || (dense_run && dense_cycles != phase.cycles) {
+                return Err((
+                    dense_key.into(),
+                    format!("{dense_cycles}: not the cycles of the dense run"),
+                ));
+            }
+            PhaseFigures::from(phase)
+                .check(dense_cycles as f64, self.clock_hz as f64)
+                .map_err(|(key, why)| (format!("{name}.{key}"), why))?;
+        }
+        Ok(())
     }
 }
 
@@ -259,8 +305,12 @@ fn read_point(path: &Path) -> Option<PointResult> {
 
 /// Whether `path` holds a point this version made from the inputs `key` names.
 fn is_current(path: &Path, key: &str) -> bool {
-    read_point(path)
-        .is_some_and(|p| p.version == crate::VERSION && p.key == key && p.recomputed_key() == key)
+    read_point(path).is_some_and(|p| {
+        p.version == crate::VERSION
+            && p.key == key
+            && p.recomputed_key() == key
+            && p.check_figures().is_ok()
+    })
 }
 
 fn remove_replaced(replaced: &[PathBuf]) -> Result<()> {
@@ -402,6 +452,9 @@ fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
         fabric_sha256: p.fabric.provenance.sha256.clone(),
         validated: unvalidated.is_empty(),
         unvalidated_keys: unvalidated,
+        clock_hz: fabric.clock.clock_hz,
+        dense_pretrain_cycles: runs[0].phases[0].cycles,
+        dense_total_cycles: runs[0].total.cycles,
         pretrain: TrainPhase::of_phase(&run.phases[0], clock),
         total: TrainPhase::of_total(&run.total, run.sparsity, clock),
     })

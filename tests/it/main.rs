@@ -8,6 +8,7 @@ mod flops;
 mod golden;
 mod inspect;
 mod kernel_fidelity;
+mod merge_figures;
 mod monotone;
 mod outputs;
 mod plot;
