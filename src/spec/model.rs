@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check_sparsity;
 use super::validate::Checker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A GPT model and the recipe it is trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,9 +233,25 @@ impl Architecture {
 }
 
 impl Recipe {
+    /// Refuses a sparsity above 0 when the recipe masks no weight: it would skip nothing, run
+    /// as the dense run and still be reported as a sparse run. `origin` names where the
+    /// sparsity came from (a flag or a key).
+    pub fn check_masks_weights(&self, origin: &str, sparsity: f64) -> Result<()> {
+        if sparsity != 0.0 && self.sparse_weights.is_empty() {
+            return Err(Error::input(format!(
+                "{origin}: sparsity {sparsity} masks nothing: the model lists no weight in \
+                 `recipe.sparse_weights`; give sparsity 0 (dense), or list the weights to mask \
+                 there (q, k, v, attn_out, ffn_up, ffn_down)"
+            )));
+        }
+        Ok(())
+    }
+
     fn validate(&self, c: &Checker, arch: &Architecture) -> Result<()> {
         for (i, &s) in self.sparsities.iter().enumerate() {
-            check_sparsity(&format!("{}: key `recipe.sparsities[{i}]`", c.origin), s)?;
+            let origin = format!("{}: key `recipe.sparsities[{i}]`", c.origin);
+            check_sparsity(&origin, s)?;
+            self.check_masks_weights(&origin, s)?;
         }
         let mut seen = Vec::new();
         for w in &self.sparse_weights {

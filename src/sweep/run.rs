@@ -183,7 +183,7 @@ pub fn run_sweep(
     // Load every point's model and fabric up front, so that a bad override fails before any work.
     let mut work = HashMap::new();
     for p in &points {
-        work.insert(p.key.clone(), work_estimate(p, origin)?);
+        work.insert(p.key.clone(), work_estimate(spec, p, origin)?);
     }
     let folder = out.join("points");
     create_folder(&folder)?;
@@ -257,9 +257,22 @@ fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize) -> Result<()> {
 }
 
 /// A point's work: tokens × non-embedding parameters of a pre-training step, twice for a sparse
-/// point (it simulates the dense baseline as well). Loading the model checks its overrides.
-fn work_estimate(p: &ResolvedPoint, origin: &str) -> Result<u64> {
+/// point (it simulates the dense baseline as well). Loading the model checks its overrides, and
+/// that it masks weights if the point's sparsity is above 0.
+fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u64> {
     let model = load_point_model(&p.point, &p.model, origin)?;
+    let index = spec
+        .sparsities
+        .iter()
+        .position(|&s| s == p.point.sparsity)
+        .unwrap_or_default();
+    model.recipe.check_masks_weights(
+        &format!(
+            "{origin}: key `sparsities[{index}]`, model {}",
+            p.point.model
+        ),
+        p.point.sparsity,
+    )?;
     p.fabric.fabric()?;
     let step_tokens = model.recipe.pretrain.batch_sequences * model.recipe.pretrain.seq_len;
     let params = crate::graph::ParamCounts::of(&model).non_embedding;

@@ -22,4 +22,5 @@ mod sweep;
 mod sweep_inputs;
 mod train;
 mod train_outputs;
+mod unmasked;
 mod validate;
