@@ -400,30 +400,37 @@ pub fn point_path(out: &Path, key: &str) -> PathBuf {
     out.join("points").join(format!("{key}.json"))
 }
 
-/// The point's model with its overrides applied, validated; `origin` is the sweep spec.
+/// The point's model with its overrides applied, validated; `origin` is the sweep spec. The
+/// model is read from the TOML table itself, never from a re-serialised text whose line numbers
+/// the user never saw: an override of the wrong kind is named by the spec, its key and value.
 pub fn load_point_model(point: &Point, model: &SpecText, origin: &str) -> Result<ModelSpec> {
     if point.overrides.is_empty() {
         return model.model();
     }
+    // The file's own errors first, with its own lines.
+    parse_toml::<ModelSpec>(&model.origin, &model.text)?;
     let mut table: toml::Table = parse_toml(&model.origin, &model.text)?;
+    let mut spec = None;
     for (key, value) in &point.overrides {
-        let value: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
-            .remove("v")
-            .expect("parsed one key");
-        set_dotted(&mut table, key, value).map_err(|why| {
+        let refused = |why: String| {
             Error::Input(format!(
-                "{origin}: override `{key}` on model {}: {why}",
+                "{origin}: override `{key}` = {value} on model {}: {why}",
                 point.model
             ))
-        })?;
+        };
+        let parsed: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
+            .remove("v")
+            .expect("parsed one key");
+        set_dotted(&mut table, key, parsed).map_err(refused)?;
+        // After each override, so that a value of the wrong kind names its own override.
+        let applied: ModelSpec = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| refused(e.message().trim().replace('\n', " ")))?;
+        spec = Some(applied);
     }
-    let described = format!("{} with the overrides of {origin}", model.origin);
-    let model: ModelSpec = parse_toml(
-        &described,
-        &toml::to_string(&table).expect("a TOML table serializes"),
-    )?;
-    model.validate(&described)?;
-    Ok(model)
+    let spec = spec.expect("at least one override");
+    spec.validate(&format!("{} with the overrides of {origin}", model.origin))?;
+    Ok(spec)
 }
 
 fn set_dotted(

@@ -20,6 +20,7 @@ mod spec_ranges;
 mod step;
 mod sweep;
 mod sweep_inputs;
+mod sweep_overrides;
 mod train;
 mod train_outputs;
 mod unmasked;

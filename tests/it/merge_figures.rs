@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{run_cli, temp_file};
+use crate::common::{run_cli, run_sweep, temp_file};
 
 /// A fresh sweep of gpt-tiny on mini at sparsities 0 and 0.5; returns its folder and the file of
 /// the sparse point.
@@ -14,13 +14,7 @@ fn swept(name: &str) -> (PathBuf, PathBuf) {
     );
     let out = std::env::temp_dir().join(format!("wafersim-merge-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let (code, _, err) = run_cli(&[
-        "sweep",
-        spec.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let (code, _, err) = run_sweep(&spec, &out);
     assert_eq!(code, 0, "{err}");
     let sparse = std::fs::read_dir(out.join("points"))
         .unwrap()
