@@ -298,12 +298,15 @@ impl Recipe {
             MAX_BATCH,
         )?;
         c.range("recipe.finetune.seq_len", self.finetune.seq_len, 1, max_seq)?;
-        let finetune_tokens = self.finetune.examples.saturating_mul(self.finetune.epochs);
-        c.at_most(
+        c.product_at_most(
             "recipe.finetune.examples",
-            finetune_tokens.saturating_mul(self.finetune.seq_len),
+            &[
+                ("examples", self.finetune.examples),
+                ("epochs", self.finetune.epochs),
+                ("seq_len", self.finetune.seq_len),
+            ],
             MAX_TOKENS,
-            "tokens in the phase: examples x epochs x seq_len",
+            "the phase's tokens",
         )?;
         let sp = &self.softprompt;
         c.range("recipe.softprompt.examples", sp.examples, 1, MAX_TOKENS)?;
@@ -313,13 +316,6 @@ impl Recipe {
             sp.batch_sequences,
             1,
             MAX_BATCH,
-        )?;
-        let softprompt_tokens = sp.examples.saturating_mul(sp.epochs);
-        c.at_most(
-            "recipe.softprompt.examples",
-            softprompt_tokens.saturating_mul(sp.seq_len.saturating_add(sp.prompt_tokens)),
-            MAX_TOKENS,
-            "tokens in the phase: examples x epochs x (seq_len + prompt_tokens)",
         )?;
         c.range(
             "recipe.softprompt.prompt_tokens",
@@ -344,6 +340,17 @@ impl Recipe {
                     max_seq.saturating_sub(sp.prompt_tokens)
                 ),
             )
-        })
+        })?;
+        // After seq_len and prompt_tokens are in range, so that the product is of bounded terms.
+        c.product_at_most(
+            "recipe.softprompt.examples",
+            &[
+                ("examples", sp.examples),
+                ("epochs", sp.epochs),
+                ("(seq_len + prompt_tokens)", sp.seq_len + sp.prompt_tokens),
+            ],
+            MAX_TOKENS,
+            "the phase's tokens",
+        )
     }
 }

@@ -16,6 +16,7 @@ mod provenance;
 mod spec_errors;
 mod spec_keys;
 mod spec_names;
+mod spec_products;
 mod spec_ranges;
 mod step;
 mod sweep;
