@@ -114,12 +114,19 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
             Target::Model(model) => {
-                let fabric = load_fabric(&inspect.fabric)?;
+                let fabric = load_fabric(inspect.fabric.as_deref().unwrap_or("wse2"))?;
                 let plans = crate::map::plan_phases(&model, &fabric);
                 let report = ModelInspect::new(&model, &fabric, &plans, common.seed());
                 render(common, &report, || report.render_table())?
             }
             Target::Fabric(fabric) => {
+                if let Some(other) = &inspect.fabric {
+                    return Err(Error::Input(format!(
+                        "--fabric {other}: {} is a fabric, inspected on its own; --fabric is \
+                         the fabric a model is mapped onto (inspect MODEL --fabric FABRIC)",
+                        inspect.target
+                    )));
+                }
                 let report = FabricInspect::new(&fabric, common.seed());
                 render(common, &report, || report.render_table())?
             }

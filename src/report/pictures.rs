@@ -42,16 +42,23 @@ fn sparsity_label(sparsity: f64) -> String {
 
 /// Refuses a study whose runs (`levels`, the dense run first) would share a name, hence a
 /// heatmap file: two sparsities equal to [`RUN_NAME_DECIMALS`] decimals, or one that rounds to
-/// the dense run's 0. `origin` says where the sparsities came from (a flag or a key).
+/// the dense run's 0; and one that rounds to 1, whose name would read as no weights left. `origin` says where the sparsities came from (a flag or a key).
 pub fn check_run_names(levels: &[f64], origin: &str) -> Result<()> {
     for (i, &sparsity) in levels.iter().enumerate() {
         let name = run_name(sparsity);
+        // 1e-300 in full is 302 characters: a long figure is shown as an exponent.
+        let shown = match sparsity.to_string() {
+            full if full.len() <= 20 => full,
+            _ => format!("{sparsity:e}"),
+        };
+        if name == "s1" {
+            return Err(Error::Input(format!(
+                "{origin}: sparsity {shown} would be named s1, which reads as sparsity 1 (no \
+                 weights left): runs are named by their sparsity to {RUN_NAME_DECIMALS} decimals \
+                 (heatmap files among them); give a sparsity of at most 0.999999"
+            )));
+        }
         if let Some(&other) = levels[..i].iter().find(|&&o| run_name(o) == name) {
-            // 1e-300 in full is 302 characters: a long figure is shown as an exponent.
-            let shown = match sparsity.to_string() {
-                full if full.len() <= 20 => full,
-                _ => format!("{sparsity:e}"),
-            };
             return Err(Error::Input(format!(
                 "{origin}: sparsity {shown} would be named {name} like the run at {other}: runs \
                  are named by their sparsity to {RUN_NAME_DECIMALS} decimals (heatmap files \

@@ -13,6 +13,7 @@ mod monotone;
 mod outputs;
 mod plot;
 mod provenance;
+mod refusals;
 mod spec_errors;
 mod spec_keys;
 mod spec_names;
