@@ -195,9 +195,10 @@ pub struct FlopsArgs {
 pub struct InspectArgs {
     /// A built-in model or fabric name, or a TOML file of either.
     pub target: String,
-    /// For a model: the fabric its steps are mapped onto (microbatch, SRAM use).
-    #[arg(long, default_value = "wse2")]
-    pub fabric: String,
+    /// For a model: the fabric its steps are mapped onto (microbatch, SRAM use); default wse2.
+    /// Refused for a fabric, which is inspected on its own.
+    #[arg(long)]
+    pub fabric: Option<String>,
 }
 
 fn parse_sparsity(text: &str) -> Result<f64, String> {

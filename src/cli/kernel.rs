@@ -189,7 +189,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
             let collective = collective_of(&args.kernel);
-            let cfg = collective_config(collective, c)?;
+            let cfg = collective_config(collective, c, &fabric)?;
             let output = run_collective(&fabric, &cfg)?.output;
             let host_seconds = start.elapsed().as_secs_f64();
             collective_shape(&mut shape, &cfg);
@@ -289,7 +289,7 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
         }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
             let collective = collective_of(&args.kernel);
-            let cfg = collective_config(collective, c)?;
+            let cfg = collective_config(collective, c, fabric)?;
             if cfg.rows > 1 && cfg.cols > 1 {
                 return Err(Error::Input(
                     "--region with --fidelity model: the cost model covers collectives along one row or \
@@ -443,7 +443,13 @@ fn kernel_trace(
     serde_json::json!({"traceEvents": events, "displayTimeUnit": "ns"})
 }
 
-fn collective_config(collective: Collective, c: &CollectiveArgs) -> Result<CollectiveConfig> {
+/// The collective the flags ask for; a line (`--pes`) longer than the fabric's user region
+/// is refused naming `--pes`, before the region it makes is checked as a region.
+fn collective_config(
+    collective: Collective,
+    c: &CollectiveArgs,
+    fabric: &FabricSpec,
+) -> Result<CollectiveConfig> {
     let (rows, cols) = match (&c.region, c.pes) {
         (Some(_), Some(_)) => {
             return Err(Error::Input(
@@ -464,8 +470,14 @@ fn collective_config(collective: Collective, c: &CollectiveArgs) -> Result<Colle
                 "--pes P: give the number of PEs, at least 1".into(),
             ));
         }
-        (None, Some(p)) if c.axis == AxisArg::Column => (p, 1),
-        (None, Some(p)) => (1, p),
+        (None, Some(p)) if c.axis == AxisArg::Column => {
+            check_line(fabric, "column", p, fabric.geometry.region_height_pes)?;
+            (p, 1)
+        }
+        (None, Some(p)) => {
+            check_line(fabric, "row", p, fabric.geometry.region_width_pes)?;
+            (1, p)
+        }
     };
     if c.wavelets == 0 {
         return Err(Error::Input(
@@ -486,6 +498,17 @@ fn collective_config(collective: Collective, c: &CollectiveArgs) -> Result<Colle
         values: false,
         seed: 0,
     })
+}
+
+/// Refuses `--pes` beyond a row or column (`along`) of `limit` PEs of the fabric's user region.
+fn check_line(fabric: &FabricSpec, along: &str, pes: u32, limit: u64) -> Result<()> {
+    match u64::from(pes).checked_sub(limit) {
+        Some(over) if over > 0 => Err(Error::Input(format!(
+            "--pes {pes}: a {along} of fabric {}'s user region has {limit} PEs, {over} too many",
+            fabric.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl KernelReport {

@@ -82,6 +82,9 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 .sparsity
                 .clone()
                 .unwrap_or_else(|| model.recipe.sparsities.clone());
+            for &s in &sparsities {
+                model.recipe.check_masks_weights("--sparsity", s)?;
+            }
             let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
             let report = FlopsReport::new(&model, &fabric, &runs, common.seed());
             render(common, &report, || report.render_table())?
@@ -90,6 +93,9 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             let started = std::time::Instant::now();
             let (model_text, fabric_text) = (read_model(&step.model)?, read_fabric(&step.fabric)?);
             let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+            model
+                .recipe
+                .check_masks_weights("--sparsity", step.sparsity)?;
             check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
             if step.heatmap.is_some() {
                 crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
@@ -108,12 +114,19 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
             Target::Model(model) => {
-                let fabric = load_fabric(&inspect.fabric)?;
+                let fabric = load_fabric(inspect.fabric.as_deref().unwrap_or("wse2"))?;
                 let plans = crate::map::plan_phases(&model, &fabric);
                 let report = ModelInspect::new(&model, &fabric, &plans, common.seed());
                 render(common, &report, || report.render_table())?
             }
             Target::Fabric(fabric) => {
+                if let Some(other) = &inspect.fabric {
+                    return Err(Error::Input(format!(
+                        "--fabric {other}: {} is a fabric, inspected on its own; --fabric is \
+                         the fabric a model is mapped onto (inspect MODEL --fabric FABRIC)",
+                        inspect.target
+                    )));
+                }
                 let report = FabricInspect::new(&fabric, common.seed());
                 render(common, &report, || report.render_table())?
             }

@@ -104,6 +104,9 @@ fn checked_sparsities(
             format!("{}: recipe.sparsities", args.model),
         ),
     };
+    for &s in &sparsities {
+        model.recipe.check_masks_weights(&origin, s)?;
+    }
     let levels = sparsity_levels(&sparsities);
     check_run_names(&levels, &origin)?;
     check_grid_memory(fabric, &args.fabric, levels.len() as u64)?;

@@ -32,4 +32,4 @@ pub use pictures::{
 pub use step::StepReport;
 pub use table::{duration, si, thousands, Table};
 pub use trace::step_trace;
-pub use train::{ops_csv, GapShare, TrainPhase, TrainReport, TrainRun};
+pub use train::{ops_csv, GapShare, PhaseFigures, TrainPhase, TrainReport, TrainRun};

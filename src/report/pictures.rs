@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::counters::{CountersFile, RunCounters};
 use super::plot::{heatmap, line_chart, Grid, HeatmapStyle, LineChart, Series};
+use super::train::PhaseFigures;
 use crate::error::{Error, Result};
 use crate::schedule::PeGrid;
 
@@ -41,16 +42,23 @@ fn sparsity_label(sparsity: f64) -> String {
 
 /// Refuses a study whose runs (`levels`, the dense run first) would share a name, hence a
 /// heatmap file: two sparsities equal to [`RUN_NAME_DECIMALS`] decimals, or one that rounds to
-/// the dense run's 0. `origin` says where the sparsities came from (a flag or a key).
+/// the dense run's 0; and one that rounds to 1, whose name would read as no weights left. `origin` says where the sparsities came from (a flag or a key).
 pub fn check_run_names(levels: &[f64], origin: &str) -> Result<()> {
     for (i, &sparsity) in levels.iter().enumerate() {
         let name = run_name(sparsity);
+        // 1e-300 in full is 302 characters: a long figure is shown as an exponent.
+        let shown = match sparsity.to_string() {
+            full if full.len() <= 20 => full,
+            _ => format!("{sparsity:e}"),
+        };
+        if name == "s1" {
+            return Err(Error::Input(format!(
+                "{origin}: sparsity {shown} would be named s1, which reads as sparsity 1 (no \
+                 weights left): runs are named by their sparsity to {RUN_NAME_DECIMALS} decimals \
+                 (heatmap files among them); give a sparsity of at most 0.999999"
+            )));
+        }
         if let Some(&other) = levels[..i].iter().find(|&&o| run_name(o) == name) {
-            // 1e-300 in full is 302 characters: a long figure is shown as an exponent.
-            let shown = match sparsity.to_string() {
-                full if full.len() <= 20 => full,
-                _ => format!("{sparsity:e}"),
-            };
             return Err(Error::Input(format!(
                 "{origin}: sparsity {shown} would be named {name} like the run at {other}: runs \
                  are named by their sparsity to {RUN_NAME_DECIMALS} decimals (heatmap files \
@@ -146,38 +154,21 @@ struct SavedReport {
     version: String,
     model: String,
     fabric: String,
+    clock_hz: f64,
     runs: Vec<SavedRun>,
 }
 
 #[derive(Debug, serde::Deserialize)]
 struct SavedRun {
     sparsity: f64,
-    phases: Vec<SavedPhase>,
-    total: SavedPhase,
+    phases: Vec<PhaseFigures>,
+    total: PhaseFigures,
 }
-
-#[derive(Debug, serde::Deserialize)]
-struct SavedPhase {
-    phase: String,
-    sparsity: f64,
-    /// FLOP counts (`u128` in the report; as floats here, as the speedup was computed).
-    flops_dense: f64,
-    flops_executed: f64,
-    /// A whole number of cycles in the report; read as a float so that another value is
-    /// refused naming its field.
-    cycles: f64,
-    theoretical_speedup: f64,
-    simulated_speedup: f64,
-}
-
-/// Relative difference allowed between a saved speedup and the ratio it was computed as: the
-/// report stores both exactly, so this only leaves room for another rounding of one division.
-const SPEEDUP_RELATIVE_TOLERANCE: f64 = 1e-12;
 
 /// Reads a `report.json` for the speedup chart, refusing what no `train` run could have
 /// written: another version, no dense run first, a sparsity outside [0, 1) or repeated, a
-/// pre-training phase out of place, and a speedup that is not its counts' ratio (dense over
-/// executed FLOPs, the dense run's cycles over the run's). Errors name `origin` and the field.
+/// pre-training phase out of place, and figures no run produces ([`PhaseFigures::check`]).
+/// Errors name `origin` and the field.
 fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
     let report: SavedReport = serde_json::from_str(text)
         .map_err(|e| Error::Input(format!("{origin}: not a train report ({e})")))?;
@@ -221,56 +212,12 @@ fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
             ("phases[0]", pretrain, dense_pretrain),
             ("total", &run.total, &dense.total),
         ] {
-            check_speedups(phase, dense_phase)
+            phase
+                .check(dense_phase.cycles, report.clock_hz)
                 .map_err(|(key, why)| bad(field(&format!("{name}.{key}")), why))?;
         }
     }
     Ok(report)
-}
-
-/// Whether `phase`'s counts are counts and its speedups their ratios (with `dense`'s cycles):
-/// the key and why not, if not.
-fn check_speedups(
-    phase: &SavedPhase,
-    dense: &SavedPhase,
-) -> std::result::Result<(), (String, String)> {
-    let whole = |v: f64| v >= 1.0 && v.fract() == 0.0 && v <= u64::MAX as f64;
-    if !whole(phase.cycles) {
-        return Err((
-            "cycles".into(),
-            format!("{}: not a whole number of cycles", phase.cycles),
-        ));
-    }
-    if !(phase.flops_executed >= 1.0 && phase.flops_executed <= phase.flops_dense) {
-        return Err((
-            "flops_executed".into(),
-            format!(
-                "{} of {} dense: no run executes these",
-                phase.flops_executed, phase.flops_dense
-            ),
-        ));
-    }
-    let expected = [
-        (
-            "theoretical_speedup",
-            phase.theoretical_speedup,
-            phase.flops_dense / phase.flops_executed,
-            "its FLOPs dense over executed",
-        ),
-        (
-            "simulated_speedup",
-            phase.simulated_speedup,
-            dense.cycles / phase.cycles,
-            "the dense run's cycles over its cycles",
-        ),
-    ];
-    for (key, saved, ratio, what) in expected {
-        // Both finite: JSON has no NaN or infinity, and the counts were checked above.
-        if (saved - ratio).abs() > SPEEDUP_RELATIVE_TOLERANCE * ratio {
-            return Err((key.into(), format!("{saved} is not {what} ({ratio})")));
-        }
-    }
-    Ok(())
 }
 
 /// Theoretical and simulated speedup against sparsity, for pre-training and the whole recipe,

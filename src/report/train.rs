@@ -334,3 +334,102 @@ impl TrainPhase {
         }
     }
 }
+
+/// The figures of a phase that a saved result (`report.json`, a sweep's point file) is checked
+/// by, read as floats, so that a value of the wrong kind (a fraction of a cycle) is refused
+/// naming its field rather than failing to parse.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PhaseFigures {
+    pub phase: String,
+    pub sparsity: f64,
+    /// FLOP counts (`u128` in the report; as floats here, as the speedup was computed).
+    pub flops_dense: f64,
+    pub flops_executed: f64,
+    pub cycles: f64,
+    pub seconds: f64,
+    pub theoretical_speedup: f64,
+    pub simulated_speedup: f64,
+    pub pe_utilization_mean: f64,
+}
+
+/// Relative difference allowed between a saved ratio and the ratio it was computed as: the
+/// result stores both exactly, so this only leaves room for another rounding of one division.
+const RATIO_RELATIVE_TOLERANCE: f64 = 1e-12;
+
+impl From<&TrainPhase> for PhaseFigures {
+    fn from(p: &TrainPhase) -> Self {
+        PhaseFigures {
+            phase: p.phase.clone(),
+            sparsity: p.sparsity,
+            flops_dense: p.flops_dense as f64,
+            flops_executed: p.flops_executed as f64,
+            cycles: p.cycles as f64,
+            seconds: p.seconds,
+            theoretical_speedup: p.theoretical_speedup,
+            simulated_speedup: p.simulated_speedup,
+            pe_utilization_mean: p.pe_utilization_mean,
+        }
+    }
+}
+
+impl PhaseFigures {
+    /// Whether these are figures a run produces: its counts are counts, its speedups their
+    /// ratios (dense over executed FLOPs; `dense_cycles`, the dense run's, over its cycles), its
+    /// seconds its cycles at `clock_hz`, its utilisation a fraction. The field and why not, if
+    /// not. The one check `plot speedup` and `merge` hold saved results to.
+    pub fn check(
+        &self,
+        dense_cycles: f64,
+        clock_hz: f64,
+    ) -> std::result::Result<(), (String, String)> {
+        let whole = |v: f64| v >= 1.0 && v.fract() == 0.0 && v <= u64::MAX as f64;
+        if !whole(self.cycles) {
+            return Err((
+                "cycles".into(),
+                format!("{}: not a whole number of cycles", self.cycles),
+            ));
+        }
+        if !(self.flops_executed >= 1.0 && self.flops_executed <= self.flops_dense) {
+            return Err((
+                "flops_executed".into(),
+                format!(
+                    "{} of {} dense: no run executes these",
+                    self.flops_executed, self.flops_dense
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.pe_utilization_mean) {
+            return Err((
+                "pe_utilization_mean".into(),
+                format!("{}: not a fraction of 0 to 1", self.pe_utilization_mean),
+            ));
+        }
+        let expected = [
+            (
+                "theoretical_speedup",
+                self.theoretical_speedup,
+                self.flops_dense / self.flops_executed,
+                "its FLOPs dense over executed",
+            ),
+            (
+                "simulated_speedup",
+                self.simulated_speedup,
+                dense_cycles / self.cycles,
+                "the dense run's cycles over its cycles",
+            ),
+            (
+                "seconds",
+                self.seconds,
+                self.cycles / clock_hz,
+                "its cycles at the fabric's clock",
+            ),
+        ];
+        for (key, saved, ratio, what) in expected {
+            // `saved` is finite (JSON has no NaN or infinity); `ratio` is not at a clock of 0.
+            if !ratio.is_finite() || (saved - ratio).abs() > RATIO_RELATIVE_TOLERANCE * ratio {
+                return Err((key.into(), format!("{saved} is not {what} ({ratio})")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check_sparsity;
 use super::validate::Checker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A GPT model and the recipe it is trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,9 +233,25 @@ impl Architecture {
 }
 
 impl Recipe {
+    /// Refuses a sparsity above 0 when the recipe masks no weight: it would skip nothing, run
+    /// as the dense run and still be reported as a sparse run. `origin` names where the
+    /// sparsity came from (a flag or a key).
+    pub fn check_masks_weights(&self, origin: &str, sparsity: f64) -> Result<()> {
+        if sparsity != 0.0 && self.sparse_weights.is_empty() {
+            return Err(Error::input(format!(
+                "{origin}: sparsity {sparsity} masks nothing: the model lists no weight in \
+                 `recipe.sparse_weights`; give sparsity 0 (dense), or list the weights to mask \
+                 there (q, k, v, attn_out, ffn_up, ffn_down)"
+            )));
+        }
+        Ok(())
+    }
+
     fn validate(&self, c: &Checker, arch: &Architecture) -> Result<()> {
         for (i, &s) in self.sparsities.iter().enumerate() {
-            check_sparsity(&format!("{}: key `recipe.sparsities[{i}]`", c.origin), s)?;
+            let origin = format!("{}: key `recipe.sparsities[{i}]`", c.origin);
+            check_sparsity(&origin, s)?;
+            self.check_masks_weights(&origin, s)?;
         }
         let mut seen = Vec::new();
         for w in &self.sparse_weights {
@@ -282,12 +298,15 @@ impl Recipe {
             MAX_BATCH,
         )?;
         c.range("recipe.finetune.seq_len", self.finetune.seq_len, 1, max_seq)?;
-        let finetune_tokens = self.finetune.examples.saturating_mul(self.finetune.epochs);
-        c.at_most(
+        c.product_at_most(
             "recipe.finetune.examples",
-            finetune_tokens.saturating_mul(self.finetune.seq_len),
+            &[
+                ("examples", self.finetune.examples),
+                ("epochs", self.finetune.epochs),
+                ("seq_len", self.finetune.seq_len),
+            ],
             MAX_TOKENS,
-            "tokens in the phase: examples x epochs x seq_len",
+            "the phase's tokens",
         )?;
         let sp = &self.softprompt;
         c.range("recipe.softprompt.examples", sp.examples, 1, MAX_TOKENS)?;
@@ -297,13 +316,6 @@ impl Recipe {
             sp.batch_sequences,
             1,
             MAX_BATCH,
-        )?;
-        let softprompt_tokens = sp.examples.saturating_mul(sp.epochs);
-        c.at_most(
-            "recipe.softprompt.examples",
-            softprompt_tokens.saturating_mul(sp.seq_len.saturating_add(sp.prompt_tokens)),
-            MAX_TOKENS,
-            "tokens in the phase: examples x epochs x (seq_len + prompt_tokens)",
         )?;
         c.range(
             "recipe.softprompt.prompt_tokens",
@@ -328,6 +340,17 @@ impl Recipe {
                     max_seq.saturating_sub(sp.prompt_tokens)
                 ),
             )
-        })
+        })?;
+        // After seq_len and prompt_tokens are in range, so that the product is of bounded terms.
+        c.product_at_most(
+            "recipe.softprompt.examples",
+            &[
+                ("examples", sp.examples),
+                ("epochs", sp.epochs),
+                ("(seq_len + prompt_tokens)", sp.seq_len + sp.prompt_tokens),
+            ],
+            MAX_TOKENS,
+            "the phase's tokens",
+        )
     }
 }

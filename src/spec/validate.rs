@@ -26,6 +26,34 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Refuses a product of keys over `limit`. `factors` are (name, value) pairs, the first
+    /// being `key`'s: the message shows `key` with its own value and the product apart, worked
+    /// out in full (`u128`: the callers' factors are range-checked first, so it cannot wrap).
+    pub fn product_at_most(
+        &self,
+        key: &str,
+        factors: &[(&str, u64)],
+        limit: u64,
+        what: &str,
+    ) -> Result<()> {
+        let product: u128 = factors.iter().map(|&(_, v)| u128::from(v)).product();
+        if product <= u128::from(limit) {
+            return Ok(());
+        }
+        let names: Vec<&str> = factors.iter().map(|&(name, _)| name).collect();
+        let values: Vec<String> = factors.iter().map(|&(_, v)| v.to_string()).collect();
+        let value = factors.first().map_or(0, |&(_, v)| v);
+        Err(self.fail(
+            key,
+            &value.to_string(),
+            &format!(
+                "such that {what}, {} = {} = {product}, is at most {limit}",
+                names.join(" x "),
+                values.join(" x ")
+            ),
+        ))
+    }
+
     pub fn range(&self, key: &str, value: u64, low: u64, high: u64) -> Result<()> {
         if !(low..=high).contains(&value) {
             return Err(self.fail(key, &value.to_string(), &format!("{low} to {high}")));

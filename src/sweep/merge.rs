@@ -66,7 +66,8 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
     Ok(sorted)
 }
 
-/// One point file, checked: whole, this version and timing model, stored under its key.
+/// One point file, checked: whole, this version and timing model, stored under its key, with
+/// figures a run produces.
 fn read_point_file(path: &Path) -> Result<PointResult> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", path.display())))?;
@@ -93,6 +94,12 @@ fn read_point_file(path: &Path) -> Result<PointResult> {
             point.point.canonical()
         )));
     }
+    point.check_figures().map_err(|(field, why)| {
+        Error::Input(format!(
+            "{}: `{field}` {why}: no run writes this; rerun the sweep, which replaces it",
+            path.display()
+        ))
+    })?;
     Ok(point)
 }
 

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::resolve::{resolve_points, source_of, KeyInputs, ResolvedPoint};
 use super::spec::{Point, SweepSpec};
 use crate::error::{Error, Result};
-use crate::report::TrainPhase;
 use crate::report::{create_folder, write_atomic};
+use crate::report::{PhaseFigures, TrainPhase};
 use crate::schedule::run_recipe;
 use crate::spec::{parse_toml, ModelSpec, SpecText};
 
@@ -69,6 +69,11 @@ pub struct PointResult {
     /// report), and the keys outside.
     pub validated: bool,
     pub unvalidated_keys: Vec<crate::validate::UnvalidatedKey>,
+    /// The fabric's clock and the dense run's cycles: what `seconds` and `simulated_speedup`
+    /// were computed from, so that `merge` can check them.
+    pub clock_hz: u64,
+    pub dense_pretrain_cycles: u64,
+    pub dense_total_cycles: u64,
     pub pretrain: TrainPhase,
     pub total: TrainPhase,
 }
@@ -83,6 +88,47 @@ impl PointResult {
             timing_model_version: self.timing_model_version,
         }
         .key()
+    }
+
+    /// Whether its figures are figures a run produces, by the check `plot speedup` holds a
+    /// `report.json` to ([`PhaseFigures::check`]): the field and why not, if not.
+    pub fn check_figures(&self) -> std::result::Result<(), (String, String)> {
+        let phases = [
+            (
+                "pretrain",
+                &self.pretrain,
+                "dense_pretrain_cycles",
+                self.dense_pretrain_cycles,
+            ),
+            (
+                "total",
+                &self.total,
+                "dense_total_cycles",
+                self.dense_total_cycles,
+            ),
+        ];
+        for (name, phase, dense_key, dense_cycles) in phases {
+            if phase.phase != name || phase.sparsity != self.point.sparsity {
+                return Err((
+                    format!("{name}.phase"),
+                    format!(
+                        "{:?} at sparsity {}: must be {name:?} at the point's sparsity {}",
+                        phase.phase, phase.sparsity, self.point.sparsity
+                    ),
+                ));
+            }
+            let dense_run = self.point.sparsity == 0.0;
+            if dense_cycles == 0 || (dense_run && dense_cycles != phase.cycles) {
+                return Err((
+                    dense_key.into(),
+                    format!("{dense_cycles}: not the cycles of the dense run"),
+                ));
+            }
+            PhaseFigures::from(phase)
+                .check(dense_cycles as f64, self.clock_hz as f64)
+                .map_err(|(key, why)| (format!("{name}.{key}"), why))?;
+        }
+        Ok(())
     }
 }
 
@@ -137,7 +183,7 @@ pub fn run_sweep(
     // Load every point's model and fabric up front, so that a bad override fails before any work.
     let mut work = HashMap::new();
     for p in &points {
-        work.insert(p.key.clone(), work_estimate(p, origin)?);
+        work.insert(p.key.clone(), work_estimate(spec, p, origin)?);
     }
     let folder = out.join("points");
     create_folder(&folder)?;
@@ -211,9 +257,22 @@ fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize) -> Result<()> {
 }
 
 /// A point's work: tokens × non-embedding parameters of a pre-training step, twice for a sparse
-/// point (it simulates the dense baseline as well). Loading the model checks its overrides.
-fn work_estimate(p: &ResolvedPoint, origin: &str) -> Result<u64> {
+/// point (it simulates the dense baseline as well). Loading the model checks its overrides, and
+/// that it masks weights if the point's sparsity is above 0.
+fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u64> {
     let model = load_point_model(&p.point, &p.model, origin)?;
+    let index = spec
+        .sparsities
+        .iter()
+        .position(|&s| s == p.point.sparsity)
+        .unwrap_or_default();
+    model.recipe.check_masks_weights(
+        &format!(
+            "{origin}: key `sparsities[{index}]`, model {}",
+            p.point.model
+        ),
+        p.point.sparsity,
+    )?;
     p.fabric.fabric()?;
     let step_tokens = model.recipe.pretrain.batch_sequences * model.recipe.pretrain.seq_len;
     let params = crate::graph::ParamCounts::of(&model).non_embedding;
@@ -259,8 +318,12 @@ fn read_point(path: &Path) -> Option<PointResult> {
 
 /// Whether `path` holds a point this version made from the inputs `key` names.
 fn is_current(path: &Path, key: &str) -> bool {
-    read_point(path)
-        .is_some_and(|p| p.version == crate::VERSION && p.key == key && p.recomputed_key() == key)
+    read_point(path).is_some_and(|p| {
+        p.version == crate::VERSION
+            && p.key == key
+            && p.recomputed_key() == key
+            && p.check_figures().is_ok()
+    })
 }
 
 fn remove_replaced(replaced: &[PathBuf]) -> Result<()> {
@@ -337,30 +400,37 @@ pub fn point_path(out: &Path, key: &str) -> PathBuf {
     out.join("points").join(format!("{key}.json"))
 }
 
-/// The point's model with its overrides applied, validated; `origin` is the sweep spec.
+/// The point's model with its overrides applied, validated; `origin` is the sweep spec. The
+/// model is read from the TOML table itself, never from a re-serialised text whose line numbers
+/// the user never saw: an override of the wrong kind is named by the spec, its key and value.
 pub fn load_point_model(point: &Point, model: &SpecText, origin: &str) -> Result<ModelSpec> {
     if point.overrides.is_empty() {
         return model.model();
     }
+    // The file's own errors first, with its own lines.
+    parse_toml::<ModelSpec>(&model.origin, &model.text)?;
     let mut table: toml::Table = parse_toml(&model.origin, &model.text)?;
+    let mut spec = None;
     for (key, value) in &point.overrides {
-        let value: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
-            .remove("v")
-            .expect("parsed one key");
-        set_dotted(&mut table, key, value).map_err(|why| {
+        let refused = |why: String| {
             Error::Input(format!(
-                "{origin}: override `{key}` on model {}: {why}",
+                "{origin}: override `{key}` = {value} on model {}: {why}",
                 point.model
             ))
-        })?;
+        };
+        let parsed: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
+            .remove("v")
+            .expect("parsed one key");
+        set_dotted(&mut table, key, parsed).map_err(refused)?;
+        // After each override, so that a value of the wrong kind names its own override.
+        let applied: ModelSpec = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| refused(e.message().trim().replace('\n', " ")))?;
+        spec = Some(applied);
     }
-    let described = format!("{} with the overrides of {origin}", model.origin);
-    let model: ModelSpec = parse_toml(
-        &described,
-        &toml::to_string(&table).expect("a TOML table serializes"),
-    )?;
-    model.validate(&described)?;
-    Ok(model)
+    let spec = spec.expect("at least one override");
+    spec.validate(&format!("{} with the overrides of {origin}", model.origin))?;
+    Ok(spec)
 }
 
 fn set_dotted(
@@ -402,6 +472,9 @@ fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
         fabric_sha256: p.fabric.provenance.sha256.clone(),
         validated: unvalidated.is_empty(),
         unvalidated_keys: unvalidated,
+        clock_hz: fabric.clock.clock_hz,
+        dense_pretrain_cycles: runs[0].phases[0].cycles,
+        dense_total_cycles: runs[0].total.cycles,
         pretrain: TrainPhase::of_phase(&run.phases[0], clock),
         total: TrainPhase::of_total(&run.total, run.sparsity, clock),
     })

@@ -84,3 +84,14 @@ pub fn bless_mode(value: Option<&std::ffi::OsStr>) -> Result<bool, String> {
         )),
     }
 }
+
+/// Runs `sweep SPEC --out OUT --quiet`: (exit code, stdout, stderr).
+pub fn run_sweep(spec: &std::path::Path, out: &std::path::Path) -> (u8, String, String) {
+    run_cli(&[
+        "sweep",
+        spec.to_str().expect("a UTF-8 path"),
+        "--out",
+        out.to_str().expect("a UTF-8 path"),
+        "--quiet",
+    ])
+}
