@@ -3,7 +3,7 @@
 use wafersim::spec::load_fabric;
 use wafersim::validate::{validate, MAX_ERROR, MAX_MEAN_ERROR};
 
-use crate::common::run_json;
+use crate::common::{on_two_threads, run_json};
 
 #[test]
 fn cost_models_stay_within_the_bounds_of_the_engine() {
@@ -108,25 +108,13 @@ fn validate_passes_at_both_edges_of_every_covered_range() {
             }
         }
     }
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let halves: Vec<_> = fabrics
-            .chunks(fabrics.len().div_ceil(2))
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|(key, edge, fabric)| {
-                            let v = validate(fabric, 1).unwrap();
-                            assert!(v.unvalidated_keys.is_empty(), "{key} = {edge}");
-                            (!v.passed).then(|| {
-                                format!("{key} = {edge}: max |error| {:.3}", v.max_abs_error)
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    let failures = on_two_threads(&fabrics, |(key, edge, fabric)| {
+        let v = validate(fabric, 1).unwrap();
+        assert!(v.unvalidated_keys.is_empty(), "{key} = {edge}");
+        (!v.passed)
+            .then(|| format!("{key} = {edge}: max |error| {:.3}", v.max_abs_error))
+            .into_iter()
+            .collect()
     });
     assert!(failures.is_empty(), "{failures:?}");
 }
