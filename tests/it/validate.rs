@@ -80,7 +80,7 @@ fn a_fabric_too_small_for_the_shapes_is_refused_with_what_they_need() {
     assert_eq!(code, 2, "{err}");
     assert!(stdout.is_empty());
     assert!(
-        err.contains("up to 64x64 PEs") && err.contains("fabric mini's user region is 16x16"),
+        err.contains("up to 64x256 PEs") && err.contains("fabric mini's user region is 16x16"),
         "{err}"
     );
     assert!(!err.contains("--region"), "{err}");
@@ -128,4 +128,34 @@ fn validate_fails_just_beyond_the_latency_ranges() {
     let v = validate(&fabric, 1).unwrap();
     assert!(!v.passed);
     assert_eq!(v.unvalidated_keys[0].key, "router.hop_latency_cycles");
+}
+
+/// `validate` holds the collectives' models where they used to drift unseen: a single wavelet,
+/// a long row and a row of two PEs, for every (collective, algorithm) pair.
+#[test]
+fn validate_holds_collectives_at_one_wavelet_long_rows_and_two_pes() {
+    let v = validate(&load_fabric("wse2").unwrap(), 1).unwrap();
+    let shape = |c: &wafersim::validate::Check| -> (u64, u64) {
+        let words: Vec<&str> = c.shape.split_whitespace().collect();
+        (words[1].parse().unwrap(), words[3].parse().unwrap())
+    };
+    for (kind, algo) in crate::common::COLLECTIVES {
+        let name = format!("{} {}", kind.name(), format!("{algo:?}").to_lowercase());
+        let shapes: Vec<(u64, u64)> = v
+            .checks
+            .iter()
+            .filter(|c| c.kernel == name)
+            .map(shape)
+            .collect();
+        assert!(shapes.iter().any(|&(p, _)| p >= 256), "{name}: a long row");
+        // A ring needs a chunk per PE: its smallest vector is a wavelet per PE.
+        assert!(
+            shapes.iter().any(|&(p, b)| b == 1 || b == p),
+            "{name}: one wavelet (per PE)"
+        );
+        assert!(
+            shapes.iter().any(|&(p, _)| p <= 3),
+            "{name}: two or three PEs"
+        );
+    }
 }
