@@ -159,3 +159,21 @@ fn validate_holds_collectives_at_one_wavelet_long_rows_and_two_pes() {
         );
     }
 }
+
+/// Each key inside its range is not enough: buffers of 2 wavelets with a ramp of 4 cycles
+/// (both inside) halve every wavelet-by-wavelet stream's rate, which no model follows, so
+/// such a fabric is reported unvalidated, naming the buffer depth and the depth it needs.
+#[test]
+fn a_buffer_shallower_than_the_credit_loop_is_unvalidated_though_each_key_is_in_range() {
+    use wafersim::validate::unvalidated_keys;
+    let mut fabric = load_fabric("wse2").unwrap();
+    fabric.router.ramp_latency_cycles = 4;
+    fabric.router.color_buffer_depth_wavelets = 2;
+    let keys = unvalidated_keys(&fabric);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].key, "router.color_buffer_depth_wavelets");
+    assert_eq!((keys[0].value, keys[0].low, keys[0].high), (2, 4, 64));
+    assert!(!validate(&fabric, 1).unwrap().passed);
+    fabric.router.color_buffer_depth_wavelets = 4;
+    assert!(unvalidated_keys(&fabric).is_empty());
+}
