@@ -1,8 +1,10 @@
 //! Reduce, all-reduce and broadcast of B wavelets over P PEs of a row, as the engine's
-//! collective kernels run them (`engine::kernels::collective`): each received wavelet costs the
-//! core one cycle (an add or a store), the first of each incoming stream also a task activation
-//! `a`; a stage of a chain costs `hop + ramp + a + 1` for its first wavelet and is pipelined at one
-//! wavelet per cycle after it.
+//! collective kernels run them (`engine::kernels::collective`). Every term is one of the
+//! engine's mechanisms: a hop per PE crossed, the ramp down to the core, a task activation on the
+//! first wavelet of each incoming stream, one core cycle per wavelet added or stored, and
+//! streams pipelined behind their first wavelet at one wavelet per cycle. The chain reduce and
+//! the broadcast are exact; the tree follows each PE's serial core per child stream, the chain
+//! all-reduce and the ring take the larger of their latency-bound and core-bound ends.
 
 use serde::Serialize;
 
@@ -46,6 +48,10 @@ impl From<Algo> for CollectiveAlgo {
 }
 
 /// Cycles of a collective of `b` wavelets per PE over `p` PEs in a row.
+///
+/// Each form follows the engine's kernel step by step (`engine::kernels::collective`); the
+/// integration test `collective_models` holds them to the engine over P from 2 to 750, B from
+/// 1 to 1000 and fabrics at the edges of `validate`'s covered ranges.
 pub fn collective_cycles(
     fabric: &FabricSpec,
     kind: CollectiveKind,
@@ -57,35 +63,131 @@ pub fn collective_cycles(
         // One PE already holds the result: nothing moves.
         return 0;
     }
-    let hop = fabric.router.hop_latency_cycles;
-    let ramp = fabric.router.ramp_latency_cycles;
-    let a = fabric.pe.task_activation_cycles;
-    let stage = hop + ramp + a + 1;
-    let levels = 64 - (p.max(1) - 1).leading_zeros() as u64; // ceil(log2 p)
-    let p1 = p.saturating_sub(1);
+    let t = Timing::of(fabric);
     match (kind, algo) {
-        // The stream enters the first PE's router as it leaves the core, then pipelines.
-        (CollectiveKind::Reduce, CollectiveAlgo::Chain) => (b + p1 * stage).saturating_sub(1),
-        // The root adds every level's stream: core-bound, one activation per level.
-        (CollectiveKind::Reduce, _) => levels * (b + a) + hop + ramp,
-        // Every PE but the last adds B and stores B; the sums come back west one hop per PE.
-        (CollectiveKind::Allreduce, CollectiveAlgo::Chain) => {
-            (2 * b + p1 * (stage + hop)).saturating_sub(a + ramp)
+        // The vector streams down the chain as one block: each stage delays its first sum by
+        // a stage; the rest follow at one wavelet per cycle.
+        (CollectiveKind::Reduce, CollectiveAlgo::Chain) => {
+            ((p - 1) * t.stage() + b).saturating_sub(1)
         }
-        // The tree reduce, then the sums multicast east from the root to the last PE.
+        (CollectiveKind::Reduce, _) => tree_sends(&t, p, b)[0].last,
+        (CollectiveKind::Allreduce, CollectiveAlgo::Chain) => chain_allreduce_cycles(&t, p, b),
         (CollectiveKind::Allreduce, CollectiveAlgo::Tree) => {
-            levels * (b + a) + hop + ramp + p1 * hop + ramp + 1
+            let root = tree_sends(&t, p, b)[0];
+            t.stream_tail(root, p - 1, b)
         }
-        // Reduce-scatter and all-gather: 2(P − 1) chunk steps round the ring. Latency-bound for
-        // small chunks (every step a stage, the wrap-around crossing P − 1 hops back); core-bound
-        // for large ones (each PE adds or stores 2(P − 1) chunks), plus one pass of the pipeline.
-        (CollectiveKind::Allreduce, CollectiveAlgo::Ring) => {
-            let chunk = b.div_ceil(p.max(1));
-            let latency = 2 * p1 * stage + 2 * p1 * hop;
-            let core = 2 * p1 * chunk + p1 * (stage + 2 * hop + 1);
-            latency.max(core)
-        }
-        // One multicast along the row, stored at one wavelet per cycle.
-        (CollectiveKind::Broadcast, _) => b + p1 * hop + ramp + a,
+        (CollectiveKind::Allreduce, CollectiveAlgo::Ring) => ring_allreduce_cycles(&t, p, b),
+        // One multicast block along the row: the far end's ramp, one activation, B stores.
+        (CollectiveKind::Broadcast, _) => (p - 1) * t.hop + t.ramp + t.activation + b,
     }
+}
+
+/// The fabric latencies a collective's timing is made of.
+struct Timing {
+    hop: u64,
+    ramp: u64,
+    activation: u64,
+}
+
+/// When a PE sends its first and its last wavelet (cycles from the start).
+#[derive(Clone, Copy)]
+struct Sends {
+    first: u64,
+    last: u64,
+}
+
+impl Timing {
+    fn of(fabric: &FabricSpec) -> Timing {
+        Timing {
+            hop: fabric.router.hop_latency_cycles,
+            ramp: fabric.router.ramp_latency_cycles,
+            activation: fabric.pe.task_activation_cycles,
+        }
+    }
+
+    /// One step to the neighbour: the hop, the ramp down, the task's activation and one add.
+    fn stage(&self) -> u64 {
+        self.hop + self.ramp + self.activation + 1
+    }
+
+    /// From a send to the core `distance` PEs away.
+    fn arrival(&self, distance: u64) -> u64 {
+        distance * self.hop + self.ramp
+    }
+
+    /// When a PE `distance` PEs from the sender has stored a stream of `b` wavelets sent over
+    /// `sends`: its first wavelet pays the activation, the rest one cycle each, none before
+    /// it arrives.
+    fn stream_tail(&self, sends: Sends, distance: u64, b: u64) -> u64 {
+        let arrival = self.arrival(distance);
+        (sends.first + arrival + self.activation + b).max(sends.last + arrival + 1)
+    }
+}
+
+/// Chain all-reduce: the reduce down the chain, then PE P − 1's sums multicast back west.
+/// Every PE on the way back costs a stage and a hop. Latency-bound, PE 0 stores the returning
+/// stream behind its first wavelet's way there and back; with P ≥ 3, a middle PE's core adds
+/// the forward stream first (lower color) and stores the returning one (the multicast waits
+/// for the slowest of its cores), 2B wavelets, less the hops and the add its first sum
+/// overlaps.
+fn chain_allreduce_cycles(t: &Timing, p: u64, b: u64) -> u64 {
+    let way = (p - 1) * (t.stage() + t.hop);
+    let latency = way + t.ramp + t.activation + b;
+    if p < 3 {
+        return latency;
+    }
+    latency.max((way + 2 * b).saturating_sub(2 * (t.hop + 1)))
+}
+
+/// Tree reduce: when each PE sends its sums to its parent (the root: when it holds them).
+/// A parent's core takes its children's streams one after the other, in the order their
+/// first wavelets reach it: each costs an activation and B adds, and cannot end before its
+/// last wavelet arrived. Sums go up from the first element of the last stream on.
+fn tree_sends(t: &Timing, p: u64, b: u64) -> Vec<Sends> {
+    let levels = u64::from(64 - (p - 1).leading_zeros());
+    let mut sends = vec![
+        Sends {
+            first: 0,
+            last: b - 1,
+        };
+        p as usize
+    ];
+    for i in (0..p).rev() {
+        let top = if i == 0 {
+            levels
+        } else {
+            u64::from(i.trailing_zeros())
+        };
+        let mut children: Vec<(u64, u64, Sends)> = (0..top.min(levels))
+            .map(|l| (l, 1u64 << l))
+            .filter(|&(_, d)| i + d < p)
+            .map(|(l, d)| {
+                let child = sends[(i + d) as usize];
+                (child.first + t.arrival(d), l, child)
+            })
+            .collect();
+        if children.is_empty() {
+            continue;
+        }
+        children.sort_unstable_by_key(|&(first, level, _)| (first, level));
+        let (mut free, mut first) = (0, 0);
+        for (arrival, level, child) in children {
+            let start = free.max(arrival);
+            first = start + t.activation + 1;
+            free = (start + t.activation + b).max(child.last + t.arrival(1 << level) + 1);
+        }
+        sends[i as usize] = Sends { first, last: free };
+    }
+    sends
+}
+
+/// Ring all-reduce: 2(P − 1) chunk steps. Latency-bound (chunks of a wavelet or a few), every
+/// step is a stage and the wrap-around from PE P − 1 to PE 0 crosses P − 2 more hops twice;
+/// core-bound, each PE adds or stores its 2(P − 1) chunks (an activation each, B·2(P − 1)/P
+/// wavelets in all) behind one crossing of the wrap-around.
+fn ring_allreduce_cycles(t: &Timing, p: u64, b: u64) -> u64 {
+    let steps = 2 * (p - 1);
+    let latency = steps * t.stage() + 2 * (p - 2) * t.hop + b.div_ceil(p) - 1;
+    let core = t.arrival(p - 1) + steps * t.activation + (steps * b).div_ceil(p);
+    latency.max(core)
 }

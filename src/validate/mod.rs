@@ -184,6 +184,21 @@ fn shapes() -> Vec<Shape> {
         coll(Collective::Allreduce, Algo::Ring, 64, 64),
         coll(Collective::Broadcast, Algo::Chain, 16, 256),
         coll(Collective::Broadcast, Algo::Chain, 64, 1024),
+        // Latency-bound: one wavelet over a long row (the tree's hops on its critical path).
+        coll(Collective::Reduce, Algo::Chain, 256, 1),
+        coll(Collective::Reduce, Algo::Tree, 256, 1),
+        coll(Collective::Allreduce, Algo::Tree, 256, 1),
+        coll(Collective::Allreduce, Algo::Chain, 256, 1),
+        coll(Collective::Allreduce, Algo::Ring, 256, 256),
+        coll(Collective::Broadcast, Algo::Chain, 256, 1),
+        // Two or three PEs: no PE both adds and stores, or a tree of one level.
+        coll(Collective::Reduce, Algo::Chain, 2, 1),
+        coll(Collective::Allreduce, Algo::Chain, 2, 1),
+        coll(Collective::Allreduce, Algo::Chain, 2, 1000),
+        coll(Collective::Reduce, Algo::Tree, 3, 8),
+        coll(Collective::Allreduce, Algo::Tree, 3, 8),
+        coll(Collective::Broadcast, Algo::Chain, 2, 1),
+        coll(Collective::Allreduce, Algo::Ring, 2, 64),
     ]
 }
 

@@ -95,3 +95,32 @@ pub fn run_sweep(spec: &std::path::Path, out: &std::path::Path) -> (u8, String, 
         "--quiet",
     ])
 }
+
+/// Every (collective, algorithm) pair the engine runs.
+pub const COLLECTIVES: [(
+    wafersim::engine::kernels::collective::Collective,
+    wafersim::engine::kernels::collective::Algo,
+); 6] = {
+    use wafersim::engine::kernels::collective::{Algo, Collective};
+    [
+        (Collective::Reduce, Algo::Chain),
+        (Collective::Reduce, Algo::Tree),
+        (Collective::Allreduce, Algo::Chain),
+        (Collective::Allreduce, Algo::Tree),
+        (Collective::Allreduce, Algo::Ring),
+        (Collective::Broadcast, Algo::Chain),
+    ]
+};
+
+/// `f` over `items` on two threads (the machines that run the tests have two cores or more),
+/// results in the items' order.
+pub fn on_two_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Vec<R> + Sync) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|scope| {
+        let halves: Vec<_> = items
+            .chunks(items.len().div_ceil(2).max(1))
+            .map(|chunk| scope.spawn(move || chunk.iter().flat_map(f).collect::<Vec<R>>()))
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}

@@ -1627,20 +1627,13 @@ fn chain_reduce_and_broadcast_times_have_closed_forms() {
 #[test]
 fn collectives_along_a_column_match_those_along_a_row() {
     use wafersim::engine::kernels::collective::{
-        contribution, run_collective, Algo, Collective, CollectiveConfig,
+        contribution, run_collective, Collective, CollectiveConfig,
     };
     let (p, b) = (11u32, 24u64);
     let sums: Vec<f32> = (0..b)
         .map(|i| (0..p).map(|pe| contribution(pe, i)).sum())
         .collect();
-    for (collective, algo) in [
-        (Collective::Reduce, Algo::Chain),
-        (Collective::Reduce, Algo::Tree),
-        (Collective::Allreduce, Algo::Chain),
-        (Collective::Allreduce, Algo::Tree),
-        (Collective::Allreduce, Algo::Ring),
-        (Collective::Broadcast, Algo::Chain),
-    ] {
+    for (collective, algo) in crate::common::COLLECTIVES {
         let run = |rows, cols| {
             let cfg = CollectiveConfig {
                 collective,

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
+mod collective_models;
 mod common;
 mod engine;
 mod engine_random;
