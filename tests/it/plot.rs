@@ -262,7 +262,7 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
     assert_eq!(code, 0, "{err}");
     std::fs::remove_file(&picture).unwrap();
     type Forgery = fn(&mut serde_json::Value);
-    let forgeries: [(&str, Forgery); 7] = [
+    let forgeries: [(&str, Forgery); 9] = [
         ("runs[1].sparsity", |r| r["runs"][1]["sparsity"] = 5.into()),
         ("runs[1].phases[0].simulated_speedup", |r| {
             r["runs"][1]["phases"][0]["simulated_speedup"] = (-5.0).into()
@@ -278,6 +278,12 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
             r["runs"][2]["sparsity"] = 0.5.into()
         }),
         ("cycles", |r| r["runs"][1]["total"]["cycles"] = (-3).into()),
+        ("runs[1].phases[0].seconds", |r| {
+            r["runs"][1]["phases"][0]["seconds"] = (-1.0).into()
+        }),
+        ("runs[2].total.pe_utilization_mean", |r| {
+            r["runs"][2]["total"]["pe_utilization_mean"] = 2.0.into()
+        }),
     ];
     for (field, forge) in forgeries {
         let mut forged = report.clone();
