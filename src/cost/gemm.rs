@@ -1,4 +1,6 @@
-//! GEMM on a region, DOMAIN.md §2's reference mapping.
+//! GEMM on a region, the reference sparse mapping described in `crate::engine::kernels::gemm`
+//! (a reconstruction from public information: weights streamed down PE columns, one FMAC task per
+//! non-zero, partial sums reduced along PE rows).
 //!
 //! `Y[t×n] = X[t×k]·W[k×n]` on `rows × (c_k·c_n)` PEs: PE (r, c) holds `t/rows` rows of X and a
 //! `k/c_k` slice of its features; column group j owns `n/c_n` output columns. For each output

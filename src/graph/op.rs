@@ -25,9 +25,10 @@ impl Pass {
         }
     }
 
-    /// Whether the wafer runs the pass. The optimizer update runs off-wafer (MemoryX, DOMAIN.md
-    /// §1), once per step on the gradients accumulated over the microbatches, so its FLOPs are
-    /// neither the wafer's work nor part of its fraction of peak.
+    /// Whether the wafer runs the pass. The optimizer update runs off-wafer (in MemoryX,
+    /// Cerebras' weight-streaming appliance), once per step on the gradients accumulated over
+    /// the microbatches, so its FLOPs are neither the wafer's work nor part of its fraction of
+    /// peak.
     pub fn on_wafer(self) -> bool {
         self != Pass::Update
     }

@@ -2,7 +2,7 @@
 //! and pictures (`plot`: heatmaps and line charts, PNG or SVG).
 //!
 //! Architecture Invariant: reports only present; they compute nothing that the pipeline's
-//! stages did not already count. Field names follow DESIGN.md (snake_case, unit last).
+//! stages did not already count. Field names follow the README's rule (snake_case, unit last).
 
 mod counters;
 mod csv_file;

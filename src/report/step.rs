@@ -7,7 +7,7 @@ use crate::schedule::{Breakdown, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
-/// The report of one step, with the field names of DESIGN.md.
+/// The report of one step, with the README's stable field names.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
     pub version: &'static str,

@@ -11,7 +11,7 @@ use crate::schedule::{gap_shares, Breakdown, PhaseResult, PhaseTotal, RunResult}
 use crate::spec::{FabricSpec, ModelSpec, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
-/// The report of a recipe run, with the field names of DESIGN.md. Host timings are not part of
+/// The report of a recipe run, with the README's stable field names. Host timings are not part of
 /// it, so the same inputs give byte-identical files.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {

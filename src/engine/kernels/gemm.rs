@@ -1,5 +1,5 @@
 //! GEMM `Y[T×N] = X[T×K] · W[K×N]` with X resident and the weights streamed, dense or sparse
-//! (zero skipping), on a region of R × C PEs (DOMAIN.md §2). Also its backward forms: dgrad
+//! (zero skipping), on a region of R × C PEs. Also its backward forms: dgrad
 //! (`dX = dY · Wᵀ`, the same program on the transposed mask) and wgrad at a sparse weight's
 //! non-zeros (see [`super::wgrad`]).
 //!

@@ -45,7 +45,7 @@ pub struct ModelBreakdown {
     pub overhead_cycles: u64,
 }
 
-/// The figures of one kernel run, as `wafersim kernel --json` prints them (DESIGN.md names).
+/// The figures of one kernel run, as `wafersim kernel --json` prints them (the README's stable field names).
 /// A run on the wavelet-level engine fills every field; a cost-model run (`--fidelity model`)
 /// leaves out what only the engine counts (wavelets, hops, events, the per-PE breakdown, the
 /// simulator's speed), and for collectives also the utilisation, which their model does not
