@@ -276,15 +276,7 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
                 c
             }
             Shape::Collective { kind, algo, p, b } => {
-                let cfg = CollectiveConfig {
-                    collective: kind,
-                    rows: 1,
-                    cols: p,
-                    wavelets: b,
-                    algo,
-                    values: false,
-                    seed,
-                };
+                let cfg = CollectiveConfig::along_row(kind, algo, p, b, seed);
                 let run = run_collective(fabric, &cfg)?;
                 let model = collective_cycles(fabric, kind.into(), algo.into(), p as u64, b);
                 check(

@@ -71,15 +71,7 @@ fn cases(full: bool) -> Vec<(Collective, Algo, u32, u64)> {
 fn misses(name: &str, fabric: &FabricSpec, full: bool) -> Vec<String> {
     let mut misses = Vec::new();
     for (kind, algo, p, b) in cases(full) {
-        let cfg = CollectiveConfig {
-            collective: kind,
-            rows: 1,
-            cols: p,
-            wavelets: b,
-            algo,
-            values: false,
-            seed: 1,
-        };
+        let cfg = CollectiveConfig::along_row(kind, algo, p, b, 1);
         let engine = run_collective(fabric, &cfg).unwrap().output.cycles;
         let model = collective_cycles(fabric, kind.into(), algo.into(), p as u64, b);
         let error = (model as f64 - engine as f64) / engine as f64;

@@ -78,6 +78,28 @@ pub struct CollectiveConfig {
     pub seed: u64,
 }
 
+impl CollectiveConfig {
+    /// `collective` by `algo` along one row of `pes` PEs, `wavelets` per PE, timing only (no
+    /// values): the shape `validate` and the cost models describe.
+    pub fn along_row(
+        collective: Collective,
+        algo: Algo,
+        pes: u32,
+        wavelets: u64,
+        seed: u64,
+    ) -> Self {
+        Self {
+            collective,
+            rows: 1,
+            cols: pes,
+            wavelets,
+            algo,
+            values: false,
+            seed,
+        }
+    }
+}
+
 /// A finished collective: the engine's output and, with values, each PE's resulting vector.
 pub struct CollectiveRun {
     pub output: RunOutput,
