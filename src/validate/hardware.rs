@@ -130,9 +130,39 @@ pub fn load_cases(path: Option<&std::path::Path>) -> Result<(CasesFile, String)>
             (text, origin)
         }
     };
-    let file: CasesFile = parse_toml(&origin, &text)?;
+    let file: CasesFile = parse_toml(&origin, &text).map_err(|e| name_case(e, &text))?;
     check_file(&file, &origin)?;
     Ok((file, origin))
+}
+
+/// A parse error names the line and key; add which case that line belongs to, so that a
+/// message about `case.model.layers` says whose.
+fn name_case(error: Error, text: &str) -> Error {
+    let Error::Input(message) = error else {
+        return error;
+    };
+    let line: Option<usize> = message
+        .split_once("(line ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok());
+    let Some(line) = line else {
+        return Error::Input(message);
+    };
+    let before: Vec<&str> = text.lines().take(line).collect();
+    let Some(start) = before.iter().rposition(|l| l.trim() == "[[case]]") else {
+        return Error::Input(message);
+    };
+    let number = before.iter().filter(|l| l.trim() == "[[case]]").count();
+    let name = text
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| l.trim() != "[[case]]")
+        .find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "name").then(|| value.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    Error::Input(format!("{message} (in case {number}, '{name}')"))
 }
 
 fn check_file(file: &CasesFile, origin: &str) -> Result<()> {

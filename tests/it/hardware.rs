@@ -241,6 +241,14 @@ fn refuses_a_bad_cases_file_naming_file_case_and_key() {
         assert!(err.contains(key), "{label}: {err}");
         assert!(!err.contains("panicked"), "{label}: {err}");
     }
+    // A parse error names the case its line is in.
+    let text = small_case_file(1, 16, "").replace("layers = 2", "layers = 2\nwidth = 3");
+    let (code, _, err) = run_on_file("hardware-bad-parse.toml", &text);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `case.model.width`") && err.contains("(in case 1, 'small')"),
+        "{err}"
+    );
     // Range checks name the case by number and name.
     let text = small_case_file(1, 16, "").replace("heads = 4", "heads = 3");
     let (_, _, err) = run_on_file("hardware-bad-named.toml", &text);
