@@ -329,6 +329,13 @@ pub struct CaseResult {
     pub microbatch_factor: Option<f64>,
     pub step_cycles: Option<u64>,
     pub step_seconds: Option<f64>,
+    /// The wafer's FLOPs per sequence (forward, dgrad, wgrad; the optimizer runs off-wafer).
+    pub flops_per_sample: Option<f64>,
+    /// Per-system samples/s × FLOPs per sample ÷ the system's fp16 peak, simulated and measured.
+    pub simulated_peak_fraction: Option<f64>,
+    pub measured_peak_fraction: Option<f64>,
+    /// The simulated step's cycles by category.
+    pub breakdown: Option<crate::schedule::Breakdown>,
     /// How the simulation departs from the run (several systems simulated as one).
     pub simulation_note: Option<String>,
     /// Why the stand-in's step does not map, if it does not.
@@ -345,19 +352,47 @@ pub fn simulate_case(case: &Case, stand_in: &StandIn, fabric: &FabricSpec) -> Ca
     let step = model
         .validate(&format!("hardware case '{}'", case.name))
         .and_then(|()| run_step(&model, fabric, config, MapOptions::default()));
+    let mut result = unsimulated(case, per_system);
+    result.simulation_note = (systems > 1).then(|| {
+        format!(
+            "{systems} systems simulated as one running ⌈{} / {systems}⌉ = {per_system} \
+             sequences per step; data-parallel weight broadcast and gradient reduction not \
+             modelled",
+            case.batch_sequences
+        )
+    });
+    match step {
+        Ok(step) => {
+            let seconds = step.cycles as f64 / fabric.clock.clock_hz as f64;
+            // The global batch trained per step, at the pace of one system's step.
+            let simulated = case.batch_sequences as f64 / seconds;
+            result.simulated_samples_per_second = Some(simulated);
+            result.simulated_samples_per_second_per_system = Some(simulated / systems as f64);
+            result.step_cycles = Some(step.cycles);
+            result.step_seconds = Some(seconds);
+            result.breakdown = Some(step.breakdown);
+            compare(&mut result, &step, fabric.peak_fp16_flops_per_second());
+        }
+        Err(e) => result.unmapped_reason = Some(e.to_string()),
+    }
+    result
+}
+
+/// A case's result before its simulation: what the file says.
+fn unsimulated(case: &Case, per_system: u64) -> CaseResult {
     let measured = case.samples_per_second;
-    let mut result = CaseResult {
+    CaseResult {
         name: case.name.clone(),
         system: case.system.name(),
         fabric: case.system.fabric(),
-        systems,
+        systems: case.systems,
         release: case.release.clone(),
         source: case.source.clone(),
         batch_sequences: case.batch_sequences,
         per_system_batch_sequences: per_system,
         seq_len: case.model.seq_len,
         measured_samples_per_second: measured,
-        measured_samples_per_second_per_system: measured.map(|m| m / systems as f64),
+        measured_samples_per_second_per_system: measured.map(|m| m / case.systems as f64),
         simulated_samples_per_second: None,
         simulated_samples_per_second_per_system: None,
         ratio: None,
@@ -367,35 +402,32 @@ pub fn simulate_case(case: &Case, stand_in: &StandIn, fabric: &FabricSpec) -> Ca
         microbatch_factor: None,
         step_cycles: None,
         step_seconds: None,
-        simulation_note: (systems > 1).then(|| {
-            format!(
-                "{systems} systems simulated as one running ⌈{} / {systems}⌉ = {per_system} \
-                 sequences per step; data-parallel weight broadcast and gradient reduction not \
-                 modelled",
-                case.batch_sequences
-            )
-        }),
+        flops_per_sample: None,
+        simulated_peak_fraction: None,
+        measured_peak_fraction: None,
+        breakdown: None,
+        simulation_note: None,
         unmapped_reason: None,
-    };
-    match step {
-        Ok(step) => {
-            let seconds = step.cycles as f64 / fabric.clock.clock_hz as f64;
-            let simulated = case.batch_sequences as f64 / seconds;
-            let chosen = step.plan.microbatch_sequences;
-            result.simulated_samples_per_second = Some(simulated);
-            result.simulated_samples_per_second_per_system = Some(simulated / systems as f64);
-            result.ratio = measured.map(|m| simulated / m);
-            result.error = measured.map(|m| (simulated - m) / m);
-            result.microbatch_sequences_chosen = Some(chosen);
-            result.microbatch_factor = case
-                .microbatch_sequences
-                .map(|vendor| chosen as f64 / vendor as f64);
-            result.step_cycles = Some(step.cycles);
-            result.step_seconds = Some(seconds);
-        }
-        Err(e) => result.unmapped_reason = Some(e.to_string()),
     }
-    result
+}
+
+/// Simulated against measured: samples/s, micro-batch, and both as a fraction of one system's
+/// fp16 peak (the wafer's FLOPs per sample, forward and backward, without the optimizer's).
+fn compare(result: &mut CaseResult, step: &crate::schedule::StepResult, peak_flops: f64) {
+    let simulated = result.simulated_samples_per_second.unwrap_or_default();
+    let measured = result.measured_samples_per_second;
+    result.ratio = measured.map(|m| simulated / m);
+    result.error = measured.map(|m| (simulated - m) / m);
+    let chosen = step.plan.microbatch_sequences;
+    result.microbatch_sequences_chosen = Some(chosen);
+    result.microbatch_factor = result
+        .microbatch_sequences_vendor
+        .map(|vendor| chosen as f64 / vendor as f64);
+    let per_sample = step.flops_dense as f64 / result.per_system_batch_sequences as f64;
+    result.flops_per_sample = Some(per_sample);
+    let fraction = |per_system: f64| per_system * per_sample / peak_flops;
+    result.simulated_peak_fraction = result.simulated_samples_per_second_per_system.map(fraction);
+    result.measured_peak_fraction = result.measured_samples_per_second_per_system.map(fraction);
 }
 
 /// Max and mean |error| over the throughput cases; the widest micro-batch factor; how many
@@ -530,11 +562,46 @@ impl HardwareValidation {
         }
         format!(
             "wafersim validate --hardware: simulated against measured training runs \
-             ({})\n\n{}\n{}{}",
+             ({})\n\n{}\n{}{}\n{}",
             self.cases_file,
             t.render(),
             self.render_notes(),
-            self.render_summary()
+            self.render_summary(),
+            self.render_breakdown()
+        )
+    }
+
+    /// Where each simulated step goes, and simulated and measured throughput as a fraction of
+    /// the system's fp16 peak: what a calibration has to move.
+    fn render_breakdown(&self) -> String {
+        let categories = crate::schedule::Breakdown::default().entries();
+        let mut header = vec![
+            "case".to_string(),
+            "peak simulated".to_string(),
+            "peak measured".to_string(),
+        ];
+        header.extend(categories.iter().map(|(name, _)| name.to_string()));
+        let mut t = crate::report::Table::new(header);
+        let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        for c in &self.cases {
+            let mut row = vec![
+                c.name.clone(),
+                percent(c.simulated_peak_fraction),
+                percent(c.measured_peak_fraction),
+            ];
+            let total = c.step_cycles.unwrap_or_default().max(1) as f64;
+            row.extend(
+                categories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| percent(c.breakdown.map(|b| b.entries()[i].1 as f64 / total))),
+            );
+            t.row(row);
+        }
+        format!(
+            "Each simulated step by category (share of its cycles), and throughput as a fraction of \
+             one system's fp16 peak:\n\n{}",
+            t.render()
         )
     }
 

@@ -324,6 +324,22 @@ fn json_reports_every_case_and_the_summary() {
         gpt2["measured_samples_per_second"].as_f64().unwrap(),
     );
     assert_eq!(gpt2["ratio"].as_f64().unwrap(), sim / measured);
+    // Fractions of peak: the same FLOPs per sample on both sides, so their ratio is the ratio.
+    let (sim_peak, measured_peak) = (
+        gpt2["simulated_peak_fraction"].as_f64().unwrap(),
+        gpt2["measured_peak_fraction"].as_f64().unwrap(),
+    );
+    assert!((sim_peak / measured_peak - sim / measured).abs() < 1e-9);
+    assert!(sim_peak > 0.0 && sim_peak <= 1.0, "{sim_peak}");
+    // The breakdown adds up to the step.
+    let cycles = gpt2["step_cycles"].as_u64().unwrap();
+    let sum: u64 = gpt2["breakdown"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, cycles);
     let s = &v["summary"];
     assert_eq!(s["throughput_cases"], 9);
     assert_eq!(s["microbatch_cases"], 6);
