@@ -561,8 +561,8 @@ impl HardwareValidation {
             ]);
         }
         format!(
-            "wafersim validate --hardware: simulated against measured training runs \
-             ({})\n\n{}\n{}{}\n{}",
+            "wafersim validate --hardware: simulated against measured training runs, cases from \
+             {}\n\n{}\n{}{}\n{}",
             self.cases_file,
             t.render(),
             self.render_notes(),
