@@ -59,7 +59,8 @@ pub enum Command {
     /// speedup-vs-sparsity.png.
     Merge(MergeArgs),
     /// The built-in fidelity checks: cost models against the wavelet-level engine, as a table;
-    /// exits 1 if a bound fails.
+    /// exits 1 if a bound fails. With --hardware: simulated against measured runs of real
+    /// systems (a report; the calibration test holds its bounds).
     Validate(ValidateArgs),
     /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
     /// from report.json.
@@ -68,9 +69,17 @@ pub enum Command {
 
 #[derive(Debug, ClapArgs)]
 pub struct ValidateArgs {
-    /// Fabric whose parameters both sides use.
-    #[arg(long, default_value = "wse2")]
-    pub fabric: String,
+    /// Fabric whose parameters both sides use [default: wse2]. Not with --hardware, whose cases
+    /// each name their system.
+    #[arg(long)]
+    pub fabric: Option<String>,
+    /// Instead: simulated against measured training runs of CS-2 and CS-3 systems (samples/s
+    /// and micro-batch), from the built-in traces/hardware/measured.toml.
+    #[arg(long)]
+    pub hardware: bool,
+    /// With --hardware: read the cases from this TOML file instead of the built-in one.
+    #[arg(long, requires = "hardware", value_name = "PATH")]
+    pub hardware_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -59,8 +59,21 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Sweep(args) => sweep::sweep(args, common)?,
         Command::Merge(args) => sweep::merge(args, common)?,
         Command::Plot(args) => plot::plot(args, common)?,
+        Command::Validate(args) if args.hardware => {
+            if let Some(fabric) = &args.fabric {
+                return Err(Error::Input(format!(
+                    "--fabric {fabric}: validate --hardware simulates each case on its own \
+                     system's fabric (cs2: wse2, cs3: wse3); drop --fabric"
+                )));
+            }
+            let (cases, origin) =
+                crate::validate::hardware::load_cases(args.hardware_file.as_deref())?;
+            let report =
+                crate::validate::hardware::validate_hardware(&cases, &origin, common.seed())?;
+            render(common, &report, || report.render_table())?
+        }
         Command::Validate(args) => {
-            let fabric = load_fabric(&args.fabric)?;
+            let fabric = load_fabric(args.fabric.as_deref().unwrap_or("wse2"))?;
             let validation = crate::validate::validate(&fabric, common.seed())?;
             let text = render(common, &validation, || {
                 validation.render_table(&fabric.name)

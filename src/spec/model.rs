@@ -155,10 +155,10 @@ impl Phase {
 }
 
 /// Bounds that keep every FLOP and byte count of a step inside u64 with room to spare.
-const MAX_WIDTH: u64 = 1 << 18;
-const MAX_LAYERS: u64 = 1024;
-const MAX_SEQ: u64 = 1 << 20;
-const MAX_BATCH: u64 = 1 << 20;
+pub(crate) const MAX_WIDTH: u64 = 1 << 18;
+pub(crate) const MAX_LAYERS: u64 = 1024;
+pub(crate) const MAX_SEQ: u64 = 1 << 20;
+pub(crate) const MAX_BATCH: u64 = 1 << 20;
 const MAX_TOKENS: u64 = 1 << 50;
 
 impl ModelSpec {

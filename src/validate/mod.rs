@@ -6,6 +6,7 @@
 //! same `FabricSpec`, and nothing else.
 
 mod coverage;
+pub mod hardware;
 
 pub use coverage::{
     covered_ranges, unvalidated_keys, unvalidated_warning, CoveredRange, KeyRange, UnvalidatedKey,

@@ -7,6 +7,7 @@ mod engine_random;
 mod flop_counts;
 mod flops;
 mod golden;
+mod hardware;
 mod inspect;
 mod kernel_fidelity;
 mod merge_figures;
