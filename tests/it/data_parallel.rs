@@ -7,7 +7,7 @@ use wafersim::map::MapOptions;
 use wafersim::schedule::{run_step, run_step_on_systems, StepResult};
 use wafersim::spec::{load_fabric, load_model, FabricSpec, Phase};
 
-use crate::common::{run_cli, run_json};
+use crate::common::{run_cli, run_json, run_sweep, temp_file};
 
 /// `step` on `systems` systems through the library.
 fn step_on(model: &str, fabric: &str, systems: u64) -> (StepResult, FabricSpec) {
@@ -251,6 +251,63 @@ fn a_reduction_below_line_rate_costs_stream_time_beyond_the_latency() {
         slow.breakdown.data_parallel,
         at_line_rate.breakdown.data_parallel + slow.data_parallel.stream_cycles
     );
+}
+
+/// The point files' names (their keys) of a sweep folder, sorted.
+fn point_keys(out: &std::path::Path) -> Vec<String> {
+    let mut keys: Vec<String> = std::fs::read_dir(out.join("points"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn systems_is_a_sweep_axis_and_one_system_keeps_its_point_keys() {
+    let base = "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.5]\n";
+    let dir = std::env::temp_dir().join(format!("wafersim-dp-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let plain = temp_file("dp-sweep-plain.toml", base);
+    let (code, _, err) = run_sweep(&plain, &dir.join("plain"));
+    assert_eq!(code, 0, "{err}");
+    let grid = temp_file("dp-sweep-grid.toml", &format!("{base}systems = [1, 2]\n"));
+    let out = dir.join("grid");
+    let (code, _, err) = run_sweep(&grid, &out);
+    assert_eq!(code, 0, "{err}");
+    let keys = point_keys(&out);
+    assert_eq!(keys.len(), 2);
+    assert!(
+        keys.contains(&point_keys(&dir.join("plain"))[0]),
+        "systems = 1 keeps the key a sweep without `systems` gives"
+    );
+    let (code, _, err) = run_cli(&["merge", out.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let systems: Vec<&str> = rows.iter().map(|r| &r[at("systems")]).collect();
+    assert_eq!(systems, ["1", "2"]);
+    let seconds = |r: &csv::StringRecord| r[at("pretrain_seconds")].parse::<f64>().unwrap();
+    assert!(seconds(&rows[1]) < seconds(&rows[0]), "{csv}");
+    for (bad, says) in [
+        ("[0]", "`systems[0]` = 0"),
+        ("[1, 193]", "`systems[1]` = 193"),
+        ("[2, 2]", "`systems` lists 2 twice"),
+    ] {
+        let spec = temp_file("dp-sweep-bad.toml", &format!("{base}systems = {bad}\n"));
+        let out = dir.join("bad");
+        let (code, _, err) = run_sweep(&spec, &out);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+        assert!(
+            !out.join("points").exists(),
+            "{bad}: a point ran before the refusal"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 mod cluster_keys {
