@@ -201,6 +201,25 @@ fn train_on_two_systems_reports_them_and_their_throughput() {
         .next()
         .unwrap()
         .ends_with(",data_parallel_cycles"));
+    let (code, table, err) = run_cli(&[
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--systems",
+        "2",
+        "--out",
+        out,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let header = "wafersim train: gpt-tiny on 2 x mini data-parallel";
+    assert!(table.starts_with(header), "{table}");
+    let (code, table, err) = run_cli(&["step", "gpt-tiny", "--fabric", "mini", "--systems", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let systems = "systems     2 data-parallel, 4 of the 8 sequences each; SwarmX tree of 1 \
+                   level: 11,000 cycles";
+    assert!(table.contains(systems), "{table}");
+    assert!(table.contains("data parallel    11,000"), "{table}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
