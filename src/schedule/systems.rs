@@ -52,6 +52,16 @@ pub fn run_step_on_systems(
         batch_sequences: batch_per_system(config.batch_sequences, systems),
         ..config
     };
+    // As the vendor's compiler does: a microbatch is at most the per-system batch.
+    if let Some(mb) = options.microbatch_sequences {
+        if mb == 0 || mb > per_system.batch_sequences {
+            return Err(Error::Input(format!(
+                "--microbatch {mb} is not allowed with --systems {systems}: must be 1 to the \
+                 per-system batch of {} sequences (ceil({} / {systems}))",
+                per_system.batch_sequences, config.batch_sequences
+            )));
+        }
+    }
     let mut step = run_step(model, fabric, per_system, options)?;
     let timelines: Vec<(u64, Vec<TimelineOp>)> = step
         .plan

@@ -250,6 +250,23 @@ fn system_counts_outside_the_cluster_are_refused_naming_the_flag_and_range() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(!out.exists(), "train --systems 0 made its folder");
+    // A microbatch beyond the per-system batch (8 on 3 systems: 3 each).
+    let (code, _, err) = run_cli(&[
+        "step",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--systems",
+        "3",
+        "--microbatch",
+        "4",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--microbatch 4 is not allowed with --systems 3")
+            && err.contains("per-system batch of 3 sequences"),
+        "{err}"
+    );
     let (code, _, err) = run_cli(&["step", "gpt-tiny", "--systems", "two"]);
     assert_eq!(code, 2);
     assert!(err.contains("--systems"), "{err}");
