@@ -10,10 +10,10 @@
 //! for the B sequences trained (releases before 2.5 required N to divide B, where both agree).
 
 use super::step::{run_step, StepResult};
-use crate::cost::{data_parallel_cost, StreamGroup, TimelineOp};
+use crate::cost::{data_parallel_cost, DataParallelCost, StreamGroup, TimelineOp};
 use crate::error::{Error, Result};
 use crate::graph::{StepConfig, StepGraph};
-use crate::map::MapOptions;
+use crate::map::{MapOptions, Plan};
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// Refuses a system count outside 1 to the fabric's `cluster.systems_max`, naming the flag.
@@ -63,31 +63,7 @@ pub fn run_step_on_systems(
         }
     }
     let mut step = run_step(model, fabric, per_system, options)?;
-    let timelines: Vec<(u64, Vec<TimelineOp>)> = step
-        .plan
-        .groups
-        .iter()
-        .map(|g| {
-            let ops = g
-                .ops
-                .iter()
-                .map(|op| TimelineOp {
-                    cycles: op.cost.cycles,
-                    io_in_cycles: op.io_in_cycles,
-                    io_out_cycles: op.io_out_cycles,
-                })
-                .collect();
-            (g.repeat, ops)
-        })
-        .collect();
-    let groups: Vec<StreamGroup> = timelines
-        .iter()
-        .map(|(repeat, ops)| StreamGroup {
-            repeat: *repeat,
-            ops,
-        })
-        .collect();
-    let cost = data_parallel_cost(fabric, systems, &groups);
+    let cost = tree_cost(fabric, systems, &step.plan);
     let one_system_cycles = step.cycles;
     let cycles = one_system_cycles.checked_add(cost.cycles).ok_or_else(|| {
         Error::Input(format!(
@@ -114,4 +90,32 @@ pub fn run_step_on_systems(
     step.data_parallel = cost;
     debug_assert_eq!(step.breakdown.total(), step.cycles);
     Ok(step)
+}
+
+/// What the SwarmX tree adds to one system's `plan` on `systems` systems.
+fn tree_cost(fabric: &FabricSpec, systems: u64, plan: &Plan) -> DataParallelCost {
+    let timelines: Vec<(u64, Vec<TimelineOp>)> = plan
+        .groups
+        .iter()
+        .map(|g| {
+            let ops = g
+                .ops
+                .iter()
+                .map(|op| TimelineOp {
+                    cycles: op.cost.cycles,
+                    io_in_cycles: op.io_in_cycles,
+                    io_out_cycles: op.io_out_cycles,
+                })
+                .collect();
+            (g.repeat, ops)
+        })
+        .collect();
+    let groups: Vec<StreamGroup> = timelines
+        .iter()
+        .map(|(repeat, ops)| StreamGroup {
+            repeat: *repeat,
+            ops,
+        })
+        .collect();
+    data_parallel_cost(fabric, systems, &groups)
 }
