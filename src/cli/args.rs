@@ -155,6 +155,10 @@ pub struct TrainArgs {
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Systems (CS-2 on wse2, CS-3 on wse3) trained data-parallel through SwarmX: each runs
+    /// ceil(batch / N) sequences of every step; 1 to the fabric's cluster.systems_max.
+    #[arg(long, default_value = "1")]
+    pub systems: u64,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -178,6 +182,10 @@ pub struct StepArgs {
     /// Recompute attention in backward (yes) or keep it (no); default: the mapper searches.
     #[arg(long, value_name = "yes|no", value_parser = clap::builder::BoolishValueParser::new(), hide_possible_values = true)]
     pub recompute: Option<bool>,
+    /// Systems (CS-2 on wse2, CS-3 on wse3) trained data-parallel through SwarmX: each runs
+    /// ceil(batch / N) sequences of every step; 1 to the fabric's cluster.systems_max.
+    #[arg(long, default_value = "1")]
+    pub systems: u64,
     /// Also draw the step's per-PE utilisation heatmap here (.png or .svg).
     #[arg(long)]
     pub heatmap: Option<std::path::PathBuf>,

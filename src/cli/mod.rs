@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::graph::StepConfig;
 use crate::map::MapOptions;
 use crate::report::{FabricInspect, FlopsReport, ModelInspect, StepReport};
-use crate::schedule::run_step;
+use crate::schedule::{check_systems, run_step_on_systems};
 use crate::spec::{
     builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml, read_fabric, read_model,
     SpecSources,
@@ -109,6 +109,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             model
                 .recipe
                 .check_masks_weights("--sparsity", step.sparsity)?;
+            check_systems(&fabric, step.systems)?;
             check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
             if step.heatmap.is_some() {
                 crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
@@ -118,7 +119,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 microbatch_sequences: step.microbatch,
                 recompute_attention: step.recompute,
             };
-            let result = run_step(&model, &fabric, config, options)?;
+            let result = run_step_on_systems(&model, &fabric, config, options, step.systems)?;
             step_pictures(step, &result, &model, &fabric, common.seed())?;
             let host_seconds = started.elapsed().as_secs_f64();
             let sources = SpecSources::of(&model_text, &fabric_text);

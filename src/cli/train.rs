@@ -11,7 +11,9 @@ use crate::report::{
     step_trace, utilization_heatmap_name, write_atomic, CountersFile, Outputs, RunCounters,
     TrainReport,
 };
-use crate::schedule::{busy_grid, check_grid_memory, run_recipe, sram_grid, RunResult};
+use crate::schedule::{
+    busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, sram_grid, RunResult,
+};
 use crate::spec::{read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
@@ -21,6 +23,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
     let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
     let sparsities = checked_sparsities(args, &model, &fabric)?;
+    check_systems(&fabric, args.systems)?;
     // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
     // into the built-in's folder.
     let out = args.out.clone().unwrap_or_else(|| {
@@ -37,8 +40,8 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let _lock = lock_folder(&out)?;
     remove_stale_temporaries(&out)?;
     // A run refused by the simulation (a plan that does not fit) leaves no folder it made.
-    let runs =
-        run_recipe(&model, &fabric, &sparsities).inspect_err(|_| remove_empty_folders(&created))?;
+    let runs = run_recipe_on_systems(&model, &fabric, &sparsities, args.systems)
+        .inspect_err(|_| remove_empty_folders(&created))?;
     let sources = SpecSources::of(&model_text, &fabric_text);
     let report = TrainReport::new(&model, &fabric, sources, &runs, common.seed());
     let planned = output_names(&runs);

@@ -10,12 +10,14 @@ mod collective;
 mod elementwise;
 mod gemm;
 mod io;
+mod swarmx;
 mod timeline;
 
 pub use collective::{collective_cycles, CollectiveAlgo, CollectiveKind};
 pub use elementwise::{elementwise_cost, ElementwiseProblem};
 pub use gemm::{fmac_ops, gemm_cost, gemm_cost_with_counts, GemmForm, GemmProblem, GemmTile};
 pub use io::{stream_bytes, stream_cycles, WireWeight};
+pub use swarmx::{data_parallel_cost, tree_levels, DataParallelCost, StreamGroup};
 pub use timeline::{timeline, TimelineOp, TimelineSpan};
 
 use serde::Serialize;

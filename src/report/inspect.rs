@@ -235,6 +235,15 @@ impl FabricInspect {
             si(s.io.wafer_io_bits_per_second as f64, "b/s"),
             self.io_bytes_per_cycle
         );
+        let c = &s.cluster;
+        out += &format!(
+            "cluster       up to {} systems data-parallel through SwarmX: {}-way nodes, links {}, reduction {}, {} ns per tree level\n",
+            thousands(c.systems_max as u128),
+            c.swarmx_fan_out,
+            si(c.swarmx_link_bits_per_second as f64, "b/s"),
+            si(c.swarmx_reduce_bits_per_second as f64, "b/s"),
+            thousands(c.swarmx_level_latency_ns as u128)
+        );
         out
     }
 }

@@ -22,9 +22,14 @@ pub struct StepReport {
     pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub phase: Phase,
     pub sparsity: f64,
+    /// Tokens and sequences of the whole step, over every system.
     pub tokens: u64,
     pub batch_sequences: u64,
     pub seq_len: u64,
+    /// Systems trained data-parallel, and the sequences each runs (⌈batch / systems⌉); the
+    /// microbatches, cycles, utilisation, SRAM and ops are one system's.
+    pub systems: u64,
+    pub batch_sequences_per_system: u64,
     pub microbatch_sequences: u64,
     pub microbatches: u64,
     pub recompute_attention: bool,
@@ -37,8 +42,11 @@ pub struct StepReport {
     pub flops_optimizer: u128,
     /// The wafer's executed FLOPs ÷ the step's seconds.
     pub flops_per_second: f64,
-    /// Achieved FLOP/s ÷ the fabric's dense fp16 peak.
+    /// Achieved FLOP/s ÷ the fabric's dense fp16 peak (of all the systems).
     pub peak_fraction: f64,
+    /// Sequences of the step ÷ its seconds, over all systems and per system.
+    pub samples_per_second: f64,
+    pub samples_per_second_per_system: f64,
     /// "io" when the fabric waits on its edge for at least half the step, else "compute".
     pub bound: &'static str,
     pub pe_utilization_mean: f64,
@@ -48,6 +56,8 @@ pub struct StepReport {
     /// The most loaded PE's SRAM by use: code, activations saved for backward, the largest op.
     pub sram: crate::map::SramBudget,
     pub breakdown: Breakdown,
+    /// What the SwarmX tree adds (`breakdown.data_parallel`), by part; zeros on one system.
+    pub data_parallel: crate::cost::DataParallelCost,
     pub ops: Vec<OpRow>,
     pub host_seconds: f64,
 }
@@ -63,6 +73,7 @@ impl StepReport {
         let plan = &result.plan;
         let seconds = result.cycles as f64 / fabric.clock.clock_hz as f64;
         let flops_per_second = result.flops_executed as f64 / seconds.max(f64::MIN_POSITIVE);
+        let samples_per_second = result.batch_sequences as f64 / seconds.max(f64::MIN_POSITIVE);
         let b = &result.breakdown;
         let unvalidated = unvalidated_keys(fabric);
         StepReport {
@@ -75,9 +86,11 @@ impl StepReport {
             unvalidated_keys: unvalidated,
             phase: plan.config.phase,
             sparsity: plan.config.sparsity,
-            tokens: plan.config.tokens(),
-            batch_sequences: plan.config.batch_sequences,
+            tokens: result.batch_sequences * plan.config.seq_len,
+            batch_sequences: result.batch_sequences,
             seq_len: plan.config.seq_len,
+            systems: result.systems,
+            batch_sequences_per_system: plan.config.batch_sequences,
             microbatch_sequences: plan.microbatch_sequences,
             microbatches: plan.microbatches(),
             recompute_attention: plan.recompute_attention,
@@ -87,7 +100,10 @@ impl StepReport {
             flops_executed: result.flops_executed,
             flops_optimizer: result.flops_optimizer,
             flops_per_second,
-            peak_fraction: flops_per_second / fabric.peak_fp16_flops_per_second(),
+            peak_fraction: flops_per_second
+                / (result.systems as f64 * fabric.peak_fp16_flops_per_second()),
+            samples_per_second,
+            samples_per_second_per_system: samples_per_second / result.systems as f64,
             bound: if 2 * b.io >= result.cycles {
                 "io"
             } else {
@@ -99,6 +115,7 @@ impl StepReport {
             sram_bytes_capacity: plan.sram.capacity_bytes,
             sram: plan.sram.clone(),
             breakdown: *b,
+            data_parallel: result.data_parallel,
             ops: result.ops.clone(),
             host_seconds,
         }
@@ -114,25 +131,33 @@ impl StepReport {
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         out += &format!(
-            "step        {} tokens ({} x {}), {}{}\n",
+            "step        {} tokens ({} x {}), {}{}{}\n",
             thousands(self.tokens as u128),
             self.batch_sequences,
             self.seq_len,
             microbatch_text(
-                self.batch_sequences,
+                self.batch_sequences_per_system,
                 self.microbatches,
                 self.microbatch_sequences
             ),
+            if self.systems > 1 {
+                " on each system"
+            } else {
+                ""
+            },
             if self.recompute_attention {
                 ", attention recomputed in backward"
             } else {
                 ""
             }
         );
+        out += &format!("systems     {}{}\n", self.systems, systems_text(self));
         out += &format!(
-            "time        {} cycles = {}\n",
+            "time        {} cycles = {}: {:.1} samples/s, {:.1} per system\n",
             thousands(self.cycles as u128),
-            duration(self.seconds)
+            duration(self.seconds),
+            self.samples_per_second,
+            self.samples_per_second_per_system
         );
         out += &format!(
             "FLOPs       {} executed of {} dense on the wafer (the optimizer's {} run off-wafer): {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step ({}-bound)\n",
@@ -190,6 +215,26 @@ impl StepReport {
         out += &t.render();
         out
     }
+}
+
+/// What the systems line adds beyond the count: each system's share and the tree's cost.
+fn systems_text(r: &StepReport) -> String {
+    if r.systems == 1 {
+        return String::new();
+    }
+    let d = &r.data_parallel;
+    format!(
+        " data-parallel, {} of the {} sequences each; SwarmX tree of {} level{}: {} cycles \
+         ({} weight broadcast latency, {} gradient reduction latency, {} slower streams)",
+        r.batch_sequences_per_system,
+        r.batch_sequences,
+        d.tree_levels,
+        if d.tree_levels == 1 { "" } else { "s" },
+        thousands(d.cycles as u128),
+        thousands(d.broadcast_latency_cycles as u128),
+        thousands(d.reduce_latency_cycles as u128),
+        thousands(d.stream_cycles as u128)
+    )
 }
 
 /// How a batch of `batch` sequences splits into `microbatches` of `sequences` (the last one

@@ -27,6 +27,9 @@ pub struct TrainReport {
     pub validated: bool,
     pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub clock_hz: u64,
+    /// Systems trained data-parallel (`--systems`); each runs ⌈batch / systems⌉ sequences of
+    /// every step, and `peak_flops_per_second` is one system's.
+    pub systems: u64,
     pub peak_flops_per_second: f64,
     /// Share of a dense pre-training step's FLOPs on the weights the recipe masks: the part
     /// sparsity can shrink (the rest is Amdahl's serial part).
@@ -50,6 +53,10 @@ pub struct TrainPhase {
     pub phase: String,
     pub sparsity: f64,
     pub tokens: u64,
+    /// Sequences trained, over every system; per second of the phase, overall and per system.
+    pub sequences: u64,
+    pub samples_per_second: f64,
+    pub samples_per_second_per_system: f64,
     pub steps: u64,
     /// The wafer's work: forward, dgrad and wgrad.
     pub flops_dense: u128,
@@ -83,6 +90,7 @@ impl TrainReport {
         let step = &runs[0].pretrain_step;
         let masked_flops_share = step.sparsifiable_flops as f64 / step.flops_dense.max(1) as f64;
         let unvalidated = unvalidated_keys(fabric);
+        let systems = runs[0].total.systems;
         let runs = runs
             .iter()
             .map(|run| {
@@ -118,6 +126,7 @@ impl TrainReport {
             validated: unvalidated.is_empty(),
             unvalidated_keys: unvalidated,
             clock_hz: fabric.clock.clock_hz,
+            systems,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             masked_flops_share,
             runs,
@@ -125,11 +134,22 @@ impl TrainReport {
     }
 
     pub fn render_table(&self) -> String {
+        let on = match self.systems {
+            1 => format!(
+                "{} ({} fp16 peak)",
+                self.fabric,
+                si(self.peak_flops_per_second, "FLOP/s")
+            ),
+            n => format!(
+                "{n} x {} data-parallel ({} fp16 peak each; each system runs ceil(batch / {n}) \
+                 sequences of a step)",
+                self.fabric,
+                si(self.peak_flops_per_second, "FLOP/s")
+            ),
+        };
         let mut out = format!(
-            "wafersim train: {} on {} ({} fp16 peak), dense and sparse pre-training, dense fine-tuning, soft prompting\n\n",
+            "wafersim train: {} on {on}, dense and sparse pre-training, dense fine-tuning, soft prompting\n\n",
             self.model,
-            self.fabric,
-            si(self.peak_flops_per_second, "FLOP/s")
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         let mut t = Table::new([
@@ -216,6 +236,7 @@ struct PhaseRow<'a> {
     io_cycles: u64,
     imbalance_cycles: u64,
     overhead_cycles: u64,
+    data_parallel_cycles: u64,
 }
 
 impl<'a> PhaseRow<'a> {
@@ -241,6 +262,7 @@ impl<'a> PhaseRow<'a> {
             io_cycles: b.io,
             imbalance_cycles: b.imbalance,
             overhead_cycles: b.overhead,
+            data_parallel_cycles: b.data_parallel,
         }
     }
 }
@@ -298,16 +320,21 @@ struct OpRow<'a> {
 impl TrainPhase {
     /// A phase of a run; `clock` (Hz) converts cycles to seconds.
     pub fn of_phase(p: &PhaseResult, clock: f64) -> TrainPhase {
+        let seconds = p.cycles as f64 / clock;
+        let samples_per_second = p.sequences as f64 / seconds.max(f64::MIN_POSITIVE);
         TrainPhase {
             phase: p.phase.name().to_string(),
             sparsity: p.sparsity,
             tokens: p.tokens,
+            sequences: p.sequences,
+            samples_per_second,
+            samples_per_second_per_system: samples_per_second / p.systems as f64,
             steps: p.steps,
             flops_dense: p.flops_dense,
             flops_executed: p.flops_executed,
             flops_optimizer: p.flops_optimizer,
             cycles: p.cycles,
-            seconds: p.cycles as f64 / clock,
+            seconds,
             theoretical_speedup: p.theoretical_speedup,
             simulated_speedup: p.simulated_speedup,
             pe_utilization_mean: p.pe_utilization_mean,
@@ -317,16 +344,21 @@ impl TrainPhase {
 
     /// The whole recipe of a run at `sparsity`.
     pub fn of_total(t: &PhaseTotal, sparsity: f64, clock: f64) -> TrainPhase {
+        let seconds = t.cycles as f64 / clock;
+        let samples_per_second = t.sequences as f64 / seconds.max(f64::MIN_POSITIVE);
         TrainPhase {
             phase: "total".to_string(),
             sparsity,
             tokens: t.tokens,
+            sequences: t.sequences,
+            samples_per_second,
+            samples_per_second_per_system: samples_per_second / t.systems as f64,
             steps: t.steps,
             flops_dense: t.flops_dense,
             flops_executed: t.flops_executed,
             flops_optimizer: t.flops_optimizer,
             cycles: t.cycles,
-            seconds: t.cycles as f64 / clock,
+            seconds,
             theoretical_speedup: t.theoretical_speedup,
             simulated_speedup: t.simulated_speedup,
             pe_utilization_mean: t.pe_utilization_mean,

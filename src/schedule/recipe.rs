@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::step::{run_step, Breakdown, StepResult};
+use super::step::{Breakdown, StepResult};
+use super::systems::{check_systems, run_step_on_systems};
 use crate::cost::stream_cycles;
 use crate::error::{Error, Result};
 use crate::graph::{PhaseFlops, StepConfig};
@@ -16,7 +17,11 @@ pub struct PhaseResult {
     pub phase: Phase,
     pub sparsity: f64,
     pub tokens: u64,
+    /// Sequences trained in the phase, over every system.
+    pub sequences: u64,
     pub steps: u64,
+    /// Systems trained data-parallel; each runs ⌈batch / systems⌉ sequences of a step.
+    pub systems: u64,
     pub microbatch_sequences: u64,
     /// The wafer's work, as `graph::PhaseFlops` counts it.
     pub flops_dense: u128,
@@ -46,6 +51,8 @@ pub struct RunResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseTotal {
     pub tokens: u64,
+    pub sequences: u64,
+    pub systems: u64,
     pub steps: u64,
     pub flops_dense: u128,
     pub flops_executed: u128,
@@ -63,13 +70,26 @@ pub fn run_recipe(
     fabric: &FabricSpec,
     sparsities: &[f64],
 ) -> Result<Vec<RunResult>> {
+    run_recipe_on_systems(model, fabric, sparsities, 1)
+}
+
+/// [`run_recipe`] on `systems` systems trained data-parallel (`run_step_on_systems`): every
+/// phase's steps keep their batch, each system running its share.
+pub fn run_recipe_on_systems(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    sparsities: &[f64],
+    systems: u64,
+) -> Result<Vec<RunResult>> {
+    check_systems(fabric, systems)?;
     let levels = sparsity_levels(sparsities);
+    let phase = |phase, sparsity| run_phase(model, fabric, phase, sparsity, systems);
     // Fine-tuning and soft prompting are dense in every run: simulate them once.
-    let finetune = run_phase(model, fabric, Phase::Finetune, 0.0)?;
-    let softprompt = run_phase(model, fabric, Phase::Softprompt, 0.0)?;
+    let finetune = phase(Phase::Finetune, 0.0)?;
+    let softprompt = phase(Phase::Softprompt, 0.0)?;
     let mut runs: Vec<RunResult> = Vec::with_capacity(levels.len());
     for sparsity in levels {
-        let (pretrain, step) = run_phase(model, fabric, Phase::Pretrain, sparsity)?;
+        let (pretrain, step) = phase(Phase::Pretrain, sparsity)?;
         let phases = vec![pretrain, finetune.0.clone(), softprompt.0.clone()];
         check_run_cycles(model, fabric, &phases)?;
         runs.push(RunResult {
@@ -98,16 +118,17 @@ fn run_phase(
     fabric: &FabricSpec,
     phase: Phase,
     sparsity: f64,
+    systems: u64,
 ) -> Result<(PhaseResult, StepResult)> {
     let flops = PhaseFlops::of(model, phase, sparsity);
     let config = StepConfig::for_phase(model, phase, sparsity);
-    let step = run_step(model, fabric, config, MapOptions::default())?;
+    let step = run_step_on_systems(model, fabric, config, MapOptions::default(), systems)?;
     let sequences = model.phase_sequences(phase);
     let full_steps = sequences / config.batch_sequences;
     let remainder = sequences % config.batch_sequences;
     let last = match remainder {
         0 => None,
-        _ => Some(run_step(
+        _ => Some(run_step_on_systems(
             model,
             fabric,
             StepConfig {
@@ -115,6 +136,7 @@ fn run_phase(
                 ..config
             },
             MapOptions::default(),
+            systems,
         )?),
     };
     // Every phase starts by loading its program (code and routes) into every PE through the
@@ -142,7 +164,9 @@ fn run_phase(
         phase,
         sparsity,
         tokens: flops.tokens,
+        sequences,
         steps: flops.steps,
+        systems,
         microbatch_sequences: step.plan.microbatch_sequences,
         flops_dense: flops.flops_dense,
         flops_executed: flops.flops_executed,
@@ -217,6 +241,8 @@ fn total_of(phases: &[PhaseResult]) -> PhaseTotal {
         .sum();
     PhaseTotal {
         tokens: phases.iter().map(|p| p.tokens).sum(),
+        sequences: phases.iter().map(|p| p.sequences).sum(),
+        systems: phases.first().map_or(1, |p| p.systems),
         steps: phases.iter().map(|p| p.steps).sum(),
         flops_dense,
         flops_executed,
@@ -247,6 +273,7 @@ pub fn gap_shares(
             ("I/O", b.io),
             ("imbalance", b.imbalance),
             ("overhead", b.overhead),
+            ("data parallel", b.data_parallel),
         ]
     };
     let total = run.total().max(1) as f64;

@@ -23,6 +23,9 @@ pub struct Breakdown {
     pub imbalance: u64,
     /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation.
     pub overhead: u64,
+    /// With several systems: what the SwarmX weight broadcast and gradient reduction add
+    /// (`cost::data_parallel_cost`); 0 on one system.
+    pub data_parallel: u64,
 }
 
 impl Breakdown {
@@ -33,6 +36,7 @@ impl Breakdown {
             + self.io
             + self.imbalance
             + self.overhead
+            + self.data_parallel
     }
 
     fn add_op(&mut self, op: &OpPlan, io_wait: u64, times: u64) {
@@ -57,11 +61,12 @@ impl Breakdown {
             io: self.io * times,
             imbalance: self.imbalance * times,
             overhead: self.overhead * times,
+            data_parallel: self.data_parallel * times,
         }
     }
 
     /// (name, cycles) pairs in a fixed order, for tables.
-    pub fn entries(&self) -> [(&'static str, u64); 6] {
+    pub fn entries(&self) -> [(&'static str, u64); 7] {
         [
             ("sparse compute", self.sparse_compute),
             ("dense compute", self.dense_compute),
@@ -69,6 +74,7 @@ impl Breakdown {
             ("I/O", self.io),
             ("imbalance", self.imbalance),
             ("overhead", self.overhead),
+            ("data parallel", self.data_parallel),
         ]
     }
 }
@@ -84,6 +90,7 @@ impl std::ops::Add for Breakdown {
             io: self.io + b.io,
             imbalance: self.imbalance + b.imbalance,
             overhead: self.overhead + b.overhead,
+            data_parallel: self.data_parallel + b.data_parallel,
         }
     }
 }
@@ -155,6 +162,13 @@ pub struct StepResult {
     pub sparsifiable_compute: u64,
     /// Dense-equivalent FLOPs of the wafer's ops on weights the recipe masks.
     pub sparsifiable_flops: u128,
+    /// Systems the step ran on, data-parallel (`schedule::run_step_on_systems`); the plan, the
+    /// cycles and the ops are one system's, the FLOPs the whole batch's.
+    pub systems: u64,
+    /// Sequences of the whole step, over every system.
+    pub batch_sequences: u64,
+    /// What the SwarmX tree added (`breakdown.data_parallel`), by part.
+    pub data_parallel: crate::cost::DataParallelCost,
 }
 
 /// Maps and times one step.
@@ -205,5 +219,8 @@ pub fn run_step(
         pe_utilization_max: (busy_max as f64 / denominator).min(1.0),
         sparsifiable_compute,
         sparsifiable_flops,
+        systems: 1,
+        batch_sequences: config.batch_sequences,
+        data_parallel: crate::cost::data_parallel_cost(fabric, 1, &[]),
     })
 }

@@ -16,6 +16,7 @@ pub struct FabricSpec {
     pub pe: PeSpec,
     pub router: RouterSpec,
     pub io: IoSpec,
+    pub cluster: ClusterSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +73,23 @@ pub struct RouterSpec {
 #[serde(deny_unknown_fields)]
 pub struct IoSpec {
     pub wafer_io_bits_per_second: u64,
+}
+
+/// Several systems trained data-parallel: one weight broadcast from MemoryX to every system and
+/// one gradient reduction back, through the SwarmX tree of broadcast-reduce nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Most systems one data-parallel job may use (the largest cluster the vendor documents).
+    pub systems_max: u64,
+    /// Rate of the SwarmX link into (and out of) each system, in each direction.
+    pub swarmx_link_bits_per_second: u64,
+    /// Children one broadcast-reduce node serves: the tree's fan-out.
+    pub swarmx_fan_out: u64,
+    /// Rate at which one node sums its children's gradient streams (its output).
+    pub swarmx_reduce_bits_per_second: u64,
+    /// Latency one level of the tree adds to a stream, in nanoseconds.
+    pub swarmx_level_latency_ns: u64,
 }
 
 /// Keys the spec had and no longer has, with why: a file that still sets one is refused with
@@ -233,7 +251,7 @@ impl FabricSpec {
             1,
             1 << 60,
         )?;
-        Ok(())
+        self.cluster.validate(&c)
     }
 
     /// PEs available to user kernels.
@@ -277,6 +295,35 @@ impl FabricSpec {
     /// Wafer I/O in bytes per clock cycle (a float: it is a rate, used only by cost models).
     pub fn io_bytes_per_cycle(&self) -> f64 {
         self.io.wafer_io_bits_per_second as f64 / 8.0 / self.clock.clock_hz as f64
+    }
+}
+
+/// Most systems a fabric file may allow: far beyond any cluster built, small enough that a tree
+/// level count and a step's systems stay trivially inside u64.
+const MAX_SYSTEMS: u64 = 1 << 20;
+
+impl ClusterSpec {
+    fn validate(&self, c: &Checker) -> Result<()> {
+        c.range("cluster.systems_max", self.systems_max, 1, MAX_SYSTEMS)?;
+        c.range(
+            "cluster.swarmx_link_bits_per_second",
+            self.swarmx_link_bits_per_second,
+            1,
+            1 << 60,
+        )?;
+        c.range("cluster.swarmx_fan_out", self.swarmx_fan_out, 2, 1024)?;
+        c.range(
+            "cluster.swarmx_reduce_bits_per_second",
+            self.swarmx_reduce_bits_per_second,
+            1,
+            1 << 60,
+        )?;
+        c.at_most(
+            "cluster.swarmx_level_latency_ns",
+            self.swarmx_level_latency_ns,
+            1_000_000_000,
+            "nanoseconds (one second per tree level)",
+        )
     }
 }
 

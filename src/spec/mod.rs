@@ -13,7 +13,9 @@ pub use builtin::{
     builtin_fabrics, builtin_models, is_builtin_fabric, is_builtin_model, load_fabric, load_model,
     read_fabric, read_model, sha256_hex, Provenance, SpecSources, SpecText, BUILTIN,
 };
-pub use fabric::{ClockSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec};
+pub use fabric::{
+    ClockSpec, ClusterSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec,
+};
 pub use model::{
     Architecture, FinetuneSpec, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec, WeightKind,
 };

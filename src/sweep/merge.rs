@@ -57,6 +57,7 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
                 p.point.fabric.clone(),
                 p.point.overrides.clone(),
                 p.point.seed,
+                p.point.systems,
             )
         };
         key(a)
@@ -140,7 +141,7 @@ fn check_expected(
 }
 
 /// One line per point, in the order given (`read_points` sorts by model, fabric, overrides,
-/// seed and sparsity).
+/// seed, systems and sparsity).
 pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
     csv_text(points.iter().map(|p| {
         SweepRow {
@@ -165,6 +166,7 @@ pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
             pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
             pretrain_io_cycles: p.pretrain.breakdown.io,
             pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
+            systems: p.point.systems,
         }
     }))
 }
@@ -188,4 +190,6 @@ struct SweepRow<'a> {
     pretrain_pe_utilization_mean: f64,
     pretrain_io_cycles: u64,
     pretrain_overhead_cycles: u64,
+    /// Last, so the columns before it keep their places.
+    systems: u64,
 }

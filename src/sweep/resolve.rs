@@ -1,6 +1,6 @@
 //! A sweep's points resolved to what produces their figures: the point (model and fabric as the
-//! spec names them, sparsity, seed, overrides), the exact contents of the model and fabric files,
-//! and the timing model's version. A point's key is a hash of all of them, so a point is reused
+//! spec names them, sparsity, seed, systems, overrides), the exact contents of the model and
+//! fabric files, and the timing model's version. A point's key is a hash of all of them, so a point is reused
 //! only when nothing that could move its figures has changed.
 
 use std::collections::BTreeMap;

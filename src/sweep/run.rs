@@ -14,7 +14,7 @@ use super::spec::{Point, SweepSpec};
 use crate::error::{Error, Result};
 use crate::report::{create_folder, write_atomic};
 use crate::report::{PhaseFigures, TrainPhase};
-use crate::schedule::run_recipe;
+use crate::schedule::run_recipe_on_systems;
 use crate::spec::{parse_toml, ModelSpec, SpecText};
 
 /// A shard `i/n` (1-based): the points whose key (its first 64 bits) modulo n is i − 1.
@@ -227,8 +227,8 @@ pub fn run_sweep(
         points_replaced: statuses.iter().map(|p| p.replaced.len() as u64).sum(),
         reused_when: format!(
             "points/<key>.json holds a point of wafersim {} with that key: SHA-256 of the point \
-             (model and fabric as the spec names them, sparsity, seed, overrides), the SHA-256 of \
-             the model and fabric files' contents, and timing model version {}",
+             (model and fabric as the spec names them, sparsity, seed, systems, overrides), the \
+             SHA-256 of the model and fabric files' contents, and timing model version {}",
             crate::VERSION,
             crate::TIMING_MODEL_VERSION
         ),
@@ -273,7 +273,18 @@ fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u6
         ),
         p.point.sparsity,
     )?;
-    p.fabric.fabric()?;
+    let fabric = p.fabric.fabric()?;
+    if p.point.systems > fabric.cluster.systems_max {
+        let index = spec.systems.iter().position(|&n| n == p.point.systems);
+        return Err(Error::Input(format!(
+            "{origin}: key `systems[{}]` = {} is not allowed on fabric {}: 1 to its \
+             cluster.systems_max = {}",
+            index.unwrap_or_default(),
+            p.point.systems,
+            p.point.fabric,
+            fabric.cluster.systems_max
+        )));
+    }
     let step_tokens = model.recipe.pretrain.batch_sequences * model.recipe.pretrain.seq_len;
     let params = crate::graph::ParamCounts::of(&model).non_embedding;
     let runs = if p.point.sparsity > 0.0 { 2 } else { 1 };
@@ -457,7 +468,7 @@ fn set_dotted(
 fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
     let model = load_point_model(&p.point, &p.model, origin)?;
     let fabric = p.fabric.fabric()?;
-    let runs = run_recipe(&model, &fabric, &[p.point.sparsity])?;
+    let runs = run_recipe_on_systems(&model, &fabric, &[p.point.sparsity], p.point.systems)?;
     let run = runs.last().expect("the dense run at least");
     let clock = fabric.clock.clock_hz as f64;
     let unvalidated = crate::validate::unvalidated_keys(&fabric);

@@ -19,6 +19,9 @@ pub struct SweepSpec {
     pub sparsities: Vec<f64>,
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// Systems trained data-parallel (`train --systems`), each value a point of its own.
+    #[serde(default = "default_systems")]
+    pub systems: Vec<u64>,
     /// Dotted model keys, each with the values to sweep, e.g.
     /// `"recipe.pretrain.batch_sequences" = [256, 512]`.
     #[serde(default)]
@@ -51,6 +54,18 @@ fn default_seeds() -> Vec<u64> {
     vec![1]
 }
 
+fn default_systems() -> Vec<u64> {
+    vec![1]
+}
+
+fn one_system() -> u64 {
+    1
+}
+
+fn is_one_system(systems: &u64) -> bool {
+    *systems == 1
+}
+
 fn default_max_points() -> u64 {
     10_000
 }
@@ -66,6 +81,10 @@ pub struct Point {
     pub fabric: String,
     pub sparsity: f64,
     pub seed: u64,
+    /// Systems trained data-parallel; left out of the point (and its key) when 1, so the points
+    /// of a sweep without `systems` keep their keys.
+    #[serde(default = "one_system", skip_serializing_if = "is_one_system")]
+    pub systems: u64,
     /// Dotted key → value, as TOML text.
     pub overrides: BTreeMap<String, String>,
 }
@@ -78,8 +97,12 @@ impl Point {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let systems = match self.systems {
+            1 => String::new(),
+            n => format!(";systems={n}"),
+        };
         format!(
-            "model={};fabric={};sparsity={};seed={};overrides={}",
+            "model={};fabric={};sparsity={};seed={}{systems};overrides={}",
             self.model,
             self.fabric,
             self.sparsity,
@@ -116,6 +139,15 @@ impl SweepSpec {
         if self.seeds.is_empty() {
             return Err(empty("seeds"));
         }
+        if self.systems.is_empty() {
+            return Err(empty("systems"));
+        }
+        if let Some(i) = self.systems.iter().position(|&n| n == 0) {
+            return Err(Error::Input(format!(
+                "{origin}: key `systems[{i}]` = 0 is not allowed: 1 to each fabric's \
+                 cluster.systems_max"
+            )));
+        }
         for (i, &s) in self.sparsities.iter().enumerate() {
             check_sparsity(&format!("{origin}: key `sparsities[{i}]`"), s)?;
         }
@@ -150,11 +182,13 @@ impl SweepSpec {
             .map(|&s| normal(s).to_string())
             .collect();
         let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+        let systems: Vec<String> = self.systems.iter().map(u64::to_string).collect();
         let mut lists = vec![
             ("models".to_string(), self.models.clone()),
             ("fabrics".to_string(), self.fabrics.clone()),
             ("sparsities".to_string(), sparsities),
             ("seeds".to_string(), seeds),
+            ("systems".to_string(), systems),
         ];
         for (key, values) in &self.overrides {
             let values = values.iter().map(toml::Value::to_string).collect();
@@ -180,6 +214,7 @@ impl SweepSpec {
             * self.fabrics.len() as u128
             * self.sparsities.len() as u128
             * self.seeds.len() as u128
+            * self.systems.len() as u128
             * overrides
     }
 
@@ -203,14 +238,17 @@ impl SweepSpec {
             for fabric in &self.fabrics {
                 for overrides in &assignments {
                     for &seed in &self.seeds {
-                        for &sparsity in &self.sparsities {
-                            points.push(Point {
-                                model: model.clone(),
-                                fabric: fabric.clone(),
-                                sparsity: normal(sparsity),
-                                seed,
-                                overrides: overrides.clone(),
-                            });
+                        for &systems in &self.systems {
+                            for &sparsity in &self.sparsities {
+                                points.push(Point {
+                                    model: model.clone(),
+                                    fabric: fabric.clone(),
+                                    sparsity: normal(sparsity),
+                                    seed,
+                                    systems,
+                                    overrides: overrides.clone(),
+                                });
+                            }
                         }
                     }
                 }

@@ -32,6 +32,11 @@ const FABRIC_KEYS: &[&str] = &[
     "colors_reserved",
     "color_buffer_depth_wavelets",
     "wafer_io_bits_per_second",
+    "systems_max",
+    "swarmx_link_bits_per_second",
+    "swarmx_fan_out",
+    "swarmx_reduce_bits_per_second",
+    "swarmx_level_latency_ns",
 ];
 
 const MODEL_KEYS: &[&str] = &[
