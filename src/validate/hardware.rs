@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
 use crate::map::MapOptions;
-use crate::schedule::run_step;
+use crate::schedule::run_step_on_systems;
 use crate::spec::{
     load_fabric, parse_toml, Architecture, Checker, FabricSpec, FinetuneSpec, ModelSpec, Phase,
     PretrainSpec, Recipe, SoftpromptSpec, MAX_BATCH, MAX_LAYERS, MAX_SEQ, MAX_WIDTH,
@@ -336,8 +336,6 @@ pub struct CaseResult {
     pub measured_peak_fraction: Option<f64>,
     /// The simulated step's cycles by category.
     pub breakdown: Option<crate::schedule::Breakdown>,
-    /// How the simulation departs from the run (several systems simulated as one).
-    pub simulation_note: Option<String>,
     /// Why the stand-in's step does not map, if it does not.
     pub unmapped_reason: Option<String>,
 }
@@ -347,24 +345,16 @@ pub struct CaseResult {
 pub fn simulate_case(case: &Case, stand_in: &StandIn, fabric: &FabricSpec) -> CaseResult {
     let systems = case.systems;
     let per_system = case.batch_sequences.div_ceil(systems);
-    let model = stand_in_model(case, stand_in, per_system);
+    // The step's batch is the whole cluster's; `run_step_on_systems` splits it as the vendor does.
+    let model = stand_in_model(case, stand_in, case.batch_sequences);
     let config = StepConfig::for_phase(&model, Phase::Pretrain, 0.0);
     let step = model
         .validate(&format!("hardware case '{}'", case.name))
-        .and_then(|()| run_step(&model, fabric, config, MapOptions::default()));
+        .and_then(|()| run_step_on_systems(&model, fabric, config, MapOptions::default(), systems));
     let mut result = unsimulated(case, per_system);
-    result.simulation_note = (systems > 1).then(|| {
-        format!(
-            "{systems} systems simulated as one running ⌈{} / {systems}⌉ = {per_system} \
-             sequences per step; data-parallel weight broadcast and gradient reduction not \
-             modelled",
-            case.batch_sequences
-        )
-    });
     match step {
         Ok(step) => {
             let seconds = step.cycles as f64 / fabric.clock.clock_hz as f64;
-            // The global batch trained per step, at the pace of one system's step.
             let simulated = case.batch_sequences as f64 / seconds;
             result.simulated_samples_per_second = Some(simulated);
             result.simulated_samples_per_second_per_system = Some(simulated / systems as f64);
@@ -406,7 +396,6 @@ fn unsimulated(case: &Case, per_system: u64) -> CaseResult {
         simulated_peak_fraction: None,
         measured_peak_fraction: None,
         breakdown: None,
-        simulation_note: None,
         unmapped_reason: None,
     }
 }
@@ -423,7 +412,8 @@ fn compare(result: &mut CaseResult, step: &crate::schedule::StepResult, peak_flo
     result.microbatch_factor = result
         .microbatch_sequences_vendor
         .map(|vendor| chosen as f64 / vendor as f64);
-    let per_sample = step.flops_dense as f64 / result.per_system_batch_sequences as f64;
+    // The step's FLOPs are the whole batch's, on every system together.
+    let per_sample = step.flops_dense as f64 / result.batch_sequences as f64;
     result.flops_per_sample = Some(per_sample);
     let fraction = |per_system: f64| per_system * per_sample / peak_flops;
     result.simulated_peak_fraction = result.simulated_samples_per_second_per_system.map(fraction);
@@ -608,9 +598,6 @@ impl HardwareValidation {
     fn render_notes(&self) -> String {
         let mut out = String::new();
         for c in &self.cases {
-            if let Some(note) = &c.simulation_note {
-                out += &format!("  {}: {note}\n", c.name);
-            }
             if let Some(reason) = &c.unmapped_reason {
                 out += &format!("  {}: does not map: {reason}\n", c.name);
             }

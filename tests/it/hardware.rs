@@ -3,7 +3,7 @@
 
 use wafersim::graph::StepConfig;
 use wafersim::map::MapOptions;
-use wafersim::schedule::run_step;
+use wafersim::schedule::{run_step, run_step_on_systems};
 use wafersim::spec::{load_fabric, Phase};
 use wafersim::validate::hardware::{
     load_cases, simulate_case, stand_in_model, validate_hardware, Case, CasesFile, System,
@@ -165,32 +165,30 @@ fn a_case_runs_as_the_step_of_its_stand_in() {
     assert_eq!(result.simulated_samples_per_second, Some(samples));
     assert_eq!(result.ratio, Some(samples / 100.0));
     assert_eq!(result.error, Some((samples - 100.0) / 100.0));
-    assert!(result.simulation_note.is_none() && result.unmapped_reason.is_none());
+    assert!(result.unmapped_reason.is_none());
 }
 
-/// Until data-parallel systems are simulated, N systems run as one with ⌈B/N⌉ sequences each
-/// (the lead switches this to the N-system run when it lands; then this test changes).
+/// N systems run as the vendor's data-parallel cluster: the whole batch's samples per step of
+/// `schedule::run_step_on_systems` (each system ⌈B/N⌉ sequences, plus the SwarmX tree).
 #[test]
-fn several_systems_run_the_per_system_batch_and_say_so() {
+fn several_systems_run_as_a_data_parallel_cluster() {
     let wse2 = load_fabric("wse2").unwrap();
-    let run = |systems, batch, name: &str| {
-        let path = temp_file(name, &small_case_file(systems, batch, ""));
-        let (file, _) = load_cases(Some(&path)).unwrap();
-        simulate_case(&file.case[0], &file.stand_in, &wse2)
-    };
-    let one = run(1, 8, "hardware-one.toml");
-    let two = run(2, 15, "hardware-two.toml");
+    let path = temp_file("hardware-two.toml", &small_case_file(2, 15, ""));
+    let (file, _) = load_cases(Some(&path)).unwrap();
+    let two = simulate_case(&file.case[0], &file.stand_in, &wse2);
     assert_eq!(two.per_system_batch_sequences, 8);
-    assert_eq!(two.step_cycles, one.step_cycles);
-    let seconds = one.step_seconds.unwrap();
+    let model = stand_in_model(&file.case[0], &file.stand_in, 15);
+    let config = StepConfig::for_phase(&model, Phase::Pretrain, 0.0);
+    let step = run_step_on_systems(&model, &wse2, config, MapOptions::default(), 2).unwrap();
+    assert!(step.breakdown.data_parallel > 0, "the tree costs cycles");
+    assert_eq!(two.step_cycles, Some(step.cycles));
+    let seconds = step.cycles as f64 / wse2.clock.clock_hz as f64;
     assert_eq!(two.simulated_samples_per_second, Some(15.0 / seconds));
     assert_eq!(
         two.simulated_samples_per_second_per_system,
         Some(15.0 / seconds / 2.0)
     );
     assert_eq!(two.measured_samples_per_second_per_system, Some(50.0));
-    let note = two.simulation_note.expect("a note");
-    assert!(note.contains("⌈15 / 2⌉ = 8"), "{note}");
 }
 
 #[test]
