@@ -12,10 +12,8 @@
 use serde::Serialize;
 
 use super::{expected_binomial_max, KernelCost};
-use crate::engine::kernels::attention::owner_row;
 pub use crate::engine::kernels::attention::AttentionLayout;
 use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayout};
-use crate::sparsity::split_range;
 use crate::spec::FabricSpec;
 
 /// Which operand streams and what the output is.
@@ -433,27 +431,14 @@ fn attention_cost(
     // kernel waits for the row holding the most), and catches up in no later run.
     let row0_columns = p.n / tile.rows.max(1);
     let drop = if tile.rows > 1 { block } else { 0 };
-    // The slowest N-group: its slices, its holders' drops and its changes of holder.
-    let paced = (0..tile.c_n)
-        .map(|g| {
-            let ns = split_range(p.n as usize, tile.c_n as usize, g as usize);
-            let n_g = ns.len() as u64;
-            if n_g == 0 {
-                return 0;
-            }
-            let first = owner_row(ns.start as u64, p.n, tile.rows);
-            let last = owner_row(ns.end as u64 - 1, p.n, tile.rows);
-            let holders = n_g.min(last - first + 1);
-            let changes = if holders > 1 { rounds * holders - 1 } else { 0 };
-            let held_most = if last == 0 {
-                0
-            } else {
-                n_g.min(p.n.div_ceil(tile.rows))
-            };
-            rounds * (n_g * slice + held_most * drop) + changes * bubble
-        })
-        .max()
-        .unwrap_or(0);
+    // The slowest N-group, in closed form (the mapper evaluates this for every candidate
+    // tile): the most slices, and the most holders such a run of output columns can span (it
+    // crosses at most ceil((N_g − 1)·R / N) row boundaries); a row holds at most ceil(N / R).
+    let n_g = p.n.div_ceil(tile.c_n);
+    let holders = n_g.min(((n_g - 1) * tile.rows).div_ceil(p.n) + 1);
+    let changes = if holders > 1 { rounds * holders - 1 } else { 0 };
+    let held_most = n_g.min(p.n.div_ceil(tile.rows));
+    let paced = rounds * (n_g * slice + held_most * drop) + changes * bubble;
     let fill = router.ramp_latency_cycles + (tile.rows - 1) * router.hop_latency_cycles;
     let drain = chain_drain(fabric, tile, partials_of(t_r));
     let cycles = paced + fill + drain;
