@@ -337,3 +337,40 @@ fn golden_attention_kernels() {
         ],
     );
 }
+
+/// The attention program routes four colors (two to deliver the second operand, two for the
+/// reduction chain): a fabric leaving kernels three is refused at both fidelities, naming the
+/// key; four run.
+#[test]
+fn both_fidelities_hold_attention_to_the_colors_the_fabric_leaves() {
+    for (usable, expected) in [(3, 2), (4, 0)] {
+        let text = include_str!("../../fabric/mini.toml").replace(
+            "colors_reserved = 4 ",
+            &format!("colors_reserved = {} ", 24 - usable),
+        );
+        let path = crate::common::temp_file(&format!("mini-attention-{usable}-colors.toml"), &text);
+        for fidelity in ["wavelet", "model"] {
+            let (code, _, err) = run_cli(&[
+                "kernel",
+                "attention",
+                "--fabric",
+                path.to_str().unwrap(),
+                "--fidelity",
+                fidelity,
+                "--seq",
+                "32",
+                "--head-dim",
+                "8",
+                "--products",
+                "2",
+                "--region",
+                "4x4",
+                "--quiet",
+            ]);
+            assert_eq!(code, expected, "{usable} colors, {fidelity}: {err}");
+            if expected == 2 {
+                assert!(err.contains("router.colors_reserved"), "{err}");
+            }
+        }
+    }
+}

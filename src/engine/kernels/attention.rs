@@ -15,7 +15,8 @@
 //! `owner(n)`, the rows holding the output columns in order (`split_range` of N over the rows).
 //! For the scores, n is a key: that is K's layout, tokens over rows. For `A·V` and the
 //! gradient products whose output columns are features, the `S × H` operand is assumed kept
-//! features over rows (its producer writes it transposed).
+//! features over rows (its producer writes it transposed). Likewise `dK = dSᵀ·Q` and
+//! `dV = Aᵀ·dO` keep the transposed square resident, keys over rows: no transpose is modelled.
 //! The holder multicasts each slice to every row of its PE column as one *block* of
 //! `ceil(K_c / values_per_wavelet)` wavelets, on two colors: `DOWN` (routes `{N, ramp} →
 //! {S, ramp}`) and `UP` (`{S, ramp} → {N, ramp}`). A route multicasts what it accepts to the
