@@ -6,7 +6,11 @@ use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::Common;
-use crate::cost::{collective_cycles, fmac_ops, gemm_cost, GemmProblem};
+use crate::cost::{
+    attention_layouts_cost, attention_products, collective_cycles, fmac_ops, gemm_cost,
+    AttentionOp, GemmProblem,
+};
+use crate::engine::kernels::attention::{run_attention_shapes, AttentionLayout};
 use crate::engine::kernels::collective::{
     check_collective, run_collective, Algo, Collective, CollectiveConfig,
 };
@@ -57,6 +61,44 @@ pub enum KernelCommand {
     Allreduce(CollectiveArgs),
     /// Broadcast B wavelets from one PE to P PEs of a row, or to a whole region.
     Broadcast(CollectiveArgs),
+    /// Attention's scores Q·Kᵀ and A·V (or their gradients) for B independent (sequence, head)
+    /// products, each on a tile of the region, the second operand multicast from the PE rows
+    /// that hold it.
+    Attention(AttentionArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct AttentionArgs {
+    /// Tokens per sequence S.
+    #[arg(long)]
+    pub seq: usize,
+    /// Features per head H.
+    #[arg(long = "head-dim")]
+    pub head_dim: usize,
+    /// Independent (sequence, head) products B.
+    #[arg(long)]
+    pub products: u64,
+    /// Forward (Q·Kᵀ, A·V) or dgrad (both operands' gradients of each).
+    #[arg(long, value_enum, default_value_t = PassArg::Fwd)]
+    pub pass: PassArg,
+    /// Only the scores or only A·V; default both, one after the other.
+    #[arg(long, value_enum)]
+    pub op: Option<AttentionOpArg>,
+    /// Region ROWSxCOLS of PEs, cut into one tile per product (as many as fit).
+    #[arg(long, default_value = "32x32")]
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PassArg {
+    Fwd,
+    Dgrad,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttentionOpArg {
+    Scores,
+    Values,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -187,6 +229,18 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
             values = run.check_values();
             ("gemm", run.output, gemm_flops(g), host_seconds)
         }
+        KernelCommand::Attention(a) => {
+            let (shapes, region) = attention_config(a)?;
+            let (layouts, output) = run_attention_shapes(&fabric, &shapes, a.products, region)?;
+            let host_seconds = start.elapsed().as_secs_f64();
+            attention_shape(&mut shape, a, &layouts);
+            (
+                "attention",
+                output,
+                attention_flops(a, &shapes),
+                host_seconds,
+            )
+        }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
             let collective = collective_of(&args.kernel);
             let cfg = collective_config(collective, c, &fabric)?;
@@ -200,7 +254,8 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         crate::report::write_atomic(path, &output.counters.to_bytes()?)?;
     }
     let summary: Vec<String> = [
-        "t", "k", "n", "sparsity", "region", "pes", "wavelets", "algo",
+        "t", "k", "n", "sparsity", "seq", "head_dim", "products", "pass", "region", "pes",
+        "wavelets", "algo",
     ]
     .iter()
     .filter_map(|key| {
@@ -286,6 +341,24 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
             );
             figures.sram_bytes_max = layout.sram_bytes_max;
             ("gemm", figures)
+        }
+        KernelCommand::Attention(a) => {
+            let (shapes, region) = attention_config(a)?;
+            let layouts = shapes
+                .iter()
+                .map(|&s| AttentionLayout::new(fabric, s, a.products, region))
+                .collect::<Result<Vec<_>>>()?;
+            let (cost, fmacs) = attention_layouts_cost(fabric, &layouts, region);
+            attention_shape(&mut shape, a, &layouts);
+            let host_seconds = start.elapsed().as_secs_f64();
+            let mut figures = KernelFigures::from_gemm_cost(
+                fabric,
+                &cost,
+                (attention_flops(a, &shapes), fmacs),
+                host_seconds,
+            );
+            figures.sram_bytes_max = layouts.iter().map(|l| l.sram_bytes_max).max().unwrap_or(0);
+            ("attention", figures)
         }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
             let collective = collective_of(&args.kernel);
@@ -374,6 +447,97 @@ fn gemm_shape(
         ),
         ("split", format!("{ck}x{cn}").into()),
         ("nonzeros", nonzeros.into()),
+    ] {
+        shape.insert(key.into(), value);
+    }
+}
+
+/// One product `(t, k, n)`: `t × k` times `k × n`.
+type ProductShape = (usize, usize, usize);
+
+/// The product shapes the flags ask for, one after the other, and the region.
+fn attention_config(a: &AttentionArgs) -> Result<(Vec<ProductShape>, (u32, u32))> {
+    let region = parse_grid("--region", &a.region)?;
+    for (flag, v) in [
+        ("--seq", a.seq as u64),
+        ("--head-dim", a.head_dim as u64),
+        ("--products", a.products),
+    ] {
+        if v == 0 {
+            return Err(Error::Input(format!("{flag} 0: give at least 1")));
+        }
+    }
+    // Keep every count (multiply-adds of all products) well inside u64.
+    let multiply_adds = (a.seq as u128)
+        .saturating_mul(a.seq as u128)
+        .saturating_mul(a.head_dim as u128)
+        .saturating_mul(a.products as u128);
+    if multiply_adds > 1 << 50 {
+        return Err(Error::Input(format!(
+            "--seq {} --head-dim {} --products {}: {multiply_adds} multiply-adds per product \
+             shape, more than the 2^50 one attention kernel may have",
+            a.seq, a.head_dim, a.products
+        )));
+    }
+    let ops = match a.op {
+        Some(AttentionOpArg::Scores) => vec![AttentionOp::Scores],
+        Some(AttentionOpArg::Values) => vec![AttentionOp::Values],
+        None => vec![AttentionOp::Scores, AttentionOp::Values],
+    };
+    let dgrad = a.pass == PassArg::Dgrad;
+    let shapes = ops
+        .into_iter()
+        .flat_map(|op| attention_products(op, dgrad, a.seq as u64, a.head_dim as u64))
+        .map(|(t, k, n)| (t as usize, k as usize, n as usize))
+        .collect();
+    Ok((shapes, region))
+}
+
+/// FLOPs of every product (attention skips nothing: the whole square, as the graph counts).
+fn attention_flops(a: &AttentionArgs, shapes: &[(usize, usize, usize)]) -> u128 {
+    shapes
+        .iter()
+        .map(|&(t, k, n)| 2 * a.products as u128 * t as u128 * k as u128 * n as u128)
+        .sum()
+}
+
+fn attention_shape(
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+    a: &AttentionArgs,
+    layouts: &[AttentionLayout],
+) {
+    let each = |f: &dyn Fn(&AttentionLayout) -> String| {
+        layouts.iter().map(f).collect::<Vec<_>>().join(", ")
+    };
+    let pass = match a.pass {
+        PassArg::Fwd => "fwd",
+        PassArg::Dgrad => "dgrad",
+    };
+    let op = match a.op {
+        Some(AttentionOpArg::Scores) => "scores",
+        Some(AttentionOpArg::Values) => "values",
+        None => "scores, values",
+    };
+    for (key, value) in [
+        ("seq", a.seq.into()),
+        ("head_dim", a.head_dim.into()),
+        ("products", a.products.into()),
+        ("op", op.into()),
+        ("pass", pass.into()),
+        ("region", a.region.replace('X', "x").into()),
+        (
+            "gemms",
+            each(&|l| format!("{}x{}x{}", l.t, l.k, l.n)).into(),
+        ),
+        (
+            "tiles",
+            each(&|l| format!("{}x{}", l.down, l.across)).into(),
+        ),
+        (
+            "tile",
+            each(&|l| format!("{}x{}", l.tile_rows, l.tile_cols)).into(),
+        ),
+        ("split", each(&|l| format!("{}x{}", l.ck, l.cn)).into()),
     ] {
         shape.insert(key.into(), value);
     }

@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use super::{expected_binomial_max, KernelCost};
+pub use crate::engine::kernels::attention::AttentionLayout;
 use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayout};
 use crate::spec::FabricSpec;
 
@@ -68,8 +69,79 @@ impl GemmProblem {
             rows: layout.rows as u64,
             c_k: layout.ck as u64,
             c_n: layout.cn as u64,
+            tiles: 1,
         };
         (problem, tile)
+    }
+
+    /// The problem and tile of `layout.products` attention products laid out for the engine's
+    /// kernel: what `validate` and `kernel attention --fidelity model` evaluate.
+    pub fn of_attention(layout: &AttentionLayout, value_bytes: u64) -> (GemmProblem, GemmTile) {
+        let problem = GemmProblem {
+            form: GemmForm::Activations,
+            batch: layout.products,
+            t: layout.t as u64,
+            k: layout.k as u64,
+            n: layout.n as u64,
+            nonzeros: layout.k as u64 * layout.n as u64,
+            sparse: false,
+            value_bytes,
+        };
+        let tile = GemmTile {
+            rows: layout.tile_rows as u64,
+            c_k: layout.ck as u64,
+            c_n: layout.cn as u64,
+            tiles: layout.tiles(),
+        };
+        (problem, tile)
+    }
+}
+
+/// The cost model of attention products laid out for the engine's kernel on `region`, one
+/// shape after the other, and their FMACs: what `validate` and `kernel attention --fidelity
+/// model` evaluate.
+pub fn attention_layouts_cost(
+    fabric: &FabricSpec,
+    layouts: &[AttentionLayout],
+    region: (u32, u32),
+) -> (KernelCost, u64) {
+    let region_pes = region.0 as u64 * region.1 as u64;
+    let mut total = KernelCost::default();
+    let mut fmacs = 0;
+    for layout in layouts {
+        let (problem, tile) = GemmProblem::of_attention(layout, fabric.pe.operand_bytes);
+        total = total.then(&gemm_cost(fabric, &problem, &tile, region_pes));
+        fmacs += fmac_ops(&problem);
+    }
+    (total, fmacs)
+}
+
+/// Which attention product: the scores `Q·Kᵀ` or `A·V`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionOp {
+    Scores,
+    Values,
+}
+
+/// The products `(t, k, n)` one (sequence, head) of an attention op runs, for a sequence of
+/// `seq` tokens and heads of `head` features. Forward: scores `Q·Kᵀ` is `S×H · H×S`, `A·V`
+/// is `S×S · S×H`. Backward (dgrad) computes both operands' gradients: the scores' are
+/// `dQ = dS·K` and `dK = dSᵀ·Q` (both `S×S · S×H`), `A·V`'s are `dA = dO·Vᵀ` (`S×H · H×S`) and
+/// `dV = Aᵀ·dO` (`S×S · S×H`). Every product has `S·S·H` multiply-adds.
+pub fn attention_products(
+    op: AttentionOp,
+    dgrad: bool,
+    seq: u64,
+    head: u64,
+) -> Vec<(u64, u64, u64)> {
+    let scores_shaped = (seq, head, seq);
+    let values_shaped = (seq, seq, head);
+    match (op, dgrad) {
+        (AttentionOp::Scores, false) => vec![scores_shaped],
+        (AttentionOp::Values, false) => vec![values_shaped],
+        (AttentionOp::Scores, true) => vec![values_shaped, values_shaped],
+        (AttentionOp::Values, true) => vec![scores_shaped, values_shaped],
     }
 }
 
@@ -79,6 +151,8 @@ pub struct GemmTile {
     pub rows: u64,
     pub c_k: u64,
     pub c_n: u64,
+    /// Tiles side by side on the region, one independent product each (attention); 1 otherwise.
+    pub tiles: u64,
 }
 
 impl GemmTile {
@@ -99,6 +173,32 @@ pub fn gemm_cost(
     gemm_cost_with_counts(fabric, p, tile, region_pes, None)
 }
 
+/// Rows of a tile by their token count: `[(t_r, rows), (t_r, rows)]`, the longer slices first
+/// (as `split_range` deals `rows_total` tokens: `rows_total mod rows` rows get one more).
+fn row_classes(rows_total: u64, rows: u64) -> [(u64, u64); 2] {
+    let rows = rows.max(1);
+    let (short, long_rows) = (rows_total / rows, rows_total % rows);
+    if long_rows == 0 {
+        [(short, rows), (short, 0)]
+    } else {
+        [(short + 1, long_rows), (short, rows - long_rows)]
+    }
+}
+
+/// One row class's figures: its mean PE's work and the slowest PE's time (both over the
+/// whole kernel, one product), the reduction the compute does not hide, and SRAM.
+struct RowWork {
+    /// The mean PE's work as the imbalance category measures it (every PE of the row with the
+    /// largest K and N slices).
+    mean: f64,
+    /// The mean PE's busy cycles, exactly: slices of K and N as the kernel deals them (Σ N_g
+    /// is N), the chain's adds on its non-head PEs only.
+    busy: f64,
+    max: f64,
+    reduction_core: u64,
+    sram: u64,
+}
+
 /// As [`gemm_cost`], with the exact non-zeros each PE column receives per output column
 /// (`counts[c][i]`, as `engine::kernels::gemm::GemmPlan::nonzeros_per_pe_column` gives them)
 /// instead of their expected maximum.
@@ -109,141 +209,260 @@ pub fn gemm_cost_with_counts(
     region_pes: u64,
     counts: Option<&[Vec<u64>]>,
 ) -> KernelCost {
-    let pe = &fabric.pe;
-    let router = &fabric.router;
-    let a = pe.task_activation_cycles;
-    // Attention's independent products run side by side, one per tile, in rounds.
-    let tile_pes = tile.rows * tile.columns();
-    let (rounds, rows_total) = match p.form {
-        GemmForm::Activations => (p.batch.div_ceil((region_pes / tile_pes).max(1)), p.t),
-        _ => (1, p.batch * p.t),
-    };
-    let t_r = rows_total.div_ceil(tile.rows);
-    let k_c = p.k.div_ceil(tile.c_k);
-    let n_g = p.n.div_ceil(tile.c_n);
-    let density = p.nonzeros as f64 / (p.k * p.n) as f64;
-    let fmac = fmac_cycles(fabric, t_r);
-    let partials = (t_r * pe.partial_sum_bytes).div_ceil(fabric.router.wavelet_bits / 8);
-    // The last column's partial sums crossing the chain after the FMACs end.
-    let chain_drain = if tile.c_k > 1 {
-        (tile.c_k - 1) * (router.hop_latency_cycles + router.ramp_latency_cycles + 1) + partials
-    } else {
-        0
-    };
-    let (sram, mean_column, max_column, reduction_core);
-    match p.form {
-        GemmForm::Streamed | GemmForm::Activations => {
-            // Per output column: the weight wavelets of the PE's K slice, then a control wavelet;
-            // every PE but the chain's head also adds the partial sums of the previous column.
-            // A task per non-zero (sparse) or packed group of values (dense), paced by its
-            // wavelets when they outlast it (one per cycle down the column).
-            let adds = if tile.c_k > 1 { a + partials } else { 0 };
-            let packing = fabric.packing(p.value_bytes);
-            let per_nonzero =
-                (a + pe.sparse_index_decode_cycles + fmac).max(packing.wavelets_per_nonzero);
-            let dense_column =
-                (packing.dense_tasks(k_c) * a + k_c * fmac).max(packing.dense_wavelets(k_c));
-            let column = |nnz: f64| -> f64 {
-                if p.sparse {
-                    nnz * per_nonzero as f64 + a as f64
-                } else {
-                    (dense_column + a) as f64
-                }
-            };
-            let (mean, max) = match counts {
-                Some(counts) => {
-                    let chain = Chain {
-                        adds,
-                        partials,
-                        latency: router.hop_latency_cycles + router.ramp_latency_cycles,
-                        control: a,
-                    };
-                    paced_by_counts(counts, tile, |nnz| column(nnz as f64), &chain)
-                }
-                None => {
-                    // The busiest PE's total: n_g columns of binomial(k_c, density) wavelets each,
-                    // its expected maximum over the tile's columns; the chain adds one column's
-                    // reduction at the end.
-                    let mean = n_g as f64 * (column(k_c as f64 * density) + adds as f64);
-                    let wavelets_max = expected_binomial_max(n_g * k_c, density, tile.columns());
-                    let extra = if p.sparse {
-                        (wavelets_max - (n_g * k_c) as f64 * density) * per_nonzero as f64
-                    } else {
-                        0.0
-                    };
-                    (mean, mean + extra + chain_drain as f64)
-                }
-            };
-            mean_column = mean;
-            max_column = max;
-            reduction_core = n_g * adds;
-            sram = t_r * k_c * pe.operand_bytes + 2 * t_r * pe.accumulator_bytes;
-        }
-        GemmForm::AtNonzeros => {
-            // Per non-zero (its index arrives down the column): a dot product over the local rows,
-            // then, on every row but the first, one add of the partial coming from the north. A
-            // dense weight's positions follow from the stream's order: no index to decode.
-            let add = u64::from(tile.rows > 1);
-            let decode = if p.sparse {
-                pe.sparse_index_decode_cycles
-            } else {
-                0
-            };
-            let per_nonzero = (a + decode + fmac + add) as f64;
-            let first_add = (add * a) as f64;
-            let nnz_mean = (k_c * n_g) as f64 * density;
-            let nnz_max = match counts {
-                Some(counts) => counts
-                    .iter()
-                    .map(|c| c.iter().sum::<u64>())
-                    .max()
-                    .unwrap_or(0) as f64,
-                None => expected_binomial_max(k_c * n_g, density, tile.columns()),
-            };
-            mean_column = nnz_mean * per_nonzero + first_add;
-            max_column = nnz_max * per_nonzero + first_add;
-            reduction_core = (nnz_max * add as f64).ceil() as u64;
-            sram = t_r * (k_c + n_g) * pe.operand_bytes;
-        }
+    if p.form == GemmForm::Activations {
+        return attention_cost(fabric, p, tile, region_pes);
     }
+    let router = &fabric.router;
+    let classes = row_classes(p.batch * p.t, tile.rows);
+    // The rows with the most tokens pace the kernel; every row counts in the mean PE's work
+    // (rows of one token fewer may need a FMAC pass fewer per value: 4 tokens take one
+    // 4-lane pass, 5 take two).
+    let busiest = row_work(fabric, p, tile, classes[0].0, counts);
+    let mean_all = classes
+        .iter()
+        .filter(|(_, rows)| *rows > 0)
+        .map(|&(t_r, rows)| {
+            let work = if t_r == classes[0].0 {
+                busiest.busy
+            } else {
+                row_work(fabric, p, tile, t_r, counts).busy
+            };
+            work * rows as f64
+        })
+        .sum::<f64>()
+        / tile.rows.max(1) as f64;
+    let t_r = classes[0].0;
+    let partials = (t_r * fabric.pe.partial_sum_bytes).div_ceil(router.wavelet_bits / 8);
     let fill = router.ramp_latency_cycles + tile.rows * router.hop_latency_cycles;
     let drain = match p.form {
         GemmForm::AtNonzeros => {
             (tile.rows - 1) * (router.hop_latency_cycles + router.ramp_latency_cycles + 1)
         }
-        _ => chain_drain,
+        _ => chain_drain(fabric, tile, partials),
     };
     // A streamed GEMM's paced body includes its row chain's drain; wgrad's column chain drains
     // after the last dot product.
-    let body = max_column.ceil() as u64;
+    let body = busiest.max.ceil() as u64;
     let tail = if p.form == GemmForm::AtNonzeros {
         drain
     } else {
         0
     };
-    let cycles = rounds * (body + fill + tail);
-
-    let fmacs = fmac_ops(p);
-    let compute = fmacs.div_ceil(pe.simd_fp16_lanes * region_pes);
-    let imbalance = rounds * (max_column - mean_column).max(0.0).round() as u64;
-    let reduction = rounds * (reduction_core + drain.min(body));
-    // Busy: the tile's PEs, once per independent product.
-    let products = if p.form == GemmForm::Activations {
-        p.batch
-    } else {
-        1
-    };
-    let busy_mean =
-        (products as f64 * tile_pes as f64 * mean_column / region_pes.max(1) as f64) as u64;
-    let busy_max = rounds * body;
+    let cycles = body + fill + tail;
+    let compute = fmac_ops(p).div_ceil(fabric.pe.simd_fp16_lanes * region_pes);
+    // Imbalance is the random mask's: the busiest rows' slowest PE over their mean PE.
+    let imbalance = (busiest.max - busiest.mean).max(0.0).round() as u64;
+    let reduction = busiest.reduction_core + drain.min(body);
+    let tile_pes = tile.rows * tile.columns();
+    let busy_mean = (tile_pes as f64 * mean_all / region_pes.max(1) as f64) as u64;
     KernelCost::split(
         cycles,
         compute,
         imbalance,
         reduction,
-        sram,
-        (busy_mean, busy_max),
+        busiest.sram,
+        (busy_mean, body),
     )
+}
+
+/// The last column's partial sums crossing a row's chain after the FMACs end.
+fn chain_drain(fabric: &FabricSpec, tile: &GemmTile, partials: u64) -> u64 {
+    let router = &fabric.router;
+    if tile.c_k > 1 {
+        (tile.c_k - 1) * (router.hop_latency_cycles + router.ramp_latency_cycles + 1) + partials
+    } else {
+        0
+    }
+}
+
+/// The work of a PE row with `t_r` tokens, forward and dgrad (streamed) or wgrad.
+fn row_work(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    tile: &GemmTile,
+    t_r: u64,
+    counts: Option<&[Vec<u64>]>,
+) -> RowWork {
+    let pe = &fabric.pe;
+    let router = &fabric.router;
+    let a = pe.task_activation_cycles;
+    let k_c = p.k.div_ceil(tile.c_k);
+    let n_g = p.n.div_ceil(tile.c_n);
+    let density = p.nonzeros as f64 / (p.k * p.n) as f64;
+    let fmac = fmac_cycles(fabric, t_r);
+    let partials = (t_r * pe.partial_sum_bytes).div_ceil(router.wavelet_bits / 8);
+    if p.form == GemmForm::AtNonzeros {
+        // Per non-zero (its index arrives down the column): a dot product over the local rows,
+        // then, on every row but the first, one add of the partial coming from the north. A
+        // dense weight's positions follow from the stream's order: no index to decode.
+        let add = u64::from(tile.rows > 1);
+        let decode = if p.sparse {
+            pe.sparse_index_decode_cycles
+        } else {
+            0
+        };
+        let per_nonzero = (a + decode + fmac + add) as f64;
+        let first_add = (add * a) as f64;
+        let nnz_mean = (k_c * n_g) as f64 * density;
+        let busy = p.nonzeros as f64 / tile.columns() as f64 * per_nonzero + first_add;
+        let nnz_max = match counts {
+            Some(counts) => counts
+                .iter()
+                .map(|c| c.iter().sum::<u64>())
+                .max()
+                .unwrap_or(0) as f64,
+            None => expected_binomial_max(k_c * n_g, density, tile.columns()),
+        };
+        return RowWork {
+            mean: nnz_mean * per_nonzero + first_add,
+            busy: match counts {
+                Some(counts) => {
+                    let nnz: u64 = counts.iter().flatten().sum();
+                    nnz as f64 / counts.len().max(1) as f64 * per_nonzero + first_add
+                }
+                None => busy,
+            },
+            max: nnz_max * per_nonzero + first_add,
+            reduction_core: (nnz_max * add as f64).ceil() as u64,
+            sram: t_r * (k_c + n_g) * pe.operand_bytes,
+        };
+    }
+    // Per output column: the weight wavelets of the PE's K slice, then a control wavelet;
+    // every PE but the chain's head also adds the partial sums of the previous column.
+    // A task per non-zero (sparse) or packed group of values (dense), paced by its
+    // wavelets when they outlast it (one per cycle down the column).
+    let adds = if tile.c_k > 1 { a + partials } else { 0 };
+    let packing = fabric.packing(p.value_bytes);
+    let per_nonzero = (a + pe.sparse_index_decode_cycles + fmac).max(packing.wavelets_per_nonzero);
+    let dense_column = (packing.dense_tasks(k_c) * a + k_c * fmac).max(packing.dense_wavelets(k_c));
+    let column = |nnz: f64| -> f64 {
+        if p.sparse {
+            nnz * per_nonzero as f64 + a as f64
+        } else {
+            (dense_column + a) as f64
+        }
+    };
+    let (mean, max) = match counts {
+        Some(counts) => {
+            let chain = Chain {
+                adds,
+                partials,
+                latency: router.hop_latency_cycles + router.ramp_latency_cycles,
+                control: a,
+            };
+            paced_by_counts(counts, tile, |nnz| column(nnz as f64), &chain)
+        }
+        None => {
+            // The busiest PE's total: n_g columns of binomial(k_c, density) wavelets each,
+            // its expected maximum over the tile's columns; the chain adds one column's
+            // reduction at the end.
+            let mean = n_g as f64 * (column(k_c as f64 * density) + adds as f64);
+            let wavelets_max = expected_binomial_max(n_g * k_c, density, tile.columns());
+            let extra = if p.sparse {
+                (wavelets_max - (n_g * k_c) as f64 * density) * per_nonzero as f64
+            } else {
+                0.0
+            };
+            let drain = chain_drain(fabric, tile, partials);
+            (mean, mean + extra + drain as f64)
+        }
+    };
+    // Per output column, each PE's core: a task per non-zero (activation, decode, FMAC) or
+    // per packed group of dense values, the control task, and on a chain's non-head PE the adds.
+    let busy = match counts {
+        Some(_) => mean,
+        None => {
+            let per_column: f64 = row_classes(p.k, tile.c_k)
+                .iter()
+                .map(|&(k_c, groups)| {
+                    let values = if p.sparse {
+                        k_c as f64 * density * (a + pe.sparse_index_decode_cycles + fmac) as f64
+                    } else {
+                        (packing.dense_tasks(k_c) * a + k_c * fmac) as f64
+                    };
+                    groups as f64 * (values + a as f64)
+                })
+                .sum::<f64>()
+                + ((tile.c_k - 1) * adds) as f64;
+            p.n as f64 / tile.columns() as f64 * per_column
+        }
+    };
+    RowWork {
+        mean,
+        busy,
+        max,
+        reduction_core: n_g * adds,
+        sram: t_r * k_c * pe.operand_bytes + 2 * t_r * pe.accumulator_bytes,
+    }
+}
+
+/// Attention's products on their tiles, as `engine::kernels::attention` runs them: products in
+/// rounds over `tile.tiles` tiles; in a tile, every output column's slice of the second
+/// operand is multicast by the PE row holding it, the rows taking turns, and streamed through
+/// each PE's FMACs in one task; the GEMM's reduction chain along the rows.
+fn attention_cost(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    tile: &GemmTile,
+    region_pes: u64,
+) -> KernelCost {
+    let pe = &fabric.pe;
+    let router = &fabric.router;
+    let a = pe.task_activation_cycles;
+    let rounds = p.batch.div_ceil(tile.tiles.max(1));
+    let classes = row_classes(p.t, tile.rows);
+    let t_r = classes[0].0;
+    let k_c = p.k.div_ceil(tile.c_k);
+    let partials_of = |t_r: u64| (t_r * pe.partial_sum_bytes).div_ceil(router.wavelet_bits / 8);
+    let adds_of = |t_r: u64| {
+        if tile.c_k > 1 {
+            a + partials_of(t_r)
+        } else {
+            0
+        }
+    };
+    let block = fabric.packing(p.value_bytes).dense_wavelets(k_c);
+    // The busiest PE (a chain member of the longest rows) per slice; a holder pushes each
+    // block out twice (down and up) through its ramp.
+    let slice = (a + k_c * fmac_cycles(fabric, t_r) + adds_of(t_r)).max(2 * block);
+    let bubble = 2 * router.hop_latency_cycles + router.ramp_latency_cycles;
+    // A holder below the first row reads its own block's UP copy off its queue to drop it: it
+    // falls behind the others by its own slices' drops (rows lag each on its own, so the
+    // kernel waits for the row holding the most), and catches up in no later run.
+    let row0_columns = p.n / tile.rows.max(1);
+    let drop = if tile.rows > 1 { block } else { 0 };
+    // The slowest N-group, in closed form (the mapper evaluates this for every candidate
+    // tile): the most slices, and the most holders such a run of output columns can span (it
+    // crosses at most ceil((N_g − 1)·R / N) row boundaries); a row holds at most ceil(N / R).
+    let n_g = p.n.div_ceil(tile.c_n);
+    let holders = n_g.min(((n_g - 1) * tile.rows).div_ceil(p.n) + 1);
+    let changes = if holders > 1 { rounds * holders - 1 } else { 0 };
+    let held_most = n_g.min(p.n.div_ceil(tile.rows));
+    let paced = rounds * (n_g * slice + held_most * drop) + changes * bubble;
+    let fill = router.ramp_latency_cycles + (tile.rows - 1) * router.hop_latency_cycles;
+    let drain = chain_drain(fabric, tile, partials_of(t_r));
+    let cycles = paced + fill + drain;
+    // Every PE's work summed over a tile (exact: Σ over K-groups of K_c is K, over N-groups
+    // of N_g is N), for every product.
+    let tile_work: u64 = classes
+        .iter()
+        .map(|&(t_r, rows)| {
+            let per_column =
+                tile.c_k * a + p.k * fmac_cycles(fabric, t_r) + (tile.c_k - 1) * adds_of(t_r);
+            rows * p.n * per_column
+        })
+        .sum::<u64>()
+        + tile.c_k * (p.n - row0_columns) * drop;
+    let busy_mean = (p.batch as u128 * tile_work as u128 / region_pes.max(1) as u128) as u64;
+    let slices_max = rounds * p.n.div_ceil(tile.c_n);
+    let busy_max = slices_max * (a + k_c * fmac_cycles(fabric, t_r) + adds_of(t_r));
+    let compute = fmac_ops(p).div_ceil(pe.simd_fp16_lanes * region_pes);
+    let reduction = slices_max * adds_of(t_r) + drain;
+    let owned = p.n.div_ceil(tile.rows);
+    let sram = t_r * k_c * pe.operand_bytes
+        + 2 * t_r * pe.accumulator_bytes
+        + owned * k_c * pe.operand_bytes;
+    KernelCost::split(cycles, compute, 0, reduction, sram, (busy_mean, busy_max))
 }
 
 /// (mean PE's work, slowest N-group's time) from exact per-PE counts. A group's time follows

@@ -15,7 +15,10 @@ mod timeline;
 
 pub use collective::{collective_cycles, CollectiveAlgo, CollectiveKind};
 pub use elementwise::{elementwise_cost, ElementwiseProblem};
-pub use gemm::{fmac_ops, gemm_cost, gemm_cost_with_counts, GemmForm, GemmProblem, GemmTile};
+pub use gemm::{
+    attention_layouts_cost, attention_products, fmac_ops, gemm_cost, gemm_cost_with_counts,
+    AttentionOp, GemmForm, GemmProblem, GemmTile,
+};
 pub use io::{stream_bytes, stream_cycles, WireWeight};
 pub use swarmx::{data_parallel_cost, tree_levels, DataParallelCost, StreamGroup};
 pub use timeline::{timeline, TimelineOp, TimelineSpan};
@@ -65,6 +68,23 @@ impl KernelCost {
             sram_bytes_per_pe: sram,
             busy_cycles_mean: busy_mean.min(cycles),
             busy_cycles_max: busy_max.min(cycles),
+        }
+    }
+}
+
+impl KernelCost {
+    /// This kernel, then `next` on the same region: cycles and categories add up, the mean and
+    /// busiest PE's busy cycles add (an upper bound for the busiest), SRAM is the larger need.
+    pub fn then(&self, next: &KernelCost) -> KernelCost {
+        KernelCost {
+            cycles: self.cycles + next.cycles,
+            compute_cycles: self.compute_cycles + next.compute_cycles,
+            imbalance_cycles: self.imbalance_cycles + next.imbalance_cycles,
+            reduction_cycles: self.reduction_cycles + next.reduction_cycles,
+            overhead_cycles: self.overhead_cycles + next.overhead_cycles,
+            sram_bytes_per_pe: self.sram_bytes_per_pe.max(next.sram_bytes_per_pe),
+            busy_cycles_mean: self.busy_cycles_mean + next.busy_cycles_mean,
+            busy_cycles_max: self.busy_cycles_max + next.busy_cycles_max,
         }
     }
 }

@@ -25,6 +25,21 @@ impl PeCounters {
     pub fn busy_cycles(&self) -> u64 {
         self.fmac_cycles + self.overhead_cycles + self.reduction_cycles
     }
+
+    /// Adds `other`'s counts to these; SRAM is the larger of the two (a need, not a count).
+    pub fn add(&mut self, other: &PeCounters) {
+        self.fmac_cycles += other.fmac_cycles;
+        self.overhead_cycles += other.overhead_cycles;
+        self.reduction_cycles += other.reduction_cycles;
+        self.fmac_ops += other.fmac_ops;
+        self.tasks += other.tasks;
+        for p in 0..5 {
+            self.wavelets_in[p] += other.wavelets_in[p];
+            self.wavelets_out[p] += other.wavelets_out[p];
+        }
+        self.stall_cycles += other.stall_cycles;
+        self.sram_bytes = self.sram_bytes.max(other.sram_bytes);
+    }
 }
 
 /// The counters of a whole mesh, row-major, with the run's length to turn them into fractions.
@@ -60,17 +75,7 @@ impl MeshCounters {
     pub fn total(&self) -> PeCounters {
         let mut t = PeCounters::default();
         for c in &self.pes {
-            t.fmac_cycles += c.fmac_cycles;
-            t.overhead_cycles += c.overhead_cycles;
-            t.reduction_cycles += c.reduction_cycles;
-            t.fmac_ops += c.fmac_ops;
-            t.tasks += c.tasks;
-            for p in 0..5 {
-                t.wavelets_in[p] += c.wavelets_in[p];
-                t.wavelets_out[p] += c.wavelets_out[p];
-            }
-            t.stall_cycles += c.stall_cycles;
-            t.sram_bytes = t.sram_bytes.max(c.sram_bytes);
+            t.add(c);
         }
         t
     }

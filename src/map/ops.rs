@@ -3,9 +3,10 @@
 use serde::Serialize;
 
 use crate::cost::{
-    elementwise_cost, gemm_cost, stream_bytes, stream_cycles, ElementwiseProblem, GemmForm,
-    GemmProblem, GemmTile, KernelCost, WireWeight,
+    attention_products, elementwise_cost, gemm_cost, stream_bytes, stream_cycles, AttentionOp,
+    ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost, WireWeight,
 };
+use crate::engine::kernels::attention::tile_grid;
 use crate::graph::{Dims, Op, OpKind, Pass};
 use crate::spec::{FabricSpec, ModelSpec};
 
@@ -92,10 +93,21 @@ pub fn op_plan(
         ));
     }
     let mut column_relative_sd = 0.0;
-    let (tile, mut cost) = match gemm_problem(op, sparse, model) {
-        Some((problem, repeat)) => {
-            let (tile, cost) =
-                best_tile(fabric, &problem, region_rows, region_cols, working_bytes)?;
+    let (tile, mut cost) = match gemm_problems(op, sparse, model) {
+        Some(problems) => {
+            // Products of one op run one after the other, each on its fastest tile.
+            let mut placed_products = Vec::new();
+            for problem in &problems {
+                placed_products.push(best_tile(
+                    fabric,
+                    problem,
+                    region_rows,
+                    region_cols,
+                    working_bytes,
+                )?);
+            }
+            let (tile, _) = placed_products[0];
+            let problem = &problems[0];
             // A mask without non-zeros leaves every column empty: no spread.
             if problem.sparse && problem.nonzeros > 0 {
                 // A column of a random mask keeps binomial(k_c·n_g, density) weights.
@@ -104,7 +116,11 @@ pub fn op_plan(
                 let density = problem.nonzeros as f64 / (problem.k * problem.n) as f64;
                 column_relative_sd = ((1.0 - density) / (density * per_column)).sqrt();
             }
-            (Some(tile), scale(cost, repeat))
+            let cost = placed_products
+                .iter()
+                .skip(1)
+                .fold(placed_products[0].1, |sum, (_, c)| sum.then(c));
+            (Some(tile), cost)
         }
         None => {
             let cost = elementwise_cost(fabric, &elementwise_problem(op), region_rows, region_cols);
@@ -163,7 +179,9 @@ fn placed(
 /// normalises over a row runs a chain all-reduce (two alternating colors and the way back);
 /// the rest route nothing but the wafer's I/O, which the reserved colors carry.
 fn colors_used(op: &Op, tile: Option<GemmTile>) -> u64 {
+    let attention = matches!(op.kind, OpKind::AttnScores | OpKind::AttnValues);
     match tile {
+        Some(t) if attention => tile_colors(GemmForm::Activations, &t),
         Some(t) if op.pass == Pass::Wgrad => tile_colors(GemmForm::AtNonzeros, &t),
         Some(t) => tile_colors(GemmForm::Streamed, &t),
         None => match elementwise_problem(op).row_reduction {
@@ -173,37 +191,59 @@ fn colors_used(op: &Op, tile: Option<GemmTile>) -> u64 {
     }
 }
 
-/// Colors of a GEMM on `tile`: the weight (or index) stream, and two alternating ones for the
-/// reduction chain when there is one (along the row for K-groups, down the column for wgrad).
+/// Colors of a GEMM on `tile`: the weight (or index) stream — attention's second operand
+/// multicast down and up its PE columns, two — and two alternating ones for the reduction
+/// chain when there is one (along the row for K-groups, down the column for wgrad).
 fn tile_colors(form: GemmForm, tile: &GemmTile) -> u64 {
-    let chain = match form {
-        GemmForm::AtNonzeros => tile.rows > 1,
-        _ => tile.c_k > 1,
+    let (stream, chain) = match form {
+        GemmForm::AtNonzeros => (1, tile.rows > 1),
+        GemmForm::Activations => (2, tile.c_k > 1),
+        GemmForm::Streamed => (1, tile.c_k > 1),
     };
-    1 + 2 * u64::from(chain)
+    stream + 2 * u64::from(chain)
 }
 
-/// The GEMM an op runs and how many times (attention's dgrad computes both operands' gradients).
-fn gemm_problem(op: &Op, sparse: bool, model: &ModelSpec) -> Option<(GemmProblem, u64)> {
+/// The GEMMs an op runs, one after the other: one, or for attention the products of its pass
+/// (`cost::attention_products`: a dgrad computes both operands' gradients, of other shapes than
+/// the forward product).
+fn gemm_problems(op: &Op, sparse: bool, model: &ModelSpec) -> Option<Vec<GemmProblem>> {
     let Dims::Gemm { batch, m, k, n } = op.dims else {
         return None;
     };
     let weight = op.weight.as_ref();
     let nonzeros = weight.map(|w| w.nonzeros).unwrap_or(k * n);
-    let (form, problem_nonzeros) = match (op.kind, op.pass) {
-        (OpKind::AttnScores | OpKind::AttnValues, _) => (GemmForm::Activations, k * n),
-        (_, Pass::Wgrad) => (GemmForm::AtNonzeros, nonzeros),
-        _ => (GemmForm::Streamed, nonzeros),
+    let attention = match op.kind {
+        OpKind::AttnScores => Some(AttentionOp::Scores),
+        OpKind::AttnValues => Some(AttentionOp::Values),
+        _ => None,
     };
-    // Attention streams an activation, every other GEMM a weight.
-    let value_bytes = match form {
-        GemmForm::Activations => model.architecture.activation_bytes,
-        _ => model.architecture.weight_bytes,
-    };
-    let repeat = if form == GemmForm::Activations && op.pass == Pass::Dgrad {
-        2
+    if let Some(kind) = attention {
+        // Scores' dims are (S, H, S), A·V's (S, S, H).
+        let (seq, head) = match kind {
+            AttentionOp::Scores => (m, k),
+            AttentionOp::Values => (m, n),
+        };
+        let dgrad = op.pass == Pass::Dgrad;
+        let problems = attention_products(kind, dgrad, seq, head)
+            .into_iter()
+            .map(|(t, k, n)| GemmProblem {
+                form: GemmForm::Activations,
+                batch,
+                t,
+                k,
+                n,
+                nonzeros: k * n,
+                sparse: false,
+                // Attention streams an activation, every other GEMM a weight.
+                value_bytes: model.architecture.activation_bytes,
+            })
+            .collect();
+        return Some(problems);
+    }
+    let form = if op.pass == Pass::Wgrad {
+        GemmForm::AtNonzeros
     } else {
-        1
+        GemmForm::Streamed
     };
     // Wgrad's dims are [k × t]·[t × n]; the kernel sees t rows, a k×n weight.
     let (t, k, n) = if form == GemmForm::AtNonzeros {
@@ -211,19 +251,16 @@ fn gemm_problem(op: &Op, sparse: bool, model: &ModelSpec) -> Option<(GemmProblem
     } else {
         (m, k, n)
     };
-    Some((
-        GemmProblem {
-            form,
-            batch,
-            t,
-            k,
-            n,
-            nonzeros: problem_nonzeros,
-            sparse,
-            value_bytes,
-        },
-        repeat,
-    ))
+    Some(vec![GemmProblem {
+        form,
+        batch,
+        t,
+        k,
+        n,
+        nonzeros,
+        sparse,
+        value_bytes: model.architecture.weight_bytes,
+    }])
 }
 
 fn elementwise_problem(op: &Op) -> ElementwiseProblem {
@@ -239,19 +276,6 @@ fn elementwise_problem(op: &Op) -> ElementwiseProblem {
         flops: op.flops_executed,
         bytes: op.activation_bytes,
         row_reduction,
-    }
-}
-
-fn scale(cost: KernelCost, repeat: u64) -> KernelCost {
-    KernelCost {
-        cycles: cost.cycles * repeat,
-        compute_cycles: cost.compute_cycles * repeat,
-        imbalance_cycles: cost.imbalance_cycles * repeat,
-        reduction_cycles: cost.reduction_cycles * repeat,
-        overhead_cycles: cost.overhead_cycles * repeat,
-        sram_bytes_per_pe: cost.sram_bytes_per_pe,
-        busy_cycles_mean: cost.busy_cycles_mean * repeat,
-        busy_cycles_max: cost.busy_cycles_max * repeat,
     }
 }
 
@@ -272,11 +296,16 @@ fn best_tile(
     } else {
         p.batch * p.t
     };
-    for (rows, cols) in tile_regions(p, region_rows, region_cols) {
+    for (rows, cols, tiles) in tile_regions(p, region_rows, region_cols) {
         for rows in row_candidates(rows_total, rows) {
             for c_k in split_candidates(cols, p.k) {
                 let c_n = (cols / c_k).min(p.n).max(1);
-                let tile = GemmTile { rows, c_k, c_n };
+                let tile = GemmTile {
+                    rows,
+                    c_k,
+                    c_n,
+                    tiles,
+                };
                 let k_c = p.k.div_ceil(c_k);
                 if p.sparse && k_c > fabric.sparse_index_rows() {
                     fewest_rows = fewest_rows.min(k_c);
@@ -331,21 +360,19 @@ fn row_candidates(rows_total: u64, rows: u64) -> Vec<u64> {
     out
 }
 
-/// Sub-regions to try: the whole region for a single product; for attention's many independent
-/// products also a grid of smaller tiles, one product each.
-fn tile_regions(p: &GemmProblem, rows: u64, cols: u64) -> Vec<(u64, u64)> {
+/// Sub-regions to try, with how many of them the region holds: the whole region for a single
+/// product; for attention's many independent products also grids of smaller tiles, one product
+/// each (`engine::kernels::attention::tile_grid`, the grid the engine's kernel cuts).
+fn tile_regions(p: &GemmProblem, rows: u64, cols: u64) -> Vec<(u64, u64, u64)> {
     if p.form != GemmForm::Activations {
-        return vec![(rows, cols)];
+        return vec![(rows, cols, 1)];
     }
     let mut regions = Vec::new();
     let mut groups = 1;
     while groups <= p.batch.max(1) {
-        // Split the region into `groups` tiles, as square as the region's aspect allows.
-        let across =
-            ((groups as f64 * cols as f64 / rows as f64).sqrt().round() as u64).clamp(1, groups);
-        let down = groups.div_ceil(across);
+        let (down, across) = tile_grid(groups, rows, cols);
         if rows / down >= 1 && cols / across >= 1 {
-            regions.push((rows / down, cols / across));
+            regions.push((rows / down, cols / across, down * across));
         }
         groups *= 2;
     }

@@ -15,7 +15,11 @@ pub use coverage::{
 
 use serde::Serialize;
 
-use crate::cost::{collective_cycles, gemm_cost, gemm_cost_with_counts, GemmProblem};
+use crate::cost::{
+    attention_layouts_cost, attention_products, collective_cycles, gemm_cost,
+    gemm_cost_with_counts, AttentionOp, GemmProblem,
+};
+use crate::engine::kernels::attention::run_attention_shapes;
 use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmPlan};
 use crate::error::{Error, Result};
@@ -127,6 +131,14 @@ enum Shape {
         p: u32,
         b: u64,
     },
+    /// Attention's scores and A·V (or their gradients) for `products` (sequence, head) pairs.
+    Attention {
+        seq: u64,
+        head: u64,
+        products: u64,
+        dgrad: bool,
+        region: (u32, u32),
+    },
 }
 
 fn shapes() -> Vec<Shape> {
@@ -141,6 +153,13 @@ fn shapes() -> Vec<Shape> {
         split,
     };
     let coll = |kind, algo, p, b| Shape::Collective { kind, algo, p, b };
+    let attn = |seq, head, products, dgrad, region| Shape::Attention {
+        seq,
+        head,
+        products,
+        dgrad,
+        region,
+    };
     vec![
         // Compute-bound: many K per PE.
         gemm(Forward, 256, 512, 128, 0.0, (8, 8), None),
@@ -200,6 +219,13 @@ fn shapes() -> Vec<Shape> {
         coll(Collective::Allreduce, Algo::Tree, 3, 8),
         coll(Collective::Broadcast, Algo::Chain, 2, 1),
         coll(Collective::Allreduce, Algo::Ring, 2, 64),
+        // Attention: the second operand multicast from the PE rows holding it; several tiles,
+        // rounds of products (5 on 4 tiles), a K split with its chain (1024 on 16 x 16).
+        attn(128, 32, 4, false, (16, 16)),
+        attn(256, 64, 8, false, (32, 32)),
+        attn(1024, 64, 1, false, (16, 16)),
+        attn(128, 64, 1, true, (16, 16)),
+        attn(256, 32, 5, true, (8, 8)),
     ]
 }
 
@@ -211,6 +237,7 @@ fn fits(fabric: &FabricSpec, shapes: &[Shape]) -> Result<()> {
         .map(|shape| match *shape {
             Shape::Gemm { region, .. } => region,
             Shape::Collective { p, .. } => (1, p),
+            Shape::Attention { region, .. } => region,
         })
         .fold((0, 0), |(r, c), (sr, sc)| (r.max(sr), c.max(sc)));
     let (height, width) = (
@@ -276,6 +303,13 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
                 c.model_exact_cycles = Some(exact);
                 c
             }
+            Shape::Attention {
+                seq,
+                head,
+                products,
+                dgrad,
+                region,
+            } => attention_check(fabric, (seq, head, products, dgrad), region)?,
             Shape::Collective { kind, algo, p, b } => {
                 let cfg = CollectiveConfig::along_row(kind, algo, p, b, seed);
                 let run = run_collective(fabric, &cfg)?;
@@ -315,6 +349,38 @@ fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan) -> (u64, u64) {
         gemm_cost(fabric, &problem, &tile, pes).cycles,
         gemm_cost_with_counts(fabric, &problem, &tile, pes, Some(&counts)).cycles,
     )
+}
+
+/// Attention's products of a pass on the engine and through the cost model.
+fn attention_check(
+    fabric: &FabricSpec,
+    (seq, head, products, dgrad): (u64, u64, u64, bool),
+    region: (u32, u32),
+) -> Result<Check> {
+    let shapes: Vec<(usize, usize, usize)> = [AttentionOp::Scores, AttentionOp::Values]
+        .into_iter()
+        .flat_map(|op| attention_products(op, dgrad, seq, head))
+        .map(|(t, k, n)| (t as usize, k as usize, n as usize))
+        .collect();
+    let (layouts, output) = run_attention_shapes(fabric, &shapes, products, region)?;
+    let (model, _) = attention_layouts_cost(fabric, &layouts, region);
+    let splits: Vec<String> = layouts
+        .iter()
+        .map(|l| format!("{}x{}", l.ck, l.cn))
+        .collect();
+    Ok(check(
+        format!("attention {}", if dgrad { "dgrad" } else { "fwd" }),
+        format!(
+            "seq {seq} head_dim {head} products {products} region {}x{} tiles {}x{} split {}",
+            region.0,
+            region.1,
+            layouts[0].down,
+            layouts[0].across,
+            splits.join(",")
+        ),
+        output.cycles,
+        model.cycles,
+    ))
 }
 
 fn check(kernel: String, shape: String, engine_cycles: u64, model_cycles: u64) -> Check {

@@ -80,7 +80,7 @@ fn counters_table(counters: &MeshCounters) -> String {
 
 /// Runs `wafersim kernel ARGS --json --counters FILE` and pins both its report and its counters
 /// as `kernel-NAME.json` and `kernel-NAME.counters.txt`.
-fn check_kernel(name: &str, args: &[&str]) {
+pub(crate) fn check_kernel(name: &str, args: &[&str]) {
     let counters_path = temp_file(&format!("golden-{name}.counters"), "");
     let mut argv = vec!["kernel"];
     argv.extend_from_slice(args);

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
+mod attention;
 mod collective_models;
 mod common;
 mod data_parallel;

@@ -586,8 +586,8 @@ pub fn gemm_program(plan: &GemmPlan, values: Option<&GemmValues>) -> Program {
 }
 
 /// Chain position j sends its partial sums on this color (alternating, so a PE never sends and
-/// receives on the same color).
-fn send_color(j: u32) -> u8 {
+/// receives on the same color); colors 0 and 1 in every kernel that chains partial sums.
+pub(super) fn send_color(j: u32) -> u8 {
     if j.is_multiple_of(2) {
         RED_A
     } else {

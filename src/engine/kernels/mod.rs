@@ -1,5 +1,6 @@
 //! Kernels: programs of PE tasks and routes, and the report of a kernel run.
 
+pub mod attention;
 pub mod collective;
 pub mod gemm;
 pub mod wgrad;
