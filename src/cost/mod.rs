@@ -12,8 +12,11 @@ mod gemm;
 mod io;
 mod timeline;
 
-pub use collective::{collective_cycles, CollectiveAlgo, CollectiveKind};
-pub use elementwise::{elementwise_cost, ElementwiseProblem};
+pub use collective::{collective_busy_cycles, collective_cycles, CollectiveAlgo, CollectiveKind};
+pub use elementwise::{
+    elementwise_config, elementwise_cost, elementwise_op_colors, row_allreduce_algo,
+    ElementwiseProblem,
+};
 pub use gemm::{fmac_ops, gemm_cost, gemm_cost_with_counts, GemmForm, GemmProblem, GemmTile};
 pub use io::{stream_bytes, stream_cycles, WireWeight};
 pub use timeline::{timeline, TimelineOp, TimelineSpan};

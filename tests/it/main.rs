@@ -2,6 +2,7 @@
 
 mod collective_models;
 mod common;
+mod elementwise;
 mod engine;
 mod engine_random;
 mod flop_counts;

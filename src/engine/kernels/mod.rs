@@ -1,6 +1,7 @@
 //! Kernels: programs of PE tasks and routes, and the report of a kernel run.
 
 pub mod collective;
+pub mod elementwise;
 pub mod gemm;
 pub mod wgrad;
 
