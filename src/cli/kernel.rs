@@ -13,7 +13,9 @@ use crate::cost::{
 use crate::engine::kernels::collective::{
     check_collective, run_collective, Algo, Collective, CollectiveConfig,
 };
-use crate::engine::kernels::elementwise::{check_elementwise, run_elementwise, ElementwiseConfig};
+use crate::engine::kernels::elementwise::{
+    check_elementwise, check_shape, run_elementwise, ElementwiseConfig,
+};
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout, ValuesCheck};
 use crate::engine::kernels::KernelFigures;
 use crate::error::{Error, Result};
@@ -495,6 +497,7 @@ fn elementwise_of(
         )));
     }
     let region = parse_grid("--region", &e.region)?;
+    check_shape(fabric, (e.rows, e.cols), region)?;
     let cfg = elementwise_config(fabric, &profile, (e.rows, e.cols), region);
     check_elementwise(fabric, &cfg)?;
     Ok((name, cfg))

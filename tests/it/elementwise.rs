@@ -274,7 +274,7 @@ fn the_command_runs_every_kernel_in_both_fidelities() {
 /// Bad shapes are refused with exit 2 before any work, in both fidelities, naming the flag.
 #[test]
 fn bad_shapes_are_refused_naming_the_flag() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--rows", "4", "--cols", "64", "--region", "8x8"],
             "every PE holds at least one element",
@@ -290,6 +290,18 @@ fn bad_shapes_are_refused_naming_the_flag() {
         (
             &["--rows", "64000", "--cols", "64000", "--region", "8x8"],
             "SRAM",
+        ),
+        // Sized before anything is derived from it (the all-reduce's vector would overflow).
+        (
+            &[
+                "--rows",
+                "18446744073709551615",
+                "--cols",
+                "2",
+                "--region",
+                "1x2",
+            ],
+            "at most 2^48 elements",
         ),
     ];
     for (flags, expected) in cases {

@@ -71,6 +71,16 @@ fn cost_models_stay_within_the_bounds_of_the_engine() {
     ] {
         assert!(v.checks.iter().any(|c| c.kernel == kind), "{kind}");
     }
+    // Element-wise row all-reduces by both algorithms the plan may pick.
+    for algo in [" tree", " chain"] {
+        assert!(
+            v.checks.iter().any(
+                |c| c.kernel.starts_with("softmax") && c.shape.ends_with(algo)
+                    || c.kernel.starts_with("loss") && c.shape.ends_with(algo)
+            ),
+            "{algo}"
+        );
+    }
     // wgrad dense too: full-wafer steps run every unmasked weight's gradient that way.
     assert!(v
         .checks

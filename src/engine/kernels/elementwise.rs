@@ -112,25 +112,35 @@ pub fn elementwise_colors(reduced_values_per_row: u64, algo: Algo, region_cols: 
     reduction + 1
 }
 
-/// Refuses what the kernel cannot run (a region beyond the fabric's, a PE without elements, a
-/// ring all-reduce, more colors than the fabric leaves kernels, a block beyond a PE's SRAM);
+/// Refuses a tensor of `rows × cols` the kernel cannot lay on `region`: a region beyond the
+/// fabric's, a PE without elements, more than 2^48 elements. Callers check it before they size
+/// anything from the shape (the row all-reduce's vector).
+pub fn check_shape(
+    fabric: &FabricSpec,
+    (rows, cols): (u64, u64),
+    region: (u32, u32),
+) -> Result<()> {
+    let (pe_rows, pe_cols) = region;
+    check_region(fabric, pe_rows as u64, pe_cols as u64)?;
+    if rows < pe_rows as u64 || cols < pe_cols as u64 {
+        return Err(Error::Input(format!(
+            "--rows {rows} --cols {cols} on --region {pe_rows}x{pe_cols}: every PE holds at least \
+             one element, so give at least as many rows as PE rows and columns as PE columns"
+        )));
+    }
+    if rows as u128 * cols as u128 > MAX_ELEMENTS {
+        return Err(Error::Input(format!(
+            "--rows {rows} --cols {cols}: at most 2^48 elements"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses what the kernel cannot run (the shape's refusals, a ring all-reduce, more colors than the fabric leaves kernels, a block beyond a PE's SRAM);
 /// gives the largest SRAM a PE needs. Both fidelities check with this.
 pub fn check_elementwise(fabric: &FabricSpec, cfg: &ElementwiseConfig) -> Result<u64> {
+    check_shape(fabric, (cfg.rows, cfg.cols), cfg.region)?;
     let (rows, cols) = cfg.region;
-    check_region(fabric, rows as u64, cols as u64)?;
-    if cfg.rows < rows as u64 || cfg.cols < cols as u64 {
-        return Err(Error::Input(format!(
-            "--rows {} --cols {} on --region {rows}x{cols}: every PE holds at least one element, \
-             so give at least as many rows as PE rows and columns as PE columns",
-            cfg.rows, cfg.cols
-        )));
-    }
-    if cfg.rows as u128 * cfg.cols as u128 > MAX_ELEMENTS {
-        return Err(Error::Input(format!(
-            "--rows {} --cols {}: at most 2^48 elements",
-            cfg.rows, cfg.cols
-        )));
-    }
     if cfg.algo == Algo::Ring {
         return Err(Error::Input(
             "--algo ring: an element-wise row all-reduce runs chain or tree".into(),
