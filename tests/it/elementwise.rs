@@ -341,3 +341,43 @@ fn bad_shapes_are_refused_naming_the_flag() {
         assert!(err.contains("colors"), "{err}");
     }
 }
+
+/// A size the flags take: small, near powers of two, or the largest a u64 holds.
+fn size() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        1..=40u64,
+        (0..64u32).prop_map(|b| 1u64 << b),
+        (1..=64u32).prop_map(|b| u64::MAX >> (64 - b)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any element-wise kernel, shape and region: a figure or exit 2 with a message, never a
+    /// panic, in both fidelities (the engine only where the region is small enough to be quick).
+    #[test]
+    fn any_elementwise_shape_runs_or_is_refused(
+        name in proptest::sample::select(vec!["layernorm", "softmax", "gelu", "residual", "embedding", "loss"]),
+        rows in size(),
+        cols in size(),
+        region in proptest::sample::select(vec!["1x1", "3x2", "8x8", "994x750", "995x1"]),
+        backward in proptest::bool::ANY,
+    ) {
+        let (rows, cols) = (rows.to_string(), cols.to_string());
+        let pass = if backward { "backward" } else { "forward" };
+        let mut fidelities = vec!["model"];
+        if region.len() == 3 {
+            fidelities.push("wavelet");
+        }
+        for fidelity in fidelities {
+            let args = ["kernel", name, "--rows", &rows, "--cols", &cols, "--region", region,
+                "--pass", pass, "--fidelity", fidelity];
+            let outcome = std::panic::catch_unwind(|| run_cli(&args));
+            proptest::prop_assert!(outcome.is_ok(), "{args:?} panicked");
+            let (code, _, err) = outcome.unwrap();
+            proptest::prop_assert!(code == 0 || (code == 2 && !err.is_empty()), "{args:?}: {code} {err}");
+        }
+    }
+}
