@@ -95,6 +95,10 @@ pub struct ElementwiseArgs {
     /// gradient).
     #[arg(long, value_enum, default_value_t = PassArg::Forward)]
     pub pass: PassArg,
+    /// The row all-reduce of LayerNorm, softmax and the loss: chain or tree (default: the
+    /// faster whose colors the fabric leaves, as full-wafer steps choose).
+    #[arg(long, value_enum)]
+    pub algo: Option<AlgoArg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -498,7 +502,26 @@ fn elementwise_of(
     }
     let region = parse_grid("--region", &e.region)?;
     check_shape(fabric, (e.rows, e.cols), region)?;
-    let cfg = elementwise_config(fabric, &profile, (e.rows, e.cols), region);
+    let mut cfg = elementwise_config(fabric, &profile, (e.rows, e.cols), region);
+    if let Some(algo) = e.algo {
+        if !cfg.reduces() {
+            return Err(Error::Input(format!(
+                "--algo: {name} --pass {} on --region {}x{} all-reduces nothing along its rows",
+                if e.pass == PassArg::Forward {
+                    "forward"
+                } else {
+                    "backward"
+                },
+                region.0,
+                region.1
+            )));
+        }
+        cfg.algo = match algo {
+            AlgoArg::Chain => Algo::Chain,
+            AlgoArg::Tree => Algo::Tree,
+            AlgoArg::Ring => Algo::Ring,
+        };
+    }
     check_elementwise(fabric, &cfg)?;
     Ok((name, cfg))
 }

@@ -28,6 +28,8 @@ pub struct ElementwiseProblem {
     pub bytes: u64,
     /// Values per row (token) all-reduced along the PE row between the passes; 0: none.
     pub reduced_values_per_row: u64,
+    /// The all-reduce's algorithm; `None`: the one [`row_allreduce_algo`] picks.
+    pub algo: Option<Algo>,
 }
 
 impl ElementwiseProblem {
@@ -41,6 +43,7 @@ impl ElementwiseProblem {
             flops_after: cfg.flops_after_per_element as u128 * elements,
             bytes: u64::try_from(cfg.bytes_per_element as u128 * elements).unwrap_or(u64::MAX),
             reduced_values_per_row: cfg.reduced_values_per_row,
+            algo: Some(cfg.algo),
         }
     }
 }
@@ -94,7 +97,9 @@ pub fn elementwise_op_colors(
     region_cols: u64,
 ) -> u64 {
     let b = p.reduced_values_per_row * p.rows.div_ceil(region_rows.max(1));
-    let algo = row_allreduce_algo(fabric, p.reduced_values_per_row, region_cols, b);
+    let algo = p
+        .algo
+        .unwrap_or_else(|| row_allreduce_algo(fabric, p.reduced_values_per_row, region_cols, b));
     let cols = u32::try_from(region_cols).unwrap_or(u32::MAX);
     u64::from(elementwise_colors(p.reduced_values_per_row, algo, cols))
 }
@@ -113,7 +118,9 @@ pub fn elementwise_cost(
     let elements_max = tokens_max * p.cols.div_ceil(region_cols);
     let two_passes = p.reduced_values_per_row > 0;
     let b = p.reduced_values_per_row * tokens_max;
-    let algo = row_allreduce_algo(fabric, p.reduced_values_per_row, region_cols, b);
+    let algo = p
+        .algo
+        .unwrap_or_else(|| row_allreduce_algo(fabric, p.reduced_values_per_row, region_cols, b));
     let reduction = if two_passes && region_cols > 1 {
         collective_cycles(
             fabric,

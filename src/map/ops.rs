@@ -250,6 +250,7 @@ fn elementwise_problem(op: &Op) -> ElementwiseProblem {
         flops_after,
         bytes: op.activation_bytes,
         reduced_values_per_row,
+        algo: None,
     }
 }
 

@@ -381,3 +381,79 @@ proptest::proptest! {
         }
     }
 }
+
+/// `--algo` forces the row all-reduce, in both fidelities alike; the full-wafer chain the plan
+/// used to route costs the engine's chain (8,275 cycles for 22 values over 750 PEs), five
+/// times the tree. A kernel with nothing to reduce, or a ring, is refused.
+#[test]
+fn algo_forces_the_row_allreduce() {
+    let fabric = load_fabric("wse2").unwrap();
+    let chain = run_collective(
+        &fabric,
+        &CollectiveConfig::along_row(Collective::Allreduce, Algo::Chain, 750, 22, 1),
+    )
+    .unwrap()
+    .output
+    .cycles;
+    assert_eq!(chain, 8275);
+    let wafer = [
+        "kernel",
+        "layernorm",
+        "--rows",
+        "10240",
+        "--cols",
+        "2048",
+        "--region",
+        "994x750",
+    ];
+    let model = |algo: &str| {
+        run_json(&[&wafer[..], &["--fidelity", "model", "--algo", algo]].concat())["cycles"]
+            .as_u64()
+            .unwrap()
+    };
+    let model_chain = collective_cycles(
+        &fabric,
+        CollectiveKind::Allreduce,
+        CollectiveAlgo::Chain,
+        750,
+        22,
+    );
+    let model_tree = collective_cycles(
+        &fabric,
+        CollectiveKind::Allreduce,
+        CollectiveAlgo::Tree,
+        750,
+        22,
+    );
+    assert_eq!(model("chain") - model("tree"), model_chain - model_tree);
+    assert!(model_chain.abs_diff(chain) * 100 <= chain, "{model_chain}");
+    for algo in ["chain", "tree"] {
+        let args = [
+            "kernel", "softmax", "--rows", "256", "--cols", "512", "--region", "8x64", "--algo",
+            algo,
+        ];
+        let engine = run_json(&args);
+        let modelled = run_json(&[&args[..], &["--fidelity", "model"]].concat());
+        assert_eq!(engine["algo"], algo);
+        assert_eq!(modelled["algo"], algo);
+        let (e, m) = (
+            engine["cycles"].as_f64().unwrap(),
+            modelled["cycles"].as_f64().unwrap(),
+        );
+        assert!((e - m).abs() <= 0.01 * e, "{algo}: {e} {m}");
+    }
+    for (args, expected) in [
+        (["gelu", "--algo", "tree"], "all-reduces nothing"),
+        (["layernorm", "--algo", "ring"], "chain or tree"),
+    ] {
+        let argv = [
+            &["kernel"][..],
+            &args,
+            &["--rows", "64", "--cols", "64", "--region", "8x8"],
+        ]
+        .concat();
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, 2, "{argv:?}: {err}");
+        assert!(err.contains("--algo") && err.contains(expected), "{err}");
+    }
+}
