@@ -67,6 +67,7 @@ pub fn elementwise_config(
         bytes_per_element: profile.tensors as u64 * fabric.pe.operand_bytes,
         reduced_values_per_row: values,
         algo: row_allreduce_algo(fabric, values, u64::from(region.1), values * tokens_max),
+        values: false,
     }
 }
 

@@ -457,3 +457,37 @@ fn algo_forces_the_row_allreduce() {
         assert!(err.contains("--algo") && err.contains(expected), "{err}");
     }
 }
+
+/// The row all-reduce is wired right: with values carried, every PE of every row ends with the
+/// sums over its row's PEs of each statistic, by chain and by tree, rows of uneven token counts.
+#[test]
+fn every_pe_ends_with_its_rows_statistics() {
+    use wafersim::engine::kernels::collective::contribution;
+    let fabric = load_fabric("wse2").unwrap();
+    for (region, algo) in [
+        ((6u32, 5u32), Algo::Chain),
+        ((6, 5), Algo::Tree),
+        ((4, 16), Algo::Tree),
+    ] {
+        let mut cfg = config(&fabric, OpKind::Loss, Pass::Forward, (53, 211), region);
+        cfg.algo = algo;
+        cfg.values = true;
+        let run = run_elementwise(&fabric, &cfg).unwrap();
+        let statistics = run.statistics.unwrap();
+        assert_eq!(statistics.len(), (region.0 * region.1) as usize);
+        for (pe, got) in statistics.iter().enumerate() {
+            let r = pe as u32 / region.1;
+            let b = cfg.reduced_values_per_row * cfg.tokens_of(r);
+            let expected: Vec<f32> = (0..b)
+                .map(|i| (0..region.1).map(|pos| contribution(pos, i)).sum())
+                .collect();
+            assert_eq!(got, &expected, "PE {pe} on {region:?} by {algo:?}");
+        }
+        // Values change no timing.
+        cfg.values = false;
+        assert_eq!(
+            run_elementwise(&fabric, &cfg).unwrap().output.cycles,
+            run.output.cycles
+        );
+    }
+}

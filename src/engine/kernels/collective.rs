@@ -233,7 +233,7 @@ pub(super) struct CollectiveKernel {
     pub(super) activation: u64,
     /// Own vector plus what was added in (values only).
     acc: Vec<Vec<f32>>,
-    result: Vec<Vec<f32>>,
+    pub(super) result: Vec<Vec<f32>>,
     /// Wavelets received per PE per incoming stream (tree: per level; others: [reduce, bcast]).
     received: Vec<Vec<u64>>,
     /// Tree: elements each PE has sent up.

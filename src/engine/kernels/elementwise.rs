@@ -62,6 +62,10 @@ pub struct ElementwiseConfig {
     pub reduced_values_per_row: u64,
     /// The row all-reduce's algorithm: chain or tree.
     pub algo: Algo,
+    /// Carry values through the all-reduce (each PE's statistics a fixed pattern of small
+    /// exact numbers, `collective::contribution` of its column) and keep what every PE ends
+    /// with, to check the wiring; timing only otherwise.
+    pub values: bool,
 }
 
 impl ElementwiseConfig {
@@ -166,6 +170,8 @@ pub struct ElementwiseRun {
     pub output: RunOutput,
     /// FLOPs each PE executed, row-major.
     pub flops_per_pe: Vec<u64>,
+    /// With `values`: the statistics each PE holds after the all-reduce, row-major.
+    pub statistics: Option<Vec<Vec<f32>>>,
 }
 
 impl ElementwiseRun {
@@ -188,9 +194,12 @@ pub fn run_elementwise(fabric: &FabricSpec, cfg: &ElementwiseConfig) -> Result<E
         let (r, c) = mesh.coords(pe as u32);
         counters.sram_bytes = cfg.sram_bytes_of(fabric, r, c);
     }
+    let statistics = (cfg.values && cfg.reduces())
+        .then(|| kernel.rows.into_iter().flat_map(|row| row.result).collect());
     Ok(ElementwiseRun {
         output,
         flops_per_pe: kernel.flops,
+        statistics,
     })
 }
 
@@ -299,7 +308,10 @@ fn row_allreduce(
         rows: 1,
         cols: cfg.region.1,
     };
-    let coll = CollectiveConfig::along_row(Collective::Allreduce, cfg.algo, line.cols, b, 0);
+    let coll = CollectiveConfig {
+        values: cfg.values,
+        ..CollectiveConfig::along_row(Collective::Allreduce, cfg.algo, line.cols, b, 0)
+    };
     let (row, mut inner) = build(line, &coll);
     inner.activation = fabric.pe.task_activation_cycles;
     debug_assert!(row.initial_blocks.is_empty() && row.edge_streams.is_empty());
