@@ -385,22 +385,7 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
             );
             (collective.name(), figures)
         }
-        _ => {
-            let (name, cfg) = elementwise_of(&args.kernel, fabric)?;
-            let sram_bytes = check_elementwise(fabric, &cfg)?;
-            let problem = ElementwiseProblem::of_config(&cfg);
-            let (rows, cols) = (u64::from(cfg.region.0), u64::from(cfg.region.1));
-            let cost = elementwise_cost(fabric, &problem, rows, cols);
-            elementwise_shape(&mut shape, &args.kernel, &cfg);
-            let flops = problem.flops_before + problem.flops_after;
-            let host_seconds = start.elapsed().as_secs_f64();
-            let figures = KernelFigures {
-                flops_executed: flops,
-                sram_bytes_max: sram_bytes,
-                ..KernelFigures::from_gemm_cost(fabric, &cost, (flops, 0), host_seconds)
-            };
-            (name, figures)
-        }
+        _ => elementwise_model(&args.kernel, fabric, &mut shape, start)?,
     };
     Ok(KernelReport {
         version: crate::VERSION,
@@ -466,6 +451,29 @@ fn gemm_shape(
     ] {
         shape.insert(key.into(), value);
     }
+}
+
+/// An element-wise kernel's cost model (`kernel NAME --fidelity model`): its name and figures.
+fn elementwise_model(
+    kernel: &KernelCommand,
+    fabric: &FabricSpec,
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+    start: Instant,
+) -> Result<(&'static str, KernelFigures)> {
+    let (name, cfg) = elementwise_of(kernel, fabric)?;
+    let sram_bytes = check_elementwise(fabric, &cfg)?;
+    let problem = ElementwiseProblem::of_config(&cfg);
+    let (rows, cols) = (u64::from(cfg.region.0), u64::from(cfg.region.1));
+    let cost = elementwise_cost(fabric, &problem, rows, cols);
+    elementwise_shape(shape, kernel, &cfg);
+    let flops = problem.flops_before + problem.flops_after;
+    let host_seconds = start.elapsed().as_secs_f64();
+    let figures = KernelFigures {
+        flops_executed: flops,
+        sram_bytes_max: sram_bytes,
+        ..KernelFigures::from_gemm_cost(fabric, &cost, (flops, 0), host_seconds)
+    };
+    Ok((name, figures))
 }
 
 /// The element-wise kernel the flags ask for: its name and its engine configuration (the
