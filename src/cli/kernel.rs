@@ -265,6 +265,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     .filter_map(|key| {
         shape
             .get(*key)
+            .filter(|v| !v.is_null())
             .map(|v| format!("{key} {}", v.to_string().trim_matches('"')))
     })
     .collect();
@@ -717,7 +718,8 @@ impl KernelReport {
             "kernel",
             format!("{} on {} ({how})", self.kernel, self.fabric),
         );
-        for (k, v) in &self.shape {
+        // A shape field without a value (no row all-reduce: no `algo`) gets no row.
+        for (k, v) in self.shape.iter().filter(|(_, v)| !v.is_null()) {
             row(k, v.to_string().trim_matches('"').to_string());
         }
         row("cycles", thousands(f.cycles as u128));
