@@ -7,16 +7,21 @@ use serde::Serialize;
 
 use super::Common;
 use crate::cost::{
-    attention_layouts_cost, attention_products, collective_cycles, fmac_ops, gemm_cost,
-    AttentionOp, GemmProblem,
+    attention_layouts_cost, attention_products, collective_busy_cycles, collective_cycles,
+    elementwise_config, elementwise_cost, fmac_ops, gemm_cost, AttentionOp, ElementwiseProblem,
+    GemmProblem,
 };
 use crate::engine::kernels::attention::{run_attention_shapes, AttentionLayout};
 use crate::engine::kernels::collective::{
     check_collective, run_collective, Algo, Collective, CollectiveConfig,
 };
+use crate::engine::kernels::elementwise::{
+    check_elementwise, check_shape, run_elementwise, ElementwiseConfig,
+};
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout, ValuesCheck};
 use crate::engine::kernels::KernelFigures;
 use crate::error::{Error, Result};
+use crate::graph::{elementwise_profile, OpKind, Pass};
 use crate::report::{si, thousands, Table};
 use crate::sparsity::nonzeros_expected;
 use crate::spec::{check_sparsity, load_fabric, FabricSpec};
@@ -65,6 +70,41 @@ pub enum KernelCommand {
     /// products, each on a tile of the region, the second operand multicast from the PE rows
     /// that hold it.
     Attention(AttentionArgs),
+    /// LayerNorm over the features of each row: a pass, a row all-reduce of Σx and Σx², a pass.
+    Layernorm(ElementwiseArgs),
+    /// Softmax over each row (online max and sum of exponentials, one row all-reduce).
+    Softmax(ElementwiseArgs),
+    /// GeLU, element by element.
+    Gelu(ElementwiseArgs),
+    /// Residual add, element by element.
+    Residual(ElementwiseArgs),
+    /// Embedding: the learned position added to the gathered rows (backward: the gradient
+    /// scatter-added into the token and position tables).
+    Embedding(ElementwiseArgs),
+    /// Softmax cross-entropy over each row of logits (max, sum and the target's logit
+    /// all-reduced along the row); backward: (p − y)/T from the kept probabilities.
+    Loss(ElementwiseArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ElementwiseArgs {
+    /// Rows of the tensor (tokens; for softmax, tokens × heads), over the region's PE rows.
+    #[arg(long)]
+    pub rows: u64,
+    /// Columns (features; for softmax, keys; for the loss, the vocabulary), over its PE columns.
+    #[arg(long)]
+    pub cols: u64,
+    /// Region ROWSxCOLS of PEs.
+    #[arg(long, default_value = "32x32")]
+    pub region: String,
+    /// Which pass: forward, or backward (the input gradient; for the embedding, its table's
+    /// gradient).
+    #[arg(long, value_enum, default_value_t = PassArg::Forward)]
+    pub pass: PassArg,
+    /// The row all-reduce of LayerNorm, softmax and the loss: chain or tree (default: the
+    /// faster whose colors the fabric leaves, as full-wafer steps choose).
+    #[arg(long, value_enum)]
+    pub algo: Option<AlgoArg>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -79,8 +119,8 @@ pub struct AttentionArgs {
     #[arg(long)]
     pub products: u64,
     /// Forward (Q·Kᵀ, A·V) or dgrad (both operands' gradients of each).
-    #[arg(long, value_enum, default_value_t = PassArg::Fwd)]
-    pub pass: PassArg,
+    #[arg(long, value_enum, default_value_t = AttentionPassArg::Fwd)]
+    pub pass: AttentionPassArg,
     /// Only the scores or only A·V; default both, one after the other.
     #[arg(long, value_enum)]
     pub op: Option<AttentionOpArg>,
@@ -91,6 +131,13 @@ pub struct AttentionArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PassArg {
+    Forward,
+    Backward,
+}
+
+/// The pass of `kernel attention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttentionPassArg {
     Fwd,
     Dgrad,
 }
@@ -214,6 +261,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
     let mut shape = serde_json::Map::new();
     let start = Instant::now();
     let mut values = None;
+    let mut flops_counted = None;
     let (name, output, flops_dense, host_seconds) = match &args.kernel {
         KernelCommand::Gemm(g) => {
             let cfg = gemm_config(g, common.seed())?;
@@ -249,6 +297,15 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
             collective_shape(&mut shape, &cfg);
             (collective.name(), output, 0, host_seconds)
         }
+        _ => {
+            let (name, cfg) = elementwise_of(&args.kernel, &fabric)?;
+            let run = run_elementwise(&fabric, &cfg)?;
+            let host_seconds = start.elapsed().as_secs_f64();
+            elementwise_shape(&mut shape, &args.kernel, &cfg);
+            let flops = run.flops_executed();
+            flops_counted = Some(flops);
+            (name, run.output, flops, host_seconds)
+        }
     };
     if let Some(path) = &args.counters {
         crate::report::write_atomic(path, &output.counters.to_bytes()?)?;
@@ -258,9 +315,11 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         "wavelets", "algo",
     ]
     .iter()
+    .chain(&["rows", "cols"])
     .filter_map(|key| {
         shape
             .get(*key)
+            .filter(|v| !v.is_null())
             .map(|v| format!("{key} {}", v.to_string().trim_matches('"')))
     })
     .collect();
@@ -293,7 +352,11 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         kernel: name.into(),
         fidelity: Fidelity::Wavelet,
         shape,
-        figures: KernelFigures::new(&fabric, &output, flops_dense, host_seconds),
+        figures: KernelFigures {
+            // An element-wise kernel's FLOPs are not multiply-adds: the kernel counts them.
+            flops_executed: flops_counted.unwrap_or(2 * output.counters.total().fmac_ops as u128),
+            ..KernelFigures::new(&fabric, &output, flops_dense, host_seconds)
+        },
         values,
     })
 }
@@ -383,8 +446,19 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
             let host_seconds = start.elapsed().as_secs_f64();
             let mut figures = KernelFigures::from_cycles(fabric, cycles, 0, host_seconds);
             figures.sram_bytes_max = sram_bytes;
+            figures.pe_utilization_mean = Some(
+                collective_busy_cycles(
+                    fabric,
+                    collective.into(),
+                    cfg.algo.into(),
+                    pes,
+                    cfg.wavelets,
+                ) as f64
+                    / (pes * cycles.max(1)) as f64,
+            );
             (collective.name(), figures)
         }
+        _ => elementwise_model(&args.kernel, fabric, &mut shape, start)?,
     };
     Ok(KernelReport {
         version: crate::VERSION,
@@ -484,7 +558,7 @@ fn attention_config(a: &AttentionArgs) -> Result<(Vec<ProductShape>, (u32, u32))
         Some(AttentionOpArg::Values) => vec![AttentionOp::Values],
         None => vec![AttentionOp::Scores, AttentionOp::Values],
     };
-    let dgrad = a.pass == PassArg::Dgrad;
+    let dgrad = a.pass == AttentionPassArg::Dgrad;
     let shapes = ops
         .into_iter()
         .flat_map(|op| attention_products(op, dgrad, a.seq as u64, a.head_dim as u64))
@@ -510,8 +584,8 @@ fn attention_shape(
         layouts.iter().map(f).collect::<Vec<_>>().join(", ")
     };
     let pass = match a.pass {
-        PassArg::Fwd => "fwd",
-        PassArg::Dgrad => "dgrad",
+        AttentionPassArg::Fwd => "fwd",
+        AttentionPassArg::Dgrad => "dgrad",
     };
     let op = match a.op {
         Some(AttentionOpArg::Scores) => "scores",
@@ -538,6 +612,125 @@ fn attention_shape(
             each(&|l| format!("{}x{}", l.tile_rows, l.tile_cols)).into(),
         ),
         ("split", each(&|l| format!("{}x{}", l.ck, l.cn)).into()),
+    ] {
+        shape.insert(key.into(), value);
+    }
+}
+
+/// An element-wise kernel's cost model (`kernel NAME --fidelity model`): its name and figures.
+fn elementwise_model(
+    kernel: &KernelCommand,
+    fabric: &FabricSpec,
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+    start: Instant,
+) -> Result<(&'static str, KernelFigures)> {
+    let (name, cfg) = elementwise_of(kernel, fabric)?;
+    let sram_bytes = check_elementwise(fabric, &cfg)?;
+    let problem = ElementwiseProblem::of_config(&cfg);
+    let (rows, cols) = (u64::from(cfg.region.0), u64::from(cfg.region.1));
+    let cost = elementwise_cost(fabric, &problem, rows, cols);
+    elementwise_shape(shape, kernel, &cfg);
+    let flops = problem.flops_before + problem.flops_after;
+    let host_seconds = start.elapsed().as_secs_f64();
+    let figures = KernelFigures {
+        flops_executed: flops,
+        sram_bytes_max: sram_bytes,
+        ..KernelFigures::from_gemm_cost(fabric, &cost, (flops, 0), host_seconds)
+    };
+    Ok((name, figures))
+}
+
+/// The element-wise kernel the flags ask for: its name and its engine configuration (the
+/// op's profile from `graph::elementwise_profile`, activations of `pe.operand_bytes`).
+fn elementwise_of(
+    kernel: &KernelCommand,
+    fabric: &FabricSpec,
+) -> Result<(&'static str, ElementwiseConfig)> {
+    let (name, kind, e) = match kernel {
+        KernelCommand::Layernorm(e) => ("layernorm", OpKind::LayerNorm, e),
+        KernelCommand::Softmax(e) => ("softmax", OpKind::Softmax, e),
+        KernelCommand::Gelu(e) => ("gelu", OpKind::Gelu, e),
+        KernelCommand::Residual(e) => ("residual", OpKind::Residual, e),
+        KernelCommand::Embedding(e) => ("embedding", OpKind::Embedding, e),
+        KernelCommand::Loss(e) => ("loss", OpKind::Loss, e),
+        _ => {
+            return Err(Error::Simulation(
+                "an element-wise kernel was asked of a GEMM or a collective".into(),
+            ))
+        }
+    };
+    let pass = match (e.pass, kind) {
+        (PassArg::Forward, _) => Pass::Forward,
+        (PassArg::Backward, OpKind::Embedding) => Pass::Wgrad,
+        (PassArg::Backward, _) => Pass::Dgrad,
+    };
+    let profile = elementwise_profile(kind, pass)
+        .ok_or_else(|| Error::Simulation(format!("{name} has no element-wise profile")))?;
+    if e.rows == 0 || e.cols == 0 {
+        return Err(Error::Input(format!(
+            "--rows {} --cols {}: give at least one of each",
+            e.rows, e.cols
+        )));
+    }
+    let region = parse_grid("--region", &e.region)?;
+    check_shape(fabric, (e.rows, e.cols), region)?;
+    let mut cfg = elementwise_config(fabric, &profile, (e.rows, e.cols), region);
+    if let Some(algo) = e.algo {
+        if !cfg.reduces() {
+            return Err(Error::Input(format!(
+                "--algo: {name} --pass {} on --region {}x{} all-reduces nothing along its rows",
+                if e.pass == PassArg::Forward {
+                    "forward"
+                } else {
+                    "backward"
+                },
+                region.0,
+                region.1
+            )));
+        }
+        cfg.algo = match algo {
+            AlgoArg::Chain => Algo::Chain,
+            AlgoArg::Tree => Algo::Tree,
+            AlgoArg::Ring => Algo::Ring,
+        };
+    }
+    check_elementwise(fabric, &cfg)?;
+    Ok((name, cfg))
+}
+
+fn elementwise_shape(
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+    kernel: &KernelCommand,
+    cfg: &ElementwiseConfig,
+) {
+    let pass = match kernel {
+        KernelCommand::Layernorm(e)
+        | KernelCommand::Softmax(e)
+        | KernelCommand::Gelu(e)
+        | KernelCommand::Residual(e)
+        | KernelCommand::Embedding(e)
+        | KernelCommand::Loss(e) => e.pass,
+        _ => PassArg::Forward,
+    };
+    let pass = match pass {
+        PassArg::Forward => "forward",
+        PassArg::Backward => "backward",
+    };
+    let algo = if cfg.reduces() {
+        serde_json::to_value(cfg.algo).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    for (key, value) in [
+        ("rows", cfg.rows.into()),
+        ("cols", cfg.cols.into()),
+        ("pass", pass.into()),
+        (
+            "region",
+            format!("{}x{}", cfg.region.0, cfg.region.1).into(),
+        ),
+        ("reduced_values_per_row", cfg.reduced_values_per_row.into()),
+        ("algo", algo),
     ] {
         shape.insert(key.into(), value);
     }
@@ -688,7 +881,8 @@ impl KernelReport {
             "kernel",
             format!("{} on {} ({how})", self.kernel, self.fabric),
         );
-        for (k, v) in &self.shape {
+        // A shape field without a value (no row all-reduce: no `algo`) gets no row.
+        for (k, v) in self.shape.iter().filter(|(_, v)| !v.is_null()) {
             row(k, v.to_string().trim_matches('"').to_string());
         }
         row("cycles", thousands(f.cycles as u128));

@@ -81,9 +81,11 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             if !validation.passed {
                 write_stdout(stdout, &text)?;
                 return Err(Error::Simulation(format!(
-                    "validate: the cost models miss the engine beyond the bounds (max {:.1}%, mean {:.2}%)",
+                    "validate: the cost models miss the engine beyond the bounds (max {:.1}%, mean {:.2}%, \
+                     utilisation up to {:.1} percentage points)",
                     100.0 * validation.max_abs_error,
-                    100.0 * validation.mean_abs_error
+                    100.0 * validation.mean_abs_error,
+                    100.0 * validation.max_utilization_gap
                 )));
             }
             text

@@ -82,6 +82,28 @@ pub fn collective_cycles(
     }
 }
 
+/// Busy cycles of all `p` PEs' cores together in a collective of `b` wavelets per PE, as the
+/// engine counts them: every stream a core takes costs an activation and one cycle per wavelet.
+/// A reduce or a broadcast delivers P − 1 streams of B, a chain or tree all-reduce 2·(P − 1)
+/// (up, then back); a ring delivers each PE 2·(P − 1) chunks, 2·(P − 1)·B wavelets in all.
+pub fn collective_busy_cycles(
+    fabric: &FabricSpec,
+    kind: CollectiveKind,
+    algo: CollectiveAlgo,
+    p: u64,
+    b: u64,
+) -> u64 {
+    if p <= 1 {
+        return 0;
+    }
+    let a = fabric.pe.task_activation_cycles;
+    match (kind, algo) {
+        (CollectiveKind::Allreduce, CollectiveAlgo::Ring) => 2 * (p - 1) * (p * a + b),
+        (CollectiveKind::Allreduce, _) => 2 * (p - 1) * (a + b),
+        _ => (p - 1) * (a + b),
+    }
+}
+
 /// The fabric latencies a collective's timing is made of.
 struct Timing {
     hop: u64,

@@ -13,8 +13,11 @@ mod io;
 mod swarmx;
 mod timeline;
 
-pub use collective::{collective_cycles, CollectiveAlgo, CollectiveKind};
-pub use elementwise::{elementwise_cost, ElementwiseProblem};
+pub use collective::{collective_busy_cycles, collective_cycles, CollectiveAlgo, CollectiveKind};
+pub use elementwise::{
+    elementwise_config, elementwise_cost, elementwise_op_colors, row_allreduce_algo,
+    ElementwiseProblem,
+};
 pub use gemm::{
     attention_layouts_cost, attention_products, fmac_ops, gemm_cost, gemm_cost_with_counts,
     AttentionOp, GemmForm, GemmProblem, GemmTile,

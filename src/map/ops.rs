@@ -3,11 +3,12 @@
 use serde::Serialize;
 
 use crate::cost::{
-    attention_products, elementwise_cost, gemm_cost, stream_bytes, stream_cycles, AttentionOp,
-    ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost, WireWeight,
+    attention_products, elementwise_cost, elementwise_op_colors, gemm_cost, stream_bytes,
+    stream_cycles, AttentionOp, ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost,
+    WireWeight,
 };
 use crate::engine::kernels::attention::tile_grid;
-use crate::graph::{Dims, Op, OpKind, Pass};
+use crate::graph::{elementwise_profile, Dims, Op, OpKind, Pass};
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// One op, placed: which tile it runs on, what it costs, what it streams.
@@ -163,7 +164,7 @@ fn placed(
             && op.weight.as_ref().is_some_and(|w| w.sparsifiable),
         tile,
         column_relative_sd: 0.0,
-        colors: colors_used(op, tile),
+        colors: colors_used(fabric, op, tile),
         cost,
         io_in_bytes,
         io_out_bytes,
@@ -175,19 +176,21 @@ fn placed(
 }
 
 /// Colors an op's kernel routes: a GEMM streams its weights (or indices) on one and, when it
-/// reduces, alternates two along the chain (as the engine's kernels do); an element-wise op that
-/// normalises over a row runs a chain all-reduce (two alternating colors and the way back);
-/// the rest route nothing but the wafer's I/O, which the reserved colors carry.
-fn colors_used(op: &Op, tile: Option<GemmTile>) -> u64 {
+/// reduces, alternates two along the chain (as the engine's kernels do); an element-wise op
+/// routes its trigger and, when it normalises over a row, the chain or tree all-reduce its cost
+/// model and the engine's kernel both run (`cost::elementwise_op_colors`).
+fn colors_used(fabric: &FabricSpec, op: &Op, tile: Option<GemmTile>) -> u64 {
     let attention = matches!(op.kind, OpKind::AttnScores | OpKind::AttnValues);
     match tile {
         Some(t) if attention => tile_colors(GemmForm::Activations, &t),
         Some(t) if op.pass == Pass::Wgrad => tile_colors(GemmForm::AtNonzeros, &t),
         Some(t) => tile_colors(GemmForm::Streamed, &t),
-        None => match elementwise_problem(op).row_reduction {
-            true => 3,
-            false => 0,
-        },
+        None => elementwise_op_colors(
+            fabric,
+            &elementwise_problem(op),
+            fabric.geometry.region_height_pes,
+            fabric.geometry.region_width_pes,
+        ),
     }
 }
 
@@ -268,14 +271,24 @@ fn elementwise_problem(op: &Op) -> ElementwiseProblem {
         Dims::Elementwise { rows, cols } => (rows, cols),
         Dims::Gemm { batch, m, n, .. } => (batch * m, n),
     };
-    let row_reduction = matches!(op.kind, OpKind::LayerNorm | OpKind::Softmax | OpKind::Loss)
-        && op.pass != Pass::Wgrad;
+    // The op's FLOPs split around its row all-reduce as the engine's kernel runs them.
+    let (flops_before, flops_after, reduced_values_per_row) =
+        match elementwise_profile(op.kind, op.pass) {
+            Some(p) => {
+                let per_element = p.flops_before_per_element + p.flops_after_per_element;
+                let after = op.flops_executed * p.flops_after_per_element / per_element.max(1);
+                (op.flops_executed - after, after, p.reduced_values_per_row)
+            }
+            None => (op.flops_executed, 0, 0),
+        };
     ElementwiseProblem {
         rows,
         cols,
-        flops: op.flops_executed,
+        flops_before,
+        flops_after,
         bytes: op.activation_bytes,
-        row_reduction,
+        reduced_values_per_row,
+        algo: None,
     }
 }
 

@@ -8,7 +8,9 @@
 //! all-reduce of 1,000 wavelets over two PEs, whose stream the credit loop of a hop or the ramp
 //! then slows below a wavelet per cycle. (`task_activation_cycles = 30` passes, at 9.5%; the
 //! range stops at 20, the edge the tests run.) The clock and the wafer I/O are not here: the engine
-//! counts cycles and has no wafer I/O, so `validate` says nothing about them.
+//! counts cycles and has no wafer I/O, so `validate` says nothing about them. The element-wise
+//! kernels read no key beyond these; `router.colors` and `router.colors_reserved` only choose
+//! their row all-reduce (chain or tree, `cost::row_allreduce_algo`), and validate holds both.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +30,9 @@ pub struct CoveredRange {
 pub const COVERED_RANGES: &[CoveredRange] = &[
     CoveredRange {
         key: "pe.sram_read_bytes_per_cycle",
-        low: 1,
+        // At 1 B per cycle the reduction-bound sparse GEMM of 8x16 PEs (split 16x1) leaves the
+        // utilisation bound: 10.7 points, its cycles 13% short of the expected-maximum imbalance.
+        low: 2,
         high: 64,
         value: |f| f.pe.sram_read_bytes_per_cycle,
         set: |f, v| f.pe.sram_read_bytes_per_cycle = v,

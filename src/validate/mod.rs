@@ -16,19 +16,27 @@ pub use coverage::{
 use serde::Serialize;
 
 use crate::cost::{
-    attention_layouts_cost, attention_products, collective_cycles, gemm_cost,
-    gemm_cost_with_counts, AttentionOp, GemmProblem,
+    attention_layouts_cost, attention_products, collective_busy_cycles, collective_cycles,
+    elementwise_config, elementwise_cost, gemm_cost, gemm_cost_with_counts, AttentionOp,
+    ElementwiseProblem, GemmProblem, KernelCost,
 };
 use crate::engine::kernels::attention::run_attention_shapes;
 use crate::engine::kernels::collective::{run_collective, Algo, Collective, CollectiveConfig};
+use crate::engine::kernels::elementwise::run_elementwise;
 use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmPlan};
+use crate::engine::RunOutput;
 use crate::error::{Error, Result};
+use crate::graph::{elementwise_profile, OpKind, Pass};
 use crate::spec::FabricSpec;
 
 /// Every shape within this relative error of the engine.
 pub const MAX_ERROR: f64 = 0.15;
 /// And the mean absolute relative error at most this.
 pub const MAX_MEAN_ERROR: f64 = 0.05;
+/// Every shape's mean PE utilisation (busy cycles over PEs × cycles) within this many
+/// percentage points (as a fraction) of the engine's: the share of the step's PE-time the model
+/// calls busy is what the step's utilisation figures report.
+pub const MAX_UTILIZATION_GAP: f64 = 0.10;
 
 /// One shape run both ways.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +51,12 @@ pub struct Check {
     /// The same model fed the exact per-PE non-zero counts of the engine's mask (GEMMs only):
     /// the part of the error that the expected-maximum approximation does not explain.
     pub model_exact_cycles: Option<u64>,
+    /// Mean PE utilisation on the engine: busy cycles of all PEs over PEs × cycles.
+    pub engine_utilization_mean: f64,
+    /// The same from the cost model's busy cycles.
+    pub model_utilization_mean: f64,
+    /// model − engine, in fractions (0.01 = one percentage point).
+    pub utilization_gap: f64,
 }
 
 impl Validation {
@@ -54,6 +68,9 @@ impl Validation {
             "model cycles",
             "error",
             "exact-count model",
+            "engine util",
+            "model util",
+            "util gap",
         ])
         .left_aligned(2);
         for c in &self.checks {
@@ -65,16 +82,21 @@ impl Validation {
                 format!("{:+.1}%", 100.0 * c.error),
                 c.model_exact_cycles
                     .map_or(String::new(), |m| crate::report::thousands(m as u128)),
+                format!("{:.1}%", 100.0 * c.engine_utilization_mean),
+                format!("{:.1}%", 100.0 * c.model_utilization_mean),
+                format!("{:+.1} pp", 100.0 * c.utilization_gap),
             ]);
         }
         format!(
-            "wafersim validate: cost models against the wavelet-level engine on {fabric}\n\n{}\n             {} shapes: max |error| {:.1}% (bound {:.0}%), mean |error| {:.2}% (bound {:.0}%): {}\n",
+            "wafersim validate: cost models against the wavelet-level engine on {fabric}\n\n{}\n             {} shapes: max |error| {:.1}% (bound {:.0}%), mean |error| {:.2}% (bound {:.0}%), max |util gap| {:.1} pp (bound {:.0} pp): {}\n",
             t.render(),
             self.checks.len(),
             100.0 * self.max_abs_error,
             100.0 * MAX_ERROR,
             100.0 * self.mean_abs_error,
             100.0 * MAX_MEAN_ERROR,
+            100.0 * self.max_utilization_gap,
+            100.0 * MAX_UTILIZATION_GAP,
             if self.passed { "passed" } else { "FAILED" }
         ) + &self.render_ranges()
     }
@@ -107,6 +129,8 @@ pub struct Validation {
     pub checks: Vec<Check>,
     pub max_abs_error: f64,
     pub mean_abs_error: f64,
+    /// The largest |model − engine| mean PE utilisation over the checks.
+    pub max_utilization_gap: f64,
     pub passed: bool,
     /// Per engine-relevant fabric key, the range the checks pass over (the tests hold both
     /// edges); `train`, `step` and sweep points flag a fabric outside it.
@@ -139,6 +163,13 @@ enum Shape {
         dgrad: bool,
         region: (u32, u32),
     },
+    Elementwise {
+        kind: OpKind,
+        pass: Pass,
+        rows: u64,
+        cols: u64,
+        region: (u32, u32),
+    },
 }
 
 fn shapes() -> Vec<Shape> {
@@ -158,6 +189,13 @@ fn shapes() -> Vec<Shape> {
         head,
         products,
         dgrad,
+        region,
+    };
+    let ew = |kind, pass, rows, cols, region| Shape::Elementwise {
+        kind,
+        pass,
+        rows,
+        cols,
         region,
     };
     vec![
@@ -226,6 +264,22 @@ fn shapes() -> Vec<Shape> {
         attn(1024, 64, 1, false, (16, 16)),
         attn(128, 64, 1, true, (16, 16)),
         attn(256, 32, 5, true, (8, 8)),
+        // Element-wise ops, tokens over PE rows and features over PE columns: a row
+        // all-reduce (tree where it is faster, chain on a narrow region), or none.
+        ew(OpKind::LayerNorm, Pass::Forward, 256, 1024, (16, 16)),
+        ew(OpKind::LayerNorm, Pass::Forward, 100, 300, (8, 4)),
+        ew(OpKind::LayerNorm, Pass::Dgrad, 512, 512, (32, 64)),
+        ew(OpKind::Softmax, Pass::Forward, 1024, 512, (16, 32)),
+        ew(OpKind::Softmax, Pass::Forward, 64, 2048, (8, 256)),
+        ew(OpKind::Softmax, Pass::Dgrad, 1024, 512, (16, 32)),
+        ew(OpKind::Gelu, Pass::Forward, 256, 1024, (16, 16)),
+        ew(OpKind::Gelu, Pass::Dgrad, 300, 1000, (32, 32)),
+        ew(OpKind::Residual, Pass::Forward, 100, 77, (8, 8)),
+        ew(OpKind::Embedding, Pass::Forward, 512, 256, (16, 16)),
+        ew(OpKind::Embedding, Pass::Wgrad, 512, 256, (16, 16)),
+        ew(OpKind::Loss, Pass::Forward, 64, 4096, (8, 128)),
+        ew(OpKind::Loss, Pass::Forward, 256, 1024, (64, 2)),
+        ew(OpKind::Loss, Pass::Dgrad, 64, 4096, (8, 128)),
     ]
 }
 
@@ -238,6 +292,7 @@ fn fits(fabric: &FabricSpec, shapes: &[Shape]) -> Result<()> {
             Shape::Gemm { region, .. } => region,
             Shape::Collective { p, .. } => (1, p),
             Shape::Attention { region, .. } => region,
+            Shape::Elementwise { region, .. } => region,
         })
         .fold((0, 0), |(r, c), (sr, sc)| (r.max(sr), c.max(sc)));
     let (height, width) = (
@@ -261,48 +316,7 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
     let mut checks = Vec::new();
     for shape in shapes {
         checks.push(match shape {
-            Shape::Gemm {
-                form,
-                t,
-                k,
-                n,
-                s,
-                region,
-                split,
-            } => {
-                let cfg = GemmConfig {
-                    t,
-                    k,
-                    n,
-                    sparsity: s,
-                    region,
-                    split,
-                    seed,
-                    form,
-                    values: false,
-                };
-                let run = run_gemm(fabric, &cfg)?;
-                let (model, exact) = gemm_models(fabric, &run.plan);
-                let (ck, cn) = (run.plan.ck, run.plan.cn);
-                let mut c = check(
-                    format!(
-                        "gemm {}",
-                        match form {
-                            GemmForm::Forward => "forward",
-                            GemmForm::Dgrad => "dgrad",
-                            GemmForm::Wgrad => "wgrad",
-                        }
-                    ),
-                    format!(
-                        "t {t} k {k} n {n} s {s} region {}x{} split {ck}x{cn}",
-                        region.0, region.1
-                    ),
-                    run.output.cycles,
-                    model,
-                );
-                c.model_exact_cycles = Some(exact);
-                c
-            }
+            Shape::Gemm { .. } => gemm_check(fabric, &shape, seed)?,
             Shape::Attention {
                 seq,
                 head,
@@ -313,40 +327,140 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
             Shape::Collective { kind, algo, p, b } => {
                 let cfg = CollectiveConfig::along_row(kind, algo, p, b, seed);
                 let run = run_collective(fabric, &cfg)?;
-                let model = collective_cycles(fabric, kind.into(), algo.into(), p as u64, b);
+                let (kind, algo_model) = (kind.into(), algo.into());
+                let model = collective_cycles(fabric, kind, algo_model, p as u64, b);
+                let busy = collective_busy_cycles(fabric, kind, algo_model, p as u64, b);
                 check(
-                    format!("{} {}", kind.name(), algo_name(algo)),
+                    format!("{} {}", cfg.collective.name(), algo_name(algo)),
                     format!("pes {p} wavelets {b}"),
-                    run.output.cycles,
-                    model,
+                    &run.output,
+                    (model, busy as f64 / (p as u64 * model.max(1)) as f64),
                 )
             }
+            Shape::Elementwise { .. } => elementwise_check(fabric, &shape)?,
         });
     }
     let errors: Vec<f64> = checks.iter().map(|c| c.error.abs()).collect();
     let max_abs_error = errors.iter().copied().fold(0.0, f64::max);
     let mean_abs_error = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
+    let max_utilization_gap = checks
+        .iter()
+        .map(|c| c.utilization_gap.abs())
+        .fold(0.0, f64::max);
     Ok(Validation {
         version: crate::VERSION,
         seed,
         fabric: fabric.name.clone(),
-        passed: max_abs_error <= MAX_ERROR && mean_abs_error <= MAX_MEAN_ERROR,
+        passed: max_abs_error <= MAX_ERROR
+            && mean_abs_error <= MAX_MEAN_ERROR
+            && max_utilization_gap <= MAX_UTILIZATION_GAP,
         checks,
         max_abs_error,
         mean_abs_error,
+        max_utilization_gap,
         covered_ranges: covered_ranges(),
         unvalidated_keys: unvalidated_keys(fabric),
     })
 }
 
+fn gemm_check(fabric: &FabricSpec, shape: &Shape, seed: u64) -> Result<Check> {
+    let Shape::Gemm {
+        form,
+        t,
+        k,
+        n,
+        s,
+        region,
+        split,
+    } = *shape
+    else {
+        return Err(Error::Simulation("gemm_check takes a GEMM shape".into()));
+    };
+    let cfg = GemmConfig {
+        t,
+        k,
+        n,
+        sparsity: s,
+        region,
+        split,
+        seed,
+        form,
+        values: false,
+    };
+    let run = run_gemm(fabric, &cfg)?;
+    let (model, exact) = gemm_models(fabric, &run.plan);
+    let (ck, cn) = (run.plan.ck, run.plan.cn);
+    let form = match form {
+        GemmForm::Forward => "forward",
+        GemmForm::Dgrad => "dgrad",
+        GemmForm::Wgrad => "wgrad",
+    };
+    let mut c = check(
+        format!("gemm {form}"),
+        format!(
+            "t {t} k {k} n {n} s {s} region {}x{} split {ck}x{cn}",
+            region.0, region.1
+        ),
+        &run.output,
+        (
+            model.cycles,
+            model.busy_cycles_mean as f64 / model.cycles.max(1) as f64,
+        ),
+    );
+    c.model_exact_cycles = Some(exact);
+    Ok(c)
+}
+
+/// An element-wise op of the step (its `graph::elementwise_profile`) on the engine and through
+/// `cost::elementwise_cost`, with the row all-reduce both take from `cost::row_allreduce_algo`.
+fn elementwise_check(fabric: &FabricSpec, shape: &Shape) -> Result<Check> {
+    let Shape::Elementwise {
+        kind,
+        pass,
+        rows,
+        cols,
+        region,
+    } = *shape
+    else {
+        return Err(Error::Simulation(
+            "elementwise_check takes an element-wise shape".into(),
+        ));
+    };
+    // Named as `wafersim kernel` names them.
+    let name = kind.name();
+    let profile = elementwise_profile(kind, pass)
+        .ok_or_else(|| Error::Simulation(format!("{name} has no element-wise profile")))?;
+    let cfg = elementwise_config(fabric, &profile, (rows, cols), region);
+    let run = run_elementwise(fabric, &cfg)?;
+    let (r, c) = (u64::from(region.0), u64::from(region.1));
+    let cost = elementwise_cost(fabric, &ElementwiseProblem::of_config(&cfg), r, c);
+    let algo = if cfg.reduces() {
+        format!(" {}", algo_name(cfg.algo))
+    } else {
+        String::new()
+    };
+    Ok(check(
+        format!("{name} {}", pass.name()),
+        format!(
+            "rows {rows} cols {cols} region {}x{}{algo}",
+            region.0, region.1
+        ),
+        &run.output,
+        (
+            cost.cycles,
+            cost.busy_cycles_mean as f64 / cost.cycles.max(1) as f64,
+        ),
+    ))
+}
+
 /// The cost model of a planned engine GEMM: closed form, and with the plan's exact per-PE
 /// non-zero counts.
-fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan) -> (u64, u64) {
+fn gemm_models(fabric: &FabricSpec, plan: &GemmPlan) -> (KernelCost, u64) {
     let (problem, tile) = GemmProblem::of_layout(plan, plan.mask.nonzeros());
     let pes = tile.rows * tile.columns();
     let counts = plan.nonzeros_per_pe_column();
     (
-        gemm_cost(fabric, &problem, &tile, pes).cycles,
+        gemm_cost(fabric, &problem, &tile, pes),
         gemm_cost_with_counts(fabric, &problem, &tile, pes, Some(&counts)).cycles,
     )
 }
@@ -368,6 +482,7 @@ fn attention_check(
         .iter()
         .map(|l| format!("{}x{}", l.ck, l.cn))
         .collect();
+    let utilization = model.busy_cycles_mean as f64 / model.cycles.max(1) as f64;
     Ok(check(
         format!("attention {}", if dgrad { "dgrad" } else { "fwd" }),
         format!(
@@ -378,12 +493,22 @@ fn attention_check(
             layouts[0].across,
             splits.join(",")
         ),
-        output.cycles,
-        model.cycles,
+        &output,
+        (model.cycles, utilization),
     ))
 }
 
-fn check(kernel: String, shape: String, engine_cycles: u64, model_cycles: u64) -> Check {
+/// A check of the engine's `output` against the model's cycles and mean PE utilisation.
+fn check(
+    kernel: String,
+    shape: String,
+    output: &RunOutput,
+    (model_cycles, model_utilization_mean): (u64, f64),
+) -> Check {
+    let engine_cycles = output.cycles;
+    let pes = output.counters.pes.len().max(1) as u64;
+    let busy = output.counters.total().busy_cycles();
+    let engine_utilization_mean = busy as f64 / (pes * engine_cycles.max(1)) as f64;
     Check {
         kernel,
         shape,
@@ -391,6 +516,9 @@ fn check(kernel: String, shape: String, engine_cycles: u64, model_cycles: u64) -
         model_cycles,
         error: (model_cycles as f64 - engine_cycles as f64) / engine_cycles.max(1) as f64,
         model_exact_cycles: None,
+        engine_utilization_mean,
+        model_utilization_mean,
+        utilization_gap: model_utilization_mean - engine_utilization_mean,
     }
 }
 

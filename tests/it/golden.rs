@@ -210,3 +210,26 @@ fn steps() {
         );
     }
 }
+
+/// Every element-wise kernel on 8 × 8 PEs with uneven slices: a row all-reduce by tree
+/// (LayerNorm, the loss), by chain (softmax's gradient on two columns), or none.
+#[test]
+fn kernel_elementwise() {
+    let shape = ["--rows", "60", "--cols", "100", "--region", "8x8"];
+    for (name, pass) in [
+        ("layernorm", "forward"),
+        ("layernorm", "backward"),
+        ("softmax", "forward"),
+        ("gelu", "forward"),
+        ("residual", "forward"),
+        ("embedding", "forward"),
+        ("loss", "forward"),
+    ] {
+        let args = [&[name][..], &shape, &["--pass", pass]].concat();
+        check_kernel(&format!("{name}-{pass}"), &args);
+    }
+    let args = [
+        "softmax", "--rows", "60", "--cols", "100", "--region", "6x2", "--pass", "backward",
+    ];
+    check_kernel("softmax-backward-chain", &args);
+}

@@ -4,6 +4,7 @@ mod attention;
 mod collective_models;
 mod common;
 mod data_parallel;
+mod elementwise;
 mod engine;
 mod engine_random;
 mod flop_counts;

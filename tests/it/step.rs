@@ -127,7 +127,8 @@ fn a_fabric_without_enough_colors_is_refused_naming_the_op() {
     let (code, _, err) = run_cli(&["step", "gpt-tiny", "--fabric", path.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("op layer0.ln1.fwd routes at least 3 colors, the fabric leaves kernels 2"),
+        // LayerNorm's row all-reduce: a chain's 3 colors and its trigger.
+        err.contains("op layer0.ln1.fwd routes at least 4 colors, the fabric leaves kernels 2"),
         "{err}"
     );
 }

@@ -226,13 +226,14 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
 }
 
 /// Per-PE state; one struct serves every collective, the `cfg` says which handlers run.
-struct CollectiveKernel {
+/// The element-wise kernels run one per PE row for their row all-reduce (`super::elementwise`).
+pub(super) struct CollectiveKernel {
     cfg: CollectiveConfig,
     mesh: Mesh,
-    activation: u64,
+    pub(super) activation: u64,
     /// Own vector plus what was added in (values only).
     acc: Vec<Vec<f32>>,
-    result: Vec<Vec<f32>>,
+    pub(super) result: Vec<Vec<f32>>,
     /// Wavelets received per PE per incoming stream (tree: per level; others: [reduce, bcast]).
     received: Vec<Vec<u64>>,
     /// Tree: elements each PE has sent up.
@@ -241,7 +242,7 @@ struct CollectiveKernel {
     ring_at: Vec<(u64, u64)>,
 }
 
-fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
+pub(super) fn build(mesh: Mesh, cfg: &CollectiveConfig) -> (Program, CollectiveKernel) {
     let p = line(mesh).0;
     let b = cfg.wavelets;
     let streams = match cfg.algo {
@@ -295,7 +296,12 @@ fn program_colors(cfg: &CollectiveConfig) -> u8 {
         cols: cfg.cols,
     })
     .0;
-    match (cfg.collective, cfg.algo) {
+    collective_colors(cfg.collective, cfg.algo, p)
+}
+
+/// Colors a `collective` by `algo` over a line of `p` PEs routes.
+pub fn collective_colors(collective: Collective, algo: Algo, p: u32) -> u8 {
+    match (collective, algo) {
         // One multicast.
         (Collective::Broadcast, _) => 1,
         // A color per level, and one for the sums' way back (reserved for a reduce too).

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod collective;
+pub mod elementwise;
 pub mod gemm;
 pub mod wgrad;
 
@@ -49,8 +50,8 @@ pub struct ModelBreakdown {
 /// The figures of one kernel run, as `wafersim kernel --json` prints them (the README's stable field names).
 /// A run on the wavelet-level engine fills every field; a cost-model run (`--fidelity model`)
 /// leaves out what only the engine counts (wavelets, hops, events, the per-PE breakdown, the
-/// simulator's speed), and for collectives also the utilisation, which their model does not
-/// estimate.
+/// simulator's speed), and for collectives the utilisation's maximum (their model estimates the
+/// busy cycles of all PEs together, `cost::collective_busy_cycles`, not the busiest PE's).
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelFigures {
     pub cycles: u64,
