@@ -256,6 +256,7 @@ pub fn ops_csv(runs: &[RunResult]) -> Result<String> {
                 kind: op.kind.name(),
                 pass: op.pass.name(),
                 sparse: op.sparse,
+                weight_format: op.weight_format.map_or("", |f| f.name()),
                 tile: &op.tile,
                 cycles: op.cycles,
                 sparse_compute_cycles: b.sparse_compute,
@@ -281,6 +282,8 @@ struct OpRow<'a> {
     kind: &'static str,
     pass: &'static str,
     sparse: bool,
+    /// `sparse`, `dense`, or empty for an op without a weight matrix.
+    weight_format: &'static str,
     tile: &'a str,
     cycles: u64,
     sparse_compute_cycles: u64,

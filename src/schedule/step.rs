@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
-use crate::map::{map_step, MapOptions, OpPlan, Plan};
+use crate::map::{map_step, MapOptions, OpPlan, Plan, WeightFormat};
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// Cycles of a step by where they went; the fields add up to the step's cycles.
@@ -21,7 +21,9 @@ pub struct Breakdown {
     pub io: u64,
     /// The busiest PE's extra work over the mean PE's.
     pub imbalance: u64,
-    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation.
+    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation,
+    /// and the FMACs of a sparse weight's stored zeros where it runs in the dense format (work
+    /// the FLOP count does not have).
     pub overhead: u64,
 }
 
@@ -95,6 +97,9 @@ pub struct OpRow {
     pub kind: OpKind,
     pub pass: Pass,
     pub sparse: bool,
+    /// How its weight travels and is computed (`sparse` or `dense`); `None` without a weight
+    /// matrix.
+    pub weight_format: Option<WeightFormat>,
     /// `rows x c_k x c_n` of the GEMM tile, empty for element-wise ops.
     pub tile: String,
     pub cycles: u64,
@@ -112,6 +117,7 @@ impl OpRow {
             kind: op.kind,
             pass: op.pass,
             sparse: op.sparse,
+            weight_format: op.weight_format,
             tile: op
                 .tile
                 .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
