@@ -9,5 +9,8 @@ mod recipe;
 mod step;
 
 pub use grid::{busy_grid, check_grid_memory, sram_grid, PeGrid, GRID_BYTES_MAX};
-pub use recipe::{gap_shares, program_load_cycles, run_recipe, PhaseResult, PhaseTotal, RunResult};
+pub use recipe::{
+    faster_than_flops, gap_shares, program_load_cycles, run_recipe, FasterThanFlops, PhaseResult,
+    PhaseTotal, RunResult,
+};
 pub use step::{run_step, Breakdown, OpRow, StepResult};

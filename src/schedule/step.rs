@@ -161,6 +161,8 @@ pub struct StepResult {
     pub sparsifiable_compute: u64,
     /// Dense-equivalent FLOPs of the wafer's ops on weights the recipe masks.
     pub sparsifiable_flops: u128,
+    /// Cycles of the ops on weights the recipe masks, their I/O wait included.
+    pub sparsifiable_cycles: u64,
 }
 
 /// Maps and times one step.
@@ -176,6 +178,7 @@ pub fn run_step(
     let mut rows: Vec<OpRow> = Vec::new();
     let (mut busy_mean, mut busy_max) = (0u128, 0u128);
     let (mut sparsifiable_compute, mut sparsifiable_flops) = (0u64, 0u128);
+    let mut sparsifiable_cycles = 0u64;
     for group in &plan.groups {
         for (i, (op, span)) in group.ops.iter().zip(&group.spans).enumerate() {
             breakdown.add_op(op, span.io_wait, group.repeat);
@@ -184,6 +187,7 @@ pub fn run_step(
             if op.sparsifiable {
                 sparsifiable_compute += group.repeat * op.cost.compute_cycles;
                 sparsifiable_flops += group.repeat as u128 * op.flops_dense;
+                sparsifiable_cycles += group.repeat * (op.cost.cycles + span.io_wait);
             }
             if rows.len() <= i {
                 rows.push(OpRow::of(op));
@@ -211,5 +215,6 @@ pub fn run_step(
         pe_utilization_max: (busy_max as f64 / denominator).min(1.0),
         sparsifiable_compute,
         sparsifiable_flops,
+        sparsifiable_cycles,
     })
 }
