@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
+use crate::map::WeightFormat;
 use crate::schedule::{Breakdown, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
@@ -129,6 +130,7 @@ impl StepReport {
                 ""
             }
         );
+        out += &wire_text(&self.ops);
         out += &format!(
             "time        {} cycles = {}\n",
             thousands(self.cycles as u128),
@@ -190,6 +192,50 @@ impl StepReport {
         out += &t.render();
         out
     }
+}
+
+/// Which wire format the ops on sparse weights chose, when they did not all choose the sparse
+/// one (an op kind, its name without the layer, once); empty for a step without sparse weights.
+fn wire_text(ops: &[OpRow]) -> String {
+    let mut kinds: Vec<(&str, bool)> = Vec::new();
+    for op in ops.iter().filter(|op| op.sparse) {
+        let Some(format) = op.weight_format else {
+            continue;
+        };
+        let kind = op.name.split_once('.').map_or(&*op.name, |(_, k)| k);
+        if !kinds.iter().any(|(k, _)| *k == kind) {
+            kinds.push((kind, format == WeightFormat::Sparse));
+        }
+    }
+    let named = |sparse: bool| -> Vec<&str> {
+        kinds
+            .iter()
+            .filter(|k| k.1 == sparse)
+            .map(|k| k.0)
+            .collect()
+    };
+    let (sparse, dense) = (named(true), named(false));
+    let all = kinds.len();
+    let line = match (sparse.len(), dense.len()) {
+        (0, 0) => return String::new(),
+        (_, 0) => format!("all {all} op kinds on sparse weights stream value + index"),
+        (0, _) => format!(
+            "all {all} op kinds on sparse weights stream dense (packed, zeros multiplied): \
+             faster than value + index at this sparsity"
+        ),
+        // Name the fewer of the two.
+        (s, d) if s <= d => format!(
+            "{s} of {all} op kinds on sparse weights stream value + index ({}), {d} dense \
+             (packed, zeros multiplied: faster for them)",
+            sparse.join(", ")
+        ),
+        (s, d) => format!(
+            "{s} of {all} op kinds on sparse weights stream value + index, {d} dense (packed, \
+             zeros multiplied: faster for them): {}",
+            dense.join(", ")
+        ),
+    };
+    format!("wire        {line}\n")
 }
 
 /// How a batch of `batch` sequences splits into `microbatches` of `sequences` (the last one

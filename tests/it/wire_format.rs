@@ -174,16 +174,7 @@ fn the_choice_is_named_in_the_json_and_ops_csv() {
 /// categories they fill, I/O and overhead, shrink faster than the FLOPs.
 #[test]
 fn a_speedup_above_the_flops_names_the_categories_that_shrank_faster() {
-    let out = std::env::temp_dir().join(format!("wafersim-beyond-{}", std::process::id()));
-    let args = [
-        "train",
-        "mediswift-xl",
-        "--sparsity",
-        "0.99",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let report = run_json(&args);
+    let (report, text) = train_xl("0.99");
     let run = &report["runs"][1];
     let total = &run["total"];
     let (simulated, theoretical) = (
@@ -210,8 +201,6 @@ fn a_speedup_above_the_flops_names_the_categories_that_shrank_faster() {
         masked_cycles > masked_flops,
         "{masked_cycles} vs {masked_flops}"
     );
-    let (code, text, err) = crate::common::run_cli(&args);
-    assert_eq!(code, 0, "{err}");
     let line = text
         .lines()
         .find(|l| l.contains("simulated beats"))
@@ -220,30 +209,55 @@ fn a_speedup_above_the_flops_names_the_categories_that_shrank_faster() {
         line.contains("Shrank faster than the FLOPs: I/O 8.") && line.contains("overhead 6."),
         "{line}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Below the FLOP speedup (mediswift-xl at 75%: 1.76x of 2.53x) no line claims to beat it,
 /// though a category may still have shrunk faster than the FLOPs.
 #[test]
 fn a_speedup_below_the_flops_claims_nothing_beyond_them() {
-    let out = std::env::temp_dir().join(format!("wafersim-below-{}", std::process::id()));
-    let args = [
-        "train",
-        "mediswift-xl",
-        "--sparsity",
-        "0.75",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let report = run_json(&args);
+    let (report, text) = train_xl("0.75");
     let total = &report["runs"][1]["total"];
     assert!(total["simulated_speedup"].as_f64() < total["theoretical_speedup"].as_f64());
-    let (code, text, err) = crate::common::run_cli(&args);
-    assert_eq!(code, 0, "{err}");
     assert!(
         text.contains("s=0.75") && !text.contains("simulated beats"),
         "{text}"
     );
+}
+
+/// `train mediswift-xl --sparsity S` into a temporary folder: its report.json and its table.
+fn train_xl(sparsity: &str) -> (serde_json::Value, String) {
+    let out = std::env::temp_dir().join(format!("wafersim-xl-{sparsity}-{}", std::process::id()));
+    let args = [
+        "train",
+        "mediswift-xl",
+        "--sparsity",
+        sparsity,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let report = run_json(&args);
+    let (code, text, err) = crate::common::run_cli(&args);
+    assert_eq!(code, 0, "{err}");
     let _ = std::fs::remove_dir_all(&out);
+    (report, text)
+}
+
+/// `step` says where the formats split, naming the fewer side.
+#[test]
+fn the_step_table_names_the_formats_where_they_split() {
+    let line = |s: &str| {
+        let (code, text, err) = crate::common::run_cli(&["step", "mediswift-xl", "--sparsity", s]);
+        assert_eq!(code, 0, "{err}");
+        text.lines()
+            .find(|l| l.starts_with("wire"))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("0.1").contains("all 18 op kinds on sparse weights stream dense"));
+    let split =
+        "3 of 18 op kinds on sparse weights stream value + index (v.dgrad, k.dgrad, q.dgrad)";
+    assert!(line("0.45").contains(split));
+    assert!(line("0.75").contains("all 18 op kinds on sparse weights stream value + index"));
+    let (_, dense, _) = crate::common::run_cli(&["step", "gpt-tiny", "--fabric", "mini"]);
+    assert!(!dense.contains("wire"), "{dense}");
 }
