@@ -7,12 +7,11 @@
 //! massive models on Cerebras systems using weight streaming", Cerebras blog, 2021, section
 //! "Sparse GEMM"; S. Lie, "Cerebras architecture deep dive", Hot Chips 34, 2022), and the
 //! runtime takes a masked weight as a dense tensor whose masked entries it skips (Cerebras
-//! documentation, "Sparsity", docs.cerebras.net, release 1.x: masked weights are set to NaN and
-//! not computed). Nothing public describes a structured or block format, an index narrower than
-//! a wavelet's half, or a threshold below which the runtime runs a sparse weight dense, so the
-//! two formats the fabric spec derives (`FabricSpec::packing`) are the only ones modelled, and
-//! the choice is the mapper's, by cost: a compiler that maps every kernel by cost (as the
-//! Cerebras compiler does per layer) would not stream a weight in a format that is slower.
+//! documentation, "Sparsity", docs.cerebras.net/en/latest/general/sparsity.html: masked weights
+//! are set to NaN and not computed). Nothing public describes a structured or block format, an
+//! index narrower than half a wavelet, or the sparsity below which the runtime runs a sparse
+//! weight dense, so the two formats the fabric spec derives (`FabricSpec::packing`) are the only
+//! ones modelled, and the choice is the mapper's, by cost, like its every other choice.
 //!
 //! Architecture Invariant: the step's time is monotone in every op's cycles and stream times
 //! (the timeline is built of sums and maxima), so a format no worse in all three is the right

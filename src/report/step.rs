@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
 use crate::map::WeightFormat;
-use crate::schedule::{Breakdown, OpRow, StepResult};
+use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
@@ -49,8 +49,64 @@ pub struct StepReport {
     /// The most loaded PE's SRAM by use: code, activations saved for backward, the largest op.
     pub sram: crate::map::SramBudget,
     pub breakdown: Breakdown,
+    /// A sparse step against the same step dense (null for a dense step).
+    pub against_dense: Option<AgainstDense>,
     pub ops: Vec<OpRow>,
     pub host_seconds: f64,
+}
+
+/// A sparse step beside the same step run dense: both speedups and, when the simulated one is
+/// above the FLOPs', the categories that shrank faster than the FLOPs.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgainstDense {
+    pub dense_cycles: u64,
+    /// Dense FLOPs ÷ executed FLOPs.
+    pub theoretical_speedup: f64,
+    /// The dense step's cycles ÷ this step's.
+    pub simulated_speedup: f64,
+    /// Shares of the dense step's cycles and FLOPs that its ops on the masked weights take.
+    pub masked_cycles_share: f64,
+    pub masked_flops_share: f64,
+    pub faster_than_flops: Vec<FasterThanFlops>,
+}
+
+impl AgainstDense {
+    pub fn new(dense: &StepResult, sparse: &StepResult) -> Self {
+        let theoretical = sparse.flops_dense as f64 / sparse.flops_executed.max(1) as f64;
+        AgainstDense {
+            dense_cycles: dense.cycles,
+            theoretical_speedup: theoretical,
+            simulated_speedup: dense.cycles as f64 / sparse.cycles.max(1) as f64,
+            masked_cycles_share: dense.sparsifiable_cycles as f64 / dense.cycles.max(1) as f64,
+            masked_flops_share: dense.sparsifiable_flops as f64 / dense.flops_dense.max(1) as f64,
+            faster_than_flops: faster_than_flops(&dense.breakdown, &sparse.breakdown, theoretical),
+        }
+    }
+
+    /// The `dense` line of the table, and why the step beats its FLOPs when it does.
+    fn render(&self) -> String {
+        let mut out = format!(
+            "dense       {} cycles: {:.2}x simulated, {:.2}x by FLOPs\n",
+            thousands(self.dense_cycles as u128),
+            self.simulated_speedup,
+            self.theoretical_speedup
+        );
+        if self.simulated_speedup > self.theoretical_speedup {
+            let parts: Vec<String> = self
+                .faster_than_flops
+                .iter()
+                .map(|f| format!("{} {:.2}x", f.category, f.category_speedup))
+                .collect();
+            out += &format!(
+                "            beats its FLOPs: the ops on the masked weights take {:.0}% of the dense \
+                 step's time but {:.0}% of its FLOPs; shrank faster than the FLOPs: {}\n",
+                100.0 * self.masked_cycles_share,
+                100.0 * self.masked_flops_share,
+                parts.join(", ")
+            );
+        }
+        out
+    }
 }
 
 impl StepReport {
@@ -100,6 +156,7 @@ impl StepReport {
             sram_bytes_capacity: plan.sram.capacity_bytes,
             sram: plan.sram.clone(),
             breakdown: *b,
+            against_dense: None,
             ops: result.ops.clone(),
             host_seconds,
         }
@@ -146,6 +203,9 @@ impl StepReport {
             100.0 * self.breakdown.io as f64 / self.cycles.max(1) as f64,
             if self.bound == "io" { "I/O" } else { "compute" }
         );
+        if let Some(against) = &self.against_dense {
+            out += &against.render();
+        }
         out += &format!(
             "PEs         utilisation mean {:.1}%, max {:.1}%\n",
             100.0 * self.pe_utilization_mean,

@@ -165,6 +165,12 @@ fn the_choice_is_named_in_the_json_and_ops_csv() {
     assert_eq!(cell("layer0.ffn_up.fwd", "0.9"), "sparse");
     assert_eq!(cell("layer0.ffn_up.fwd", "0.0"), "dense");
     assert_eq!(cell("layer0.softmax.fwd", "0.9"), "");
+    // The trace's op events carry it too (the first microbatch of the sparse run's step).
+    let trace: String = std::fs::read_to_string(out.join("trace.json"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(trace.contains(r#""weight_format":"sparse""#), "trace.json");
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -260,4 +266,45 @@ fn the_step_table_names_the_formats_where_they_split() {
     assert!(line("0.75").contains("all 18 op kinds on sparse weights stream value + index"));
     let (_, dense, _) = crate::common::run_cli(&["step", "gpt-tiny", "--fabric", "mini"]);
     assert!(!dense.contains("wire"), "{dense}");
+}
+
+/// The step at s=0.99 is told against the same step dense: 6.08x simulated beats 4.94x by
+/// FLOPs, and the report names I/O then overhead as the categories that shrank faster, with
+/// both ratios; a dense step has nothing to be told against.
+#[test]
+fn the_step_at_99_percent_names_what_beats_the_flops() {
+    let report = run_json(&["step", "mediswift-xl", "--sparsity", "0.99"]);
+    let against = &report["against_dense"];
+    let (simulated, theoretical) = (
+        against["simulated_speedup"].as_f64().unwrap(),
+        against["theoretical_speedup"].as_f64().unwrap(),
+    );
+    assert!(simulated > theoretical, "{simulated} vs {theoretical}");
+    assert_eq!(
+        against["dense_cycles"].as_f64().unwrap() / report["cycles"].as_f64().unwrap(),
+        simulated
+    );
+    let faster = against["faster_than_flops"].as_array().unwrap();
+    let named: Vec<(&str, f64)> = faster
+        .iter()
+        .map(|f| {
+            assert_eq!(f["theoretical_speedup"].as_f64(), Some(theoretical));
+            (
+                f["category"].as_str().unwrap(),
+                f["category_speedup"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert_eq!((named[0].0, named[1].0), ("I/O", "overhead"));
+    assert!(named.iter().all(|(_, ratio)| *ratio > theoretical));
+    assert!(against["masked_cycles_share"].as_f64() > against["masked_flops_share"].as_f64());
+    let (code, text, err) = crate::common::run_cli(&["step", "mediswift-xl", "--sparsity", "0.99"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("beats its FLOPs") && text.contains("shrank faster than the FLOPs: I/O 8."),
+        "{text}"
+    );
+    let dense = run_json(&["step", "gpt-tiny", "--fabric", "mini"]);
+    assert!(dense["against_dense"].is_null());
 }
