@@ -19,7 +19,7 @@ pub use args::{Args, Command, Common};
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
 use crate::map::MapOptions;
-use crate::report::{FabricInspect, FlopsReport, ModelInspect, StepReport};
+use crate::report::{AgainstDense, FabricInspect, FlopsReport, ModelInspect, StepReport};
 use crate::schedule::{check_systems, run_step_on_systems};
 use crate::spec::{
     builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml, read_fabric, read_model,
@@ -122,10 +122,26 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
                 recompute_attention: step.recompute,
             };
             let result = run_step_on_systems(&model, &fabric, config, options, step.systems)?;
+            // A sparse step is told against the same step dense.
+            let dense = match step.sparsity > 0.0 {
+                true => Some(run_step_on_systems(
+                    &model,
+                    &fabric,
+                    StepConfig {
+                        sparsity: 0.0,
+                        ..config
+                    },
+                    options,
+                    step.systems,
+                )?),
+                false => None,
+            };
             step_pictures(step, &result, &model, &fabric, common.seed())?;
             let host_seconds = started.elapsed().as_secs_f64();
             let sources = SpecSources::of(&model_text, &fabric_text);
-            let report = StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
+            let mut report =
+                StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
+            report.against_dense = dense.map(|d| AgainstDense::new(&d, &result));
             render(common, &report, || report.render_table())?
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {

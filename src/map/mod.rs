@@ -2,7 +2,8 @@
 //! in per op, weight gradients streamed out, the optimizer off-wafer (its cost is I/O).
 //!
 //! The mapper chooses the microbatch (gradient accumulation over the recipe's batch), whether
-//! attention is recomputed in backward, and each GEMM's tile (rows used, split of the columns
+//! attention is recomputed in backward, the wire format of each sparse weight (`wire.rs`), and
+//! each GEMM's tile (rows used, split of the columns
 //! between K and N) by searching candidates with the cost models and keeping the fastest plan
 //! that fits every PE's SRAM.
 //!
@@ -13,8 +14,9 @@ mod memory;
 mod ops;
 mod plan;
 mod search;
+mod wire;
 
 pub use memory::{saved_bytes_per_token, saved_elements_per_token_per_layer};
-pub use ops::{op_plan, OpPlan};
+pub use ops::{op_plan, OpPlan, WeightFormat};
 pub use plan::{MicrobatchGroup, Plan, SramBudget};
 pub use search::{map_step, plan_phases, MapOptions, PhasePlan};

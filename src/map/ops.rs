@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use crate::cost::{
-    attention_products, elementwise_cost, elementwise_op_colors, gemm_cost, stream_bytes,
+    attention_products, elementwise_cost, elementwise_op_colors, fmac_ops, gemm_cost, stream_bytes,
     stream_cycles, AttentionOp, ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost,
-    WireWeight,
+    TimelineOp, WireWeight,
 };
 use crate::engine::kernels::attention::tile_grid;
 use crate::graph::{elementwise_profile, Dims, Op, OpKind, Pass};
@@ -20,6 +20,14 @@ pub struct OpPlan {
     pub layer: Option<u64>,
     /// Whether the op multiplies by a sparse weight (its compute counts as sparse compute).
     pub sparse: bool,
+    /// How its weight (or weight gradient) travels and is computed: `sparse` (value and index,
+    /// one task per non-zero) or `dense` (packed values, zeros included, dense FMAC); `None`
+    /// for an op that streams no weight matrix.
+    pub weight_format: Option<WeightFormat>,
+    /// The same op in the other wire format, while the mapper chooses between them
+    /// (`map::wire::choose_formats`); `None` in a finished plan.
+    #[serde(skip)]
+    pub other_format: Option<Box<OpPlan>>,
     /// Whether the recipe masks the op's weight in sparse runs (true in the dense run too).
     pub sparsifiable: bool,
     /// The GEMM tile; element-wise ops use the whole region.
@@ -37,6 +45,38 @@ pub struct OpPlan {
     pub flops_executed: u128,
 }
 
+impl OpPlan {
+    /// The op as the step's timeline sees it: busy cycles and its streams.
+    pub fn timeline_op(&self) -> TimelineOp {
+        TimelineOp {
+            cycles: self.cost.cycles,
+            io_in_cycles: self.io_in_cycles,
+            io_out_cycles: self.io_out_cycles,
+        }
+    }
+}
+
+/// How a weight travels on the wire and is computed on the PEs ([`FabricSpec::packing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    /// Each non-zero with its index, one FMAC task per non-zero: zeros are not sent, not
+    /// stored, not computed.
+    Sparse,
+    /// Every element packed as dense values (a sparse weight's masked zeros included) and one
+    /// task per packed group: no index to send or decode, but the zeros are multiplied.
+    Dense,
+}
+
+impl WeightFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::Sparse => "sparse",
+            WeightFormat::Dense => "dense",
+        }
+    }
+}
+
 /// Why no tile of an op fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -49,7 +89,10 @@ pub enum Refusal {
 }
 
 /// Places `op` on the fabric's region with at most `working_bytes` of SRAM per PE for its tiles,
-/// or says why no tile fits. `recompute` adds the forward attention to softmax's dgrad.
+/// or says why no tile fits. `recompute` adds the forward attention to softmax's dgrad. An op on
+/// a sparse weight is placed in both wire formats: the sparse one comes back with the dense one
+/// in `other_format` for the mapper to choose by the step's timeline (`wire::choose_formats`);
+/// when only one fits, that one alone.
 pub fn op_plan(
     fabric: &FabricSpec,
     model: &ModelSpec,
@@ -57,17 +100,45 @@ pub fn op_plan(
     working_bytes: u64,
     recompute: Option<&OpPlan>,
 ) -> Result<OpPlan, Refusal> {
+    let sparse_weight = op.kind == OpKind::Linear
+        && op.pass.on_wafer()
+        && op.weight.as_ref().is_some_and(|w| w.sparse);
+    let place = |format| op_plan_as(fabric, model, op, working_bytes, recompute, format);
+    if !sparse_weight {
+        return place(WeightFormat::Dense);
+    }
+    match (place(WeightFormat::Sparse), place(WeightFormat::Dense)) {
+        (Ok(mut sparse), Ok(dense)) => {
+            sparse.other_format = Some(Box::new(dense));
+            Ok(sparse)
+        }
+        (Ok(only), Err(_)) | (Err(_), Ok(only)) => Ok(only),
+        // The sparse format's refusal: the one a sparse weight has always been given.
+        (Err(why), Err(_)) => Err(why),
+    }
+}
+
+/// Places `op` with its weight in `format` (a dense weight has only the dense one).
+fn op_plan_as(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    op: &Op,
+    working_bytes: u64,
+    recompute: Option<&OpPlan>,
+    format: WeightFormat,
+) -> Result<OpPlan, Refusal> {
     let region_rows = fabric.geometry.region_height_pes;
     let region_cols = fabric.geometry.region_width_pes;
     let value_bytes = model.architecture.weight_bytes;
     let weight = op.weight.as_ref();
     let sparse = weight.is_some_and(|w| w.sparse) && op.kind == OpKind::Linear;
+    let sparse_format = sparse && format == WeightFormat::Sparse;
     let wire = weight
         .map(|w| {
             let wire = WireWeight {
                 elements: w.elements(),
                 nonzeros: w.nonzeros,
-                sparse: w.sparse,
+                sparse: w.sparse && sparse_format,
                 extra: w.extra_params,
                 value_bytes,
             };
@@ -94,7 +165,7 @@ pub fn op_plan(
         ));
     }
     let mut column_relative_sd = 0.0;
-    let (tile, mut cost) = match gemm_problems(op, sparse, model) {
+    let (tile, mut cost) = match gemm_problems(op, sparse_format, model) {
         Some(problems) => {
             // Products of one op run one after the other, each on its fastest tile.
             let mut placed_products = Vec::new();
@@ -117,10 +188,14 @@ pub fn op_plan(
                 let density = problem.nonzeros as f64 / (problem.k * problem.n) as f64;
                 column_relative_sd = ((1.0 - density) / (density * per_column)).sqrt();
             }
-            let cost = placed_products
+            let mut cost = placed_products
                 .iter()
                 .skip(1)
                 .fold(placed_products[0].1, |sum, (_, c)| sum.then(c));
+            if sparse && !sparse_format {
+                let nonzeros = weight.map_or(0, |w| w.nonzeros);
+                cost = zeros_as_overhead(fabric, cost, problem, nonzeros);
+            }
             (Some(tile), cost)
         }
         None => {
@@ -140,10 +215,33 @@ pub fn op_plan(
     }
     let mut plan = placed(op, sparse, tile, cost, (io_in_bytes, io_out_bytes), fabric);
     plan.column_relative_sd = column_relative_sd;
+    if matches!(op.kind, OpKind::Linear | OpKind::LmHead) && weight.is_some() {
+        plan.weight_format = Some(format);
+    }
     if plan.colors > fabric.usable_colors() {
         return Err(Refusal::Colors(plan.colors));
     }
     Ok(plan)
+}
+
+/// A sparse weight run dense multiplies its stored zeros too: work the FLOP count does not
+/// have. Its compute is what the executed FLOPs (the `nonzeros`) need at full SIMD rate, as in
+/// the sparse format, and the zeros' FMACs move to overhead, so the categories still add up.
+fn zeros_as_overhead(
+    fabric: &FabricSpec,
+    cost: KernelCost,
+    dense: &GemmProblem,
+    nonzeros: u64,
+) -> KernelCost {
+    let executed = GemmProblem { nonzeros, ..*dense };
+    let lanes = fabric.pe.simd_fp16_lanes * fabric.region_pes();
+    let compute = fmac_ops(&executed).div_ceil(lanes);
+    let zeros = cost.compute_cycles.saturating_sub(compute);
+    KernelCost {
+        compute_cycles: cost.compute_cycles - zeros,
+        overhead_cycles: cost.overhead_cycles + zeros,
+        ..cost
+    }
 }
 
 fn placed(
@@ -160,6 +258,8 @@ fn placed(
         pass: op.pass,
         layer: op.layer,
         sparse,
+        weight_format: None,
+        other_format: None,
         sparsifiable: op.kind == OpKind::Linear
             && op.weight.as_ref().is_some_and(|w| w.sparsifiable),
         tile,
@@ -213,8 +313,11 @@ fn gemm_problems(op: &Op, sparse: bool, model: &ModelSpec) -> Option<Vec<GemmPro
     let Dims::Gemm { batch, m, k, n } = op.dims else {
         return None;
     };
-    let weight = op.weight.as_ref();
-    let nonzeros = weight.map(|w| w.nonzeros).unwrap_or(k * n);
+    // The dense format multiplies every element, a sparse weight's zeros included.
+    let nonzeros = op
+        .weight
+        .as_ref()
+        .map_or(k * n, |w| if sparse { w.nonzeros } else { w.elements() });
     let attention = match op.kind {
         OpKind::AttnScores => Some(AttentionOp::Scores),
         OpKind::AttnValues => Some(AttentionOp::Values),

@@ -71,7 +71,8 @@ impl Plan {
 
     /// Checks what the mapper promised: the SRAM of the most loaded PE fits, the microbatches
     /// cover the batch, each timed by its timeline, no optimizer update runs on the wafer, every
-    /// op routes no more colors than kernels have, and every GEMM tile lies within the region.
+    /// op has one wire format, routes no more colors than kernels have, and every GEMM tile lies
+    /// within the region.
     pub fn verify(&self) -> Result<()> {
         let s = &self.sram;
         let need = s.code_bytes + s.saved_activation_bytes + s.working_bytes_max;
@@ -112,6 +113,12 @@ impl Plan {
                 )));
             }
             for op in &group.ops {
+                if op.other_format.is_some() {
+                    return Err(Error::Simulation(format!(
+                        "{}: op {} was left with two wire formats unchosen",
+                        self.model, op.name
+                    )));
+                }
                 if op.colors > self.usable_colors {
                     return Err(Error::Input(format!(
                         "{}: op {} routes {} colors, the fabric leaves kernels {} \

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::memory::saved_bytes_per_token;
 use super::ops::{op_plan, OpPlan, Refusal};
 use super::plan::{MicrobatchGroup, Plan, SramBudget};
-use crate::cost::{timeline, TimelineOp};
+use crate::cost::timeline;
 use crate::error::{Error, Result};
 use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
 use crate::spec::{FabricSpec, ModelSpec, Phase};
@@ -142,14 +142,6 @@ fn check_step_cycles(model: &ModelSpec, fabric: &FabricSpec, cycles: u128) -> Re
     )))
 }
 
-fn timeline_op(op: &OpPlan) -> TimelineOp {
-    TimelineOp {
-        cycles: op.cost.cycles,
-        io_in_cycles: op.io_in_cycles,
-        io_out_cycles: op.io_out_cycles,
-    }
-}
-
 fn plan_with(
     model: &ModelSpec,
     fabric: &FabricSpec,
@@ -223,18 +215,19 @@ fn plan_with(
                 fabric.router.sparse_index_bits
             )),
         })?;
-        for op in &ops {
-            if op.cost.sram_bytes_per_pe > working_max.0 {
-                working_max = (op.cost.sram_bytes_per_pe, op.name.clone());
-            }
-        }
         // Every microbatch's graph has the step's updates; the optimizer runs them once.
         let (ops, updates): (Vec<OpPlan>, Vec<OpPlan>) =
             ops.into_iter().partition(|op| op.pass.on_wafer());
         if optimizer.is_empty() {
             optimizer = updates;
         }
-        let spans = timeline(&ops.iter().map(timeline_op).collect::<Vec<_>>());
+        let ops = super::wire::choose_formats(ops);
+        for op in &ops {
+            if op.cost.sram_bytes_per_pe > working_max.0 {
+                working_max = (op.cost.sram_bytes_per_pe, op.name.clone());
+            }
+        }
+        let spans = timeline(&ops.iter().map(OpPlan::timeline_op).collect::<Vec<_>>());
         planned.push(MicrobatchGroup {
             sequences,
             repeat,

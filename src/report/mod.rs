@@ -29,7 +29,7 @@ pub use pictures::{
     check_run_names, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name,
     utilization_heatmap_name, HeatmapKind,
 };
-pub use step::StepReport;
+pub use step::{AgainstDense, StepReport};
 pub use table::{duration, si, thousands, Table};
 pub use trace::step_trace;
 pub use train::{ops_csv, GapShare, PhaseFigures, TrainPhase, TrainReport, TrainRun};

@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
-use crate::schedule::{Breakdown, OpRow, StepResult};
+use crate::map::WeightFormat;
+use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
@@ -58,8 +59,64 @@ pub struct StepReport {
     pub breakdown: Breakdown,
     /// What the SwarmX tree adds (`breakdown.data_parallel`), by part; zeros on one system.
     pub data_parallel: crate::cost::DataParallelCost,
+    /// A sparse step against the same step dense (null for a dense step).
+    pub against_dense: Option<AgainstDense>,
     pub ops: Vec<OpRow>,
     pub host_seconds: f64,
+}
+
+/// A sparse step beside the same step run dense: both speedups and, when the simulated one is
+/// above the FLOPs', the categories that shrank faster than the FLOPs.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgainstDense {
+    pub dense_cycles: u64,
+    /// Dense FLOPs ÷ executed FLOPs.
+    pub theoretical_speedup: f64,
+    /// The dense step's cycles ÷ this step's.
+    pub simulated_speedup: f64,
+    /// Shares of the dense step's cycles and FLOPs that its ops on the masked weights take.
+    pub masked_cycles_share: f64,
+    pub masked_flops_share: f64,
+    pub faster_than_flops: Vec<FasterThanFlops>,
+}
+
+impl AgainstDense {
+    pub fn new(dense: &StepResult, sparse: &StepResult) -> Self {
+        let theoretical = sparse.flops_dense as f64 / sparse.flops_executed.max(1) as f64;
+        AgainstDense {
+            dense_cycles: dense.cycles,
+            theoretical_speedup: theoretical,
+            simulated_speedup: dense.cycles as f64 / sparse.cycles.max(1) as f64,
+            masked_cycles_share: dense.sparsifiable_cycles as f64 / dense.cycles.max(1) as f64,
+            masked_flops_share: dense.sparsifiable_flops as f64 / dense.flops_dense.max(1) as f64,
+            faster_than_flops: faster_than_flops(&dense.breakdown, &sparse.breakdown, theoretical),
+        }
+    }
+
+    /// The `dense` line of the table, and why the step beats its FLOPs when it does.
+    fn render(&self) -> String {
+        let mut out = format!(
+            "dense       {} cycles: {:.2}x simulated, {:.2}x by FLOPs\n",
+            thousands(self.dense_cycles as u128),
+            self.simulated_speedup,
+            self.theoretical_speedup
+        );
+        if self.simulated_speedup > self.theoretical_speedup {
+            let parts: Vec<String> = self
+                .faster_than_flops
+                .iter()
+                .map(|f| format!("{} {:.2}x", f.category, f.category_speedup))
+                .collect();
+            out += &format!(
+                "            beats its FLOPs: the ops on the masked weights take {:.0}% of the dense \
+                 step's time but {:.0}% of its FLOPs; shrank faster than the FLOPs: {}\n",
+                100.0 * self.masked_cycles_share,
+                100.0 * self.masked_flops_share,
+                parts.join(", ")
+            );
+        }
+        out
+    }
 }
 
 impl StepReport {
@@ -116,6 +173,7 @@ impl StepReport {
             sram: plan.sram.clone(),
             breakdown: *b,
             data_parallel: result.data_parallel,
+            against_dense: None,
             ops: result.ops.clone(),
             host_seconds,
         }
@@ -152,6 +210,7 @@ impl StepReport {
             }
         );
         out += &format!("systems     {}{}\n", self.systems, systems_text(self));
+        out += &wire_text(&self.ops);
         out += &format!(
             "time        {} cycles = {}: {:.1} samples/s, {:.1} per system\n",
             thousands(self.cycles as u128),
@@ -169,6 +228,9 @@ impl StepReport {
             100.0 * self.breakdown.io as f64 / self.cycles.max(1) as f64,
             if self.bound == "io" { "I/O" } else { "compute" }
         );
+        if let Some(against) = &self.against_dense {
+            out += &against.render();
+        }
         out += &format!(
             "PEs         utilisation mean {:.1}%, max {:.1}%\n",
             100.0 * self.pe_utilization_mean,
@@ -235,6 +297,50 @@ fn systems_text(r: &StepReport) -> String {
         thousands(d.reduce_latency_cycles as u128),
         thousands(d.stream_cycles as u128)
     )
+}
+
+/// Which wire format the ops on sparse weights chose, when they did not all choose the sparse
+/// one (an op kind, its name without the layer, once); empty for a step without sparse weights.
+fn wire_text(ops: &[OpRow]) -> String {
+    let mut kinds: Vec<(&str, bool)> = Vec::new();
+    for op in ops.iter().filter(|op| op.sparse) {
+        let Some(format) = op.weight_format else {
+            continue;
+        };
+        let kind = op.name.split_once('.').map_or(&*op.name, |(_, k)| k);
+        if !kinds.iter().any(|(k, _)| *k == kind) {
+            kinds.push((kind, format == WeightFormat::Sparse));
+        }
+    }
+    let named = |sparse: bool| -> Vec<&str> {
+        kinds
+            .iter()
+            .filter(|k| k.1 == sparse)
+            .map(|k| k.0)
+            .collect()
+    };
+    let (sparse, dense) = (named(true), named(false));
+    let all = kinds.len();
+    let line = match (sparse.len(), dense.len()) {
+        (0, 0) => return String::new(),
+        (_, 0) => format!("all {all} op kinds on sparse weights stream value + index"),
+        (0, _) => format!(
+            "all {all} op kinds on sparse weights stream dense (packed, zeros multiplied): \
+             faster than value + index at this sparsity"
+        ),
+        // Name the fewer of the two.
+        (s, d) if s <= d => format!(
+            "{s} of {all} op kinds on sparse weights stream value + index ({}), {d} dense \
+             (packed, zeros multiplied: faster for them)",
+            sparse.join(", ")
+        ),
+        (s, d) => format!(
+            "{s} of {all} op kinds on sparse weights stream value + index, {d} dense (packed, \
+             zeros multiplied: faster for them): {}",
+            dense.join(", ")
+        ),
+    };
+    format!("wire        {line}\n")
 }
 
 /// How a batch of `batch` sequences splits into `microbatches` of `sequences` (the last one

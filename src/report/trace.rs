@@ -85,6 +85,7 @@ fn op_event(op: &OpPlan, start: u64, end: u64, us: &dyn Fn(u64) -> f64) -> Value
             "tile": tile, "cycles": op.cost.cycles, "compute_cycles": op.cost.compute_cycles,
             "overhead_cycles": op.cost.overhead_cycles, "reduction_cycles": op.cost.reduction_cycles,
             "imbalance_cycles": op.cost.imbalance_cycles, "sparse": op.sparse,
+            "weight_format": op.weight_format,
         }
     })
 }

@@ -266,22 +266,64 @@ pub fn gap_shares(
     run: &Breakdown,
     theoretical: f64,
 ) -> Vec<(&'static str, f64)> {
-    let merged = |b: &Breakdown| {
-        [
-            ("compute", b.sparse_compute + b.dense_compute),
-            ("reduction", b.reduction),
-            ("I/O", b.io),
-            ("imbalance", b.imbalance),
-            ("overhead", b.overhead),
-            ("data parallel", b.data_parallel),
-        ]
-    };
     let total = run.total().max(1) as f64;
-    let mut shares: Vec<(&'static str, f64)> = merged(run)
+    let mut shares: Vec<(&'static str, f64)> = gap_categories(run)
         .iter()
-        .zip(merged(dense))
+        .zip(gap_categories(dense))
         .map(|((name, r), (_, d))| (*name, (*r as f64 - d as f64 / theoretical) / total))
         .collect();
     shares.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
     shares
+}
+
+/// The categories the gap is told in: compute (sparse and dense together), then the rest.
+fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 6] {
+    [
+        ("compute", b.sparse_compute + b.dense_compute),
+        ("reduction", b.reduction),
+        ("I/O", b.io),
+        ("imbalance", b.imbalance),
+        ("overhead", b.overhead),
+        ("data parallel", b.data_parallel),
+    ]
+}
+
+/// A category of a sparse run that shrank against the dense run by more than the FLOPs did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FasterThanFlops {
+    pub category: &'static str,
+    pub dense_cycles: u64,
+    pub cycles: u64,
+    /// The dense run's cycles of the category ÷ this run's (at least 1 cycle).
+    pub category_speedup: f64,
+    /// Dense FLOPs ÷ executed FLOPs: what every category would shrink by if time followed FLOPs.
+    pub theoretical_speedup: f64,
+}
+
+/// The categories whose cycles shrank by more than `theoretical` (the FLOP speedup), the one
+/// that beat the promise by the most cycles first. A run can beat its FLOPs only through these:
+/// its simulated speedup is above `theoretical` only if some category is here.
+pub fn faster_than_flops(
+    dense: &Breakdown,
+    run: &Breakdown,
+    theoretical: f64,
+) -> Vec<FasterThanFlops> {
+    let mut out: Vec<(f64, FasterThanFlops)> = gap_categories(run)
+        .iter()
+        .zip(gap_categories(dense))
+        .filter(|((_, r), (_, d))| *d as f64 > theoretical * *r as f64)
+        .map(|(&(category, r), (_, d))| {
+            let beyond = d as f64 / theoretical - r as f64;
+            let shrink = FasterThanFlops {
+                category,
+                dense_cycles: d,
+                cycles: r,
+                category_speedup: d as f64 / r.max(1) as f64,
+                theoretical_speedup: theoretical,
+            };
+            (beyond, shrink)
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.category.cmp(b.1.category)));
+    out.into_iter().map(|(_, shrink)| shrink).collect()
 }

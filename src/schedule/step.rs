@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
-use crate::map::{map_step, MapOptions, OpPlan, Plan};
+use crate::map::{map_step, MapOptions, OpPlan, Plan, WeightFormat};
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// Cycles of a step by where they went; the fields add up to the step's cycles.
@@ -21,7 +21,9 @@ pub struct Breakdown {
     pub io: u64,
     /// The busiest PE's extra work over the mean PE's.
     pub imbalance: u64,
-    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation.
+    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation,
+    /// and the FMACs of a sparse weight's stored zeros where it runs in the dense format (work
+    /// the FLOP count does not have).
     pub overhead: u64,
     /// With several systems: what the SwarmX weight broadcast and gradient reduction add
     /// (`cost::data_parallel_cost`); 0 on one system.
@@ -102,6 +104,9 @@ pub struct OpRow {
     pub kind: OpKind,
     pub pass: Pass,
     pub sparse: bool,
+    /// How its weight travels and is computed (`sparse` or `dense`); `None` without a weight
+    /// matrix.
+    pub weight_format: Option<WeightFormat>,
     /// `rows x c_k x c_n` of the GEMM tile, empty for element-wise ops.
     pub tile: String,
     pub cycles: u64,
@@ -119,6 +124,7 @@ impl OpRow {
             kind: op.kind,
             pass: op.pass,
             sparse: op.sparse,
+            weight_format: op.weight_format,
             tile: op
                 .tile
                 .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
@@ -169,6 +175,8 @@ pub struct StepResult {
     pub batch_sequences: u64,
     /// What the SwarmX tree added (`breakdown.data_parallel`), by part.
     pub data_parallel: crate::cost::DataParallelCost,
+    /// Cycles of the ops on weights the recipe masks, their I/O wait included.
+    pub sparsifiable_cycles: u64,
 }
 
 /// Maps and times one step.
@@ -184,6 +192,7 @@ pub fn run_step(
     let mut rows: Vec<OpRow> = Vec::new();
     let (mut busy_mean, mut busy_max) = (0u128, 0u128);
     let (mut sparsifiable_compute, mut sparsifiable_flops) = (0u64, 0u128);
+    let mut sparsifiable_cycles = 0u64;
     for group in &plan.groups {
         for (i, (op, span)) in group.ops.iter().zip(&group.spans).enumerate() {
             breakdown.add_op(op, span.io_wait, group.repeat);
@@ -192,6 +201,7 @@ pub fn run_step(
             if op.sparsifiable {
                 sparsifiable_compute += group.repeat * op.cost.compute_cycles;
                 sparsifiable_flops += group.repeat as u128 * op.flops_dense;
+                sparsifiable_cycles += group.repeat * (op.cost.cycles + span.io_wait);
             }
             if rows.len() <= i {
                 rows.push(OpRow::of(op));
@@ -222,5 +232,6 @@ pub fn run_step(
         systems: 1,
         batch_sequences: config.batch_sequences,
         data_parallel: crate::cost::data_parallel_cost(fabric, 1, &[]),
+        sparsifiable_cycles,
     })
 }

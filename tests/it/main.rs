@@ -32,3 +32,4 @@ mod train;
 mod train_outputs;
 mod unmasked;
 mod validate;
+mod wire_format;

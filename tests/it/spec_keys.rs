@@ -92,9 +92,11 @@ fn the_weight_stream_packs_as_the_value_width_allows() {
         speedup(&two)
     );
     // One-byte weights pack four to a dense wavelet but still one per non-zero with its index:
-    // at 50% sparsity the stream grows.
+    // at 50% sparsity the sparse stream would be twice the dense one, so every op keeps the
+    // dense format and the step is the dense step (it was slower when every weight streamed
+    // sparse); at 75% the streams are equal and the sparse format computes less.
     let one = xl_cycles_with_weight_bytes(1, &sparsities);
-    assert!(one[1] > one[0], "{one:?}");
+    assert!(one[1] == one[0] && one[2] < one[0], "{one:?}");
 }
 
 /// The engine's GEMM packs its stream from the fabric's `pe.operand_bytes` as the cost model
