@@ -103,7 +103,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
             let options = MapOptions {
                 microbatch_sequences: step.microbatch,
-                recompute_attention: step.recompute,
+                activations: step.activations,
             };
             let result = run_step(&model, &fabric, config, options)?;
             step_pictures(step, &result, &model, &fabric, common.seed())?;

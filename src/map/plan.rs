@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
+use super::memory::Activations;
 use super::ops::OpPlan;
+use super::search::Alternative;
 use crate::cost::TimelineSpan;
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
@@ -17,9 +19,15 @@ pub struct Plan {
     pub region_cols: u64,
     /// Colors a kernel may route (the fabric's, less those the runtime and I/O keep).
     pub usable_colors: u64,
-    pub recompute_attention: bool,
+    /// Where the activations backward reads are kept (and what is recomputed).
+    pub activations: Activations,
     /// Sequences per microbatch (the step accumulates gradients over the microbatches).
     pub microbatch_sequences: u64,
+    /// Token chunks the LM head and loss run in, one after another, so that one chunk's logits
+    /// fit in SRAM (1: all tokens at once); the head's weight streams once per chunk.
+    pub head_chunks: u64,
+    /// The best plans the search timed and did not choose, each other strategy's fastest first.
+    pub alternatives: Vec<Alternative>,
     /// Full microbatches, then a partial one if the batch does not divide.
     pub groups: Vec<MicrobatchGroup>,
     /// The optimizer's updates, once per step: off-wafer, so they take no wafer time (their

@@ -216,6 +216,7 @@ struct PhaseRow<'a> {
     io_cycles: u64,
     imbalance_cycles: u64,
     overhead_cycles: u64,
+    recompute_cycles: u64,
 }
 
 impl<'a> PhaseRow<'a> {
@@ -241,6 +242,7 @@ impl<'a> PhaseRow<'a> {
             io_cycles: b.io,
             imbalance_cycles: b.imbalance,
             overhead_cycles: b.overhead,
+            recompute_cycles: b.recompute,
         }
     }
 }
@@ -264,10 +266,12 @@ pub fn ops_csv(runs: &[RunResult]) -> Result<String> {
                 io_cycles: b.io,
                 imbalance_cycles: b.imbalance,
                 overhead_cycles: b.overhead,
+                recompute_cycles: b.recompute,
                 io_in_bytes: op.io_in_bytes,
                 io_out_bytes: op.io_out_bytes,
                 flops_dense: op.flops_dense,
                 flops_executed: op.flops_executed,
+                flops_recompute: op.flops_recompute,
             }
         })
     }))
@@ -289,10 +293,12 @@ struct OpRow<'a> {
     io_cycles: u64,
     imbalance_cycles: u64,
     overhead_cycles: u64,
+    recompute_cycles: u64,
     io_in_bytes: u64,
     io_out_bytes: u64,
     flops_dense: u128,
     flops_executed: u128,
+    flops_recompute: u128,
 }
 
 impl TrainPhase {

@@ -247,6 +247,7 @@ pub fn gap_shares(
             ("I/O", b.io),
             ("imbalance", b.imbalance),
             ("overhead", b.overhead),
+            ("recompute", b.recompute),
         ]
     };
     let total = run.total().max(1) as f64;
