@@ -195,9 +195,15 @@ impl StepReport {
             "op", "tile", "cycles", "share", "I/O wait", "compute", "overhead",
         ]);
         for op in ops.iter().take(10) {
+            let tile = match op.token_chunks {
+                1 => op.tile.clone(),
+                n => format!("{} in {n} chunks", op.tile)
+                    .trim_start()
+                    .to_string(),
+            };
             t.row([
                 op.name.clone(),
-                op.tile.clone(),
+                tile,
                 thousands(op.cycles as u128),
                 format!(
                     "{:.1}%",

@@ -110,6 +110,8 @@ pub struct OpRow {
     pub recompute: bool,
     /// `rows x c_k x c_n` of the GEMM tile, empty for element-wise ops.
     pub tile: String,
+    /// Token chunks the op runs in, one after another (1: the microbatch's tokens at once).
+    pub token_chunks: u64,
     pub cycles: u64,
     pub breakdown: Breakdown,
     pub io_in_bytes: u64,
@@ -131,6 +133,7 @@ impl OpRow {
             tile: op
                 .tile
                 .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
+            token_chunks: op.token_chunks,
             cycles: 0,
             breakdown: Breakdown::default(),
             io_in_bytes: 0,
