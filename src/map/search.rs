@@ -1,8 +1,11 @@
 //! The mapper's search: activation strategy × microbatch × tiles, fastest plan that fits.
 //!
 //! Per strategy the microbatch sizes are tried largest first (each a distinct microbatch count);
-//! the largest that fits and the next [`SMALLER_CANDIDATES`] below it are timed, since a larger
-//! microbatch streams the weights fewer times and smaller ones only win on a more even split.
+//! every size from the largest that fits down to half of it is timed: a larger microbatch
+//! streams the weights fewer times, a smaller one may split the batch more evenly or need fewer
+//! token chunks, and below half the weights stream at least twice as often. The bound is in
+//! sequences, not in a count of candidates, so a batch and half of it are searched over the
+//! same sizes (a data-parallel system's half batch never finds a plan the whole batch could not).
 //! Strategies in [`Activations::ALL`] order, ties keep the first.
 
 use std::collections::BTreeMap;
@@ -23,9 +26,6 @@ pub struct MapOptions {
     pub microbatch_sequences: Option<u64>,
     pub activations: Option<Activations>,
 }
-
-/// Microbatch sizes timed per strategy below the largest that fits.
-pub const SMALLER_CANDIDATES: usize = 4;
 
 /// Alternatives a plan lists beside its choice.
 pub const ALTERNATIVES: usize = 4;
@@ -66,14 +66,14 @@ pub fn map_step(
     // Microbatch graphs by sequences: every strategy maps the same graphs.
     let mut graphs: BTreeMap<u64, StepGraph> = BTreeMap::new();
     for &activations in &strategies {
-        let mut fitted = 0;
+        let mut largest: Option<u64> = None;
         for &mb in &candidates {
-            if fitted > SMALLER_CANDIDATES {
+            if largest.is_some_and(|l| 2 * mb < l) {
                 break;
             }
             match plan_with(model, fabric, config, mb, activations, &mut graphs) {
                 Ok(plan) => {
-                    fitted += 1;
+                    largest.get_or_insert(mb);
                     let cycles = plan_cycles(&plan);
                     timed.push((cycles, alternative(&plan, cycles)));
                     if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
@@ -260,14 +260,17 @@ fn plan_with(
         let placed = place_ops(model, fabric, step, working, activations)
             .map_err(|(name, why)| refusal(model, fabric, &name, why, &overflow, (code, saved)))?;
         head_chunks = head_chunks.max(placed.head_chunks);
-        let mut ops = super::wire::choose_formats(placed.ops);
+        let mut ops = placed.ops;
+        // Offloaded checkpoints share the wafer's I/O with the weights: the wire format of
+        // each op is chosen with them on its streams.
+        if activations == Activations::Offload {
+            offload_checkpoints(model, fabric, step.tokens(), &mut ops);
+        }
+        let ops = super::wire::choose_formats(ops);
         for op in ops.iter().chain(&placed.updates) {
             if op.cost.sram_bytes_per_pe > working_max.0 {
                 working_max = (op.cost.sram_bytes_per_pe, op.name.clone());
             }
-        }
-        if activations == Activations::Offload {
-            offload_checkpoints(model, fabric, step.tokens(), &mut ops);
         }
         // Every microbatch's graph has the step's updates; the optimizer runs them once.
         if optimizer.is_empty() {
@@ -492,7 +495,7 @@ fn fewest_head_chunks(
 
 /// Streams each layer's checkpoint (its input, `tokens` × d activations) out during the layer's
 /// forward and back in during the next layer's backward (recomputation included), spread over
-/// those ops in proportion to their cycles: the stream paces with the compute, and only what the
+/// those ops in proportion to their FLOPs: the stream paces with the work, and only what the
 /// link cannot carry in the layer's time is exposed. The last layer's input stays on the wafer.
 fn offload_checkpoints(model: &ModelSpec, fabric: &FabricSpec, tokens: u64, ops: &mut [OpPlan]) {
     let bytes = tokens * checkpoint_bytes_per_token(&model.architecture);
@@ -515,29 +518,46 @@ fn offload_checkpoints(model: &ModelSpec, fabric: &FabricSpec, tokens: u64, ops:
         .iter_mut()
         .filter(|op| op.offload_in_bytes + op.offload_out_bytes > 0)
     {
-        op.io_in_bytes += op.offload_in_bytes;
-        op.io_out_bytes += op.offload_out_bytes;
-        op.io_in_cycles = stream_cycles(fabric, op.io_in_bytes);
-        op.io_out_cycles = stream_cycles(fabric, op.io_out_bytes);
+        let (offload_in, offload_out) = (op.offload_in_bytes, op.offload_out_bytes);
+        // The op's other wire format streams the same checkpoints beside its own weights.
+        if let Some(other) = op.other_format.as_deref_mut() {
+            other.offload_in_bytes = offload_in;
+            other.offload_out_bytes = offload_out;
+            add_offload(fabric, other);
+        }
+        add_offload(fabric, op);
     }
 }
 
-/// Splits `bytes` over the ops `pick` selects in proportion to their cycles (whole bytes, the
+/// Puts an op's offloaded checkpoint bytes on its streams.
+fn add_offload(fabric: &FabricSpec, op: &mut OpPlan) {
+    op.io_in_bytes += op.offload_in_bytes;
+    op.io_out_bytes += op.offload_out_bytes;
+    op.io_in_cycles = stream_cycles(fabric, op.io_in_bytes);
+    op.io_out_cycles = stream_cycles(fabric, op.io_out_bytes);
+}
+
+/// Splits `bytes` over the ops `pick` selects in proportion to their FLOPs
+/// ([`offload_weight`]) (whole bytes, the
 /// shares adding up to `bytes` exactly).
+/// An op's share of the checkpoints streamed beside it: its FLOPs (at least 1), a property of
+/// the model, not of the fabric, so a faster fabric streams the same bytes beside each op and
+/// its shorter ops never end later (shares by cycles moved bytes onto the ops a faster PE
+/// sped up least, and a faster fabric could map a slower step).
+fn offload_weight(op: &OpPlan) -> u128 {
+    op.flops_dense.max(1)
+}
+
 fn spread(
     ops: &mut [OpPlan],
     bytes: u64,
     pick: impl Fn(&OpPlan) -> bool,
     add: impl Fn(&mut OpPlan, u64),
 ) {
-    let total: u128 = ops
-        .iter()
-        .filter(|op| pick(op))
-        .map(|op| op.cost.cycles as u128)
-        .sum();
+    let total: u128 = ops.iter().filter(|op| pick(op)).map(offload_weight).sum();
     let (mut before, mut given) = (0u128, 0u64);
     for op in ops.iter_mut().filter(|op| pick(op)) {
-        before += op.cost.cycles as u128;
+        before += offload_weight(op);
         let upto = (bytes as u128 * before).checked_div(total).unwrap_or(0) as u64;
         add(op, upto - given);
         given = upto;

@@ -290,8 +290,8 @@ struct PhaseRow<'a> {
     io_cycles: u64,
     imbalance_cycles: u64,
     overhead_cycles: u64,
-    data_parallel_cycles: u64,
     recompute_cycles: u64,
+    data_parallel_cycles: u64,
 }
 
 impl<'a> PhaseRow<'a> {
@@ -317,8 +317,8 @@ impl<'a> PhaseRow<'a> {
             io_cycles: b.io,
             imbalance_cycles: b.imbalance,
             overhead_cycles: b.overhead,
-            data_parallel_cycles: b.data_parallel,
             recompute_cycles: b.recompute,
+            data_parallel_cycles: b.data_parallel,
         }
     }
 }
