@@ -179,9 +179,11 @@ pub struct StepArgs {
     /// Sequences per microbatch; default: the mapper searches.
     #[arg(long)]
     pub microbatch: Option<u64>,
-    /// Recompute attention in backward (yes) or keep it (no); default: the mapper searches.
-    #[arg(long, value_name = "yes|no", value_parser = clap::builder::BoolishValueParser::new(), hide_possible_values = true)]
-    pub recompute: Option<bool>,
+    /// Where the activations backward reads are kept: keep (all in SRAM), attention (scores
+    /// and softmax recomputed), checkpoint (each layer's input kept, its forward recomputed) or
+    /// offload (checkpoints on the activation servers); default: the mapper searches.
+    #[arg(long, value_name = "keep|attention|checkpoint|offload", value_parser = parse_activations)]
+    pub activations: Option<crate::map::Activations>,
     /// Systems (CS-2 on wse2, CS-3 on wse3) trained data-parallel through SwarmX: each runs
     /// ceil(batch / N) sequences of every step; 1 to the fabric's cluster.systems_max.
     #[arg(long, default_value = "1")]
@@ -224,4 +226,8 @@ fn parse_sparsity(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a number; a sparsity is in [0, 1), e.g. 0.75"))?;
     check_sparsity("--sparsity", value).map_err(|e| e.to_string())
+}
+
+fn parse_activations(text: &str) -> Result<crate::map::Activations, String> {
+    text.parse()
 }

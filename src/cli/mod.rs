@@ -119,7 +119,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
             let options = MapOptions {
                 microbatch_sequences: step.microbatch,
-                recompute_attention: step.recompute,
+                activations: step.activations,
             };
             let result = run_step_on_systems(&model, &fabric, config, options, step.systems)?;
             // A sparse step is told against the same step dense.

@@ -43,6 +43,16 @@ pub struct OpPlan {
     pub io_out_cycles: u64,
     pub flops_dense: u128,
     pub flops_executed: u128,
+    /// A forward op run again in backward (activation checkpointing or selective recomputation):
+    /// its cycles are the step's `recompute` category, its FLOPs not the model's.
+    pub recompute: bool,
+    /// Token chunks the op runs in, one after another (1: all of the microbatch's tokens at
+    /// once), so that a chunk's working set fits beside the saved activations.
+    pub token_chunks: u64,
+    /// Activation checkpoints among `io_in_bytes` and `io_out_bytes`: streamed back from and out
+    /// to the activation servers (the `offload` strategy).
+    pub offload_in_bytes: u64,
+    pub offload_out_bytes: u64,
 }
 
 impl OpPlan {
@@ -89,21 +99,19 @@ pub enum Refusal {
 }
 
 /// Places `op` on the fabric's region with at most `working_bytes` of SRAM per PE for its tiles,
-/// or says why no tile fits. `recompute` adds the forward attention to softmax's dgrad. An op on
-/// a sparse weight is placed in both wire formats: the sparse one comes back with the dense one
-/// in `other_format` for the mapper to choose by the step's timeline (`wire::choose_formats`);
-/// when only one fits, that one alone.
+/// or says why no tile fits. An op on a sparse weight is placed in both wire formats: the sparse
+/// one comes back with the dense one in `other_format` for the mapper to choose by the step's
+/// timeline (`wire::choose_formats`); when only one fits, that one alone.
 pub fn op_plan(
     fabric: &FabricSpec,
     model: &ModelSpec,
     op: &Op,
     working_bytes: u64,
-    recompute: Option<&OpPlan>,
 ) -> Result<OpPlan, Refusal> {
     let sparse_weight = op.kind == OpKind::Linear
         && op.pass.on_wafer()
         && op.weight.as_ref().is_some_and(|w| w.sparse);
-    let place = |format| op_plan_as(fabric, model, op, working_bytes, recompute, format);
+    let place = |format| op_plan_as(fabric, model, op, working_bytes, format);
     if !sparse_weight {
         return place(WeightFormat::Dense);
     }
@@ -124,7 +132,6 @@ fn op_plan_as(
     model: &ModelSpec,
     op: &Op,
     working_bytes: u64,
-    recompute: Option<&OpPlan>,
     format: WeightFormat,
 ) -> Result<OpPlan, Refusal> {
     let region_rows = fabric.geometry.region_height_pes;
@@ -165,7 +172,7 @@ fn op_plan_as(
         ));
     }
     let mut column_relative_sd = 0.0;
-    let (tile, mut cost) = match gemm_problems(op, sparse_format, model) {
+    let (tile, cost) = match gemm_problems(op, sparse_format, model) {
         Some(problems) => {
             // Products of one op run one after the other, each on its fastest tile.
             let mut placed_products = Vec::new();
@@ -206,13 +213,6 @@ fn op_plan_as(
             (None, cost)
         }
     };
-    if let Some(extra) = recompute {
-        // Recomputed scores and softmax are work the FLOP count does not have: overhead.
-        cost.cycles += extra.cost.cycles;
-        cost.overhead_cycles += extra.cost.cycles;
-        cost.busy_cycles_mean += extra.cost.busy_cycles_mean;
-        cost.busy_cycles_max += extra.cost.busy_cycles_max;
-    }
     let mut plan = placed(op, sparse, tile, cost, (io_in_bytes, io_out_bytes), fabric);
     plan.column_relative_sd = column_relative_sd;
     if matches!(op.kind, OpKind::Linear | OpKind::LmHead) && weight.is_some() {
@@ -272,6 +272,10 @@ fn placed(
         io_out_cycles: stream_cycles(fabric, io_out_bytes),
         flops_dense: op.flops_dense,
         flops_executed: op.flops_executed,
+        recompute: false,
+        token_chunks: 1,
+        offload_in_bytes: 0,
+        offload_out_bytes: 0,
     }
 }
 
@@ -395,6 +399,19 @@ fn elementwise_problem(op: &Op) -> ElementwiseProblem {
     }
 }
 
+pub(super) fn scale(cost: KernelCost, repeat: u64) -> KernelCost {
+    KernelCost {
+        cycles: cost.cycles * repeat,
+        compute_cycles: cost.compute_cycles * repeat,
+        imbalance_cycles: cost.imbalance_cycles * repeat,
+        reduction_cycles: cost.reduction_cycles * repeat,
+        overhead_cycles: cost.overhead_cycles * repeat,
+        sram_bytes_per_pe: cost.sram_bytes_per_pe,
+        busy_cycles_mean: cost.busy_cycles_mean * repeat,
+        busy_cycles_max: cost.busy_cycles_max * repeat,
+    }
+}
+
 /// The fastest tile that fits `working_bytes`, searched over rows used and the K/N split.
 /// Candidates are visited in a fixed order and ties keep the first, so the choice is deterministic.
 fn best_tile(
@@ -508,4 +525,203 @@ fn split_candidates(cols: u64, k: u64) -> Vec<u64> {
         out.push(cols);
     }
     out
+}
+
+/// Places an op run as `chunks` chunks of its `tokens` tokens one after another
+/// (`⌈tokens / chunks⌉` each), so that one chunk's working set fits: the op's weight streams in
+/// again for every chunk (it is never kept on the wafer), while a weight gradient accumulates on
+/// the wafer over the chunks (each PE keeps its share of the weight, `k·n / PEs` accumulators)
+/// and streams out once. The op keeps its own FLOPs; its cycles are the chunks'.
+pub(super) fn op_plan_chunked(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    op: &Op,
+    working_bytes: u64,
+    (tokens, chunks): (u64, u64),
+) -> Result<OpPlan, Refusal> {
+    if chunks <= 1 {
+        return op_plan(fabric, model, op, working_bytes);
+    }
+    let accumulators = match (op.pass, &op.weight) {
+        (Pass::Wgrad, Some(w)) => {
+            w.elements().div_ceil(fabric.region_pes()) * fabric.pe.accumulator_bytes
+        }
+        _ => 0,
+    };
+    let chunk = chunk_op(op, tokens, tokens.div_ceil(chunks));
+    let mut plan = op_plan(
+        fabric,
+        model,
+        &chunk,
+        working_bytes
+            .checked_sub(accumulators)
+            .ok_or(Refusal::Sram(accumulators))?,
+    )
+    .map_err(|why| match why {
+        Refusal::Sram(bytes) => Refusal::Sram(bytes + accumulators),
+        other => other,
+    })?;
+    chunked(fabric, op, &mut plan, chunks, accumulators);
+    if let Some(other) = plan.other_format.as_deref_mut() {
+        chunked(fabric, op, other, chunks, accumulators);
+    }
+    Ok(plan)
+}
+
+/// One chunk's placement of `op` made the whole op's: `chunks` chunks one after another, the
+/// weight streamed in per chunk, the gradient's accumulators held over them.
+fn chunked(fabric: &FabricSpec, op: &Op, plan: &mut OpPlan, chunks: u64, accumulators: u64) {
+    plan.cost = scale(plan.cost, chunks);
+    plan.cost.sram_bytes_per_pe += accumulators;
+    plan.io_in_bytes *= chunks;
+    plan.io_in_cycles = stream_cycles(fabric, plan.io_in_bytes);
+    plan.flops_dense = op.flops_dense;
+    plan.flops_executed = op.flops_executed;
+    plan.token_chunks = chunks;
+}
+
+/// Places `op` in the fewest token chunks whose working set fits `working_bytes`: an op whose
+/// whole microbatch does not fit runs in chunks rather than capping the step's microbatch.
+pub(super) fn op_plan_fitting(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    op: &Op,
+    working_bytes: u64,
+    tokens: u64,
+) -> Result<OpPlan, Refusal> {
+    fewest_chunks(tokens, |chunks| {
+        op_plan_chunked(fabric, model, op, working_bytes, (tokens, chunks))
+    })
+    .map(|(_, placed)| placed)
+}
+
+/// The fewest chunks of `tokens` for which `place` does not run out of SRAM, and its result:
+/// doubles the chunks until one fits, then bisects down to the fewest (a chunk's working set
+/// shrinks with its tokens). Refuses as `place` does in single tokens, or with any refusal
+/// other than SRAM.
+pub(super) fn fewest_chunks<T>(
+    tokens: u64,
+    place: impl Fn(u64) -> Result<T, Refusal>,
+) -> Result<(u64, T), Refusal> {
+    let tokens = tokens.max(1);
+    let (mut fits, mut refused) = (1, 0);
+    let mut placed = loop {
+        match place(fits) {
+            Err(Refusal::Sram(_)) if fits < tokens => {
+                refused = fits;
+                fits = (2 * fits).min(tokens);
+            }
+            placed => break placed?,
+        }
+    };
+    while fits - refused > 1 {
+        let middle = refused + (fits - refused) / 2;
+        if let Ok(p) = place(middle) {
+            (fits, placed) = (middle, p);
+        } else {
+            refused = middle;
+        }
+    }
+    Ok((fits, placed))
+}
+
+/// `op` (linear in its tokens) over `part` of its `tokens` tokens: a GEMM's token rows (a
+/// weight gradient's inner dimension), attention's whole sequences, an element-wise op's rows.
+fn chunk_op(op: &Op, tokens: u64, part: u64) -> Op {
+    let tokens = tokens.max(1);
+    let share = |x: u128| (x * part as u128).div_ceil(tokens as u128);
+    let mut chunk = op.clone();
+    chunk.dims = match op.dims {
+        Dims::Gemm { batch, m, k, n }
+            if matches!(op.kind, OpKind::AttnScores | OpKind::AttnValues) =>
+        {
+            Dims::Gemm {
+                batch: share(batch as u128) as u64,
+                m,
+                k,
+                n,
+            }
+        }
+        Dims::Gemm { batch, m, n, .. } if op.pass == Pass::Wgrad => Dims::Gemm {
+            batch,
+            m,
+            k: part,
+            n,
+        },
+        Dims::Gemm { batch, k, n, .. } => Dims::Gemm {
+            batch,
+            m: part,
+            k,
+            n,
+        },
+        Dims::Elementwise { rows, cols } => Dims::Elementwise {
+            rows: share(rows as u128) as u64,
+            cols,
+        },
+    };
+    chunk.flops_dense = share(op.flops_dense);
+    chunk.flops_executed = share(op.flops_executed);
+    chunk.activation_bytes = share(op.activation_bytes as u128) as u64;
+    chunk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fewest_chunks_that_fit_are_found_exactly() {
+        // A working set of 1,000 B per token chunk of 1,000 tokens: 7 chunks fit 150 KB.
+        let place = |chunks: u64| match 1000u64.div_ceil(chunks) * 1000 {
+            bytes if bytes <= 150_000 => Ok(bytes),
+            bytes => Err(Refusal::Sram(bytes)),
+        };
+        assert_eq!(fewest_chunks(1000, place), Ok((7, 143_000)));
+        assert_eq!(fewest_chunks(1000, |_| Ok::<_, Refusal>(0)), Ok((1, 0)));
+        // Nothing fits even in single tokens: the single-token refusal.
+        let never = |chunks: u64| Err::<(), _>(Refusal::Sram(1000 / chunks));
+        assert_eq!(fewest_chunks(1000, never), Err(Refusal::Sram(1)));
+        // A refusal other than SRAM is not chunked away.
+        assert_eq!(
+            fewest_chunks(1000, |_| Err::<(), _>(Refusal::Colors(30))),
+            Err(Refusal::Colors(30))
+        );
+    }
+
+    #[test]
+    fn a_chunked_op_keeps_its_flops_and_streams_its_weight_per_chunk() {
+        let model = crate::spec::load_model("mediswift-xl").unwrap();
+        let fabric = crate::spec::load_fabric("wse2").unwrap();
+        let config = crate::graph::StepConfig::for_phase(&model, crate::spec::Phase::Pretrain, 0.0);
+        let step = crate::graph::StepGraph::build(
+            &model,
+            crate::graph::StepConfig {
+                batch_sequences: 8,
+                ..config
+            },
+        );
+        let tokens = step.tokens();
+        let working = 40_000;
+        for name in ["lm_head.fwd", "lm_head.wgrad", "loss.fwd"] {
+            let op = step.op(name).unwrap();
+            let one = op_plan_chunked(&fabric, &model, op, working, (tokens, 1)).unwrap();
+            let four = op_plan_chunked(&fabric, &model, op, working, (tokens, 4)).unwrap();
+            assert_eq!(four.flops_executed, op.flops_executed, "{name}");
+            assert_eq!(four.token_chunks, 4);
+            // Weights stream once per chunk; a weight gradient accumulates and leaves once.
+            assert_eq!(four.io_in_bytes, 4 * one.io_in_bytes, "{name}");
+            assert_eq!(four.io_out_bytes, one.io_out_bytes, "{name}");
+            assert!(four.cost.sram_bytes_per_pe <= working, "{name}");
+        }
+        // The loss holds a chunk's logits, in and out: a quarter of them (and the rounding).
+        let loss = step.op("loss.fwd").unwrap();
+        let sram = |chunks| {
+            op_plan_chunked(&fabric, &model, loss, working, (tokens, chunks))
+                .unwrap()
+                .cost
+                .sram_bytes_per_pe
+        };
+        assert!(4 * sram(4) <= sram(1) + 4 * 2 * fabric.pe.operand_bytes * 57);
+        assert!(2 * sram(4) < sram(1));
+    }
 }

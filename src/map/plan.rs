@@ -2,10 +2,12 @@
 
 use serde::Serialize;
 
+use super::memory::Activations;
 use super::ops::OpPlan;
+use super::search::Alternative;
 use crate::cost::TimelineSpan;
 use crate::error::{Error, Result};
-use crate::graph::StepConfig;
+use crate::graph::{Pass, StepConfig};
 
 /// A plan for one training step on the whole fabric.
 #[derive(Debug, Clone, Serialize)]
@@ -17,9 +19,15 @@ pub struct Plan {
     pub region_cols: u64,
     /// Colors a kernel may route (the fabric's, less those the runtime and I/O keep).
     pub usable_colors: u64,
-    pub recompute_attention: bool,
+    /// Where the activations backward reads are kept (and what is recomputed).
+    pub activations: Activations,
     /// Sequences per microbatch (the step accumulates gradients over the microbatches).
     pub microbatch_sequences: u64,
+    /// Token chunks the LM head and loss run in, one after another, so that one chunk's logits
+    /// fit in SRAM (1: all tokens at once); the head's weight streams once per chunk.
+    pub head_chunks: u64,
+    /// The best plans the search timed and did not choose, each other strategy's fastest first.
+    pub alternatives: Vec<Alternative>,
     /// Full microbatches, then a partial one if the batch does not divide.
     pub groups: Vec<MicrobatchGroup>,
     /// The optimizer's updates, once per step: off-wafer, so they take no wafer time (their
@@ -71,8 +79,8 @@ impl Plan {
 
     /// Checks what the mapper promised: the SRAM of the most loaded PE fits, the microbatches
     /// cover the batch, each timed by its timeline, no optimizer update runs on the wafer, every
-    /// op has one wire format, routes no more colors than kernels have, and every GEMM tile lies
-    /// within the region.
+    /// op has one wire format, is recomputed or streams activations only as its strategy says,
+    /// routes no more colors than kernels have, and every GEMM tile lies within the region.
     pub fn verify(&self) -> Result<()> {
         let s = &self.sram;
         let need = s.code_bytes + s.saved_activation_bytes + s.working_bytes_max;
@@ -119,6 +127,7 @@ impl Plan {
                         self.model, op.name
                     )));
                 }
+                self.verify_activations(op)?;
                 if op.colors > self.usable_colors {
                     return Err(Error::Input(format!(
                         "{}: op {} routes {} colors, the fabric leaves kernels {} \
@@ -142,5 +151,67 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// What the activation strategy promised of an op: only a forward op of a layer is
+    /// recomputed, and only by a strategy that recomputes; only `offload` streams activations;
+    /// an op runs in at least one chunk.
+    fn verify_activations(&self, op: &OpPlan) -> Result<()> {
+        let wrong = if op.recompute && (op.pass != Pass::Forward || op.layer.is_none()) {
+            Some("is recomputed but is no forward op of a layer")
+        } else if op.recompute && self.activations == Activations::Keep {
+            Some("is recomputed, which `keep` never does")
+        } else if op.offload_in_bytes + op.offload_out_bytes > 0
+            && self.activations != Activations::Offload
+        {
+            Some("streams activations, which only `offload` does")
+        } else if op.token_chunks == 0 {
+            Some("runs in no token chunk")
+        } else {
+            None
+        };
+        match wrong {
+            Some(what) => Err(Error::Simulation(format!(
+                "{}: op {} {what} (activations {})",
+                self.model,
+                op.name,
+                self.activations.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::StepConfig;
+    use crate::map::{map_step, Activations, MapOptions};
+    use crate::spec::{load_fabric, load_model, Phase};
+
+    #[test]
+    fn verify_refuses_recomputation_or_offload_the_strategy_does_not_do() {
+        let model = load_model("gpt-tiny").unwrap();
+        let fabric = load_fabric("mini").unwrap();
+        let config = StepConfig::for_phase(&model, Phase::Pretrain, 0.0);
+        let options = MapOptions {
+            activations: Some(Activations::Keep),
+            ..MapOptions::default()
+        };
+        let plan = map_step(&model, &fabric, config, options).unwrap();
+        plan.verify().unwrap();
+        let mut recomputed = plan.clone();
+        recomputed.groups[0].ops[1].recompute = true;
+        let err = recomputed.verify().unwrap_err().to_string();
+        assert!(err.contains("which `keep` never does"), "{err}");
+        let mut offloaded = plan.clone();
+        offloaded.groups[0].ops[1].offload_out_bytes = 1;
+        let err = offloaded.verify().unwrap_err().to_string();
+        assert!(err.contains("only `offload` does"), "{err}");
+        let mut backward = plan;
+        backward.activations = Activations::Checkpoint;
+        let last = backward.groups[0].ops.len() - 1;
+        backward.groups[0].ops[last].recompute = true;
+        let err = backward.verify().unwrap_err().to_string();
+        assert!(err.contains("no forward op of a layer"), "{err}");
     }
 }

@@ -1,20 +1,42 @@
-//! The mapper's search: microbatch × recomputation × tiles, fastest plan that fits.
+//! The mapper's search: activation strategy × microbatch × tiles, fastest plan that fits.
+//!
+//! Per strategy the microbatch sizes are tried largest first (each a distinct microbatch count);
+//! every size from the largest that fits down to half of it is timed: a larger microbatch
+//! streams the weights fewer times, a smaller one may split the batch more evenly or need fewer
+//! token chunks, and below half the weights stream at least twice as often. The bound is in
+//! sequences, not in a count of candidates, so a batch and half of it are searched over the
+//! same sizes (a data-parallel system's half batch never finds a plan the whole batch could not).
+//! Strategies in [`Activations::ALL`] order, ties keep the first.
 
 use std::collections::BTreeMap;
 
-use super::memory::saved_bytes_per_token;
-use super::ops::{op_plan, OpPlan, Refusal};
+use serde::Serialize;
+
+use super::memory::{checkpoint_bytes_per_token, saved_bytes_per_token, Activations};
+use super::ops::{fewest_chunks, op_plan_chunked, op_plan_fitting, OpPlan, Refusal};
 use super::plan::{MicrobatchGroup, Plan, SramBudget};
-use crate::cost::timeline;
+use crate::cost::{stream_cycles, timeline};
 use crate::error::{Error, Result};
-use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
+use crate::graph::{Op, OpKind, Pass, StepConfig, StepGraph};
 use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// Choices a user may pin instead of letting the mapper search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapOptions {
     pub microbatch_sequences: Option<u64>,
-    pub recompute_attention: Option<bool>,
+    pub activations: Option<Activations>,
+}
+
+/// Alternatives a plan lists beside its choice.
+pub const ALTERNATIVES: usize = 4;
+
+/// A plan the search timed and did not choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Alternative {
+    pub activations: Activations,
+    pub microbatch_sequences: u64,
+    pub microbatches: u64,
+    pub cycles: u64,
 }
 
 /// Maps one step of `config` onto `fabric`; the fastest plan that fits, or an error naming what
@@ -35,34 +57,41 @@ pub fn map_step(
         Some(mb) => vec![mb],
         None => microbatch_candidates(batch),
     };
-    let recompute: Vec<bool> = match options.recompute_attention {
-        Some(r) => vec![r],
-        None => vec![false, true],
-    };
+    let strategies = options
+        .activations
+        .map_or(Activations::ALL.to_vec(), |a| vec![a]);
     let mut best: Option<(u128, Plan)> = None;
+    let mut timed: Vec<(u128, Alternative)> = Vec::new();
     let mut closest_failure: Option<Error> = None;
-    // Microbatch graphs by sequences: both recomputation choices map the same graphs.
+    // Microbatch graphs by sequences: every strategy maps the same graphs.
     let mut graphs: BTreeMap<u64, StepGraph> = BTreeMap::new();
-    for &r in &recompute {
+    for &activations in &strategies {
+        let mut largest: Option<u64> = None;
         for &mb in &candidates {
-            match plan_with(model, fabric, config, mb, r, &mut graphs) {
+            if largest.is_some_and(|l| 2 * mb < l) {
+                break;
+            }
+            match plan_with(model, fabric, config, mb, activations, &mut graphs) {
                 Ok(plan) => {
+                    largest.get_or_insert(mb);
                     let cycles = plan_cycles(&plan);
+                    timed.push((cycles, alternative(&plan, cycles)));
                     if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
                         best = Some((cycles, plan));
                     }
                 }
-                Err(e) => {
-                    if mb == 1 || options.microbatch_sequences.is_some() {
-                        closest_failure.get_or_insert(e);
-                    }
+                // The closest candidate: the smallest (or forced) microbatch of the last strategy.
+                Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
+                    closest_failure = Some(e)
                 }
+                Err(_) => {}
             }
         }
     }
     match (best, closest_failure) {
-        (Some((cycles, plan)), _) => {
+        (Some((cycles, mut plan)), _) => {
             check_step_cycles(model, fabric, cycles)?;
+            plan.alternatives = alternatives(&plan, timed);
             plan.verify()?;
             Ok(plan)
         }
@@ -72,6 +101,35 @@ pub fn map_step(
             model.name
         ))),
     }
+}
+
+fn alternative(plan: &Plan, cycles: u128) -> Alternative {
+    Alternative {
+        activations: plan.activations,
+        microbatch_sequences: plan.microbatch_sequences,
+        microbatches: plan.microbatches(),
+        cycles: u64::try_from(cycles).unwrap_or(u64::MAX),
+    }
+}
+
+/// The best [`ALTERNATIVES`] plans timed beside `chosen`: each other strategy's fastest first,
+/// then the fastest of the rest; fastest first within each, ties in the order they were timed.
+fn alternatives(chosen: &Plan, mut timed: Vec<(u128, Alternative)>) -> Vec<Alternative> {
+    timed.sort_by_key(|(cycles, _)| *cycles);
+    let is_chosen = |a: &Alternative| {
+        a.activations == chosen.activations && a.microbatch_sequences == chosen.microbatch_sequences
+    };
+    let mut seen = vec![chosen.activations];
+    let (mut firsts, mut rest) = (Vec::new(), Vec::new());
+    for (_, a) in timed.into_iter().filter(|(_, a)| !is_chosen(a)) {
+        if seen.contains(&a.activations) {
+            rest.push(a);
+        } else {
+            seen.push(a.activations);
+            firsts.push(a);
+        }
+    }
+    firsts.into_iter().chain(rest).take(ALTERNATIVES).collect()
 }
 
 /// A phase's dense step as the mapper sees it.
@@ -147,7 +205,7 @@ fn plan_with(
     fabric: &FabricSpec,
     config: StepConfig,
     mb: u64,
-    recompute: bool,
+    activations: Activations,
     graphs: &mut BTreeMap<u64, StepGraph>,
 ) -> Result<Plan> {
     let rows = fabric.geometry.region_height_pes;
@@ -156,23 +214,25 @@ fn plan_with(
     let code = fabric.pe.code_reserve_bytes;
     // Tokens spread over the PE rows, features over the columns: row 0 gets the rounding up.
     let tokens = mb * config.seq_len;
-    let per_token = saved_bytes_per_token(&model.architecture, config.seq_len, recompute);
+    let per_token = saved_bytes_per_token(&model.architecture, config.seq_len, activations);
     let saved = tokens.div_ceil(rows) * per_token.div_ceil(cols);
     let overflow = |what: String, need: u64| {
         Error::Input(format!(
-            "{} on {}, {} step, microbatch {mb}: PE (0, 0) needs {need} B for {what}, {} B over \
-             its {capacity} B",
+            "{} on {}, {} step, microbatch {mb}, activations {}: PE (0, 0) needs {need} B for \
+             {what}, {} B over its {capacity} B",
             model.name,
             fabric.name,
             config.phase.name(),
+            activations.name(),
             need - capacity
         ))
     };
     if code + saved >= capacity {
         return Err(overflow(
             format!(
-                "{code} B code + {saved} B of activations saved for backward of {} layers",
-                model.architecture.layers
+                "{code} B code + {saved} B of activations saved for backward of {} layers ({})",
+                model.architecture.layers,
+                activations.describe()
             ),
             code + saved,
         ));
@@ -186,6 +246,7 @@ fn plan_with(
     let mut planned = Vec::new();
     let mut optimizer = Vec::new();
     let mut working_max = (0u64, String::new());
+    let mut head_chunks = 1;
     for (sequences, repeat) in groups {
         let step = graphs.entry(sequences).or_insert_with(|| {
             StepGraph::build(
@@ -196,36 +257,24 @@ fn plan_with(
                 },
             )
         });
-        let ops = place_ops(model, fabric, step, working, recompute).map_err(|(name, why)| match why {
-            Refusal::Sram(tile) => overflow(
-                format!("{code} B code + {saved} B saved activations + {tile} B for the smallest tile of op {name}"),
-                code + saved + tile,
-            ),
-            Refusal::Colors(colors) => Error::Input(format!(
-                "{}: op {name} routes at least {colors} colors, the fabric leaves kernels {} \
-                 (router.colors - router.colors_reserved)",
-                model.name,
-                fabric.usable_colors()
-            )),
-            Refusal::Index(rows) => Error::Input(format!(
-                "{}: op {name}'s sparse weight leaves a PE at least {rows} rows of its K slice, more \
-                 than the {} a {}-bit index addresses (router.sparse_index_bits)",
-                model.name,
-                fabric.sparse_index_rows(),
-                fabric.router.sparse_index_bits
-            )),
-        })?;
-        // Every microbatch's graph has the step's updates; the optimizer runs them once.
-        let (ops, updates): (Vec<OpPlan>, Vec<OpPlan>) =
-            ops.into_iter().partition(|op| op.pass.on_wafer());
-        if optimizer.is_empty() {
-            optimizer = updates;
+        let placed = place_ops(model, fabric, step, working, activations)
+            .map_err(|(name, why)| refusal(model, fabric, &name, why, &overflow, (code, saved)))?;
+        head_chunks = head_chunks.max(placed.head_chunks);
+        let mut ops = placed.ops;
+        // Offloaded checkpoints share the wafer's I/O with the weights: the wire format of
+        // each op is chosen with them on its streams.
+        if activations == Activations::Offload {
+            offload_checkpoints(model, fabric, step.tokens(), &mut ops);
         }
         let ops = super::wire::choose_formats(ops);
-        for op in &ops {
+        for op in ops.iter().chain(&placed.updates) {
             if op.cost.sram_bytes_per_pe > working_max.0 {
                 working_max = (op.cost.sram_bytes_per_pe, op.name.clone());
             }
+        }
+        // Every microbatch's graph has the step's updates; the optimizer runs them once.
+        if optimizer.is_empty() {
+            optimizer = placed.updates;
         }
         let spans = timeline(&ops.iter().map(OpPlan::timeline_op).collect::<Vec<_>>());
         planned.push(MicrobatchGroup {
@@ -242,8 +291,10 @@ fn plan_with(
         region_rows: rows,
         region_cols: cols,
         usable_colors: fabric.usable_colors(),
-        recompute_attention: recompute,
+        activations,
         microbatch_sequences: full,
+        head_chunks,
+        alternatives: Vec::new(),
         groups: planned,
         optimizer,
         sram: SramBudget {
@@ -257,66 +308,258 @@ fn plan_with(
     })
 }
 
-/// Places every op of a microbatch's graph; the name of the first op that fits nowhere on error.
-/// Identical ops of different layers share one search.
+/// The error for an op no tile fits: the PE's SRAM (with what else it holds), the colors the
+/// fabric leaves kernels, or the rows a sparse index addresses.
+fn refusal(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    name: &str,
+    why: Refusal,
+    overflow: &dyn Fn(String, u64) -> Error,
+    (code, saved): (u64, u64),
+) -> Error {
+    match why {
+        Refusal::Sram(tile) => overflow(
+            format!(
+                "{code} B code + {saved} B saved activations + {tile} B for the smallest tile of \
+                 op {name}"
+            ),
+            code + saved + tile,
+        ),
+        Refusal::Colors(colors) => Error::Input(format!(
+            "{}: op {name} routes at least {colors} colors, the fabric leaves kernels {} \
+             (router.colors - router.colors_reserved)",
+            model.name,
+            fabric.usable_colors()
+        )),
+        Refusal::Index(rows) => Error::Input(format!(
+            "{}: op {name}'s sparse weight leaves a PE at least {rows} rows of its K slice, more \
+             than the {} a {}-bit index addresses (router.sparse_index_bits)",
+            model.name,
+            fabric.sparse_index_rows(),
+            fabric.router.sparse_index_bits
+        )),
+    }
+}
+
+/// A microbatch's ops placed in the order they run, recomputed forward ops included.
+struct Placed {
+    /// The wafer's ops.
+    ops: Vec<OpPlan>,
+    /// The optimizer's updates (off-wafer).
+    updates: Vec<OpPlan>,
+    /// Token chunks the LM head and loss run in (1: all tokens at once).
+    head_chunks: u64,
+}
+
+/// Places every op of a microbatch's graph and the forward ops `activations` recomputes; the
+/// name of the first op that fits nowhere on error. Identical ops of different layers share one
+/// search.
 fn place_ops(
     model: &ModelSpec,
     fabric: &FabricSpec,
     step: &StepGraph,
     working: u64,
-    recompute: bool,
-) -> Result<Vec<OpPlan>, (String, Refusal)> {
+    activations: Activations,
+) -> Result<Placed, (String, Refusal)> {
     let mut cache: Vec<(String, OpPlan)> = Vec::new();
-    let mut ops = Vec::with_capacity(step.graph.node_count());
+    // Sized once: recomputed forward ops are fewer than half the graph's (a few hundred KB
+    // reallocated per candidate dominated the search's time).
+    let mut ops = Vec::with_capacity(step.graph.node_count() * 3 / 2);
+    let mut updates = Vec::new();
+    // Found at the first op of the head, so that an op before it is refused first.
+    let mut head_chunks = 0;
+    let last_layer = model.architecture.layers.saturating_sub(1);
+    let mut recomputed: Option<u64> = None;
     for op in step.ops() {
+        if let Some(layer) = op.layer.filter(|_| op.pass != Pass::Forward) {
+            let first_backward = recomputed != Some(layer);
+            if activations.checkpoints() && first_backward && layer < last_layer {
+                recompute_layer(step, layer, &cache, &mut ops, |_| true);
+            }
+            if activations == Activations::Attention && op.kind == OpKind::AttnValues {
+                recompute_layer(step, layer, &cache, &mut ops, |op: &Op| {
+                    matches!(op.kind, OpKind::AttnScores | OpKind::Softmax)
+                });
+            }
+            recomputed = Some(layer);
+        }
         // Layers are identical: key on the op's name without its layer.
-        let key = op
-            .name
-            .split_once('.')
-            .filter(|_| op.layer.is_some())
-            .map_or(op.name.as_str(), |(_, rest)| rest);
+        let key = layer_key(op);
         if let Some((_, cached)) = cache.iter().find(|(k, _)| k == key) {
-            let mut placed = cached.clone();
-            placed.name = op.name.clone();
-            placed.layer = op.layer;
-            ops.push(placed);
+            match op.pass.on_wafer() {
+                true => ops.push(renamed(cached, op)),
+                false => updates.push(renamed(cached, op)),
+            }
             continue;
         }
-        let extra = if recompute && op.kind == OpKind::Softmax && op.pass == Pass::Dgrad {
-            recompute_cost(model, fabric, step, op.layer, working)
-        } else {
-            None
-        };
-        let placed = op_plan(fabric, model, op, working, extra.as_ref())
-            .map_err(|why| (op.name.clone(), why))?;
+        let placed = match op.kind {
+            OpKind::LmHead | OpKind::Loss => {
+                if head_chunks == 0 {
+                    head_chunks = fewest_head_chunks(model, fabric, step, working)?;
+                }
+                op_plan_chunked(fabric, model, op, working, (step.tokens(), head_chunks))
+            }
+            _ => op_plan_fitting(fabric, model, op, working, step.tokens()),
+        }
+        .map_err(|why| (op.name.clone(), why))?;
         cache.push((key.to_string(), placed.clone()));
-        ops.push(placed);
+        match op.pass.on_wafer() {
+            true => ops.push(placed),
+            false => updates.push(placed),
+        }
     }
-    Ok(ops)
+    Ok(Placed {
+        ops,
+        updates,
+        head_chunks: head_chunks.max(1),
+    })
 }
 
-/// The forward scores and softmax that backward recomputes when attention is not kept.
-fn recompute_cost(
+/// An op's name without its layer (`q.fwd` for `layer3.q.fwd`): the key of identical ops.
+fn layer_key(op: &Op) -> &str {
+    op.name
+        .split_once('.')
+        .filter(|_| op.layer.is_some())
+        .map_or(op.name.as_str(), |(_, rest)| rest)
+}
+
+/// A placed op of another layer, as `op`.
+fn renamed(cached: &OpPlan, op: &Op) -> OpPlan {
+    let mut placed = cached.clone();
+    placed.name = op.name.clone();
+    placed.layer = op.layer;
+    placed
+}
+
+/// Appends `layer`'s forward ops that `pick` selects, run again in backward, as ops named
+/// `layerN.NAME.recompute`: the forward ops as placed (they ran before with the same tiles,
+/// weights streamed in again), flagged so their cycles are the step's `recompute` category.
+fn recompute_layer(
+    step: &StepGraph,
+    layer: u64,
+    cache: &[(String, OpPlan)],
+    ops: &mut Vec<OpPlan>,
+    pick: impl Fn(&Op) -> bool,
+) {
+    let forward = step
+        .ops()
+        .filter(|op| op.layer == Some(layer) && op.pass == Pass::Forward && pick(op));
+    for op in forward {
+        let key = layer_key(op);
+        let (_, placed) = cache
+            .iter()
+            .find(|(k, _)| k == key)
+            .expect("a layer's forward ops are placed before its backward");
+        let mut again = renamed(placed, op);
+        again.name = format!("{}.recompute", op.name.trim_end_matches(".fwd"));
+        again.recompute = true;
+        ops.push(again);
+    }
+}
+
+/// The fewest token chunks the LM head and loss run in so that every one of their ops fits
+/// `working` bytes per PE: the logits (tokens × vocabulary) would otherwise cap the whole step's
+/// microbatch. Chunks of tokens, because each token's logits, loss and gradient are its own;
+/// the head's weight, which cannot stay on the wafer (a streamed GEMM replicates it down every
+/// PE row), streams again per chunk.
+fn fewest_head_chunks(
     model: &ModelSpec,
     fabric: &FabricSpec,
     step: &StepGraph,
-    layer: Option<u64>,
     working: u64,
-) -> Option<OpPlan> {
-    let layer = layer?;
-    let mut total: Option<OpPlan> = None;
-    for name in ["attn_scores.fwd", "softmax.fwd"] {
-        let op = step.op(&format!("layer{layer}.{name}"))?;
-        let placed = op_plan(fabric, model, op, working, None).ok()?;
-        total = Some(match total {
-            None => placed,
-            Some(mut t) => {
-                t.cost.cycles += placed.cost.cycles;
-                t.cost.busy_cycles_mean += placed.cost.busy_cycles_mean;
-                t.cost.busy_cycles_max += placed.cost.busy_cycles_max;
-                t
-            }
+) -> Result<u64, (String, Refusal)> {
+    let tokens = step.tokens().max(1);
+    let head: Vec<&Op> = step
+        .ops()
+        .filter(|op| matches!(op.kind, OpKind::LmHead | OpKind::Loss) && op.pass.on_wafer())
+        .collect();
+    let place = |chunks| {
+        head.iter().try_for_each(|op| {
+            op_plan_chunked(fabric, model, op, working, (tokens, chunks)).map(|_| ())
+        })
+    };
+    match fewest_chunks(tokens, place) {
+        Ok((chunks, ())) => Ok(chunks),
+        // Name the op that does not fit, in single tokens or by another limit.
+        Err(_) => Err(head
+            .iter()
+            .find_map(|op| {
+                op_plan_chunked(fabric, model, op, working, (tokens, tokens))
+                    .err()
+                    .map(|why| (op.name.clone(), why))
+            })
+            .unwrap_or_else(|| ("lm_head.fwd".into(), Refusal::Sram(working + 1)))),
+    }
+}
+
+/// Streams each layer's checkpoint (its input, `tokens` × d activations) out during the layer's
+/// forward and back in during the next layer's backward (recomputation included), spread over
+/// those ops in proportion to their FLOPs: the stream paces with the work, and only what the
+/// link cannot carry in the layer's time is exposed. The last layer's input stays on the wafer.
+fn offload_checkpoints(model: &ModelSpec, fabric: &FabricSpec, tokens: u64, ops: &mut [OpPlan]) {
+    let bytes = tokens * checkpoint_bytes_per_token(&model.architecture);
+    for layer in 0..model.architecture.layers.saturating_sub(1) {
+        let forward =
+            |op: &OpPlan| op.layer == Some(layer) && op.pass == Pass::Forward && !op.recompute;
+        spread(ops, bytes, forward, |op, share| {
+            op.offload_out_bytes += share
+        });
+        let backward = |op: &OpPlan| {
+            op.layer == Some(layer + 1)
+                && op.pass.on_wafer()
+                && (op.recompute || op.pass != Pass::Forward)
+        };
+        spread(ops, bytes, backward, |op, share| {
+            op.offload_in_bytes += share
         });
     }
-    total
+    for op in ops
+        .iter_mut()
+        .filter(|op| op.offload_in_bytes + op.offload_out_bytes > 0)
+    {
+        let (offload_in, offload_out) = (op.offload_in_bytes, op.offload_out_bytes);
+        // The op's other wire format streams the same checkpoints beside its own weights.
+        if let Some(other) = op.other_format.as_deref_mut() {
+            other.offload_in_bytes = offload_in;
+            other.offload_out_bytes = offload_out;
+            add_offload(fabric, other);
+        }
+        add_offload(fabric, op);
+    }
+}
+
+/// Puts an op's offloaded checkpoint bytes on its streams.
+fn add_offload(fabric: &FabricSpec, op: &mut OpPlan) {
+    op.io_in_bytes += op.offload_in_bytes;
+    op.io_out_bytes += op.offload_out_bytes;
+    op.io_in_cycles = stream_cycles(fabric, op.io_in_bytes);
+    op.io_out_cycles = stream_cycles(fabric, op.io_out_bytes);
+}
+
+/// Splits `bytes` over the ops `pick` selects in proportion to their FLOPs
+/// ([`offload_weight`]) (whole bytes, the
+/// shares adding up to `bytes` exactly).
+/// An op's share of the checkpoints streamed beside it: its FLOPs (at least 1), a property of
+/// the model, not of the fabric, so a faster fabric streams the same bytes beside each op and
+/// its shorter ops never end later (shares by cycles moved bytes onto the ops a faster PE
+/// sped up least, and a faster fabric could map a slower step).
+fn offload_weight(op: &OpPlan) -> u128 {
+    op.flops_dense.max(1)
+}
+
+fn spread(
+    ops: &mut [OpPlan],
+    bytes: u64,
+    pick: impl Fn(&OpPlan) -> bool,
+    add: impl Fn(&mut OpPlan, u64),
+) {
+    let total: u128 = ops.iter().filter(|op| pick(op)).map(offload_weight).sum();
+    let (mut before, mut given) = (0u128, 0u64);
+    for op in ops.iter_mut().filter(|op| pick(op)) {
+        before += offload_weight(op);
+        let upto = (bytes as u128 * before).checked_div(total).unwrap_or(0) as u64;
+        add(op, upto - given);
+        given = upto;
+    }
 }

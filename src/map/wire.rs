@@ -62,9 +62,11 @@ pub fn choose_formats(ops: Vec<OpPlan>) -> Vec<OpPlan> {
         .zip(kind_of)
         .map(|(mut op, kind)| match (op.other_format.take(), kind) {
             (Some(dense), Some(k)) if !sparse[k] => OpPlan {
-                // Layers share one placement: the alternative carries the first layer's name.
+                // Layers share one placement: the alternative carries the first layer's name. And
+                // whether the op is a recomputation is the mapper's mark, set after placing it.
                 name: op.name,
                 layer: op.layer,
+                recompute: op.recompute,
                 ..*dense
             },
             _ => op,

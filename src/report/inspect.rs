@@ -42,7 +42,11 @@ pub struct PlanSummary {
     pub fabric: String,
     pub microbatch_sequences: u64,
     pub microbatches: u64,
-    pub recompute_attention: bool,
+    pub activations: crate::map::Activations,
+    pub head_chunks: u64,
+    pub cycles: u64,
+    pub seconds: f64,
+    pub alternatives: Vec<super::step::AlternativeReport>,
     pub sram: crate::map::SramBudget,
 }
 
@@ -63,7 +67,14 @@ impl ModelInspect {
                     fabric: fabric.name.clone(),
                     microbatch_sequences: plan.microbatch_sequences,
                     microbatches: plan.microbatches(),
-                    recompute_attention: plan.recompute_attention,
+                    activations: plan.activations,
+                    head_chunks: plan.head_chunks,
+                    cycles: plan.cycles(),
+                    seconds: plan.cycles() as f64 / fabric.clock.clock_hz as f64,
+                    alternatives: super::step::AlternativeReport::of(
+                        &plan.alternatives,
+                        fabric.clock.clock_hz,
+                    ),
                     sram: plan.sram.clone(),
                 }),
             })
@@ -127,19 +138,17 @@ impl ModelInspect {
             match &ph.plan {
                 Some(p) => {
                     out += &format!(
-                        "              on {}: {}{}; SRAM of the most loaded PE {} of {} B \
-                         ({} code, {} saved activations, {} for {})\n",
+                        "              on {}: {}, activations {}{}, {} per step; SRAM of the most \
+                         loaded PE {} of {} B ({} code, {} saved activations, {} for {})\n",
                         p.fabric,
                         super::step::microbatch_text(
                             ph.batch_sequences,
                             p.microbatches,
                             p.microbatch_sequences
                         ),
-                        if p.recompute_attention {
-                            ", attention recomputed"
-                        } else {
-                            ""
-                        },
+                        p.activations.name(),
+                        super::step::head_chunks_text(p.head_chunks),
+                        super::table::duration(p.seconds),
                         thousands(p.sram.sram_bytes_max as u128),
                         thousands(p.sram.capacity_bytes as u128),
                         thousands(p.sram.code_bytes as u128),
@@ -147,6 +156,16 @@ impl ModelInspect {
                         thousands(p.sram.working_bytes_max as u128),
                         p.sram.working_op
                     );
+                    for a in &p.alternatives {
+                        out += &format!(
+                            "                or {} x {} sequences, activations {}: {} ({:+.1}%)\n",
+                            a.microbatches,
+                            a.microbatch_sequences,
+                            a.activations.name(),
+                            super::table::duration(a.seconds),
+                            100.0 * (a.cycles as f64 / p.cycles.max(1) as f64 - 1.0)
+                        );
+                    }
                 }
                 None => {
                     out += &format!(

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::table::{duration, si, thousands, Table};
-use crate::map::WeightFormat;
+use crate::map::{Activations, Alternative, WeightFormat};
 use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
@@ -33,7 +33,13 @@ pub struct StepReport {
     pub batch_sequences_per_system: u64,
     pub microbatch_sequences: u64,
     pub microbatches: u64,
-    pub recompute_attention: bool,
+    /// Where the activations backward reads were kept (`keep`, `attention`, `checkpoint`,
+    /// `offload`), chosen with the microbatch unless `--activations` forced it.
+    pub activations: Activations,
+    /// Token chunks the LM head and loss ran in (1: all of a microbatch's tokens at once).
+    pub head_chunks: u64,
+    /// The best plans the mapper timed beside its choice.
+    pub alternatives: Vec<AlternativeReport>,
     pub cycles: u64,
     pub seconds: f64,
     /// The wafer's work: forward, dgrad and wgrad.
@@ -41,6 +47,8 @@ pub struct StepReport {
     pub flops_executed: u128,
     /// The optimizer's update, off-wafer (MemoryX), once per step: not the wafer's work.
     pub flops_optimizer: u128,
+    /// FLOPs of forward ops run again in backward: on top of `flops_executed`, not in it.
+    pub flops_recompute: u128,
     /// The wafer's executed FLOPs ÷ the step's seconds.
     pub flops_per_second: f64,
     /// Achieved FLOP/s ÷ the fabric's dense fp16 peak (of all the systems).
@@ -150,12 +158,15 @@ impl StepReport {
             batch_sequences_per_system: plan.config.batch_sequences,
             microbatch_sequences: plan.microbatch_sequences,
             microbatches: plan.microbatches(),
-            recompute_attention: plan.recompute_attention,
+            activations: plan.activations,
+            head_chunks: plan.head_chunks,
+            alternatives: AlternativeReport::of(&plan.alternatives, fabric.clock.clock_hz),
             cycles: result.cycles,
             seconds,
             flops_dense: result.flops_dense,
             flops_executed: result.flops_executed,
             flops_optimizer: result.flops_optimizer,
+            flops_recompute: result.flops_recompute,
             flops_per_second,
             peak_fraction: flops_per_second
                 / (result.systems as f64 * fabric.peak_fp16_flops_per_second()),
@@ -189,7 +200,7 @@ impl StepReport {
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         out += &format!(
-            "step        {} tokens ({} x {}), {}{}{}\n",
+            "step        {} tokens ({} x {}), {}{}\n",
             thousands(self.tokens as u128),
             self.batch_sequences,
             self.seq_len,
@@ -203,11 +214,12 @@ impl StepReport {
             } else {
                 ""
             },
-            if self.recompute_attention {
-                ", attention recomputed in backward"
-            } else {
-                ""
-            }
+        );
+        out += &format!(
+            "activations {}: {}{}\n",
+            self.activations.name(),
+            self.activations.describe(),
+            head_chunks_text(self.head_chunks)
         );
         out += &format!("systems     {}{}\n", self.systems, systems_text(self));
         out += &wire_text(&self.ops);
@@ -245,6 +257,14 @@ impl StepReport {
             thousands(self.sram.working_bytes_max as u128),
             self.sram.working_op
         );
+        if self.flops_recompute > 0 {
+            out += &format!(
+                "recompute   {} run again in backward, on top of the model's\n",
+                si(self.flops_recompute as f64, "FLOP")
+            );
+        }
+        out += &alternatives_table(&self.alternatives, self.cycles);
+        out += "\n";
         let mut t = Table::new(["category", "cycles", "share"]);
         for (name, cycles) in self.breakdown.entries() {
             t.row([
@@ -261,9 +281,15 @@ impl StepReport {
             "op", "tile", "cycles", "share", "I/O wait", "compute", "overhead",
         ]);
         for op in ops.iter().take(10) {
+            let tile = match op.token_chunks {
+                1 => op.tile.clone(),
+                n => format!("{} in {n} chunks", op.tile)
+                    .trim_start()
+                    .to_string(),
+            };
             t.row([
                 op.name.clone(),
-                op.tile.clone(),
+                tile,
                 thousands(op.cycles as u128),
                 format!(
                     "{:.1}%",
@@ -341,6 +367,60 @@ fn wire_text(ops: &[OpRow]) -> String {
         ),
     };
     format!("wire        {line}\n")
+}
+
+/// A plan the mapper timed beside its choice, as reports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlternativeReport {
+    pub activations: Activations,
+    pub microbatch_sequences: u64,
+    pub microbatches: u64,
+    pub cycles: u64,
+    pub seconds: f64,
+}
+
+impl AlternativeReport {
+    pub fn of(alternatives: &[Alternative], clock_hz: u64) -> Vec<AlternativeReport> {
+        alternatives
+            .iter()
+            .map(|a| AlternativeReport {
+                activations: a.activations,
+                microbatch_sequences: a.microbatch_sequences,
+                microbatches: a.microbatches,
+                cycles: a.cycles,
+                seconds: a.cycles as f64 / clock_hz as f64,
+            })
+            .collect()
+    }
+}
+
+/// ", LM head and loss in N token chunks" when the head is chunked.
+pub(crate) fn head_chunks_text(chunks: u64) -> String {
+    match chunks {
+        1 => String::new(),
+        n => format!("; LM head and loss in {n} token chunks"),
+    }
+}
+
+/// The alternatives against the chosen plan's `cycles`, as a small table (empty when none).
+pub(crate) fn alternatives_table(alternatives: &[AlternativeReport], cycles: u64) -> String {
+    if alternatives.is_empty() {
+        return String::new();
+    }
+    let mut t = Table::new(["alternative", "microbatches", "cycles", "time", "vs chosen"]);
+    for a in alternatives {
+        t.row([
+            a.activations.name().to_string(),
+            format!("{} x {}", a.microbatches, a.microbatch_sequences),
+            thousands(a.cycles as u128),
+            duration(a.seconds),
+            format!(
+                "{:+.1}%",
+                100.0 * (a.cycles as f64 / cycles.max(1) as f64 - 1.0)
+            ),
+        ]);
+    }
+    format!("\nthe best plans not chosen\n{}", t.render())
 }
 
 /// How a batch of `batch` sequences splits into `microbatches` of `sequences` (the last one

@@ -1,5 +1,6 @@
 //! `trace.json`: a Chrome trace-event timeline of one step, which Perfetto and chrome://tracing
-//! open. Tracks: the fabric (one op at a time), weights streaming in, gradients streaming out.
+//! open. Tracks: the fabric (one op at a time, recomputed forward ops named `.recompute`),
+//! weights and offloaded activations streaming in, gradients and offloaded activations out.
 //!
 //! Bounded in size: the first microbatch op by op (about a thousand events for a GPT step), then
 //! one event per further microbatch group; never an event per PE or per cycle.
@@ -20,8 +21,11 @@ pub fn step_trace(step: &StepResult, clock_hz: u64, title: &str) -> Value {
     let mut events = vec![
         json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": title}}),
         thread_name(FABRIC, "fabric: ops (tile rows x c_k x c_n)"),
-        thread_name(STREAM_IN, "wafer I/O in: weights"),
-        thread_name(STREAM_OUT, "wafer I/O out: gradients"),
+        thread_name(STREAM_IN, "wafer I/O in: weights, offloaded activations"),
+        thread_name(
+            STREAM_OUT,
+            "wafer I/O out: gradients, offloaded activations",
+        ),
     ];
     let mut offset = 0u64;
     for (g, group) in step.plan.groups.iter().enumerate() {
@@ -31,18 +35,13 @@ pub fn step_trace(step: &StepResult, clock_hz: u64, title: &str) -> Value {
                 events.push(op_event(op, span.start, span.end, &us));
                 if op.io_in_cycles > 0 {
                     let (start, end) = span.stream_in;
-                    events.push(stream_event(op, STREAM_IN, start, end, op.io_in_bytes, &us));
+                    let bytes = (op.io_in_bytes, op.offload_in_bytes);
+                    events.push(stream_event(op, STREAM_IN, start, end, bytes, &us));
                 }
                 if op.io_out_cycles > 0 {
                     let (start, end) = span.stream_out;
-                    events.push(stream_event(
-                        op,
-                        STREAM_OUT,
-                        start,
-                        end,
-                        op.io_out_bytes,
-                        &us,
-                    ));
+                    let bytes = (op.io_out_bytes, op.offload_out_bytes);
+                    events.push(stream_event(op, STREAM_OUT, start, end, bytes, &us));
                 }
             }
             offset = length;
@@ -82,7 +81,8 @@ fn op_event(op: &OpPlan, start: u64, end: u64, us: &dyn Fn(u64) -> f64) -> Value
         "name": op.name, "cat": op.kind.name(), "ph": "X", "pid": 1, "tid": FABRIC,
         "ts": us(start), "dur": us(end - start),
         "args": {
-            "tile": tile, "cycles": op.cost.cycles, "compute_cycles": op.cost.compute_cycles,
+            "tile": tile, "cycles": op.cost.cycles, "recompute": op.recompute,
+            "token_chunks": op.token_chunks, "compute_cycles": op.cost.compute_cycles,
             "overhead_cycles": op.cost.overhead_cycles, "reduction_cycles": op.cost.reduction_cycles,
             "imbalance_cycles": op.cost.imbalance_cycles, "sparse": op.sparse,
             "weight_format": op.weight_format,
@@ -95,12 +95,15 @@ fn stream_event(
     tid: u64,
     start: u64,
     end: u64,
-    bytes: u64,
+    (bytes, activation_bytes): (u64, u64),
     us: &dyn Fn(u64) -> f64,
 ) -> Value {
+    // `activation_bytes`: the offloaded checkpoints among the bytes (the rest: weights or
+    // gradients).
     json!({
         "name": op.name, "cat": "io", "ph": "X", "pid": 1, "tid": tid,
-        "ts": us(start), "dur": us(end - start), "args": {"bytes": bytes}
+        "ts": us(start), "dur": us(end - start),
+        "args": {"bytes": bytes, "activation_bytes": activation_bytes}
     })
 }
 

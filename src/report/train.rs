@@ -290,6 +290,7 @@ struct PhaseRow<'a> {
     io_cycles: u64,
     imbalance_cycles: u64,
     overhead_cycles: u64,
+    recompute_cycles: u64,
     data_parallel_cycles: u64,
 }
 
@@ -316,6 +317,7 @@ impl<'a> PhaseRow<'a> {
             io_cycles: b.io,
             imbalance_cycles: b.imbalance,
             overhead_cycles: b.overhead,
+            recompute_cycles: b.recompute,
             data_parallel_cycles: b.data_parallel,
         }
     }
@@ -341,10 +343,12 @@ pub fn ops_csv(runs: &[RunResult]) -> Result<String> {
                 io_cycles: b.io,
                 imbalance_cycles: b.imbalance,
                 overhead_cycles: b.overhead,
+                recompute_cycles: b.recompute,
                 io_in_bytes: op.io_in_bytes,
                 io_out_bytes: op.io_out_bytes,
                 flops_dense: op.flops_dense,
                 flops_executed: op.flops_executed,
+                flops_recompute: op.flops_recompute,
             }
         })
     }))
@@ -368,10 +372,12 @@ struct OpRow<'a> {
     io_cycles: u64,
     imbalance_cycles: u64,
     overhead_cycles: u64,
+    recompute_cycles: u64,
     io_in_bytes: u64,
     io_out_bytes: u64,
     flops_dense: u128,
     flops_executed: u128,
+    flops_recompute: u128,
 }
 
 impl TrainPhase {

@@ -119,11 +119,8 @@ pub fn sram_grid(step: &StepResult, model: &ModelSpec, fabric: &FabricSpec) -> P
     let height = fabric.geometry.region_height_pes;
     let plan = &step.plan;
     let tokens = plan.microbatch_sequences * plan.config.seq_len;
-    let per_token = saved_bytes_per_token(
-        &model.architecture,
-        plan.config.seq_len,
-        plan.recompute_attention,
-    );
+    let per_token =
+        saved_bytes_per_token(&model.architecture, plan.config.seq_len, plan.activations);
     let base = plan.sram.code_bytes + plan.sram.working_bytes_max;
     let mut values = Vec::with_capacity((width * height) as usize);
     for row in 0..height {

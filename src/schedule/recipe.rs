@@ -277,13 +277,14 @@ pub fn gap_shares(
 }
 
 /// The categories the gap is told in: compute (sparse and dense together), then the rest.
-fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 6] {
+fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 7] {
     [
         ("compute", b.sparse_compute + b.dense_compute),
         ("reduction", b.reduction),
         ("I/O", b.io),
         ("imbalance", b.imbalance),
         ("overhead", b.overhead),
+        ("recompute", b.recompute),
         ("data parallel", b.data_parallel),
     ]
 }

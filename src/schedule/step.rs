@@ -21,10 +21,13 @@ pub struct Breakdown {
     pub io: u64,
     /// The busiest PE's extra work over the mean PE's.
     pub imbalance: u64,
-    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, recomputation,
-    /// and the FMACs of a sparse weight's stored zeros where it runs in the dense format (work
-    /// the FLOP count does not have).
+    /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, and the FMACs of
+    /// a sparse weight's stored zeros where it runs in the dense format (work the FLOP count does
+    /// not have).
     pub overhead: u64,
+    /// Forward work run again in backward (recomputed attention, or layers recomputed from
+    /// their checkpoints): all cycles of the recomputed ops but their I/O wait.
+    pub recompute: u64,
     /// With several systems: what the SwarmX weight broadcast and gradient reduction add
     /// (`cost::data_parallel_cost`); 0 on one system.
     pub data_parallel: u64,
@@ -38,11 +41,17 @@ impl Breakdown {
             + self.io
             + self.imbalance
             + self.overhead
+            + self.recompute
             + self.data_parallel
     }
 
     fn add_op(&mut self, op: &OpPlan, io_wait: u64, times: u64) {
         let c = &op.cost;
+        self.io += times * io_wait;
+        if op.recompute {
+            self.recompute += times * c.cycles;
+            return;
+        }
         if op.sparse {
             self.sparse_compute += times * c.compute_cycles;
         } else {
@@ -51,7 +60,6 @@ impl Breakdown {
         self.reduction += times * c.reduction_cycles;
         self.imbalance += times * c.imbalance_cycles;
         self.overhead += times * c.overhead_cycles;
-        self.io += times * io_wait;
     }
 
     /// Every category multiplied by `times` (a step repeated).
@@ -63,12 +71,13 @@ impl Breakdown {
             io: self.io * times,
             imbalance: self.imbalance * times,
             overhead: self.overhead * times,
+            recompute: self.recompute * times,
             data_parallel: self.data_parallel * times,
         }
     }
 
     /// (name, cycles) pairs in a fixed order, for tables.
-    pub fn entries(&self) -> [(&'static str, u64); 7] {
+    pub fn entries(&self) -> [(&'static str, u64); 8] {
         [
             ("sparse compute", self.sparse_compute),
             ("dense compute", self.dense_compute),
@@ -76,6 +85,7 @@ impl Breakdown {
             ("I/O", self.io),
             ("imbalance", self.imbalance),
             ("overhead", self.overhead),
+            ("recompute", self.recompute),
             ("data parallel", self.data_parallel),
         ]
     }
@@ -92,6 +102,7 @@ impl std::ops::Add for Breakdown {
             io: self.io + b.io,
             imbalance: self.imbalance + b.imbalance,
             overhead: self.overhead + b.overhead,
+            recompute: self.recompute + b.recompute,
             data_parallel: self.data_parallel + b.data_parallel,
         }
     }
@@ -107,14 +118,20 @@ pub struct OpRow {
     /// How its weight travels and is computed (`sparse` or `dense`); `None` without a weight
     /// matrix.
     pub weight_format: Option<WeightFormat>,
+    /// A forward op run again in backward: its FLOPs are `flops_recompute`, not the model's.
+    pub recompute: bool,
     /// `rows x c_k x c_n` of the GEMM tile, empty for element-wise ops.
     pub tile: String,
+    /// Token chunks the op runs in, one after another (1: the microbatch's tokens at once).
+    pub token_chunks: u64,
     pub cycles: u64,
     pub breakdown: Breakdown,
     pub io_in_bytes: u64,
     pub io_out_bytes: u64,
     pub flops_dense: u128,
     pub flops_executed: u128,
+    /// Executed FLOPs of a recomputed op (0 for the model's own ops).
+    pub flops_recompute: u128,
 }
 
 impl OpRow {
@@ -125,15 +142,18 @@ impl OpRow {
             pass: op.pass,
             sparse: op.sparse,
             weight_format: op.weight_format,
+            recompute: op.recompute,
             tile: op
                 .tile
                 .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
+            token_chunks: op.token_chunks,
             cycles: 0,
             breakdown: Breakdown::default(),
             io_in_bytes: 0,
             io_out_bytes: 0,
             flops_dense: 0,
             flops_executed: 0,
+            flops_recompute: 0,
         }
     }
 
@@ -143,8 +163,12 @@ impl OpRow {
         self.cycles = self.breakdown.total();
         self.io_in_bytes += times * op.io_in_bytes;
         self.io_out_bytes += times * op.io_out_bytes;
-        self.flops_dense += times as u128 * op.flops_dense;
-        self.flops_executed += times as u128 * op.flops_executed;
+        if op.recompute {
+            self.flops_recompute += times as u128 * op.flops_executed;
+        } else {
+            self.flops_dense += times as u128 * op.flops_dense;
+            self.flops_executed += times as u128 * op.flops_executed;
+        }
     }
 }
 
@@ -160,6 +184,9 @@ pub struct StepResult {
     pub flops_dense: u128,
     pub flops_executed: u128,
     pub flops_optimizer: u128,
+    /// Executed FLOPs of the forward ops run again in backward: work on top of the model's
+    /// (`flops_dense` and `flops_executed` count the model's only).
+    pub flops_recompute: u128,
     /// Mean over the region's PEs of busy cycles ÷ step cycles.
     pub pe_utilization_mean: f64,
     /// The busiest PE's busy cycles ÷ step cycles (an upper bound: per-op maxima summed).
@@ -193,12 +220,15 @@ pub fn run_step(
     let (mut busy_mean, mut busy_max) = (0u128, 0u128);
     let (mut sparsifiable_compute, mut sparsifiable_flops) = (0u64, 0u128);
     let mut sparsifiable_cycles = 0u64;
+    let mut flops_recompute = 0u128;
     for group in &plan.groups {
         for (i, (op, span)) in group.ops.iter().zip(&group.spans).enumerate() {
             breakdown.add_op(op, span.io_wait, group.repeat);
             busy_mean += (group.repeat * op.cost.busy_cycles_mean) as u128;
             busy_max += (group.repeat * op.cost.busy_cycles_max) as u128;
-            if op.sparsifiable {
+            if op.recompute {
+                flops_recompute += group.repeat as u128 * op.flops_executed;
+            } else if op.sparsifiable {
                 sparsifiable_compute += group.repeat * op.cost.compute_cycles;
                 sparsifiable_flops += group.repeat as u128 * op.flops_dense;
                 sparsifiable_cycles += group.repeat * (op.cost.cycles + span.io_wait);
@@ -215,7 +245,7 @@ pub fn run_step(
         rows.push(row);
     }
     let cycles = plan.cycles();
-    debug_assert_eq!(breakdown.total(), cycles);
+    debug_assert_eq!(breakdown.total(), cycles, "categories add up to the step");
     let denominator = cycles.max(1) as f64;
     Ok(StepResult {
         plan,
@@ -225,6 +255,7 @@ pub fn run_step(
         flops_dense: flops.flops_dense,
         flops_executed: flops.flops_executed,
         flops_optimizer: flops.flops_optimizer,
+        flops_recompute,
         pe_utilization_mean: busy_mean as f64 / denominator,
         pe_utilization_max: (busy_max as f64 / denominator).min(1.0),
         sparsifiable_compute,

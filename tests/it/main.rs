@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
+mod activations;
 mod attention;
 mod collective_models;
 mod common;

@@ -85,18 +85,20 @@ fn the_weight_stream_packs_as_the_value_width_allows() {
     assert_eq!(three, xl_cycles_with_weight_bytes(4, &sparsities));
     let two = xl_cycles_with_weight_bytes(2, &sparsities);
     let speedup = |c: &[u64]| c[0] as f64 / c[1] as f64;
+    // Its dense stream is twice fp16's, so the step waits on I/O more and gains no more.
     assert!(
-        (speedup(&three) - speedup(&two)).abs() < 0.05,
+        speedup(&three) < speedup(&two) + 0.05,
         "s=0.5: {} with 3-byte weights, {} with 2",
         speedup(&three),
         speedup(&two)
     );
     // One-byte weights pack four to a dense wavelet but still one per non-zero with its index:
-    // at 50% sparsity the sparse stream would be twice the dense one, so every op keeps the
-    // dense format and the step is the dense step (it was slower when every weight streamed
-    // sparse); at 75% the streams are equal and the sparse format computes less.
+    // at 50% sparsity the sparse stream is twice the dense one, so an op keeps the dense format
+    // unless computing only the non-zeros gains more than its longer stream costs: the step is
+    // never slower than dense (it was when every weight streamed sparse); at 75% the streams are
+    // equal and the sparse format computes less.
     let one = xl_cycles_with_weight_bytes(1, &sparsities);
-    assert!(one[1] == one[0] && one[2] < one[0], "{one:?}");
+    assert!(one[1] <= one[0] && one[2] < one[0], "{one:?}");
 }
 
 /// The engine's GEMM packs its stream from the fabric's `pe.operand_bytes` as the cost model

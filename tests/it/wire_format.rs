@@ -2,16 +2,36 @@
 //! sparse (value and index, a task per non-zero) or dense (packed values, zeros multiplied).
 
 use wafersim::graph::StepConfig;
-use wafersim::map::{MapOptions, WeightFormat};
+use wafersim::map::{Activations, MapOptions, WeightFormat};
 use wafersim::schedule::{run_recipe, run_step, StepResult};
 use wafersim::spec::{load_fabric, load_model, Phase};
 
 use crate::common::run_json;
 
 fn step(model: &str, fabric: &str, sparsity: f64) -> StepResult {
+    step_with(model, fabric, sparsity, MapOptions::default())
+}
+
+fn step_with(model: &str, fabric: &str, sparsity: f64, options: MapOptions) -> StepResult {
     let (model, fabric) = (load_model(model).unwrap(), load_fabric(fabric).unwrap());
     let config = StepConfig::for_phase(&model, Phase::Pretrain, sparsity);
-    run_step(&model, &fabric, config, MapOptions::default()).unwrap()
+    run_step(&model, &fabric, config, options).unwrap()
+}
+
+/// mediswift-xl's step at 5-sequence micro-batches with attention recomputed (the plan the
+/// mapper chose when every activation stayed in SRAM): 12 rows of X per PE, every weight
+/// streamed again for each of 103 micro-batches, so ops wait on their streams. The crossover
+/// tests below hold the format choice to its arithmetic there.
+const SMALL_MICROBATCH: MapOptions = MapOptions {
+    microbatch_sequences: Some(5),
+    activations: Some(Activations::Attention),
+};
+
+/// The same as `step`'s flags.
+const SMALL_MICROBATCH_FLAGS: [&str; 4] = ["--microbatch", "5", "--activations", "attention"];
+
+fn xl_small(sparsity: f64) -> StepResult {
+    step_with("mediswift-xl", "wse2", sparsity, SMALL_MICROBATCH)
 }
 
 const GRID: [f64; 14] = [
@@ -74,7 +94,7 @@ fn sparse_kinds(result: &StepResult) -> Vec<String> {
     kinds
 }
 
-/// mediswift-xl on wse2 (12 rows of X per PE, so an FMAC over them takes 3 cycles; task
+/// mediswift-xl on wse2 at `SMALL_MICROBATCH` (12 rows of X per PE, so an FMAC over them takes 3 cycles; task
 /// activation 6, index decode 1). Per weight element the dense format costs half a task
 /// activation plus an FMAC, (6 + 2·3) / 2 = 6 cycles, and half a 32-bit wavelet on the wire;
 /// the sparse format costs per non-zero 6 + 1 + 3 = 10 cycles and a whole wavelet (16-bit value,
@@ -85,8 +105,8 @@ fn sparse_kinds(result: &StepResult) -> Vec<String> {
 /// dgrads) only once the sparse stream is no longer: (1 − s)·32 ≤ 16 bits, s ≥ 0.5.
 #[test]
 fn the_format_flips_at_the_crossover_the_packing_gives() {
-    let dense = step("mediswift-xl", "wse2", 0.0);
-    let below = step("mediswift-xl", "wse2", 0.42);
+    let dense = xl_small(0.0);
+    let below = xl_small(0.42);
     assert!(sparse_kinds(&below).is_empty());
     assert_eq!(
         below.cycles, dense.cycles,
@@ -94,11 +114,11 @@ fn the_format_flips_at_the_crossover_the_packing_gives() {
     );
     let qkv_dgrad = ["k.dgrad", "q.dgrad", "v.dgrad"];
     for s in [0.43, 0.49] {
-        let result = step("mediswift-xl", "wse2", s);
+        let result = xl_small(s);
         assert_eq!(sparse_kinds(&result), qkv_dgrad, "s={s}");
         assert!(result.cycles < dense.cycles);
     }
-    let at_half = step("mediswift-xl", "wse2", 0.5);
+    let at_half = xl_small(0.5);
     assert_eq!(
         sparse_kinds(&at_half).len(),
         18,
@@ -111,8 +131,8 @@ fn the_format_flips_at_the_crossover_the_packing_gives() {
 /// dense run's op costs, split differently.
 #[test]
 fn stored_zeros_multiplied_are_overhead_not_sparse_compute() {
-    let dense = step("mediswift-xl", "wse2", 0.0);
-    let sparse = step("mediswift-xl", "wse2", 0.3);
+    let dense = xl_small(0.0);
+    let sparse = xl_small(0.3);
     let op = |r: &StepResult, name: &str| r.ops.iter().find(|o| o.name == name).unwrap().clone();
     for name in ["layer0.ffn_up.fwd", "layer0.ffn_up.wgrad", "layer5.q.dgrad"] {
         let (d, s) = (op(&dense, name), op(&sparse, name));
@@ -174,56 +194,25 @@ fn the_choice_is_named_in_the_json_and_ops_csv() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// mediswift-xl at s=0.99 simulates faster than its FLOPs promise. The report names why: the
-/// ops on the masked weights are 86% of a dense step's time but 81% of its FLOPs (they wait on
-/// their weight stream at these microbatches, and pay a task per packed wavelet), so the
-/// categories they fill, I/O and overhead, shrink faster than the FLOPs.
+/// mediswift-xl at s=0.99 used to simulate faster than its FLOPs promised (5.91x against
+/// 4.86x for the recipe) while every weight streamed again for each of 103 five-sequence
+/// micro-batches: the dense run's I/O and task overhead shrank faster than the FLOPs. At the
+/// micro-batches the mapper chooses now (tens of sequences, checkpointed activations) that is
+/// gone: the run stays below its FLOPs and no line claims otherwise. (The explanation itself is
+/// held at the small micro-batch by `the_step_at_99_percent_names_what_beats_the_flops`.)
 #[test]
-fn a_speedup_above_the_flops_names_the_categories_that_shrank_faster() {
+fn at_99_percent_the_recipe_stays_below_its_flops() {
     let (report, text) = train_xl("0.99");
-    let run = &report["runs"][1];
-    let total = &run["total"];
+    let total = &report["runs"][1]["total"];
     let (simulated, theoretical) = (
         total["simulated_speedup"].as_f64().unwrap(),
         total["theoretical_speedup"].as_f64().unwrap(),
     );
-    assert!(simulated > theoretical, "{simulated} vs {theoretical}");
-    let faster = run["faster_than_flops"].as_array().unwrap();
-    let categories: Vec<&str> = faster
-        .iter()
-        .map(|f| f["category"].as_str().unwrap())
-        .collect();
-    assert_eq!(categories, ["I/O", "overhead"]);
-    for f in faster {
-        let ratio = f["dense_cycles"].as_f64().unwrap() / f["cycles"].as_f64().unwrap();
-        assert_eq!(f["category_speedup"].as_f64().unwrap(), ratio);
-        assert!(ratio > theoretical && f["theoretical_speedup"].as_f64() == Some(theoretical));
-    }
-    let (masked_cycles, masked_flops) = (
-        report["masked_cycles_share"].as_f64().unwrap(),
-        report["masked_flops_share"].as_f64().unwrap(),
-    );
     assert!(
-        masked_cycles > masked_flops,
-        "{masked_cycles} vs {masked_flops}"
+        1.0 < simulated && simulated < theoretical,
+        "{simulated} vs {theoretical}"
     );
-    let line = text
-        .lines()
-        .find(|l| l.contains("simulated beats"))
-        .unwrap_or_else(|| panic!("no line explains the speedup above the FLOPs:\n{text}"));
-    // Each category the JSON names, with its own speedup, in the JSON's order.
-    let named: Vec<String> = faster
-        .iter()
-        .map(|f| {
-            let category = f["category"].as_str().unwrap();
-            format!("{category} {:.2}x", f["category_speedup"].as_f64().unwrap())
-        })
-        .collect();
-    assert!(
-        line.contains(&format!("Shrank faster than the FLOPs: {}", named[0]))
-            && line.contains(&format!("; {}", named[1])),
-        "{line}"
-    );
+    assert!(!text.contains("simulated beats"), "{text}");
 }
 
 /// Below the FLOP speedup (mediswift-xl at 75%: 1.76x of 2.53x) no line claims to beat it,
@@ -257,11 +246,13 @@ fn train_xl(sparsity: &str) -> (serde_json::Value, String) {
     (report, text)
 }
 
-/// `step` says where the formats split, naming the fewer side.
+/// `step` says where the formats split, naming the fewer side (at `SMALL_MICROBATCH`).
 #[test]
 fn the_step_table_names_the_formats_where_they_split() {
     let line = |s: &str| {
-        let (code, text, err) = crate::common::run_cli(&["step", "mediswift-xl", "--sparsity", s]);
+        let mut args = vec!["step", "mediswift-xl", "--sparsity", s];
+        args.extend(SMALL_MICROBATCH_FLAGS);
+        let (code, text, err) = crate::common::run_cli(&args);
         assert_eq!(code, 0, "{err}");
         text.lines()
             .find(|l| l.starts_with("wire"))
@@ -277,12 +268,14 @@ fn the_step_table_names_the_formats_where_they_split() {
     assert!(!dense.contains("wire"), "{dense}");
 }
 
-/// The step at s=0.99 is told against the same step dense: 6.08x simulated beats 4.94x by
-/// FLOPs, and the report names I/O then overhead as the categories that shrank faster, with
+/// The step at s=0.99 at `SMALL_MICROBATCH` is told against the same step dense: it simulates
+/// faster than its FLOPs promise, and the report names I/O then overhead as the categories that shrank faster, with
 /// both ratios; a dense step has nothing to be told against.
 #[test]
 fn the_step_at_99_percent_names_what_beats_the_flops() {
-    let report = run_json(&["step", "mediswift-xl", "--sparsity", "0.99"]);
+    let mut args = vec!["step", "mediswift-xl", "--sparsity", "0.99"];
+    args.extend(SMALL_MICROBATCH_FLAGS);
+    let report = run_json(&args);
     let against = &report["against_dense"];
     let (simulated, theoretical) = (
         against["simulated_speedup"].as_f64().unwrap(),
@@ -305,13 +298,21 @@ fn the_step_at_99_percent_names_what_beats_the_flops() {
         })
         .collect();
     assert_eq!(named.len(), 2, "{named:?}");
-    assert_eq!((named[0].0, named[1].0), ("I/O", "overhead"));
+    let mut categories = [named[0].0, named[1].0];
+    categories.sort();
+    assert_eq!(categories, ["I/O", "overhead"]);
     assert!(named.iter().all(|(_, ratio)| *ratio > theoretical));
     assert!(against["masked_cycles_share"].as_f64() > against["masked_flops_share"].as_f64());
-    let (code, text, err) = crate::common::run_cli(&["step", "mediswift-xl", "--sparsity", "0.99"]);
+    let (code, text, err) = crate::common::run_cli(&args);
     assert_eq!(code, 0, "{err}");
+    let first = named
+        .iter()
+        .map(|(c, r)| format!("{c} {r:.2}x"))
+        .next()
+        .unwrap();
     assert!(
-        text.contains("beats its FLOPs") && text.contains("shrank faster than the FLOPs: I/O 8."),
+        text.contains("beats its FLOPs")
+            && text.contains(&format!("shrank faster than the FLOPs: {first}")),
         "{text}"
     );
     let dense = run_json(&["step", "gpt-tiny", "--fabric", "mini"]);
