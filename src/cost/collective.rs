@@ -6,6 +6,9 @@
 //! the broadcast are exact; the tree follows each PE's serial core per child stream, the chain
 //! all-reduce and the ring take the larger of their latency-bound and core-bound ends.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::engine::kernels::collective::{Algo, Collective};
@@ -70,10 +73,10 @@ pub fn collective_cycles(
         (CollectiveKind::Reduce, CollectiveAlgo::Chain) => {
             ((p - 1) * t.stage() + b).saturating_sub(1)
         }
-        (CollectiveKind::Reduce, _) => tree_sends(&t, p, b)[0].last,
+        (CollectiveKind::Reduce, _) => tree_root(&t, p, b).last,
         (CollectiveKind::Allreduce, CollectiveAlgo::Chain) => chain_allreduce_cycles(&t, p, b),
         (CollectiveKind::Allreduce, CollectiveAlgo::Tree) => {
-            let root = tree_sends(&t, p, b)[0];
+            let root = tree_root(&t, p, b);
             t.stream_tail(root, p - 1, b)
         }
         (CollectiveKind::Allreduce, CollectiveAlgo::Ring) => ring_allreduce_cycles(&t, p, b),
@@ -161,6 +164,30 @@ fn chain_allreduce_cycles(t: &Timing, p: u64, b: u64) -> u64 {
     latency.max((way + 2 * b).saturating_sub(2 * (t.hop + 1)))
 }
 
+/// The tree's root sends, [`tree_sends`]`[0]`, remembered per thread: the mapper prices the same
+/// row all-reduce for many ops and candidate plans (2,453 calls, 211 distinct, in one
+/// `step mediswift-xl`), and each walk is O(P log P). A pure function's memo: figures cannot
+/// differ, whatever the thread.
+fn tree_root(t: &Timing, p: u64, b: u64) -> Sends {
+    /// Entries kept before the memo starts over: a bound on its memory (about 40 B each).
+    const MEMO_ENTRIES_MAX: usize = 1 << 16;
+    thread_local! {
+        static ROOTS: RefCell<HashMap<[u64; 5], Sends>> = RefCell::new(HashMap::new());
+    }
+    let key = [t.hop, t.ramp, t.activation, p, b];
+    if let Some(root) = ROOTS.with_borrow(|m| m.get(&key).copied()) {
+        return root;
+    }
+    let root = tree_sends(t, p, b)[0];
+    ROOTS.with_borrow_mut(|m| {
+        if m.len() >= MEMO_ENTRIES_MAX {
+            m.clear();
+        }
+        m.insert(key, root);
+    });
+    root
+}
+
 /// Tree reduce: when each PE sends its sums to its parent (the root: when it holds them).
 /// A parent's core takes its children's streams one after the other, in the order their
 /// first wavelets reach it: each costs an activation and B adds, and cannot end before its
@@ -180,20 +207,24 @@ fn tree_sends(t: &Timing, p: u64, b: u64) -> Vec<Sends> {
         } else {
             u64::from(i.trailing_zeros())
         };
-        let mut children: Vec<(u64, u64, Sends)> = (0..top.min(levels))
-            .map(|l| (l, 1u64 << l))
-            .filter(|&(_, d)| i + d < p)
-            .map(|(l, d)| {
+        // At most 64 children (one per level of a u64's tree): on the stack.
+        let mut buffer = [(0u64, 0u64, Sends { first: 0, last: 0 }); 64];
+        let mut count = 0;
+        for l in 0..top.min(levels) {
+            let d = 1u64 << l;
+            if i + d < p {
                 let child = sends[(i + d) as usize];
-                (child.first + t.arrival(d), l, child)
-            })
-            .collect();
-        if children.is_empty() {
+                buffer[count] = (child.first + t.arrival(d), l, child);
+                count += 1;
+            }
+        }
+        if count == 0 {
             continue;
         }
+        let children = &mut buffer[..count];
         children.sort_unstable_by_key(|&(first, level, _)| (first, level));
         let (mut free, mut first) = (0, 0);
-        for (arrival, level, child) in children {
+        for &mut (arrival, level, child) in children {
             let start = free.max(arrival);
             first = start + t.activation + 1;
             free = (start + t.activation + b).max(child.last + t.arrival(1 << level) + 1);

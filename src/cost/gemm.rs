@@ -17,7 +17,7 @@ use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayo
 use crate::spec::FabricSpec;
 
 /// Which operand streams and what the output is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GemmForm {
     /// X resident, W (or Wᵀ for dgrad) streams in: forward and dgrad.
@@ -31,7 +31,7 @@ pub enum GemmForm {
 }
 
 /// The shape of one GEMM and its weight's density.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct GemmProblem {
     pub form: GemmForm,
     /// Independent products (attention: sequences × heads); 1 otherwise.

@@ -149,10 +149,14 @@ struct Sizes {
 
 impl<'a> Builder<'a> {
     fn new(model: &'a ModelSpec, cfg: StepConfig) -> Self {
+        // Sized once (a layer adds fewer than 64 ops and 128 edges, the embedding and head
+        // fewer than 64 and 128 more): the mapper builds a graph per candidate microbatch, and
+        // growing one op at a time dominated the search's time.
+        let layers = model.architecture.layers as usize + 1;
         Builder {
             model,
             cfg,
-            graph: DiGraph::new(),
+            graph: DiGraph::with_capacity(64 * layers, 128 * layers),
             forward: Vec::new(),
             tied_head_wgrad: None,
         }
@@ -768,5 +772,29 @@ fn elementwise_op(
         flops_executed: flops,
         weight_bytes: 0,
         activation_bytes: bytes(tensors * rows * cols, activation_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{load_model, Phase};
+
+    #[test]
+    fn the_graph_is_sized_once_for_every_built_in_model_and_phase() {
+        for name in [
+            "gpt-tiny",
+            "mediswift-med",
+            "mediswift-large",
+            "mediswift-xl",
+        ] {
+            let model = load_model(name).unwrap();
+            let slots = model.architecture.layers as usize + 1;
+            for phase in [Phase::Pretrain, Phase::Finetune, Phase::Softprompt] {
+                let step = StepGraph::build(&model, StepConfig::for_phase(&model, phase, 0.5));
+                assert!(step.graph.node_count() <= 64 * slots, "{name} {phase:?}");
+                assert!(step.graph.edge_count() <= 128 * slots, "{name} {phase:?}");
+            }
+        }
     }
 }

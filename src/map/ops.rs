@@ -1,5 +1,9 @@
 //! Placing one op of the step graph: its kernel, its tile, its cost and its I/O.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use serde::Serialize;
 
 use crate::cost::{
@@ -421,9 +425,84 @@ fn best_tile(
     region_cols: u64,
     working_bytes: u64,
 ) -> Result<(GemmTile, KernelCost), Refusal> {
-    let region_pes = region_rows * region_cols;
+    let tiles = tiles_timed(fabric, p, region_rows, region_cols);
     let mut best: Option<(GemmTile, KernelCost)> = None;
-    let (mut smallest_sram, mut fewest_colors, mut fewest_rows) = (u64::MAX, u64::MAX, u64::MAX);
+    let mut smallest_sram = u64::MAX;
+    for &(tile, cost) in &tiles.timed {
+        if cost.sram_bytes_per_pe > working_bytes {
+            smallest_sram = smallest_sram.min(cost.sram_bytes_per_pe);
+            continue;
+        }
+        if best.as_ref().is_none_or(|(_, b)| cost.cycles < b.cycles) {
+            best = Some((tile, cost));
+        }
+    }
+    best.ok_or(if smallest_sram < u64::MAX {
+        Refusal::Sram(smallest_sram)
+    } else if tiles.fewest_colors < u64::MAX {
+        Refusal::Colors(tiles.fewest_colors)
+    } else {
+        Refusal::Index(tiles.fewest_rows)
+    })
+}
+
+/// Every tile of a problem within the fabric's colors and sparse index, timed, in the order the
+/// search tries them; and, for a refusal, the fewest colors and K rows of those left out.
+struct TimedTiles {
+    timed: Vec<(GemmTile, KernelCost)>,
+    fewest_colors: u64,
+    fewest_rows: u64,
+}
+
+/// The timed tiles of `p` on a `region_rows × region_cols` region, remembered per thread for the
+/// last fabric asked about: the mapper times the same problem for many ops (Q, K, V and the
+/// attention output share a shape), token chunks and candidate plans, with different SRAM left
+/// for it each time ([`best_tile`] picks from the same list). A pure function's memo, so no
+/// figure can depend on it.
+fn tiles_timed(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    region_rows: u64,
+    region_cols: u64,
+) -> Rc<TimedTiles> {
+    /// Problems kept before the memo starts over: a bound on its memory (a few KB each).
+    const MEMO_PROBLEMS_MAX: usize = 4096;
+    type Memo = Option<(FabricSpec, HashMap<(GemmProblem, u64, u64), Rc<TimedTiles>>)>;
+    thread_local! {
+        static MEMO: RefCell<Memo> = const { RefCell::new(None) };
+    }
+    let key = (*p, region_rows, region_cols);
+    let known = MEMO.with_borrow(|memo| match memo {
+        Some((f, tiles)) if f == fabric => tiles.get(&key).cloned(),
+        _ => None,
+    });
+    if let Some(tiles) = known {
+        return tiles;
+    }
+    let tiles = Rc::new(time_tiles(fabric, p, region_rows, region_cols));
+    MEMO.with_borrow_mut(|memo| {
+        if memo
+            .as_ref()
+            .is_none_or(|(f, tiles)| f != fabric || tiles.len() >= MEMO_PROBLEMS_MAX)
+        {
+            *memo = Some((fabric.clone(), HashMap::new()));
+        }
+        if let Some((_, known)) = memo {
+            known.insert(key, Rc::clone(&tiles));
+        }
+    });
+    tiles
+}
+
+fn time_tiles(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    region_rows: u64,
+    region_cols: u64,
+) -> TimedTiles {
+    let region_pes = region_rows * region_cols;
+    let mut timed = Vec::new();
+    let (mut fewest_colors, mut fewest_rows) = (u64::MAX, u64::MAX);
     let rows_total = if p.form == GemmForm::Activations {
         p.t
     } else {
@@ -449,24 +528,15 @@ fn best_tile(
                     fewest_colors = fewest_colors.min(colors);
                     continue;
                 }
-                let cost = gemm_cost(fabric, p, &tile, region_pes);
-                if cost.sram_bytes_per_pe > working_bytes {
-                    smallest_sram = smallest_sram.min(cost.sram_bytes_per_pe);
-                    continue;
-                }
-                if best.as_ref().is_none_or(|(_, b)| cost.cycles < b.cycles) {
-                    best = Some((tile, cost));
-                }
+                timed.push((tile, gemm_cost(fabric, p, &tile, region_pes)));
             }
         }
     }
-    best.ok_or(if smallest_sram < u64::MAX {
-        Refusal::Sram(smallest_sram)
-    } else if fewest_colors < u64::MAX {
-        Refusal::Colors(fewest_colors)
-    } else {
-        Refusal::Index(fewest_rows)
-    })
+    TimedTiles {
+        timed,
+        fewest_colors,
+        fewest_rows,
+    }
 }
 
 /// Rows of a `rows`-row region to use for `rows_total` rows of X: all of them, and fewer, so that

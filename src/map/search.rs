@@ -9,6 +9,9 @@
 //! Strategies in [`Activations::ALL`] order, ties keep the first.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
 
 use serde::Serialize;
 
@@ -60,32 +63,45 @@ pub fn map_step(
     let strategies = options
         .activations
         .map_or(Activations::ALL.to_vec(), |a| vec![a]);
+    // Strategies are searched in parallel, each its sizes in order; their outcomes are then
+    // read in strategy order, so the choice, its alternatives and any refusal are the same
+    // whatever the thread count. Graphs by microbatch sequences: every strategy maps the same.
+    let graphs = GraphCache::default();
+    let outcomes: Vec<Vec<(u64, Result<Plan>)>> = strategies
+        .par_iter()
+        .map(|&activations| {
+            let mut outcomes = Vec::new();
+            let mut largest: Option<u64> = None;
+            for &mb in &candidates {
+                if largest.is_some_and(|l| 2 * mb < l) {
+                    break;
+                }
+                let planned = plan_with(model, fabric, config, mb, activations, &graphs);
+                if planned.is_ok() {
+                    largest.get_or_insert(mb);
+                }
+                outcomes.push((mb, planned));
+            }
+            outcomes
+        })
+        .collect();
     let mut best: Option<(u128, Plan)> = None;
     let mut timed: Vec<(u128, Alternative)> = Vec::new();
     let mut closest_failure: Option<Error> = None;
-    // Microbatch graphs by sequences: every strategy maps the same graphs.
-    let mut graphs: BTreeMap<u64, StepGraph> = BTreeMap::new();
-    for &activations in &strategies {
-        let mut largest: Option<u64> = None;
-        for &mb in &candidates {
-            if largest.is_some_and(|l| 2 * mb < l) {
-                break;
-            }
-            match plan_with(model, fabric, config, mb, activations, &mut graphs) {
-                Ok(plan) => {
-                    largest.get_or_insert(mb);
-                    let cycles = plan_cycles(&plan);
-                    timed.push((cycles, alternative(&plan, cycles)));
-                    if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
-                        best = Some((cycles, plan));
-                    }
+    for (mb, planned) in outcomes.into_iter().flatten() {
+        match planned {
+            Ok(plan) => {
+                let cycles = plan_cycles(&plan);
+                timed.push((cycles, alternative(&plan, cycles)));
+                if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
+                    best = Some((cycles, plan));
                 }
-                // The closest candidate: the smallest (or forced) microbatch of the last strategy.
-                Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
-                    closest_failure = Some(e)
-                }
-                Err(_) => {}
             }
+            // The closest candidate: the smallest (or forced) microbatch of the last strategy.
+            Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
+                closest_failure = Some(e)
+            }
+            Err(_) => {}
         }
     }
     match (best, closest_failure) {
@@ -200,13 +216,29 @@ fn check_step_cycles(model: &ModelSpec, fabric: &FabricSpec, cycles: u128) -> Re
     )))
 }
 
+/// Step graphs by microbatch sequences, shared by the strategies searched in parallel: each is
+/// built once, by whichever search needs it first (another needing it meanwhile waits).
+#[derive(Default)]
+struct GraphCache {
+    graphs: Mutex<BTreeMap<u64, Arc<OnceLock<StepGraph>>>>,
+}
+
+impl GraphCache {
+    /// The graph of `sequences` sequences a microbatch, built here if no search has yet.
+    fn cell(&self, sequences: u64) -> Arc<OnceLock<StepGraph>> {
+        // A poisoned lock means another search panicked; the map itself is still whole.
+        let mut graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(graphs.entry(sequences).or_default())
+    }
+}
+
 fn plan_with(
     model: &ModelSpec,
     fabric: &FabricSpec,
     config: StepConfig,
     mb: u64,
     activations: Activations,
-    graphs: &mut BTreeMap<u64, StepGraph>,
+    graphs: &GraphCache,
 ) -> Result<Plan> {
     let rows = fabric.geometry.region_height_pes;
     let cols = fabric.geometry.region_width_pes;
@@ -248,7 +280,8 @@ fn plan_with(
     let mut working_max = (0u64, String::new());
     let mut head_chunks = 1;
     for (sequences, repeat) in groups {
-        let step = graphs.entry(sequences).or_insert_with(|| {
+        let cell = graphs.cell(sequences);
+        let step = cell.get_or_init(|| {
             StepGraph::build(
                 model,
                 StepConfig {

@@ -95,6 +95,24 @@ fn the_same_inputs_give_the_same_plan_and_report() {
 }
 
 #[test]
+fn the_plan_is_the_same_whatever_the_thread_count() {
+    // The mapper searches the activation strategies in parallel; the choice, its alternatives
+    // and every figure must not depend on how many threads did it.
+    let on_threads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        let mut report = pool.install(|| run_json(&["step", "mediswift-xl", "--sparsity", "0.75"]));
+        report.as_object_mut().unwrap().remove("host_seconds");
+        report
+    };
+    let one = on_threads(1);
+    assert_eq!(one, on_threads(3));
+    assert_eq!(one["alternatives"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
 fn a_plan_that_cannot_fit_names_the_pe_the_tensors_and_the_bytes_over() {
     // A wafer of 4 x 4 PEs cannot hold the activations of even one XL sequence, even offloading
     // every checkpoint (the last strategy tried, the one keeping least). (Neither can mini's
