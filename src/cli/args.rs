@@ -113,6 +113,16 @@ pub enum PlotWhat {
         #[arg(short, long)]
         output: std::path::PathBuf,
     },
+    /// Where the gap goes: a waterfall per sparse run, from the ideal 1/(1 - s) through Amdahl's
+    /// dense ops and each category of wafer time to the simulated speedup, from a report.json
+    /// that `train` wrote.
+    Gap {
+        /// The report.json file.
+        input: std::path::PathBuf,
+        /// The picture to write (.png or .svg).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, ClapArgs)]

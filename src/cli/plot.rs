@@ -4,10 +4,12 @@ use super::args::{PlotArgs, PlotWhat};
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::plot::{heatmap, Grid, HeatmapStyle};
-use crate::report::{draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
+use crate::report::{draw_gap, draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
 
 pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
-    let (PlotWhat::Heatmap { output, .. } | PlotWhat::Speedup { output, .. }) = &args.what;
+    let (PlotWhat::Heatmap { output, .. }
+    | PlotWhat::Speedup { output, .. }
+    | PlotWhat::Gap { output, .. }) = &args.what;
     crate::report::plot::check_picture_path("-o", output)?;
     let output = match &args.what {
         PlotWhat::Heatmap {
@@ -52,10 +54,14 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             draw_heatmap(&file, chosen, *kind, output)?;
             output
         }
-        PlotWhat::Speedup { input, output } => {
+        PlotWhat::Speedup { input, output } | PlotWhat::Gap { input, output } => {
             let text = std::fs::read_to_string(input)
                 .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
-            draw_speedup(&text, &input.display().to_string(), output)?;
+            let origin = input.display().to_string();
+            match &args.what {
+                PlotWhat::Gap { .. } => draw_gap(&text, &origin, output)?,
+                _ => draw_speedup(&text, &origin, output)?,
+            }
             output
         }
     };

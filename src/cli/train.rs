@@ -6,13 +6,14 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    check_output_folder, check_run_names, create_folder, draw_speedup, draw_train_heatmaps,
-    lock_folder, missing_folders, ops_csv, remove_empty_folders, remove_stale_temporaries,
-    step_trace, utilization_heatmap_name, write_atomic, CountersFile, Outputs, RunCounters,
-    TrainReport,
+    check_output_folder, check_run_names, create_folder, draw_gap, draw_speedup,
+    draw_train_heatmaps, lock_folder, missing_folders, ops_csv, remove_empty_folders,
+    remove_stale_temporaries, step_trace, utilization_heatmap_name, write_atomic, CountersFile,
+    Outputs, RunCounters, TrainReport,
 };
 use crate::schedule::{
-    busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, sram_grid, RunResult,
+    busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, speedup_curve, sram_grid,
+    RunResult,
 };
 use crate::spec::{read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources};
 
@@ -43,7 +44,9 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let runs = run_recipe_on_systems(&model, &fabric, &sparsities, args.systems)
         .inspect_err(|_| remove_empty_folders(&created))?;
     let sources = SpecSources::of(&model_text, &fabric_text);
-    let report = TrainReport::new(&model, &fabric, sources, &runs, common.seed());
+    let curve = speedup_curve(&model, &fabric, &runs, args.systems)
+        .inspect_err(|_| remove_empty_folders(&created))?;
+    let report = TrainReport::new(&model, &fabric, sources, &runs, curve, common.seed());
     let planned = output_names(&runs);
     let outputs = Outputs::begin(&out, &planned, is_train_output)?;
 
@@ -57,7 +60,16 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let counters = counters(&model, &fabric, &runs, common.seed());
     counters.write(&out.join("counters.postcard"))?;
     draw_train_heatmaps(&counters, &out)?;
-    draw_speedup(&json, "report.json", &out.join("speedup.png"))?;
+    for extension in ["png", "svg"] {
+        draw_speedup(
+            &json,
+            "report.json",
+            &out.join(format!("speedup.{extension}")),
+        )?;
+        if runs.len() > 1 {
+            draw_gap(&json, "report.json", &out.join(format!("gap.{extension}")))?;
+        }
+    }
     let traced = runs.last().expect("the dense run at least");
     let title = format!(
         "{} on {}: one pre-training step at sparsity {}",
@@ -85,7 +97,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
+            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup and gap pictures) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds
@@ -117,7 +129,7 @@ fn checked_sparsities(
 }
 
 /// The files train writes into its folder besides the utilisation heatmaps.
-const TRAIN_FILES: [&str; 9] = [
+const TRAIN_FILES: [&str; 10] = [
     "model.toml",
     "fabric.toml",
     "report.json",
@@ -127,12 +139,17 @@ const TRAIN_FILES: [&str; 9] = [
     "trace.json",
     "heatmap-sram.png",
     "speedup.png",
+    "speedup.svg",
 ];
 
 /// Every file train writes for `runs`: what its manifest records, so that a rerun with fewer
 /// sparsities removes the heatmaps of the runs it no longer has, and no other file.
 fn output_names(runs: &[RunResult]) -> Vec<String> {
     let mut names: Vec<String> = TRAIN_FILES.iter().map(|n| n.to_string()).collect();
+    // The gap is a sparse run's against the dense one: drawn when there is one.
+    if runs.len() > 1 {
+        names.extend(["gap.png".to_string(), "gap.svg".to_string()]);
+    }
     for run in runs {
         for extension in ["png", "svg"] {
             names.push(utilization_heatmap_name(run.sparsity, extension));
@@ -146,7 +163,7 @@ fn output_names(runs: &[RunResult]) -> Vec<String> {
 fn is_train_output(name: &str) -> bool {
     let heatmap = name.starts_with("heatmap-utilization-")
         && (name.ends_with(".png") || name.ends_with(".svg"));
-    heatmap || TRAIN_FILES.contains(&name)
+    heatmap || TRAIN_FILES.contains(&name) || name == "gap.png" || name == "gap.svg"
 }
 
 /// Per-PE busy cycles and SRAM bytes of each run's pre-training step.

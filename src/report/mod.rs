@@ -26,8 +26,8 @@ pub use files::{
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use pictures::{
-    check_run_names, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name,
-    utilization_heatmap_name, HeatmapKind,
+    check_run_names, draw_gap, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps,
+    run_name, utilization_heatmap_name, HeatmapKind,
 };
 pub use step::{AgainstDense, StepReport};
 pub use table::{duration, si, thousands, Table};

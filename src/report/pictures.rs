@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::counters::{CountersFile, RunCounters};
-use super::plot::{heatmap, line_chart, Grid, HeatmapStyle, LineChart, Series};
+use super::plot::{
+    heatmap, line_figure, waterfall, Figure, Grid, HeatmapStyle, LineChart, Series, Waterfall,
+};
 use super::train::PhaseFigures;
 use crate::error::{Error, Result};
 use crate::schedule::PeGrid;
@@ -156,6 +158,17 @@ struct SavedReport {
     fabric: String,
     clock_hz: f64,
     runs: Vec<SavedRun>,
+    speedup_curve: Vec<SavedCurvePoint>,
+}
+
+/// A point of `speedup_curve` (`schedule::CurvePoint`).
+#[derive(Debug, serde::Deserialize)]
+struct SavedCurvePoint {
+    sparsity: f64,
+    pretrain_theoretical_speedup: f64,
+    pretrain_simulated_speedup: f64,
+    total_theoretical_speedup: f64,
+    total_simulated_speedup: f64,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -163,6 +176,14 @@ struct SavedRun {
     sparsity: f64,
     phases: Vec<PhaseFigures>,
     total: PhaseFigures,
+    gap: Vec<SavedGap>,
+}
+
+/// A share of `gap` (`report::train::GapShare`).
+#[derive(Debug, serde::Deserialize)]
+struct SavedGap {
+    category: String,
+    share: f64,
 }
 
 /// Reads a `report.json` for the speedup chart, refusing what no `train` run could have
@@ -220,92 +241,283 @@ fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
     Ok(report)
 }
 
-/// Theoretical and simulated speedup against sparsity, for pre-training and the whole recipe,
-/// from the text of a `report.json` (as written by `train`; `origin` names it in errors).
+/// Theoretical and simulated speedup against sparsity, pre-training and the whole recipe in two
+/// panels on one scale, from the text of a `report.json` (as written by `train`; `origin` names
+/// it in errors): the curves are the report's `speedup_curve`, simulated every 0.1 of sparsity,
+/// with a marker on each sparsity the recipe ran; the ideal 1/(1 − s) is clipped to the data.
 pub fn draw_speedup(text: &str, origin: &str, path: &Path) -> Result<()> {
     let report = read_saved_report(text, origin)?;
-    let names = [
-        "theoretical, pre-training",
-        "simulated, pre-training",
-        "theoretical, whole recipe",
-        "simulated, whole recipe",
-    ];
-    let mut series: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
-    for run in &report.runs {
-        let (pretrain, total) = (&run.phases[0], &run.total);
-        let figures = [
-            pretrain.theoretical_speedup,
-            pretrain.simulated_speedup,
-            total.theoretical_speedup,
-            total.simulated_speedup,
+    let curve = &report.speedup_curve;
+    check_curve(&report, origin)?;
+    let run_levels: Vec<f64> = report.runs.iter().map(|r| r.sparsity).collect();
+    let panel = |title: &str,
+                 theory: fn(&SavedCurvePoint) -> f64,
+                 simulated: fn(&SavedCurvePoint) -> f64| {
+        let series =
+            |name: &str, style: usize, dashed: bool, figure: fn(&SavedCurvePoint) -> f64| {
+                let points: Vec<(f64, f64)> =
+                    curve.iter().map(|p| (p.sparsity, figure(p))).collect();
+                let mut series = Series::new(name, points.clone());
+                series.style = Some(style);
+                series.dashed = dashed;
+                series.marked = Some(
+                    points
+                        .into_iter()
+                        .filter(|p| run_levels.contains(&p.0))
+                        .collect(),
+                );
+                series
+            };
+        let mut chart = LineChart::new(
+            title,
+            "pre-training weight sparsity",
+            "speedup over the dense run (x)",
+        );
+        chart.series = vec![
+            series("theoretical (FLOP count)", 0, true, theory),
+            series("simulated (wafer time)", 1, false, simulated),
         ];
-        for (points, figure) in series.iter_mut().zip(figures) {
-            points.push((run.sparsity, figure));
-        }
+        chart
+    };
+    let mut panels = vec![
+        panel(
+            "pre-training",
+            |p| p.pretrain_theoretical_speedup,
+            |p| p.pretrain_simulated_speedup,
+        ),
+        panel(
+            "whole recipe",
+            |p| p.total_theoretical_speedup,
+            |p| p.total_simulated_speedup,
+        ),
+    ];
+    // One scale for both panels, set by the data (the ideal curve is clipped to it).
+    let y_max = curve
+        .iter()
+        .flat_map(|p| {
+            [
+                p.pretrain_theoretical_speedup,
+                p.pretrain_simulated_speedup,
+                p.total_theoretical_speedup,
+                p.total_simulated_speedup,
+            ]
+        })
+        .fold(1.0, f64::max);
+    let s_max = curve.last().map_or(0.5, |p| p.sparsity);
+    for chart in &mut panels {
+        chart.y_range = Some((0.0, 1.08 * y_max));
+        chart.x_range = Some((-0.02, s_max + 0.02));
+        chart.reference = Some(Series::ideal_speedup(s_max));
     }
-    let mut chart = LineChart::new(
-        format!(
+    let figure = Figure {
+        title: format!(
             "Speedup from sparse pre-training: {} on {}",
             report.model, report.fabric
         ),
-        "pre-training weight sparsity",
-        "speedup over the dense run (x)",
-    );
-    chart.series = names
-        .iter()
-        .zip(series)
-        .map(|(name, points)| Series::new(*name, points))
-        .collect();
-    let s_max = report.runs.iter().map(|r| r.sparsity).fold(0.0, f64::max);
-    chart.reference = Some(Series::ideal_speedup(s_max.max(0.5)));
-    line_chart(&chart, path)
+        panels,
+    };
+    line_figure(&figure, path)
 }
 
-/// Theoretical and simulated speedup of the whole recipe against sparsity, one pair of lines per
-/// model (and fabric and override, when a sweep has several), from a merged sweep's points.
+/// Where each sparse run's whole-recipe speedup goes, as a waterfall per run: the ideal
+/// 1/(1 − s) of its masked weights, what the dense ops leave of it (Amdahl: the FLOP count's
+/// speedup θ), then each category of wafer time in the report's `gap` order (largest first),
+/// to the simulated speedup σ. Speedups do not add, time does: with the categories' shares
+/// `g` of the run's time, the level after the first k is `1 / (1/θ + Σ g / σ)`, which reaches
+/// σ when every share is in (they add up to `1 − σ/θ`).
+pub fn draw_gap(text: &str, origin: &str, path: &Path) -> Result<()> {
+    let report = read_saved_report(text, origin)?;
+    let panels: Vec<Waterfall> = report
+        .runs
+        .iter()
+        .filter(|r| r.sparsity > 0.0)
+        .map(gap_waterfall)
+        .collect();
+    if panels.is_empty() {
+        return Err(Error::Input(format!(
+            "{origin}: no sparse run: the gap is a sparse run's against the dense one"
+        )));
+    }
+    let title = format!(
+        "Where the gap goes: {} on {}, whole recipe",
+        report.model, report.fabric
+    );
+    waterfall(&title, &panels, path)
+}
+
+fn gap_waterfall(run: &SavedRun) -> Waterfall {
+    let ideal = 1.0 / (1.0 - run.sparsity);
+    let (theory, simulated) = (run.total.theoretical_speedup, run.total.simulated_speedup);
+    let mut steps = vec![("Amdahl".to_string(), theory - ideal)];
+    let (mut level, mut shares) = (theory, 0.0);
+    for gap in &run.gap {
+        shares += gap.share;
+        let next = 1.0 / (1.0 / theory + shares / simulated);
+        // A category that moves the speedup by less than a hundredth is not worth a bar.
+        if (next - level).abs() >= 0.005 {
+            steps.push((gap.category.clone(), next - level));
+            level = next;
+        }
+    }
+    // What the small categories left out add up to, if a reader would see it.
+    if (simulated - level).abs() >= 0.005 {
+        steps.push(("other".to_string(), simulated - level));
+    }
+    Waterfall {
+        title: format!(
+            "s = {}: the FLOPs promise {theory:.2}x, the wafer gives {simulated:.2}x",
+            run.sparsity
+        ),
+        y_label: "speedup over dense (x)".into(),
+        base: 1.0,
+        start: ("ideal 1/(1-s)".into(), ideal),
+        steps,
+        end: ("simulated".into(), simulated),
+    }
+}
+
+/// Refuses a `speedup_curve` no `train` run could have written: out of order, missing a run's
+/// sparsity, a figure not finite and positive, a FLOP speedup below 1 or above the ideal
+/// 1/(1 − s), or, at a run's sparsity, figures other than the run's.
+fn check_curve(report: &SavedReport, origin: &str) -> Result<()> {
+    let bad = |field: String, why: String| Error::Input(format!("{origin}: {field} {why}"));
+    let curve = &report.speedup_curve;
+    for run in &report.runs {
+        if !curve.iter().any(|p| p.sparsity == run.sparsity) {
+            let why = format!("has no point at sparsity {}, a run's", run.sparsity);
+            return Err(bad("speedup_curve".into(), why));
+        }
+    }
+    for (i, p) in curve.iter().enumerate() {
+        let field = |name: &str| format!("speedup_curve[{i}].{name}");
+        crate::spec::check_sparsity(&format!("{origin}: {}", field("sparsity")), p.sparsity)?;
+        if i > 0 && p.sparsity <= curve[i - 1].sparsity {
+            return Err(bad(
+                field("sparsity"),
+                "is not above the point before".into(),
+            ));
+        }
+        let ideal = 1.0 / (1.0 - p.sparsity);
+        let run = report.runs.iter().find(|r| r.sparsity == p.sparsity);
+        let figures = [
+            (
+                "pretrain_theoretical_speedup",
+                p.pretrain_theoretical_speedup,
+                true,
+                run.map(|r| r.phases[0].theoretical_speedup),
+            ),
+            (
+                "pretrain_simulated_speedup",
+                p.pretrain_simulated_speedup,
+                false,
+                run.map(|r| r.phases[0].simulated_speedup),
+            ),
+            (
+                "total_theoretical_speedup",
+                p.total_theoretical_speedup,
+                true,
+                run.map(|r| r.total.theoretical_speedup),
+            ),
+            (
+                "total_simulated_speedup",
+                p.total_simulated_speedup,
+                false,
+                run.map(|r| r.total.simulated_speedup),
+            ),
+        ];
+        for (name, value, flops, of_run) in figures {
+            let allowed = match flops {
+                true => (1.0..=ideal * (1.0 + 1e-9)).contains(&value),
+                false => value.is_finite() && value > 0.0,
+            };
+            if !allowed {
+                let why = format!(
+                    "{value}: no run gives this (a FLOP speedup lies in [1, 1/(1 - s)], a \
+                     simulated one is positive)"
+                );
+                return Err(bad(field(name), why));
+            }
+            if let Some(reported) = of_run.filter(|r| *r != value) {
+                let why = format!("{value}: the run at this sparsity reports {reported}");
+                return Err(bad(field(name), why));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Theoretical and simulated speedup of the whole recipe against sparsity from a merged sweep's
+/// points: a panel per fabric on one scale, a colour (and marker) per model and override, theory
+/// dashed and simulation solid, points ordered by sparsity, the legend below the panels.
 pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> Result<()> {
-    use std::collections::BTreeMap;
-    let fabrics: std::collections::BTreeSet<&str> =
-        points.iter().map(|p| p.point.fabric.as_str()).collect();
-    let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    use std::collections::{BTreeMap, BTreeSet};
     // One seed: the cost models draw no random numbers, so seeds repeat the same figures.
-    for p in points
+    let points: Vec<_> = points
         .iter()
         .filter(|p| p.point.seed == points[0].point.seed)
-    {
-        let mut who = p.point.model.clone();
-        if fabrics.len() > 1 {
-            who += &format!(" on {}", p.point.fabric);
-        }
-        for (key, value) in &p.point.overrides {
-            who += &format!(", {}={value}", key.rsplit('.').next().unwrap_or(key));
-        }
-        lines
-            .entry(format!("{who}, theoretical"))
-            .or_default()
-            .push((p.point.sparsity, p.total.theoretical_speedup));
-        lines
-            .entry(format!("{who}, simulated"))
-            .or_default()
-            .push((p.point.sparsity, p.total.simulated_speedup));
-    }
-    if lines.is_empty() {
+        .collect();
+    if points.is_empty() {
         return Err(Error::Input(format!(
             "{}: a sweep without points has nothing to draw",
             path.display()
         )));
     }
-    let mut chart = LineChart::new(
-        "Whole-recipe speedup: FLOP count vs simulated wafer",
-        "pre-training weight sparsity",
-        "speedup over the dense run (x)",
-    );
-    chart.series = lines
-        .into_iter()
-        .map(|(name, mut points)| {
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series::new(name, points)
-        })
-        .collect();
-    line_chart(&chart, path)
+    let who = |p: &crate::sweep::PointResult| {
+        let mut who = p.point.model.clone();
+        for (key, value) in &p.point.overrides {
+            who += &format!(", {}={value}", key.rsplit('.').next().unwrap_or(key));
+        }
+        who
+    };
+    let styles: BTreeSet<String> = points.iter().map(|p| who(p)).collect();
+    let fabrics: BTreeSet<&str> = points.iter().map(|p| p.point.fabric.as_str()).collect();
+    let mut panels = Vec::new();
+    for fabric in &fabrics {
+        // (who, simulated?) → points: each model's theory, then its simulation.
+        let mut lines: BTreeMap<(String, bool), Vec<(f64, f64)>> = BTreeMap::new();
+        for p in points.iter().filter(|p| p.point.fabric == *fabric) {
+            let (s, total) = (p.point.sparsity, &p.total);
+            lines
+                .entry((who(p), false))
+                .or_default()
+                .push((s, total.theoretical_speedup));
+            lines
+                .entry((who(p), true))
+                .or_default()
+                .push((s, total.simulated_speedup));
+        }
+        let mut chart = LineChart::new(
+            format!("on {fabric}"),
+            "pre-training weight sparsity",
+            "whole-recipe speedup over dense (x)",
+        );
+        chart.series = lines
+            .into_iter()
+            .map(|((name, simulated), mut line)| {
+                line.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let kind = if simulated {
+                    "simulated"
+                } else {
+                    "theoretical"
+                };
+                let mut series = Series::new(format!("{name}, {kind}"), line);
+                series.style = styles.iter().position(|w| *w == name);
+                series.dashed = !simulated;
+                series
+            })
+            .collect();
+        panels.push(chart);
+    }
+    let y_max = points
+        .iter()
+        .flat_map(|p| [p.total.theoretical_speedup, p.total.simulated_speedup])
+        .fold(1.0, f64::max);
+    for chart in &mut panels {
+        chart.y_range = Some((0.0, 1.08 * y_max));
+    }
+    let figure = Figure {
+        title: "Whole-recipe speedup: FLOP count (dashed) vs simulated wafer (solid)".into(),
+        panels,
+    };
+    line_figure(&figure, path)
 }

@@ -8,7 +8,8 @@ use super::csv_file::csv_text;
 use super::table::{duration, si, thousands, Table};
 use crate::error::Result;
 use crate::schedule::{
-    faster_than_flops, gap_shares, Breakdown, FasterThanFlops, PhaseResult, PhaseTotal, RunResult,
+    faster_than_flops, gap_shares, Breakdown, CurvePoint, FasterThanFlops, PhaseResult, PhaseTotal,
+    RunResult,
 };
 use crate::spec::{FabricSpec, ModelSpec, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
@@ -41,6 +42,9 @@ pub struct TrainReport {
     /// and removing their work can save more time than FLOPs.
     pub masked_cycles_share: f64,
     pub runs: Vec<TrainRun>,
+    /// Speedups of pre-training simulated at every 0.1 of sparsity and 0.95 besides the runs' own
+    /// (`schedule::speedup_curve`), ordered by sparsity: what `speedup.png` draws.
+    pub speedup_curve: Vec<CurvePoint>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +96,7 @@ impl TrainReport {
         fabric: &FabricSpec,
         sources: SpecSources,
         runs: &[RunResult],
+        speedup_curve: Vec<CurvePoint>,
         seed: u64,
     ) -> Self {
         let clock = fabric.clock.clock_hz as f64;
@@ -147,6 +152,7 @@ impl TrainReport {
             masked_flops_share,
             masked_cycles_share,
             runs,
+            speedup_curve,
         }
     }
 

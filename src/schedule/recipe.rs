@@ -111,6 +111,71 @@ pub fn run_recipe_on_systems(
     Ok(runs)
 }
 
+/// One point of a run's speedup curve: pre-training at `sparsity` against the dense run, alone
+/// and with the dense fine-tuning and soft prompting every run shares.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CurvePoint {
+    pub sparsity: f64,
+    pub pretrain_theoretical_speedup: f64,
+    pub pretrain_simulated_speedup: f64,
+    pub total_theoretical_speedup: f64,
+    pub total_simulated_speedup: f64,
+}
+
+/// Sparsities a speedup curve samples besides the runs' own: every 0.1, and 0.95 where the
+/// curve turns up most, so that the curve between the recipe's few levels is simulated, not
+/// drawn as a straight line. (Every 0.05 would double `train`'s time for little a reader sees.)
+pub const CURVE_SPARSITIES: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+
+/// The speedup curve of `runs` (dense first, as [`run_recipe_on_systems`] returns them): the
+/// dense run, each run, and pre-training simulated at every [`CURVE_SPARSITIES`] level no run
+/// has (fine-tuning and soft prompting are the dense run's: every run shares them). Ordered by
+/// sparsity; the samples run in parallel, each independent of the others.
+pub fn speedup_curve(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    runs: &[RunResult],
+    systems: u64,
+) -> Result<Vec<CurvePoint>> {
+    use rayon::prelude::*;
+    let Some(dense) = runs.first().filter(|r| r.sparsity == 0.0) else {
+        return Err(Error::Simulation(format!(
+            "{}: a speedup curve needs the dense run first",
+            model.name
+        )));
+    };
+    let point = |pretrain: &PhaseResult| {
+        let shared = &dense.phases[1..];
+        let total = |f: fn(&PhaseResult) -> u128| f(pretrain) + shared.iter().map(f).sum::<u128>();
+        let cycles = pretrain.cycles + shared.iter().map(|p| p.cycles).sum::<u64>();
+        CurvePoint {
+            sparsity: pretrain.sparsity,
+            pretrain_theoretical_speedup: pretrain.theoretical_speedup,
+            pretrain_simulated_speedup: dense.phases[0].cycles as f64
+                / pretrain.cycles.max(1) as f64,
+            total_theoretical_speedup: total(|p| p.flops_dense) as f64
+                / total(|p| p.flops_executed).max(1) as f64,
+            total_simulated_speedup: dense.total.cycles as f64 / cycles.max(1) as f64,
+        }
+    };
+    let samples: Vec<f64> = CURVE_SPARSITIES
+        .into_iter()
+        .filter(|s| runs.iter().all(|r| r.sparsity != *s))
+        .collect();
+    let sampled: Vec<PhaseResult> = samples
+        .par_iter()
+        .map(|&s| run_phase(model, fabric, Phase::Pretrain, s, systems).map(|(p, _)| p))
+        .collect::<Result<_>>()?;
+    let mut curve: Vec<CurvePoint> = runs
+        .iter()
+        .map(|r| &r.phases[0])
+        .chain(&sampled)
+        .map(point)
+        .collect();
+    curve.sort_by(|a, b| a.sparsity.total_cmp(&b.sparsity));
+    Ok(curve)
+}
+
 /// One phase: full steps × the step's cycles, the partial last step if any, and the program load
 /// at the phase's start. Returns the phase and its full step.
 fn run_phase(

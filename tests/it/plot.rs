@@ -262,7 +262,16 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
     assert_eq!(code, 0, "{err}");
     std::fs::remove_file(&picture).unwrap();
     type Forgery = fn(&mut serde_json::Value);
-    let forgeries: [(&str, Forgery); 9] = [
+    let forgeries: [(&str, Forgery); 12] = [
+        ("speedup_curve[3].pretrain_simulated_speedup", |r| {
+            r["speedup_curve"][3]["pretrain_simulated_speedup"] = (-5.0).into()
+        }),
+        ("speedup_curve[2].total_theoretical_speedup", |r| {
+            r["speedup_curve"][2]["total_theoretical_speedup"] = 1e3.into()
+        }),
+        ("speedup_curve[1].sparsity", |r| {
+            r["speedup_curve"][1]["sparsity"] = 0.0.into()
+        }),
         ("runs[1].sparsity", |r| r["runs"][1]["sparsity"] = 5.into()),
         ("runs[1].phases[0].simulated_speedup", |r| {
             r["runs"][1]["phases"][0]["simulated_speedup"] = (-5.0).into()

@@ -10,18 +10,26 @@ use plotters::prelude::*;
 
 use super::output::{self, Format};
 use super::{
-    drawing_failed, encode_png, register_fonts, tick_decimals, tick_label, AXIS_TITLE_PX, FONT,
-    TICK_PX, TITLE_PX,
+    drawing_failed, encode_png, register_fonts, tick_decimals, tick_label, AXIS_TITLE_PX, CANVAS,
+    FONT, TICK_PX, TITLE_PX,
 };
 use crate::error::{Error, Result};
 
-/// One named line: its points are joined in the order given and each gets a marker.
+/// One named line: its points are joined in the order given. Its colour and marker shape come
+/// from `style` (the same index, the same look, in every panel of a figure), `dashed` draws the
+/// line dashed, and markers go on `marked` points (by default every point: a dense curve marks
+/// only the points that were run).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// The legend entry, e.g. "simulated, pretrain".
     pub name: String,
     /// (x, y) points, e.g. (sparsity, speedup).
     pub points: Vec<(f64, f64)>,
+    /// Colour (Okabe & Ito palette) and marker shape; `None`: the series' position in its chart.
+    pub style: Option<usize>,
+    pub dashed: bool,
+    /// Points drawn with a marker; `None`: every point.
+    pub marked: Option<Vec<(f64, f64)>>,
 }
 
 impl Series {
@@ -29,6 +37,9 @@ impl Series {
         Series {
             name: name.into(),
             points,
+            style: None,
+            dashed: false,
+            marked: None,
         }
     }
 
@@ -44,6 +55,10 @@ impl Series {
             })
             .collect();
         Series::new("ideal, 1/(1 − s)", points)
+    }
+
+    fn marked_points(&self) -> &[(f64, f64)] {
+        self.marked.as_deref().unwrap_or(&self.points)
     }
 }
 
@@ -118,20 +133,19 @@ impl LineChart {
         Ok(())
     }
 
-    /// The axis ranges to draw: given, or the data's (reference included) padded by 4 % so that
-    /// markers at the extremes stay whole; y starts at 0 unless data goes below it.
+    /// The axis ranges to draw: given, or the data's padded by 4 % so that markers at the
+    /// extremes stay whole; y starts at 0 unless data goes below it. The reference counts for x
+    /// only: a curve like 1/(1 − s) would otherwise set the scale and squash the data (it is
+    /// clipped to the range instead).
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let points = || {
-            self.series
-                .iter()
-                .chain(&self.reference)
-                .flat_map(|s| s.points.iter())
-        };
-        let (x_lo, x_hi) = points().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-            (lo.min(p.0), hi.max(p.0))
-        });
+        let series = || self.series.iter().flat_map(|s| s.points.iter());
+        let (x_lo, x_hi) = series()
+            .chain(self.reference.iter().flat_map(|s| s.points.iter()))
+            .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+                (lo.min(p.0), hi.max(p.0))
+            });
         let (y_lo, y_hi) =
-            points().fold((0.0f64, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+            series().fold((0.0f64, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
         let pad = |lo: f64, hi: f64| 0.04 * (hi - lo).max(1e-9);
         let x = self
             .x_range
@@ -148,8 +162,15 @@ impl LineChart {
     }
 }
 
-/// Canvas size in pixels, for PNG and SVG alike.
-const CANVAS: (u32, u32) = (960, 640);
+/// Panels side by side under one title, with one legend for all of them below: series of the
+/// same name look the same in every panel (give them the same `style`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub title: String,
+    /// Each panel's `title` is drawn above it; its axes are its own.
+    pub panels: Vec<LineChart>,
+}
+
 /// Colour-blind-safe colours (Okabe & Ito), in the order series get them.
 const PALETTE: [RGBColor; 6] = [
     RGBColor(0, 114, 178),
@@ -159,54 +180,106 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
 ];
-/// Line width and marker radius of the series drawn last (earlier ones are larger).
-const LINE_PX: f64 = 2.0;
-const MARKER_PX: f64 = 5.0;
+const REFERENCE_COLOR: RGBColor = RGBColor(110, 110, 110);
+/// Line width and marker radius.
+const LINE_PX: u32 = 3;
+const MARKER_PX: i32 = 6;
 /// Labelled ticks per axis, at most.
 const LABELS_MAX: usize = 10;
+/// Height of one legend row, and the most entries a row holds.
+const LEGEND_ROW_PX: u32 = 28;
+const LEGEND_COLUMNS: usize = 3;
 
-/// Draws `chart` to `path`: PNG or SVG, by extension.
+/// Draws `chart` to `path`, its legend below the plot: PNG or SVG, by extension.
 ///
 /// Errors: `Error::Input` for an extension other than png/svg, a folder that does not exist or
 /// cannot be written, no series, a series without points, a non-finite point, or an empty range.
 pub fn line_chart(chart: &LineChart, path: &Path) -> Result<()> {
-    let format = Format::of(path)?;
-    chart.validate()?;
-    register_fonts();
-    let bytes = match format {
-        Format::Png => {
-            let mut rgb = vec![255u8; CANVAS.0 as usize * CANVAS.1 as usize * 3];
-            {
-                let root = BitMapBackend::with_buffer(&mut rgb, CANVAS).into_drawing_area();
-                draw(&root, chart).map_err(|e| drawing_failed(path, e))?;
-            }
-            encode_png(&rgb, CANVAS).map_err(|e| drawing_failed(path, e))?
-        }
-        Format::Svg => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, CANVAS).into_drawing_area();
-                draw(&root, chart).map_err(|e| drawing_failed(path, e))?;
-            }
-            svg.into_bytes()
-        }
-    };
-    output::save(path, &bytes)
+    let mut panel = chart.clone();
+    let title = std::mem::take(&mut panel.title);
+    line_figure(
+        &Figure {
+            title,
+            panels: vec![panel],
+        },
+        path,
+    )
 }
 
+/// Draws `figure` to `path`: PNG or SVG, by extension. Errors as [`line_chart`]'s, for any panel.
+pub fn line_figure(figure: &Figure, path: &Path) -> Result<()> {
+    let format = Format::of(path)?;
+    if figure.panels.is_empty() {
+        return Err(Error::input(format!(
+            "line chart \"{}\": no panel to draw",
+            figure.title
+        )));
+    }
+    for panel in &figure.panels {
+        panel.validate()?;
+    }
+    register_fonts();
+    render_chart!(path, format, |root| draw_figure(&root, figure))
+}
+
+type Area<DB> = DrawingArea<DB, plotters::coord::Shift>;
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, plotters::coord::Shift>,
-    line_chart: &LineChart,
+/// The legend's entries: every series by name, first look wins, then the reference curves.
+fn legend_entries(figure: &Figure) -> Vec<Legend> {
+    let mut entries: Vec<Legend> = Vec::new();
+    for panel in &figure.panels {
+        for (index, series) in panel.series.iter().enumerate() {
+            if !entries.iter().any(|e| e.name == series.name) {
+                entries.push(Legend {
+                    name: series.name.clone(),
+                    look: Look::of(series, index),
+                });
+            }
+        }
+    }
+    for reference in figure.panels.iter().filter_map(|p| p.reference.as_ref()) {
+        if !entries.iter().any(|e| e.name == reference.name) {
+            entries.push(Legend {
+                name: reference.name.clone(),
+                look: Look::reference(),
+            });
+        }
+    }
+    entries
+}
+
+fn draw_figure<DB: DrawingBackend>(
+    root: &Area<DB>,
+    figure: &Figure,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let ((x_lo, x_hi), (y_lo, y_hi)) = line_chart.ranges();
-    let mut chart = ChartBuilder::on(root)
-        .caption(&line_chart.title, (FONT, TITLE_PX, FontStyle::Bold))
-        .margin(20)
-        .x_label_area_size(64)
-        .y_label_area_size(76)
+    let body = root.titled(&figure.title, (FONT, TITLE_PX, FontStyle::Bold))?;
+    let entries = legend_entries(figure);
+    let rows = entries.len().div_ceil(LEGEND_COLUMNS) as u32;
+    let (_, height) = body.dim_in_pixel();
+    let (plots, legend) = body.split_vertically(height.saturating_sub(rows * LEGEND_ROW_PX + 16));
+    let panels = plots.split_evenly((1, figure.panels.len()));
+    for (area, panel) in panels.iter().zip(&figure.panels) {
+        draw_panel(area, panel)?;
+    }
+    draw_legend(&legend, &entries)?;
+    root.present()
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &Area<DB>,
+    panel: &LineChart,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let ((x_lo, x_hi), (y_lo, y_hi)) = panel.ranges();
+    let mut builder = ChartBuilder::on(area);
+    if !panel.title.is_empty() {
+        builder.caption(&panel.title, (FONT, AXIS_TITLE_PX, FontStyle::Bold));
+    }
+    let mut chart = builder
+        .margin(16)
+        .x_label_area_size(56)
+        .y_label_area_size(72)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
     // Labels on one axis share their decimals: those of the points plotters labels.
     let decimals = |lo: f64, hi: f64| {
@@ -224,88 +297,154 @@ fn draw<DB: DrawingBackend>(
         .y_label_formatter(&|v| tick_label(*v, y_decimals))
         .label_style((FONT, TICK_PX))
         .axis_desc_style((FONT, AXIS_TITLE_PX))
-        .x_desc(&line_chart.x_label)
-        .y_desc(&line_chart.y_label)
+        .x_desc(&panel.x_label)
+        .y_desc(&panel.y_label)
         .draw()?;
-    if let Some(reference) = &line_chart.reference {
-        draw_reference(&mut chart, reference)?;
+    if let Some(reference) = &panel.reference {
+        // Clipped to the y range: the data sets the scale, the reference is read against it.
+        let points: Vec<(f64, f64)> = reference
+            .points
+            .iter()
+            .copied()
+            .filter(|&(_, y)| (y_lo..=y_hi).contains(&y))
+            .collect();
+        Look::reference().draw_line(&mut chart, points)?;
     }
-    for (index, series) in line_chart.series.iter().enumerate() {
-        draw_series(&mut chart, series, index, line_chart.series.len())?;
+    for (index, series) in panel.series.iter().enumerate() {
+        let look = Look::of(series, index);
+        look.draw_line(&mut chart, series.points.clone())?;
+        look.draw_markers(&mut chart, series.marked_points())?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .margin(12)
-        .label_font((FONT, TICK_PX))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
-    root.present()
-}
-
-fn draw_reference<'a, DB: DrawingBackend + 'a>(
-    chart: &mut Chart<'a, DB>,
-    reference: &Series,
-) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let style = RGBColor(110, 110, 110).stroke_width(2);
-    let path = DashedPathElement::new(reference.points.clone(), 8, 6, style);
-    chart
-        .draw_series(std::iter::once(path))?
-        .label(&reference.name)
-        .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 8, 6, style));
     Ok(())
 }
 
-/// The line and its markers; the marker shape (circle, triangle, square, cross) and the colour
-/// both change with `index`, so series stay apart in grey print too. Series that coincide (a
-/// whole recipe dominated by pre-training, say) must not hide each other: earlier series are
-/// drawn wider, with larger markers, so each later one shows on top of them, inside them.
-fn draw_series<'a, DB: DrawingBackend + 'a>(
-    chart: &mut Chart<'a, DB>,
-    series: &Series,
-    index: usize,
-    count: usize,
+/// The legend below the panels: rows of a line sample, its marker and the series' name.
+fn draw_legend<DB: DrawingBackend>(
+    area: &Area<DB>,
+    entries: &[Legend],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let color = PALETTE[index % PALETTE.len()];
-    // How many series are drawn over this one (capped, so many series stay thin).
-    let below = (count - 1 - index).min(3) as f64;
-    let line = color.stroke_width((LINE_PX + below).round() as u32);
-    let fill = color.filled();
-    // Legend entries: a short line from the entry's anchor with the marker at its middle.
-    let legend_line =
-        move |p: (i32, i32)| EmptyElement::at(p) + PathElement::new(vec![(0, 0), (24, 0)], line);
-    let annotation = chart.draw_series(std::iter::once(PathElement::new(
-        series.points.clone(),
-        line,
-    )))?;
-    annotation.label(&series.name);
-    let points = series.points.iter().copied();
-    let r = (MARKER_PX + 1.2 * below).round() as i32;
-    match index % 4 {
-        0 => {
-            annotation.legend(move |p| legend_line(p) + Circle::new((12, 0), r, fill));
-            chart.draw_series(points.map(|p| Circle::new(p, r, fill)))?;
-        }
-        1 => {
-            annotation.legend(move |p| legend_line(p) + TriangleMarker::new((12, 0), r + 2, fill));
-            chart.draw_series(points.map(|p| TriangleMarker::new(p, r + 2, fill)))?;
-        }
-        2 => {
-            annotation.legend(move |p| {
-                legend_line(p) + Rectangle::new([(12 - r, -r), (12 + r, r)], fill)
-            });
-            chart.draw_series(
-                points.map(|p| EmptyElement::at(p) + Rectangle::new([(-r, -r), (r, r)], fill)),
-            )?;
-        }
-        _ => {
-            let thick = color.stroke_width(3);
-            annotation.legend(move |p| legend_line(p) + Cross::new((12, 0), r + 1, thick));
-            chart.draw_series(points.map(|p| Cross::new(p, r + 1, thick)))?;
-        }
+    let (width, _) = area.dim_in_pixel();
+    let column_px = (width / LEGEND_COLUMNS as u32) as i32;
+    for (i, entry) in entries.iter().enumerate() {
+        let x = 24 + column_px * (i % LEGEND_COLUMNS) as i32;
+        let y = 8 + LEGEND_ROW_PX as i32 * (i / LEGEND_COLUMNS) as i32 + LEGEND_ROW_PX as i32 / 2;
+        entry.look.draw_sample(area, (x, y))?;
+        area.draw(&Text::new(
+            entry.name.clone(),
+            (x + 48, y - 9),
+            (FONT, TICK_PX).into_font(),
+        ))?;
     }
     Ok(())
+}
+
+struct Legend {
+    name: String,
+    look: Look,
+}
+
+/// How a series looks: colour, dashes, marker shape (none for a reference curve).
+#[derive(Clone, Copy)]
+struct Look {
+    color: RGBColor,
+    dashed: bool,
+    /// Marker shape: 0 circle, 1 triangle, 2 square, 3 cross; `None`: no markers.
+    marker: Option<usize>,
+}
+
+impl Look {
+    fn of(series: &Series, index: usize) -> Look {
+        let style = series.style.unwrap_or(index);
+        Look {
+            color: PALETTE[style % PALETTE.len()],
+            dashed: series.dashed,
+            marker: Some(style % 4),
+        }
+    }
+
+    fn reference() -> Look {
+        Look {
+            color: REFERENCE_COLOR,
+            dashed: true,
+            marker: None,
+        }
+    }
+
+    fn width(&self) -> u32 {
+        if self.marker.is_none() {
+            2
+        } else {
+            LINE_PX
+        }
+    }
+
+    fn draw_line<'a, DB: DrawingBackend + 'a>(
+        &self,
+        chart: &mut Chart<'a, DB>,
+        points: Vec<(f64, f64)>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let style = self.color.stroke_width(self.width());
+        if self.dashed {
+            chart.draw_series(std::iter::once(DashedPathElement::new(points, 9, 6, style)))?;
+        } else {
+            chart.draw_series(std::iter::once(PathElement::new(points, style)))?;
+        }
+        Ok(())
+    }
+
+    fn draw_markers<'a, DB: DrawingBackend + 'a>(
+        &self,
+        chart: &mut Chart<'a, DB>,
+        points: &[(f64, f64)],
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let (fill, r) = (self.color.filled(), MARKER_PX);
+        let at = || points.iter().map(|&p| EmptyElement::at(p));
+        match self.marker {
+            None => {}
+            Some(0) => {
+                chart.draw_series(at().map(|e| e + Circle::new((0, 0), r, fill)))?;
+            }
+            Some(1) => {
+                chart.draw_series(at().map(|e| e + TriangleMarker::new((0, 0), r + 2, fill)))?;
+            }
+            Some(2) => {
+                chart.draw_series(at().map(|e| e + Rectangle::new([(-r, -r), (r, r)], fill)))?;
+            }
+            Some(_) => {
+                let thick = self.color.stroke_width(3);
+                chart.draw_series(at().map(|e| e + Cross::new((0, 0), r + 1, thick)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The legend's sample: a short line from `(x, y)` with the marker at its middle.
+    fn draw_sample<DB: DrawingBackend>(
+        &self,
+        area: &Area<DB>,
+        (x, y): (i32, i32),
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let style = self.color.stroke_width(self.width());
+        let line = vec![(x, y), (x + 36, y)];
+        if self.dashed {
+            area.draw(&DashedPathElement::new(line, 9, 6, style))?;
+        } else {
+            area.draw(&PathElement::new(line, style))?;
+        }
+        let (fill, r, at) = (
+            self.color.filled(),
+            MARKER_PX,
+            EmptyElement::at((x + 18, y)),
+        );
+        match self.marker {
+            None => {}
+            Some(0) => area.draw(&(at + Circle::new((0, 0), r, fill)))?,
+            Some(1) => area.draw(&(at + TriangleMarker::new((0, 0), r + 2, fill)))?,
+            Some(2) => area.draw(&(at + Rectangle::new([(-r, -r), (r, r)], fill)))?,
+            Some(_) => area.draw(&(at + Cross::new((0, 0), r + 1, self.color.stroke_width(3))))?,
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

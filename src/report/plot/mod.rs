@@ -8,13 +8,42 @@
 //! `ab_glyph` renderer, so pictures render the same on a machine without fontconfig or freetype.
 //! Every picture is rendered in memory, then written atomically (`report::write_atomic`).
 
+/// Draws a chart with `$draw` on the root area of a PNG or SVG canvas of `CANVAS` pixels (by
+/// `$format`), and writes it atomically to `$path`; a drawing error names the picture.
+macro_rules! render_chart {
+    ($path:expr, $format:expr, |$root:ident| $draw:expr) => {{
+        let path: &std::path::Path = $path;
+        let bytes = match $format {
+            Format::Png => {
+                let mut rgb = vec![255u8; CANVAS.0 as usize * CANVAS.1 as usize * 3];
+                {
+                    let $root = BitMapBackend::with_buffer(&mut rgb, CANVAS).into_drawing_area();
+                    $draw.map_err(|e| drawing_failed(path, e))?;
+                }
+                encode_png(&rgb, CANVAS).map_err(|e| drawing_failed(path, e))?
+            }
+            Format::Svg => {
+                let mut svg = String::new();
+                {
+                    let $root = SVGBackend::with_string(&mut svg, CANVAS).into_drawing_area();
+                    $draw.map_err(|e| drawing_failed(path, e))?;
+                }
+                svg.into_bytes()
+            }
+        };
+        output::save(path, &bytes)
+    }};
+}
+
 mod colorbar;
 mod heatmap;
 mod line;
 mod output;
+mod waterfall;
 
 pub use heatmap::{heatmap, Grid, HeatmapStyle};
-pub use line::{line_chart, LineChart, Series};
+pub use line::{line_chart, line_figure, Figure, LineChart, Series};
+pub use waterfall::{waterfall, Waterfall};
 
 use std::path::Path;
 use std::sync::Once;
@@ -25,6 +54,8 @@ use crate::error::Error;
 
 /// The font family every text element asks for; DejaVu Sans is registered under this name.
 const FONT: &str = "sans-serif";
+/// Canvas size in pixels of every chart (line charts, waterfalls), PNG and SVG alike.
+const CANVAS: (u32, u32) = (960, 640);
 /// Text sizes in pixels: the title, the axis titles, the tick labels.
 const TITLE_PX: f64 = 24.0;
 const AXIS_TITLE_PX: f64 = 20.0;
