@@ -2,22 +2,53 @@
 //! open. Tracks: the fabric (one op at a time, recomputed forward ops named `.recompute`),
 //! weights and offloaded activations streaming in, gradients and offloaded activations out.
 //!
-//! Bounded in size: the first microbatch op by op (about a thousand events for a GPT step), then
-//! one event per further microbatch group; never an event per PE or per cycle.
+//! Times are whole nanoseconds: every boundary is its cycle count converted once and rounded
+//! (`ns`), and a slice's duration is its end's nanosecond less its start's, so slices that meet
+//! in cycles meet exactly in the trace (Perfetto's JSON importer drops a slice that overlaps the
+//! one before it on its track). `ts` and `dur` are microseconds, as the format wants, written
+//! with at most three decimals.
+//!
+//! Bounded in size: the first microbatch op by op (about a thousand events for a GPT step); each
+//! further microbatch, up to [`MICROBATCHES_DETAILED`], as one slice holding a slice per layer
+//! and pass, so that zooming into any part of the step shows its structure; any microbatches
+//! beyond in one slice. Never an event per PE or per cycle.
 
 use serde_json::{json, Value};
 
-use crate::map::OpPlan;
+use crate::graph::Pass;
+use crate::map::{MicrobatchGroup, OpPlan};
 use crate::schedule::StepResult;
 
 const FABRIC: u64 = 1;
 const STREAM_IN: u64 = 2;
 const STREAM_OUT: u64 = 3;
+/// Microbatches after the first drawn with their layers; the rest are one slice.
+pub const MICROBATCHES_DETAILED: u64 = 64;
 
-/// The trace of one step, from the spans its plan was timed with; times in microseconds at the
-/// fabric's clock.
+/// Whole nanoseconds at `clock_hz` of a cycle count, rounded to nearest.
+struct Clock(u64);
+
+impl Clock {
+    fn ns(&self, cycles: u64) -> u64 {
+        let ns = (u128::from(cycles) * 1_000_000_000 + u128::from(self.0 / 2)) / u128::from(self.0);
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+
+    /// `ts` and `dur` of a slice from `start` to `end` cycles, in microseconds of whole ns.
+    fn span(&self, start: u64, end: u64) -> (Value, Value) {
+        let (from, to) = (self.ns(start), self.ns(end));
+        (micros(from), micros(to.saturating_sub(from)))
+    }
+}
+
+/// Nanoseconds as microseconds, at most three decimals (`1234567` → `1234.567`).
+fn micros(ns: u64) -> Value {
+    json!(ns as f64 / 1000.0)
+}
+
+/// The trace of one step, from the spans its plan was timed with.
 pub fn step_trace(step: &StepResult, clock_hz: u64, title: &str) -> Value {
-    let us = |cycles: u64| cycles as f64 * 1e6 / clock_hz as f64;
+    let clock = Clock(clock_hz.max(1));
     let mut events = vec![
         json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": title}}),
         thread_name(FABRIC, "fabric: ops (tile rows x c_k x c_n)"),
@@ -27,59 +58,123 @@ pub fn step_trace(step: &StepResult, clock_hz: u64, title: &str) -> Value {
             "wafer I/O out: gradients, offloaded activations",
         ),
     ];
-    let mut offset = 0u64;
+    let total: u64 = step.plan.groups.iter().map(|g| g.repeat).sum();
+    let (mut offset, mut index) = (0u64, 0u64);
     for (g, group) in step.plan.groups.iter().enumerate() {
         let length = group.cycles();
-        if g == 0 {
-            for (op, span) in group.ops.iter().zip(&group.spans) {
-                events.push(op_event(op, span.start, span.end, &us));
-                if op.io_in_cycles > 0 {
-                    let (start, end) = span.stream_in;
-                    let bytes = (op.io_in_bytes, op.offload_in_bytes);
-                    events.push(stream_event(op, STREAM_IN, start, end, bytes, &us));
-                }
-                if op.io_out_cycles > 0 {
-                    let (start, end) = span.stream_out;
-                    let bytes = (op.io_out_bytes, op.offload_out_bytes);
-                    events.push(stream_event(op, STREAM_OUT, start, end, bytes, &us));
-                }
-            }
-            offset = length;
-            if group.repeat > 1 {
-                events.push(aggregate(
-                    group.repeat - 1,
-                    group.sequences,
+        for k in 0..group.repeat {
+            index += 1;
+            if g == 0 && k == 0 {
+                first_microbatch(group, &clock, &mut events);
+            } else if index <= MICROBATCHES_DETAILED + 1 {
+                let name = format!(
+                    "microbatch {index} of {total} ({} sequences)",
+                    group.sequences
+                );
+                microbatch(group, offset, &name, &clock, &mut events);
+            } else {
+                let rest = total - index + 1;
+                let cycles = length * (group.repeat - k)
+                    + step.plan.groups[g + 1..]
+                        .iter()
+                        .map(|g| g.cycles() * g.repeat)
+                        .sum::<u64>();
+                let name = format!("microbatches {index} to {total} ({rest} more)");
+                events.push(slice(
+                    &name,
+                    "microbatches",
                     offset,
-                    length * (group.repeat - 1),
-                    &us,
+                    offset + cycles,
+                    &clock,
                 ));
-                offset += length * (group.repeat - 1);
+                return trace(events);
             }
-        } else {
-            events.push(aggregate(
-                group.repeat,
-                group.sequences,
-                offset,
-                length * group.repeat,
-                &us,
-            ));
-            offset += length * group.repeat;
+            offset += length;
         }
     }
+    trace(events)
+}
+
+fn trace(events: Vec<Value>) -> Value {
     json!({"traceEvents": events, "displayTimeUnit": "ns"})
+}
+
+/// The first microbatch op by op, with the streams of each op's weights and gradients.
+fn first_microbatch(group: &MicrobatchGroup, clock: &Clock, events: &mut Vec<Value>) {
+    for (op, span) in group.ops.iter().zip(&group.spans) {
+        events.push(op_event(op, span.start, span.end, clock));
+        if op.io_in_cycles > 0 {
+            let (start, end) = span.stream_in;
+            let bytes = (op.io_in_bytes, op.offload_in_bytes);
+            events.push(stream_event(op, STREAM_IN, (start, end), bytes, clock));
+        }
+        if op.io_out_cycles > 0 {
+            let (start, end) = span.stream_out;
+            let bytes = (op.io_out_bytes, op.offload_out_bytes);
+            events.push(stream_event(op, STREAM_OUT, (start, end), bytes, clock));
+        }
+    }
+}
+
+/// A further microbatch starting at `offset`: one slice, and inside it one per run of
+/// consecutive ops of the same layer and pass (forward, or backward with its recomputation).
+fn microbatch(
+    group: &MicrobatchGroup,
+    offset: u64,
+    name: &str,
+    clock: &Clock,
+    events: &mut Vec<Value>,
+) {
+    let length = group.cycles();
+    events.push(slice(name, "microbatch", offset, offset + length, clock));
+    let part = |op: &OpPlan| {
+        let pass = match op.pass {
+            Pass::Forward if !op.recompute => "forward",
+            _ => "backward",
+        };
+        match op.layer {
+            Some(layer) => format!("layer {layer} {pass}"),
+            None => format!("{} {pass}", op.name.split('.').next().unwrap_or(&op.name)),
+        }
+    };
+    let mut current: Option<(String, u64, u64)> = None;
+    for (op, span) in group.ops.iter().zip(&group.spans) {
+        let name = part(op);
+        match &mut current {
+            Some((open, _, end)) if *open == name => *end = span.end,
+            _ => {
+                if let Some((open, start, end)) = current.take() {
+                    events.push(slice(&open, "layer", offset + start, offset + end, clock));
+                }
+                current = Some((name, span.start, span.end));
+            }
+        }
+    }
+    if let Some((open, start, end)) = current {
+        events.push(slice(&open, "layer", offset + start, offset + end, clock));
+    }
 }
 
 fn thread_name(tid: u64, name: &str) -> Value {
     json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}})
 }
 
-fn op_event(op: &OpPlan, start: u64, end: u64, us: &dyn Fn(u64) -> f64) -> Value {
+fn slice(name: &str, category: &str, start: u64, end: u64, clock: &Clock) -> Value {
+    let (ts, dur) = clock.span(start, end);
+    json!({
+        "name": name, "cat": category, "ph": "X", "pid": 1, "tid": FABRIC, "ts": ts, "dur": dur,
+        "args": {"cycles": end - start}
+    })
+}
+
+fn op_event(op: &OpPlan, start: u64, end: u64, clock: &Clock) -> Value {
     let tile = op.tile.map_or("whole region".to_string(), |t| {
         format!("{}x{}x{}", t.rows, t.c_k, t.c_n)
     });
+    let (ts, dur) = clock.span(start, end);
     json!({
         "name": op.name, "cat": op.kind.name(), "ph": "X", "pid": 1, "tid": FABRIC,
-        "ts": us(start), "dur": us(end - start),
+        "ts": ts, "dur": dur,
         "args": {
             "tile": tile, "cycles": op.cost.cycles, "recompute": op.recompute,
             "token_chunks": op.token_chunks, "compute_cycles": op.cost.compute_cycles,
@@ -93,30 +188,36 @@ fn op_event(op: &OpPlan, start: u64, end: u64, us: &dyn Fn(u64) -> f64) -> Value
 fn stream_event(
     op: &OpPlan,
     tid: u64,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     (bytes, activation_bytes): (u64, u64),
-    us: &dyn Fn(u64) -> f64,
+    clock: &Clock,
 ) -> Value {
     // `activation_bytes`: the offloaded checkpoints among the bytes (the rest: weights or
     // gradients).
+    let (ts, dur) = clock.span(start, end);
     json!({
-        "name": op.name, "cat": "io", "ph": "X", "pid": 1, "tid": tid,
-        "ts": us(start), "dur": us(end - start),
+        "name": op.name, "cat": "io", "ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur,
         "args": {"bytes": bytes, "activation_bytes": activation_bytes}
     })
 }
 
-fn aggregate(
-    count: u64,
-    sequences: u64,
-    start: u64,
-    cycles: u64,
-    us: &dyn Fn(u64) -> f64,
-) -> Value {
-    json!({
-        "name": format!("{count} more microbatches of {sequences} sequences"), "cat": "microbatches",
-        "ph": "X", "pid": 1, "tid": FABRIC, "ts": us(start), "dur": us(cycles),
-        "args": {"cycles": cycles}
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_are_whole_nanoseconds_converted_once() {
+        let clock = Clock(1_100_000_000);
+        // 11 cycles at 1.1 GHz: 10 ns; 5 cycles: 4.545 ns, rounded to 5.
+        assert_eq!(clock.ns(11), 10);
+        assert_eq!(clock.ns(5), 5);
+        // Slices that meet in cycles meet in the trace: [0, 5) and [5, 11) share 5 ns.
+        let (a_ts, a_dur) = clock.span(0, 5);
+        let (b_ts, _) = clock.span(5, 11);
+        assert_eq!(
+            a_ts.as_f64().unwrap() + a_dur.as_f64().unwrap(),
+            b_ts.as_f64().unwrap()
+        );
+        assert_eq!(micros(1_234_567).to_string(), "1234.567");
+    }
 }

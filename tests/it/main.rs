@@ -30,6 +30,7 @@ mod step;
 mod sweep;
 mod sweep_inputs;
 mod sweep_overrides;
+mod trace;
 mod train;
 mod train_outputs;
 mod unmasked;
