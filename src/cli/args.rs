@@ -67,7 +67,8 @@ pub enum Command {
     Plot(PlotArgs),
     /// Regression benchmarks: runs every case of a suite (train, step and kernel invocations,
     /// in parallel) and, with --save NAME, writes every figure each case reports to a baseline
-    /// NAME.json (in --out, default the current folder) for `wafersim compare`.
+    /// NAME.json (in --out, default the current folder) for `wafersim compare`; --json prints
+    /// the baseline.
     Bench(BenchArgs),
     /// Compares two baselines that `wafersim bench --save` wrote: prints each figure that moved
     /// (case, field, old, new, change in percent); exits 1 if a figure moved beyond the

@@ -66,7 +66,8 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             if !comparison.passed {
                 write_stdout(stdout, &text)?;
                 return Err(Error::Simulation(format!(
-                    "compare: {} figure(s) moved beyond the tolerance of {}%, {} case(s) or                      figure(s) in one baseline only",
+                    "compare: {} figure(s) moved beyond the tolerance of {}%, {} case(s) or \
+                     figure(s) in one baseline only",
                     comparison.figures_beyond_tolerance,
                     comparison.tolerance_percent,
                     comparison.missing.len()

@@ -303,6 +303,10 @@ fn bad_suites_are_refused_naming_file_case_and_key() {
     let (code, _, err) = run_cli(&["bench", text(&good), "--save", "../up"]);
     assert_eq!(code, 2);
     assert!(err.contains("--save"), "{err}");
+    // The suite's seed is the cases' seed: --seed would be ignored.
+    let (code, _, err) = run_cli(&["bench", text(&good), "--seed", "7"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--seed 7"), "{err}");
 }
 
 #[test]
