@@ -182,24 +182,8 @@ fn resolve_case(
 ) -> Result<Case> {
     let at = case_origin(origin, index, &spec.name);
     check_case_name(&at, &spec.name)?;
+    check_keys(&at, spec)?;
     let kernel = spec.command == CaseCommand::Kernel;
-    let refuse = |key: &str, why: &str| Err(Error::Input(format!("{at}: key `{key}`: {why}")));
-    match (kernel, &spec.model, &spec.kernel) {
-        (true, Some(_), _) => return refuse("model", "a kernel case has no model; drop it"),
-        (true, _, None) => {
-            return refuse(
-                "kernel",
-                "missing: which kernel (gemm, attention, reduce, ...)",
-            )
-        }
-        (false, _, Some(_)) => {
-            return refuse(
-                "kernel",
-                "only a `command = \"kernel\"` case names a kernel",
-            )
-        }
-        _ => {}
-    }
     let fabric = spec.fabric.clone().unwrap_or_else(|| "wse2".to_string());
     let model = (!kernel).then(|| {
         spec.model
@@ -228,6 +212,47 @@ fn resolve_case(
         model: model_path,
         fabric: fabric_path,
     })
+}
+
+/// Refuses what the command line could not tell apart: a model for a kernel, a kernel for
+/// anything else, and a text value that would be read as a flag.
+fn check_keys(at: &str, spec: &CaseSpec) -> Result<()> {
+    let kernel = spec.command == CaseCommand::Kernel;
+    let refuse = |key: &str, why: &str| Err(Error::Input(format!("{at}: key `{key}`: {why}")));
+    match (kernel, &spec.model, &spec.kernel) {
+        (true, Some(_), _) => return refuse("model", "a kernel case has no model; drop it"),
+        (true, _, None) => {
+            return refuse(
+                "kernel",
+                "missing: which kernel (gemm, attention, reduce, ...)",
+            )
+        }
+        (false, _, Some(_)) => {
+            return refuse(
+                "kernel",
+                "only a `command = \"kernel\"` case names a kernel",
+            )
+        }
+        _ => {}
+    }
+    // A text value is an argument of the command line: one starting with '-' would be read
+    // as a flag (`model = "--json"` would run the default model).
+    let texts = [
+        ("model", &spec.model),
+        ("fabric", &spec.fabric),
+        ("kernel", &spec.kernel),
+    ];
+    let flag_texts = flags(spec, "").into_iter();
+    for (key, value) in texts
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+        .chain(flag_texts.map(|(flag, v)| (key_of(&flag), v)))
+    {
+        if value.starts_with('-') && value.parse::<f64>().is_err() {
+            return refuse(&key, &format!("{value:?} starts with '-': not a value"));
+        }
+    }
+    Ok(())
 }
 
 /// A case's name is a table cell and a Markdown cell: letters, digits and `. _ - / + =`.

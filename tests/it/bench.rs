@@ -267,6 +267,11 @@ fn bad_suites_are_refused_naming_file_case_and_key() {
         ("model = \"no-such-model\"", "no-such-model"),
         ("phase = \"warmup\"", "key `phase`"),
         ("command = \"sweep\"", "unknown variant `sweep`"),
+        (
+            "model = \"--json\"",
+            "key `model`: \"--json\" starts with '-'",
+        ),
+        ("region = \"-h\"", "key `region`"),
     ];
     for (i, (line, expected)) in cases.iter().enumerate() {
         let command = match line.starts_with("command") {
