@@ -382,3 +382,76 @@ fn golden_shipped_bench_baseline_matches_a_fresh_bench() {
          commit"
     );
 }
+
+#[test]
+fn a_changed_spec_file_is_named_without_failing() {
+    let dir = folder("spec-changed");
+    let base = small_baseline(&dir);
+    let new = edited(&base, &dir, |b| b.cases[2].fabric_sha256 = "0".repeat(64));
+    let (code, out, err) = compare(&base, &new, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("kernel/allreduce: the fabric file changed (sha256 "),
+        "{out}"
+    );
+}
+
+/// Every kind of case, small: a line of it is mutated by the property test below.
+const MUTATED_SUITE: &str = r#"name = "mutated"
+seed = 1
+skip_fields = ["ops"]
+[[case]]
+name = "step"
+command = "step"
+model = "gpt-tiny"
+fabric = "mini"
+phase = "finetune"
+sparsity = 0.5
+systems = 1
+microbatch = 2
+[[case]]
+name = "train"
+command = "train"
+model = "gpt-tiny"
+fabric = "mini"
+sparsity = [0.5]
+[[case]]
+name = "gemm"
+command = "kernel"
+kernel = "gemm"
+fabric = "mini"
+t = 64
+k = 32
+n = 32
+sparsity = 0.5
+region = "4x4"
+form = "dgrad"
+[[case]]
+name = "allreduce"
+command = "kernel"
+kernel = "allreduce"
+fabric = "mini"
+pes = 8
+wavelets = 16
+algo = "ring"
+"#;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// Mutated suites: never a panic; exit 0, or 2 with a message naming the suite file.
+    #[test]
+    fn mutated_suites_never_panic(line in 0usize..40, value in "[-0-9a-z.\"\\[\\]x]{0,10}") {
+        let mut lines: Vec<String> = MUTATED_SUITE.lines().map(str::to_string).collect();
+        let i = line % lines.len();
+        if let Some((key, _)) = lines[i].clone().split_once('=') {
+            lines[i] = format!("{key}= {value}");
+        }
+        let suite = temp_file(&format!("prop-suite-{line}.toml"), &lines.join("\n"));
+        let (code, _, err) = run_cli(&["bench", text(&suite), "--quiet"]);
+        proptest::prop_assert!(code == 0 || code == 2, "exit {code}: {err}\n{}", lines[i]);
+        if code == 2 {
+            proptest::prop_assert!(err.contains(text(&suite)), "{err}");
+        }
+    }
+}
