@@ -59,6 +59,8 @@ pub fn bench(args: &BenchArgs, common: &Common) -> Result<String> {
         .enumerate()
         .map(|(i, case)| prepare(&suite, i, case))
         .collect::<Result<Vec<_>>>()?;
+    // Collected in suite order before errors are looked at, so a failing suite names its first
+    // failing case, whichever thread finished first.
     let runs: Vec<Result<CaseRun>> = ready.par_iter().map(|r| run_case(&suite, r)).collect();
     let runs = runs.into_iter().collect::<Result<Vec<_>>>()?;
     let baseline = Baseline {
