@@ -71,6 +71,15 @@ pub struct SpecChanged {
     pub new_sha256: String,
 }
 
+/// A case whose command line differs between the baselines (the suite was edited): its figures
+/// are another run's, so the note comes with them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandChanged {
+    pub case: String,
+    pub old: String,
+    pub new: String,
+}
+
 /// Where a baseline came from, for the header.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Origin {
@@ -110,6 +119,7 @@ pub struct Comparison {
     pub moved: Vec<Moved>,
     pub missing: Vec<Missing>,
     pub specs_changed: Vec<SpecChanged>,
+    pub commands_changed: Vec<CommandChanged>,
 }
 
 /// Compares `new` against `base` (each with the file it was read from) at `tolerance`, a ratio:
@@ -128,6 +138,7 @@ pub fn compare(base: (&str, &Baseline), new: (&str, &Baseline), tolerance: f64) 
         moved: Vec::new(),
         missing: Vec::new(),
         specs_changed: Vec::new(),
+        commands_changed: Vec::new(),
     };
     for old_case in &base.cases {
         let Some(new_case) = new.cases.iter().find(|c| c.name == old_case.name) else {
@@ -147,6 +158,13 @@ pub fn compare(base: (&str, &Baseline), new: (&str, &Baseline), tolerance: f64) 
                 .unwrap_or_default()
         };
         let case = &old_case.name;
+        if old_case.command != new_case.command {
+            comparison.commands_changed.push(CommandChanged {
+                case: case.clone(),
+                old: old_case.command.clone(),
+                new: new_case.command.clone(),
+            });
+        }
         comparison.figures_compared += compare_figures(
             &mut comparison,
             case,

@@ -34,6 +34,12 @@ pub fn render_table(c: &Comparison) -> String {
             short(&spec.new_sha256)
         );
     }
+    for command in &c.commands_changed {
+        text += &format!(
+            "{}: the command changed ({} -> {})\n",
+            command.case, command.old, command.new
+        );
+    }
     text += &format!("{}\n", verdict(c));
     text
 }
@@ -66,6 +72,12 @@ pub fn render_markdown(c: &Comparison) -> String {
             spec.spec,
             short(&spec.old_sha256),
             short(&spec.new_sha256)
+        );
+    }
+    for command in &c.commands_changed {
+        text += &format!(
+            "- `{}`: the command changed (`{}` → `{}`)\n",
+            command.case, command.old, command.new
         );
     }
     if !host.is_empty() {

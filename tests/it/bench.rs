@@ -384,14 +384,21 @@ fn golden_shipped_bench_baseline_matches_a_fresh_bench() {
 }
 
 #[test]
-fn a_changed_spec_file_is_named_without_failing() {
+fn a_changed_spec_file_or_command_is_named_without_failing() {
     let dir = folder("spec-changed");
     let base = small_baseline(&dir);
-    let new = edited(&base, &dir, |b| b.cases[2].fabric_sha256 = "0".repeat(64));
+    let new = edited(&base, &dir, |b| {
+        b.cases[2].fabric_sha256 = "0".repeat(64);
+        b.cases[0].command += " --systems 1";
+    });
     let (code, out, err) = compare(&base, &new, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("kernel/allreduce: the fabric file changed (sha256 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("step/gpt-tiny/s0.5: the command changed (") && out.contains(" --systems 1)"),
         "{out}"
     );
 }
