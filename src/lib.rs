@@ -27,13 +27,14 @@
 //! ## Determinism
 //! `graph`, `sparsity`, `engine`, `cost`, `map`, `schedule` and `validate` are pure: no file
 //! I/O, no clocks, no global state. `spec` reads the files it is given, `report` and `sweep`
-//! write results, `cli` does both. Counts are integers (FLOPs in `u128`, so a whole recipe's
+//! write results, `bench` reads suites and reads and writes baselines, `cli` does both. Counts are integers (FLOPs in `u128`, so a whole recipe's
 //! total never overflows); floats appear only in ratios computed for reports. The same inputs
 //! and seed give byte-identical result files, whatever the thread count (host timings are kept
 //! out of them). Random choices (masks, per-column draws for heatmaps) use `random::Stream`,
 //! ChaCha8 streams seeded from `--seed` whose draws are defined in this crate, so no dependency
 //! upgrade moves a figure; the full-wafer cost models draw none.
 
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod error;

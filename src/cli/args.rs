@@ -65,6 +65,44 @@ pub enum Command {
     /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
     /// from report.json.
     Plot(PlotArgs),
+    /// Regression benchmarks: runs every case of a suite (train, step and kernel invocations,
+    /// in parallel) and, with --save NAME, writes every figure each case reports to a baseline
+    /// NAME.json (in --out, default the current folder) for `wafersim compare`; --json prints
+    /// the baseline.
+    Bench(BenchArgs),
+    /// Compares two baselines that `wafersim bench --save` wrote: prints each figure that moved
+    /// (case, field, old, new, change in percent); exits 1 if a figure moved beyond the
+    /// tolerance or a case or figure is in one baseline only, 0 otherwise. Host figures (host
+    /// seconds, rates per host second, the engine's event count) are shown, never compared.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct BenchArgs {
+    /// The suite: a TOML file of [[case]] tables (see benches/suites/mediswift.toml).
+    pub suite: String,
+    /// Write the baseline as NAME.json in --out (the current folder by default), atomically;
+    /// NAME is letters, digits, '.', '_' and '-'. Without it nothing is written.
+    #[arg(long, value_name = "NAME")]
+    pub save: Option<String>,
+    /// The folder --save writes into (created if missing).
+    #[arg(long, requires = "save", value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct CompareArgs {
+    /// The baseline compared against (e.g. the shipped traces/bench/mediswift.json).
+    pub base: String,
+    /// The new baseline.
+    pub new: String,
+    /// Largest relative change of a figure that passes, as a percentage: 0.5% passes 1,000 ->
+    /// 1,005; 0% means exact.
+    #[arg(long, default_value = crate::bench::DEFAULT_TOLERANCE, allow_hyphen_values = true)]
+    pub tolerance: String,
+    /// Print the comparison as Markdown (for a pull request) instead of a terminal table.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -4,6 +4,7 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
+mod bench;
 mod kernel;
 mod plot;
 mod sweep;
@@ -59,6 +60,21 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Sweep(args) => sweep::sweep(args, common)?,
         Command::Merge(args) => sweep::merge(args, common)?,
         Command::Plot(args) => plot::plot(args, common)?,
+        Command::Bench(args) => bench::bench(args, common)?,
+        Command::Compare(args) => {
+            let (text, comparison) = bench::compare(args, common)?;
+            if !comparison.passed {
+                write_stdout(stdout, &text)?;
+                return Err(Error::Simulation(format!(
+                    "compare: {} figure(s) moved beyond the tolerance of {}%, {} case(s) or \
+                     figure(s) in one baseline only",
+                    comparison.figures_beyond_tolerance,
+                    comparison.tolerance_percent,
+                    comparison.missing.len()
+                )));
+            }
+            text
+        }
         Command::Validate(args) if args.hardware => {
             if let Some(fabric) = &args.fabric {
                 return Err(Error::Input(format!(
@@ -105,43 +121,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             render(common, &report, || report.render_table())?
         }
         Command::Step(step) => {
-            let started = std::time::Instant::now();
-            let (model_text, fabric_text) = (read_model(&step.model)?, read_fabric(&step.fabric)?);
-            let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-            model
-                .recipe
-                .check_masks_weights("--sparsity", step.sparsity)?;
-            check_systems(&fabric, step.systems)?;
-            check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
-            if step.heatmap.is_some() {
-                crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
-            }
-            let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
-            let options = MapOptions {
-                microbatch_sequences: step.microbatch,
-                activations: step.activations,
-            };
-            let result = run_step_on_systems(&model, &fabric, config, options, step.systems)?;
-            // A sparse step is told against the same step dense.
-            let dense = match step.sparsity > 0.0 {
-                true => Some(run_step_on_systems(
-                    &model,
-                    &fabric,
-                    StepConfig {
-                        sparsity: 0.0,
-                        ..config
-                    },
-                    options,
-                    step.systems,
-                )?),
-                false => None,
-            };
-            step_pictures(step, &result, &model, &fabric, common.seed())?;
-            let host_seconds = started.elapsed().as_secs_f64();
-            let sources = SpecSources::of(&model_text, &fabric_text);
-            let mut report =
-                StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
-            report.against_dense = dense.map(|d| AgainstDense::new(&d, &result));
+            let report = step_report(step, common)?;
             render(common, &report, || report.render_table())?
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
@@ -177,6 +157,48 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         }
     };
     write_stdout(stdout, &text)
+}
+
+/// `step`: one training step (and, when sparse, the same step dense), its pictures if asked,
+/// and its report.
+pub(crate) fn step_report(step: &args::StepArgs, common: &Common) -> Result<StepReport> {
+    let started = std::time::Instant::now();
+    let (model_text, fabric_text) = (read_model(&step.model)?, read_fabric(&step.fabric)?);
+    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+    model
+        .recipe
+        .check_masks_weights("--sparsity", step.sparsity)?;
+    check_systems(&fabric, step.systems)?;
+    check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
+    if step.heatmap.is_some() {
+        crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
+    }
+    let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
+    let options = MapOptions {
+        microbatch_sequences: step.microbatch,
+        activations: step.activations,
+    };
+    let result = run_step_on_systems(&model, &fabric, config, options, step.systems)?;
+    // A sparse step is told against the same step dense.
+    let dense = match step.sparsity > 0.0 {
+        true => Some(run_step_on_systems(
+            &model,
+            &fabric,
+            StepConfig {
+                sparsity: 0.0,
+                ..config
+            },
+            options,
+            step.systems,
+        )?),
+        false => None,
+    };
+    step_pictures(step, &result, &model, &fabric, common.seed())?;
+    let host_seconds = started.elapsed().as_secs_f64();
+    let sources = SpecSources::of(&model_text, &fabric_text);
+    let mut report = StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
+    report.against_dense = dense.map(|d| AgainstDense::new(&d, &result));
+    Ok(report)
 }
 
 /// Refuses, before any work, output files that could not be written: `pictures` (by extension,

@@ -15,16 +15,21 @@ use crate::schedule::{
     busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, speedup_curve, sram_grid,
     RunResult,
 };
-use crate::spec::{read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources};
+use crate::spec::{
+    read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources, SpecText,
+};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
 /// stdout: the table, or the report as JSON (with `host_seconds`).
 pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
-    let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
-    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-    let sparsities = checked_sparsities(args, &model, &fabric)?;
-    check_systems(&fabric, args.systems)?;
+    let TrainInputs {
+        model_text,
+        fabric_text,
+        model,
+        fabric,
+        sparsities,
+    } = TrainInputs::read(args)?;
     // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
     // into the built-in's folder.
     let out = args.out.clone().unwrap_or_else(|| {
@@ -103,6 +108,54 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
             host_seconds
         ))
     }
+}
+
+/// What `train` runs, read and checked before any work or file.
+struct TrainInputs {
+    model_text: SpecText,
+    fabric_text: SpecText,
+    model: ModelSpec,
+    fabric: FabricSpec,
+    sparsities: Vec<f64>,
+}
+
+impl TrainInputs {
+    fn read(args: &TrainArgs) -> Result<TrainInputs> {
+        let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
+        let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+        let sparsities = checked_sparsities(args, &model, &fabric)?;
+        check_systems(&fabric, args.systems)?;
+        Ok(TrainInputs {
+            model_text,
+            fabric_text,
+            model,
+            fabric,
+            sparsities,
+        })
+    }
+}
+
+/// The report `train` writes to report.json, computed as `train` computes it but writing no
+/// file (for `bench`), and where its specs came from.
+pub(super) fn train_report(args: &TrainArgs, seed: u64) -> Result<(String, SpecSources)> {
+    let inputs = TrainInputs::read(args)?;
+    let runs = run_recipe_on_systems(
+        &inputs.model,
+        &inputs.fabric,
+        &inputs.sparsities,
+        args.systems,
+    )?;
+    let sources = SpecSources::of(&inputs.model_text, &inputs.fabric_text);
+    let curve = speedup_curve(&inputs.model, &inputs.fabric, &runs, args.systems)?;
+    let report = TrainReport::new(
+        &inputs.model,
+        &inputs.fabric,
+        sources.clone(),
+        &runs,
+        curve,
+        seed,
+    );
+    Ok((to_json(&report)?, sources))
 }
 
 /// The sparsities to run (`--sparsity`, or the recipe's), refused before any file if their

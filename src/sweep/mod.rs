@@ -11,6 +11,7 @@ mod run;
 mod spec;
 
 pub use merge::{read_points, sweep_csv};
+pub(crate) use resolve::entry_path;
 pub use resolve::{resolve_points, KeyInputs, ResolvedPoint};
 pub use run::{
     load_point_model, point_path, run_sweep, PointResult, PointStatus, Shard, SweepOutcome,

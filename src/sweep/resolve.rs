@@ -86,7 +86,7 @@ pub fn resolve_points(spec: &SweepSpec, spec_path: &str) -> Result<Vec<ResolvedP
 }
 
 /// Where a spec's `models` or `fabrics` entry is read from.
-fn entry_path(spec_folder: &Path, entry: &str, builtin: fn(&str) -> bool) -> String {
+pub(crate) fn entry_path(spec_folder: &Path, entry: &str, builtin: fn(&str) -> bool) -> String {
     if builtin(entry) || Path::new(entry).is_absolute() {
         entry.to_string()
     } else {

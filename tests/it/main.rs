@@ -2,6 +2,7 @@
 
 mod activations;
 mod attention;
+mod bench;
 mod collective_models;
 mod common;
 mod data_parallel;
