@@ -96,12 +96,30 @@ fn kernel_heatmap(
 
 fn finish(output: &std::path::Path, common: &Common) -> Result<String> {
     if common.json {
-        let value = serde_json::json!({"version": crate::VERSION, "seed": common.seed(), "output": output.display().to_string()});
-        return Ok(format!("{value}\n"));
+        let value = PlotReport {
+            schema_version: crate::report::SCHEMA_VERSION,
+            version: crate::VERSION,
+            seed: common.seed(),
+            output: output.display().to_string(),
+        };
+        let text = serde_json::to_string(&value)
+            .map_err(|e| Error::Simulation(format!("cannot encode the report as JSON: {e}")))?;
+        return Ok(format!("{text}\n"));
     }
     Ok(if common.quiet {
         String::new()
     } else {
         format!("wrote {}\n", output.display())
     })
+}
+
+/// The `plot --json` document.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct PlotReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
+    pub version: &'static str,
+    pub seed: u64,
+    /// The picture written.
+    pub output: String,
 }

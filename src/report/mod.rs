@@ -9,6 +9,7 @@ mod csv_file;
 mod files;
 mod flops;
 mod inspect;
+mod json;
 mod pictures;
 pub mod plot;
 mod step;
@@ -25,6 +26,7 @@ pub use files::{
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
+pub use json::{flops_pair, serialize_as_f64, ExactCount, SCHEMA_VERSION};
 pub use pictures::{
     check_run_names, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps, run_name,
     utilization_heatmap_name, HeatmapKind,

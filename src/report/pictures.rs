@@ -151,6 +151,7 @@ pub fn draw_train_heatmaps(file: &CountersFile, out: &Path) -> Result<Vec<PathBu
 /// What the speedup chart reads of a `report.json` (other fields are ignored).
 #[derive(Debug, serde::Deserialize)]
 struct SavedReport {
+    schema_version: u32,
     version: String,
     model: String,
     fabric: String,
@@ -160,6 +161,7 @@ struct SavedReport {
 
 #[derive(Debug, serde::Deserialize)]
 struct SavedRun {
+    #[serde(rename = "run_sparsity")]
     sparsity: f64,
     phases: Vec<PhaseFigures>,
     total: PhaseFigures,
@@ -173,6 +175,16 @@ fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
     let report: SavedReport = serde_json::from_str(text)
         .map_err(|e| Error::Input(format!("{origin}: not a train report ({e})")))?;
     let bad = |field: String, why: String| Error::Input(format!("{origin}: {field} {why}"));
+    if report.schema_version != super::SCHEMA_VERSION {
+        return Err(bad(
+            "schema_version".into(),
+            format!(
+                "{}: this wafersim reads reports of schema version {}; rerun train",
+                report.schema_version,
+                super::SCHEMA_VERSION
+            ),
+        ));
+    }
     if report.version != crate::VERSION {
         return Err(bad(
             "version".into(),
@@ -187,13 +199,21 @@ fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
         .runs
         .first()
         .filter(|r| r.sparsity == 0.0)
-        .ok_or_else(|| bad("runs[0].sparsity".into(), "must be 0: the dense run".into()))?;
+        .ok_or_else(|| {
+            bad(
+                "runs[0].run_sparsity".into(),
+                "must be 0: the dense run".into(),
+            )
+        })?;
     for (i, run) in report.runs.iter().enumerate() {
         let field = |name: &str| format!("runs[{i}].{name}");
-        crate::spec::check_sparsity(&format!("{origin}: {}", field("sparsity")), run.sparsity)?;
+        crate::spec::check_sparsity(
+            &format!("{origin}: {}", field("run_sparsity")),
+            run.sparsity,
+        )?;
         if report.runs[..i].iter().any(|r| r.sparsity == run.sparsity) {
             return Err(bad(
-                field("sparsity"),
+                field("run_sparsity"),
                 format!("{}: a second run at it", run.sparsity),
             ));
         }

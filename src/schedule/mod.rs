@@ -11,8 +11,8 @@ mod systems;
 
 pub use grid::{busy_grid, check_grid_memory, sram_grid, PeGrid, GRID_BYTES_MAX};
 pub use recipe::{
-    faster_than_flops, gap_shares, program_load_cycles, run_recipe, run_recipe_on_systems,
-    FasterThanFlops, PhaseResult, PhaseTotal, RunResult,
+    category_label, faster_than_flops, gap_shares, program_load_cycles, run_recipe,
+    run_recipe_on_systems, FasterThanFlops, PhaseResult, PhaseTotal, RunResult,
 };
 pub use step::{run_step, Breakdown, OpRow, StepResult};
 pub use systems::{batch_per_system, check_systems, run_step_on_systems};

@@ -143,32 +143,38 @@ fn check_expected(
 /// One line per point, in the order given (`read_points` sorts by model, fabric, overrides,
 /// seed, systems and sparsity).
 pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
-    csv_text(points.iter().map(|p| {
-        SweepRow {
-            model: &p.point.model,
-            fabric: &p.point.fabric,
-            sparsity: p.point.sparsity,
-            seed: p.point.seed,
-            overrides: p
-                .point
-                .overrides
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(";"),
-            pretrain_theoretical_speedup: p.pretrain.theoretical_speedup,
-            pretrain_simulated_speedup: p.pretrain.simulated_speedup,
-            pretrain_seconds: p.pretrain.seconds,
-            total_theoretical_speedup: p.total.theoretical_speedup,
-            total_simulated_speedup: p.total.simulated_speedup,
-            total_seconds: p.total.seconds,
-            pretrain_flops_executed: p.pretrain.flops_executed,
-            pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
-            pretrain_io_cycles: p.pretrain.breakdown.io,
-            pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
-            systems: p.point.systems,
-        }
+    csv_text(points.iter().map(|p| SweepRow {
+        model: &p.point.model,
+        fabric: &p.point.fabric,
+        sparsity: p.point.sparsity,
+        seed: p.point.seed,
+        overrides: overrides_text(&p.point.overrides),
+        pretrain_theoretical_speedup: p.pretrain.theoretical_speedup,
+        pretrain_simulated_speedup: p.pretrain.simulated_speedup,
+        pretrain_seconds: p.pretrain.seconds,
+        total_theoretical_speedup: p.total.theoretical_speedup,
+        total_simulated_speedup: p.total.simulated_speedup,
+        total_seconds: p.total.seconds,
+        pretrain_flops_executed: p.pretrain.flops_executed,
+        pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
+        pretrain_io_cycles: p.pretrain.breakdown.io,
+        pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
+        systems: p.point.systems,
     }))
+}
+
+/// `key=value` pairs joined by `;`, or `none` (an empty cell would load as NaN in pandas).
+fn overrides_text<K: std::fmt::Display, V: std::fmt::Display>(
+    overrides: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    let pairs: Vec<String> = overrides
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    match pairs.is_empty() {
+        true => "none".to_string(),
+        false => pairs.join(";"),
+    }
 }
 
 /// A line of sweep.csv.
@@ -178,7 +184,7 @@ struct SweepRow<'a> {
     fabric: &'a str,
     sparsity: f64,
     seed: u64,
-    /// `key=value` pairs joined by `;`.
+    /// `key=value` pairs joined by `;`, or `none`.
     overrides: String,
     pretrain_theoretical_speedup: f64,
     pretrain_simulated_speedup: f64,
@@ -186,7 +192,7 @@ struct SweepRow<'a> {
     total_theoretical_speedup: f64,
     total_simulated_speedup: f64,
     total_seconds: f64,
-    pretrain_flops_executed: u128,
+    pretrain_flops_executed: f64,
     pretrain_pe_utilization_mean: f64,
     pretrain_io_cycles: u64,
     pretrain_overhead_cycles: u64,

@@ -194,7 +194,12 @@ fn train_on_two_systems_reports_them_and_their_throughput() {
         pretrain["samples_per_second_per_system"].as_f64().unwrap(),
         rate / 2.0
     );
-    assert!(pretrain["breakdown"]["data_parallel"].as_u64().unwrap() > 0);
+    assert!(
+        pretrain["breakdown"]["data_parallel_cycles"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let csv = std::fs::read_to_string(dir.join("phases.csv")).unwrap();
     assert!(csv
         .lines()

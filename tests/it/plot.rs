@@ -262,8 +262,10 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
     assert_eq!(code, 0, "{err}");
     std::fs::remove_file(&picture).unwrap();
     type Forgery = fn(&mut serde_json::Value);
-    let forgeries: [(&str, Forgery); 9] = [
-        ("runs[1].sparsity", |r| r["runs"][1]["sparsity"] = 5.into()),
+    let forgeries: [(&str, Forgery); 10] = [
+        ("runs[1].run_sparsity", |r| {
+            r["runs"][1]["run_sparsity"] = 5.into()
+        }),
         ("runs[1].phases[0].simulated_speedup", |r| {
             r["runs"][1]["phases"][0]["simulated_speedup"] = (-5.0).into()
         }),
@@ -271,12 +273,14 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
             r["runs"][2]["total"]["theoretical_speedup"] = 1e300.into()
         }),
         ("version", |r| r["version"] = "0.0.1".into()),
-        ("runs[0].sparsity", |r| {
-            r["runs"][0]["sparsity"] = 0.5.into()
+        ("runs[0].run_sparsity", |r| {
+            r["runs"][0]["run_sparsity"] = 0.5.into()
         }),
-        ("runs[2].sparsity", |r| {
-            r["runs"][2]["sparsity"] = 0.5.into()
+        ("runs[2].run_sparsity", |r| {
+            r["runs"][2]["run_sparsity"] = 0.5.into()
         }),
+        // A report of the field names before schema version 2 (or after a later one).
+        ("schema_version", |r| r["schema_version"] = 1.into()),
         ("cycles", |r| r["runs"][1]["total"]["cycles"] = (-3).into()),
         ("runs[1].phases[0].seconds", |r| {
             r["runs"][1]["phases"][0]["seconds"] = (-1.0).into()

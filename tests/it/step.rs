@@ -37,7 +37,7 @@ fn categories_add_up_to_the_step_exactly() {
             "overhead",
         ]
         .iter()
-        .map(|k| b[k].as_u64().unwrap())
+        .map(|k| b[format!("{k}_cycles")].as_u64().unwrap())
         .sum();
         assert_eq!(total, report["cycles"].as_u64().unwrap(), "{phase}");
     }
