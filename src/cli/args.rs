@@ -62,7 +62,7 @@ pub enum Command {
     /// exits 1 if a bound fails. With --hardware: simulated against measured runs of real
     /// systems (a report; the calibration test holds its bounds).
     Validate(ValidateArgs),
-    /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
+    /// Redraws a picture from saved results: a heatmap from counters.npz, the speedup chart
     /// from report.json.
     Plot(PlotArgs),
 }
@@ -90,9 +90,9 @@ pub struct PlotArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PlotWhat {
-    /// A per-PE heatmap from a counters.postcard that `train` wrote.
+    /// A per-PE heatmap from a counters.npz that `train` wrote.
     Heatmap {
-        /// The counters.postcard file.
+        /// The counters.npz file.
         input: std::path::PathBuf,
         /// The picture to write: .png (one pixel or more per PE) or .svg (aggregated tiles).
         #[arg(short, long)]

@@ -34,7 +34,7 @@ pub struct KernelArgs {
     /// Fabric: a built-in name (wse2, wse3, mini) or a TOML file.
     #[arg(long, default_value = "wse2", global = true)]
     pub fabric: String,
-    /// Save the per-PE counters to this file (postcard, behind a versioned header).
+    /// Save the per-PE counters to this file (.npz: one numpy array per counter, of the mesh's shape).
     #[arg(long, global = true)]
     pub counters: Option<std::path::PathBuf>,
     /// Draw the per-PE busy fraction as a heatmap here (.png or .svg).
@@ -314,7 +314,7 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         }
     };
     if let Some(path) = &args.counters {
-        crate::report::write_atomic(path, &output.counters.to_bytes()?)?;
+        crate::report::write_atomic(path, &crate::report::kernel_counters_npz(&output.counters)?)?;
     }
     let summary: Vec<String> = [
         "t",

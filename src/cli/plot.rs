@@ -16,14 +16,15 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             run,
             kind,
         } => {
-            // `kernel --counters` writes the engine's per-PE counters in a format of their own.
+            // `kernel --counters` writes one engine run's counters (`fmac_cycles` and the rest),
+            // `train` its runs' (named in `runs`).
             let head = std::fs::read(input)
                 .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
-            if head.starts_with(b"WSCNTR") {
+            if is_kernel_counters(&head) {
                 if let Some(wanted) = run {
                     return Err(Error::Input(format!(
                         "--run {wanted}: {} holds one kernel run's counters; --run picks a run \
-                         of train's counters.postcard",
+                         of train's counters.npz",
                         input.display()
                     )));
                 }
@@ -62,6 +63,14 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
     finish(output, common)
 }
 
+/// Whether a counters file is a kernel run's: an `.npz` with an `fmac_cycles` array and no
+/// `runs` (anything else is read as train's, whose reader says what is wrong with it).
+fn is_kernel_counters(bytes: &[u8]) -> bool {
+    // Zip entry names are stored in the clear: a cheap look before the full read.
+    let has = |name: &[u8]| bytes.windows(name.len()).any(|w| w == name);
+    has(b"fmac_cycles.npy") && !has(b"runs.npy")
+}
+
 /// A heatmap of one kernel run's engine counters: busy fraction, or SRAM bytes per PE.
 fn kernel_heatmap(
     bytes: &[u8],
@@ -69,7 +78,7 @@ fn kernel_heatmap(
     kind: HeatmapKind,
     output: &std::path::Path,
 ) -> Result<()> {
-    let counters = crate::engine::MeshCounters::from_bytes(bytes)
+    let counters = crate::report::read_kernel_counters(bytes)
         .map_err(|e| Error::Input(format!("{}: {e}", input.display())))?;
     let (values, style) = match kind {
         HeatmapKind::Utilization => (

@@ -55,7 +55,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     write_atomic(&out.join("phases.csv"), report.phases_csv()?.as_bytes())?;
     write_atomic(&out.join("ops.csv"), ops_csv(&runs)?.as_bytes())?;
     let counters = counters(&model, &fabric, &runs, common.seed());
-    counters.write(&out.join("counters.postcard"))?;
+    counters.write(&out.join("counters.npz"))?;
     draw_train_heatmaps(&counters, &out)?;
     draw_speedup(&json, "report.json", &out.join("speedup.png"))?;
     let traced = runs.last().expect("the dense run at least");
@@ -85,7 +85,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup.png) in {:.2} s\n",
+            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.npz, trace.json, heatmaps, speedup.png) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds
@@ -123,7 +123,7 @@ const TRAIN_FILES: [&str; 9] = [
     "report.json",
     "phases.csv",
     "ops.csv",
-    "counters.postcard",
+    "counters.npz",
     "trace.json",
     "heatmap-sram.png",
     "speedup.png",

@@ -10,6 +10,7 @@ mod files;
 mod flops;
 mod inspect;
 mod json;
+pub mod npz;
 mod pictures;
 pub mod plot;
 mod step;
@@ -17,7 +18,7 @@ mod table;
 mod trace;
 mod train;
 
-pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
+pub use counters::{kernel_counters_npz, read_kernel_counters, CountersFile, RunCounters};
 pub use csv_file::csv_text;
 pub use files::{
     check_distinct_outputs, check_output_file, check_output_folder, create_folder, lock_folder,

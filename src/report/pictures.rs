@@ -1,4 +1,4 @@
-//! The pictures of a `train` run, drawn from saved results (`counters.postcard`, `report.json`),
+//! The pictures of a `train` run, drawn from saved results (`counters.npz`, `report.json`),
 //! so that `wafersim plot` redraws exactly what `train` drew.
 
 use std::path::{Path, PathBuf};

@@ -163,7 +163,7 @@ fn systems_1_gives_byte_identical_reports() {
         let (code, _, err) = run_cli(&args);
         assert_eq!(code, 0, "{err}");
     }
-    for file in ["report.json", "phases.csv", "ops.csv", "counters.postcard"] {
+    for file in ["report.json", "phases.csv", "ops.csv", "counters.npz"] {
         let a = std::fs::read(plain.join(file)).unwrap();
         let b = std::fs::read(flagged.join(file)).unwrap();
         assert!(a == b, "{file} differs with --systems 1");

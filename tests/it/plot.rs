@@ -318,13 +318,13 @@ fn plot_heatmap_refuses_counters_of_runs_train_never_makes() {
     ];
     let (code, _, err) = crate::common::run_cli(&args);
     assert_eq!(code, 0, "{err}");
-    let real = out.join("counters.postcard");
+    let real = out.join("counters.npz");
     let file = wafersim::report::CountersFile::read(&real).unwrap();
     let picture = dir.join("map.png");
     for (run, sparsity) in [(1, 5.0), (1, f64::NAN), (1, 0.0), (0, 0.5), (2, 0.5)] {
         let mut forged = file.clone();
         forged.runs[run].sparsity = sparsity;
-        let path = dir.join("forged.postcard");
+        let path = dir.join("forged.npz");
         forged.write(&path).unwrap();
         let args = [
             "plot",

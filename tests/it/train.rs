@@ -210,7 +210,7 @@ fn decode_png(path: &Path) -> (usize, usize, Vec<u8>) {
 /// The pictures of the default run: full resolution, varying where utilisation varies and
 /// uniform where it is uniform, SVGs that parse, a speedup chart.
 fn check_pictures(out: &Path) {
-    let counters = wafersim::report::CountersFile::read(&out.join("counters.postcard")).unwrap();
+    let counters = wafersim::report::CountersFile::read(&out.join("counters.npz")).unwrap();
     for run in &counters.runs {
         let name = wafersim::report::run_name(run.sparsity);
         let (width, height, rgb) = decode_png(&out.join(format!("heatmap-utilization-{name}.png")));
@@ -324,7 +324,7 @@ fn an_interrupted_run_leaves_no_half_written_file() {
                     toml::from_str::<toml::Table>(std::str::from_utf8(&bytes).unwrap())
                         .unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
-                Some("postcard") => {
+                Some("npz") => {
                     wafersim::report::CountersFile::read(&path).unwrap();
                 }
                 _ => panic!("unexpected file {name}"),
@@ -340,7 +340,7 @@ fn counters_of_a_nearly_empty_mask_are_plotted() {
     let out = fresh_folder("nearly-empty");
     let (code, _, err) = run_train_tiny(&out, &["--sparsity", "0.99999"]);
     assert_eq!(code, 0, "{err}");
-    let counters = out.join("counters.postcard");
+    let counters = out.join("counters.npz");
     let file = wafersim::report::CountersFile::read(&counters).unwrap();
     for run in &file.runs {
         assert!(run.busy_cycles.values.iter().all(|&v| v <= run.step_cycles));
@@ -416,7 +416,7 @@ fn a_rerun_removes_the_heatmaps_of_runs_it_does_not_have() {
 fn corrupt_or_truncated_counters_are_refused_by_plot() {
     let out = fresh_folder("corrupt-counters");
     train_tiny(&out);
-    let path = out.join("counters.postcard");
+    let path = out.join("counters.npz");
     let bytes = std::fs::read(&path).unwrap();
     let picture = out.join("redrawn.png");
     let (code, _, err) = plot_heatmap(&path, &picture);
@@ -430,7 +430,7 @@ fn corrupt_or_truncated_counters_are_refused_by_plot() {
         ),
         ("garbage", [bytes.as_slice(), b"tail"].concat()),
     ] {
-        let bad = out.join(format!("{}.postcard", what.replace(' ', "-")));
+        let bad = out.join(format!("{}.npz", what.replace(' ', "-")));
         std::fs::write(&bad, edited).unwrap();
         let (code, stdout, err) = plot_heatmap(&bad, &picture);
         assert_eq!(code, 2, "{what}: {err}");
