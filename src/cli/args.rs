@@ -65,6 +65,19 @@ pub enum Command {
     /// Redraws a picture from saved results: a heatmap from counters.npz, the speedup chart
     /// from report.json.
     Plot(PlotArgs),
+    /// The JSON Schema of each JSON document wafersim writes (report.json, every --json, sweep
+    /// points): one by name, all into a folder, or the list.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SchemaArgs {
+    /// The schema to print (train, step, kernel, flops, inspect-model, inspect-fabric, validate,
+    /// validate-hardware, sweep, sweep-point, merge, plot); without it, the list.
+    pub name: Option<String>,
+    /// Write every schema to this folder as NAME.schema.json (docs/schema/ holds them).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]

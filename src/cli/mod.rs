@@ -6,6 +6,7 @@
 mod args;
 mod kernel;
 mod plot;
+mod schema;
 mod sweep;
 mod train;
 
@@ -15,6 +16,7 @@ use std::io::Write;
 use clap::Parser;
 
 pub use args::{Args, Command, Common};
+pub use schema::{schema_names, schema_text};
 
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
@@ -59,6 +61,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
         Command::Sweep(args) => sweep::sweep(args, common)?,
         Command::Merge(args) => sweep::merge(args, common)?,
         Command::Plot(args) => plot::plot(args, common)?,
+        Command::Schema(args) => schema::schema(args, common)?,
         Command::Validate(args) if args.hardware => {
             if let Some(fabric) = &args.fabric {
                 return Err(Error::Input(format!(
