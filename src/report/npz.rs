@@ -414,7 +414,11 @@ mod tests {
         assert!(header.starts_with("{'descr': '<u8', 'fortran_order': False, 'shape': (2, 3), }"));
         assert!(header.ends_with(" \n"));
         let scalar = NpyArray::scalar_u64(1).npy_bytes();
-        assert_eq!(scalar.len(), 128 + 8, "a 57-byte header padded to the next 64");
+        assert_eq!(
+            scalar.len(),
+            128 + 8,
+            "a 57-byte header padded to the next 64"
+        );
         assert!(std::str::from_utf8(&scalar[10..128])
             .unwrap()
             .contains("'shape': (), }"));
