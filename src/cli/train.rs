@@ -70,8 +70,8 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
 
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
-        // The report as written to report.json, plus the run's host time and folder. Spliced as
-        // text: serde_json::Value cannot hold the u128 FLOP counts of a whole recipe.
+        // The report as written to report.json, plus the run's host time and folder (schema
+        // `train`), spliced as text so that the report's part is report.json byte for byte.
         let body = json
             .trim_end()
             .strip_suffix('}')
