@@ -17,6 +17,7 @@ mod kernel_fidelity;
 mod merge_figures;
 mod monotone;
 mod outputs;
+mod outputs_files;
 mod outputs_schema;
 mod plot;
 mod provenance;
