@@ -72,6 +72,7 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
 fn read_point_file(path: &Path) -> Result<PointResult> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", path.display())))?;
+    check_point_schema(&text, path)?;
     let point: PointResult = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: not a point file: {e}", path.display())))?;
     if point.version != crate::VERSION || point.timing_model_version != crate::TIMING_MODEL_VERSION
@@ -102,6 +103,33 @@ fn read_point_file(path: &Path) -> Result<PointResult> {
         ))
     })?;
     Ok(point)
+}
+
+/// Refuses a point file of other field names (an earlier wafersim's: `schema_version` below
+/// this one, or none) with what to do, before its fields are read.
+fn check_point_schema(text: &str, path: &Path) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        schema_version: Option<u32>,
+    }
+    // Not JSON at all: the full read says so.
+    let Ok(Versioned {
+        schema_version: version,
+    }) = serde_json::from_str::<Versioned>(text)
+    else {
+        return Ok(());
+    };
+    if version == Some(crate::report::SCHEMA_VERSION) {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{}: schema_version {}: point files of schema version {} are read; rerun the sweep, \
+         which replaces it",
+        path.display(),
+        version.map_or("missing (an earlier wafersim)".to_string(), |v| v
+            .to_string()),
+        crate::report::SCHEMA_VERSION
+    )))
 }
 
 /// Refuses a folder that does not hold exactly the points of `spec` made from its current files.

@@ -234,3 +234,16 @@ def test_kernel_counters_are_one_array_per_counter(out):
     assert int(counters["wavelets_out"][:, :, 4].sum()) == report["wavelets_received"]
     busy = counters["fmac_cycles"] + counters["overhead_cycles"] + counters["reduction_cycles"]
     assert (busy == counters["busy_cycles"]).all()
+
+
+def test_trace_and_manifest_load(out):
+    """trace.json keeps the Chrome trace-event names (`ph`, `ts`, `displayTimeUnit`: the format's,
+    not wafersim's); its events still load as a table with numeric times."""
+    trace = json.loads((out["train"] / "trace.json").read_text())
+    events = pd.json_normalize(trace["traceEvents"])
+    timed = events[events["ph"] == "X"]
+    assert len(timed) > 100
+    for column in ["ts", "dur", "pid", "tid"]:
+        assert pd.api.types.is_numeric_dtype(timed[column]) and timed[column].notna().all()
+    manifest = pd.read_json(out["train"] / "wafersim-manifest.json")
+    assert {"report.json", "counters.npz", "ops.csv"} <= set(manifest["files"])
