@@ -74,7 +74,7 @@ pub struct StepReport {
     /// The most loaded PE's SRAM by use: code, activations saved for backward, the largest op.
     pub sram: crate::map::SramBudget,
     pub breakdown: Breakdown,
-    /// What the SwarmX tree adds (`breakdown.data_parallel`), by part; zeros on one system.
+    /// What the SwarmX tree adds (`breakdown.data_parallel_cycles`), by part; zeros on one system.
     pub data_parallel: crate::cost::DataParallelCost,
     /// A sparse step against the same step dense (null for a dense step).
     pub against_dense: Option<AgainstDense>,
