@@ -62,7 +62,7 @@ pub enum Command {
     /// exits 1 if a bound fails. With --hardware: simulated against measured runs of real
     /// systems (a report; the calibration test holds its bounds).
     Validate(ValidateArgs),
-    /// Redraws a picture from saved results: a heatmap from counters.postcard, the speedup chart
+    /// Redraws a picture from saved results: a heatmap from counters.npz, the speedup chart
     /// from report.json.
     Plot(PlotArgs),
     /// Regression benchmarks: runs every case of a suite (train, step and kernel invocations,
@@ -75,6 +75,19 @@ pub enum Command {
     /// tolerance or a case or figure is in one baseline only, 0 otherwise. Host figures (host
     /// seconds, rates per host second, the engine's event count) are shown, never compared.
     Compare(CompareArgs),
+    /// The JSON Schema of each JSON document wafersim writes (report.json, every --json, sweep
+    /// points): one by name, all into a folder, or the list.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SchemaArgs {
+    /// The schema to print (train, step, kernel, flops, inspect-model, inspect-fabric, validate,
+    /// validate-hardware, sweep, sweep-point, merge, plot); without it, the list.
+    pub name: Option<String>,
+    /// Write every schema to this folder as NAME.schema.json (docs/schema/ holds them).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -128,9 +141,9 @@ pub struct PlotArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PlotWhat {
-    /// A per-PE heatmap from a counters.postcard that `train` wrote.
+    /// A per-PE heatmap from a counters.npz that `train` wrote.
     Heatmap {
-        /// The counters.postcard file.
+        /// The counters.npz file.
         input: std::path::PathBuf,
         /// The picture to write: .png (one pixel or more per PE) or .svg (aggregated tiles).
         #[arg(short, long)]

@@ -22,6 +22,7 @@ use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout, V
 use crate::engine::kernels::KernelFigures;
 use crate::error::{Error, Result};
 use crate::graph::{elementwise_profile, OpKind, Pass};
+use crate::report::ExactCount;
 use crate::report::{si, thousands, Table};
 use crate::sparsity::nonzeros_expected;
 use crate::spec::{check_sparsity, load_fabric, FabricSpec};
@@ -33,7 +34,7 @@ pub struct KernelArgs {
     /// Fabric: a built-in name (wse2, wse3, mini) or a TOML file.
     #[arg(long, default_value = "wse2", global = true)]
     pub fabric: String,
-    /// Save the per-PE counters to this file (postcard, behind a versioned header).
+    /// Save the per-PE counters to this file (.npz: one numpy array per counter, of the mesh's shape).
     #[arg(long, global = true)]
     pub counters: Option<std::path::PathBuf>,
     /// Draw the per-PE busy fraction as a heatmap here (.png or .svg).
@@ -49,7 +50,7 @@ pub struct KernelArgs {
     pub fidelity: Fidelity,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Fidelity {
     Wavelet,
@@ -217,8 +218,10 @@ pub enum AxisArg {
 }
 
 /// The `kernel --json` document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct KernelReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     pub fabric: String,
@@ -228,6 +231,9 @@ pub struct KernelReport {
     pub shape: serde_json::Map<String, serde_json::Value>,
     #[serde(flatten)]
     pub figures: KernelFigures,
+    /// `flops_dense` and `flops_executed` as exact integers (decimal strings).
+    pub flops_dense_exact: ExactCount,
+    pub flops_executed_exact: ExactCount,
     /// `gemm --values`: the product against the direct product.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub values: Option<ValuesCheck>,
@@ -308,19 +314,29 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         }
     };
     if let Some(path) = &args.counters {
-        crate::report::write_atomic(path, &output.counters.to_bytes()?)?;
+        crate::report::write_atomic(path, &crate::report::kernel_counters_npz(&output.counters)?)?;
     }
     let summary: Vec<String> = [
-        "t", "k", "n", "sparsity", "seq", "head_dim", "products", "pass", "region", "pes",
-        "wavelets", "algo",
+        "t",
+        "k",
+        "n",
+        "sparsity",
+        "seq",
+        "head_dim",
+        "products",
+        "kernel_pass",
+        "region",
+        "pes",
+        "wavelets",
+        "algo",
     ]
     .iter()
     .chain(&["rows", "cols"])
     .filter_map(|key| {
-        shape
-            .get(*key)
-            .filter(|v| !v.is_null())
-            .map(|v| format!("{key} {}", v.to_string().trim_matches('"')))
+        shape.get(*key).filter(|v| !v.is_null()).map(|v| {
+            let name = key.trim_start_matches("kernel_");
+            format!("{name} {}", v.to_string().trim_matches('"'))
+        })
     })
     .collect();
     let title = format!("{name} ({}) on {}", summary.join(", "), fabric.name);
@@ -345,20 +361,15 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
             .map_err(|e| Error::Simulation(format!("cannot encode the trace: {e}")))?;
         crate::report::write_atomic(path, text.as_bytes())?;
     }
-    Ok(KernelReport {
-        version: crate::VERSION,
-        seed: common.seed(),
-        fabric: fabric.name.clone(),
-        kernel: name.into(),
-        fidelity: Fidelity::Wavelet,
-        shape,
-        figures: KernelFigures {
-            // An element-wise kernel's FLOPs are not multiply-adds: the kernel counts them.
-            flops_executed: flops_counted.unwrap_or(2 * output.counters.total().fmac_ops as u128),
-            ..KernelFigures::new(&fabric, &output, flops_dense, host_seconds)
-        },
-        values,
-    })
+    let figures = KernelFigures {
+        // An element-wise kernel's FLOPs are not multiply-adds: the kernel counts them.
+        flops_executed: flops_counted.unwrap_or(2 * output.counters.total().fmac_ops as u128),
+        ..KernelFigures::new(&fabric, &output, flops_dense, host_seconds)
+    };
+    let kernel = (name, Fidelity::Wavelet);
+    Ok(KernelReport::new(
+        common, &fabric, kernel, shape, figures, values,
+    ))
 }
 
 /// `--fidelity model`: the cost model full-wafer steps use, for the same kernel and flags.
@@ -460,16 +471,10 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
         }
         _ => elementwise_model(&args.kernel, fabric, &mut shape, start)?,
     };
-    Ok(KernelReport {
-        version: crate::VERSION,
-        seed: common.seed(),
-        fabric: fabric.name.clone(),
-        kernel: name.into(),
-        fidelity: Fidelity::Model,
-        shape,
-        figures,
-        values: None,
-    })
+    let kernel = (name, Fidelity::Model);
+    Ok(KernelReport::new(
+        common, fabric, kernel, shape, figures, None,
+    ))
 }
 
 fn gemm_config(g: &GemmArgs, seed: u64) -> Result<GemmConfig> {
@@ -597,7 +602,7 @@ fn attention_shape(
         ("head_dim", a.head_dim.into()),
         ("products", a.products.into()),
         ("op", op.into()),
-        ("pass", pass.into()),
+        ("kernel_pass", pass.into()),
         ("region", a.region.replace('X', "x").into()),
         (
             "gemms",
@@ -724,7 +729,7 @@ fn elementwise_shape(
     for (key, value) in [
         ("rows", cfg.rows.into()),
         ("cols", cfg.cols.into()),
-        ("pass", pass.into()),
+        ("kernel_pass", pass.into()),
         (
             "region",
             format!("{}x{}", cfg.region.0, cfg.region.1).into(),
@@ -869,6 +874,30 @@ fn check_line(fabric: &FabricSpec, along: &str, pes: u32, limit: u64) -> Result<
 }
 
 impl KernelReport {
+    /// The document of `kernel` (its name and fidelity) run on `fabric`.
+    fn new(
+        common: &Common,
+        fabric: &FabricSpec,
+        kernel: (&str, Fidelity),
+        shape: serde_json::Map<String, serde_json::Value>,
+        figures: KernelFigures,
+        values: Option<ValuesCheck>,
+    ) -> KernelReport {
+        KernelReport {
+            schema_version: crate::report::SCHEMA_VERSION,
+            version: crate::VERSION,
+            seed: common.seed(),
+            fabric: fabric.name.clone(),
+            kernel: kernel.0.into(),
+            fidelity: kernel.1,
+            shape,
+            flops_dense_exact: ExactCount(figures.flops_dense),
+            flops_executed_exact: ExactCount(figures.flops_executed),
+            figures,
+            values,
+        }
+    }
+
     pub fn render_table(&self) -> String {
         let f = &self.figures;
         let mut table = Table::new(["figure", "value"]);

@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod kernel;
 mod plot;
+mod schema;
 mod sweep;
 mod train;
 
@@ -16,6 +17,7 @@ use std::io::Write;
 use clap::Parser;
 
 pub use args::{Args, Command, Common};
+pub use schema::{schema_names, schema_text};
 
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
@@ -75,6 +77,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             }
             text
         }
+        Command::Schema(args) => schema::schema(args, common)?,
         Command::Validate(args) if args.hardware => {
             if let Some(fabric) = &args.fabric {
                 return Err(Error::Input(format!(

@@ -18,14 +18,15 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             run,
             kind,
         } => {
-            // `kernel --counters` writes the engine's per-PE counters in a format of their own.
+            // `kernel --counters` writes one engine run's counters (`fmac_cycles` and the rest),
+            // `train` its runs' (named in `runs`).
             let head = std::fs::read(input)
                 .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", input.display())))?;
-            if head.starts_with(b"WSCNTR") {
+            if is_kernel_counters(&head) {
                 if let Some(wanted) = run {
                     return Err(Error::Input(format!(
                         "--run {wanted}: {} holds one kernel run's counters; --run picks a run \
-                         of train's counters.postcard",
+                         of train's counters.npz",
                         input.display()
                     )));
                 }
@@ -68,6 +69,14 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
     finish(output, common)
 }
 
+/// Whether a counters file is a kernel run's: an `.npz` with an `fmac_cycles` array and no
+/// `runs` (anything else is read as train's, whose reader says what is wrong with it).
+fn is_kernel_counters(bytes: &[u8]) -> bool {
+    // Zip entry names are stored in the clear: a cheap look before the full read.
+    let has = |name: &[u8]| bytes.windows(name.len()).any(|w| w == name);
+    has(b"fmac_cycles.npy") && !has(b"runs.npy")
+}
+
 /// A heatmap of one kernel run's engine counters: busy fraction, or SRAM bytes per PE.
 fn kernel_heatmap(
     bytes: &[u8],
@@ -75,7 +84,7 @@ fn kernel_heatmap(
     kind: HeatmapKind,
     output: &std::path::Path,
 ) -> Result<()> {
-    let counters = crate::engine::MeshCounters::from_bytes(bytes)
+    let counters = crate::report::read_kernel_counters(bytes)
         .map_err(|e| Error::Input(format!("{}: {e}", input.display())))?;
     let (values, style) = match kind {
         HeatmapKind::Utilization => (
@@ -102,12 +111,30 @@ fn kernel_heatmap(
 
 fn finish(output: &std::path::Path, common: &Common) -> Result<String> {
     if common.json {
-        let value = serde_json::json!({"version": crate::VERSION, "seed": common.seed(), "output": output.display().to_string()});
-        return Ok(format!("{value}\n"));
+        let value = PlotReport {
+            schema_version: crate::report::SCHEMA_VERSION,
+            version: crate::VERSION,
+            seed: common.seed(),
+            output: output.display().to_string(),
+        };
+        let text = serde_json::to_string(&value)
+            .map_err(|e| Error::Simulation(format!("cannot encode the report as JSON: {e}")))?;
+        return Ok(format!("{text}\n"));
     }
     Ok(if common.quiet {
         String::new()
     } else {
         format!("wrote {}\n", output.display())
     })
+}
+
+/// The `plot --json` document.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct PlotReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
+    pub version: &'static str,
+    pub seed: u64,
+    /// The picture written.
+    pub output: String,
 }

@@ -50,11 +50,17 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     }
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
-        let value = serde_json::json!({
-            "version": crate::VERSION, "seeds": spec.seeds, "spec": args.spec,
-            "out": out.display().to_string(), "shard": format!("{}/{}", shard.index, shard.count),
-            "jobs": jobs, "outcome": outcome, "host_seconds": host_seconds,
-        });
+        let value = SweepReport {
+            schema_version: crate::report::SCHEMA_VERSION,
+            version: crate::VERSION,
+            seeds: spec.seeds.clone(),
+            spec: args.spec.clone(),
+            out: out.display().to_string(),
+            shard: format!("{}/{}", shard.index, shard.count),
+            jobs: jobs as u64,
+            outcome,
+            host_seconds,
+        };
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&value).expect("JSON")
@@ -127,10 +133,13 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
         let mut seeds: Vec<u64> = points.iter().map(|p| p.point.seed).collect();
         seeds.sort_unstable();
         seeds.dedup();
-        let value = serde_json::json!({
-            "version": crate::VERSION, "seeds": seeds, "points": points.len(),
-            "sweep_csv": csv_path.display().to_string(),
-        });
+        let value = MergeReport {
+            schema_version: crate::report::SCHEMA_VERSION,
+            version: crate::VERSION,
+            seeds,
+            points: points.len() as u64,
+            sweep_csv: csv_path.display().to_string(),
+        };
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&value).expect("JSON")
@@ -175,4 +184,32 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
         points.len(),
         chart_path.display()
     ))
+}
+
+/// The `sweep --json` document.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SweepReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
+    pub version: &'static str,
+    pub seeds: Vec<u64>,
+    /// The spec file as given.
+    pub spec: String,
+    pub out: String,
+    /// `i/n`.
+    pub shard: String,
+    pub jobs: u64,
+    pub outcome: crate::sweep::SweepOutcome,
+    pub host_seconds: f64,
+}
+
+/// The `merge --json` document.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct MergeReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
+    pub version: &'static str,
+    pub seeds: Vec<u64>,
+    pub points: u64,
+    pub sweep_csv: String,
 }

@@ -63,7 +63,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     write_atomic(&out.join("phases.csv"), report.phases_csv()?.as_bytes())?;
     write_atomic(&out.join("ops.csv"), ops_csv(&runs)?.as_bytes())?;
     let counters = counters(&model, &fabric, &runs, common.seed());
-    counters.write(&out.join("counters.postcard"))?;
+    counters.write(&out.join("counters.npz"))?;
     draw_train_heatmaps(&counters, &out)?;
     for extension in ["png", "svg"] {
         draw_speedup(
@@ -87,8 +87,8 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
 
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
-        // The report as written to report.json, plus the run's host time and folder. Spliced as
-        // text: serde_json::Value cannot hold the u128 FLOP counts of a whole recipe.
+        // The report as written to report.json, plus the run's host time and folder (schema
+        // `train`), spliced as text so that the report's part is report.json byte for byte.
         let body = json
             .trim_end()
             .strip_suffix('}')
@@ -102,7 +102,7 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
         Ok(String::new())
     } else {
         Ok(format!(
-            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.postcard, trace.json, heatmaps, speedup and gap pictures) in {:.2} s\n",
+            "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.npz, trace.json, heatmaps, speedup and gap pictures) in {:.2} s\n",
             report.render_table(),
             out.display(),
             host_seconds
@@ -188,7 +188,7 @@ const TRAIN_FILES: [&str; 10] = [
     "report.json",
     "phases.csv",
     "ops.csv",
-    "counters.postcard",
+    "counters.npz",
     "trace.json",
     "heatmap-sram.png",
     "speedup.png",

@@ -30,7 +30,7 @@ use super::timeline::{timeline, TimelineOp};
 use crate::spec::FabricSpec;
 
 /// What data parallelism adds to one step of one system, in cycles; `cycles` is their sum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DataParallelCost {
     pub systems: u64,
     /// Levels of broadcast-reduce nodes between MemoryX and the systems (0 for one system).

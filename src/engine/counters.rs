@@ -1,8 +1,6 @@
-//! Per-PE counters: integers only, saved with postcard behind a small versioned header.
+//! Per-PE counters: integers only (`report::kernel_counters_npz` saves them as numpy arrays).
 
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
 
 /// What one PE did during a kernel. Ports are indexed N, E, S, W, Ramp (`Port as usize`); for
 /// the ramp, "in" counts wavelets the core sent into its router and "out" those delivered to
@@ -51,9 +49,6 @@ pub struct MeshCounters {
     pub pes: Vec<PeCounters>,
 }
 
-/// Magic and format version written before the postcard body.
-const MAGIC: &[u8; 8] = b"WSCNTR01";
-
 impl MeshCounters {
     /// Busy fraction of each PE, row-major (`rows × cols`): for heatmaps.
     pub fn busy_fraction_grid(&self) -> Vec<f64> {
@@ -80,39 +75,9 @@ impl MeshCounters {
         t
     }
 
-    /// The counters as bytes: an 8-byte magic with the format version, then postcard.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut bytes = MAGIC.to_vec();
-        let body = postcard::to_allocvec(self)
-            .map_err(|e| Error::Simulation(format!("cannot encode counters: {e}")))?;
-        bytes.extend_from_slice(&body);
-        Ok(bytes)
-    }
-
-    /// Reads what `to_bytes` wrote; refuses another format or version, a truncated or corrupted
-    /// body, bytes after it, and counters no run can give (a grid of the wrong size, a PE busy
-    /// longer than the run), so that what is drawn from them is what the engine counted.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::Input(format!(
-                "not a wafersim counters file (expected the header {:?})",
-                String::from_utf8_lossy(MAGIC)
-            )));
-        }
-        let (mesh, rest): (Self, &[u8]) = postcard::take_from_bytes(&bytes[MAGIC.len()..])
-            .map_err(|e| Error::Input(format!("truncated or corrupted counters ({e})")))?;
-        if !rest.is_empty() {
-            return Err(Error::Input(format!(
-                "{} bytes of garbage after the counters",
-                rest.len()
-            )));
-        }
-        mesh.check().map_err(Error::Input)?;
-        Ok(mesh)
-    }
-
-    /// What every engine run's counters satisfy.
-    fn check(&self) -> std::result::Result<(), String> {
+    /// What every engine run's counters satisfy (`report::read_kernel_counters` holds a file to
+    /// it, so that what is drawn from one is what the engine counted).
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let expected = u64::from(self.rows) * u64::from(self.cols);
         if self.pes.len() as u64 != expected {
             return Err(format!(
@@ -147,23 +112,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_round_trip_through_postcard() {
-        let mut pe = PeCounters {
+    fn the_busy_fraction_is_busy_cycles_over_the_run() {
+        let pe = PeCounters {
             fmac_cycles: 7,
             fmac_ops: 28,
             ..Default::default()
         };
-        pe.wavelets_in[2] = 3;
         let mesh = MeshCounters {
             rows: 1,
             cols: 2,
             cycles: 10,
             pes: vec![pe, PeCounters::default()],
         };
-        let bytes = mesh.to_bytes().unwrap();
-        assert_eq!(MeshCounters::from_bytes(&bytes).unwrap(), mesh);
         assert_eq!(mesh.busy_fraction_grid(), vec![0.7, 0.0]);
-        assert!(MeshCounters::from_bytes(b"nope").is_err());
     }
 
     /// Counters no run can give are refused with what is wrong, never drawn (nor a panic).
@@ -180,22 +141,8 @@ mod tests {
             cycles: 10,
             pes: vec![busy; 4],
         };
-        let bytes = mesh.to_bytes().unwrap();
-        assert_eq!(MeshCounters::from_bytes(&bytes).unwrap(), mesh);
-        let refusal = |mesh: &MeshCounters| {
-            MeshCounters::from_bytes(&mesh.to_bytes().unwrap())
-                .unwrap_err()
-                .to_string()
-        };
-
-        let mut longer = bytes.clone();
-        longer.extend_from_slice(b"xyz");
-        let err = MeshCounters::from_bytes(&longer).unwrap_err().to_string();
-        assert!(err.contains("3 bytes of garbage"), "{err}");
-        for cut in MAGIC.len()..bytes.len() {
-            let err = MeshCounters::from_bytes(&bytes[..cut]).unwrap_err();
-            assert!(err.to_string().contains("truncated"), "{err}");
-        }
+        assert_eq!(mesh.check(), Ok(()));
+        let refusal = |mesh: &MeshCounters| mesh.check().unwrap_err();
 
         let mut wrong_size = mesh.clone();
         wrong_size.rows = 3;

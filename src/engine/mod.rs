@@ -21,7 +21,7 @@
 //!   by wavelet arrival; the kernel says what each task costs ([`Work`]) from the spec's SIMD
 //!   width, SRAM bandwidth, activation and decode costs.
 //! - **Counters** ([`counters`]): per PE, busy cycles by kind, FMACs, wavelets per port, stalls,
-//!   SRAM bytes; integers, saved with postcard.
+//!   SRAM bytes; integers (`kernel --counters` saves them as numpy arrays, `.npz`).
 //!
 //! # Event ordering and determinism
 //! Events run cycle by cycle; within a cycle in the order they were scheduled ([`event`]). Every

@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 /// Which pass of the training step an op belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Pass {
     Forward,
@@ -35,11 +37,15 @@ impl Pass {
 }
 
 /// What an op computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
     /// Token (and soft-prompt) embedding lookup plus learned positions.
     Embedding,
+    /// `layernorm`, as `kernel layernorm` and ops.csv have always spelled it.
+    #[serde(rename = "layernorm")]
     LayerNorm,
     /// Activation × weight (+ bias): Q, K, V, attention output, FFN up and down.
     Linear,

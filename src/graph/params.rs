@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::spec::{ModelSpec, WeightKind};
 
 /// Parameters of a model by kind. Biases and LayerNorm γ/β are counted exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ParamCounts {
     /// Everything trained in pre-training: non-embedding + embedding (+ untied head).
     pub total: u64,

@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::spec::Architecture;
 
 /// Where the activations backward reads are kept: the strategies the mapper searches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Activations {
     /// Every activation backward reads stays in SRAM.

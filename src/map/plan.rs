@@ -54,7 +54,7 @@ impl MicrobatchGroup {
 }
 
 /// SRAM of the most loaded PE, by use, against its capacity.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SramBudget {
     pub capacity_bytes: u64,
     pub code_bytes: u64,

@@ -2,13 +2,16 @@
 
 use serde::Serialize;
 
+use super::json::{flops_pair, ExactCount, SCHEMA_VERSION};
 use super::table::{duration, si, thousands, Table};
 use crate::graph::PhaseFlops;
 use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// FLOPs of the whole recipe for the dense run and each pre-training sparsity.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FlopsReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     pub model: String,
@@ -18,14 +21,16 @@ pub struct FlopsReport {
     pub runs: Vec<FlopsRun>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FlopsRun {
-    pub sparsity: f64,
+    /// The run's pre-training sparsity; each phase has its own `sparsity`.
+    pub run_sparsity: f64,
     pub phases: Vec<PhaseRow>,
     pub total: TotalRow,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// FLOP counts are the nearest doubles, each with its exact integer beside it (`*_exact`).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PhaseRow {
     pub phase: Phase,
     pub sparsity: f64,
@@ -34,24 +39,33 @@ pub struct PhaseRow {
     pub tokens_per_step: u64,
     pub flops_dense_per_token: f64,
     pub flops_executed_per_token: f64,
-    pub flops_dense_per_step: u128,
-    pub flops_executed_per_step: u128,
-    pub flops_optimizer_per_step: u128,
-    pub flops_dense: u128,
-    pub flops_executed: u128,
-    pub flops_optimizer: u128,
+    pub flops_dense_per_step: f64,
+    pub flops_dense_per_step_exact: ExactCount,
+    pub flops_executed_per_step: f64,
+    pub flops_executed_per_step_exact: ExactCount,
+    pub flops_optimizer_per_step: f64,
+    pub flops_optimizer_per_step_exact: ExactCount,
+    pub flops_dense: f64,
+    pub flops_dense_exact: ExactCount,
+    pub flops_executed: f64,
+    pub flops_executed_exact: ExactCount,
+    pub flops_optimizer: f64,
+    pub flops_optimizer_exact: ExactCount,
     pub theoretical_speedup: f64,
     /// Executed FLOPs at the fabric's peak: the lower bound on wall-clock that FLOPs imply.
     pub seconds_at_peak: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TotalRow {
     pub tokens: u64,
     pub steps: u64,
-    pub flops_dense: u128,
-    pub flops_executed: u128,
-    pub flops_optimizer: u128,
+    pub flops_dense: f64,
+    pub flops_dense_exact: ExactCount,
+    pub flops_executed: f64,
+    pub flops_executed_exact: ExactCount,
+    pub flops_optimizer: f64,
+    pub flops_optimizer_exact: ExactCount,
     pub theoretical_speedup: f64,
     pub seconds_at_peak: f64,
 }
@@ -70,6 +84,7 @@ impl FlopsReport {
             .map(|(s, phases)| FlopsRun::new(phases, *s, peak))
             .collect();
         FlopsReport {
+            schema_version: SCHEMA_VERSION,
             version: crate::VERSION,
             seed,
             model: model.name.clone(),
@@ -99,7 +114,7 @@ impl FlopsReport {
             "time at peak",
         ]);
         for run in &self.runs {
-            let label = run_label(run.sparsity);
+            let label = run_label(run.run_sparsity);
             for p in &run.phases {
                 t.row([
                     label.clone(),
@@ -108,8 +123,8 @@ impl FlopsReport {
                     thousands(p.steps as u128),
                     si(p.flops_dense_per_token, "FLOP"),
                     si(p.flops_executed_per_token, "FLOP"),
-                    si(p.flops_executed as f64, "FLOP"),
-                    si(p.flops_optimizer as f64, "FLOP"),
+                    si(p.flops_executed, "FLOP"),
+                    si(p.flops_optimizer, "FLOP"),
                     format!("{:.3}x", p.theoretical_speedup),
                     duration(p.seconds_at_peak),
                 ]);
@@ -122,8 +137,8 @@ impl FlopsReport {
                 thousands(total.steps as u128),
                 String::new(),
                 String::new(),
-                si(total.flops_executed as f64, "FLOP"),
-                si(total.flops_optimizer as f64, "FLOP"),
+                si(total.flops_executed, "FLOP"),
+                si(total.flops_optimizer, "FLOP"),
                 format!("{:.3}x", total.theoretical_speedup),
                 duration(total.seconds_at_peak),
             ]);
@@ -143,17 +158,21 @@ impl FlopsRun {
         let rows: Vec<PhaseRow> = phases.iter().map(|p| PhaseRow::new(p, peak)).collect();
         let flops_dense = phases.iter().map(|p| p.flops_dense).sum::<u128>();
         let flops_executed = phases.iter().map(|p| p.flops_executed).sum::<u128>();
+        let flops_optimizer = phases.iter().map(|p| p.flops_optimizer).sum::<u128>();
         let total = TotalRow {
             tokens: phases.iter().map(|p| p.tokens).sum(),
             steps: phases.iter().map(|p| p.steps).sum(),
-            flops_dense,
-            flops_executed,
-            flops_optimizer: phases.iter().map(|p| p.flops_optimizer).sum(),
+            flops_dense: flops_dense as f64,
+            flops_dense_exact: ExactCount(flops_dense),
+            flops_executed: flops_executed as f64,
+            flops_executed_exact: ExactCount(flops_executed),
+            flops_optimizer: flops_optimizer as f64,
+            flops_optimizer_exact: ExactCount(flops_optimizer),
             theoretical_speedup: flops_dense as f64 / flops_executed as f64,
             seconds_at_peak: flops_executed as f64 / peak,
         };
         FlopsRun {
-            sparsity,
+            run_sparsity: sparsity,
             phases: rows,
             total,
         }
@@ -170,12 +189,18 @@ impl PhaseRow {
             tokens_per_step: p.tokens_per_step,
             flops_dense_per_token: p.flops_dense_per_token(),
             flops_executed_per_token: p.flops_executed_per_token(),
-            flops_dense_per_step: p.flops_dense_per_step,
-            flops_executed_per_step: p.flops_executed_per_step,
-            flops_optimizer_per_step: p.flops_optimizer_per_step,
-            flops_dense: p.flops_dense,
-            flops_executed: p.flops_executed,
-            flops_optimizer: p.flops_optimizer,
+            flops_dense_per_step: flops_pair(p.flops_dense_per_step).0,
+            flops_dense_per_step_exact: ExactCount(p.flops_dense_per_step),
+            flops_executed_per_step: flops_pair(p.flops_executed_per_step).0,
+            flops_executed_per_step_exact: ExactCount(p.flops_executed_per_step),
+            flops_optimizer_per_step: flops_pair(p.flops_optimizer_per_step).0,
+            flops_optimizer_per_step_exact: ExactCount(p.flops_optimizer_per_step),
+            flops_dense: flops_pair(p.flops_dense).0,
+            flops_dense_exact: ExactCount(p.flops_dense),
+            flops_executed: flops_pair(p.flops_executed).0,
+            flops_executed_exact: ExactCount(p.flops_executed),
+            flops_optimizer: flops_pair(p.flops_optimizer).0,
+            flops_optimizer_exact: ExactCount(p.flops_optimizer),
             theoretical_speedup: p.theoretical_speedup(),
             seconds_at_peak: p.flops_executed as f64 / peak,
         }

@@ -8,8 +8,10 @@ use crate::map::PhasePlan;
 use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// A model: its architecture, parameter counts and the recipe's phases.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ModelInspect {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     pub model: String,
@@ -20,7 +22,7 @@ pub struct ModelInspect {
 }
 
 /// The shape of one phase's steps.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PhaseShape {
     pub phase: Phase,
     pub steps: u64,
@@ -37,7 +39,7 @@ pub struct PhaseShape {
 }
 
 /// What the mapper chose for a phase's dense step on the inspected fabric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlanSummary {
     pub fabric: String,
     pub microbatch_sequences: u64,
@@ -80,6 +82,7 @@ impl ModelInspect {
             })
             .collect();
         ModelInspect {
+            schema_version: super::SCHEMA_VERSION,
             version: crate::VERSION,
             seed,
             model: model.name.clone(),
@@ -180,8 +183,10 @@ impl ModelInspect {
 }
 
 /// A fabric: its PEs, peak rate, memory and links.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FabricInspect {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     pub fabric: String,
@@ -201,6 +206,7 @@ impl FabricInspect {
     pub fn new(fabric: &FabricSpec, seed: u64) -> Self {
         let unvalidated = crate::validate::unvalidated_keys(fabric);
         FabricInspect {
+            schema_version: super::SCHEMA_VERSION,
             version: crate::VERSION,
             seed,
             fabric: fabric.name.clone(),

@@ -9,6 +9,8 @@ mod csv_file;
 mod files;
 mod flops;
 mod inspect;
+mod json;
+pub mod npz;
 mod pictures;
 pub mod plot;
 mod step;
@@ -16,7 +18,7 @@ mod table;
 mod trace;
 mod train;
 
-pub use counters::{CountersFile, RunCounters, COUNTERS_FORMAT_VERSION};
+pub use counters::{kernel_counters_npz, read_kernel_counters, CountersFile, RunCounters};
 pub use csv_file::csv_text;
 pub use files::{
     check_distinct_outputs, check_output_file, check_output_folder, create_folder, lock_folder,
@@ -25,6 +27,7 @@ pub use files::{
 };
 pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
+pub use json::{flops_pair, serialize_as_f64, ExactCount, SCHEMA_VERSION};
 pub use pictures::{
     check_run_names, draw_gap, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps,
     run_name, utilization_heatmap_name, HeatmapKind,

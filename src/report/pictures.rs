@@ -1,4 +1,4 @@
-//! The pictures of a `train` run, drawn from saved results (`counters.postcard`, `report.json`),
+//! The pictures of a `train` run, drawn from saved results (`counters.npz`, `report.json`),
 //! so that `wafersim plot` redraws exactly what `train` drew.
 
 use std::path::{Path, PathBuf};
@@ -153,6 +153,7 @@ pub fn draw_train_heatmaps(file: &CountersFile, out: &Path) -> Result<Vec<PathBu
 /// What the speedup chart reads of a `report.json` (other fields are ignored).
 #[derive(Debug, serde::Deserialize)]
 struct SavedReport {
+    schema_version: u32,
     version: String,
     model: String,
     fabric: String,
@@ -173,6 +174,7 @@ struct SavedCurvePoint {
 
 #[derive(Debug, serde::Deserialize)]
 struct SavedRun {
+    #[serde(rename = "run_sparsity")]
     sparsity: f64,
     phases: Vec<PhaseFigures>,
     total: PhaseFigures,
@@ -182,7 +184,8 @@ struct SavedRun {
 /// A share of `gap` (`report::train::GapShare`).
 #[derive(Debug, serde::Deserialize)]
 struct SavedGap {
-    category: String,
+    /// How tables name the category (`I/O`); its machine key is `category`.
+    label: String,
     share: f64,
 }
 
@@ -194,6 +197,16 @@ fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
     let report: SavedReport = serde_json::from_str(text)
         .map_err(|e| Error::Input(format!("{origin}: not a train report ({e})")))?;
     let bad = |field: String, why: String| Error::Input(format!("{origin}: {field} {why}"));
+    if report.schema_version != super::SCHEMA_VERSION {
+        return Err(bad(
+            "schema_version".into(),
+            format!(
+                "{}: this wafersim reads reports of schema version {}; rerun train",
+                report.schema_version,
+                super::SCHEMA_VERSION
+            ),
+        ));
+    }
     if report.version != crate::VERSION {
         return Err(bad(
             "version".into(),
@@ -208,13 +221,21 @@ fn read_saved_report(text: &str, origin: &str) -> Result<SavedReport> {
         .runs
         .first()
         .filter(|r| r.sparsity == 0.0)
-        .ok_or_else(|| bad("runs[0].sparsity".into(), "must be 0: the dense run".into()))?;
+        .ok_or_else(|| {
+            bad(
+                "runs[0].run_sparsity".into(),
+                "must be 0: the dense run".into(),
+            )
+        })?;
     for (i, run) in report.runs.iter().enumerate() {
         let field = |name: &str| format!("runs[{i}].{name}");
-        crate::spec::check_sparsity(&format!("{origin}: {}", field("sparsity")), run.sparsity)?;
+        crate::spec::check_sparsity(
+            &format!("{origin}: {}", field("run_sparsity")),
+            run.sparsity,
+        )?;
         if report.runs[..i].iter().any(|r| r.sparsity == run.sparsity) {
             return Err(bad(
-                field("sparsity"),
+                field("run_sparsity"),
                 format!("{}: a second run at it", run.sparsity),
             ));
         }
@@ -355,7 +376,7 @@ fn gap_waterfall(run: &SavedRun) -> Waterfall {
         let next = 1.0 / (1.0 / theory + shares / simulated);
         // A category that moves the speedup by less than a hundredth is not worth a bar.
         if (next - level).abs() >= 0.005 {
-            steps.push((gap.category.clone(), next - level));
+            steps.push((gap.label.clone(), next - level));
             level = next;
         }
     }

@@ -2,15 +2,20 @@
 
 use serde::Serialize;
 
+use super::json::{flops_pair, ExactCount, SCHEMA_VERSION};
 use super::table::{duration, si, thousands, Table};
+use super::train::{weight_format_key, OpTile};
+use crate::graph::{OpKind, Pass};
 use crate::map::{Activations, Alternative, WeightFormat};
 use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of one step, with the README's stable field names.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     pub model: String,
@@ -42,13 +47,17 @@ pub struct StepReport {
     pub alternatives: Vec<AlternativeReport>,
     pub cycles: u64,
     pub seconds: f64,
-    /// The wafer's work: forward, dgrad and wgrad.
-    pub flops_dense: u128,
-    pub flops_executed: u128,
+    /// The wafer's work: forward, dgrad and wgrad (the nearest double; exact beside it).
+    pub flops_dense: f64,
+    pub flops_dense_exact: ExactCount,
+    pub flops_executed: f64,
+    pub flops_executed_exact: ExactCount,
     /// The optimizer's update, off-wafer (MemoryX), once per step: not the wafer's work.
-    pub flops_optimizer: u128,
+    pub flops_optimizer: f64,
+    pub flops_optimizer_exact: ExactCount,
     /// FLOPs of forward ops run again in backward: on top of `flops_executed`, not in it.
-    pub flops_recompute: u128,
+    pub flops_recompute: f64,
+    pub flops_recompute_exact: ExactCount,
     /// The wafer's executed FLOPs ÷ the step's seconds.
     pub flops_per_second: f64,
     /// Achieved FLOP/s ÷ the fabric's dense fp16 peak (of all the systems).
@@ -65,17 +74,85 @@ pub struct StepReport {
     /// The most loaded PE's SRAM by use: code, activations saved for backward, the largest op.
     pub sram: crate::map::SramBudget,
     pub breakdown: Breakdown,
-    /// What the SwarmX tree adds (`breakdown.data_parallel`), by part; zeros on one system.
+    /// What the SwarmX tree adds (`breakdown.data_parallel_cycles`), by part; zeros on one system.
     pub data_parallel: crate::cost::DataParallelCost,
     /// A sparse step against the same step dense (null for a dense step).
     pub against_dense: Option<AgainstDense>,
-    pub ops: Vec<OpRow>,
+    pub ops: Vec<OpReport>,
     pub host_seconds: f64,
+    /// The ops as the step counted them, for the table.
+    #[serde(skip)]
+    pub op_rows: Vec<OpRow>,
+}
+
+/// One op of the step, summed over its microbatches (an optimizer update: once per step), with
+/// the columns ops.csv has.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct OpReport {
+    pub name: String,
+    pub kind: OpKind,
+    /// `forward`, `dgrad`, `wgrad` or `update` (not `pass`: a Python keyword).
+    pub op_pass: Pass,
+    pub sparse: bool,
+    /// `sparse` (value + index), `dense` (packed, zeros multiplied), `none` (no weight matrix).
+    pub weight_format: &'static str,
+    pub recompute: bool,
+    /// `rows x c_k x c_n` of the GEMM tile, else why there is none: `elementwise` (element-wise
+    /// ops and the embedding, over the whole region) or `off_wafer` (the optimizer's updates).
+    pub tile: String,
+    /// The GEMM tile's rows and column split; null exactly when `tile` is not a GEMM tile.
+    pub tile_rows: Option<u64>,
+    pub tile_split_k: Option<u64>,
+    pub tile_split_n: Option<u64>,
+    pub token_chunks: u64,
+    pub cycles: u64,
+    pub breakdown: Breakdown,
+    pub io_in_bytes: u64,
+    pub io_out_bytes: u64,
+    pub flops_dense: f64,
+    pub flops_dense_exact: ExactCount,
+    pub flops_executed: f64,
+    pub flops_executed_exact: ExactCount,
+    /// Executed FLOPs of a recomputed op (0 for the model's own ops).
+    pub flops_recompute: f64,
+    pub flops_recompute_exact: ExactCount,
+}
+
+impl OpReport {
+    fn of(op: &OpRow) -> OpReport {
+        let tile = OpTile::of(op);
+        let (flops_dense, flops_dense_exact) = flops_pair(op.flops_dense);
+        let (flops_executed, flops_executed_exact) = flops_pair(op.flops_executed);
+        let (flops_recompute, flops_recompute_exact) = flops_pair(op.flops_recompute);
+        OpReport {
+            name: op.name.clone(),
+            kind: op.kind,
+            op_pass: op.pass,
+            sparse: op.sparse,
+            weight_format: weight_format_key(op.weight_format),
+            recompute: op.recompute,
+            tile: tile.label,
+            tile_rows: tile.rows,
+            tile_split_k: tile.split_k,
+            tile_split_n: tile.split_n,
+            token_chunks: op.token_chunks,
+            cycles: op.cycles,
+            breakdown: op.breakdown,
+            io_in_bytes: op.io_in_bytes,
+            io_out_bytes: op.io_out_bytes,
+            flops_dense,
+            flops_dense_exact,
+            flops_executed,
+            flops_executed_exact,
+            flops_recompute,
+            flops_recompute_exact,
+        }
+    }
 }
 
 /// A sparse step beside the same step run dense: both speedups and, when the simulated one is
 /// above the FLOPs', the categories that shrank faster than the FLOPs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AgainstDense {
     pub dense_cycles: u64,
     /// Dense FLOPs ÷ executed FLOPs.
@@ -113,7 +190,7 @@ impl AgainstDense {
             let parts: Vec<String> = self
                 .faster_than_flops
                 .iter()
-                .map(|f| format!("{} {:.2}x", f.category, f.category_speedup))
+                .map(|f| format!("{} {:.2}x", f.label, f.category_speedup))
                 .collect();
             out += &format!(
                 "            beats its FLOPs: the ops on the masked weights take {:.0}% of the dense \
@@ -141,7 +218,12 @@ impl StepReport {
         let samples_per_second = result.batch_sequences as f64 / seconds.max(f64::MIN_POSITIVE);
         let b = &result.breakdown;
         let unvalidated = unvalidated_keys(fabric);
+        let (flops_dense, flops_dense_exact) = flops_pair(result.flops_dense);
+        let (flops_executed, flops_executed_exact) = flops_pair(result.flops_executed);
+        let (flops_optimizer, flops_optimizer_exact) = flops_pair(result.flops_optimizer);
+        let (flops_recompute, flops_recompute_exact) = flops_pair(result.flops_recompute);
         StepReport {
+            schema_version: SCHEMA_VERSION,
             version: crate::VERSION,
             seed,
             model: plan.model.clone(),
@@ -163,10 +245,14 @@ impl StepReport {
             alternatives: AlternativeReport::of(&plan.alternatives, fabric.clock.clock_hz),
             cycles: result.cycles,
             seconds,
-            flops_dense: result.flops_dense,
-            flops_executed: result.flops_executed,
-            flops_optimizer: result.flops_optimizer,
-            flops_recompute: result.flops_recompute,
+            flops_dense,
+            flops_dense_exact,
+            flops_executed,
+            flops_executed_exact,
+            flops_optimizer,
+            flops_optimizer_exact,
+            flops_recompute,
+            flops_recompute_exact,
             flops_per_second,
             peak_fraction: flops_per_second
                 / (result.systems as f64 * fabric.peak_fp16_flops_per_second()),
@@ -185,8 +271,9 @@ impl StepReport {
             breakdown: *b,
             data_parallel: result.data_parallel,
             against_dense: None,
-            ops: result.ops.clone(),
+            ops: result.ops.iter().map(OpReport::of).collect(),
             host_seconds,
+            op_rows: result.ops.clone(),
         }
     }
 
@@ -222,7 +309,7 @@ impl StepReport {
             head_chunks_text(self.head_chunks)
         );
         out += &format!("systems     {}{}\n", self.systems, systems_text(self));
-        out += &wire_text(&self.ops);
+        out += &wire_text(&self.op_rows);
         out += &format!(
             "time        {} cycles = {}: {:.1} samples/s, {:.1} per system\n",
             thousands(self.cycles as u128),
@@ -232,9 +319,9 @@ impl StepReport {
         );
         out += &format!(
             "FLOPs       {} executed of {} dense on the wafer (the optimizer's {} run off-wafer): {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step ({}-bound)\n",
-            si(self.flops_executed as f64, "FLOP"),
-            si(self.flops_dense as f64, "FLOP"),
-            si(self.flops_optimizer as f64, "FLOP"),
+            si(self.flops_executed, "FLOP"),
+            si(self.flops_dense, "FLOP"),
+            si(self.flops_optimizer, "FLOP"),
             si(self.flops_per_second, "FLOP/s"),
             100.0 * self.peak_fraction,
             100.0 * self.breakdown.io as f64 / self.cycles.max(1) as f64,
@@ -257,10 +344,10 @@ impl StepReport {
             thousands(self.sram.working_bytes_max as u128),
             self.sram.working_op
         );
-        if self.flops_recompute > 0 {
+        if self.flops_recompute > 0.0 {
             out += &format!(
                 "recompute   {} run again in backward, on top of the model's\n",
-                si(self.flops_recompute as f64, "FLOP")
+                si(self.flops_recompute, "FLOP")
             );
         }
         out += &alternatives_table(&self.alternatives, self.cycles);
@@ -275,7 +362,7 @@ impl StepReport {
         }
         out += &t.render();
         out += "\nthe ten most expensive ops (summed over microbatches)\n";
-        let mut ops: Vec<&OpRow> = self.ops.iter().collect();
+        let mut ops: Vec<&OpRow> = self.op_rows.iter().collect();
         ops.sort_by(|a, b| b.cycles.cmp(&a.cycles).then(a.name.cmp(&b.name)));
         let mut t = Table::new([
             "op", "tile", "cycles", "share", "I/O wait", "compute", "overhead",
@@ -370,7 +457,7 @@ fn wire_text(ops: &[OpRow]) -> String {
 }
 
 /// A plan the mapper timed beside its choice, as reports show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AlternativeReport {
     pub activations: Activations,
     pub microbatch_sequences: u64,

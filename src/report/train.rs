@@ -5,19 +5,22 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::csv_file::csv_text;
+use super::json::{ExactCount, SCHEMA_VERSION};
 use super::table::{duration, si, thousands, Table};
 use crate::error::Result;
 use crate::schedule::{
-    faster_than_flops, gap_shares, Breakdown, CurvePoint, FasterThanFlops, PhaseResult, PhaseTotal,
-    RunResult,
+    category_label, faster_than_flops, gap_shares, Breakdown, CurvePoint, FasterThanFlops,
+    PhaseResult, PhaseTotal, RunResult,
 };
 use crate::spec::{FabricSpec, ModelSpec, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of a recipe run, with the README's stable field names. Host timings are not part of
 /// it, so the same inputs give byte-identical files.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TrainReport {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     pub model: String,
@@ -47,9 +50,10 @@ pub struct TrainReport {
     pub speedup_curve: Vec<CurvePoint>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TrainRun {
-    pub sparsity: f64,
+    /// The run's pre-training sparsity (0 for the dense run); each phase has its own `sparsity`.
+    pub run_sparsity: f64,
     pub phases: Vec<TrainPhase>,
     pub total: TrainPhase,
     /// Share of the run's cycles each category takes beyond what the FLOPs promise (sparse runs).
@@ -60,7 +64,7 @@ pub struct TrainRun {
 }
 
 /// One phase of a run (or its total), as report.json, phases.csv and sweep points carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainPhase {
     pub phase: String,
@@ -71,11 +75,14 @@ pub struct TrainPhase {
     pub samples_per_second: f64,
     pub samples_per_second_per_system: f64,
     pub steps: u64,
-    /// The wafer's work: forward, dgrad and wgrad.
-    pub flops_dense: u128,
-    pub flops_executed: u128,
+    /// The wafer's work: forward, dgrad and wgrad (the nearest double; exact beside it).
+    pub flops_dense: f64,
+    pub flops_dense_exact: ExactCount,
+    pub flops_executed: f64,
+    pub flops_executed_exact: ExactCount,
     /// The optimizer's update, off-wafer, once per step.
-    pub flops_optimizer: u128,
+    pub flops_optimizer: f64,
+    pub flops_optimizer_exact: ExactCount,
     pub cycles: u64,
     pub seconds: f64,
     pub theoretical_speedup: f64,
@@ -84,9 +91,13 @@ pub struct TrainPhase {
     pub breakdown: Breakdown,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GapShare {
+    /// A machine key: `compute`, `reduction`, `io`, `imbalance`, `overhead`, `recompute`,
+    /// `data_parallel`.
     pub category: String,
+    /// How tables name it (`I/O`, `data parallel`).
+    pub label: String,
     pub share: f64,
 }
 
@@ -114,6 +125,7 @@ impl TrainReport {
                         .into_iter()
                         .map(|(category, share)| GapShare {
                             category: category.to_string(),
+                            label: category_label(category).to_string(),
                             share,
                         })
                         .collect()
@@ -126,7 +138,7 @@ impl TrainReport {
                     Vec::new()
                 };
                 TrainRun {
-                    sparsity: run.sparsity,
+                    run_sparsity: run.sparsity,
                     phases: run
                         .phases
                         .iter()
@@ -139,6 +151,7 @@ impl TrainReport {
             })
             .collect();
         TrainReport {
+            schema_version: SCHEMA_VERSION,
             version: crate::VERSION,
             seed,
             model: model.name.clone(),
@@ -187,14 +200,14 @@ impl TrainReport {
             "PE util",
         ]);
         for run in &self.runs {
-            let label = super::flops::run_label(run.sparsity);
+            let label = super::flops::run_label(run.run_sparsity);
             for p in run.phases.iter().chain(std::iter::once(&run.total)) {
                 t.row([
                     label.clone(),
                     p.phase.clone(),
                     si(p.tokens as f64, ""),
                     thousands(p.steps as u128),
-                    si(p.flops_executed as f64, "FLOP"),
+                    si(p.flops_executed, "FLOP"),
                     duration(p.seconds),
                     format!("{:.2}x", p.theoretical_speedup),
                     format!("{:.2}x", p.simulated_speedup),
@@ -204,19 +217,19 @@ impl TrainReport {
         }
         out += &t.render();
         out += "\nWhere the gap goes (shares of each sparse run's simulated time beyond what its FLOPs promise):\n";
-        for run in self.runs.iter().filter(|r| r.sparsity > 0.0) {
+        for run in self.runs.iter().filter(|r| r.run_sparsity > 0.0) {
             let parts: Vec<String> = run
                 .gap
                 .iter()
                 .filter(|g| g.share.abs() >= 0.0005)
-                .map(|g| format!("{} {:.1}%", g.category, 100.0 * g.share))
+                .map(|g| format!("{} {:.1}%", g.label, 100.0 * g.share))
                 .collect();
             let _ = writeln!(
                 out,
                 "  s={}: {:.2}x on the masked weights -> {:.2}x by FLOPs (Amdahl: {:.0}% of the FLOPs stay dense) \
                  -> {:.2}x simulated. Beyond the FLOPs: {}",
-                run.sparsity,
-                1.0 / (1.0 - run.sparsity),
+                run.run_sparsity,
+                1.0 / (1.0 - run.run_sparsity),
                 run.total.theoretical_speedup,
                 100.0 * (1.0 - self.masked_flops_share),
                 run.total.simulated_speedup,
@@ -235,7 +248,7 @@ impl TrainReport {
             run.phases
                 .iter()
                 .chain(std::iter::once(&run.total))
-                .map(|p| PhaseRow::new(run.sparsity, p))
+                .map(|p| PhaseRow::new(run.run_sparsity, p))
         }))
     }
 }
@@ -251,10 +264,10 @@ impl TrainReport {
         .map(|f| {
             format!(
                 "{} {:.2}x ({})",
-                f.category,
+                f.label,
                 f.category_speedup,
                 match f.category {
-                    "I/O" => "a smaller weight stream waits less at the wafer's edge, and the dense run streams every weight again for each microbatch",
+                    "io" => "a smaller weight stream waits less at the wafer's edge, and the dense run streams every weight again for each microbatch",
                     "overhead" => "fewer task activations, fill and drain: the dense run's ops on the masked weights pay a task per packed wavelet",
                     "reduction" => "fewer partial sums left unhidden",
                     "imbalance" => "less spread between PE columns",
@@ -282,9 +295,9 @@ struct PhaseRow<'a> {
     sparsity: f64,
     tokens: u64,
     steps: u64,
-    flops_dense: u128,
-    flops_executed: u128,
-    flops_optimizer: u128,
+    flops_dense: f64,
+    flops_executed: f64,
+    flops_optimizer: f64,
     cycles: u64,
     seconds: f64,
     theoretical_speedup: f64,
@@ -334,14 +347,18 @@ pub fn ops_csv(runs: &[RunResult]) -> Result<String> {
     csv_text(runs.iter().flat_map(|run| {
         run.pretrain_step.ops.iter().map(|op| {
             let b = &op.breakdown;
-            OpRow {
+            let tile = OpTile::of(op);
+            OpCsvRow {
                 run_sparsity: run.sparsity,
                 op: &op.name,
-                kind: op.kind.name(),
-                pass: op.pass.name(),
+                kind: op.kind,
+                op_pass: op.pass,
                 sparse: op.sparse,
-                weight_format: op.weight_format.map_or("", |f| f.name()),
-                tile: &op.tile,
+                weight_format: weight_format_key(op.weight_format),
+                tile: tile.label,
+                tile_rows: tile.rows,
+                tile_split_k: tile.split_k,
+                tile_split_n: tile.split_n,
                 cycles: op.cycles,
                 sparse_compute_cycles: b.sparse_compute,
                 dense_compute_cycles: b.dense_compute,
@@ -352,25 +369,60 @@ pub fn ops_csv(runs: &[RunResult]) -> Result<String> {
                 recompute_cycles: b.recompute,
                 io_in_bytes: op.io_in_bytes,
                 io_out_bytes: op.io_out_bytes,
-                flops_dense: op.flops_dense,
-                flops_executed: op.flops_executed,
-                flops_recompute: op.flops_recompute,
+                flops_dense: op.flops_dense as f64,
+                flops_executed: op.flops_executed as f64,
+                flops_recompute: op.flops_recompute as f64,
             }
         })
     }))
 }
 
+/// `sparse` or `dense` (how the op's weight travels), `none` for an op without a weight matrix.
+pub(crate) fn weight_format_key(format: Option<crate::map::WeightFormat>) -> &'static str {
+    format.map_or("none", |f| f.name())
+}
+
+/// Where an op runs, as ops.csv and `step --json` give it: `tile` names the GEMM tile
+/// (`rows x c_k x c_n`), or says why there is none (`elementwise`: element-wise ops and the
+/// embedding run over the whole region; `off_wafer`: the optimizer's updates). The numbers are
+/// the tile's, and empty (null in JSON) exactly when `tile` is not a GEMM tile.
+pub(crate) struct OpTile {
+    pub label: String,
+    pub rows: Option<u64>,
+    pub split_k: Option<u64>,
+    pub split_n: Option<u64>,
+}
+
+impl OpTile {
+    pub(crate) fn of(op: &crate::schedule::OpRow) -> OpTile {
+        let label = match (&op.gemm_tile, op.pass.on_wafer()) {
+            (Some(_), _) => op.tile.clone(),
+            (None, true) => "elementwise".to_string(),
+            (None, false) => "off_wafer".to_string(),
+        };
+        OpTile {
+            label,
+            rows: op.gemm_tile.map(|t| t.rows),
+            split_k: op.gemm_tile.map(|t| t.c_k),
+            split_n: op.gemm_tile.map(|t| t.c_n),
+        }
+    }
+}
+
 /// A line of ops.csv.
 #[derive(Serialize)]
-struct OpRow<'a> {
+struct OpCsvRow<'a> {
     run_sparsity: f64,
     op: &'a str,
-    kind: &'static str,
-    pass: &'static str,
+    kind: crate::graph::OpKind,
+    /// `forward`, `dgrad`, `wgrad`, `update` (as `step --json` spells them).
+    op_pass: crate::graph::Pass,
     sparse: bool,
-    /// `sparse`, `dense`, or empty for an op without a weight matrix.
     weight_format: &'static str,
-    tile: &'a str,
+    tile: String,
+    tile_rows: Option<u64>,
+    tile_split_k: Option<u64>,
+    tile_split_n: Option<u64>,
     cycles: u64,
     sparse_compute_cycles: u64,
     dense_compute_cycles: u64,
@@ -381,9 +433,9 @@ struct OpRow<'a> {
     recompute_cycles: u64,
     io_in_bytes: u64,
     io_out_bytes: u64,
-    flops_dense: u128,
-    flops_executed: u128,
-    flops_recompute: u128,
+    flops_dense: f64,
+    flops_executed: f64,
+    flops_recompute: f64,
 }
 
 impl TrainPhase {
@@ -399,9 +451,12 @@ impl TrainPhase {
             samples_per_second,
             samples_per_second_per_system: samples_per_second / p.systems as f64,
             steps: p.steps,
-            flops_dense: p.flops_dense,
-            flops_executed: p.flops_executed,
-            flops_optimizer: p.flops_optimizer,
+            flops_dense: p.flops_dense as f64,
+            flops_dense_exact: ExactCount(p.flops_dense),
+            flops_executed: p.flops_executed as f64,
+            flops_executed_exact: ExactCount(p.flops_executed),
+            flops_optimizer: p.flops_optimizer as f64,
+            flops_optimizer_exact: ExactCount(p.flops_optimizer),
             cycles: p.cycles,
             seconds,
             theoretical_speedup: p.theoretical_speedup,
@@ -423,9 +478,12 @@ impl TrainPhase {
             samples_per_second,
             samples_per_second_per_system: samples_per_second / t.systems as f64,
             steps: t.steps,
-            flops_dense: t.flops_dense,
-            flops_executed: t.flops_executed,
-            flops_optimizer: t.flops_optimizer,
+            flops_dense: t.flops_dense as f64,
+            flops_dense_exact: ExactCount(t.flops_dense),
+            flops_executed: t.flops_executed as f64,
+            flops_executed_exact: ExactCount(t.flops_executed),
+            flops_optimizer: t.flops_optimizer as f64,
+            flops_optimizer_exact: ExactCount(t.flops_optimizer),
             cycles: t.cycles,
             seconds,
             theoretical_speedup: t.theoretical_speedup,
@@ -462,8 +520,8 @@ impl From<&TrainPhase> for PhaseFigures {
         PhaseFigures {
             phase: p.phase.clone(),
             sparsity: p.sparsity,
-            flops_dense: p.flops_dense as f64,
-            flops_executed: p.flops_executed as f64,
+            flops_dense: p.flops_dense,
+            flops_executed: p.flops_executed,
             cycles: p.cycles as f64,
             seconds: p.seconds,
             theoretical_speedup: p.theoretical_speedup,

@@ -1,5 +1,5 @@
 //! Per-PE figures of a step at full fabric resolution: busy cycles and SRAM bytes, for heatmaps
-//! and `counters.postcard`.
+//! and `counters.npz`.
 //!
 //! A GEMM keeps the PEs of its tile busy (rows × c_k·c_n, from the region's top-left corner); a
 //! sparse one unevenly: each PE column's work follows its non-zero count, drawn here from the
@@ -39,7 +39,8 @@ impl PeGrid {
 }
 
 /// Bytes per PE of one run's per-PE figures kept and written: busy cycles and SRAM bytes as
-/// `u64` (16), their postcard encoding (at most 10 each), and the heatmap's `f64` (8).
+/// `u64` (16), the same in `counters.npz` (16, built in memory), one grid copied while it is
+/// written (8 of one run's 16: at most one copy for all runs), and the heatmap's `f64` (8).
 const GRID_BYTES_PER_PE: u64 = 44;
 
 /// The most bytes the per-PE figures of a command's runs may take: far above a full wafer's

@@ -11,9 +11,9 @@ mod systems;
 
 pub use grid::{busy_grid, check_grid_memory, sram_grid, PeGrid, GRID_BYTES_MAX};
 pub use recipe::{
-    faster_than_flops, gap_shares, program_load_cycles, run_recipe, run_recipe_on_systems,
-    speedup_curve, CurvePoint, FasterThanFlops, PhaseResult, PhaseTotal, RunResult,
-    CURVE_SPARSITIES,
+    category_label, faster_than_flops, gap_shares, program_load_cycles, run_recipe,
+    run_recipe_on_systems, speedup_curve, CurvePoint, FasterThanFlops, PhaseResult, PhaseTotal,
+    RunResult, CURVE_SPARSITIES,
 };
 pub use step::{run_step, Breakdown, OpRow, StepResult};
 pub use systems::{batch_per_system, check_systems, run_step_on_systems};

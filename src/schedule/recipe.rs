@@ -113,7 +113,7 @@ pub fn run_recipe_on_systems(
 
 /// One point of a run's speedup curve: pre-training at `sparsity` against the dense run, alone
 /// and with the dense fine-tuning and soft prompting every run shares.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CurvePoint {
     pub sparsity: f64,
     pub pretrain_theoretical_speedup: f64,
@@ -337,7 +337,11 @@ pub fn gap_shares(
         .zip(gap_categories(dense))
         .map(|((name, r), (_, d))| (*name, (*r as f64 - d as f64 / theoretical) / total))
         .collect();
-    shares.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    // Ties in the order of their labels, as the tables have always listed them.
+    shares.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(category_label(a.0).cmp(category_label(b.0)))
+    });
     shares
 }
 
@@ -346,18 +350,35 @@ fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 7] {
     [
         ("compute", b.sparse_compute + b.dense_compute),
         ("reduction", b.reduction),
-        ("I/O", b.io),
+        ("io", b.io),
         ("imbalance", b.imbalance),
         ("overhead", b.overhead),
         ("recompute", b.recompute),
-        ("data parallel", b.data_parallel),
+        ("data_parallel", b.data_parallel),
     ]
 }
 
+/// How tables name a gap category (`key` as `gap_shares` and `faster_than_flops` give it).
+pub fn category_label(key: &str) -> &'static str {
+    match key {
+        "compute" => "compute",
+        "reduction" => "reduction",
+        "io" => "I/O",
+        "imbalance" => "imbalance",
+        "overhead" => "overhead",
+        "recompute" => "recompute",
+        _ => "data parallel",
+    }
+}
+
 /// A category of a sparse run that shrank against the dense run by more than the FLOPs did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FasterThanFlops {
+    /// A machine key: `compute`, `reduction`, `io`, `imbalance`, `overhead`, `recompute`,
+    /// `data_parallel`.
     pub category: &'static str,
+    /// How tables name it (`I/O`, `data parallel`).
+    pub label: &'static str,
     pub dense_cycles: u64,
     pub cycles: u64,
     /// The dense run's cycles of the category ÷ this run's (at least 1 cycle).
@@ -382,6 +403,7 @@ pub fn faster_than_flops(
             let beyond = d as f64 / theoretical - r as f64;
             let shrink = FasterThanFlops {
                 category,
+                label: category_label(category),
                 dense_cycles: d,
                 cycles: r,
                 category_speedup: d as f64 / r.max(1) as f64,
@@ -390,6 +412,9 @@ pub fn faster_than_flops(
             (beyond, shrink)
         })
         .collect();
-    out.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.category.cmp(b.1.category)));
+    out.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(category_label(a.1.category).cmp(category_label(b.1.category)))
+    });
     out.into_iter().map(|(_, shrink)| shrink).collect()
 }

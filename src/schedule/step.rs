@@ -8,28 +8,39 @@ use crate::map::{map_step, MapOptions, OpPlan, Plan, WeightFormat};
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// Cycles of a step by where they went; the fields add up to the step's cycles.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// Reports name every field with its unit, `<category>_cycles`, as the CSV columns are named.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Breakdown {
     /// Ideal FMAC time of ops on sparse weights (executed FLOPs at full SIMD rate).
+    #[serde(rename = "sparse_compute_cycles")]
     pub sparse_compute: u64,
     /// Ideal time of everything dense: attention, the LM head, element-wise ops, dense weights.
+    #[serde(rename = "dense_compute_cycles")]
     pub dense_compute: u64,
     /// Partial-sum and normalisation reductions not hidden behind compute.
+    #[serde(rename = "reduction_cycles")]
     pub reduction: u64,
     /// Waiting for weights to stream in or gradients to stream out through the wafer's edge.
+    #[serde(rename = "io_cycles")]
     pub io: u64,
     /// The busiest PE's extra work over the mean PE's.
+    #[serde(rename = "imbalance_cycles")]
     pub imbalance: u64,
     /// Task activation, index decode, SIMD padding, idle PEs, fill and drain, and the FMACs of
     /// a sparse weight's stored zeros where it runs in the dense format (work the FLOP count does
     /// not have).
+    #[serde(rename = "overhead_cycles")]
     pub overhead: u64,
     /// Forward work run again in backward (recomputed attention, or layers recomputed from
     /// their checkpoints): all cycles of the recomputed ops but their I/O wait.
+    #[serde(rename = "recompute_cycles")]
     pub recompute: u64,
     /// With several systems: what the SwarmX weight broadcast and gradient reduction add
     /// (`cost::data_parallel_cost`); 0 on one system.
+    #[serde(rename = "data_parallel_cycles")]
     pub data_parallel: u64,
 }
 
@@ -122,6 +133,8 @@ pub struct OpRow {
     pub recompute: bool,
     /// `rows x c_k x c_n` of the GEMM tile, empty for element-wise ops.
     pub tile: String,
+    /// The GEMM tile itself (`None` for element-wise ops and the optimizer's updates).
+    pub gemm_tile: Option<crate::cost::GemmTile>,
     /// Token chunks the op runs in, one after another (1: the microbatch's tokens at once).
     pub token_chunks: u64,
     pub cycles: u64,
@@ -146,6 +159,7 @@ impl OpRow {
             tile: op
                 .tile
                 .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
+            gemm_tile: op.tile,
             token_chunks: op.token_chunks,
             cycles: 0,
             breakdown: Breakdown::default(),

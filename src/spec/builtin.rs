@@ -98,7 +98,7 @@ impl SpecText {
 
 /// Where a run's model and fabric came from, as the train and step reports record them: two
 /// reports with the same hashes were simulated from the same files, byte for byte.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SpecSources {
     /// `builtin`, or the model file's path as given.
     pub model_source: String,

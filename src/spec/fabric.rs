@@ -6,7 +6,7 @@ use super::validate::Checker;
 use crate::error::Result;
 
 /// A wafer: a mesh of PEs, each with SRAM, a SIMD FMAC and a five-port router.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FabricSpec {
     pub name: String,
@@ -19,7 +19,7 @@ pub struct FabricSpec {
     pub cluster: ClusterSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeometrySpec {
     /// Columns of the largest region a user kernel may use (host I/O takes the rest).
@@ -28,13 +28,13 @@ pub struct GeometrySpec {
     pub region_height_pes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClockSpec {
     pub clock_hz: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeSpec {
     pub sram_bytes: u64,
@@ -55,7 +55,7 @@ pub struct PeSpec {
     pub sparse_index_decode_cycles: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
     pub wavelet_bits: u64,
@@ -69,7 +69,7 @@ pub struct RouterSpec {
     pub color_buffer_depth_wavelets: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IoSpec {
     pub wafer_io_bits_per_second: u64,
@@ -77,7 +77,7 @@ pub struct IoSpec {
 
 /// Several systems trained data-parallel: one weight broadcast from MemoryX to every system and
 /// one gradient reduction back, through the SwarmX tree of broadcast-reduce nodes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Most systems one data-parallel job may use (the largest cluster the vendor documents).

@@ -7,7 +7,7 @@ use super::validate::Checker;
 use crate::error::{Error, Result};
 
 /// A GPT model and the recipe it is trained with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub name: String,
@@ -17,7 +17,7 @@ pub struct ModelSpec {
 }
 
 /// A GPT-3 style decoder: pre-layernorm blocks of attention and a GeLU FFN.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Architecture {
     pub layers: u64,
@@ -35,7 +35,19 @@ pub struct Architecture {
 }
 
 /// The weights of a transformer layer that a recipe may make sparse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightKind {
     Q,
@@ -79,7 +91,7 @@ impl WeightKind {
 }
 
 /// The training schedule: sparse pre-training, dense fine-tuning, soft prompting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     /// Pre-training sparsities to study, each against the dense run.
@@ -91,7 +103,7 @@ pub struct Recipe {
     pub softprompt: SoftpromptSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainSpec {
     pub tokens: u64,
@@ -99,7 +111,7 @@ pub struct PretrainSpec {
     pub seq_len: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinetuneSpec {
     pub examples: u64,
@@ -108,7 +120,7 @@ pub struct FinetuneSpec {
     pub seq_len: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SoftpromptSpec {
     pub examples: u64,
@@ -131,6 +143,7 @@ pub struct SoftpromptSpec {
     Serialize,
     Deserialize,
     clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {

@@ -72,6 +72,7 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
 fn read_point_file(path: &Path) -> Result<PointResult> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input(format!("{}: cannot be read: {e}", path.display())))?;
+    check_point_schema(&text, path)?;
     let point: PointResult = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: not a point file: {e}", path.display())))?;
     if point.version != crate::VERSION || point.timing_model_version != crate::TIMING_MODEL_VERSION
@@ -102,6 +103,33 @@ fn read_point_file(path: &Path) -> Result<PointResult> {
         ))
     })?;
     Ok(point)
+}
+
+/// Refuses a point file of other field names (an earlier wafersim's: `schema_version` below
+/// this one, or none) with what to do, before its fields are read.
+fn check_point_schema(text: &str, path: &Path) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        schema_version: Option<u32>,
+    }
+    // Not JSON at all: the full read says so.
+    let Ok(Versioned {
+        schema_version: version,
+    }) = serde_json::from_str::<Versioned>(text)
+    else {
+        return Ok(());
+    };
+    if version == Some(crate::report::SCHEMA_VERSION) {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{}: schema_version {}: point files of schema version {} are read; rerun the sweep, \
+         which replaces it",
+        path.display(),
+        version.map_or("missing (an earlier wafersim)".to_string(), |v| v
+            .to_string()),
+        crate::report::SCHEMA_VERSION
+    )))
 }
 
 /// Refuses a folder that does not hold exactly the points of `spec` made from its current files.
@@ -143,32 +171,38 @@ fn check_expected(
 /// One line per point, in the order given (`read_points` sorts by model, fabric, overrides,
 /// seed, systems and sparsity).
 pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
-    csv_text(points.iter().map(|p| {
-        SweepRow {
-            model: &p.point.model,
-            fabric: &p.point.fabric,
-            sparsity: p.point.sparsity,
-            seed: p.point.seed,
-            overrides: p
-                .point
-                .overrides
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(";"),
-            pretrain_theoretical_speedup: p.pretrain.theoretical_speedup,
-            pretrain_simulated_speedup: p.pretrain.simulated_speedup,
-            pretrain_seconds: p.pretrain.seconds,
-            total_theoretical_speedup: p.total.theoretical_speedup,
-            total_simulated_speedup: p.total.simulated_speedup,
-            total_seconds: p.total.seconds,
-            pretrain_flops_executed: p.pretrain.flops_executed,
-            pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
-            pretrain_io_cycles: p.pretrain.breakdown.io,
-            pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
-            systems: p.point.systems,
-        }
+    csv_text(points.iter().map(|p| SweepRow {
+        model: &p.point.model,
+        fabric: &p.point.fabric,
+        sparsity: p.point.sparsity,
+        seed: p.point.seed,
+        overrides: overrides_text(&p.point.overrides),
+        pretrain_theoretical_speedup: p.pretrain.theoretical_speedup,
+        pretrain_simulated_speedup: p.pretrain.simulated_speedup,
+        pretrain_seconds: p.pretrain.seconds,
+        total_theoretical_speedup: p.total.theoretical_speedup,
+        total_simulated_speedup: p.total.simulated_speedup,
+        total_seconds: p.total.seconds,
+        pretrain_flops_executed: p.pretrain.flops_executed,
+        pretrain_pe_utilization_mean: p.pretrain.pe_utilization_mean,
+        pretrain_io_cycles: p.pretrain.breakdown.io,
+        pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
+        systems: p.point.systems,
     }))
+}
+
+/// `key=value` pairs joined by `;`, or `none` (an empty cell would load as NaN in pandas).
+fn overrides_text<K: std::fmt::Display, V: std::fmt::Display>(
+    overrides: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    let pairs: Vec<String> = overrides
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    match pairs.is_empty() {
+        true => "none".to_string(),
+        false => pairs.join(";"),
+    }
 }
 
 /// A line of sweep.csv.
@@ -178,7 +212,7 @@ struct SweepRow<'a> {
     fabric: &'a str,
     sparsity: f64,
     seed: u64,
-    /// `key=value` pairs joined by `;`.
+    /// `key=value` pairs joined by `;`, or `none`.
     overrides: String,
     pretrain_theoretical_speedup: f64,
     pretrain_simulated_speedup: f64,
@@ -186,7 +220,7 @@ struct SweepRow<'a> {
     total_theoretical_speedup: f64,
     total_simulated_speedup: f64,
     total_seconds: f64,
-    pretrain_flops_executed: u128,
+    pretrain_flops_executed: f64,
     pretrain_pe_utilization_mean: f64,
     pretrain_io_cycles: u64,
     pretrain_overhead_cycles: u64,

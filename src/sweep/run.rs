@@ -53,9 +53,11 @@ impl Shard {
 }
 
 /// What a point's file holds: the point, what it was simulated from, and its figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointResult {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: String,
     pub timing_model_version: u32,
     pub key: String,
@@ -133,7 +135,7 @@ impl PointResult {
 }
 
 /// How a sweep went: points run now, points reused from earlier runs, points in other shards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SweepOutcome {
     pub points_total: u64,
     pub points_in_shard: u64,
@@ -148,7 +150,7 @@ pub struct SweepOutcome {
 }
 
 /// One point of a sweep and what the run did with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PointStatus {
     /// The point's canonical line.
     pub point: String,
@@ -473,6 +475,7 @@ fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
     let clock = fabric.clock.clock_hz as f64;
     let unvalidated = crate::validate::unvalidated_keys(&fabric);
     Ok(PointResult {
+        schema_version: crate::report::SCHEMA_VERSION,
         version: crate::VERSION.to_string(),
         timing_model_version: crate::TIMING_MODEL_VERSION,
         key: p.key.clone(),

@@ -75,7 +75,7 @@ fn default_max_memory() -> u64 {
 }
 
 /// One point of the grid.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Point {
     pub model: String,
     pub fabric: String,

@@ -119,7 +119,7 @@ pub const COVERED_RANGES: &[CoveredRange] = &[
 ];
 
 /// A range as reports list it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KeyRange {
     pub key: &'static str,
     pub low: u64,
@@ -127,7 +127,7 @@ pub struct KeyRange {
 }
 
 /// A fabric key outside what `validate` has covered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnvalidatedKey {
     pub key: String,

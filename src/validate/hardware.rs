@@ -40,7 +40,7 @@ pub struct CasesFile {
 }
 
 /// Storage widths and optimizer of every stand-in model, which no case states.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StandIn {
     pub weight_bytes: u64,
@@ -302,7 +302,7 @@ pub fn stand_in_model(case: &Case, stand_in: &StandIn, batch_sequences: u64) -> 
 }
 
 /// One case simulated: the figures it compares, and why one is missing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CaseResult {
     pub name: String,
     pub system: &'static str,
@@ -422,7 +422,7 @@ fn compare(result: &mut CaseResult, step: &crate::schedule::StepResult, peak_flo
 
 /// Max and mean |error| over the throughput cases; the widest micro-batch factor; how many
 /// of each meet the bounds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HardwareSummary {
     pub throughput_cases: usize,
     pub throughput_cases_within_bound: usize,
@@ -439,8 +439,10 @@ pub struct HardwareSummary {
 }
 
 /// `validate --hardware`: every case, and the summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HardwareValidation {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     pub seed: u64,
     /// Where the cases came from: the built-in file or the path given.
@@ -467,6 +469,7 @@ pub fn validate_hardware(file: &CasesFile, origin: &str, seed: u64) -> Result<Ha
         })
         .collect();
     Ok(HardwareValidation {
+        schema_version: crate::report::SCHEMA_VERSION,
         version: crate::VERSION,
         seed,
         cases_file: origin.to_string(),

@@ -39,7 +39,7 @@ pub const MAX_MEAN_ERROR: f64 = 0.05;
 pub const MAX_UTILIZATION_GAP: f64 = 0.10;
 
 /// One shape run both ways.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub kernel: String,
     pub shape: String,
@@ -120,8 +120,10 @@ a full-wafer report on a fabric outside them says it is not validated):\n",
 }
 
 /// All checks, and whether they meet the bounds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Validation {
+    /// The version of the field names and types (`report::SCHEMA_VERSION`).
+    pub schema_version: u32,
     pub version: &'static str,
     /// The engine's masks are drawn from this seed.
     pub seed: u64,
@@ -348,6 +350,7 @@ pub fn validate(fabric: &FabricSpec, seed: u64) -> Result<Validation> {
         .map(|c| c.utilization_gap.abs())
         .fold(0.0, f64::max);
     Ok(Validation {
+        schema_version: crate::report::SCHEMA_VERSION,
         version: crate::VERSION,
         seed,
         fabric: fabric.name.clone(),

@@ -124,3 +124,18 @@ pub fn on_two_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Vec<R> + 
         halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
     })
 }
+
+/// The exact integer a report keeps beside a FLOP count, `<key>_exact` (a decimal string; the
+/// number under `key` is its nearest double).
+pub fn exact(json: &serde_json::Value, key: &str) -> u128 {
+    let text = json[format!("{key}_exact")]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key}_exact string in {json}"));
+    let exact: u128 = text.parse().unwrap();
+    assert_eq!(
+        json[key].as_f64(),
+        Some(exact as f64),
+        "{key} is {key}_exact rounded"
+    );
+    exact
+}

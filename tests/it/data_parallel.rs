@@ -163,7 +163,7 @@ fn systems_1_gives_byte_identical_reports() {
         let (code, _, err) = run_cli(&args);
         assert_eq!(code, 0, "{err}");
     }
-    for file in ["report.json", "phases.csv", "ops.csv", "counters.postcard"] {
+    for file in ["report.json", "phases.csv", "ops.csv", "counters.npz"] {
         let a = std::fs::read(plain.join(file)).unwrap();
         let b = std::fs::read(flagged.join(file)).unwrap();
         assert!(a == b, "{file} differs with --systems 1");
@@ -194,7 +194,12 @@ fn train_on_two_systems_reports_them_and_their_throughput() {
         pretrain["samples_per_second_per_system"].as_f64().unwrap(),
         rate / 2.0
     );
-    assert!(pretrain["breakdown"]["data_parallel"].as_u64().unwrap() > 0);
+    assert!(
+        pretrain["breakdown"]["data_parallel_cycles"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let csv = std::fs::read_to_string(dir.join("phases.csv")).unwrap();
     assert!(csv
         .lines()

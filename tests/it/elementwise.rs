@@ -257,7 +257,7 @@ fn the_command_runs_every_kernel_in_both_fidelities() {
                 engine["flops_executed"], model["flops_executed"],
                 "{name} {pass}"
             );
-            assert!(engine["flops_executed"].as_u64().unwrap() >= 96 * 160);
+            assert!(crate::common::exact(&engine, "flops_executed") >= 96 * 160);
             assert_eq!(
                 engine["sram_bytes_max"], model["sram_bytes_max"],
                 "{name} {pass}"

@@ -164,9 +164,9 @@ fn kernel_command_prints_the_design_fields() {
     ] {
         assert!(json.get(field).is_some(), "missing {field}");
     }
-    assert_eq!(json["flops_dense"], 2 * 64 * 64 * 16);
+    assert_eq!(crate::common::exact(&json, "flops_dense"), 2 * 64 * 64 * 16);
     assert_eq!(
-        json["flops_executed"],
+        crate::common::exact(&json, "flops_executed"),
         2 * 512 * 64,
         "512 of 1024 weights kept, each an FMAC over all T = 64 tokens"
     );
@@ -407,7 +407,10 @@ fn fidelity_model_runs_a_full_wafer_gemm_the_engine_refuses() {
     assert!(err.contains("--fidelity model"), "{err}");
     let json = crate::common::run_json(&[&args[..], &["--fidelity", "model"]].concat());
     assert_eq!(json["region"], "994x750");
-    assert_eq!(json["flops_dense"], 2u64 * 200_000 * 8192 * 8192);
+    assert_eq!(
+        crate::common::exact(&json, "flops_dense"),
+        2u128 * 200_000 * 8192 * 8192
+    );
     assert_eq!(json["fmac_ops"], 200_000u64 * 8192 * 8192 / 4);
     let cycles = json["cycles"].as_u64().unwrap();
     // At least the FMACs spread over every PE at 4 per cycle.
@@ -428,7 +431,7 @@ fn fidelity_model_refuses_what_it_cannot_give() {
             "--heatmap needs --fidelity wavelet",
         ),
         (
-            vec!["--counters", "x.postcard"],
+            vec!["--counters", "x.npz"],
             "--counters needs --fidelity wavelet",
         ),
         (
@@ -1451,9 +1454,8 @@ fn gemm_busy_cycles_follow_the_documented_structure_exactly() {
 }
 
 #[test]
-fn kernel_counters_are_saved_with_postcard_and_read_back() {
-    use wafersim::engine::MeshCounters;
-    let path = crate::common::temp_file("counters.bin", "");
+fn kernel_counters_are_saved_as_npz_and_read_back() {
+    let path = crate::common::temp_file("counters.npz", "");
     let json = crate::common::run_json(&[
         "kernel",
         "--fabric",
@@ -1468,7 +1470,7 @@ fn kernel_counters_are_saved_with_postcard_and_read_back() {
         "--algo",
         "ring",
     ]);
-    let counters = MeshCounters::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    let counters = wafersim::report::read_kernel_counters(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(
         (counters.rows, counters.cols, counters.pes.len()),
         (1, 8, 8)
@@ -1486,8 +1488,9 @@ fn kernel_counters_are_saved_with_postcard_and_read_back() {
 /// is damaged: never a panic, never a picture of counters no run gave.
 #[test]
 fn damaged_kernel_counters_are_refused_by_plot() {
-    use wafersim::engine::MeshCounters;
-    let path = crate::common::temp_file("damaged-counters.bin", "");
+    use wafersim::report::npz::{npz_bytes, read_npz, NpyArray, NpyData};
+    use wafersim::report::{kernel_counters_npz, read_kernel_counters};
+    let path = crate::common::temp_file("damaged-counters.npz", "");
     let picture = path.with_extension("png");
     let (code, _, err) = crate::common::run_cli(&[
         "kernel",
@@ -1533,35 +1536,51 @@ fn damaged_kernel_counters_are_refused_by_plot() {
 
     // Counters no run gives: a PE whose busy cycles overflow a u64 or exceed the run, a grid of
     // the wrong size.
-    let counters = MeshCounters::from_bytes(&bytes).unwrap();
-    let mut overflowing = counters.clone();
-    overflowing.pes[2].fmac_cycles = u64::MAX;
+    let counters = read_kernel_counters(&bytes).unwrap();
+    // One array of the file replaced, as a script editing it with numpy would.
+    let with = |name: &str, array: NpyArray| {
+        let mut arrays = read_npz(&bytes).unwrap();
+        arrays.insert(name.to_string(), array);
+        npz_bytes(&arrays.into_iter().collect::<Vec<_>>()).unwrap()
+    };
+    let mut fmac: Vec<u64> = counters.pes.iter().map(|c| c.fmac_cycles).collect();
+    fmac[2] = u64::MAX;
     let mut too_busy = counters.clone();
     too_busy.pes[3].overhead_cycles += counters.cycles;
-    let mut wrong_size = counters;
-    wrong_size.cols = 3;
+    let wrong_size = NpyArray::u64s(vec![2, 3], vec![0; 6]);
     for (what, edited, says) in [
         (
             "overflowing",
-            overflowing.to_bytes().unwrap(),
+            with("fmac_cycles", NpyArray::u64s(vec![2, 2], fmac)),
             "PE (1, 0) is busy more than 2^64 cycles",
         ),
         (
             "too busy",
-            too_busy.to_bytes().unwrap(),
+            kernel_counters_npz(&too_busy).unwrap(),
             "PE (1, 1) is busy",
         ),
+        ("wrong size", with("tasks", wrong_size), "array tasks"),
         (
-            "wrong size",
-            wrong_size.to_bytes().unwrap(),
-            "a 2 x 3 mesh with counters for 4 PEs",
+            "not counts",
+            with(
+                "sram_bytes",
+                NpyArray {
+                    shape: vec![2, 2],
+                    data: NpyData::F64(vec![0.5; 4]),
+                },
+            ),
+            "array sram_bytes",
         ),
         (
             "garbage",
             [bytes.as_slice(), b"tail"].concat(),
-            "4 bytes of garbage",
+            "bytes after the zip directory",
         ),
-        ("truncated", bytes[..bytes.len() - 1].to_vec(), "truncated"),
+        (
+            "truncated",
+            bytes[..bytes.len() - 1].to_vec(),
+            "no zip directory",
+        ),
     ] {
         let bad = path.with_extension(what.replace(' ', "-"));
         std::fs::write(&bad, edited).unwrap();
@@ -1572,13 +1591,13 @@ fn damaged_kernel_counters_are_refused_by_plot() {
         assert!(err.contains(says), "{what}: {err}");
     }
 
-    // Every byte after the header set to each of a few values: read back or refused, and what
-    // is read back draws without a panic.
-    for i in 8..bytes.len() {
+    // Every byte set to each of a few values: read back or refused, and what is read back
+    // draws without a panic.
+    for i in 0..bytes.len() {
         for value in [0x00, 0x01, 0x7f, 0x80, 0xff] {
             let mut edited = bytes.clone();
             edited[i] = value;
-            if let Ok(counters) = MeshCounters::from_bytes(&edited) {
+            if let Ok(counters) = read_kernel_counters(&edited) {
                 let fractions = counters.busy_fraction_grid();
                 assert!(fractions.iter().all(|f| (0.0..=1.0).contains(f)));
             }

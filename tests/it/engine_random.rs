@@ -277,7 +277,7 @@ fn describe(result: &wafersim::Result<RunOutput>) -> String {
             out.wavelets_received,
             out.wavelet_hops,
             out.events,
-            out.counters.to_bytes().expect("counters encode")
+            out.counters
         ),
         Err(e) => format!("error {e}"),
     }

@@ -20,18 +20,30 @@ fn run_typed<T: for<'a> Deserialize<'a>>(args: &[&str]) -> T {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-/// The wafer's work and the optimizer's, as every report names them.
+/// A FLOP count's exact integer, which reports keep as a decimal string beside the number.
+fn from_exact<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u128, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// The wafer's work and the optimizer's, as every report names them (their exact integers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 struct Counts {
+    #[serde(rename = "flops_dense_exact", deserialize_with = "from_exact")]
     flops_dense: u128,
+    #[serde(rename = "flops_executed_exact", deserialize_with = "from_exact")]
     flops_executed: u128,
+    #[serde(rename = "flops_optimizer_exact", deserialize_with = "from_exact")]
     flops_optimizer: u128,
 }
 
 #[derive(Deserialize)]
 struct StepJson {
+    #[serde(rename = "flops_dense_exact", deserialize_with = "from_exact")]
     flops_dense: u128,
+    #[serde(rename = "flops_executed_exact", deserialize_with = "from_exact")]
     flops_executed: u128,
+    #[serde(rename = "flops_optimizer_exact", deserialize_with = "from_exact")]
     flops_optimizer: u128,
     seconds: f64,
     peak_fraction: f64,
@@ -61,11 +73,23 @@ struct Run<P> {
 #[derive(Deserialize)]
 struct FlopsPhase {
     phase: String,
+    #[serde(rename = "flops_dense_per_step_exact", deserialize_with = "from_exact")]
     flops_dense_per_step: u128,
+    #[serde(
+        rename = "flops_executed_per_step_exact",
+        deserialize_with = "from_exact"
+    )]
     flops_executed_per_step: u128,
+    #[serde(
+        rename = "flops_optimizer_per_step_exact",
+        deserialize_with = "from_exact"
+    )]
     flops_optimizer_per_step: u128,
+    #[serde(rename = "flops_dense_exact", deserialize_with = "from_exact")]
     flops_dense: u128,
+    #[serde(rename = "flops_executed_exact", deserialize_with = "from_exact")]
     flops_executed: u128,
+    #[serde(rename = "flops_optimizer_exact", deserialize_with = "from_exact")]
     flops_optimizer: u128,
 }
 
@@ -144,7 +168,7 @@ fn check_ops_csv(path: &std::path::Path, sparsity: f64, step: Counts, what: &str
     let csv = std::fs::read_to_string(path).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (pass, op) = (column("pass"), column("op"));
+    let (pass, op) = (column("op_pass"), column("op"));
     let (dense, executed) = (column("flops_dense"), column("flops_executed"));
     let mut sums = Counts {
         flops_dense: 0,
@@ -157,12 +181,12 @@ fn check_ops_csv(path: &std::path::Path, sparsity: f64, step: Counts, what: &str
         if cells[0].parse::<f64>().unwrap() != sparsity {
             continue;
         }
-        let executed: u128 = cells[executed].parse().unwrap();
+        let executed = whole_flops(cells[executed]);
         if cells[pass] == "update" {
             updates.push(cells[op].to_string());
             sums.flops_optimizer += executed;
         } else {
-            sums.flops_dense += cells[dense].parse::<u128>().unwrap();
+            sums.flops_dense += whole_flops(cells[dense]);
             sums.flops_executed += executed;
         }
     }
@@ -242,4 +266,15 @@ fn the_next_ops_weights_stream_in_during_a_wgrad() {
         .collect();
     assert_eq!(updates.len(), 24 * 8 + 2, "{updates:?}");
     assert!(step.plan.optimizer.iter().all(|op| op.cost.cycles == 0));
+}
+
+/// An op's FLOPs as ops.csv writes them (a float, as every CSV FLOP column): exact while below
+/// 2^53, which one op of one step is.
+fn whole_flops(cell: &str) -> u128 {
+    let flops: f64 = cell.parse().unwrap();
+    assert!(
+        flops.fract() == 0.0 && flops < 2f64.powi(53),
+        "{cell}: not an exact count"
+    );
+    flops as u128
 }

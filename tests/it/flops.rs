@@ -201,7 +201,7 @@ fn phase_totals_are_exact_including_a_partial_last_batch() {
     let finetune = &report["runs"][0]["phases"][1];
     assert_eq!(finetune["steps"], 65);
     assert_eq!(finetune["tokens"], 515 * 64);
-    let per_step = finetune["flops_dense_per_step"].as_u64().unwrap() as u128;
+    let per_step = crate::common::exact(finetune, "flops_dense_per_step");
     let model = wafersim::spec::load_model(path.to_str().unwrap()).unwrap();
     let last = StepGraph::build(
         &model,
@@ -211,7 +211,7 @@ fn phase_totals_are_exact_including_a_partial_last_batch() {
         },
     );
     assert_eq!(
-        finetune["flops_dense"].as_u64().unwrap() as u128,
+        crate::common::exact(finetune, "flops_dense"),
         64 * per_step + last.flops().flops_dense
     );
 }
@@ -224,7 +224,7 @@ fn repeated_sparsities_and_zero_add_no_run() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["sparsity"].as_f64().unwrap())
+            .map(|r| r["run_sparsity"].as_f64().unwrap())
             .collect()
     };
     let flops = run_json(&["flops", "gpt-tiny", "--sparsity", "0.5,0.5,0,0.75,0.5"]);

@@ -88,7 +88,8 @@ pub(crate) fn check_kernel(name: &str, args: &[&str]) {
     let (code, out, err) = run_cli(&argv);
     assert_eq!(code, 0, "wafersim {argv:?}: {err}");
     let report: Value = serde_json::from_str(&out).unwrap();
-    let counters = MeshCounters::from_bytes(&std::fs::read(&counters_path).unwrap()).unwrap();
+    let counters =
+        wafersim::report::read_kernel_counters(&std::fs::read(&counters_path).unwrap()).unwrap();
     assert_golden(&format!("kernel-{name}.txt"), &simulated_only(report));
     assert_golden(
         &format!("kernel-{name}.counters.txt"),

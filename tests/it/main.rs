@@ -18,6 +18,8 @@ mod kernel_fidelity;
 mod merge_figures;
 mod monotone;
 mod outputs;
+mod outputs_files;
+mod outputs_schema;
 mod pictures;
 mod plot;
 mod provenance;

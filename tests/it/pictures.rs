@@ -86,7 +86,7 @@ fn the_gap_waterfall_runs_from_the_ideal_to_the_simulated_speedup() {
     assert_eq!(code, 0, "{err}");
     let texts = svg_texts(&output);
     for run in report["runs"].as_array().unwrap().iter().skip(1) {
-        let s = run["sparsity"].as_f64().unwrap();
+        let s = run["run_sparsity"].as_f64().unwrap();
         let theory = run["total"]["theoretical_speedup"].as_f64().unwrap();
         let simulated = run["total"]["simulated_speedup"].as_f64().unwrap();
         let title =

@@ -272,7 +272,9 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
         ("speedup_curve[1].sparsity", |r| {
             r["speedup_curve"][1]["sparsity"] = 0.0.into()
         }),
-        ("runs[1].sparsity", |r| r["runs"][1]["sparsity"] = 5.into()),
+        ("runs[1].run_sparsity", |r| {
+            r["runs"][1]["run_sparsity"] = 5.into()
+        }),
         ("runs[1].phases[0].simulated_speedup", |r| {
             r["runs"][1]["phases"][0]["simulated_speedup"] = (-5.0).into()
         }),
@@ -280,12 +282,14 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
             r["runs"][2]["total"]["theoretical_speedup"] = 1e300.into()
         }),
         ("version", |r| r["version"] = "0.0.1".into()),
-        ("runs[0].sparsity", |r| {
-            r["runs"][0]["sparsity"] = 0.5.into()
+        ("runs[0].run_sparsity", |r| {
+            r["runs"][0]["run_sparsity"] = 0.5.into()
         }),
-        ("runs[2].sparsity", |r| {
-            r["runs"][2]["sparsity"] = 0.5.into()
+        ("runs[2].run_sparsity", |r| {
+            r["runs"][2]["run_sparsity"] = 0.5.into()
         }),
+        // A report of the field names before schema version 2 (or after a later one).
+        ("schema_version", |r| r["schema_version"] = 1.into()),
         ("cycles", |r| r["runs"][1]["total"]["cycles"] = (-3).into()),
         ("runs[1].phases[0].seconds", |r| {
             r["runs"][1]["phases"][0]["seconds"] = (-1.0).into()
@@ -323,13 +327,13 @@ fn plot_heatmap_refuses_counters_of_runs_train_never_makes() {
     ];
     let (code, _, err) = crate::common::run_cli(&args);
     assert_eq!(code, 0, "{err}");
-    let real = out.join("counters.postcard");
+    let real = out.join("counters.npz");
     let file = wafersim::report::CountersFile::read(&real).unwrap();
     let picture = dir.join("map.png");
     for (run, sparsity) in [(1, 5.0), (1, f64::NAN), (1, 0.0), (0, 0.5), (2, 0.5)] {
         let mut forged = file.clone();
         forged.runs[run].sparsity = sparsity;
-        let path = dir.join("forged.postcard");
+        let path = dir.join("forged.npz");
         forged.write(&path).unwrap();
         let args = [
             "plot",

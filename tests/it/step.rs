@@ -37,7 +37,7 @@ fn categories_add_up_to_the_step_exactly() {
             "overhead",
         ]
         .iter()
-        .map(|k| b[k].as_u64().unwrap())
+        .map(|k| b[format!("{k}_cycles")].as_u64().unwrap())
         .sum();
         assert_eq!(total, report["cycles"].as_u64().unwrap(), "{phase}");
     }
@@ -213,7 +213,7 @@ fn step_and_kernel_draw_heatmaps_and_traces_on_request() {
     let svg = std::fs::read_to_string(&kpng).unwrap();
     assert!(roxmltree::Document::parse(&svg).is_ok() && svg.contains("sparsity 0.5"));
     // The engine's own counters format is a heatmap source too, and a cut file is refused.
-    let counters = dir.join("kernel.postcard");
+    let counters = dir.join("kernel.npz");
     let (code, _, err) = run_cli(&[
         "kernel",
         "reduce",
@@ -247,7 +247,7 @@ fn step_and_kernel_draw_heatmaps_and_traces_on_request() {
         redrawn.to_str().unwrap(),
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("kernel.postcard"), "{err}");
+    assert!(err.contains("kernel.npz"), "{err}");
     for path in [&trace, &ktrace] {
         let value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

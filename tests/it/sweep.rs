@@ -224,6 +224,11 @@ fn corrupt_foreign_or_misplaced_points_are_refused_by_name() {
         &|p| std::fs::write(p, text.replace("\"seed\": 1", "\"seed\": 2")).unwrap(),
         "stored once, under its key",
     );
+    // A point of an earlier wafersim's field names (before schema_version 2).
+    check(
+        &|p| std::fs::write(p, text.replace("\"schema_version\": 2,", "")).unwrap(),
+        "schema_version missing (an earlier wafersim)",
+    );
     let (code, _, _) = run_cli(&["merge", out.to_str().unwrap(), "--quiet"]);
     assert_eq!(code, 0, "restored");
     let (code, _, err) = run_cli(&["merge", "/no/such/sweep"]);

@@ -158,7 +158,7 @@ fn the_choice_is_named_in_the_json_and_ops_csv() {
         |name: &str| ops.iter().find(|o| o["name"] == name).unwrap()["weight_format"].clone();
     assert_eq!(format("layer0.ffn_up.fwd"), "sparse");
     assert_eq!(format("lm_head.fwd"), "dense");
-    assert!(format("layer0.softmax.fwd").is_null());
+    assert_eq!(format("layer0.softmax.fwd"), "none");
     let out = std::env::temp_dir().join(format!("wafersim-wire-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let (code, _, err) = crate::common::run_cli(&[
@@ -185,7 +185,7 @@ fn the_choice_is_named_in_the_json_and_ops_csv() {
     };
     assert_eq!(cell("layer0.ffn_up.fwd", "0.9"), "sparse");
     assert_eq!(cell("layer0.ffn_up.fwd", "0.0"), "dense");
-    assert_eq!(cell("layer0.softmax.fwd", "0.9"), "");
+    assert_eq!(cell("layer0.softmax.fwd", "0.9"), "none");
     // The trace's op events carry it too (the first microbatch of the sparse run's step).
     let trace: String = std::fs::read_to_string(out.join("trace.json"))
         .unwrap()
@@ -301,7 +301,7 @@ fn the_step_at_99_percent_names_what_beats_the_flops() {
     assert_eq!(named.len(), 2, "{named:?}");
     let mut categories = [named[0].0, named[1].0];
     categories.sort();
-    assert_eq!(categories, ["I/O", "overhead"]);
+    assert_eq!(categories, ["io", "overhead"]);
     assert!(named.iter().all(|(_, ratio)| *ratio > theoretical));
     assert!(against["masked_cycles_share"].as_f64() > against["masked_flops_share"].as_f64());
     let (code, text, err) = crate::common::run_cli(&args);

@@ -917,7 +917,7 @@ pub struct GemmRun {
 }
 
 /// How far a run's product is from the direct product of the same values.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ValuesCheck {
     /// Elements compared: `T × N_out` (`K × N` for wgrad, zeros of the mask included).
     pub elements: u64,

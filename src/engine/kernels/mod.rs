@@ -28,7 +28,7 @@ pub fn check_colors(fabric: &FabricSpec, colors: u8) -> Result<()> {
 }
 
 /// Busy cycles summed over PEs, by kind.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Breakdown {
     pub fmac_cycles: u64,
     pub overhead_cycles: u64,
@@ -39,7 +39,7 @@ pub struct Breakdown {
 
 /// The cost model's categories for a kernel (`kernel --fidelity model`); they add up to its
 /// cycles exactly (see `cost::KernelCost`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ModelBreakdown {
     pub compute_cycles: u64,
     pub imbalance_cycles: u64,
@@ -52,11 +52,16 @@ pub struct ModelBreakdown {
 /// leaves out what only the engine counts (wavelets, hops, events, the per-PE breakdown, the
 /// simulator's speed), and for collectives the utilisation's maximum (their model estimates the
 /// busy cycles of all PEs together, `cost::collective_busy_cycles`, not the busiest PE's).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KernelFigures {
     pub cycles: u64,
     pub seconds: f64,
+    /// FLOP counts, written as the nearest doubles (reports put the exact integers beside them).
+    #[serde(serialize_with = "crate::report::serialize_as_f64")]
+    #[schemars(with = "f64")]
     pub flops_dense: u128,
+    #[serde(serialize_with = "crate::report::serialize_as_f64")]
+    #[schemars(with = "f64")]
     pub flops_executed: u128,
     pub fmac_ops: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
