@@ -84,7 +84,8 @@ impl<'de> Deserialize<'de> for Figure {
 }
 
 /// Every numeric figure of the JSON document `json`, by dotted path, in document order;
-/// strings, booleans and nulls are not figures. Paths equal to one of `skip`, or under one
+/// strings (but an integer's exact digits in a field named `*_exact`), booleans and nulls are
+/// not figures. Paths equal to one of `skip`, or under one
 /// (`ops` skips `ops.3.cycles`), are left out.
 pub fn flatten(json: &str, skip: &[String]) -> Result<Vec<(String, Figure)>, serde_json::Error> {
     let root: Box<RawValue> = serde_json::from_str(json)?;
@@ -118,6 +119,14 @@ fn walk(
             let items: Vec<Box<RawValue>> = serde_json::from_str(text)?;
             for (i, value) in items.iter().enumerate() {
                 walk(child(&i.to_string()), value, skip, figures)?;
+            }
+        }
+        // An exact integer the report keeps as a string beside its float (`flops_dense_exact`
+        // beside `flops_dense`, for the counts beyond what an f64 holds exactly) is a figure.
+        Some(b'"') if path.ends_with("_exact") => {
+            let digits: String = serde_json::from_str(text)?;
+            if let Some(figure @ Figure::Int(_)) = Figure::parse(&digits) {
+                figures.push((path, figure));
             }
         }
         _ => figures.extend(Figure::parse(text).map(|figure| (path, figure))),
@@ -161,7 +170,8 @@ mod tests {
     #[test]
     fn integers_beyond_u64_stay_exact_and_paths_follow_the_document() {
         let json = r#"{"b": {"flops": 217000000000000000000123, "x": [1.5, "s", null, -2]},
-                       "a": true, "ops": [{"cycles": 3}]}"#;
+                       "a": true, "ops": [{"cycles": 3}], "f_exact": "12345678901234567890123",
+                       "name_exact": "not digits"}"#;
         let figures = flatten(json, &["ops".to_string()]).unwrap();
         assert_eq!(
             figures,
@@ -169,6 +179,7 @@ mod tests {
                 ("b.flops".to_string(), Figure::Int(217000000000000000000123)),
                 ("b.x.0".to_string(), Figure::Float(1.5)),
                 ("b.x.3".to_string(), Figure::Int(-2)),
+                ("f_exact".to_string(), Figure::Int(12345678901234567890123)),
             ]
         );
     }

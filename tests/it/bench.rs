@@ -243,7 +243,9 @@ fn train_flops_beyond_u64_are_kept_exact() {
     );
     let path = bench(&suite, &dir, "xl");
     let baseline = Baseline::read("BASE", text(&path)).unwrap();
-    let flops = baseline.cases[0].figures.get("runs.0.total.flops_dense");
+    let flops = baseline.cases[0]
+        .figures
+        .get("runs.0.total.flops_dense_exact");
     let Some(Figure::Int(flops)) = flops else {
         panic!("the dense recipe's FLOPs are an integer: {flops:?}")
     };
@@ -251,7 +253,7 @@ fn train_flops_beyond_u64_are_kept_exact() {
     // The report's own figure, digit for digit.
     let (_, report, _) = run_cli(&["train", "--out", text(&dir.join("train")), "--json"]);
     assert!(
-        report.contains(&format!("\"flops_dense\": {flops},")),
+        report.contains(&format!("\"flops_dense_exact\": \"{flops}\",")),
         "{flops}"
     );
 }

@@ -262,7 +262,7 @@ fn plot_speedup_refuses_reports_no_run_could_have_written() {
     assert_eq!(code, 0, "{err}");
     std::fs::remove_file(&picture).unwrap();
     type Forgery = fn(&mut serde_json::Value);
-    let forgeries: [(&str, Forgery); 12] = [
+    let forgeries: [(&str, Forgery); 13] = [
         ("speedup_curve[3].pretrain_simulated_speedup", |r| {
             r["speedup_curve"][3]["pretrain_simulated_speedup"] = (-5.0).into()
         }),
