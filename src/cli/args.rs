@@ -152,9 +152,14 @@ pub enum PlotWhat {
         /// utilisation, the dense run for SRAM (as train draws them).
         #[arg(long)]
         run: Option<String>,
-        /// What to draw.
+        /// What to draw: utilization (busy fraction), sram (bytes free of each PE's SRAM), or
+        /// difference (a sparse run's busy fraction less the dense run's; train's counters only).
         #[arg(long, value_enum, default_value = "utilization")]
         kind: crate::report::HeatmapKind,
+        /// The colour scale: fixed (the kind's own, the same for every run, so pictures compare)
+        /// or auto (the picture's lowest to highest value, to see small differences in one run).
+        #[arg(long, value_enum, default_value = "fixed")]
+        scale: crate::report::HeatmapScale,
     },
     /// Theoretical and simulated speedup against sparsity from a report.json that `train` wrote.
     Speedup {

@@ -4,7 +4,9 @@ use super::args::{PlotArgs, PlotWhat};
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::plot::{heatmap, Grid, HeatmapStyle};
-use crate::report::{draw_gap, draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind};
+use crate::report::{
+    draw_gap, draw_heatmap, draw_speedup, run_name, CountersFile, HeatmapKind, HeatmapScale,
+};
 
 pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
     let (PlotWhat::Heatmap { output, .. }
@@ -17,6 +19,7 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             output,
             run,
             kind,
+            scale,
         } => {
             // `kernel --counters` writes one engine run's counters (`fmac_cycles` and the rest),
             // `train` its runs' (named in `runs`).
@@ -30,12 +33,13 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
                         input.display()
                     )));
                 }
-                kernel_heatmap(&head, input, *kind, output)?;
+                kernel_heatmap(&head, input, *kind, *scale, output)?;
                 return finish(output, common);
             }
             let file = CountersFile::from_bytes(&head, input)?;
             let chosen = match run.as_deref() {
-                // As train draws them: utilisation of the sparsest run, SRAM of the dense one.
+                // As train draws them: utilisation and the difference of the sparsest run,
+                // SRAM of the dense one.
                 None if *kind == HeatmapKind::Sram => file.runs.first(),
                 None => file.runs.last(),
                 Some(wanted) => file.runs.iter().find(|r| {
@@ -52,7 +56,7 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
                     names.join(", ")
                 ))
             })?;
-            draw_heatmap(&file, chosen, *kind, output)?;
+            draw_heatmap(&file, chosen, *kind, *scale, output)?;
             output
         }
         PlotWhat::Speedup { input, output } | PlotWhat::Gap { input, output } => {
@@ -82,11 +86,12 @@ fn kernel_heatmap(
     bytes: &[u8],
     input: &std::path::Path,
     kind: HeatmapKind,
+    scale: HeatmapScale,
     output: &std::path::Path,
 ) -> Result<()> {
     let counters = crate::report::read_kernel_counters(bytes)
         .map_err(|e| Error::Input(format!("{}: {e}", input.display())))?;
-    let (values, style) = match kind {
+    let (values, mut style) = match kind {
         HeatmapKind::Utilization => (
             counters.busy_fraction_grid(),
             HeatmapStyle::new(
@@ -104,8 +109,18 @@ fn kernel_heatmap(
                 HeatmapStyle::new("SRAM per PE of a kernel run", "SRAM bytes used", 0.0, max),
             )
         }
+        HeatmapKind::Difference => {
+            return Err(Error::Input(format!(
+                "--kind difference: {} holds one kernel run's counters; a difference is a \
+                 sparse run's against the dense run of train's counters.npz",
+                input.display()
+            )))
+        }
     };
     let grid = Grid::new(counters.cols as usize, counters.rows as usize, values)?;
+    if scale == HeatmapScale::Auto && grid.max() > grid.min() {
+        (style.vmin, style.vmax) = (grid.min(), grid.max());
+    }
     heatmap(&grid, &style, output)
 }
 

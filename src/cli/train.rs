@@ -6,8 +6,8 @@ use super::args::TrainArgs;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{
-    check_output_folder, check_run_names, create_folder, draw_gap, draw_speedup,
-    draw_train_heatmaps, lock_folder, missing_folders, ops_csv, remove_empty_folders,
+    check_output_folder, check_run_names, create_folder, difference_heatmap_name, draw_gap,
+    draw_speedup, draw_train_heatmaps, lock_folder, missing_folders, ops_csv, remove_empty_folders,
     remove_stale_temporaries, step_trace, utilization_heatmap_name, write_atomic, CountersFile,
     Outputs, RunCounters, TrainReport,
 };
@@ -181,8 +181,8 @@ fn checked_sparsities(
     Ok(sparsities)
 }
 
-/// The files train writes into its folder besides the utilisation heatmaps.
-const TRAIN_FILES: [&str; 10] = [
+/// The files train writes into its folder besides the heatmaps of each run.
+const TRAIN_FILES: [&str; 11] = [
     "model.toml",
     "fabric.toml",
     "report.json",
@@ -191,6 +191,7 @@ const TRAIN_FILES: [&str; 10] = [
     "counters.npz",
     "trace.json",
     "heatmap-sram.png",
+    "heatmap-sram.svg",
     "speedup.png",
     "speedup.svg",
 ];
@@ -206,6 +207,9 @@ fn output_names(runs: &[RunResult]) -> Vec<String> {
     for run in runs {
         for extension in ["png", "svg"] {
             names.push(utilization_heatmap_name(run.sparsity, extension));
+            if run.sparsity > 0.0 {
+                names.push(difference_heatmap_name(run.sparsity, extension));
+            }
         }
     }
     names
@@ -214,7 +218,8 @@ fn output_names(runs: &[RunResult]) -> Vec<String> {
 /// Whether train could have written a file of this name: the manifest's entries are removed
 /// only if so.
 fn is_train_output(name: &str) -> bool {
-    let heatmap = name.starts_with("heatmap-utilization-")
+    let heatmap = (name.starts_with("heatmap-utilization-")
+        || name.starts_with("heatmap-difference-"))
         && (name.ends_with(".png") || name.ends_with(".svg"));
     heatmap || TRAIN_FILES.contains(&name) || name == "gap.png" || name == "gap.svg"
 }

@@ -29,8 +29,9 @@ pub use flops::{FlopsReport, FlopsRun, PhaseRow, TotalRow};
 pub use inspect::{FabricInspect, ModelInspect};
 pub use json::{flops_pair, serialize_as_f64, ExactCount, SCHEMA_VERSION};
 pub use pictures::{
-    check_run_names, draw_gap, draw_heatmap, draw_speedup, draw_sweep_speedup, draw_train_heatmaps,
-    run_name, utilization_heatmap_name, HeatmapKind,
+    check_run_names, difference_heatmap_name, draw_gap, draw_heatmap, draw_speedup,
+    draw_sweep_speedup, draw_train_heatmaps, run_name, utilization_heatmap_name, HeatmapKind,
+    HeatmapScale,
 };
 pub use step::{AgainstDense, StepReport};
 pub use table::{duration, si, thousands, Table};

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::counters::{CountersFile, RunCounters};
 use super::plot::{
-    heatmap, line_figure, waterfall, Figure, Grid, HeatmapStyle, LineChart, Series, Waterfall,
+    heatmap, line_figure, waterfall, Figure, Grid, HeatmapStyle, LineChart, Palette, Series,
+    Waterfall,
 };
 use super::train::PhaseFigures;
 use crate::error::{Error, Result};
@@ -16,8 +17,22 @@ use crate::schedule::PeGrid;
 pub enum HeatmapKind {
     /// Busy fraction of each PE over a pre-training step.
     Utilization,
-    /// SRAM bytes of each PE against its capacity.
+    /// SRAM headroom of each PE: bytes its capacity leaves free (a 0-capacity scale would draw
+    /// 45 KB and 47 KB used alike).
     Sram,
+    /// A sparse run's busy fraction less the dense run's, PE by PE (blue: less busy than dense).
+    Difference,
+}
+
+/// How a heatmap's colour scale is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeatmapScale {
+    /// The kind's own: busy fraction 0-1, headroom 0 to the largest, a difference symmetric
+    /// around 0 out to the largest change; the same for every run, so they compare.
+    #[default]
+    Fixed,
+    /// From the picture's own lowest to highest value: shows small differences within one run.
+    Auto,
 }
 
 /// Decimals of its sparsity a run's name keeps: names go into file names, which must stay
@@ -77,12 +92,14 @@ pub fn utilization_heatmap_name(sparsity: f64, extension: &str) -> String {
     format!("heatmap-utilization-{}.{extension}", run_name(sparsity))
 }
 
-/// Draws one run's heatmap to `path` (PNG or SVG by extension). Utilisation heatmaps of every run
-/// share the 0–1 scale, SRAM heatmaps the 0–capacity scale, so they compare.
+/// Draws one run's heatmap to `path` (PNG or SVG by extension). On the fixed scale, utilisation
+/// heatmaps of every run share 0–1, so they compare; a difference map is the run's busy fraction
+/// less the dense run's (`file.runs[0]`), refused for the dense run itself.
 pub fn draw_heatmap(
     file: &CountersFile,
     run: &RunCounters,
     kind: HeatmapKind,
+    scale: HeatmapScale,
     path: &Path,
 ) -> Result<()> {
     let who = format!(
@@ -95,32 +112,65 @@ pub fn draw_heatmap(
             format!("sparsity {}", run.sparsity)
         }
     );
-    let (grid, style) = match kind {
-        HeatmapKind::Utilization => {
-            let cycles = run.step_cycles.max(1) as f64;
-            (
-                to_grid(&run.busy_cycles, |v| v as f64 / cycles)?,
-                HeatmapStyle::new(
-                    format!("PE utilisation: {who}"),
-                    "busy fraction of the step",
-                    0.0,
-                    1.0,
-                ),
-            )
-        }
-        HeatmapKind::Sram => (
-            to_grid(&run.sram_bytes, |v| v as f64)?,
+    let busy = |r: &RunCounters| {
+        let cycles = r.step_cycles.max(1) as f64;
+        to_grid(&r.busy_cycles, |v| v as f64 / cycles)
+    };
+    let (grid, mut style) = match kind {
+        HeatmapKind::Utilization => (
+            busy(run)?,
             HeatmapStyle::new(
-                format!("SRAM per PE: {who}"),
-                format!(
-                    "SRAM bytes used (capacity {} B)",
-                    super::table::thousands(run.sram_capacity_bytes as u128)
-                ),
+                format!("PE utilisation: {who}"),
+                "busy fraction of the step",
                 0.0,
-                run.sram_capacity_bytes as f64,
+                1.0,
             ),
         ),
+        HeatmapKind::Sram => {
+            let capacity = run.sram_capacity_bytes;
+            let grid = to_grid(&run.sram_bytes, |v| capacity.saturating_sub(v) as f64)?;
+            let label = format!(
+                "SRAM bytes free of {} (least free: {})",
+                super::table::thousands(capacity as u128),
+                super::table::thousands(grid.min().max(0.0) as u128)
+            );
+            let top = grid.max().max(1.0);
+            (
+                grid,
+                HeatmapStyle::new(format!("SRAM headroom per PE: {who}"), label, 0.0, top),
+            )
+        }
+        HeatmapKind::Difference => {
+            let dense = file
+                .runs
+                .first()
+                .filter(|d| d.sparsity == 0.0 && run.sparsity > 0.0);
+            let dense = dense.ok_or_else(|| {
+                Error::Input(format!(
+                    "a difference heatmap is a sparse run's against the dense run: run {} has \
+                     none to compare with",
+                    run_name(run.sparsity)
+                ))
+            })?;
+            let grid = busy(run)?.minus(&busy(dense)?)?;
+            let reach = grid.min().abs().max(grid.max().abs()).max(1e-3);
+            let mut style = HeatmapStyle::new(
+                format!("PE utilisation, {who}, less the dense run's"),
+                "busy fraction, sparse less dense",
+                -reach,
+                reach,
+            );
+            style.palette = Palette::Diverging;
+            (grid, style)
+        }
     };
+    if scale == HeatmapScale::Auto {
+        let (lo, hi) = (grid.min(), grid.max());
+        // A flat picture keeps the fixed scale: there is no range to stretch.
+        if hi > lo {
+            (style.vmin, style.vmax) = (lo, hi);
+        }
+    }
     heatmap(&grid, &style, path)
 }
 
@@ -132,20 +182,43 @@ fn to_grid(grid: &PeGrid, value: impl Fn(u64) -> f64) -> Result<Grid> {
     )
 }
 
-/// Every heatmap of a run folder: utilisation (PNG and SVG) per run, SRAM (PNG) of the dense run.
+/// The file name of a sparse run's difference heatmap (its busy fraction less the dense run's).
+pub fn difference_heatmap_name(sparsity: f64, extension: &str) -> String {
+    format!("heatmap-difference-{}.{extension}", run_name(sparsity))
+}
+
+/// Every heatmap of a run folder, PNG and SVG: utilisation per run, the difference from dense per
+/// sparse run, and the SRAM headroom of the dense run.
 pub fn draw_train_heatmaps(file: &CountersFile, out: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    for run in &file.runs {
-        for extension in ["png", "svg"] {
+    for extension in ["png", "svg"] {
+        for run in &file.runs {
             let path = out.join(utilization_heatmap_name(run.sparsity, extension));
-            draw_heatmap(file, run, HeatmapKind::Utilization, &path)?;
+            draw_heatmap(
+                file,
+                run,
+                HeatmapKind::Utilization,
+                HeatmapScale::Fixed,
+                &path,
+            )?;
+            written.push(path);
+            if run.sparsity > 0.0 {
+                let path = out.join(difference_heatmap_name(run.sparsity, extension));
+                draw_heatmap(
+                    file,
+                    run,
+                    HeatmapKind::Difference,
+                    HeatmapScale::Fixed,
+                    &path,
+                )?;
+                written.push(path);
+            }
+        }
+        if let Some(dense) = file.runs.first() {
+            let path = out.join(format!("heatmap-sram.{extension}"));
+            draw_heatmap(file, dense, HeatmapKind::Sram, HeatmapScale::Fixed, &path)?;
             written.push(path);
         }
-    }
-    if let Some(dense) = file.runs.first() {
-        let path = out.join("heatmap-sram.png");
-        draw_heatmap(file, dense, HeatmapKind::Sram, &path)?;
-        written.push(path);
     }
     Ok(written)
 }

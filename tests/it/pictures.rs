@@ -139,3 +139,65 @@ fn a_waterfall_refuses_what_it_cannot_draw() {
     assert_eq!(waterfall("t", &[], &path).unwrap_err().exit_code(), 2);
     assert!(!path.exists());
 }
+
+#[test]
+fn train_draws_difference_and_headroom_maps_and_plot_takes_a_scale() {
+    let dir = folder("heatmaps");
+    let out = dir.join("run");
+    let args = [
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = run_cli(&args);
+    assert_eq!(code, 0, "{err}");
+    for name in [
+        "heatmap-difference-s0.5.png",
+        "heatmap-difference-s0.75.svg",
+        "heatmap-sram.svg",
+        "gap.svg",
+        "speedup.svg",
+    ] {
+        assert!(out.join(name).exists(), "{name}");
+    }
+    assert!(!out.join("heatmap-difference-dense.png").exists());
+    // The difference map is symmetric around 0 (white), the headroom map starts at 0 free.
+    let difference = svg_texts(&out.join("heatmap-difference-s0.75.svg"));
+    assert!(
+        difference.iter().any(|t| t == "0.0" || t == "0.00"),
+        "{difference:?}"
+    );
+    assert!(difference
+        .iter()
+        .any(|t| t == "busy fraction, sparse less dense"));
+    let sram = svg_texts(&out.join("heatmap-sram.svg"));
+    assert!(
+        sram.iter().any(|t| t.starts_with("SRAM bytes free of ")),
+        "{sram:?}"
+    );
+    let counters = out.join("counters.npz");
+    let plot = |extra: &[&str], picture: &str| {
+        let picture = dir.join(picture);
+        let mut args = vec!["plot", "heatmap", counters.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", picture.to_str().unwrap()]);
+        let (code, _, err) = run_cli(&args);
+        (code, err, picture)
+    };
+    // Auto: the colour bar runs from the picture's own lowest to highest busy fraction.
+    let (code, err, auto) = plot(&["--scale", "auto", "--run", "0.75"], "auto.svg");
+    assert_eq!(code, 0, "{err}");
+    let (code, err, fixed) = plot(&["--run", "0.75"], "fixed.svg");
+    assert_eq!(code, 0, "{err}");
+    assert!(svg_texts(&fixed).iter().any(|t| t == "1.0"));
+    assert_ne!(svg_texts(&auto), svg_texts(&fixed));
+    // The dense run has no difference from itself: refused, nothing drawn.
+    let (code, err, none) = plot(&["--kind", "difference", "--run", "dense"], "none.png");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("difference"), "{err}");
+    assert!(!none.exists());
+}

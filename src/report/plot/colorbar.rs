@@ -1,4 +1,5 @@
-//! The colour scale: value → viridis colour, and the colour bar that explains it.
+//! The colour scale: value → colour (viridis, or a blue–white–red diverging scale for
+//! differences), and the colour bar that explains it.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -13,7 +14,25 @@ const NO_DATA_RGB: [u8; 3] = [190, 190, 190];
 /// Entries in the lookup table: finer than 8-bit colour steps along viridis.
 const LUT_ENTRIES: usize = 1024;
 
-/// Viridis over `[vmin, vmax]`, precomputed so a full wafer maps in one pass.
+/// How values become colours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Palette {
+    /// Viridis: dark to bright, for magnitudes (busy fraction, bytes).
+    #[default]
+    Viridis,
+    /// Blue through white to red, for differences: white is the middle of the range (0 on a
+    /// symmetric one), blue below, red above.
+    Diverging,
+}
+
+/// Blue, white and red ends of the diverging scale (ColorBrewer RdBu's ends and middle).
+const DIVERGING: [[f64; 3]; 3] = [
+    [33.0, 102.0, 172.0],
+    [247.0, 247.0, 247.0],
+    [178.0, 24.0, 43.0],
+];
+
+/// The palette over `[vmin, vmax]`, precomputed so a full wafer maps in one pass.
 pub(super) struct Colormap {
     vmin: f64,
     vmax: f64,
@@ -21,12 +40,30 @@ pub(super) struct Colormap {
 }
 
 impl Colormap {
+    #[cfg(test)]
     pub(super) fn new(vmin: f64, vmax: f64) -> Colormap {
+        Colormap::with_palette(vmin, vmax, Palette::Viridis)
+    }
+
+    pub(super) fn with_palette(vmin: f64, vmax: f64, palette: Palette) -> Colormap {
         debug_assert!(vmin < vmax);
         let lut = (0..LUT_ENTRIES)
             .map(|i| {
-                let RGBColor(r, g, b) = ViridisRGB.get_color(i as f32 / (LUT_ENTRIES - 1) as f32);
-                [r, g, b]
+                let t = i as f64 / (LUT_ENTRIES - 1) as f64;
+                match palette {
+                    Palette::Viridis => {
+                        let RGBColor(r, g, b) = ViridisRGB.get_color(t as f32);
+                        [r, g, b]
+                    }
+                    Palette::Diverging => {
+                        let (from, to, u) = match t < 0.5 {
+                            true => (DIVERGING[0], DIVERGING[1], 2.0 * t),
+                            false => (DIVERGING[1], DIVERGING[2], 2.0 * t - 1.0),
+                        };
+                        let mix = |c: usize| (from[c] + (to[c] - from[c]) * u).round() as u8;
+                        [mix(0), mix(1), mix(2)]
+                    }
+                }
             })
             .collect();
         Colormap { vmin, vmax, lut }

@@ -12,7 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::colorbar::{self, Colormap};
+use super::colorbar::{self, Colormap, Palette};
 use super::output::{self, Format};
 use super::{drawing_failed, encode_png, register_fonts, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX};
 use crate::error::{Error, Result};
@@ -73,6 +73,51 @@ impl Grid {
         self.values[y * self.width + x]
     }
 
+    /// The smallest value that is not NaN (0 if every value is NaN).
+    pub fn min(&self) -> f64 {
+        let min = self
+            .values
+            .iter()
+            .filter(|v| !v.is_nan())
+            .fold(f64::INFINITY, |m, v| m.min(*v));
+        if min.is_finite() {
+            min
+        } else {
+            0.0
+        }
+    }
+
+    /// The largest value that is not NaN (0 if every value is NaN).
+    pub fn max(&self) -> f64 {
+        let max = self
+            .values
+            .iter()
+            .filter(|v| !v.is_nan())
+            .fold(f64::NEG_INFINITY, |m, v| m.max(*v));
+        if max.is_finite() {
+            max
+        } else {
+            0.0
+        }
+    }
+
+    /// This grid less `other`, PE by PE; `Error::Input` if their sizes differ.
+    pub fn minus(&self, other: &Grid) -> Result<Grid> {
+        if (self.width, self.height) != (other.width, other.height) {
+            return Err(Error::input(format!(
+                "heatmap grids of {} × {} and {} × {} PEs cannot be subtracted",
+                self.width, self.height, other.width, other.height
+            )));
+        }
+        let values = self
+            .values
+            .iter()
+            .zip(&other.values)
+            .map(|(a, b)| a - b)
+            .collect();
+        Grid::new(self.width, self.height, values)
+    }
+
     /// The mean of the non-NaN values in columns `xs` and rows `ys`; NaN if there are none.
     fn block_mean(&self, xs: std::ops::Range<usize>, ys: std::ops::Range<usize>) -> f64 {
         let (mut sum, mut count) = (0.0, 0usize);
@@ -107,6 +152,8 @@ pub struct HeatmapStyle {
     /// SVG only: the most tiles along the grid's longer side (cells are averaged into square
     /// tiles of whole PEs).
     pub svg_tiles_max: usize,
+    /// Viridis for magnitudes, diverging for differences.
+    pub palette: Palette,
 }
 
 impl HeatmapStyle {
@@ -123,6 +170,7 @@ impl HeatmapStyle {
             vmin,
             vmax,
             svg_tiles_max: 100,
+            palette: Palette::Viridis,
         }
     }
 
@@ -294,7 +342,7 @@ fn render_png(grid: &Grid, style: &HeatmapStyle) -> Result<Vec<u8>, String> {
     let layout = layout_for(grid, plot_w, plot_h, style);
     let (w, h) = layout.canvas;
     let mut rgb = vec![255u8; w as usize * h as usize * 3];
-    let colormap = Colormap::new(style.vmin, style.vmax);
+    let colormap = Colormap::with_palette(style.vmin, style.vmax, style.palette);
     if block > 1 {
         paint_blocks(&mut rgb, w as usize, layout.plot, grid, block, &colormap);
     } else {
@@ -374,7 +422,7 @@ fn render_svg(grid: &Grid, style: &HeatmapStyle) -> Result<String, String> {
     let plot_w = ((grid.width as f64 * scale).round() as usize).max(1);
     let plot_h = ((grid.height as f64 * scale).round() as usize).max(1);
     let layout = layout_for(grid, plot_w, plot_h, style);
-    let colormap = Colormap::new(style.vmin, style.vmax);
+    let colormap = Colormap::with_palette(style.vmin, style.vmax, style.palette);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, layout.canvas).into_drawing_area();

@@ -41,6 +41,7 @@ mod line;
 mod output;
 mod waterfall;
 
+pub use colorbar::Palette;
 pub use heatmap::{heatmap, Grid, HeatmapStyle};
 pub use line::{line_chart, line_figure, Figure, LineChart, Series};
 pub use waterfall::{waterfall, Waterfall};
