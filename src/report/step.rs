@@ -65,7 +65,10 @@ pub struct StepReport {
     /// Sequences of the step ÷ its seconds, over all systems and per system.
     pub samples_per_second: f64,
     pub samples_per_second_per_system: f64,
-    /// "io" when the fabric waits on its edge for at least half the step, else "compute".
+    /// The step's largest category of cycles, by its machine key (`compute`, sparse and dense
+    /// together, `overhead`, `io`, `reduction`, `imbalance`, `recompute`, `data_parallel`):
+    /// what bounds the step. (It was "io" or "compute" by whether I/O took half the step, so a
+    /// step of 11% compute and 38% overhead read "compute-bound".)
     pub bound: &'static str,
     pub pe_utilization_mean: f64,
     pub pe_utilization_max: f64,
@@ -258,11 +261,7 @@ impl StepReport {
                 / (result.systems as f64 * fabric.peak_fp16_flops_per_second()),
             samples_per_second,
             samples_per_second_per_system: samples_per_second / result.systems as f64,
-            bound: if 2 * b.io >= result.cycles {
-                "io"
-            } else {
-                "compute"
-            },
+            bound: largest_category(b).0,
             pe_utilization_mean: result.pe_utilization_mean,
             pe_utilization_max: result.pe_utilization_max,
             sram_bytes_max: plan.sram.sram_bytes_max,
@@ -318,14 +317,15 @@ impl StepReport {
             self.samples_per_second_per_system
         );
         out += &format!(
-            "FLOPs       {} executed of {} dense on the wafer (the optimizer's {} run off-wafer): {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step ({}-bound)\n",
+            "FLOPs       {} executed of {} dense on the wafer (the optimizer's {} run off-wafer): {} = {:.1}% of peak; the fabric waits on I/O {:.1}% of the step; its largest category: {} {:.1}%\n",
             si(self.flops_executed, "FLOP"),
             si(self.flops_dense, "FLOP"),
             si(self.flops_optimizer, "FLOP"),
             si(self.flops_per_second, "FLOP/s"),
             100.0 * self.peak_fraction,
             100.0 * self.breakdown.io as f64 / self.cycles.max(1) as f64,
-            if self.bound == "io" { "I/O" } else { "compute" }
+            crate::schedule::category_label(self.bound),
+            100.0 * largest_category(&self.breakdown).1 as f64 / self.cycles.max(1) as f64
         );
         if let Some(against) = &self.against_dense {
             out += &against.render();
@@ -364,8 +364,19 @@ impl StepReport {
         out += "\nthe ten most expensive ops (summed over microbatches)\n";
         let mut ops: Vec<&OpRow> = self.op_rows.iter().collect();
         ops.sort_by(|a, b| b.cycles.cmp(&a.cycles).then(a.name.cmp(&b.name)));
+        out += "(an op's cycles are its I/O wait, compute, overhead, reduction, imbalance and \
+                recompute)\n";
         let mut t = Table::new([
-            "op", "tile", "cycles", "share", "I/O wait", "compute", "overhead",
+            "op",
+            "tile",
+            "cycles",
+            "share",
+            "I/O wait",
+            "compute",
+            "overhead",
+            "reduction",
+            "imbalance",
+            "recompute",
         ]);
         for op in ops.iter().take(10) {
             let tile = match op.token_chunks {
@@ -385,11 +396,25 @@ impl StepReport {
                 thousands(op.breakdown.io as u128),
                 thousands((op.breakdown.sparse_compute + op.breakdown.dense_compute) as u128),
                 thousands(op.breakdown.overhead as u128),
+                thousands(op.breakdown.reduction as u128),
+                thousands(op.breakdown.imbalance as u128),
+                thousands(op.breakdown.recompute as u128),
             ]);
         }
         out += &t.render();
         out
     }
+}
+
+/// The step's largest category (compute counts sparse and dense together) and its cycles; the
+/// first of equals in `gap_categories` order.
+fn largest_category(b: &Breakdown) -> (&'static str, u64) {
+    crate::schedule::gap_categories(b)
+        .into_iter()
+        .fold(
+            ("compute", 0),
+            |best, c| if c.1 > best.1 { c } else { best },
+        )
 }
 
 /// What the systems line adds beyond the count: each system's share and the tree's cost.

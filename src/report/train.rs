@@ -188,6 +188,7 @@ impl TrainReport {
             self.model,
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
+        let peak = self.peak_flops_per_second * self.systems as f64;
         let mut t = Table::new([
             "run",
             "phase",
@@ -197,7 +198,8 @@ impl TrainReport {
             "simulated time",
             "theory",
             "simulated",
-            "PE util",
+            "PE busy",
+            "of peak",
         ]);
         for run in &self.runs {
             let label = super::flops::run_label(run.run_sparsity);
@@ -212,10 +214,16 @@ impl TrainReport {
                     format!("{:.2}x", p.theoretical_speedup),
                     format!("{:.2}x", p.simulated_speedup),
                     format!("{:.1}%", 100.0 * p.pe_utilization_mean),
+                    format!(
+                        "{:.1}%",
+                        100.0 * p.flops_executed / (p.seconds * peak).max(1.0)
+                    ),
                 ]);
             }
         }
         out += &t.render();
+        out += "(PE busy: the mean PE's share of the time its core works, task overhead \
+                included; of peak: executed FLOPs over the time at the fp16 peak of every system)\n";
         out += "\nWhere the gap goes (shares of each sparse run's simulated time beyond what its FLOPs promise):\n";
         for run in self.runs.iter().filter(|r| r.run_sparsity > 0.0) {
             let parts: Vec<String> = run

@@ -345,8 +345,9 @@ pub fn gap_shares(
     shares
 }
 
-/// The categories the gap is told in: compute (sparse and dense together), then the rest.
-fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 7] {
+/// The categories the gap is told in: compute (sparse and dense together), then the rest; by
+/// their machine keys (`category_label` names them for tables).
+pub fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 7] {
     [
         ("compute", b.sparse_compute + b.dense_compute),
         ("reduction", b.reduction),

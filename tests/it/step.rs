@@ -50,7 +50,16 @@ fn a_dense_xl_step_reaches_a_plausible_share_of_peak() {
     // Published wafer GEMMs reach 50–70% of peak on-wafer; the weight stream and the fine-grained
     // dataflow hold a whole step below that.
     assert!((0.10..=0.80).contains(&fraction), "{fraction}");
-    assert!(["io", "compute"].contains(&report["bound"].as_str().unwrap()));
+    assert!([
+        "compute",
+        "io",
+        "overhead",
+        "reduction",
+        "imbalance",
+        "recompute",
+        "data_parallel"
+    ]
+    .contains(&report["bound"].as_str().unwrap()));
     let flops = report["flops_executed"].as_f64().unwrap();
     let seconds = report["seconds"].as_f64().unwrap();
     assert!((flops / seconds / 6.56e15 / fraction - 1.0).abs() < 0.01);

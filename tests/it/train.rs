@@ -124,9 +124,21 @@ fn the_table_the_json_and_the_csv_agree() {
                 "{:.1}%",
                 100.0 * phase["pe_utilization_mean"].as_f64().unwrap()
             );
+            // Of peak: executed FLOPs over the time at the fabric's fp16 peak (one system).
+            let peak = report["peak_flops_per_second"].as_f64().unwrap();
+            let of_peak = format!(
+                "{:.1}%",
+                100.0 * phase["flops_executed"].as_f64().unwrap()
+                    / (phase["seconds"].as_f64().unwrap() * peak)
+            );
             assert_eq!(
-                &cells[cells.len() - 3..],
-                [theory.as_str(), simulated.as_str(), util.as_str()],
+                &cells[cells.len() - 4..],
+                [
+                    theory.as_str(),
+                    simulated.as_str(),
+                    util.as_str(),
+                    of_peak.as_str()
+                ],
                 "{line}"
             );
             let csv_row: Vec<&str> = csv_rows.next().unwrap().split(',').collect();
