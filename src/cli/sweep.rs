@@ -97,8 +97,15 @@ fn unvalidated_fabrics(spec: &SweepSpec, spec_path: &str) -> Result<String> {
     let mut out = String::new();
     let mut seen = std::collections::BTreeSet::new();
     for point in resolve_points(spec, spec_path)? {
-        if seen.insert(point.point.fabric.clone()) {
-            let fabric = point.fabric.fabric()?;
+        // A fabric with its overrides is a fabric of its own: each is checked.
+        let fabric_overrides: Vec<_> = point
+            .point
+            .overrides
+            .iter()
+            .filter(|(key, _)| key.starts_with(crate::sweep::FABRIC_PREFIX))
+            .collect();
+        if seen.insert(format!("{}{fabric_overrides:?}", point.point.fabric)) {
+            let fabric = crate::sweep::load_point_fabric(&point.point, &point.fabric, spec_path)?;
             let keys = crate::validate::unvalidated_keys(&fabric);
             out += &crate::validate::unvalidated_warning(&fabric.name, &keys).unwrap_or_default();
         }

@@ -10,12 +10,12 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::resolve::{resolve_points, source_of, KeyInputs, ResolvedPoint};
-use super::spec::{Point, SweepSpec};
+use super::spec::{Point, SweepSpec, FABRIC_PREFIX};
 use crate::error::{Error, Result};
 use crate::report::{create_folder, write_atomic};
 use crate::report::{PhaseFigures, TrainPhase};
 use crate::schedule::run_recipe_on_systems;
-use crate::spec::{parse_toml, ModelSpec, SpecText};
+use crate::spec::{parse_toml, FabricSpec, ModelSpec, SpecText};
 
 /// A shard `i/n` (1-based): the points whose key (its first 64 bits) modulo n is i − 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +275,7 @@ fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u6
         ),
         p.point.sparsity,
     )?;
-    let fabric = p.fabric.fabric()?;
+    let fabric = load_point_fabric(&p.point, &p.fabric, origin)?;
     if p.point.systems > fabric.cluster.systems_max {
         let index = spec.systems.iter().position(|&n| n == p.point.systems);
         return Err(Error::Input(format!(
@@ -413,36 +413,74 @@ pub fn point_path(out: &Path, key: &str) -> PathBuf {
     out.join("points").join(format!("{key}.json"))
 }
 
-/// The point's model with its overrides applied, validated; `origin` is the sweep spec. The
-/// model is read from the TOML table itself, never from a re-serialised text whose line numbers
-/// the user never saw: an override of the wrong kind is named by the spec, its key and value.
+/// The point's model with its `architecture.` and `recipe.` overrides applied, validated;
+/// `origin` is the sweep spec. The model is read from the TOML table itself, never from a
+/// re-serialised text whose line numbers the user never saw: an override of the wrong kind is
+/// named by the spec, its key and value.
 pub fn load_point_model(point: &Point, model: &SpecText, origin: &str) -> Result<ModelSpec> {
-    if point.overrides.is_empty() {
+    let overrides: Vec<(&str, &String)> = point
+        .overrides
+        .iter()
+        .filter(|(key, _)| !key.starts_with(FABRIC_PREFIX))
+        .map(|(key, value)| (key.as_str(), value))
+        .collect();
+    let who = format!("model {}", point.model);
+    let Some(spec) = overridden::<ModelSpec>(model, &overrides, &who, origin)? else {
         return model.model();
+    };
+    spec.validate(&format!("{} with the overrides of {origin}", model.origin))?;
+    Ok(spec)
+}
+
+/// The point's fabric with its `fabric.` overrides applied (the key without the prefix is the
+/// fabric file's), validated as a fabric file is.
+pub fn load_point_fabric(point: &Point, fabric: &SpecText, origin: &str) -> Result<FabricSpec> {
+    let overrides: Vec<(&str, &String)> = point
+        .overrides
+        .iter()
+        .filter(|(key, _)| key.starts_with(FABRIC_PREFIX))
+        .map(|(key, value)| (key.as_str(), value))
+        .collect();
+    let who = format!("fabric {}", point.fabric);
+    let Some(spec) = overridden::<FabricSpec>(fabric, &overrides, &who, origin)? else {
+        return fabric.fabric();
+    };
+    spec.validate(&format!("{} with the overrides of {origin}", fabric.origin))?;
+    Ok(spec)
+}
+
+/// `text` parsed with `overrides` set in its table, or `None` without overrides. The file's own
+/// errors come first, with its own lines; then each override is applied and the result parsed,
+/// so that a value of the wrong kind names its own override.
+fn overridden<T: serde::de::DeserializeOwned>(
+    text: &SpecText,
+    overrides: &[(&str, &String)],
+    who: &str,
+    origin: &str,
+) -> Result<Option<T>> {
+    if overrides.is_empty() {
+        return Ok(None);
     }
-    // The file's own errors first, with its own lines.
-    parse_toml::<ModelSpec>(&model.origin, &model.text)?;
-    let mut table: toml::Table = parse_toml(&model.origin, &model.text)?;
+    parse_toml::<T>(&text.origin, &text.text)?;
+    let mut table: toml::Table = parse_toml(&text.origin, &text.text)?;
     let mut spec = None;
-    for (key, value) in &point.overrides {
+    for (key, value) in overrides {
         let refused = |why: String| {
             Error::Input(format!(
-                "{origin}: override `{key}` = {value} on model {}: {why}",
-                point.model
+                "{origin}: override `{key}` = {value} on {who}: {why}"
             ))
         };
         let parsed: toml::Value = parse_toml::<toml::Table>(origin, &format!("v = {value}"))?
             .remove("v")
             .expect("parsed one key");
-        set_dotted(&mut table, key, parsed).map_err(refused)?;
-        // After each override, so that a value of the wrong kind names its own override.
-        let applied: ModelSpec = toml::Value::Table(table.clone())
+        // A fabric override's key is the fabric file's after the prefix.
+        let in_file = key.strip_prefix(FABRIC_PREFIX).unwrap_or(key);
+        set_dotted(&mut table, in_file, parsed).map_err(refused)?;
+        let applied: T = toml::Value::Table(table.clone())
             .try_into()
             .map_err(|e: toml::de::Error| refused(e.message().trim().replace('\n', " ")))?;
         spec = Some(applied);
     }
-    let spec = spec.expect("at least one override");
-    spec.validate(&format!("{} with the overrides of {origin}", model.origin))?;
     Ok(spec)
 }
 
@@ -458,10 +496,10 @@ fn set_dotted(
         current = current
             .get_mut(part)
             .and_then(toml::Value::as_table_mut)
-            .ok_or_else(|| format!("the model has no table `{part}`"))?;
+            .ok_or_else(|| format!("it has no table `{part}`"))?;
     }
     if !current.contains_key(leaf) {
-        return Err(format!("the model has no key `{leaf}` there"));
+        return Err(format!("it has no key `{leaf}` there"));
     }
     current.insert(leaf.to_string(), value);
     Ok(())
@@ -469,7 +507,7 @@ fn set_dotted(
 
 fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
     let model = load_point_model(&p.point, &p.model, origin)?;
-    let fabric = p.fabric.fabric()?;
+    let fabric = load_point_fabric(&p.point, &p.fabric, origin)?;
     let runs = run_recipe_on_systems(&model, &fabric, &[p.point.sparsity], p.point.systems)?;
     let run = runs.last().expect("the dense run at least");
     let clock = fabric.clock.clock_hz as f64;

@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::spec::{check_sparsity, parse_toml};
 
+/// What an override's key may start with: the model's tables, or `fabric.` for the fabric's.
+pub const OVERRIDE_PREFIXES: [&str; 3] = ["architecture.", "recipe.", FABRIC_PREFIX];
+/// The prefix of an override of the fabric file (the rest is the key in it).
+pub const FABRIC_PREFIX: &str = "fabric.";
+
 /// A sweep as its TOML file gives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +28,8 @@ pub struct SweepSpec {
     #[serde(default = "default_systems")]
     pub systems: Vec<u64>,
     /// Dotted model keys, each with the values to sweep, e.g.
-    /// `"recipe.pretrain.batch_sequences" = [256, 512]`.
+    /// `"recipe.pretrain.batch_sequences" = [256, 512]`; a `fabric.` key overrides the fabric's
+    /// (`"fabric.io.wafer_io_bits_per_second" = [1.2e12, 2.4e12]`).
     #[serde(default)]
     pub overrides: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default)]
@@ -156,9 +162,11 @@ impl SweepSpec {
             if values.is_empty() {
                 return Err(empty(&format!("overrides.\"{key}\"")));
             }
-            if !(key.starts_with("architecture.") || key.starts_with("recipe.")) {
+            if !OVERRIDE_PREFIXES.iter().any(|p| key.starts_with(p)) {
                 return Err(Error::Input(format!(
-                    "{origin}: override `{key}` is not allowed: keys start with `architecture.` or `recipe.`"
+                    "{origin}: override `{key}` is not allowed: keys start with `architecture.` \
+                     or `recipe.` (the model's) or `fabric.` (the fabric's, e.g. \
+                     `fabric.io.wafer_io_bits_per_second`)"
                 )));
             }
         }

@@ -49,3 +49,68 @@ fn an_override_out_of_range_is_named_by_spec_key_and_value() {
         "{err}"
     );
 }
+
+#[test]
+fn a_fabric_override_is_a_fabric_of_its_own_and_refused_like_a_model_one() {
+    // The fabric's own value as an override changes nothing; doubling the wafer I/O moves the
+    // figures, and both points are in the sweep's table with their override.
+    let mini = wafersim::spec::load_fabric("mini").unwrap();
+    let io = mini.io.wafer_io_bits_per_second;
+    let spec = temp_file(
+        "fabric-io.toml",
+        &format!(
+            "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.5]\n[overrides]\n\
+             \"fabric.io.wafer_io_bits_per_second\" = [{io}, {}]\n",
+            2 * io
+        ),
+    );
+    let out = std::env::temp_dir().join(format!("wafersim-ovr-{}-fabric", std::process::id()));
+    let (code, _, err) = run_sweep(&spec, &out);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = crate::common::run_cli(&["merge", out.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let own = format!(
+        "fabric.io.wafer_io_bits_per_second={}",
+        mini.io.wafer_io_bits_per_second
+    );
+    let seconds = |overrides: &str| -> f64 {
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let column = header.iter().position(|h| *h == "total_seconds").unwrap();
+        let row = csv.lines().find(|l| l.contains(overrides)).unwrap();
+        row.split(',').nth(column).unwrap().parse().unwrap()
+    };
+    let train_out = out.join("train");
+    let report = crate::common::run_json(&[
+        "train",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--sparsity",
+        "0.5",
+        "--out",
+        train_out.to_str().unwrap(),
+    ]);
+    let plain = report["runs"][1]["total"]["seconds"].as_f64().unwrap();
+    assert_eq!(seconds(&own), plain);
+    let doubled = format!("fabric.io.wafer_io_bits_per_second={}", 2 * io);
+    assert!(seconds(&doubled) < plain);
+    // A key the fabric has not, a value of the wrong kind, one out of range: named, exit 2.
+    for (key, value, why) in [
+        ("fabric.io.no_such_key", "1", "has no key"),
+        (
+            "fabric.io.wafer_io_bits_per_second",
+            "\"fast\"",
+            "invalid type",
+        ),
+        ("fabric.pe.sram_bytes", "0", "sram_bytes"),
+    ] {
+        let (spec, err) = refused("ovr-fabric.toml", key, value);
+        assert!(
+            err.contains(&spec) && err.contains(why),
+            "{key} = {value}: {err}"
+        );
+    }
+    let (_, err) = refused("ovr-prefix.toml", "pe.sram_bytes", "1");
+    assert!(err.contains("`fabric.`"), "{err}");
+}
