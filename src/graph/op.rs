@@ -28,9 +28,9 @@ impl Pass {
     }
 
     /// Whether the wafer runs the pass. The optimizer update runs off-wafer (in MemoryX,
-    /// Cerebras' weight-streaming appliance), once per step on the gradients accumulated over
-    /// the microbatches, so its FLOPs are neither the wafer's work nor part of its fraction of
-    /// peak.
+    /// Cerebras' weight-streaming appliance: docs/domain.md, "Weight streaming"), once per step
+    /// on the gradients accumulated over the microbatches, so its FLOPs are neither the wafer's
+    /// work nor part of its fraction of peak.
     pub fn on_wafer(self) -> bool {
         self != Pass::Update
     }

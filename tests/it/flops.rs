@@ -157,7 +157,7 @@ fn non_embedding_parameters_are_the_papers() {
 
 #[test]
 fn xl_pretraining_speedup_follows_the_flop_convention() {
-    // README, "FLOP convention": forward ≈ 2·12·L·d²·(1−s) + 4·L·S·d + 2·d·V per token, backward 2× forward.
+    // docs/domain.md (and README), "FLOP convention": forward ≈ 2·12·L·d²·(1−s) + 4·L·S·d + 2·d·V per token, backward 2× forward.
     let (l, d, s_len, v) = (24.0, 2048.0, 2048.0, 42_384.0);
     let convention =
         |s: f64| 3.0 * (2.0 * 12.0 * l * d * d * (1.0 - s) + 4.0 * l * s_len * d + 2.0 * d * v);

@@ -1,7 +1,7 @@
 //! GEMM `Y[T×N] = X[T×K] · W[K×N]` with X resident and the weights streamed, dense or sparse
-//! (zero skipping), on a region of R × C PEs. Also its backward forms: dgrad
-//! (`dX = dY · Wᵀ`, the same program on the transposed mask) and wgrad at a sparse weight's
-//! non-zeros (see [`super::wgrad`]).
+//! (zero skipping; docs/domain.md, "How zeros are skipped"), on a region of R × C PEs. Also its
+//! backward forms: dgrad (`dX = dY · Wᵀ`, the same program on the transposed mask) and wgrad at a
+//! sparse weight's non-zeros (see [`super::wgrad`]).
 //!
 //! # Mapping
 //! The region's columns are split `C = C_k · C_n`. PE (r, c) belongs to N-group
