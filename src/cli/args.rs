@@ -51,7 +51,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// One training step on the whole fabric: mapped, timed, every cycle accounted for.
     Step(StepArgs),
-    /// One kernel (gemm, reduce, allreduce, broadcast) on the wavelet-level engine.
+    /// One kernel on the wavelet-level engine (or, with --fidelity model, its cost model): gemm,
+    /// the collectives reduce, allreduce and broadcast, attention, and the element-wise ops
+    /// layernorm, softmax, gelu, residual, embedding and loss.
     Kernel(super::kernel::KernelArgs),
     /// A grid of train runs from a TOML spec, in parallel, resumable, shardable across machines.
     Sweep(SweepArgs),
@@ -62,8 +64,9 @@ pub enum Command {
     /// exits 1 if a bound fails. With --hardware: simulated against measured runs of real
     /// systems (a report; the calibration test holds its bounds).
     Validate(ValidateArgs),
-    /// Redraws a picture from saved results: a heatmap from counters.npz, the speedup chart
-    /// from report.json.
+    /// Redraws a picture from saved results: a heatmap from counters.npz (train's, or one
+    /// kernel run's from `kernel --counters`), the speedup chart or the where-the-gap-goes
+    /// waterfall from report.json.
     Plot(PlotArgs),
     /// Regression benchmarks: runs every case of a suite (train, step and kernel invocations,
     /// in parallel) and, with --save NAME, writes every figure each case reports to a baseline
@@ -141,7 +144,8 @@ pub struct PlotArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PlotWhat {
-    /// A per-PE heatmap from a counters.npz that `train` wrote.
+    /// A per-PE heatmap from a counters.npz that `train` wrote, or one kernel run's counters
+    /// (`kernel --counters`).
     Heatmap {
         /// The counters.npz file.
         input: std::path::PathBuf,
