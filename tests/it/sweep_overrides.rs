@@ -114,3 +114,28 @@ fn a_fabric_override_is_a_fabric_of_its_own_and_refused_like_a_model_one() {
     let (_, err) = refused("ovr-prefix.toml", "pe.sram_bytes", "1");
     assert!(err.contains("`fabric.`"), "{err}");
 }
+
+#[test]
+fn every_example_sweep_spec_resolves_and_its_points_load() {
+    // The shipped examples are what a newcomer runs first: each must parse, validate and load
+    // every point's model and fabric (overrides applied), without running a point.
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut specs = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let origin = path.to_str().unwrap();
+        let spec = wafersim::sweep::SweepSpec::load(origin).unwrap();
+        spec.validate(origin).unwrap();
+        let points = wafersim::sweep::resolve_points(&spec, origin).unwrap();
+        assert!(!points.is_empty(), "{origin}");
+        for p in &points {
+            wafersim::sweep::load_point_model(&p.point, &p.model, origin).unwrap();
+            wafersim::sweep::load_point_fabric(&p.point, &p.fabric, origin).unwrap();
+        }
+        specs += 1;
+    }
+    assert!(specs >= 4, "{specs} example specs");
+}
