@@ -38,10 +38,24 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         );
         bar
     });
+    // Outside a terminal (a Slurm job's log, a pipe) a bar would be noise: a line at most every
+    // PROGRESS_LINE_SECONDS instead, and one when the last point is done.
+    let log_lines = !common.quiet && bar.is_none();
+    let last_line = std::sync::Mutex::new(started);
     let progress = |done: u64, total: u64| {
         if let Some(bar) = &bar {
             bar.set_length(total);
             bar.set_position(done);
+        } else if log_lines {
+            let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
+            if done == total || last.elapsed().as_secs() >= PROGRESS_LINE_SECONDS {
+                *last = std::time::Instant::now();
+                eprintln!(
+                    "wafersim sweep {}: {done}/{total} points, {:.0} s",
+                    args.spec,
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
     };
     let outcome = run_sweep(&spec, &args.spec, &out, shard, jobs, &progress)?;
@@ -90,6 +104,9 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         out.display()
     ))
 }
+
+/// Seconds between two progress lines of a sweep whose stderr is not a terminal.
+const PROGRESS_LINE_SECONDS: u64 = 30;
 
 /// A warning line per fabric of the sweep outside what `validate` covers (each of its points
 /// says so too, in `validated` and `unvalidated_keys`): a table check, no `validate` run.

@@ -396,3 +396,34 @@ fn a_sweep_refuses_seed_and_names_the_spec_key() {
     assert_eq!(json["seeds"], serde_json::json!([1]));
     assert!(json.get("seed").is_none());
 }
+
+#[test]
+fn a_sweep_outside_a_terminal_logs_its_progress_in_lines() {
+    // Under Slurm (stderr a log file) a progress bar is noise and nothing at all is worse: a
+    // line at most every 30 s and one when the last point is done; --quiet prints none.
+    let spec = crate::common::temp_file(
+        "progress.toml",
+        "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.0, 0.5]\n",
+    );
+    for (quiet, expected) in [(false, 1), (true, 0)] {
+        let out =
+            std::env::temp_dir().join(format!("wafersim-progress-{}-{quiet}", std::process::id()));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wafersim"));
+        command.args([
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        if quiet {
+            command.arg("--quiet");
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success());
+        let err = String::from_utf8(output.stderr).unwrap();
+        let lines = err
+            .lines()
+            .filter(|l| l.ends_with(" s") && l.contains("2/2 points"));
+        assert_eq!(lines.count(), expected, "quiet {quiet}: {err}");
+    }
+}
