@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use super::{expected_binomial_max, KernelCost};
+use super::{collective_cycles, expected_binomial_max, CollectiveAlgo, CollectiveKind, KernelCost};
 pub use crate::engine::kernels::attention::AttentionLayout;
 use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayout};
 use crate::spec::FabricSpec;
@@ -536,6 +536,56 @@ impl Chain {
         }
         red_done.iter().copied().fold(0.0, f64::max)
     }
+}
+
+/// The copies of its resident operands that a tile needs beyond the one the step leaves, as a
+/// multicast along each PE row before the kernel starts; the engine's GEMM kernels start with
+/// them in place (`engine::kernels::gemm`), so this is what a full-wafer step adds to
+/// [`gemm_cost`], in the `reduction` category (on-fabric collective traffic).
+///
+/// The op that produced an activation left one copy of each row's `T_r` tokens, spread along the
+/// row. A streamed GEMM (forward, dgrad) keeps `X[T_r, K_c]` on every PE of each of its `C_n`
+/// N-groups, so with `C_n > 1` the row's `T_r · K` values must reach every group; a weight
+/// gradient at its non-zeros keeps `X[T_r, K_c]` and `dY[T_r, N_g]`, copied to the `C_n`
+/// N-groups and the `C_k` K-groups respectively. The copies of a row stream over the row's links
+/// as one multicast block of `B` wavelets (its holders' slices interleaved, one wavelet per cycle
+/// on a link): the engine's broadcast along `C` PEs, `(C − 1)·hop + ramp + a + B` cycles
+/// (`collective_cycles`, held to the engine's broadcast kernel by the `collective_models` test).
+/// Attention's products multicast their second operand inside the kernel: no copy.
+pub fn operand_copy_cost(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    tile: &GemmTile,
+    region_pes: u64,
+) -> KernelCost {
+    let t_r = (p.batch * p.t).div_ceil(tile.rows.max(1));
+    let copied_values = match p.form {
+        GemmForm::Activations => 0,
+        GemmForm::Streamed => u64::from(tile.c_n > 1) * t_r * p.k,
+        GemmForm::AtNonzeros => {
+            u64::from(tile.c_n > 1) * t_r * p.k + u64::from(tile.c_k > 1) * t_r * p.n
+        }
+    };
+    if copied_values == 0 {
+        return KernelCost::default();
+    }
+    let wavelet_bytes = fabric.router.wavelet_bits / 8;
+    let wavelets = (copied_values * fabric.pe.operand_bytes).div_ceil(wavelet_bytes);
+    let columns = tile.columns();
+    let cycles = collective_cycles(
+        fabric,
+        CollectiveKind::Broadcast,
+        CollectiveAlgo::Chain,
+        columns,
+        wavelets,
+    );
+    // Each receiving core stores its own slice: one task and a cycle per wavelet, on every PE
+    // of the tile but those already holding theirs (the first group of each kind).
+    let slice_wavelets = wavelets.div_ceil(columns);
+    let stored = fabric.pe.task_activation_cycles + slice_wavelets;
+    let tile_pes = tile.rows * columns;
+    let busy_mean = (tile_pes as u128 * stored as u128 / region_pes.max(1) as u128) as u64;
+    KernelCost::split(cycles, 0, 0, cycles, 0, (busy_mean, stored))
 }
 
 /// FMACs (multiply-adds) the GEMM executes: rows × non-zeros.

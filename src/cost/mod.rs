@@ -20,7 +20,7 @@ pub use elementwise::{
 };
 pub use gemm::{
     attention_layouts_cost, attention_products, fmac_ops, gemm_cost, gemm_cost_with_counts,
-    AttentionOp, GemmForm, GemmProblem, GemmTile,
+    operand_copy_cost, AttentionOp, GemmForm, GemmProblem, GemmTile,
 };
 pub use io::{stream_bytes, stream_cycles, WireWeight};
 pub use swarmx::{data_parallel_cost, tree_levels, DataParallelCost, StreamGroup};
@@ -36,7 +36,8 @@ pub struct KernelCost {
     pub compute_cycles: u64,
     /// The slowest PE's extra work over the mean PE's.
     pub imbalance_cycles: u64,
-    /// Partial-sum reduction that the compute does not hide.
+    /// On-fabric collective traffic the compute does not hide: partial-sum reductions, and in a
+    /// full-wafer step the operand copies a GEMM tile needs ([`operand_copy_cost`]).
     pub reduction_cycles: u64,
     /// Everything else: task activation, index decode, SIMD padding, idle PEs, fill and drain.
     pub overhead_cycles: u64,

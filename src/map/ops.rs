@@ -7,9 +7,9 @@ use std::rc::Rc;
 use serde::Serialize;
 
 use crate::cost::{
-    attention_products, elementwise_cost, elementwise_op_colors, fmac_ops, gemm_cost, stream_bytes,
-    stream_cycles, AttentionOp, ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost,
-    TimelineOp, WireWeight,
+    attention_products, elementwise_cost, elementwise_op_colors, fmac_ops, gemm_cost,
+    operand_copy_cost, stream_bytes, stream_cycles, AttentionOp, ElementwiseProblem, GemmForm,
+    GemmProblem, GemmTile, KernelCost, TimelineOp, WireWeight,
 };
 use crate::engine::kernels::attention::tile_grid;
 use crate::graph::{elementwise_profile, Dims, Op, OpKind, Pass};
@@ -528,7 +528,10 @@ fn time_tiles(
                     fewest_colors = fewest_colors.min(colors);
                     continue;
                 }
-                timed.push((tile, gemm_cost(fabric, p, &tile, region_pes)));
+                // The full-wafer step pays for the operand copies the tile needs.
+                let cost = gemm_cost(fabric, p, &tile, region_pes)
+                    .then(&operand_copy_cost(fabric, p, &tile, region_pes));
+                timed.push((tile, cost));
             }
         }
     }

@@ -277,7 +277,7 @@ impl TrainReport {
                 match f.category {
                     "io" => "a smaller weight stream waits less at the wafer's edge, and the dense run streams every weight again for each microbatch",
                     "overhead" => "fewer task activations, fill and drain: the dense run's ops on the masked weights pay a task per packed wavelet",
-                    "reduction" => "fewer partial sums left unhidden",
+                    "reduction" => "fewer partial sums and operand copies left unhidden",
                     "imbalance" => "less spread between PE columns",
                     _ => "SIMD padding rounds differently",
                 }

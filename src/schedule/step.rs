@@ -20,7 +20,9 @@ pub struct Breakdown {
     /// Ideal time of everything dense: attention, the LM head, element-wise ops, dense weights.
     #[serde(rename = "dense_compute_cycles")]
     pub dense_compute: u64,
-    /// Partial-sum and normalisation reductions not hidden behind compute.
+    /// On-fabric collective traffic not hidden behind compute: partial-sum and normalisation
+    /// reductions, and the copies of a GEMM's resident operands its tile needs
+    /// (`cost::operand_copy_cost`).
     #[serde(rename = "reduction_cycles")]
     pub reduction: u64,
     /// Waiting for weights to stream in or gradients to stream out through the wafer's edge.

@@ -17,6 +17,7 @@ mod inspect;
 mod kernel_fidelity;
 mod merge_figures;
 mod monotone;
+mod operand_copies;
 mod outputs;
 mod outputs_files;
 mod outputs_schema;
