@@ -5,25 +5,27 @@ use std::time::Instant;
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use super::progress::Progress;
 use super::Common;
 use crate::cost::{
     attention_layouts_cost, attention_products, collective_busy_cycles, collective_cycles,
     elementwise_config, elementwise_cost, fmac_ops, gemm_cost, AttentionOp, ElementwiseProblem,
     GemmProblem,
 };
-use crate::engine::kernels::attention::{run_attention_shapes, AttentionLayout};
+use crate::engine::kernels::attention::{run_attention_shapes_with, AttentionLayout};
 use crate::engine::kernels::collective::{
-    check_collective, run_collective, Algo, Collective, CollectiveConfig,
+    check_collective, run_collective_with, Algo, Collective, CollectiveConfig,
 };
 use crate::engine::kernels::elementwise::{
-    check_elementwise, check_shape, run_elementwise, ElementwiseConfig,
+    check_elementwise, check_shape, run_elementwise_with, ElementwiseConfig,
 };
-use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmLayout, ValuesCheck};
+use crate::engine::kernels::gemm::{run_gemm_with, GemmConfig, GemmForm, GemmLayout, ValuesCheck};
 use crate::engine::kernels::KernelFigures;
+use crate::engine::{RunOutput, Timeline, Watch};
 use crate::error::{Error, Result};
 use crate::graph::{elementwise_profile, OpKind, Pass};
 use crate::report::ExactCount;
-use crate::report::{si, thousands, Table};
+use crate::report::{kernel_trace, si, thousands, Table};
 use crate::sparsity::nonzeros_expected;
 use crate::spec::{check_sparsity, load_fabric, FabricSpec};
 
@@ -40,8 +42,9 @@ pub struct KernelArgs {
     /// Draw the per-PE busy fraction as a heatmap here (.png or .svg).
     #[arg(long, global = true)]
     pub heatmap: Option<std::path::PathBuf>,
-    /// Write a Chrome trace-event timeline here (opens in Perfetto): one track per band of PE
-    /// rows, the band's mean busy time by kind.
+    /// Write a Chrome trace-event timeline here (opens in Perfetto, ui.perfetto.dev): over the
+    /// run's simulated time, in at most 512 buckets, counter tracks of the PEs busy by kind and
+    /// of the wavelets moved per cycle, and a track of phases (compute, reduction, ...).
     #[arg(long, global = true)]
     pub trace: Option<std::path::PathBuf>,
     /// How the kernel is computed: wavelet by wavelet on the engine, or by the closed-form cost
@@ -256,6 +259,17 @@ pub fn parse_grid(flag: &str, text: &str) -> Result<(u32, u32)> {
 }
 
 pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
+    execute_watched(args, common, false)
+}
+
+/// `kernel` as the command line runs it: [`execute`], with the engine's progress on stderr
+/// (a bar on a terminal, else a line at most every 30 s and one at the end; none with
+/// `--quiet`). Benchmarks run kernels through [`execute`], several at a time, without it.
+pub fn execute_with_progress(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
+    execute_watched(args, common, true)
+}
+
+fn execute_watched(args: &KernelArgs, common: &Common, progress: bool) -> Result<KernelReport> {
     let fabric = load_fabric(&args.fabric)?;
     if args.fidelity == Fidelity::Model {
         return execute_model(args, common, &fabric);
@@ -264,59 +278,121 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         &[("--heatmap", &args.heatmap)],
         &[("--counters", &args.counters), ("--trace", &args.trace)],
     )?;
+    let progress = match progress {
+        true => KernelProgress::new(args, common, &fabric)?,
+        false => None,
+    };
+    let mut tick = |cycles: u64| {
+        if let Some(p) = &progress {
+            p.tick(cycles);
+        }
+    };
+    let mut watch = Watch {
+        timeline: args.trace.as_ref().map(|_| Timeline::new()),
+        ..Watch::default()
+    };
+    if progress.is_some() {
+        watch.progress = Some(&mut tick);
+    }
     let mut shape = serde_json::Map::new();
+    let run = run_engine(args, common, &fabric, &mut watch, &mut shape)?;
+    let timeline = watch.timeline.take();
+    if let Some(p) = &progress {
+        p.done(run.output.cycles);
+    }
+    let title = format!(
+        "{} ({}) on {}",
+        run.name,
+        shape_summary(&shape),
+        fabric.name
+    );
+    write_outputs(args, &fabric, &run.output, timeline.as_ref(), &title)?;
+    let figures = KernelFigures {
+        // An element-wise kernel's FLOPs are not multiply-adds: the kernel counts them.
+        flops_executed: run
+            .flops_counted
+            .unwrap_or(2 * run.output.counters.total().fmac_ops as u128),
+        ..KernelFigures::new(&fabric, &run.output, run.flops_dense, run.host_seconds)
+    };
+    let kernel = (run.name, Fidelity::Wavelet);
+    Ok(KernelReport::new(
+        common, &fabric, kernel, shape, figures, run.values,
+    ))
+}
+
+/// A kernel run on the engine, with what its report needs beside the engine's output.
+struct EngineRun {
+    name: &'static str,
+    output: RunOutput,
+    flops_dense: u128,
+    /// FLOPs the kernel counted itself (element-wise kernels), else 2 × FMACs.
+    flops_counted: Option<u128>,
+    /// The engine's time (not the direct product of `--values`).
+    host_seconds: f64,
+    values: Option<ValuesCheck>,
+}
+
+/// Runs the kernel the flags ask for on the engine, watched by `watch`; fills in `shape`.
+fn run_engine(
+    args: &KernelArgs,
+    common: &Common,
+    fabric: &FabricSpec,
+    watch: &mut Watch,
+    shape: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<EngineRun> {
     let start = Instant::now();
-    let mut values = None;
-    let mut flops_counted = None;
-    let (name, output, flops_dense, host_seconds) = match &args.kernel {
+    let run = |name, output, flops_dense| EngineRun {
+        name,
+        output,
+        flops_dense,
+        flops_counted: None,
+        host_seconds: start.elapsed().as_secs_f64(),
+        values: None,
+    };
+    Ok(match &args.kernel {
         KernelCommand::Gemm(g) => {
             let cfg = gemm_config(g, common.seed())?;
-            let run = run_gemm(&fabric, &cfg)?;
-            // The engine's time; the direct product for --values comes after.
+            let gemm = run_gemm_with(fabric, &cfg, watch)?;
             let host_seconds = start.elapsed().as_secs_f64();
-            gemm_shape(
-                &mut shape,
-                &cfg,
-                (run.plan.ck, run.plan.cn),
-                run.plan.mask.nonzeros(),
-            );
-            values = run.check_values();
-            ("gemm", run.output, gemm_flops(g), host_seconds)
+            let nonzeros = gemm.plan.mask.nonzeros();
+            gemm_shape(shape, &cfg, (gemm.plan.ck, gemm.plan.cn), nonzeros);
+            let values = gemm.check_values();
+            EngineRun {
+                host_seconds,
+                values,
+                ..run("gemm", gemm.output, gemm_flops(g))
+            }
         }
         KernelCommand::Attention(a) => {
             let (shapes, region) = attention_config(a)?;
-            let (layouts, output) = run_attention_shapes(&fabric, &shapes, a.products, region)?;
-            let host_seconds = start.elapsed().as_secs_f64();
-            attention_shape(&mut shape, a, &layouts);
-            (
-                "attention",
-                output,
-                attention_flops(a, &shapes),
-                host_seconds,
-            )
+            let (layouts, output) =
+                run_attention_shapes_with(fabric, &shapes, a.products, region, watch)?;
+            attention_shape(shape, a, &layouts);
+            run("attention", output, attention_flops(a, &shapes))
         }
         KernelCommand::Reduce(c) | KernelCommand::Allreduce(c) | KernelCommand::Broadcast(c) => {
             let collective = collective_of(&args.kernel);
-            let cfg = collective_config(collective, c, &fabric)?;
-            let output = run_collective(&fabric, &cfg)?.output;
-            let host_seconds = start.elapsed().as_secs_f64();
-            collective_shape(&mut shape, &cfg);
-            (collective.name(), output, 0, host_seconds)
+            let cfg = collective_config(collective, c, fabric)?;
+            let output = run_collective_with(fabric, &cfg, watch)?.output;
+            collective_shape(shape, &cfg);
+            run(collective.name(), output, 0)
         }
         _ => {
-            let (name, cfg) = elementwise_of(&args.kernel, &fabric)?;
-            let run = run_elementwise(&fabric, &cfg)?;
-            let host_seconds = start.elapsed().as_secs_f64();
-            elementwise_shape(&mut shape, &args.kernel, &cfg);
-            let flops = run.flops_executed();
-            flops_counted = Some(flops);
-            (name, run.output, flops, host_seconds)
+            let (name, cfg) = elementwise_of(&args.kernel, fabric)?;
+            let elementwise = run_elementwise_with(fabric, &cfg, watch)?;
+            elementwise_shape(shape, &args.kernel, &cfg);
+            let flops = elementwise.flops_executed();
+            EngineRun {
+                flops_counted: Some(flops),
+                ..run(name, elementwise.output, flops)
+            }
         }
-    };
-    if let Some(path) = &args.counters {
-        crate::report::write_atomic(path, &crate::report::kernel_counters_npz(&output.counters)?)?;
-    }
-    let summary: Vec<String> = [
+    })
+}
+
+/// The shape's fields as `name value` pairs for a title, in a fixed order.
+fn shape_summary(shape: &serde_json::Map<String, serde_json::Value>) -> String {
+    let keys = [
         "t",
         "k",
         "n",
@@ -329,17 +405,32 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         "pes",
         "wavelets",
         "algo",
-    ]
-    .iter()
-    .chain(&["rows", "cols"])
-    .filter_map(|key| {
-        shape.get(*key).filter(|v| !v.is_null()).map(|v| {
-            let name = key.trim_start_matches("kernel_");
-            format!("{name} {}", v.to_string().trim_matches('"'))
+        "rows",
+        "cols",
+    ];
+    let fields: Vec<String> = keys
+        .iter()
+        .filter_map(|key| {
+            shape.get(*key).filter(|v| !v.is_null()).map(|v| {
+                let name = key.trim_start_matches("kernel_");
+                format!("{name} {}", v.to_string().trim_matches('"'))
+            })
         })
-    })
-    .collect();
-    let title = format!("{name} ({}) on {}", summary.join(", "), fabric.name);
+        .collect();
+    fields.join(", ")
+}
+
+/// `--counters`, `--heatmap` and `--trace` of a run, each written atomically.
+fn write_outputs(
+    args: &KernelArgs,
+    fabric: &FabricSpec,
+    output: &RunOutput,
+    timeline: Option<&Timeline>,
+    title: &str,
+) -> Result<()> {
+    if let Some(path) = &args.counters {
+        crate::report::write_atomic(path, &crate::report::kernel_counters_npz(&output.counters)?)?;
+    }
     if let Some(path) = &args.heatmap {
         let counters = &output.counters;
         let grid = crate::report::plot::Grid::new(
@@ -355,21 +446,95 @@ pub fn execute(args: &KernelArgs, common: &Common) -> Result<KernelReport> {
         );
         crate::report::plot::heatmap(&grid, &style, path)?;
     }
-    if let Some(path) = &args.trace {
-        let trace = kernel_trace(&output.counters, fabric.clock.clock_hz, &title);
+    if let (Some(path), Some(timeline)) = (&args.trace, timeline) {
+        let run = (output.cycles, output.counters.pes.len() as u64);
+        let trace = kernel_trace(timeline, run, fabric.clock.clock_hz, title);
         let text = serde_json::to_string(&trace)
             .map_err(|e| Error::Simulation(format!("cannot encode the trace: {e}")))?;
         crate::report::write_atomic(path, text.as_bytes())?;
     }
-    let figures = KernelFigures {
-        // An element-wise kernel's FLOPs are not multiply-adds: the kernel counts them.
-        flops_executed: flops_counted.unwrap_or(2 * output.counters.total().fmac_ops as u128),
-        ..KernelFigures::new(&fabric, &output, flops_dense, host_seconds)
-    };
-    let kernel = (name, Fidelity::Wavelet);
-    Ok(KernelReport::new(
-        common, &fabric, kernel, shape, figures, values,
-    ))
+    Ok(())
+}
+
+/// The progress of a kernel on the engine: simulated cycles against the cost model's cycles
+/// for the same flags (`--fidelity model`), which `validate` holds within 15% of the engine's
+/// on the shapes it checks; without a model (a region broadcast), cycles alone.
+struct KernelProgress {
+    progress: Progress,
+    name: &'static str,
+    estimate_cycles: Option<u64>,
+}
+
+impl KernelProgress {
+    /// `None` under `--quiet`.
+    fn new(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Result<Option<Self>> {
+        let estimate_cycles = model_report(args, common, fabric)
+            .ok()
+            .map(|r| r.figures.cycles.max(1));
+        let template = match estimate_cycles {
+            Some(_) => {
+                "{bar:40} cycle {human_pos} of about {human_len}, {elapsed} elapsed, ETA {eta}"
+            }
+            None => "{spinner} cycle {human_pos}, {elapsed} elapsed",
+        };
+        let progress = Progress::new(common, template)?;
+        let name = kernel_name(&args.kernel);
+        Ok(progress.shown().then_some(KernelProgress {
+            progress,
+            name,
+            estimate_cycles,
+        }))
+    }
+
+    /// The engine reached `cycles`.
+    fn tick(&self, cycles: u64) {
+        // A run longer than the model said: the bar stays full rather than pass its end.
+        let total = self.estimate_cycles.unwrap_or(cycles).max(cycles);
+        self.progress.update(cycles, total, false, |seconds| {
+            let of = self.estimate_cycles.map_or(String::new(), |estimate| {
+                format!(
+                    " of about {} ({:.0}%)",
+                    thousands(estimate as u128),
+                    100.0 * cycles as f64 / estimate as f64
+                )
+            });
+            format!(
+                "wafersim kernel {}: cycle {}{of}, {seconds:.0} s",
+                self.name,
+                thousands(cycles as u128)
+            )
+        });
+    }
+
+    /// The run ended after `cycles`.
+    fn done(&self, cycles: u64) {
+        self.progress
+            .update(cycles, cycles.max(1), true, |seconds| {
+                format!(
+                    "wafersim kernel {}: done, {} cycles, {seconds:.1} s",
+                    self.name,
+                    thousands(cycles as u128)
+                )
+            });
+        self.progress.finish();
+    }
+}
+
+/// The subcommand's name, as typed.
+fn kernel_name(kernel: &KernelCommand) -> &'static str {
+    match kernel {
+        KernelCommand::Gemm(_) => "gemm",
+        KernelCommand::Reduce(_) => "reduce",
+        KernelCommand::Allreduce(_) => "allreduce",
+        KernelCommand::Broadcast(_) => "broadcast",
+        KernelCommand::Attention(_) => "attention",
+        KernelCommand::Layernorm(_) => "layernorm",
+        KernelCommand::Softmax(_) => "softmax",
+        KernelCommand::Gelu(_) => "gelu",
+        KernelCommand::Residual(_) => "residual",
+        KernelCommand::Embedding(_) => "embedding",
+        KernelCommand::Loss(_) => "loss",
+    }
 }
 
 /// `--fidelity model`: the cost model full-wafer steps use, for the same kernel and flags.
@@ -385,15 +550,21 @@ fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Res
             )));
         }
     }
+    if matches!(&args.kernel, KernelCommand::Gemm(g) if g.values) {
+        return Err(Error::Input(
+            "--values needs --fidelity wavelet: the cost model carries no values".into(),
+        ));
+    }
+    model_report(args, common, fabric)
+}
+
+/// The cost model's report for the kernel the flags ask for (`--fidelity model`'s, whatever
+/// `--fidelity` says).
+fn model_report(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Result<KernelReport> {
     let mut shape = serde_json::Map::new();
     let start = Instant::now();
     let (name, figures) = match &args.kernel {
         KernelCommand::Gemm(g) => {
-            if g.values {
-                return Err(Error::Input(
-                    "--values needs --fidelity wavelet: the cost model carries no values".into(),
-                ));
-            }
             let cfg = gemm_config(g, common.seed())?;
             let layout = GemmLayout::new(fabric, &cfg)?;
             let elements = layout.k_in as u64 * layout.n_out as u64;
@@ -760,49 +931,6 @@ fn collective_shape(
         "algo".into(),
         serde_json::to_value(cfg.algo).unwrap_or_default(),
     );
-}
-
-/// A kernel's timeline, bounded: at most 32 tracks, each a band of PE rows, each showing the
-/// band's mean busy cycles by kind (FMAC, overhead, reduction) laid end to end.
-fn kernel_trace(
-    counters: &crate::engine::MeshCounters,
-    clock_hz: u64,
-    title: &str,
-) -> serde_json::Value {
-    let us = |cycles: f64| cycles * 1e6 / clock_hz as f64;
-    let rows = counters.rows.max(1) as usize;
-    let cols = counters.cols.max(1) as usize;
-    let bands = rows.min(32);
-    let mut events = vec![
-        serde_json::json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": title}}),
-    ];
-    for band in 0..bands {
-        let (first, last) = (band * rows / bands, (band + 1) * rows / bands);
-        let pes = &counters.pes[first * cols..last * cols];
-        let mean = |f: &dyn Fn(&crate::engine::PeCounters) -> u64| {
-            pes.iter().map(f).sum::<u64>() as f64 / pes.len().max(1) as f64
-        };
-        let tid = band as u64 + 1;
-        events.push(
-            serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
-            "args": {"name": format!("PE rows {first}-{}", last - 1)}}),
-        );
-        let mut at = 0.0;
-        for (kind, cycles) in [
-            ("fmac", mean(&|c| c.fmac_cycles)),
-            ("overhead", mean(&|c| c.overhead_cycles)),
-            ("reduction", mean(&|c| c.reduction_cycles)),
-        ] {
-            if cycles > 0.0 {
-                events.push(
-                    serde_json::json!({"name": kind, "cat": "busy", "ph": "X", "pid": 1, "tid": tid,
-                    "ts": us(at), "dur": us(cycles), "args": {"mean_cycles_per_pe": cycles}}),
-                );
-                at += cycles;
-            }
-        }
-    }
-    serde_json::json!({"traceEvents": events, "displayTimeUnit": "ns"})
 }
 
 /// The collective the flags ask for; a line (`--pes`) longer than the fabric's user region

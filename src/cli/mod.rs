@@ -7,6 +7,7 @@ mod args;
 mod bench;
 mod kernel;
 mod plot;
+mod progress;
 mod schema;
 mod sweep;
 mod train;
@@ -147,7 +148,7 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             }
         },
         Command::Kernel(kernel_args) => {
-            let report = kernel::execute(kernel_args, common)?;
+            let report = kernel::execute_with_progress(kernel_args, common)?;
             let text = render(common, &report, || report.render_table())?;
             if let Some(check) = report.values.filter(|v| !v.within_f32_rounding) {
                 write_stdout(stdout, &text)?;

@@ -1,9 +1,9 @@
 //! `wafersim sweep` and `wafersim merge`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::args::{MergeArgs, SweepArgs};
+use super::progress::Progress;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{check_output_folder, draw_sweep_speedup, write_atomic, Table};
@@ -28,40 +28,20 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         PathBuf::from("wafersim-out").join(format!("sweep-{stem}"))
     });
     check_output_folder("--out", &out)?;
-    let bar = (!common.quiet && !common.json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
-            )
-            .expect("a valid template"),
-        );
-        bar
-    });
-    // Outside a terminal (a Slurm job's log, a pipe) a bar would be noise: a line at most every
-    // PROGRESS_LINE_SECONDS instead, and one when the last point is done.
-    let log_lines = !common.quiet && bar.is_none();
-    let last_line = std::sync::Mutex::new(started);
+    let bar = Progress::new(
+        common,
+        "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
+    )?;
     let progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        } else if log_lines {
-            let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
-            if done == total || last.elapsed().as_secs() >= PROGRESS_LINE_SECONDS {
-                *last = std::time::Instant::now();
-                eprintln!(
-                    "wafersim sweep {}: {done}/{total} points, {:.0} s",
-                    args.spec,
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        }
+        bar.update(done, total, done == total, |seconds| {
+            format!(
+                "wafersim sweep {}: {done}/{total} points, {seconds:.0} s",
+                args.spec
+            )
+        });
     };
     let outcome = run_sweep(&spec, &args.spec, &out, shard, jobs, &progress)?;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    bar.finish();
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
         let value = SweepReport {
@@ -104,9 +84,6 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         out.display()
     ))
 }
-
-/// Seconds between two progress lines of a sweep whose stderr is not a terminal.
-const PROGRESS_LINE_SECONDS: u64 = 30;
 
 /// A warning line per fabric of the sweep outside what `validate` covers (each of its points
 /// says so too, in `validated` and `unvalidated_keys`): a table check, no `validate` run.

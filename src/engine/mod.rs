@@ -91,10 +91,12 @@ mod pe;
 pub mod program;
 mod router;
 mod sim;
+pub mod timeline;
 
 pub use counters::{MeshCounters, PeCounters};
 pub use program::{ports, EdgeStream, Kernel, Mesh, Port, Program, Routes, TaskIo, Work};
 pub use sim::{RunLimits, RunOutput};
+pub use timeline::{Bucket, Timeline, Watch};
 
 use crate::error::{Error, Result};
 use crate::spec::FabricSpec;
@@ -106,8 +108,29 @@ pub fn run<K: Kernel>(
     kernel: &mut K,
     limits: RunLimits,
 ) -> Result<RunOutput> {
+    run_with(fabric, program, kernel, limits, &mut Watch::default())
+}
+
+/// [`run`], watched: `watch`'s progress hook is called while it runs and its timeline (if it
+/// has one) records it, after the runs it watched before.
+pub fn run_with<K: Kernel>(
+    fabric: &FabricSpec,
+    program: &Program,
+    kernel: &mut K,
+    limits: RunLimits,
+    watch: &mut Watch,
+) -> Result<RunOutput> {
     check_region(fabric, program.mesh.rows as u64, program.mesh.cols as u64)?;
-    sim::Engine::new(fabric, program, kernel, limits)?.run()
+    let mut engine = sim::Engine::new(fabric, program, kernel, limits)?;
+    let timeline = watch.take_timeline();
+    let progress = watch
+        .progress
+        .as_deref_mut()
+        .map(|p| p as &mut dyn FnMut(u64));
+    engine.watch(timeline, progress, watch.cycles_before);
+    let (output, timeline) = engine.run()?;
+    watch.end_run(output.cycles, timeline);
+    Ok(output)
 }
 
 /// Refuses, before a kernel builds its program, a `mesh` the fabric's user region does not

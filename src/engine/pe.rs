@@ -17,7 +17,8 @@ use super::sim::{
     at, at_mut, color_bit, length, ready_bit, Engine, Injector, SendQueue, Slot, BLOCKED,
     EV_ARRIVE_SENT, EV_INJECT, EV_TRY, EV_WAKE, NONE, PENDING,
 };
-use crate::engine::program::{Kernel, Port};
+use super::timeline::{FMAC, OVERHEAD, REDUCTION};
+use crate::engine::program::{Kernel, Port, Work};
 
 impl<K: Kernel> Engine<'_, K> {
     /// The router sends a wavelet (or a block of `count`) of channel `ch` down the ramp; it
@@ -128,6 +129,9 @@ impl<K: Kernel> Engine<'_, K> {
             // The task starts: over state read once into locals (the arrays live behind
             // `self`; a store through one would otherwise make every later access reload).
             let end = now + work.total_cycles();
+            if self.timeline.on {
+                self.record_task(now, &work);
+            }
             let Self {
                 ch: chans,
                 pe: states,
@@ -192,6 +196,20 @@ impl<K: Kernel> Engine<'_, K> {
             }
             return;
         }
+    }
+
+    /// A task's busy cycles on the timeline, as the core runs them: activation and decode,
+    /// then its FMACs, then its reduction adds. (Out of line and cold: only a watched run
+    /// records, and the event path of the others should not make room for it.)
+    #[cold]
+    #[inline(never)]
+    fn record_task(&mut self, now: u64, work: &Work) {
+        let fmac_from = now + work.overhead_cycles;
+        let reduction_from = fmac_from + work.fmac_cycles;
+        let t = &mut self.timeline;
+        t.add(OVERHEAD, now, work.overhead_cycles, 1);
+        t.add(FMAC, fmac_from, work.fmac_cycles, 1);
+        t.add(REDUCTION, reduction_from, work.reduction_cycles, 1);
     }
 
     /// The sends of a task that started at `now` and ends at `end`, into the core's send path.

@@ -61,6 +61,7 @@ impl<K: Kernel> Engine<'_, K> {
             hop_cycles,
             ramp_cycles,
             last_progress_cycle,
+            timeline,
             ..
         } = self;
         // SAFETY: `c` is an arrival's channel, `p` its PE and `n` below the channel of a
@@ -124,6 +125,9 @@ impl<K: Kernel> Engine<'_, K> {
                     data,
                 },
             );
+        }
+        if timeline.on {
+            timeline.record_moves(now, out, wavelets);
         }
         let chan = unsafe { at_mut(chans, c) };
         // Its slot, taken when it was sent, is free again.
@@ -380,6 +384,9 @@ impl<K: Kernel> Engine<'_, K> {
         let wavelets = length(count);
         // Per-port counts and hops follow from the static route at the end of the run.
         self.ch[c].sent += wavelets;
+        if self.timeline.on {
+            self.timeline.record_moves(now, out, wavelets);
+        }
         let mut bits = out;
         while bits != 0 {
             self.take_link(pe, bits.trailing_zeros() as usize, color, now, wavelets);

@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 use super::counters::{MeshCounters, PeCounters};
 use super::event::{Event, EventQueue};
 use super::program::{Kernel, Mesh, Port, Program, TaskIo};
+use super::timeline::{Timeline, PROGRESS_EVENTS};
 use crate::error::{Error, Result};
 use crate::spec::FabricSpec;
 
@@ -428,6 +429,14 @@ pub struct Engine<'k, K: Kernel> {
     pub(super) wavelets_sent: u64,
     pub(super) wavelets_received: u64,
     pub(super) wavelet_hops: u64,
+    /// What the run records per bucket of time (switched off unless a caller asked; then the
+    /// event path tests one flag per task and per move, and calls nothing).
+    pub(super) timeline: Timeline,
+    /// The caller's progress hook, with the cycles of the runs before this one.
+    progress: Option<&'k mut dyn FnMut(u64)>,
+    progress_base_cycles: u64,
+    /// Events after which the hook is called next (`u64::MAX` without one).
+    progress_next_events: u64,
 }
 
 /// Channel ids per PE (`colors` padded to a power of two) and ring slots per buffer (the
@@ -518,6 +527,10 @@ impl<'k, K: Kernel> Engine<'k, K> {
             wavelets_sent: 0,
             wavelets_received: 0,
             wavelet_hops: 0,
+            timeline: Timeline::default(),
+            progress: None,
+            progress_base_cycles: 0,
+            progress_next_events: u64::MAX,
         };
         for (i, stream) in program.edge_streams.iter().enumerate() {
             let ch = engine.channel(stream.pe, stream.color);
@@ -690,9 +703,35 @@ impl<'k, K: Kernel> Engine<'k, K> {
         );
     }
 
+    /// Records into `timeline` and calls `progress` (with `base_cycles` added to the cycle
+    /// reached) every [`PROGRESS_EVENTS`] events while the run runs.
+    pub fn watch(
+        &mut self,
+        timeline: Timeline,
+        progress: Option<&'k mut dyn FnMut(u64)>,
+        base_cycles: u64,
+    ) {
+        self.timeline = timeline;
+        if progress.is_some() {
+            self.progress_next_events = PROGRESS_EVENTS;
+        }
+        self.progress = progress;
+        self.progress_base_cycles = base_cycles;
+    }
+
+    /// Calls the progress hook: `events` have run, up to cycle `now`.
+    #[cold]
+    fn report_progress(&mut self, now: u64, events: u64) {
+        self.progress_next_events = events + PROGRESS_EVENTS;
+        if let Some(progress) = &mut self.progress {
+            progress(self.progress_base_cycles + now);
+        }
+    }
+
     /// Runs to completion: every source drained, every wavelet consumed, the kernel expecting
     /// nothing more. A program that stops short is reported with its stuck PEs and colors.
-    pub fn run(mut self) -> Result<RunOutput> {
+    /// Returns the timeline it was given to record into, with this run recorded.
+    pub fn run(mut self) -> Result<(RunOutput, Timeline)> {
         let mut spare = Vec::new();
         let mut events = 0u64;
         loop {
@@ -739,6 +778,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
             }
             spare = batch;
             spare.clear();
+            if events >= self.progress_next_events {
+                self.report_progress(now, events);
+            }
         }
         if !self.is_quiescent() || !self.kernel.expected().is_empty() {
             return Err(self.stuck_error("deadlock: no event left to run"));
@@ -764,7 +806,7 @@ impl<'k, K: Kernel> Engine<'k, K> {
             let pe = inj.ch.wrapping_shr(self.color_shift) as usize;
             self.counters[pe].wavelets_in[inj.port as usize] += inj.sent;
         }
-        Ok(RunOutput {
+        let output = RunOutput {
             cycles,
             counters: MeshCounters {
                 rows: self.mesh.rows,
@@ -776,7 +818,8 @@ impl<'k, K: Kernel> Engine<'k, K> {
             wavelets_received: self.wavelets_received,
             wavelet_hops: self.wavelet_hops,
             events,
-        })
+        };
+        Ok((output, self.timeline))
     }
 
     #[inline]

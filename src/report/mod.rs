@@ -35,5 +35,5 @@ pub use pictures::{
 };
 pub use step::{AgainstDense, StepReport};
 pub use table::{duration, si, thousands, Table};
-pub use trace::step_trace;
+pub use trace::{kernel_trace, step_trace};
 pub use train::{ops_csv, GapShare, PhaseFigures, TrainPhase, TrainReport, TrainRun};

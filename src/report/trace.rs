@@ -1,6 +1,9 @@
 //! `trace.json`: a Chrome trace-event timeline of one step, which Perfetto and chrome://tracing
 //! open. Tracks: the fabric (one op at a time, recomputed forward ops named `.recompute`),
 //! weights and offloaded activations streaming in, gradients and offloaded activations out.
+//! `kernel --trace` writes one of a kernel's engine runs from its [`Timeline`]
+//! ([`kernel_trace`]): counter tracks of what the mesh did per bucket of simulated time, and
+//! a track of phases.
 //!
 //! Times are whole nanoseconds: every boundary is its cycle count converted once and rounded
 //! (`ns`), and a slice's duration is its end's nanosecond less its start's, so slices that meet
@@ -15,6 +18,7 @@
 
 use serde_json::{json, Value};
 
+use crate::engine::{Bucket, Timeline};
 use crate::graph::Pass;
 use crate::map::{MicrobatchGroup, OpPlan};
 use crate::schedule::StepResult;
@@ -198,6 +202,153 @@ fn stream_event(
     json!({
         "name": op.name, "cat": "io", "ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur,
         "args": {"bytes": bytes, "activation_bytes": activation_bytes}
+    })
+}
+
+/// A kernel's timeline as a trace: per bucket of the [`Timeline`], counter events ("C", one
+/// track per series in Perfetto) of the PEs busy by kind (busy PE-cycles over the bucket's
+/// cycles) and the wavelets moved per cycle (hops between routers, deliveries to cores); and a
+/// track of phases, consecutive buckets with the same [`phase`] as one slice, whose `args` hold
+/// their exact counts (busy PE-cycles by kind, hops, deliveries), so the slices add up to the
+/// run's counters. `cycles` is the run's length (the last bucket ends there), `pes` its mesh's.
+pub fn kernel_trace(
+    timeline: &Timeline,
+    (cycles, pes): (u64, u64),
+    clock_hz: u64,
+    title: &str,
+) -> Value {
+    let clock = Clock(clock_hz.max(1));
+    let width = timeline.bucket_cycles();
+    let mut events = vec![
+        json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": title}}),
+        thread_name(
+            FABRIC,
+            &format!("phases: the kind of work most PE-cycles went to, per {width} cycles"),
+        ),
+    ];
+    let cycles = cycles.max(1);
+    let buckets = run_buckets(timeline, cycles);
+    let mut phase: Option<(&str, u64, Bucket)> = None;
+    for (i, bucket) in buckets.iter().enumerate() {
+        let (start, end) = (i as u64 * width, ((i as u64 + 1) * width).min(cycles));
+        events.extend(kernel_counters(bucket, start, end, &clock));
+        let name = self::phase(bucket, pes, end - start);
+        match &mut phase {
+            Some((open, _, sum)) if *open == name => add_bucket(sum, bucket),
+            _ => {
+                if let Some((open, from, sum)) = phase.take() {
+                    events.push(phase_slice(open, from, start, &sum, &clock));
+                }
+                phase = Some((name, start, *bucket));
+            }
+        }
+    }
+    if let Some((open, from, sum)) = phase {
+        events.push(phase_slice(open, from, cycles, &sum, &clock));
+    }
+    // The counters drop to zero where the run ends.
+    events.extend(kernel_counters(
+        &Bucket::default(),
+        cycles,
+        cycles + 1,
+        &clock,
+    ));
+    trace(events)
+}
+
+/// The timeline's buckets from cycle 0 to `cycles`: idle ones where nothing was recorded, and
+/// anything recorded past `cycles` (nothing the engine does; a guard) in the last, so the
+/// buckets keep every count.
+fn run_buckets(timeline: &Timeline, cycles: u64) -> Vec<Bucket> {
+    let count = cycles.div_ceil(timeline.bucket_cycles()) as usize;
+    let mut buckets: Vec<Bucket> = timeline.buckets().collect();
+    buckets.resize(buckets.len().max(count), Bucket::default());
+    let beyond: Vec<Bucket> = buckets.split_off(count);
+    debug_assert!(
+        beyond.iter().all(|b| *b == Bucket::default()),
+        "counts past the run's end"
+    );
+    if let Some(last) = buckets.last_mut() {
+        beyond.iter().for_each(|b| add_bucket(last, b));
+    }
+    buckets
+}
+
+/// What a bucket of a kernel's run on `pes` PEs, `cycles` long, mostly was: the kind of work
+/// most of its busy PE-cycles went to (`compute`: FMACs; `reduction`: adds of partial sums;
+/// `task overhead`: activation and index decode), with `, most PEs idle` when fewer than half
+/// its PE-cycles were busy (a pipeline filling or draining); `wavelets moving` when no core was
+/// busy but wavelets moved; else `idle`.
+pub fn phase(bucket: &Bucket, pes: u64, cycles: u64) -> &'static str {
+    let kind = busiest_kind(bucket);
+    if kind == "idle" || 2 * bucket.busy_cycles() >= pes * cycles {
+        return kind;
+    }
+    match kind {
+        "compute" => "compute, most PEs idle",
+        "reduction" => "reduction, most PEs idle",
+        _ => "task overhead, most PEs idle",
+    }
+}
+
+fn busiest_kind(bucket: &Bucket) -> &'static str {
+    let kinds = [
+        ("compute", bucket.fmac_cycles),
+        ("reduction", bucket.reduction_cycles),
+        ("task overhead", bucket.overhead_cycles),
+    ];
+    // The first of equals wins (compute before reduction before overhead).
+    let (name, most) =
+        kinds.into_iter().fold(
+            ("idle", 0),
+            |best, kind| if kind.1 > best.1 { kind } else { best },
+        );
+    if most > 0 {
+        name
+    } else if bucket.wavelet_hops > 0 || bucket.wavelets_delivered > 0 {
+        "wavelets moving"
+    } else {
+        "idle"
+    }
+}
+
+fn add_bucket(sum: &mut Bucket, b: &Bucket) {
+    sum.fmac_cycles += b.fmac_cycles;
+    sum.overhead_cycles += b.overhead_cycles;
+    sum.reduction_cycles += b.reduction_cycles;
+    sum.wavelet_hops += b.wavelet_hops;
+    sum.wavelets_delivered += b.wavelets_delivered;
+}
+
+/// The counter events of one bucket from cycle `start` to `end`: its counts per cycle.
+fn kernel_counters(bucket: &Bucket, start: u64, end: u64, clock: &Clock) -> [Value; 2] {
+    let ts = micros(clock.ns(start));
+    let per_cycle = |count: u64| count as f64 / (end - start).max(1) as f64;
+    [
+        json!({"name": "PEs busy", "ph": "C", "pid": 1, "ts": ts, "args": {
+            "compute": per_cycle(bucket.fmac_cycles),
+            "reduction": per_cycle(bucket.reduction_cycles),
+            "task overhead": per_cycle(bucket.overhead_cycles),
+        }}),
+        json!({"name": "wavelets per cycle", "ph": "C", "pid": 1, "ts": ts, "args": {
+            "router hops": per_cycle(bucket.wavelet_hops),
+            "delivered to cores": per_cycle(bucket.wavelets_delivered),
+        }}),
+    ]
+}
+
+fn phase_slice(name: &str, start: u64, end: u64, sum: &Bucket, clock: &Clock) -> Value {
+    let (ts, dur) = clock.span(start, end);
+    json!({
+        "name": name, "cat": "phase", "ph": "X", "pid": 1, "tid": FABRIC, "ts": ts, "dur": dur,
+        "args": {
+            "cycles": end - start,
+            "fmac_pe_cycles": sum.fmac_cycles,
+            "reduction_pe_cycles": sum.reduction_cycles,
+            "overhead_pe_cycles": sum.overhead_cycles,
+            "wavelet_hops": sum.wavelet_hops,
+            "wavelets_delivered": sum.wavelets_delivered,
+        }
     })
 }
 

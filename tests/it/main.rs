@@ -15,6 +15,8 @@ mod golden;
 mod hardware;
 mod inspect;
 mod kernel_fidelity;
+mod kernel_progress;
+mod kernel_trace;
 mod merge_figures;
 mod monotone;
 mod operand_copies;

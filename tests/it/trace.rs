@@ -4,10 +4,10 @@
 use crate::common::{run_cli, run_json, temp_file};
 
 /// A slice: track, start and end in whole nanoseconds, name.
-type Slice = (u64, u64, u64, String);
+pub(crate) type Slice = (u64, u64, u64, String);
 
 /// The complete events ('X') of a trace, times checked to be whole nanoseconds.
-fn slices(trace: &serde_json::Value) -> Vec<Slice> {
+pub(crate) fn slices(trace: &serde_json::Value) -> Vec<Slice> {
     let ns = |v: &serde_json::Value, what: &str| {
         let us = v
             .as_f64()
@@ -34,7 +34,7 @@ fn slices(trace: &serde_json::Value) -> Vec<Slice> {
 }
 
 /// Slices on each track either nest or come one after another: what Perfetto's importer keeps.
-fn assert_nested_or_apart(slices: &[Slice]) {
+pub(crate) fn assert_nested_or_apart(slices: &[Slice]) {
     let mut sorted = slices.to_vec();
     sorted.sort_by_key(|(tid, start, end, _)| (*tid, *start, std::cmp::Reverse(*end)));
     let mut open: Vec<&Slice> = Vec::new();

@@ -49,7 +49,7 @@ use crate::engine::kernels::gemm::{
     fmac_cycles, gemm_sram_bytes, partial_sums_per_wavelet, send_color, GemmForm,
 };
 use crate::engine::program::{Kernel, Mesh, Port, Program, TaskIo, Work};
-use crate::engine::{check_mesh, check_region, run, RunLimits, RunOutput};
+use crate::engine::{check_mesh, check_region, run_with, RunLimits, RunOutput, Watch};
 use crate::error::{Error, Result};
 use crate::sparsity::split_range;
 use crate::spec::FabricSpec;
@@ -483,6 +483,17 @@ pub fn run_attention(
     products: u64,
     region: (u32, u32),
 ) -> Result<(AttentionLayout, RunOutput)> {
+    run_attention_with(fabric, shape, products, region, &mut Watch::default())
+}
+
+/// [`run_attention`], its engine run watched by `watch`.
+pub fn run_attention_with(
+    fabric: &FabricSpec,
+    shape: (usize, usize, usize),
+    products: u64,
+    region: (u32, u32),
+    watch: &mut Watch,
+) -> Result<(AttentionLayout, RunOutput)> {
     let layout = AttentionLayout::new(fabric, shape, products, region)?;
     let mesh = Mesh {
         rows: region.0,
@@ -491,7 +502,7 @@ pub fn run_attention(
     check_mesh(fabric, mesh, COLORS, RunLimits::default())?;
     let program = attention_program(&layout);
     let mut kernel = AttentionKernel::new(fabric, &layout);
-    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    let mut output = run_with(fabric, &program, &mut kernel, RunLimits::default(), watch)?;
     for (pe, counters) in output.counters.pes.iter_mut().enumerate() {
         let (row, col) = (pe as u32 / region.1, pe as u32 % region.1);
         if kernel.tiles[pe].is_some() && layout.place(row, col).is_some() {
@@ -510,6 +521,17 @@ pub fn run_attention_shapes(
     products: u64,
     region: (u32, u32),
 ) -> Result<(Vec<AttentionLayout>, RunOutput)> {
+    run_attention_shapes_with(fabric, shapes, products, region, &mut Watch::default())
+}
+
+/// [`run_attention_shapes`], its engine runs watched by `watch`, one after the other.
+pub fn run_attention_shapes_with(
+    fabric: &FabricSpec,
+    shapes: &[(usize, usize, usize)],
+    products: u64,
+    region: (u32, u32),
+    watch: &mut Watch,
+) -> Result<(Vec<AttentionLayout>, RunOutput)> {
     // Resolve every shape before running any, so a refusal comes before the work.
     for &shape in shapes {
         AttentionLayout::new(fabric, shape, products, region)?;
@@ -517,7 +539,7 @@ pub fn run_attention_shapes(
     let mut layouts = Vec::new();
     let mut total: Option<RunOutput> = None;
     for &shape in shapes {
-        let (layout, output) = run_attention(fabric, shape, products, region)?;
+        let (layout, output) = run_attention_with(fabric, shape, products, region, watch)?;
         layouts.push(layout);
         total = Some(match total {
             None => output,

@@ -33,7 +33,7 @@
 use serde::Serialize;
 
 use crate::engine::program::{Kernel, Mesh, Port, Program, TaskIo, Work};
-use crate::engine::{check_mesh, run, RunLimits, RunOutput};
+use crate::engine::{check_mesh, run_with, RunLimits, RunOutput, Watch};
 use crate::error::{Error, Result};
 use crate::sparsity::split_range;
 use crate::spec::FabricSpec;
@@ -203,6 +203,15 @@ pub fn check_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<u
 }
 
 pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<CollectiveRun> {
+    run_collective_with(fabric, cfg, &mut Watch::default())
+}
+
+/// [`run_collective`], its engine run watched by `watch`.
+pub fn run_collective_with(
+    fabric: &FabricSpec,
+    cfg: &CollectiveConfig,
+    watch: &mut Watch,
+) -> Result<CollectiveRun> {
     let sram_bytes = check_collective(fabric, cfg)?;
     let mesh = Mesh {
         rows: cfg.rows,
@@ -211,7 +220,7 @@ pub fn run_collective(fabric: &FabricSpec, cfg: &CollectiveConfig) -> Result<Col
     check_mesh(fabric, mesh, program_colors(cfg), RunLimits::default())?;
     let (program, mut kernel) = build(mesh, cfg);
     kernel.activation = fabric.pe.task_activation_cycles;
-    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    let mut output = run_with(fabric, &program, &mut kernel, RunLimits::default(), watch)?;
     output
         .counters
         .pes

@@ -35,7 +35,7 @@
 use super::collective::CollectiveKernel;
 use super::collective::{build, collective_colors, Algo, Collective, CollectiveConfig};
 use crate::engine::program::{Kernel, Mesh, Port, Program, TaskIo, Work};
-use crate::engine::{check_mesh, check_region, run, RunLimits, RunOutput};
+use crate::engine::{check_mesh, check_region, run_with, RunLimits, RunOutput, Watch};
 use crate::error::{Error, Result};
 use crate::sparsity::split_range;
 use crate::spec::FabricSpec;
@@ -181,6 +181,15 @@ impl ElementwiseRun {
 }
 
 pub fn run_elementwise(fabric: &FabricSpec, cfg: &ElementwiseConfig) -> Result<ElementwiseRun> {
+    run_elementwise_with(fabric, cfg, &mut Watch::default())
+}
+
+/// [`run_elementwise`], its engine run watched by `watch`.
+pub fn run_elementwise_with(
+    fabric: &FabricSpec,
+    cfg: &ElementwiseConfig,
+    watch: &mut Watch,
+) -> Result<ElementwiseRun> {
     check_elementwise(fabric, cfg)?;
     let mesh = Mesh {
         rows: cfg.region.0,
@@ -189,7 +198,7 @@ pub fn run_elementwise(fabric: &FabricSpec, cfg: &ElementwiseConfig) -> Result<E
     let colors = elementwise_colors(cfg.reduced_values_per_row, cfg.algo, mesh.cols);
     check_mesh(fabric, mesh, colors, RunLimits::default())?;
     let (program, mut kernel) = build_program(fabric, cfg, mesh, colors);
-    let mut output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    let mut output = run_with(fabric, &program, &mut kernel, RunLimits::default(), watch)?;
     for (pe, counters) in output.counters.pes.iter_mut().enumerate() {
         let (r, c) = mesh.coords(pe as u32);
         counters.sram_bytes = cfg.sram_bytes_of(fabric, r, c);

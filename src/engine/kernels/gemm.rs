@@ -67,7 +67,7 @@
 use serde::Serialize;
 
 use crate::engine::program::{EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Work};
-use crate::engine::{check_mesh, check_region, run, RunLimits, RunOutput};
+use crate::engine::{check_mesh, check_region, run_with, RunLimits, RunOutput, Watch};
 use crate::error::{Error, Result};
 use crate::random::Stream;
 use crate::sparsity::{split_range, Mask};
@@ -1003,6 +1003,11 @@ impl GemmRun {
 
 /// Plans and runs a GEMM in any form; with values, `y` is the product (`dW` for wgrad).
 pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
+    run_gemm_with(fabric, cfg, &mut Watch::default())
+}
+
+/// [`run_gemm`], its engine run watched by `watch`.
+pub fn run_gemm_with(fabric: &FabricSpec, cfg: &GemmConfig, watch: &mut Watch) -> Result<GemmRun> {
     let plan = GemmPlan::new(fabric, cfg)?;
     let mesh = Mesh {
         rows: plan.rows,
@@ -1011,11 +1016,11 @@ pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
     check_mesh(fabric, mesh, COLORS, RunLimits::default())?;
     let values = cfg.values.then(|| GemmValues::draw(&plan, cfg.seed));
     let (mut output, product) = if cfg.form == GemmForm::Wgrad {
-        super::wgrad::run_wgrad(fabric, &plan, values.as_ref())?
+        super::wgrad::run_wgrad(fabric, &plan, values.as_ref(), watch)?
     } else {
         let program = gemm_program(&plan, values.as_ref());
         let mut kernel = GemmKernel::new(fabric, &plan, values.as_ref());
-        let output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+        let output = run_with(fabric, &program, &mut kernel, RunLimits::default(), watch)?;
         (output, kernel.y)
     };
     for (pe, counters) in output.counters.pes.iter_mut().enumerate() {

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 
 use super::gemm::{fmac_cycles, GemmPlan, GemmValues};
 use crate::engine::program::{EdgeStream, Kernel, Port, Program, TaskIo, Work};
-use crate::engine::{run, RunLimits, RunOutput};
+use crate::engine::{run_with, RunLimits, RunOutput, Watch};
 use crate::error::Result;
 use crate::spec::FabricSpec;
 
@@ -41,10 +41,11 @@ pub(super) fn run_wgrad(
     fabric: &FabricSpec,
     plan: &GemmPlan,
     values: Option<&GemmValues>,
+    watch: &mut Watch,
 ) -> Result<(RunOutput, Vec<f32>)> {
     let program = wgrad_program(plan);
     let mut kernel = WgradKernel::new(fabric, plan, values);
-    let output = run(fabric, &program, &mut kernel, RunLimits::default())?;
+    let output = run_with(fabric, &program, &mut kernel, RunLimits::default(), watch)?;
     Ok((output, kernel.dw))
 }
 
