@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::counters::{CountersFile, RunCounters};
 use super::plot::{
-    heatmap, line_figure, waterfall, Figure, Grid, HeatmapStyle, LineChart, Palette, Series,
-    Waterfall,
+    heatmap, line_figure, waterfall, Along, Band, Figure, Grid, HeatmapStyle, LineChart, Palette,
+    Series, Waterfall,
 };
 use super::train::PhaseFigures;
 use crate::error::{Error, Result};
-use crate::schedule::PeGrid;
+use crate::schedule::{BandAxis, PeBand, PeGrid};
 
 /// What a heatmap shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -164,6 +164,12 @@ pub fn draw_heatmap(
             (grid, style)
         }
     };
+    // The difference map's bands are the sparse run's: where its tiles end.
+    let bands = match kind {
+        HeatmapKind::Sram => &run.sram_bands,
+        HeatmapKind::Utilization | HeatmapKind::Difference => &run.busy_bands,
+    };
+    style.bands = plot_bands(bands);
     if scale == HeatmapScale::Auto {
         let (lo, hi) = (grid.min(), grid.max());
         // A flat picture keeps the fixed scale: there is no range to stretch.
@@ -172,6 +178,22 @@ pub fn draw_heatmap(
         }
     }
     heatmap(&grid, &style, path)
+}
+
+/// A step's bands of PEs as the heatmap labels them.
+pub fn plot_bands(bands: &[PeBand]) -> Vec<Band> {
+    bands
+        .iter()
+        .map(|b| Band {
+            along: match b.axis {
+                BandAxis::Rows => Along::Rows,
+                BandAxis::Columns => Along::Columns,
+            },
+            start: b.start as usize,
+            end: b.end as usize,
+            label: b.label.clone(),
+        })
+        .collect()
 }
 
 fn to_grid(grid: &PeGrid, value: impl Fn(u64) -> f64) -> Result<Grid> {

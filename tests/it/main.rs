@@ -13,6 +13,7 @@ mod flop_counts;
 mod flops;
 mod golden;
 mod hardware;
+mod heatmap_bands;
 mod inspect;
 mod kernel_fidelity;
 mod merge_figures;

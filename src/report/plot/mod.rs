@@ -42,7 +42,7 @@ mod output;
 mod waterfall;
 
 pub use colorbar::Palette;
-pub use heatmap::{heatmap, Grid, HeatmapStyle};
+pub use heatmap::{heatmap, Along, Band, Grid, HeatmapStyle};
 pub use line::{line_chart, line_figure, Figure, LineChart, Series};
 pub use waterfall::{waterfall, Waterfall};
 
