@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::common::{run_cli, run_json};
+use crate::common::{run_cli, run_json, svg_texts};
 
 fn folder(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wafersim-bands-{}-{test}", std::process::id()));
@@ -15,14 +15,7 @@ fn folder(test: &str) -> PathBuf {
 
 /// Every text of an SVG, its lines joined by spaces (a wrapped label reads as one).
 fn svg_text(path: &Path) -> String {
-    let svg = std::fs::read_to_string(path).expect("the SVG was written");
-    let document = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
-    let texts: Vec<String> = document
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text().map(|t| t.trim().to_string()))
-        .collect();
-    texts.join(" ")
+    svg_texts(path).join(" ")
 }
 
 /// "rows 0–936", "row 993": how a label names PEs `start..end`.

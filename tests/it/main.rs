@@ -3,6 +3,7 @@
 mod activations;
 mod attention;
 mod bench;
+mod chart_order;
 mod collective_models;
 mod common;
 mod data_parallel;

@@ -14,7 +14,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::colorbar::{self, Colormap, Palette};
 use super::output::{self, Format};
-use super::{drawing_failed, encode_png, register_fonts, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX};
+use super::{
+    drawing_failed, encode_png, measure, register_fonts, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX,
+};
 use crate::error::{Error, Result};
 
 /// Per-PE values, row-major: `values[y * width + x]` is the PE in column `x`, row `y`.
@@ -426,12 +428,6 @@ fn spread_labels(centres: &[i32], heights: &[i32], lo: i32, hi: i32) -> Vec<i32>
         floor = *top + h;
     }
     tops
-}
-
-/// The width of `text` at `size_px`, with the registered font (no canvas needed).
-fn measure(text: &str, size_px: f64, weight: FontStyle) -> i32 {
-    let font = (FONT, size_px, weight).into_font();
-    font.box_size(text).map(|(w, _)| w as i32).unwrap_or(0)
 }
 
 fn layout_for(grid: &Grid, plot_w: usize, plot_h: usize, style: &HeatmapStyle) -> Layout {

@@ -78,6 +78,13 @@ fn register_fonts() {
     });
 }
 
+/// The width of `text` at `size_px`, with the registered font (no canvas needed).
+fn measure(text: &str, size_px: f64, weight: FontStyle) -> i32 {
+    use plotters::style::IntoFont;
+    let font = (FONT, size_px, weight).into_font();
+    font.box_size(text).map(|(w, _)| w as i32).unwrap_or(0)
+}
+
 /// Refuses, before any work, a picture path `flag` names that could not be drawn: an extension
 /// other than png or svg, or a file that cannot be written there (`report::check_output_file`).
 pub fn check_picture_path(flag: &str, path: &Path) -> crate::Result<()> {
