@@ -274,12 +274,13 @@ fn step_pictures(
         let values = grid.values.iter().map(|&v| v as f64 / cycles).collect();
         let grid =
             crate::report::plot::Grid::new(grid.width as usize, grid.height as usize, values)?;
-        let style = crate::report::plot::HeatmapStyle::new(
+        let mut style = crate::report::plot::HeatmapStyle::new(
             format!("PE utilisation: {title}"),
             "busy fraction of the step",
             0.0,
             1.0,
         );
+        style.bands = crate::report::plot_bands(&crate::schedule::busy_bands(result, fabric));
         crate::report::plot::heatmap(&grid, &style, path)?;
     }
     if let Some(path) = &args.trace {

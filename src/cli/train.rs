@@ -12,8 +12,8 @@ use crate::report::{
     Outputs, RunCounters, TrainReport,
 };
 use crate::schedule::{
-    busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, speedup_curve, sram_grid,
-    RunResult,
+    busy_bands, busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, speedup_curve,
+    sram_bands, sram_grid, RunResult,
 };
 use crate::spec::{
     read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources, SpecText,
@@ -239,6 +239,8 @@ fn counters(model: &ModelSpec, fabric: &FabricSpec, runs: &[RunResult], seed: u6
                 sram_capacity_bytes: fabric.pe.sram_bytes,
                 busy_cycles: busy_grid(&run.pretrain_step, fabric, seed),
                 sram_bytes: sram_grid(&run.pretrain_step, model, fabric),
+                busy_bands: busy_bands(&run.pretrain_step, fabric),
+                sram_bands: sram_bands(&run.pretrain_step, model, fabric),
             })
             .collect(),
     }

@@ -4,7 +4,9 @@
 //! Arrays (see [`CountersFile::arrays`]): `schema_version`, `wafersim_version`, `model`,
 //! `fabric`, `seed`; per run, in order, `runs` (names: `dense`, `s0.75`), `sparsity`,
 //! `step_cycles`, `sram_capacity_bytes`; and for each run `<run>_busy_cycles` and
-//! `<run>_sram_bytes`, `uint64` of the PE grid's shape (rows, columns). A reader refuses another
+//! `<run>_sram_bytes`, `uint64` of the PE grid's shape (rows, columns), and what their bands
+//! hold (`<run>_busy_band_axes`, `_ranges`, `_labels`, the same for `sram`: see
+//! [`band_arrays`]), which the heatmaps label. A reader refuses another
 //! schema version, a truncated or corrupted file, grids whose sizes do not match, values no run
 //! gives, and runs `train` never writes (not the dense run first, a sparsity outside (0, 1), two
 //! runs of one name), each with a message naming the file.
@@ -20,7 +22,7 @@ use super::npz::{npz_bytes, read_npz, NpyArray, NpyData, NpzWriter};
 use super::pictures::run_name;
 use crate::engine::{MeshCounters, PeCounters};
 use crate::error::{Error, Result};
-use crate::schedule::PeGrid;
+use crate::schedule::{BandAxis, PeBand, PeGrid};
 
 /// Per-PE counters of one `train` run: one entry per sparsity.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,10 @@ pub struct RunCounters {
     pub sram_capacity_bytes: u64,
     pub busy_cycles: PeGrid,
     pub sram_bytes: PeGrid,
+    /// What each band of `busy_cycles` holds (`schedule::busy_bands`), for the heatmaps' labels.
+    pub busy_bands: Vec<PeBand>,
+    /// What each band of `sram_bytes` holds (`schedule::sram_bands`).
+    pub sram_bands: Vec<PeBand>,
 }
 
 impl CountersFile {
@@ -64,6 +70,11 @@ impl CountersFile {
                 &grid_array(&run.busy_cycles),
             )?;
             writer.add(&format!("{name}_sram_bytes"), &grid_array(&run.sram_bytes))?;
+            for (grid, bands) in [("busy", &run.busy_bands), ("sram", &run.sram_bands)] {
+                for (suffix, array) in band_arrays(bands) {
+                    writer.add(&format!("{name}_{grid}_band_{suffix}"), &array)?;
+                }
+            }
         }
         writer.finish()
     }
@@ -135,6 +146,8 @@ impl CountersFile {
                 sram_capacity_bytes: capacities[i],
                 busy_cycles: a.grid(&format!("{name}_busy_cycles"))?,
                 sram_bytes: a.grid(&format!("{name}_sram_bytes"))?,
+                busy_bands: a.bands(&format!("{name}_busy_band_"))?,
+                sram_bands: a.bands(&format!("{name}_sram_band_"))?,
             });
         }
         let file = CountersFile {
@@ -150,8 +163,51 @@ impl CountersFile {
     }
 }
 
-/// What a PE's value may not exceed: the step's cycles, the PE's SRAM.
+/// A grid's bands as three arrays: `axes` (`rows` or `columns`), `ranges` (first PE and one
+/// past the last, shape (bands, 2)) and `labels`.
+fn band_arrays(bands: &[PeBand]) -> [(&'static str, NpyArray); 3] {
+    let ranges = bands.iter().flat_map(|b| [b.start, b.end]).collect();
+    [
+        (
+            "axes",
+            NpyArray::texts(bands.iter().map(|b| b.axis.name().to_string()).collect()),
+        ),
+        (
+            "ranges",
+            NpyArray::u64s(vec![bands.len() as u64, 2], ranges),
+        ),
+        (
+            "labels",
+            NpyArray::texts(bands.iter().map(|b| b.label.clone()).collect()),
+        ),
+    ]
+}
+
+/// What a PE's value may not exceed: the step's cycles, the PE's SRAM; and bands inside the grid.
 fn check_run_limits(run: &RunCounters) -> std::result::Result<(), String> {
+    for (grid, bands) in [
+        (&run.busy_cycles, &run.busy_bands),
+        (&run.sram_bytes, &run.sram_bands),
+    ] {
+        if let Some(band) = bands.iter().find(|b| {
+            let len = match b.axis {
+                BandAxis::Rows => grid.height,
+                BandAxis::Columns => grid.width,
+            };
+            b.start >= b.end || b.end > len
+        }) {
+            return Err(format!(
+                "run at sparsity {}: band {:?} covers {} {}..{}, not inside the grid of {} x {} PEs",
+                run.sparsity,
+                band.label,
+                band.axis.name(),
+                band.start,
+                band.end,
+                grid.height,
+                grid.width
+            ));
+        }
+    }
     for (grid, what, limit) in [
         (&run.busy_cycles, "busy cycles", run.step_cycles),
         (&run.sram_bytes, "SRAM bytes", run.sram_capacity_bytes),
@@ -232,6 +288,41 @@ impl Arrays<'_> {
             } if shape.is_empty() => Ok(v[0].clone()),
             _ => Err(format!("array {name}: not a string")),
         }
+    }
+
+    /// The bands written by [`band_arrays`] under `prefix`; none if the file has none (a file
+    /// from before bands were written), refused if it has some of the three arrays only.
+    fn bands(&self, prefix: &str) -> std::result::Result<Vec<PeBand>, String> {
+        let names = ["axes", "ranges", "labels"].map(|s| format!("{prefix}{s}"));
+        match names.iter().filter(|n| self.0.contains_key(*n)).count() {
+            0 => return Ok(Vec::new()),
+            3 => {}
+            _ => return Err(format!("arrays {}: some missing", names.join(", "))),
+        }
+        let axes = self.texts(&names[0])?;
+        let ranges = self.u64s(&names[1], &[axes.len() as u64, 2])?;
+        let labels = self.texts(&names[2])?;
+        if labels.len() != axes.len() {
+            return Err(format!("array {}: not one label per band", names[2]));
+        }
+        let bands = axes
+            .iter()
+            .zip(labels)
+            .enumerate()
+            .map(|(i, (axis, label))| {
+                let axis = match axis.as_str() {
+                    "rows" => BandAxis::Rows,
+                    "columns" => BandAxis::Columns,
+                    other => return Err(format!("array {}: axis {other:?}", names[0])),
+                };
+                Ok(PeBand {
+                    axis,
+                    start: ranges[2 * i],
+                    end: ranges[2 * i + 1],
+                    label,
+                })
+            });
+        bands.collect()
     }
 
     /// A (rows, columns) grid of uint64.
@@ -403,6 +494,13 @@ mod tests {
                     sram_capacity_bytes: 49_152,
                     busy_cycles: grid.clone(),
                     sram_bytes: grid.clone(),
+                    busy_bands: vec![PeBand {
+                        axis: BandAxis::Rows,
+                        start: 0,
+                        end: 1,
+                        label: "row 0: every GEMM tile".into(),
+                    }],
+                    sram_bands: Vec::new(),
                 })
                 .to_vec(),
         }
@@ -444,6 +542,15 @@ mod tests {
         sram.runs[1].sram_bytes.values[2] = 49_153;
         let err = CountersFile::decode(&encoded(&sram)).unwrap_err();
         assert!(err.contains("PE (0, 2) has 49153 SRAM bytes"), "{err}");
+
+        // A band beyond the grid's 2 rows labels PEs that are not there.
+        let mut band = sample();
+        band.runs[1].busy_bands[0].end = 3;
+        let err = CountersFile::decode(&encoded(&band)).unwrap_err();
+        assert!(
+            err.contains("covers rows 0..3, not inside the grid"),
+            "{err}"
+        );
     }
 
     #[test]

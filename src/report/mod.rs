@@ -30,8 +30,8 @@ pub use inspect::{FabricInspect, ModelInspect};
 pub use json::{flops_pair, serialize_as_f64, ExactCount, SCHEMA_VERSION};
 pub use pictures::{
     check_run_names, difference_heatmap_name, draw_gap, draw_heatmap, draw_speedup,
-    draw_sweep_speedup, draw_train_heatmaps, run_name, utilization_heatmap_name, HeatmapKind,
-    HeatmapScale,
+    draw_sweep_speedup, draw_train_heatmaps, plot_bands, run_name, utilization_heatmap_name,
+    HeatmapKind, HeatmapScale,
 };
 pub use step::{AgainstDense, StepReport};
 pub use table::{duration, si, thousands, Table};

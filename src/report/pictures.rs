@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::counters::{CountersFile, RunCounters};
 use super::plot::{
-    heatmap, line_figure, waterfall, Figure, Grid, HeatmapStyle, LineChart, Palette, Series,
-    Waterfall,
+    heatmap, line_figure, waterfall, Along, Band, Figure, Grid, HeatmapStyle, LineChart, Palette,
+    Series, Waterfall,
 };
 use super::train::PhaseFigures;
 use crate::error::{Error, Result};
-use crate::schedule::PeGrid;
+use crate::schedule::{BandAxis, PeBand, PeGrid};
 
 /// What a heatmap shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -164,6 +164,12 @@ pub fn draw_heatmap(
             (grid, style)
         }
     };
+    // The difference map's bands are the sparse run's: where its tiles end.
+    let bands = match kind {
+        HeatmapKind::Sram => &run.sram_bands,
+        HeatmapKind::Utilization | HeatmapKind::Difference => &run.busy_bands,
+    };
+    style.bands = plot_bands(bands);
     if scale == HeatmapScale::Auto {
         let (lo, hi) = (grid.min(), grid.max());
         // A flat picture keeps the fixed scale: there is no range to stretch.
@@ -172,6 +178,22 @@ pub fn draw_heatmap(
         }
     }
     heatmap(&grid, &style, path)
+}
+
+/// A step's bands of PEs as the heatmap labels them.
+pub fn plot_bands(bands: &[PeBand]) -> Vec<Band> {
+    bands
+        .iter()
+        .map(|b| Band {
+            along: match b.axis {
+                BandAxis::Rows => Along::Rows,
+                BandAxis::Columns => Along::Columns,
+            },
+            start: b.start as usize,
+            end: b.end as usize,
+            label: b.label.clone(),
+        })
+        .collect()
 }
 
 fn to_grid(grid: &PeGrid, value: impl Fn(u64) -> f64) -> Result<Grid> {
@@ -421,12 +443,10 @@ pub fn draw_speedup(text: &str, origin: &str, path: &Path) -> Result<()> {
 /// σ when every share is in (they add up to `1 − σ/θ`).
 pub fn draw_gap(text: &str, origin: &str, path: &Path) -> Result<()> {
     let report = read_saved_report(text, origin)?;
-    let panels: Vec<Waterfall> = report
-        .runs
-        .iter()
-        .filter(|r| r.sparsity > 0.0)
-        .map(gap_waterfall)
-        .collect();
+    // Panels by sparsity, as the speedup chart's axis runs, whatever order --sparsity gave.
+    let mut sparse: Vec<&SavedRun> = report.runs.iter().filter(|r| r.sparsity > 0.0).collect();
+    sparse.sort_by(|a, b| a.sparsity.total_cmp(&b.sparsity));
+    let panels: Vec<Waterfall> = sparse.into_iter().map(gap_waterfall).collect();
     if panels.is_empty() {
         return Err(Error::Input(format!(
             "{origin}: no sparse run: the gap is a sparse run's against the dense one"
@@ -540,6 +560,15 @@ fn check_curve(report: &SavedReport, origin: &str) -> Result<()> {
     Ok(())
 }
 
+/// An override's value as a legend shows it: a whole number of seven digits or more as an
+/// exponent (`1200000000000` is `1.2e12`), anything else as written.
+fn short_value(value: &str) -> String {
+    match value.parse::<f64>() {
+        Ok(v) if v.fract() == 0.0 && v.abs() >= 1e6 => format!("{v:e}"),
+        _ => value.to_string(),
+    }
+}
+
 /// Theoretical and simulated speedup of the whole recipe against sparsity from a merged sweep's
 /// points: a panel per fabric on one scale, a colour (and marker) per model and override, theory
 /// dashed and simulation solid, points ordered by sparsity, the legend below the panels.
@@ -559,7 +588,8 @@ pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> 
     let who = |p: &crate::sweep::PointResult| {
         let mut who = p.point.model.clone();
         for (key, value) in &p.point.overrides {
-            who += &format!(", {}={value}", key.rsplit('.').next().unwrap_or(key));
+            let key = key.rsplit('.').next().unwrap_or(key);
+            who += &format!(", {key}={}", short_value(value));
         }
         who
     };
@@ -567,16 +597,18 @@ pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> 
     let fabrics: BTreeSet<&str> = points.iter().map(|p| p.point.fabric.as_str()).collect();
     let mut panels = Vec::new();
     for fabric in &fabrics {
-        // (who, simulated?) → points: each model's theory, then its simulation.
+        // (who, theory?) → points: each model's simulation, then its theory; both carry the
+        // model's name, so the legend has an entry per model (the simulated look, solid) and the
+        // title says which line is which: twice the entries did not fit with overrides.
         let mut lines: BTreeMap<(String, bool), Vec<(f64, f64)>> = BTreeMap::new();
         for p in points.iter().filter(|p| p.point.fabric == *fabric) {
             let (s, total) = (p.point.sparsity, &p.total);
             lines
-                .entry((who(p), false))
+                .entry((who(p), true))
                 .or_default()
                 .push((s, total.theoretical_speedup));
             lines
-                .entry((who(p), true))
+                .entry((who(p), false))
                 .or_default()
                 .push((s, total.simulated_speedup));
         }
@@ -587,16 +619,12 @@ pub fn draw_sweep_speedup(points: &[crate::sweep::PointResult], path: &Path) -> 
         );
         chart.series = lines
             .into_iter()
-            .map(|((name, simulated), mut line)| {
+            .map(|((name, theory), mut line)| {
                 line.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let kind = if simulated {
-                    "simulated"
-                } else {
-                    "theoretical"
-                };
-                let mut series = Series::new(format!("{name}, {kind}"), line);
-                series.style = styles.iter().position(|w| *w == name);
-                series.dashed = !simulated;
+                let style = styles.iter().position(|w| *w == name);
+                let mut series = Series::new(name, line);
+                series.style = style;
+                series.dashed = theory;
                 series
             })
             .collect();

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::StepResult;
+use crate::cost::GemmTile;
 use crate::graph::OpKind;
-use crate::map::saved_bytes_per_token;
+use crate::map::{saved_bytes_per_token, OpPlan};
 use crate::random::Stream;
 use crate::spec::{FabricSpec, ModelSpec};
 
@@ -79,8 +80,7 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
     for group in &step.plan.groups {
         for op in &group.ops {
             let total = op.cost.busy_cycles_mean as f64 * region * group.repeat as f64;
-            let spread = matches!(op.kind, OpKind::AttnScores | OpKind::AttnValues);
-            match op.tile.filter(|_| !spread) {
+            match gemm_tile(op) {
                 Some(tile) => {
                     let per_pe = total / (tile.rows * tile.columns()) as f64;
                     let columns = by_rows
@@ -125,10 +125,9 @@ pub fn sram_grid(step: &StepResult, model: &ModelSpec, fabric: &FabricSpec) -> P
     let base = plan.sram.code_bytes + plan.sram.working_bytes_max;
     let mut values = Vec::with_capacity((width * height) as usize);
     for row in 0..height {
-        let row_tokens = tokens / height + u64::from(row < tokens % height);
+        let row_tokens = share(tokens, height, row);
         for col in 0..width {
-            let col_bytes = per_token / width + u64::from(col < per_token % width);
-            values.push(base + row_tokens * col_bytes);
+            values.push(base + row_tokens * share(per_token, width, col));
         }
     }
     PeGrid {
@@ -136,6 +135,203 @@ pub fn sram_grid(step: &StepResult, model: &ModelSpec, fabric: &FabricSpec) -> P
         height,
         values,
     }
+}
+
+/// Row `index`'s share of `total` spread over `parts` rows (or columns): the first
+/// `total % parts` take one more.
+fn share(total: u64, parts: u64, index: u64) -> u64 {
+    total / parts + u64::from(index < total % parts)
+}
+
+/// The op's GEMM tile as the heatmaps place it, from the region's top-left corner; `None` for
+/// element-wise ops and attention, which spread evenly over the region.
+fn gemm_tile(op: &OpPlan) -> Option<GemmTile> {
+    let spread = matches!(op.kind, OpKind::AttnScores | OpKind::AttnValues);
+    op.tile.filter(|_| !spread)
+}
+
+/// Which way a band of PEs runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BandAxis {
+    Rows,
+    Columns,
+}
+
+impl BandAxis {
+    /// "rows" or "columns", as heatmap labels and `counters.npz` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BandAxis::Rows => "rows",
+            BandAxis::Columns => "columns",
+        }
+    }
+}
+
+/// A range of PE rows or columns that a step's plan treats alike (`start..end`), and what it
+/// holds, in words: what heatmaps label their bands with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeBand {
+    pub axis: BandAxis,
+    pub start: u64,
+    pub end: u64,
+    pub label: String,
+}
+
+/// The bands of [`busy_grid`]: rows (then columns) cut where a GEMM tile ends, each labelled
+/// with the ops whose tiles reach it; beyond every tile, only element-wise ops and attention.
+pub fn busy_bands(step: &StepResult, fabric: &FabricSpec) -> Vec<PeBand> {
+    let tiled: Vec<(String, GemmTile)> = step
+        .plan
+        .groups
+        .iter()
+        .flat_map(|g| &g.ops)
+        .filter_map(|op| Some((short_op_name(&op.name), gemm_tile(op)?)))
+        .collect();
+    let geometry = &fabric.geometry;
+    let mut bands = Vec::new();
+    for (axis, len) in [
+        (BandAxis::Rows, geometry.region_height_pes),
+        (BandAxis::Columns, geometry.region_width_pes),
+    ] {
+        let extents: Vec<(&str, u64)> = tiled
+            .iter()
+            .map(|(name, tile)| match axis {
+                BandAxis::Rows => (name.as_str(), tile.rows.min(len)),
+                BandAxis::Columns => (name.as_str(), tile.columns().min(len)),
+            })
+            .collect();
+        bands.extend(tile_bands(axis, len, &extents));
+    }
+    bands
+}
+
+/// Cuts `0..len` where a tile ends; a band names the tiles reaching it, or those that do not
+/// when they are fewer.
+fn tile_bands(axis: BandAxis, len: u64, extents: &[(&str, u64)]) -> Vec<PeBand> {
+    let mut cuts: Vec<u64> = extents.iter().map(|e| e.1).chain([0, len]).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let all: Vec<&str> = extents.iter().map(|e| e.0).collect();
+    cuts.windows(2)
+        .filter(|w| w[0] < w[1])
+        .map(|w| {
+            let (reaching, stopped): (Vec<&str>, Vec<&str>) = (
+                extents
+                    .iter()
+                    .filter(|e| e.1 >= w[1])
+                    .map(|e| e.0)
+                    .collect(),
+                extents.iter().filter(|e| e.1 < w[1]).map(|e| e.0).collect(),
+            );
+            let (reaching, stopped) = (op_names(&reaching, &all), op_names(&stopped, &all));
+            let what = if reaching.is_empty() {
+                "no GEMM tile: element-wise ops and attention only".to_string()
+            } else if stopped.is_empty() {
+                "every GEMM tile".to_string()
+            } else if stopped.len() <= reaching.len() {
+                format!("GEMM tiles but {}", name_list(stopped))
+            } else {
+                format!("GEMM tiles of {} only", name_list(reaching))
+            };
+            PeBand {
+                axis,
+                start: w[0],
+                end: w[1],
+                label: format!("{}: {what}", range_name(axis, w[0], w[1])),
+            }
+        })
+        .collect()
+}
+
+/// "rows 964–992", "row 993": a band's PEs, first to last.
+fn range_name(axis: BandAxis, start: u64, end: u64) -> String {
+    match end - start {
+        1 => format!("{} {start}", axis.name().trim_end_matches('s')),
+        _ => format!("{} {start}–{}", axis.name(), end - 1),
+    }
+}
+
+/// An op's name without its layer (`layer3.q.fwd` → `q.fwd`): a band holds every layer's.
+fn short_op_name(name: &str) -> String {
+    match name.split_once('.') {
+        Some((layer, rest))
+            if layer.len() > 5
+                && layer.starts_with("layer")
+                && layer[5..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            rest.to_string()
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Names `ops` (short names, repeats allowed) in plan order: a weight alone (`lm_head`) when
+/// every op of it in `all` is there, else each op (`ffn_up.wgrad`).
+fn op_names(ops: &[&str], all: &[&str]) -> Vec<String> {
+    let weight = |name: &str| name.rsplit_once('.').map_or(name, |(w, _)| w).to_string();
+    let mut names: Vec<String> = Vec::new();
+    for op in ops {
+        let w = weight(op);
+        let whole = all
+            .iter()
+            .filter(|a| weight(a) == w)
+            .all(|a| ops.contains(a));
+        let name = if whole { w } else { op.to_string() };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// At most four names, then how many more: a label stays a line or two.
+fn name_list(mut names: Vec<String>) -> String {
+    const SHOWN_MAX: usize = 4;
+    let more = names.len().saturating_sub(SHOWN_MAX);
+    names.truncate(SHOWN_MAX);
+    let list = names.join(", ");
+    match more {
+        0 => list,
+        _ => format!("{list} and {more} more"),
+    }
+}
+
+/// The bands of [`sram_grid`]: the rows that keep one token more and the columns that keep a
+/// byte more of each token's activations.
+pub fn sram_bands(step: &StepResult, model: &ModelSpec, fabric: &FabricSpec) -> Vec<PeBand> {
+    let plan = &step.plan;
+    let tokens = plan.microbatch_sequences * plan.config.seq_len;
+    let per_token =
+        saved_bytes_per_token(&model.architecture, plan.config.seq_len, plan.activations);
+    let geometry = &fabric.geometry;
+    let mut bands = Vec::new();
+    for (axis, len, total, unit) in [
+        (
+            BandAxis::Rows,
+            geometry.region_height_pes,
+            tokens,
+            "tokens' activations",
+        ),
+        (
+            BandAxis::Columns,
+            geometry.region_width_pes,
+            per_token,
+            "B of each token's activations",
+        ),
+    ] {
+        let cut = total % len;
+        for (start, end) in [(0, cut), (cut, len)].into_iter().filter(|(a, b)| a < b) {
+            let each = share(total, len, start);
+            let label = format!("{}: {each} {unit}", range_name(axis, start, end));
+            bands.push(PeBand {
+                axis,
+                start,
+                end,
+                label,
+            });
+        }
+    }
+    bands
 }
 
 /// A stable 64-bit hash of a name (FNV-1a), so per-op random streams do not depend on the
@@ -151,4 +347,61 @@ fn standard_normal(stream: &mut Stream) -> f64 {
     let u1 = stream.unit().max(f64::MIN_POSITIVE);
     let u2 = stream.unit();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_cut_where_tiles_end_and_name_what_reaches_them() {
+        // Every layer's q and the FFN's wgrad, and the LM head, as a step's plan holds them.
+        let extents = [
+            ("q.fwd", 993),
+            ("q.fwd", 993),
+            ("ffn_up.fwd", 993),
+            ("ffn_up.wgrad", 964),
+            ("lm_head.fwd", 937),
+            ("lm_head.dgrad", 937),
+        ];
+        let labels: Vec<(u64, u64, String)> = tile_bands(BandAxis::Rows, 994, &extents)
+            .into_iter()
+            .map(|b| (b.start, b.end, b.label))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                (0, 937, "rows 0–936: every GEMM tile".to_string()),
+                (937, 964, "rows 937–963: GEMM tiles but lm_head".into()),
+                (
+                    964,
+                    993,
+                    "rows 964–992: GEMM tiles but ffn_up.wgrad, lm_head".into()
+                ),
+                (
+                    993,
+                    994,
+                    "row 993: no GEMM tile: element-wise ops and attention only".into()
+                ),
+            ]
+        );
+        // Fewer reach than stop: the label names those that reach.
+        let few = tile_bands(
+            BandAxis::Columns,
+            750,
+            &[("a.fwd", 10), ("b.fwd", 10), ("c.x", 750)],
+        );
+        assert_eq!(few[1].label, "columns 10–749: GEMM tiles of c only");
+        // Tiles over the whole side: one band.
+        assert_eq!(tile_bands(BandAxis::Rows, 16, &[("q.fwd", 16)]).len(), 1);
+    }
+
+    #[test]
+    fn long_name_lists_are_cut_and_layers_dropped() {
+        let names: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
+        assert_eq!(name_list(names), "w0, w1, w2, w3 and 2 more");
+        assert_eq!(short_op_name("layer12.ffn_up.wgrad"), "ffn_up.wgrad");
+        assert_eq!(short_op_name("lm_head.fwd"), "lm_head.fwd");
+        assert_eq!(short_op_name("layer.x"), "layer.x");
+    }
 }

@@ -9,7 +9,10 @@ mod recipe;
 mod step;
 mod systems;
 
-pub use grid::{busy_grid, check_grid_memory, sram_grid, PeGrid, GRID_BYTES_MAX};
+pub use grid::{
+    busy_bands, busy_grid, check_grid_memory, sram_bands, sram_grid, BandAxis, PeBand, PeGrid,
+    GRID_BYTES_MAX,
+};
 pub use recipe::{
     category_label, faster_than_flops, gap_categories, gap_shares, program_load_cycles, run_recipe,
     run_recipe_on_systems, speedup_curve, CurvePoint, FasterThanFlops, PhaseResult, PhaseTotal,

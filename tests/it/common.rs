@@ -139,3 +139,14 @@ pub fn exact(json: &serde_json::Value, key: &str) -> u128 {
     );
     exact
 }
+
+/// Every text element of an SVG picture, trimmed, in document order.
+pub fn svg_texts(path: &std::path::Path) -> Vec<String> {
+    let svg = std::fs::read_to_string(path).expect("the SVG was written");
+    let document = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
+    document
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(|t| t.trim().to_string()))
+        .collect()
+}

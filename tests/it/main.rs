@@ -3,6 +3,7 @@
 mod activations;
 mod attention;
 mod bench;
+mod chart_order;
 mod collective_models;
 mod common;
 mod data_parallel;
@@ -13,6 +14,7 @@ mod flop_counts;
 mod flops;
 mod golden;
 mod hardware;
+mod heatmap_bands;
 mod inspect;
 mod kernel_fidelity;
 mod kernel_progress;

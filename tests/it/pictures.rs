@@ -6,23 +6,13 @@ use wafersim::report::plot::{waterfall, Waterfall};
 use wafersim::schedule::{run_recipe, speedup_curve, CURVE_SPARSITIES};
 use wafersim::spec::{load_fabric, load_model};
 
-use crate::common::run_cli;
+use crate::common::{run_cli, svg_texts};
 
 fn folder(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wafersim-pictures-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary folder");
     dir
-}
-
-fn svg_texts(path: &std::path::Path) -> Vec<String> {
-    let svg = std::fs::read_to_string(path).expect("the SVG was written");
-    let document = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
-    document
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text().map(|t| t.trim().to_string()))
-        .collect()
 }
 
 #[test]

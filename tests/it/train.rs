@@ -227,20 +227,22 @@ fn check_pictures(out: &Path) {
         let name = wafersim::report::run_name(run.sparsity);
         let (width, height, rgb) = decode_png(&out.join(format!("heatmap-utilization-{name}.png")));
         let grid = &run.busy_cycles;
-        // A title band of 56 px above the plot and 76 px of axis below it; at least a pixel per PE.
+        // At least a title band of 56 px above the plot (more with the column bands' labels)
+        // and 76 px of axis below it; at least a pixel per PE.
         let plot_h = height - 56 - 76;
         assert!(width >= 750 && plot_h >= 994, "{name}: {width} x {height}");
         let cell = plot_h / grid.height as usize;
+        let top = height - 76 - cell * grid.height as usize;
         let pixel = |x: usize, y: usize| &rgb[(y * width + x) * 3..(y * width + x) * 3 + 3];
         // The plot's left edge: the first column, on the plot's first row, that is not white.
-        let y0 = 56 + cell / 2;
+        let y0 = top + cell / 2;
         let x0 = (0..width)
             .find(|&x| pixel(x, y0) != [255, 255, 255])
             .unwrap();
         let at = |col: u64, row: u64| {
             pixel(
                 x0 + col as usize * cell + cell / 2,
-                56 + row as usize * cell + cell / 2,
+                top + row as usize * cell + cell / 2,
             )
         };
         // Row 0 and the last row differ in busy cycles (a GEMM tile leaves the bottom rows idle),

@@ -220,6 +220,17 @@ def test_train_counters_are_named_integer_arrays_of_the_pe_grid(out):
         # The mean busy fraction is the pre-training step's utilisation in the report.
         utilization = busy.mean() / counters["step_cycles"][i]
         assert utilization > 0.5, (run, utilization)
+        # What the heatmaps label: bands of rows and columns, first PE and one past the last.
+        for kind in ("busy", "sram"):
+            axes = counters[f"{run}_{kind}_band_axes"]
+            ranges = counters[f"{run}_{kind}_band_ranges"]
+            labels = counters[f"{run}_{kind}_band_labels"]
+            assert ranges.dtype == np.uint64 and ranges.shape == (len(axes), 2)
+            assert len(labels) == len(axes) and set(axes) <= {"rows", "columns"}
+            for axis in ("rows", "columns"):
+                spans = ranges[axes == axis]
+                side = grid[0] if axis == "rows" else grid[1]
+                assert spans[0][0] == 0 and spans[-1][1] == side, (run, kind, axis)
     assert report["runs"][0]["run_sparsity"] == 0.0
 
 

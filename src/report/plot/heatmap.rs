@@ -14,7 +14,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::colorbar::{self, Colormap, Palette};
 use super::output::{self, Format};
-use super::{drawing_failed, encode_png, register_fonts, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX};
+use super::{
+    drawing_failed, encode_png, measure, register_fonts, AXIS_TITLE_PX, FONT, TICK_PX, TITLE_PX,
+};
 use crate::error::{Error, Result};
 
 /// Per-PE values, row-major: `values[y * width + x]` is the PE in column `x`, row `y`.
@@ -154,6 +156,25 @@ pub struct HeatmapStyle {
     pub svg_tiles_max: usize,
     /// Viridis for magnitudes, diverging for differences.
     pub palette: Palette,
+    /// Labelled ranges of PE rows (bracketed right of the plot) and columns (above it); an axis
+    /// with fewer than two bands is not labelled: one band says nothing the axis does not.
+    pub bands: Vec<Band>,
+}
+
+/// Which way a [`Band`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Along {
+    Rows,
+    Columns,
+}
+
+/// A range of PE rows or columns, `start..end`, and what it holds, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Band {
+    pub along: Along,
+    pub start: usize,
+    pub end: usize,
+    pub label: String,
 }
 
 impl HeatmapStyle {
@@ -171,6 +192,7 @@ impl HeatmapStyle {
             vmax,
             svg_tiles_max: 100,
             palette: Palette::Viridis,
+            bands: Vec::new(),
         }
     }
 
@@ -183,6 +205,12 @@ impl HeatmapStyle {
         }
         if self.svg_tiles_max == 0 {
             return Err(Error::input("heatmap svg_tiles_max must be at least 1"));
+        }
+        if let Some(band) = self.bands.iter().find(|b| b.start >= b.end) {
+            return Err(Error::input(format!(
+                "heatmap band {:?}: an empty range {}..{}",
+                band.label, band.start, band.end
+            )));
         }
         Ok(())
     }
@@ -244,47 +272,162 @@ struct TextWidths {
 }
 
 /// Where everything goes on the canvas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
     canvas: (u32, u32),
     plot: Rect,
     colorbar: Rect,
     text: TextWidths,
+    bands: BandLabels,
 }
 
 impl Layout {
-    /// Places a `plot_w × plot_h` plot, widening the canvas (plot centred) if the title needs it.
-    fn new(plot_w: i32, plot_h: i32, text: TextWidths) -> Layout {
+    /// Places a `plot_w × plot_h` plot, widening the canvas (plot centred) if the title needs it,
+    /// with room for the band labels right of the plot and above it.
+    fn new(plot_w: i32, plot_h: i32, text: TextWidths, bands: BandLabels) -> Layout {
         let left = LEFT_MARGIN_PX + AXIS_TITLE_PX as i32 + text.y_ticks_px;
-        let right = COLORBAR_GAP_PX + COLORBAR_WIDTH_PX + text.colorbar_labels_px + RIGHT_MARGIN_PX;
+        let right = bands.right_px()
+            + COLORBAR_GAP_PX
+            + COLORBAR_WIDTH_PX
+            + text.colorbar_labels_px
+            + RIGHT_MARGIN_PX;
         let natural_w = left + plot_w + right;
         let extra = (text.title_px + 2 * RIGHT_MARGIN_PX - natural_w).max(0);
         let plot = Rect {
             x: left + extra / 2,
-            y: TITLE_BAND_PX,
+            y: TITLE_BAND_PX + bands.top_px(),
             w: plot_w,
             h: plot_h,
         };
         let colorbar = Rect {
-            x: plot.x + plot.w + COLORBAR_GAP_PX,
+            x: plot.x + plot.w + bands.right_px() + COLORBAR_GAP_PX,
             y: plot.y,
             w: COLORBAR_WIDTH_PX,
             h: plot.h,
         };
-        let canvas_h = TITLE_BAND_PX + plot_h + BOTTOM_BAND_PX;
+        let canvas_h = plot.y + plot_h + BOTTOM_BAND_PX;
         Layout {
             canvas: ((natural_w + extra) as u32, canvas_h as u32),
             plot,
             colorbar,
             text,
+            bands,
         }
     }
 }
 
-/// The width of `text` at `size_px`, with the registered font (no canvas needed).
-fn measure(text: &str, size_px: f64, weight: FontStyle) -> i32 {
-    let font = (FONT, size_px, weight).into_font();
-    font.box_size(text).map(|(w, _)| w as i32).unwrap_or(0)
+/// Text size of the band labels, and the height of one of their lines.
+const BAND_PX: f64 = 15.0;
+const BAND_LINE_PX: i32 = 19;
+/// From the plot's edge to a band's bracket, and from the bracket to its label.
+const BRACKET_GAP_PX: i32 = 5;
+const LEADER_PX: i32 = 18;
+/// The widest a row band's label may be before it wraps onto another line.
+const ROW_LABEL_WIDTH_PX: i32 = 300;
+
+/// The band labels a heatmap draws: each row band's label in lines of at most
+/// [`ROW_LABEL_WIDTH_PX`], each column band's in one line; none for an axis of one band.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct BandLabels {
+    rows: Vec<(Band, Vec<String>)>,
+    columns: Vec<Band>,
+    /// The widest line of the row labels.
+    rows_width_px: i32,
+}
+
+impl BandLabels {
+    fn of(style: &HeatmapStyle) -> BandLabels {
+        let along = |axis: Along| -> Vec<Band> {
+            let bands: Vec<Band> = style
+                .bands
+                .iter()
+                .filter(|b| b.along == axis)
+                .cloned()
+                .collect();
+            if bands.len() >= 2 {
+                bands
+            } else {
+                Vec::new()
+            }
+        };
+        let rows: Vec<(Band, Vec<String>)> = along(Along::Rows)
+            .into_iter()
+            .map(|b| {
+                let lines = wrap(&b.label, ROW_LABEL_WIDTH_PX);
+                (b, lines)
+            })
+            .collect();
+        let rows_width_px = rows
+            .iter()
+            .flat_map(|(_, lines)| lines)
+            .map(|l| measure(l, BAND_PX, FontStyle::Normal))
+            .max()
+            .unwrap_or(0);
+        BandLabels {
+            rows,
+            columns: along(Along::Columns),
+            rows_width_px,
+        }
+    }
+
+    /// Room right of the plot for the row bands' brackets and labels.
+    fn right_px(&self) -> i32 {
+        match self.rows.is_empty() {
+            true => 0,
+            false => BRACKET_GAP_PX + LEADER_PX + self.rows_width_px,
+        }
+    }
+
+    /// Room above the plot for the column bands' labels, a line each, and their brackets.
+    fn top_px(&self) -> i32 {
+        match self.columns.is_empty() {
+            true => 0,
+            false => self.columns.len() as i32 * BAND_LINE_PX + 2 * BRACKET_GAP_PX,
+        }
+    }
+}
+
+/// `text` in lines of at most `width_px` (a word longer than that gets a line of its own).
+fn wrap(text: &str, width_px: i32) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line)
+                if measure(&format!("{line} {word}"), BAND_PX, FontStyle::Normal) <= width_px =>
+            {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+/// Tops of labels of `heights`, each as near as it can be to centring on its `centres` (in
+/// order, increasing) without overlapping the one before, kept within `lo..hi` where they fit.
+fn spread_labels(centres: &[i32], heights: &[i32], lo: i32, hi: i32) -> Vec<i32> {
+    let mut tops: Vec<i32> = Vec::with_capacity(centres.len());
+    for (i, (&c, &h)) in centres.iter().zip(heights).enumerate() {
+        let earliest = if i == 0 {
+            lo
+        } else {
+            tops[i - 1] + heights[i - 1]
+        };
+        tops.push((c - h / 2).max(earliest));
+    }
+    // Pushed past the end: move back up, as far as the label above allows.
+    let mut limit = hi;
+    for i in (0..tops.len()).rev() {
+        tops[i] = tops[i].min(limit - heights[i]);
+        limit = tops[i];
+    }
+    let mut floor = lo;
+    for (top, h) in tops.iter_mut().zip(heights) {
+        *top = (*top).max(floor);
+        floor = *top + h;
+    }
+    tops
 }
 
 fn layout_for(grid: &Grid, plot_w: usize, plot_h: usize, style: &HeatmapStyle) -> Layout {
@@ -305,7 +448,7 @@ fn layout_for(grid: &Grid, plot_w: usize, plot_h: usize, style: &HeatmapStyle) -
             &mut colorbar_ticks.into_iter().map(|(_, label)| label),
         )),
     };
-    Layout::new(plot_w as i32, plot_h as i32, text)
+    Layout::new(plot_w as i32, plot_h as i32, text, BandLabels::of(style))
 }
 
 /// How many labels an axis of `pes` PEs drawn `axis_px` long can take without crowding, when a
@@ -519,7 +662,88 @@ fn draw_frame<DB: DrawingBackend>(
         .draw()?;
     let frame = [(plot.x - 1, plot.y - 1), (plot.x + plot.w, plot.y + plot.h)];
     root.draw(&Rectangle::new(frame, BLACK.stroke_width(1)))?;
+    draw_row_bands(root, grid, layout)?;
+    draw_column_bands(root, grid, layout)?;
     colorbar::draw_axis(root, layout.colorbar, layout.text.colorbar_labels_px, style)
+}
+
+/// The pixel edge of PE `pe` of `pes` along a side of the plot that starts at `start`, `len`
+/// pixels long (as the cells are painted).
+fn pe_edge(pe: usize, pes: usize, start: i32, len: i32) -> i32 {
+    start + (pe as f64 * len as f64 / pes as f64).round() as i32
+}
+
+/// Row bands: a bracket along each band right of the plot, a leader to its label, the labels
+/// spread so that they do not overlap (a band of one row still gets a readable label).
+fn draw_row_bands<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grid: &Grid,
+    layout: &Layout,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (plot, rows) = (layout.plot, &layout.bands.rows);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let edge = |pe| pe_edge(pe, grid.height, plot.y, plot.h);
+    let spans: Vec<(i32, i32)> = rows
+        .iter()
+        .map(|(b, _)| (edge(b.start), edge(b.end)))
+        .collect();
+    let centres: Vec<i32> = spans.iter().map(|(a, b)| (a + b) / 2).collect();
+    let heights: Vec<i32> = rows
+        .iter()
+        .map(|(_, l)| l.len() as i32 * BAND_LINE_PX)
+        .collect();
+    // Labels may run a line past the plot's bottom (beside the x-axis ticks), no further.
+    let bottom = plot.y + plot.h + BAND_LINE_PX;
+    let tops = spread_labels(&centres, &heights, plot.y, bottom);
+    let x = plot.x + plot.w + BRACKET_GAP_PX;
+    let font = (FONT, BAND_PX).into_font().color(&BLACK);
+    for (i, (_, lines)) in rows.iter().enumerate() {
+        let (y0, y1) = (spans[i].0, (spans[i].1 - 1).max(spans[i].0));
+        let bracket = [(x - 3, y0), (x, y0), (x, y1), (x - 3, y1)];
+        root.draw(&PathElement::new(bracket, BLACK.stroke_width(1)))?;
+        let label_mid = tops[i] + BAND_LINE_PX / 2;
+        let leader = [(x, centres[i]), (x + LEADER_PX - 4, label_mid)];
+        root.draw(&PathElement::new(leader, BLACK.mix(0.6).stroke_width(1)))?;
+        for (j, line) in lines.iter().enumerate() {
+            let at = (x + LEADER_PX, tops[i] + j as i32 * BAND_LINE_PX + 2);
+            root.draw_text(line, &font.pos(Pos::new(HPos::Left, VPos::Top)), at)?;
+        }
+    }
+    Ok(())
+}
+
+/// Column bands: a bracket along each band above the plot, and labels in a staircase, the
+/// leftmost band's nearest the plot, each ending at its band's centre with a leader down to it
+/// (so no leader crosses a label).
+fn draw_column_bands<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    grid: &Grid,
+    layout: &Layout,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let plot = layout.plot;
+    let edge = |pe| pe_edge(pe, grid.width, plot.x, plot.w);
+    let y = plot.y - BRACKET_GAP_PX;
+    let font = (FONT, BAND_PX).into_font().color(&BLACK);
+    for (i, band) in layout.bands.columns.iter().enumerate() {
+        let (x0, x1) = (edge(band.start), (edge(band.end) - 1).max(edge(band.start)));
+        let bracket = [(x0, y + 3), (x0, y), (x1, y), (x1, y + 3)];
+        root.draw(&PathElement::new(bracket, BLACK.stroke_width(1)))?;
+        let centre = (x0 + x1) / 2;
+        let label_mid = y - BRACKET_GAP_PX - i as i32 * BAND_LINE_PX - BAND_LINE_PX / 2;
+        let leader = [(centre, y), (centre, label_mid), (centre - 4, label_mid)];
+        root.draw(&PathElement::new(leader, BLACK.mix(0.6).stroke_width(1)))?;
+        let width = measure(&band.label, BAND_PX, FontStyle::Normal);
+        let right = (centre - 6).max(LEFT_MARGIN_PX + width);
+        let at = (right, label_mid);
+        root.draw_text(
+            &band.label,
+            &font.pos(Pos::new(HPos::Right, VPos::Center)),
+            at,
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -725,6 +949,43 @@ mod tests {
                 colormap.rgb(0.25)
             );
         }
+    }
+
+    #[test]
+    fn band_labels_keep_near_their_bands_without_overlapping() {
+        // Apart enough: each centred on its band.
+        assert_eq!(spread_labels(&[20, 60], &[10, 10], 0, 100), [15, 55]);
+        // Crowded: each below the one before.
+        assert_eq!(
+            spread_labels(&[10, 12, 14], &[10, 10, 10], 0, 100),
+            [5, 15, 25]
+        );
+        // Crowded at the end: pushed back up so the last ends at the limit.
+        assert_eq!(spread_labels(&[95, 98], &[10, 10], 0, 100), [80, 90]);
+    }
+
+    #[test]
+    fn an_axis_of_one_band_is_not_labelled() {
+        let band = |along, start, end| Band {
+            along,
+            start,
+            end,
+            label: format!("{start}..{end}"),
+        };
+        let mut style = busy_style();
+        style.bands = vec![
+            band(Along::Rows, 0, 5),
+            band(Along::Rows, 5, 6),
+            band(Along::Columns, 0, 4),
+        ];
+        register_fonts();
+        let labels = BandLabels::of(&style);
+        assert_eq!(labels.rows.len(), 2);
+        assert!(labels.columns.is_empty());
+        assert_eq!(labels.top_px(), 0);
+        assert!(labels.right_px() > LEADER_PX);
+        style.bands.push(band(Along::Rows, 3, 3));
+        assert_eq!(style.validate().unwrap_err().exit_code(), 2);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use plotters::prelude::*;
 
 use super::output::{self, Format};
 use super::{
-    drawing_failed, encode_png, register_fonts, tick_decimals, tick_label, AXIS_TITLE_PX, CANVAS,
-    FONT, TICK_PX, TITLE_PX,
+    drawing_failed, encode_png, measure, register_fonts, tick_decimals, tick_label, AXIS_TITLE_PX,
+    CANVAS, FONT, TICK_PX, TITLE_PX,
 };
 use crate::error::{Error, Result};
 
@@ -256,15 +256,31 @@ fn draw_figure<DB: DrawingBackend>(
     root.fill(&WHITE)?;
     let body = root.titled(&figure.title, (FONT, TITLE_PX, FontStyle::Bold))?;
     let entries = legend_entries(figure);
-    let rows = entries.len().div_ceil(LEGEND_COLUMNS) as u32;
-    let (_, height) = body.dim_in_pixel();
+    let (width, height) = body.dim_in_pixel();
+    let columns = legend_columns(&entries, width);
+    let rows = entries.len().div_ceil(columns) as u32;
     let (plots, legend) = body.split_vertically(height.saturating_sub(rows * LEGEND_ROW_PX + 16));
     let panels = plots.split_evenly((1, figure.panels.len()));
     for (area, panel) in panels.iter().zip(&figure.panels) {
         draw_panel(area, panel)?;
     }
-    draw_legend(&legend, &entries)?;
+    draw_legend(&legend, &entries, columns)?;
     root.present()
+}
+
+/// Left of a legend entry's name: the margin and the line sample with its marker.
+const LEGEND_SAMPLE_PX: i32 = 48;
+
+/// As many legend columns as the longest name leaves room for side by side in `width_px` (at
+/// most [`LEGEND_COLUMNS`]): long names (a sweep's overrides) get fewer columns, never overlap.
+fn legend_columns(entries: &[Legend], width_px: u32) -> usize {
+    let widest = entries
+        .iter()
+        .map(|e| measure(&e.name, TICK_PX, FontStyle::Normal))
+        .max()
+        .unwrap_or(0);
+    let entry_px = 24 + LEGEND_SAMPLE_PX + widest + 16;
+    (width_px as i32 / entry_px).clamp(1, LEGEND_COLUMNS as i32) as usize
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -322,16 +338,17 @@ fn draw_panel<DB: DrawingBackend>(
 fn draw_legend<DB: DrawingBackend>(
     area: &Area<DB>,
     entries: &[Legend],
+    columns: usize,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let (width, _) = area.dim_in_pixel();
-    let column_px = (width / LEGEND_COLUMNS as u32) as i32;
+    let column_px = (width / columns as u32) as i32;
     for (i, entry) in entries.iter().enumerate() {
-        let x = 24 + column_px * (i % LEGEND_COLUMNS) as i32;
-        let y = 8 + LEGEND_ROW_PX as i32 * (i / LEGEND_COLUMNS) as i32 + LEGEND_ROW_PX as i32 / 2;
+        let x = 24 + column_px * (i % columns) as i32;
+        let y = 8 + LEGEND_ROW_PX as i32 * (i / columns) as i32 + LEGEND_ROW_PX as i32 / 2;
         entry.look.draw_sample(area, (x, y))?;
         area.draw(&Text::new(
             entry.name.clone(),
-            (x + 48, y - 9),
+            (x + LEGEND_SAMPLE_PX, y - 9),
             (FONT, TICK_PX).into_font(),
         ))?;
     }
@@ -450,6 +467,23 @@ impl Look {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_legend_names_take_fewer_columns() {
+        register_fonts();
+        let entry = |name: &str| Legend {
+            name: name.to_string(),
+            look: Look::reference(),
+        };
+        let short = [entry("theoretical"), entry("simulated")];
+        assert_eq!(legend_columns(&short, 960), LEGEND_COLUMNS);
+        let long = [entry(
+            &"mediswift-large, wafer_io_bits_per_second=1.2e12 ".repeat(2),
+        )];
+        assert_eq!(legend_columns(&long, 960), 1);
+        let middle = [entry("mediswift-large, wafer_io_bits_per_second=1.2e12")];
+        assert_eq!(legend_columns(&middle, 960), 2);
+    }
 
     #[test]
     fn ideal_speedup_is_one_over_one_minus_s() {

@@ -42,7 +42,7 @@ mod output;
 mod waterfall;
 
 pub use colorbar::Palette;
-pub use heatmap::{heatmap, Grid, HeatmapStyle};
+pub use heatmap::{heatmap, Along, Band, Grid, HeatmapStyle};
 pub use line::{line_chart, line_figure, Figure, LineChart, Series};
 pub use waterfall::{waterfall, Waterfall};
 
@@ -76,6 +76,13 @@ fn register_fonts() {
             "embedded DejaVu Sans parses"
         );
     });
+}
+
+/// The width of `text` at `size_px`, with the registered font (no canvas needed).
+fn measure(text: &str, size_px: f64, weight: FontStyle) -> i32 {
+    use plotters::style::IntoFont;
+    let font = (FONT, size_px, weight).into_font();
+    font.box_size(text).map(|(w, _)| w as i32).unwrap_or(0)
 }
 
 /// Refuses, before any work, a picture path `flag` names that could not be drawn: an extension
