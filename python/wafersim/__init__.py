@@ -90,6 +90,11 @@ class Report:
         for key, value in self.data.items():
             if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
                 tables[key] = pd.json_normalize(value)
+        runs = self.data.get("runs")
+        if runs and all("phases" in run for run in runs):
+            # flops: one row per phase of every run, its run's sparsity beside it.
+            tables["phases"] = _rows(runs, "phases")
+            tables["runs"] = tables["runs"].drop(columns="phases")
         if not tables:
             tables["report"] = pd.json_normalize(self.data)
         return tables
@@ -114,19 +119,27 @@ class TrainReport(Report):
         category) as DataFrames: the rows the command's files hold."""
         import pandas as pd
 
-        runs = self.data["runs"]
-        gap = pd.json_normalize(runs, "gap", ["run_sparsity"]) if len(runs) > 1 else None
         return {
             "phases": pd.read_csv(io.StringIO(self._output.phases_csv())),
             "ops": pd.read_csv(io.StringIO(self._output.ops_csv())),
             "speedup_curve": pd.DataFrame(self.data["speedup_curve"]),
-            "gap": gap if gap is not None else pd.DataFrame(columns=["category", "label", "share", "run_sparsity"]),
+            "gap": _rows(self.data["runs"], "gap", ["run_sparsity", "category", "label", "share"]),
         }
 
     @property
     def counters(self):
         """counters.npz's arrays by name (``s0.75_busy_cycles``, ``runs``, ...), computed now."""
         return _npz(io.BytesIO(self._output.counters_npz()))
+
+
+def _rows(runs, key, columns=None):
+    """The items under `key` of every run as one table, each row with its run's sparsity first
+    (a float column: json_normalize's meta columns load as object)."""
+    import pandas as pd
+
+    rows = [{"run_sparsity": run["run_sparsity"], **item} for run in runs for item in run[key]]
+    frame = pd.json_normalize(rows) if rows else pd.DataFrame(columns=columns)
+    return frame.astype({"run_sparsity": float})
 
 
 def _npz(source):
