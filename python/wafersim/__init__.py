@@ -223,7 +223,11 @@ def kernel(name, **flags):
     """One kernel on the wavelet-level engine (``wafersim kernel NAME``): ``kernel("gemm", t=256,
     k=64, n=64, region="8x8", sparsity=0.5)``. The fabric by name or path (``fabric="mini"``);
     ``counters=PATH`` writes the .npz and makes ``.counters`` read it."""
-    report = _call("kernel", [name], flags)
+    fabric_spec = None
+    if isinstance(flags.get("fabric"), dict):
+        # Handed over so that the library refuses it with its reason, not as an unknown name.
+        flags["fabric"], fabric_spec = _spec("fabric", flags["fabric"])
+    report = _call("kernel", [name], flags, fabric=fabric_spec)
     if flags.get("counters") is not None:
         report._counters_path = os.fspath(flags["counters"])
     return report

@@ -243,3 +243,23 @@ def test_bad_input_raises_input_error_with_the_commands_message(tmp_path):
         wafersim.flops(bad)
     with pytest.raises(wafersim.InputError, match="not a spec"):
         wafersim.flops({"architecture": None})
+    with pytest.raises(wafersim.InputError, match="kernel takes its fabric by built-in name"):
+        wafersim.kernel("reduce", pes=8, wavelets=4, fabric={"name": "x"})
+
+
+def test_bench_saves_the_baseline_the_command_saves(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(
+        'name = "tiny"\n\n'
+        '[[case]]\nname = "step"\ncommand = "step"\nmodel = "gpt-tiny"\nfabric = "mini"\n'
+        'sparsity = 0.5\n\n'
+        '[[case]]\nname = "reduce"\ncommand = "kernel"\nkernel = "reduce"\npes = 8\n'
+        'wavelets = 4\n'
+    )
+    report = wafersim.bench(suite, save="py", out=tmp_path)
+    cli("bench", str(suite), "--save", "cli", "--out", str(tmp_path), "--quiet")
+    saved = json.loads((tmp_path / "cli.json").read_text())
+    assert json.loads((tmp_path / "py.json").read_text()) == report.data
+    assert differences(report.data["cases"], saved["cases"]) == []
+    comparison = wafersim.compare(tmp_path / "cli.json", tmp_path / "py.json", tolerance=0)
+    assert comparison.passed and comparison.figures_compared > 0
