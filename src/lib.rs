@@ -34,6 +34,7 @@
 //! ChaCha8 streams seeded from `--seed` whose draws are defined in this crate, so no dependency
 //! upgrade moves a figure; the full-wafer cost models draw none.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod engine;

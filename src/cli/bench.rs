@@ -142,9 +142,9 @@ fn run_case(suite: &Suite, ready: &Ready) -> Result<CaseRun> {
                 .map_err(in_case)?
                 .0
         }
-        Command::Step(step) => {
-            to_json(&super::step_report(step, &ready.args.common).map_err(in_case)?)?
-        }
+        Command::Step(step) => to_json(
+            &super::step_report(step, &ready.args.common, &Default::default()).map_err(in_case)?,
+        )?,
         Command::Kernel(kernel) => {
             to_json(&super::kernel::execute(kernel, &ready.args.common).map_err(in_case)?)?
         }

@@ -4,13 +4,13 @@
 //! specs before any work starts, so every bad input is refused up front with exit code 2.
 
 mod args;
-mod bench;
-mod kernel;
+pub(crate) mod bench;
+pub(crate) mod kernel;
 mod plot;
 mod progress;
 mod schema;
 mod sweep;
-mod train;
+pub(crate) mod train;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -19,15 +19,16 @@ use clap::Parser;
 
 pub use args::{Args, Command, Common};
 pub use schema::{schema_names, schema_text};
+pub use train::Trained;
 
+use crate::api::Specs;
 use crate::error::{Error, Result};
 use crate::graph::StepConfig;
 use crate::map::MapOptions;
 use crate::report::{AgainstDense, FabricInspect, FlopsReport, ModelInspect, StepReport};
 use crate::schedule::{check_systems, run_step_on_systems};
 use crate::spec::{
-    builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml, read_fabric, read_model,
-    SpecSources,
+    builtin_fabrics, builtin_models, load_fabric, load_model, parse_toml, SpecSources,
 };
 
 /// Runs the command line `args` (program name first) and returns the process exit code:
@@ -79,53 +80,20 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
             text
         }
         Command::Schema(args) => schema::schema(args, common)?,
-        Command::Validate(args) if args.hardware => {
-            if let Some(fabric) = &args.fabric {
-                return Err(Error::Input(format!(
-                    "--fabric {fabric}: validate --hardware simulates each case on its own \
-                     system's fabric (cs2: wse2, cs3: wse3); drop --fabric"
-                )));
-            }
-            let (cases, origin) =
-                crate::validate::hardware::load_cases(args.hardware_file.as_deref())?;
-            let report =
-                crate::validate::hardware::validate_hardware(&cases, &origin, common.seed())?;
-            render(common, &report, || report.render_table())?
-        }
         Command::Validate(args) => {
-            let fabric = load_fabric(args.fabric.as_deref().unwrap_or("wse2"))?;
-            let validation = crate::validate::validate(&fabric, common.seed())?;
-            let text = render(common, &validation, || {
-                validation.render_table(&fabric.name)
-            })?;
-            if !validation.passed {
+            let (text, failed) = validate_command(args, common)?;
+            if let Some(failed) = failed {
                 write_stdout(stdout, &text)?;
-                return Err(Error::Simulation(format!(
-                    "validate: the cost models miss the engine beyond the bounds (max {:.1}%, mean {:.2}%, \
-                     utilisation up to {:.1} percentage points)",
-                    100.0 * validation.max_abs_error,
-                    100.0 * validation.mean_abs_error,
-                    100.0 * validation.max_utilization_gap
-                )));
+                return Err(failed);
             }
             text
         }
         Command::Flops(flops) => {
-            let model = load_model(&flops.model)?;
-            let fabric = load_fabric(&flops.fabric)?;
-            let sparsities = flops
-                .sparsity
-                .clone()
-                .unwrap_or_else(|| model.recipe.sparsities.clone());
-            for &s in &sparsities {
-                model.recipe.check_masks_weights("--sparsity", s)?;
-            }
-            let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
-            let report = FlopsReport::new(&model, &fabric, &runs, common.seed());
+            let report = flops_report(flops, common, &Specs::default())?;
             render(common, &report, || report.render_table())?
         }
         Command::Step(step) => {
-            let report = step_report(step, common)?;
+            let report = step_report(step, common, &Specs::default())?;
             render(common, &report, || report.render_table())?
         }
         Command::Inspect(inspect) => match resolve_inspect_target(&inspect.target)? {
@@ -163,11 +131,69 @@ fn execute(args: &Args, stdout: &mut dyn Write) -> Result<()> {
     write_stdout(stdout, &text)
 }
 
+/// `validate` and `validate --hardware`: the rendered report, and the error the command exits
+/// with after printing it when the cost models miss the engine beyond the bounds.
+pub(crate) fn validate_command(
+    args: &args::ValidateArgs,
+    common: &Common,
+) -> Result<(String, Option<Error>)> {
+    if args.hardware {
+        if let Some(fabric) = &args.fabric {
+            return Err(Error::Input(format!(
+                "--fabric {fabric}: validate --hardware simulates each case on its own \
+                 system's fabric (cs2: wse2, cs3: wse3); drop --fabric"
+            )));
+        }
+        let (cases, origin) = crate::validate::hardware::load_cases(args.hardware_file.as_deref())?;
+        let report = crate::validate::hardware::validate_hardware(&cases, &origin, common.seed())?;
+        return Ok((render(common, &report, || report.render_table())?, None));
+    }
+    let fabric = load_fabric(args.fabric.as_deref().unwrap_or("wse2"))?;
+    let validation = crate::validate::validate(&fabric, common.seed())?;
+    let text = render(common, &validation, || {
+        validation.render_table(&fabric.name)
+    })?;
+    let failed = (!validation.passed).then(|| {
+        Error::Simulation(format!(
+            "validate: the cost models miss the engine beyond the bounds (max {:.1}%, mean {:.2}%, \
+             utilisation up to {:.1} percentage points)",
+            100.0 * validation.max_abs_error,
+            100.0 * validation.mean_abs_error,
+            100.0 * validation.max_utilization_gap
+        ))
+    });
+    Ok((text, failed))
+}
+
+/// `flops`: the theoretical side of each run, for the model and fabric `flops` names (or `specs`
+/// gives as text).
+pub(crate) fn flops_report(
+    flops: &args::FlopsArgs,
+    common: &Common,
+    specs: &Specs,
+) -> Result<FlopsReport> {
+    let (model_text, fabric_text) = specs.read(&flops.model, &flops.fabric)?;
+    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+    let sparsities = flops
+        .sparsity
+        .clone()
+        .unwrap_or_else(|| model.recipe.sparsities.clone());
+    for &s in &sparsities {
+        model.recipe.check_masks_weights("--sparsity", s)?;
+    }
+    let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
+    Ok(FlopsReport::new(&model, &fabric, &runs, common.seed()))
+}
+
 /// `step`: one training step (and, when sparse, the same step dense), its pictures if asked,
-/// and its report.
-pub(crate) fn step_report(step: &args::StepArgs, common: &Common) -> Result<StepReport> {
+/// and its report; the model and fabric as `step` names them, or as `specs` gives them.
+pub(crate) fn step_report(
+    step: &args::StepArgs,
+    common: &Common,
+    specs: &Specs,
+) -> Result<StepReport> {
     let started = std::time::Instant::now();
-    let (model_text, fabric_text) = (read_model(&step.model)?, read_fabric(&step.fabric)?);
+    let (model_text, fabric_text) = specs.read(&step.model, &step.fabric)?;
     let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
     model
         .recipe
@@ -236,7 +262,7 @@ fn write_stdout(stdout: &mut dyn Write, text: &str) -> Result<()> {
 
 /// JSON (one document, newline-terminated) with `--json`, else the table; `--quiet` keeps JSON
 /// but silences tables.
-fn render<T: serde::Serialize>(
+pub(crate) fn render<T: serde::Serialize>(
     common: &Common,
     report: &T,
     table: impl FnOnce() -> String,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::args::TrainArgs;
 use super::Common;
+use crate::api::Specs;
 use crate::error::{Error, Result};
 use crate::report::{
     check_output_folder, check_run_names, create_folder, difference_heatmap_name, draw_gap,
@@ -15,81 +16,20 @@ use crate::schedule::{
     busy_bands, busy_grid, check_grid_memory, check_systems, run_recipe_on_systems, speedup_curve,
     sram_bands, sram_grid, RunResult,
 };
-use crate::spec::{
-    read_fabric, read_model, sparsity_levels, FabricSpec, ModelSpec, SpecSources, SpecText,
-};
+use crate::spec::{sparsity_levels, FabricSpec, ModelSpec, SpecSources, SpecText};
 
 /// Runs the recipe, writes the result files into the output folder, and returns what goes to
 /// stdout: the table, or the report as JSON (with `host_seconds`).
 pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
-    let TrainInputs {
-        model_text,
-        fabric_text,
-        model,
-        fabric,
-        sparsities,
-    } = TrainInputs::read(args)?;
-    // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
-    // into the built-in's folder.
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("wafersim-out").join(format!(
-            "{}-{}",
-            model_text.folder_name(&model.name),
-            fabric_text.folder_name(&fabric.name)
-        ))
-    });
-    // The folder first: one that cannot be used is refused before the simulation runs.
-    check_output_folder("--out", &out)?;
-    let created = missing_folders(&out);
-    create_folder(&out)?;
-    let _lock = lock_folder(&out)?;
-    remove_stale_temporaries(&out)?;
-    // A run refused by the simulation (a plan that does not fit) leaves no folder it made.
-    let runs = run_recipe_on_systems(&model, &fabric, &sparsities, args.systems)
-        .inspect_err(|_| remove_empty_folders(&created))?;
-    let sources = SpecSources::of(&model_text, &fabric_text);
-    let curve = speedup_curve(&model, &fabric, &runs, args.systems)
-        .inspect_err(|_| remove_empty_folders(&created))?;
-    let report = TrainReport::new(&model, &fabric, sources, &runs, curve, common.seed());
-    let planned = output_names(&runs);
-    let outputs = Outputs::begin(&out, &planned, is_train_output)?;
-
-    // The specs as read, byte for byte: the folder alone reproduces the run.
-    write_atomic(&out.join("model.toml"), model_text.text.as_bytes())?;
-    write_atomic(&out.join("fabric.toml"), fabric_text.text.as_bytes())?;
-    let json = to_json(&report)?;
-    write_atomic(&out.join("report.json"), json.as_bytes())?;
-    write_atomic(&out.join("phases.csv"), report.phases_csv()?.as_bytes())?;
-    write_atomic(&out.join("ops.csv"), ops_csv(&runs)?.as_bytes())?;
-    let counters = counters(&model, &fabric, &runs, common.seed());
-    counters.write(&out.join("counters.npz"))?;
-    draw_train_heatmaps(&counters, &out)?;
-    for extension in ["png", "svg"] {
-        draw_speedup(
-            &json,
-            "report.json",
-            &out.join(format!("speedup.{extension}")),
-        )?;
-        if runs.len() > 1 {
-            draw_gap(&json, "report.json", &out.join(format!("gap.{extension}")))?;
-        }
-    }
-    let traced = runs.last().expect("the dense run at least");
-    let title = format!(
-        "{} on {}: one pre-training step at sparsity {}",
-        model.name, fabric.name, traced.sparsity
-    );
-    let trace = step_trace(&traced.pretrain_step, fabric.clock.clock_hz, &title);
-    let trace = serde_json::to_string(&trace).map_err(json_error)?;
-    write_atomic(&out.join("trace.json"), trace.as_bytes())?;
-    outputs.finish(&planned)?;
-
+    let inputs = TrainInputs::read(args, &Specs::default())?;
+    let (trained, out) = train_into(args, inputs, common.seed())?;
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {
         // The report as written to report.json, plus the run's host time and folder (schema
         // `train`), spliced as text so that the report's part is report.json byte for byte.
-        let body = json
+        let body = trained
+            .report_json
             .trim_end()
             .strip_suffix('}')
             .expect("a JSON object")
@@ -103,15 +43,144 @@ pub fn train(args: &TrainArgs, common: &Common) -> Result<String> {
     } else {
         Ok(format!(
             "{}\nwrote {} (model.toml, fabric.toml, report.json, phases.csv, ops.csv, counters.npz, trace.json, heatmaps, speedup and gap pictures) in {:.2} s\n",
-            report.render_table(),
+            trained.report.render_table(),
             out.display(),
             host_seconds
         ))
     }
 }
 
+/// Runs the recipe and writes its files into `args.out` (default
+/// `wafersim-out/<model>-<fabric>/`), the folder refused before the simulation if it cannot be
+/// used; returns the run and the folder.
+pub(crate) fn train_into(
+    args: &TrainArgs,
+    inputs: TrainInputs,
+    seed: u64,
+) -> Result<(Trained, PathBuf)> {
+    // A file's folder carries its hash, so a copy of a built-in keeping its name never writes
+    // into the built-in's folder.
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("wafersim-out").join(format!(
+            "{}-{}",
+            inputs.model_text.folder_name(&inputs.model.name),
+            inputs.fabric_text.folder_name(&inputs.fabric.name)
+        ))
+    });
+    // The folder first: one that cannot be used is refused before the simulation runs.
+    check_output_folder("--out", &out)?;
+    let created = missing_folders(&out);
+    create_folder(&out)?;
+    let _lock = lock_folder(&out)?;
+    remove_stale_temporaries(&out)?;
+    // A run refused by the simulation (a plan that does not fit) leaves no folder it made.
+    let trained = Trained::simulate(inputs, args.systems, seed)
+        .inspect_err(|_| remove_empty_folders(&created))?;
+    trained.write(&out)?;
+    Ok((trained, out))
+}
+
+/// A `train` run simulated and its report built: what the command writes into its folder, and
+/// what the library's callers (`crate::api`) read without writing a file.
+pub struct Trained {
+    pub report: TrainReport,
+    /// report.json, byte for byte.
+    pub report_json: String,
+    inputs: TrainInputs,
+    runs: Vec<RunResult>,
+    seed: u64,
+}
+
+impl Trained {
+    /// Runs the recipe at each sparsity of `inputs` on `systems` systems, and the speedup curve.
+    pub(crate) fn simulate(inputs: TrainInputs, systems: u64, seed: u64) -> Result<Trained> {
+        let (model, fabric) = (&inputs.model, &inputs.fabric);
+        let runs = run_recipe_on_systems(model, fabric, &inputs.sparsities, systems)?;
+        let sources = SpecSources::of(&inputs.model_text, &inputs.fabric_text);
+        let curve = speedup_curve(model, fabric, &runs, systems)?;
+        let report = TrainReport::new(model, fabric, sources, &runs, curve, seed);
+        let report_json = to_json(&report)?;
+        Ok(Trained {
+            report,
+            report_json,
+            inputs,
+            runs,
+            seed,
+        })
+    }
+
+    /// Where the model and fabric came from, as the report records it.
+    pub fn sources(&self) -> SpecSources {
+        SpecSources::of(&self.inputs.model_text, &self.inputs.fabric_text)
+    }
+
+    /// phases.csv: one row per phase of every run.
+    pub fn phases_csv(&self) -> Result<String> {
+        self.report.phases_csv()
+    }
+
+    /// ops.csv: every op of each run's pre-training step.
+    pub fn ops_csv(&self) -> Result<String> {
+        ops_csv(&self.runs)
+    }
+
+    /// counters.npz's bytes: per-PE busy cycles and SRAM bytes of each run's pre-training step.
+    pub fn counters_npz(&self) -> Result<Vec<u8>> {
+        self.counters().npz_bytes()
+    }
+
+    /// Every file of the folder `out`, written atomically; the manifest records them.
+    fn write(&self, out: &std::path::Path) -> Result<()> {
+        let (model, fabric, runs) = (&self.inputs.model, &self.inputs.fabric, &self.runs);
+        let planned = output_names(runs);
+        let outputs = Outputs::begin(out, &planned, is_train_output)?;
+        // The specs as read, byte for byte: the folder alone reproduces the run.
+        write_atomic(
+            &out.join("model.toml"),
+            self.inputs.model_text.text.as_bytes(),
+        )?;
+        write_atomic(
+            &out.join("fabric.toml"),
+            self.inputs.fabric_text.text.as_bytes(),
+        )?;
+        let json = &self.report_json;
+        write_atomic(&out.join("report.json"), json.as_bytes())?;
+        write_atomic(&out.join("phases.csv"), self.phases_csv()?.as_bytes())?;
+        write_atomic(&out.join("ops.csv"), self.ops_csv()?.as_bytes())?;
+        let counters = self.counters();
+        counters.write(&out.join("counters.npz"))?;
+        draw_train_heatmaps(&counters, out)?;
+        for extension in ["png", "svg"] {
+            let picture = |name: &str| out.join(format!("{name}.{extension}"));
+            draw_speedup(json, "report.json", &picture("speedup"))?;
+            if runs.len() > 1 {
+                draw_gap(json, "report.json", &picture("gap"))?;
+            }
+        }
+        let traced = runs.last().expect("the dense run at least");
+        let title = format!(
+            "{} on {}: one pre-training step at sparsity {}",
+            model.name, fabric.name, traced.sparsity
+        );
+        let trace = step_trace(&traced.pretrain_step, fabric.clock.clock_hz, &title);
+        let trace = serde_json::to_string(&trace).map_err(json_error)?;
+        write_atomic(&out.join("trace.json"), trace.as_bytes())?;
+        outputs.finish(&planned)
+    }
+
+    /// Per-PE busy cycles and SRAM bytes of each run's pre-training step.
+    fn counters(&self) -> CountersFile {
+        counters(
+            &self.inputs.model,
+            &self.inputs.fabric,
+            &self.runs,
+            self.seed,
+        )
+    }
+}
+
 /// What `train` runs, read and checked before any work or file.
-struct TrainInputs {
+pub(crate) struct TrainInputs {
     model_text: SpecText,
     fabric_text: SpecText,
     model: ModelSpec,
@@ -120,8 +189,10 @@ struct TrainInputs {
 }
 
 impl TrainInputs {
-    fn read(args: &TrainArgs) -> Result<TrainInputs> {
-        let (model_text, fabric_text) = (read_model(&args.model)?, read_fabric(&args.fabric)?);
+    /// The model and fabric `args` name (or `specs` gives as text), read and checked with the
+    /// sparsities and system count.
+    pub(crate) fn read(args: &TrainArgs, specs: &Specs) -> Result<TrainInputs> {
+        let (model_text, fabric_text) = specs.read(&args.model, &args.fabric)?;
         let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
         let sparsities = checked_sparsities(args, &model, &fabric)?;
         check_systems(&fabric, args.systems)?;
@@ -138,24 +209,10 @@ impl TrainInputs {
 /// The report `train` writes to report.json, computed as `train` computes it but writing no
 /// file (for `bench`), and where its specs came from.
 pub(super) fn train_report(args: &TrainArgs, seed: u64) -> Result<(String, SpecSources)> {
-    let inputs = TrainInputs::read(args)?;
-    let runs = run_recipe_on_systems(
-        &inputs.model,
-        &inputs.fabric,
-        &inputs.sparsities,
-        args.systems,
-    )?;
-    let sources = SpecSources::of(&inputs.model_text, &inputs.fabric_text);
-    let curve = speedup_curve(&inputs.model, &inputs.fabric, &runs, args.systems)?;
-    let report = TrainReport::new(
-        &inputs.model,
-        &inputs.fabric,
-        sources.clone(),
-        &runs,
-        curve,
-        seed,
-    );
-    Ok((to_json(&report)?, sources))
+    let inputs = TrainInputs::read(args, &Specs::default())?;
+    let trained = Trained::simulate(inputs, args.systems, seed)?;
+    let sources = trained.sources();
+    Ok((trained.report_json, sources))
 }
 
 /// The sparsities to run (`--sparsity`, or the recipe's), refused before any file if their

@@ -56,6 +56,12 @@ impl CountersFile {
         write_atomic(path, &bytes)
     }
 
+    /// counters.npz's bytes, as [`CountersFile::write`] writes them.
+    pub fn npz_bytes(&self) -> Result<Vec<u8>> {
+        self.npz()
+            .map_err(|why| Error::Simulation(format!("cannot encode counters.npz: {why}")))
+    }
+
     /// The file's bytes: the small arrays, then the grids one at a time (each copied only while
     /// it is written, which `schedule::check_grid_memory` budgets for).
     fn npz(&self) -> std::result::Result<Vec<u8>, String> {

@@ -83,6 +83,19 @@ impl SpecText {
         Ok(spec)
     }
 
+    /// A spec given as TOML text by a program rather than read from a file (the Python API's
+    /// dicts): `origin` is what messages and the report's `*_source` call it.
+    pub fn inline(origin: &str, text: String) -> SpecText {
+        SpecText {
+            origin: origin.to_string(),
+            provenance: Provenance {
+                source: origin.to_string(),
+                sha256: sha256_hex(text.as_bytes()),
+            },
+            text,
+        }
+    }
+
     /// The name a default output folder uses for this spec: a built-in's name, or for a file the
     /// name it gives plus `+` and 8 hex digits of its hash. `+` is not allowed in a name, so a
     /// copy of a built-in that keeps its name never gets the built-in's folder, and two files

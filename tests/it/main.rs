@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per stage of the pipeline.
 
 mod activations;
+mod api;
 mod attention;
 mod bench;
 mod chart_order;
