@@ -38,10 +38,13 @@ pub fn plot(args: &PlotArgs, common: &Common) -> Result<String> {
             }
             let file = CountersFile::from_bytes(&head, input)?;
             let chosen = match run.as_deref() {
-                // As train draws them: utilisation and the difference of the sparsest run,
-                // SRAM of the dense one.
+                // Utilisation and the difference of the sparsest run (runs are in the order
+                // --sparsity gave them, not sorted), SRAM of the dense one.
                 None if *kind == HeatmapKind::Sram => file.runs.first(),
-                None => file.runs.last(),
+                None => file
+                    .runs
+                    .iter()
+                    .max_by(|a, b| a.sparsity.total_cmp(&b.sparsity)),
                 Some(wanted) => file.runs.iter().find(|r| {
                     let name = run_name(r.sparsity);
                     wanted == name || wanted.parse::<f64>().is_ok_and(|s| s == r.sparsity)

@@ -265,8 +265,9 @@ fn short_op_name(name: &str) -> String {
     }
 }
 
-/// Names `ops` (short names, repeats allowed) in plan order: a weight alone (`lm_head`) when
-/// every op of it in `all` is there, else each op (`ffn_up.wgrad`).
+/// Names `ops` (short names, repeats allowed) in alphabetical order, so that neighbouring bands
+/// list alike: a weight alone (`lm_head`) when every op of it in `all` is there, else each op
+/// (`ffn_up.wgrad`).
 fn op_names(ops: &[&str], all: &[&str]) -> Vec<String> {
     let weight = |name: &str| name.rsplit_once('.').map_or(name, |(w, _)| w).to_string();
     let mut names: Vec<String> = Vec::new();
@@ -281,6 +282,7 @@ fn op_names(ops: &[&str], all: &[&str]) -> Vec<String> {
             names.push(name);
         }
     }
+    names.sort_unstable();
     names
 }
 

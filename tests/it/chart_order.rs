@@ -1,6 +1,7 @@
 //! Charts a reader reads in order: the gap waterfall's panels by sparsity, whatever order
-//! `--sparsity` gave, and a merged sweep's legend with its overrides shortened, one entry per
-//! model and override (the title says which line is theory and which simulation).
+//! `--sparsity` gave (and `plot heatmap`'s default, the sparsest run), and a merged sweep's
+//! legend with its overrides shortened, one entry per model and override (the title says which
+//! line is theory and which simulation).
 
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ fn folder(test: &str) -> PathBuf {
 }
 
 #[test]
-fn the_gap_waterfall_orders_its_panels_by_sparsity() {
+fn sparsities_given_out_of_order_draw_in_order() {
     let out = folder("gap");
     let args = [
         "train",
@@ -35,6 +36,18 @@ fn the_gap_waterfall_orders_its_panels_by_sparsity() {
     assert_eq!(titles.len(), 2, "{titles:?}");
     assert!(titles[0].starts_with("s = 0.5:"), "{titles:?}");
     assert!(titles[1].starts_with("s = 0.75:"), "{titles:?}");
+    // plot heatmap's default run is the sparsest, not the last given (0.5 here).
+    let picture = out.join("default.svg");
+    let (code, _, err) = run_cli(&[
+        "plot",
+        "heatmap",
+        out.join("counters.npz").to_str().unwrap(),
+        "-o",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let title = svg_texts(&picture).remove(0);
+    assert!(title.ends_with("sparsity 0.75"), "{title}");
 }
 
 #[test]

@@ -223,6 +223,16 @@ impl HeatmapStyle {
 pub fn heatmap(grid: &Grid, style: &HeatmapStyle, path: &Path) -> Result<()> {
     let format = Format::of(path)?;
     style.validate()?;
+    let side = |along| match along {
+        Along::Rows => grid.height,
+        Along::Columns => grid.width,
+    };
+    if let Some(band) = style.bands.iter().find(|b| b.end > side(b.along)) {
+        return Err(Error::input(format!(
+            "heatmap band {:?} ends at {}, beyond the grid's {} × {} PEs",
+            band.label, band.end, grid.width, grid.height
+        )));
+    }
     register_fonts();
     let bytes = match format {
         Format::Png => render_png(grid, style).map_err(|e| drawing_failed(path, e))?,
@@ -986,6 +996,17 @@ mod tests {
         assert!(labels.right_px() > LEADER_PX);
         style.bands.push(band(Along::Rows, 3, 3));
         assert_eq!(style.validate().unwrap_err().exit_code(), 2);
+        // A band beyond the grid is refused before anything is drawn or written.
+        style.bands = vec![band(Along::Columns, 0, 2), band(Along::Columns, 2, 5)];
+        let grid = Grid::new(4, 6, vec![0.5; 24]).unwrap();
+        let path = std::env::temp_dir().join(format!("band-{}.svg", std::process::id()));
+        let err = heatmap(&grid, &style, &path).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ends at 5, beyond the grid's 4 × 6 PEs"),
+            "{err}"
+        );
+        assert!(!path.exists());
     }
 
     #[test]
