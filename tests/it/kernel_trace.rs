@@ -121,6 +121,15 @@ fn a_layernorm_trace_shows_its_pass_all_reduce_and_second_pass_in_time() {
         "16x16",
     ];
     let (trace, report) = traced("layernorm", &args);
+    // The same run gives the same trace, byte for byte.
+    let again = temp_file("kernel-trace-layernorm-again.json", "");
+    run_json(&[&args[..], &["--trace", again.to_str().unwrap()]].concat());
+    // `traced` wrote the first beside it.
+    let first = again.with_file_name("kernel-trace-layernorm.json");
+    assert_eq!(
+        std::fs::read(first).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
     check_counters(&trace, 256.0);
     let phases = check_phases(&trace, &report);
     // A pass over the elements, the row all-reduce of the statistics, the second pass.
