@@ -270,3 +270,63 @@ fn a_long_kernel_is_cut_into_at_most_512_buckets() {
     assert_eq!(phases.first().unwrap(), "compute");
     assert_eq!(phases.last().unwrap(), "compute, most PEs idle");
 }
+
+#[test]
+fn the_buckets_of_a_watched_run_add_up_to_its_counters_and_the_run_is_unchanged() {
+    use wafersim::engine::kernels::gemm::{run_gemm, run_gemm_with, GemmConfig, GemmForm};
+    use wafersim::engine::{Timeline, Watch};
+    let fabric = wafersim::spec::load_fabric("wse2").unwrap();
+    for form in [GemmForm::Forward, GemmForm::Dgrad, GemmForm::Wgrad] {
+        let cfg = GemmConfig {
+            t: 256,
+            k: 128,
+            n: 128,
+            sparsity: 0.5,
+            region: (8, 8),
+            split: None,
+            seed: 3,
+            form,
+            values: false,
+        };
+        let mut ticks = Vec::new();
+        let mut tick = |cycle: u64| ticks.push(cycle);
+        let mut watch = Watch {
+            timeline: Some(Timeline::new()),
+            progress: Some(&mut tick),
+            ..Watch::default()
+        };
+        let watched = run_gemm_with(&fabric, &cfg, &mut watch).unwrap().output;
+        let timeline = watch.timeline.take().unwrap();
+        let plain = run_gemm(&fabric, &cfg).unwrap().output;
+        assert_eq!(watched.counters, plain.counters, "{form:?}");
+        assert_eq!(
+            (watched.cycles, watched.events, watched.wavelet_hops),
+            (plain.cycles, plain.events, plain.wavelet_hops)
+        );
+        // Bucket by bucket, nothing lost: the sums are the run's counters.
+        let total = timeline.total();
+        let counters = watched.counters.total();
+        assert_eq!(total.fmac_cycles, counters.fmac_cycles, "{form:?}");
+        assert_eq!(total.overhead_cycles, counters.overhead_cycles, "{form:?}");
+        assert_eq!(
+            total.reduction_cycles, counters.reduction_cycles,
+            "{form:?}"
+        );
+        assert_eq!(total.wavelet_hops, watched.wavelet_hops, "{form:?}");
+        assert_eq!(
+            total.wavelets_delivered, watched.wavelets_received,
+            "{form:?}"
+        );
+        assert_eq!(timeline.cycles(), watched.cycles);
+        // No bucket holds more busy cycles than its PEs had, nor more hops than its links.
+        let width = timeline.bucket_cycles();
+        let links = 4 * 64;
+        for bucket in timeline.buckets() {
+            assert!(bucket.busy_cycles() <= 64 * width, "{bucket:?}");
+            assert!(bucket.wavelet_hops <= links * width, "{bucket:?}");
+        }
+        // The hook saw the cycle reached grow, once per 65,536 events.
+        assert_eq!(ticks.len() as u64, watched.events / 65_536, "{form:?}");
+        assert!(ticks.windows(2).all(|w| w[0] <= w[1]));
+    }
+}
