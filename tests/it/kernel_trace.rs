@@ -70,31 +70,45 @@ fn check_counters(trace: &serde_json::Value, pes: f64) -> usize {
     counters.len()
 }
 
-/// The phase slices: whole nanoseconds, nested or apart, one after another from 0 to the
-/// run's end, their exact counts adding up to the report's; returns their names in order.
+/// The phase slices: whole nanoseconds, nested or apart; on each track (the whole mesh's,
+/// then one per band of PE rows) one after another from 0 to the run's end, their exact counts
+/// adding up to the report's, the whole mesh's track alone and the bands' together; returns
+/// the whole mesh's phase names in order.
 fn check_phases(trace: &serde_json::Value, report: &serde_json::Value) -> Vec<String> {
     let slices = slices(trace);
     assert_nested_or_apart(&slices);
-    let mut at = 0;
-    for (_, start, end, name) in &slices {
-        assert_eq!(*start, at, "{name} starts where the phase before ends");
-        at = *end;
-    }
     let cycles = report["cycles"].as_u64().unwrap();
-    assert_eq!(at, ns(cycles), "the phases end where the run does");
+    let tracks: std::collections::BTreeSet<u64> = slices.iter().map(|s| s.0).collect();
+    for tid in &tracks {
+        let mut at = 0;
+        for (_, start, end, name) in slices.iter().filter(|s| s.0 == *tid) {
+            assert_eq!(
+                *start, at,
+                "track {tid}: {name} starts where the phase before ends"
+            );
+            at = *end;
+        }
+        assert_eq!(
+            at,
+            ns(cycles),
+            "track {tid}: the phases end where the run does"
+        );
+    }
     let phases: Vec<&serde_json::Value> = trace["traceEvents"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["ph"] == "X")
         .collect();
-    let sum = |key: &str| -> u64 {
+    let sum = |key: &str, bands: bool| -> u64 {
         phases
             .iter()
+            .filter(|p| (p["tid"] != 1) == bands)
             .map(|p| p["args"][key].as_u64().unwrap())
             .sum()
     };
     let breakdown = &report["breakdown"];
+    let band_tracks = tracks.len() as u64 - 1;
     for (arg, figure) in [
         ("cycles", &report["cycles"]),
         ("fmac_pe_cycles", &breakdown["fmac_cycles"]),
@@ -103,9 +117,33 @@ fn check_phases(trace: &serde_json::Value, report: &serde_json::Value) -> Vec<St
         ("wavelet_hops", &report["wavelet_hops"]),
         ("wavelets_delivered", &report["wavelets_received"]),
     ] {
-        assert_eq!(sum(arg), figure.as_u64().unwrap(), "{arg}");
+        let figure = figure.as_u64().unwrap();
+        assert_eq!(sum(arg, false), figure, "{arg}");
+        // Every band's track spans the run: their cycles add up to the run's once per band;
+        // a one-row mesh has no bands.
+        let expected = match (arg, band_tracks) {
+            (_, 0) => 0,
+            ("cycles", _) => figure * band_tracks,
+            _ => figure,
+        };
+        assert_eq!(sum(arg, true), expected, "{arg} over the bands");
     }
-    slices.into_iter().map(|s| s.3).collect()
+    slices
+        .into_iter()
+        .filter(|s| s.0 == 1)
+        .map(|s| s.3)
+        .collect()
+}
+
+/// The names of the tracks of phases: the whole mesh's, then each band's.
+fn track_names(trace: &serde_json::Value) -> Vec<String> {
+    trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -143,6 +181,11 @@ fn a_layernorm_trace_shows_its_pass_all_reduce_and_second_pass_in_time() {
         first("reduction") > 0 && first("reduction") < last_compute,
         "{phases:?}"
     );
+    // A track per PE row of the 16 (fewer than 32 rows: a band each).
+    let names = track_names(&trace);
+    assert_eq!(names.len(), 17, "{names:?}");
+    assert_eq!(names[1], "PE rows 0-0: phases");
+    assert_eq!(names[16], "PE rows 15-15: phases");
 }
 
 #[test]
@@ -266,6 +309,8 @@ fn a_long_kernel_is_cut_into_at_most_512_buckets() {
     let phases = check_phases(&trace, &report);
     let title = trace["traceEvents"][1]["args"]["name"].as_str().unwrap();
     assert!(title.ends_with(&format!("per {width} cycles")), "{title}");
+    // 32 rows in 32 bands of one row.
+    assert_eq!(track_names(&trace).len(), 1 + 32);
     // The GEMM computes with most PEs busy, and drains with most idle at the end.
     assert_eq!(phases.first().unwrap(), "compute");
     assert_eq!(phases.last().unwrap(), "compute, most PEs idle");
