@@ -76,7 +76,7 @@
 //! at t = 1024, no change in time beyond the machine's noise: median 1.007 of the engine
 //! before, paired); a const-generic engine without the test was slower, the inliner leaving
 //! the kernels' handlers out of line once there were two engines to inline them into. With a
-//! timeline a run takes about 1.3 times as long.
+//! timeline (and its bands of rows) a run takes about 1.5 times as long.
 //!
 //! Deciding moves ahead does not help: an experiment that decided every uncontended move ahead
 //! (links keeping a bitmap of taken cycles, buffers the cycle each slot frees, consequences

@@ -88,6 +88,8 @@ pub struct Timeline {
     /// row r is in band `r · bands / rows`.
     mesh: (u32, u32),
     bands: u32,
+    /// The band of each PE (PE id = row · columns + column), looked up on every record.
+    band_of_pe: Vec<u8>,
     /// Per bucket, per band: bucket b's band k at `b · bands + k`.
     counts: Vec<[u64; KINDS]>,
 }
@@ -166,23 +168,23 @@ impl Timeline {
         if self.mesh == (0, 0) {
             self.mesh = (rows, cols);
             self.bands = rows.clamp(1, BANDS_MAX);
+            let bands = self.bands;
+            self.band_of_pe = (0..rows)
+                .flat_map(|r| std::iter::repeat_n((r * bands / rows) as u8, cols as usize))
+                .collect();
         } else if self.mesh != (rows, cols) && self.bands > 1 {
             let whole: Vec<Bucket> = self.buckets().collect();
             self.counts = whole.iter().map(Bucket::counts).collect();
             self.bands = 1;
+            self.band_of_pe.clear();
         }
     }
 
     /// The entry of `pe`'s band in bucket `bucket`.
     #[inline]
     fn index(&self, bucket: u64, pe: u32) -> usize {
-        let (rows, cols) = self.mesh;
-        let band = if self.bands > 1 {
-            (pe / cols.max(1)) * self.bands / rows.max(1)
-        } else {
-            0
-        };
-        bucket as usize * self.width() + band.min(self.bands.max(1) - 1) as usize
+        let band = self.band_of_pe.get(pe as usize).copied().unwrap_or(0);
+        bucket as usize * self.width() + band as usize
     }
 
     /// Adds `weight` per cycle of `kind` at `pe` over `length` cycles from `start` (cycles of
@@ -196,6 +198,12 @@ impl Timeline {
         let end = start + length;
         if ((end - 1) >> self.shift) as usize >= self.counts.len() / self.width() {
             self.extend(end - 1);
+        }
+        let first = start >> self.shift;
+        if first == (end - 1) >> self.shift {
+            let i = self.index(first, pe);
+            self.counts[i][kind] += length * weight;
+            return;
         }
         let mut from = start;
         while from < end {
