@@ -472,10 +472,9 @@ impl KernelProgress {
             .ok()
             .map(|r| r.figures.cycles.max(1));
         let template = match estimate_cycles {
-            Some(_) => {
-                "{bar:40} cycle {human_pos} of about {human_len}, {elapsed} elapsed, ETA {eta}"
-            }
-            None => "{spinner} cycle {human_pos}, {elapsed} elapsed",
+            // One line of a terminal 80 columns wide.
+            Some(_) => "{bar:30} cycle {human_pos} of ~{human_len}, {elapsed}, ETA {eta}",
+            None => "{spinner} cycle {human_pos}, {elapsed}",
         };
         let progress = Progress::new(common, template)?;
         let name = kernel_name(&args.kernel);

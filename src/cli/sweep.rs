@@ -27,11 +27,12 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
             .map_or("sweep".into(), |s| s.to_string_lossy().into_owned());
         PathBuf::from("wafersim-out").join(format!("sweep-{stem}"))
     });
-    check_output_folder("--out", &out)?;
+    // Refuses a bad WAFERSIM_PROGRESS_SECONDS before the folder is touched.
     let bar = Progress::new(
         common,
         "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
     )?;
+    check_output_folder("--out", &out)?;
     let progress = |done: u64, total: u64| {
         bar.update(done, total, done == total, |seconds| {
             format!(

@@ -130,7 +130,7 @@ impl<K: Kernel> Engine<'_, K> {
             // `self`; a store through one would otherwise make every later access reload).
             let end = now + work.total_cycles();
             if self.timeline.on {
-                self.record_task(now, &work);
+                self.record_task(pe, now, &work);
             }
             let Self {
                 ch: chans,
@@ -203,13 +203,13 @@ impl<K: Kernel> Engine<'_, K> {
     /// records, and the event path of the others should not make room for it.)
     #[cold]
     #[inline(never)]
-    fn record_task(&mut self, now: u64, work: &Work) {
+    fn record_task(&mut self, pe: u32, now: u64, work: &Work) {
         let fmac_from = now + work.overhead_cycles;
         let reduction_from = fmac_from + work.fmac_cycles;
         let t = &mut self.timeline;
-        t.add(OVERHEAD, now, work.overhead_cycles, 1);
-        t.add(FMAC, fmac_from, work.fmac_cycles, 1);
-        t.add(REDUCTION, reduction_from, work.reduction_cycles, 1);
+        t.add(OVERHEAD, pe, (now, work.overhead_cycles), 1);
+        t.add(FMAC, pe, (fmac_from, work.fmac_cycles), 1);
+        t.add(REDUCTION, pe, (reduction_from, work.reduction_cycles), 1);
     }
 
     /// The sends of a task that started at `now` and ends at `end`, into the core's send path.

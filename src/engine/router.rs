@@ -127,7 +127,7 @@ impl<K: Kernel> Engine<'_, K> {
             );
         }
         if timeline.on {
-            timeline.record_moves(now, out, wavelets);
+            timeline.record_moves(p as u32, now, out, wavelets);
         }
         let chan = unsafe { at_mut(chans, c) };
         // Its slot, taken when it was sent, is free again.
@@ -385,7 +385,7 @@ impl<K: Kernel> Engine<'_, K> {
         // Per-port counts and hops follow from the static route at the end of the run.
         self.ch[c].sent += wavelets;
         if self.timeline.on {
-            self.timeline.record_moves(now, out, wavelets);
+            self.timeline.record_moves(pe as u32, now, out, wavelets);
         }
         let mut bits = out;
         while bits != 0 {

@@ -712,6 +712,9 @@ impl<'k, K: Kernel> Engine<'k, K> {
         base_cycles: u64,
     ) {
         self.timeline = timeline;
+        if self.timeline.on {
+            self.timeline.start_run(self.mesh.rows, self.mesh.cols);
+        }
         if progress.is_some() {
             self.progress_next_events = PROGRESS_EVENTS;
         }

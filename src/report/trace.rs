@@ -207,10 +207,11 @@ fn stream_event(
 
 /// A kernel's timeline as a trace: per bucket of the [`Timeline`], counter events ("C", one
 /// track per series in Perfetto) of the PEs busy by kind (busy PE-cycles over the bucket's
-/// cycles) and the wavelets moved per cycle (hops between routers, deliveries to cores); and a
-/// track of phases, consecutive buckets with the same [`phase`] as one slice, whose `args` hold
-/// their exact counts (busy PE-cycles by kind, hops, deliveries), so the slices add up to the
-/// run's counters. `cycles` is the run's length (the last bucket ends there), `pes` its mesh's.
+/// cycles) and the wavelets moved per cycle (hops between routers, deliveries to cores); and
+/// tracks of phases, for the whole mesh and for each band of PE rows, consecutive buckets with
+/// the same [`phase`] as one slice, whose `args` hold their exact counts (busy PE-cycles by
+/// kind, hops, deliveries), so the slices of a track add up to the run's counters (the bands'
+/// tracks together too). `cycles` is the run's length (the last bucket ends there), `pes` its mesh's.
 pub fn kernel_trace(
     timeline: &Timeline,
     (cycles, pes): (u64, u64),
@@ -223,45 +224,82 @@ pub fn kernel_trace(
         json!({"name": "process_name", "ph": "M", "pid": 1, "args": {"name": title}}),
         thread_name(
             FABRIC,
-            &format!("phases: the kind of work most PE-cycles went to, per {width} cycles"),
+            &format!(
+                "phases, whole mesh: the kind of work most PE-cycles went to, per {width} cycles"
+            ),
         ),
     ];
     let cycles = cycles.max(1);
-    let buckets = run_buckets(timeline, cycles);
-    let mut phase: Option<(&str, u64, Bucket)> = None;
+    let buckets = run_buckets(timeline.buckets().collect(), cycles, width);
     for (i, bucket) in buckets.iter().enumerate() {
         let (start, end) = (i as u64 * width, ((i as u64 + 1) * width).min(cycles));
         events.extend(kernel_counters(bucket, start, end, &clock));
-        let name = self::phase(bucket, pes, end - start);
-        match &mut phase {
-            Some((open, _, sum)) if *open == name => add_bucket(sum, bucket),
-            _ => {
-                if let Some((open, from, sum)) = phase.take() {
-                    events.push(phase_slice(open, from, start, &sum, &clock));
-                }
-                phase = Some((name, start, *bucket));
-            }
-        }
-    }
-    if let Some((open, from, sum)) = phase {
-        events.push(phase_slice(open, from, cycles, &sum, &clock));
     }
     // The counters drop to zero where the run ends.
-    events.extend(kernel_counters(
-        &Bucket::default(),
+    let end = kernel_counters(&Bucket::default(), cycles, cycles + 1, &clock);
+    events.extend(end);
+    let track = PhaseTrack {
+        width,
         cycles,
-        cycles + 1,
-        &clock,
-    ));
+        clock: &clock,
+    };
+    track.write(FABRIC, &buckets, pes, &mut events);
+    let bands = timeline.bands();
+    if bands.len() > 1 {
+        for (k, &(first, last)) in bands.iter().enumerate() {
+            let tid = FABRIC + 1 + k as u64;
+            events.push(thread_name(tid, &format!("PE rows {first}-{last}: phases")));
+            let band = run_buckets(timeline.band_buckets(k).collect(), cycles, width);
+            let band_pes = u64::from(last - first + 1) * u64::from(timeline.mesh_cols());
+            track.write(tid, &band, band_pes, &mut events);
+        }
+    }
     trace(events)
+}
+
+/// How phase slices are cut: buckets `width` cycles wide over a run of `cycles`.
+struct PhaseTrack<'c> {
+    width: u64,
+    cycles: u64,
+    clock: &'c Clock,
+}
+
+impl PhaseTrack<'_> {
+    /// The slices of track `tid`: consecutive `buckets` of `pes` PEs with the same [`phase`]
+    /// as one slice, with their summed counts.
+    fn write(&self, tid: u64, buckets: &[Bucket], pes: u64, events: &mut Vec<Value>) {
+        let mut phase: Option<(&str, u64, Bucket)> = None;
+        for (i, bucket) in buckets.iter().enumerate() {
+            let start = i as u64 * self.width;
+            let end = (start + self.width).min(self.cycles);
+            let name = self::phase(bucket, pes, end - start);
+            match &mut phase {
+                Some((open, _, sum)) if *open == name => add_bucket(sum, bucket),
+                _ => {
+                    if let Some((open, from, sum)) = phase.take() {
+                        events.push(phase_slice(tid, open, (from, start), &sum, self.clock));
+                    }
+                    phase = Some((name, start, *bucket));
+                }
+            }
+        }
+        if let Some((open, from, sum)) = phase {
+            events.push(phase_slice(
+                tid,
+                open,
+                (from, self.cycles),
+                &sum,
+                self.clock,
+            ));
+        }
+    }
 }
 
 /// The timeline's buckets from cycle 0 to `cycles`: idle ones where nothing was recorded, and
 /// anything recorded past `cycles` (nothing the engine does; a guard) in the last, so the
 /// buckets keep every count.
-fn run_buckets(timeline: &Timeline, cycles: u64) -> Vec<Bucket> {
-    let count = cycles.div_ceil(timeline.bucket_cycles()) as usize;
-    let mut buckets: Vec<Bucket> = timeline.buckets().collect();
+fn run_buckets(mut buckets: Vec<Bucket>, cycles: u64, width: u64) -> Vec<Bucket> {
+    let count = cycles.div_ceil(width) as usize;
     buckets.resize(buckets.len().max(count), Bucket::default());
     let beyond: Vec<Bucket> = buckets.split_off(count);
     debug_assert!(
@@ -337,10 +375,16 @@ fn kernel_counters(bucket: &Bucket, start: u64, end: u64, clock: &Clock) -> [Val
     ]
 }
 
-fn phase_slice(name: &str, start: u64, end: u64, sum: &Bucket, clock: &Clock) -> Value {
+fn phase_slice(
+    tid: u64,
+    name: &str,
+    (start, end): (u64, u64),
+    sum: &Bucket,
+    clock: &Clock,
+) -> Value {
     let (ts, dur) = clock.span(start, end);
     json!({
-        "name": name, "cat": "phase", "ph": "X", "pid": 1, "tid": FABRIC, "ts": ts, "dur": dur,
+        "name": name, "cat": "phase", "ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur,
         "args": {
             "cycles": end - start,
             "fmac_pe_cycles": sum.fmac_cycles,
