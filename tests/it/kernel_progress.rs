@@ -2,8 +2,9 @@
 //! update: `WAFERSIM_PROGRESS_SECONDS=0`, the variable tests set) and one when the run is done;
 //! nothing with `--quiet`; a bad interval refused before any file is written.
 
-/// A GEMM of about 1.2 M events (18 progress updates) and 48,620 cycles.
-const GEMM: [&str; 12] = [
+/// A GEMM of about 1.2 M events (18 progress updates) and 48,620 cycles (also traced by
+/// `kernel_trace`).
+pub(crate) const GEMM: [&str; 12] = [
     "kernel",
     "gemm",
     "--t",

@@ -211,24 +211,7 @@ fn kernel_traces_of_every_kind_add_up_to_their_runs() {
             ],
             64.0,
         ),
-        (
-            "gemm-forward",
-            vec![
-                "kernel",
-                "gemm",
-                "--t",
-                "512",
-                "--k",
-                "256",
-                "--n",
-                "256",
-                "--sparsity",
-                "0.5",
-                "--region",
-                "16x16",
-            ],
-            256.0,
-        ),
+        ("gemm-forward", crate::kernel_progress::GEMM.to_vec(), 256.0),
         // Two engine runs (scores, then A·V) on one timeline, one after the other.
         (
             "attention",
