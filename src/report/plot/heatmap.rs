@@ -77,27 +77,23 @@ impl Grid {
 
     /// The smallest value that is not NaN (0 if every value is NaN).
     pub fn min(&self) -> f64 {
-        let min = self
-            .values
-            .iter()
-            .filter(|v| !v.is_nan())
-            .fold(f64::INFINITY, |m, v| m.min(*v));
-        if min.is_finite() {
-            min
-        } else {
-            0.0
-        }
+        self.fold_numbers(f64::INFINITY, f64::min)
     }
 
     /// The largest value that is not NaN (0 if every value is NaN).
     pub fn max(&self) -> f64 {
-        let max = self
+        self.fold_numbers(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// `pick` over the values that are not NaN, from `start`; 0 if none is.
+    fn fold_numbers(&self, start: f64, pick: fn(f64, f64) -> f64) -> f64 {
+        let folded = self
             .values
             .iter()
             .filter(|v| !v.is_nan())
-            .fold(f64::NEG_INFINITY, |m, v| m.max(*v));
-        if max.is_finite() {
-            max
+            .fold(start, |m, &v| pick(m, v));
+        if folded.is_finite() {
+            folded
         } else {
             0.0
         }
