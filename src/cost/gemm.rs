@@ -579,13 +579,26 @@ pub fn operand_copy_cost(
         columns,
         wavelets,
     );
-    // Each receiving core stores its own slice: one task and a cycle per wavelet, on every PE
-    // of the tile but those already holding theirs (the first group of each kind).
-    let slice_wavelets = wavelets.div_ceil(columns);
-    let stored = fabric.pe.task_activation_cycles + slice_wavelets;
-    let tile_pes = tile.rows * columns;
-    let busy_mean = (tile_pes as u128 * stored as u128 / region_pes.max(1) as u128) as u64;
-    KernelCost::split(cycles, 0, 0, cycles, 0, (busy_mean, stored))
+    // Each receiving core stores its own slice, one task and a cycle per wavelet: X[T_r, K_c]
+    // on every PE outside the first N-group, dY[T_r, N_g] (weight gradient) on every PE outside
+    // the first K-group.
+    let stored = |values: u64| {
+        fabric.pe.task_activation_cycles
+            + (values * fabric.pe.operand_bytes).div_ceil(wavelet_bytes)
+    };
+    let x_receivers = tile.rows * tile.c_k * (tile.c_n - 1);
+    let x_stored = stored(t_r * p.k.div_ceil(tile.c_k));
+    let (dy_receivers, dy_stored) = if p.form == GemmForm::AtNonzeros && tile.c_k > 1 {
+        let n_g = p.n.div_ceil(tile.c_n);
+        (tile.rows * tile.c_n * (tile.c_k - 1), stored(t_r * n_g))
+    } else {
+        (0, 0)
+    };
+    let busy_total =
+        x_receivers as u128 * x_stored as u128 + dy_receivers as u128 * dy_stored as u128;
+    let busy_mean = (busy_total / region_pes.max(1) as u128) as u64;
+    let busy_max = u64::from(x_receivers > 0) * x_stored + dy_stored;
+    KernelCost::split(cycles, 0, 0, cycles, 0, (busy_mean, busy_max))
 }
 
 /// FMACs (multiply-adds) the GEMM executes: rows × non-zeros.
