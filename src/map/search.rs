@@ -67,42 +67,42 @@ pub fn map_step(
     // read in strategy order, so the choice, its alternatives and any refusal are the same
     // whatever the thread count. Graphs by microbatch sequences: every strategy maps the same.
     let graphs = GraphCache::default();
-    let outcomes: Vec<Vec<(u64, Result<Plan>)>> = strategies
+    let searched: Vec<Searched> = strategies
         .par_iter()
         .map(|&activations| {
-            let mut outcomes = Vec::new();
+            let mut searched = Searched::default();
             let mut largest: Option<u64> = None;
             for &mb in &candidates {
                 if largest.is_some_and(|l| 2 * mb < l) {
                     break;
                 }
-                let planned = plan_with(model, fabric, config, mb, activations, &graphs);
-                if planned.is_ok() {
-                    largest.get_or_insert(mb);
+                match plan_with(model, fabric, config, mb, activations, &graphs) {
+                    Ok(plan) => {
+                        largest.get_or_insert(mb);
+                        searched.offer(plan);
+                    }
+                    // The closest candidate: the smallest (or forced) microbatch.
+                    Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
+                        searched.closest_failure = Some(e)
+                    }
+                    Err(_) => {}
                 }
-                outcomes.push((mb, planned));
             }
-            outcomes
+            searched
         })
         .collect();
     let mut best: Option<(u128, Plan)> = None;
     let mut timed: Vec<(u128, Alternative)> = Vec::new();
     let mut closest_failure: Option<Error> = None;
-    for (mb, planned) in outcomes.into_iter().flatten() {
-        match planned {
-            Ok(plan) => {
-                let cycles = plan_cycles(&plan);
-                timed.push((cycles, alternative(&plan, cycles)));
-                if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
-                    best = Some((cycles, plan));
-                }
+    for searched in searched {
+        timed.extend(searched.timed);
+        if let Some((cycles, plan)) = searched.best {
+            if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
+                best = Some((cycles, plan));
             }
-            // The closest candidate: the smallest (or forced) microbatch of the last strategy.
-            Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
-                closest_failure = Some(e)
-            }
-            Err(_) => {}
         }
+        // The last strategy's closest candidate.
+        closest_failure = searched.closest_failure.or(closest_failure);
     }
     match (best, closest_failure) {
         (Some((cycles, mut plan)), _) => {
@@ -116,6 +116,26 @@ pub fn map_step(
             "{}: no plan fits the fabric",
             model.name
         ))),
+    }
+}
+
+/// What one strategy's search keeps: every plan's time, but only the fastest plan itself (a
+/// plan holds every op of the step; keeping them all cost more in fresh pages than the search).
+#[derive(Default)]
+struct Searched {
+    best: Option<(u128, Plan)>,
+    timed: Vec<(u128, Alternative)>,
+    closest_failure: Option<Error>,
+}
+
+impl Searched {
+    /// A plan that fits: timed, and kept if it is faster than every one before it.
+    fn offer(&mut self, plan: Plan) {
+        let cycles = plan_cycles(&plan);
+        self.timed.push((cycles, alternative(&plan, cycles)));
+        if self.best.as_ref().is_none_or(|(c, _)| cycles < *c) {
+            self.best = Some((cycles, plan));
+        }
     }
 }
 
