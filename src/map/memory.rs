@@ -22,15 +22,19 @@ pub enum Activations {
     /// Selective recomputation: attention's scores and softmax are recomputed in backward, the
     /// rest stays in SRAM.
     Attention,
-    /// Each layer's input stays in SRAM (a checkpoint); the layer's forward is recomputed at the
-    /// start of its backward, weights streamed in again. The recomputed layer keeps all of its
-    /// activations (attention included): recomputing attention a second time would buy one
-    /// layer's scores of SRAM for twice the attention work. The last layer is not recomputed:
-    /// its forward activations are still in the one-layer buffer when backward starts.
+    /// Each layer's two sub-block inputs stay in SRAM (checkpoints: the layer's input and its
+    /// attention block's output); each sub-block's forward is rerun at the start of its
+    /// backward, weights streamed in again, as activation checkpointing reruns a checkpointed
+    /// function (Chen et al. 2016, arXiv:1604.06174). The rerun block keeps what its backward
+    /// reads ([`buffer_elements_per_token`]) except attention's probabilities, which the
+    /// attention backward recomputes from Q and K as memory-efficient attention does (Dao et
+    /// al. 2022, arXiv:2205.14135), and GeLU's output, recomputed from the FFN's first output
+    /// for the one op that reads it (the second FFN matrix's weight gradient). The last layer's
+    /// FFN block is still in the buffer when backward starts and is not rerun.
     Checkpoint,
     /// As `Checkpoint`, but the checkpoints stream out to the activation servers through the
     /// wafer I/O during their layer's forward and back in during the next layer's backward;
-    /// SRAM holds two of them (one in flight, one in use).
+    /// SRAM holds two layers' of them (one in flight, one in use).
     Offload,
 }
 
@@ -63,11 +67,12 @@ impl Activations {
             Activations::Keep => "every activation backward reads kept in SRAM",
             Activations::Attention => "attention scores and softmax recomputed in backward",
             Activations::Checkpoint => {
-                "each layer's input kept in SRAM, its forward recomputed in backward"
+                "each layer's sub-block inputs kept in SRAM, each sub-block's forward recomputed \
+                 in backward"
             }
             Activations::Offload => {
-                "each layer's input offloaded to the activation servers, its forward recomputed \
-                 in backward"
+                "each layer's sub-block inputs offloaded to the activation servers, each \
+                 sub-block's forward recomputed in backward"
             }
         }
     }
@@ -106,20 +111,35 @@ pub fn layer_elements_per_token(arch: &Architecture, seq_len: u64, keep_attentio
 pub fn saved_bytes_per_token(arch: &Architecture, seq_len: u64, activations: Activations) -> u64 {
     let d = arch.d_model;
     let full = layer_elements_per_token(arch, seq_len, true);
+    let checkpoints = CHECKPOINTS_PER_LAYER * d;
     let head = 2 * d;
     let elements = match activations {
         Activations::Keep => arch.layers * full,
         Activations::Attention => arch.layers * layer_elements_per_token(arch, seq_len, false),
-        // Every layer's checkpoint, and the last layer's activations in the one-layer buffer.
-        Activations::Checkpoint => arch.layers * d + full,
-        Activations::Offload => 2 * d + full,
+        // Every layer's checkpoints, and one sub-block's activations in the buffer.
+        Activations::Checkpoint => arch.layers * checkpoints + buffer_elements_per_token(arch),
+        Activations::Offload => 2 * checkpoints + buffer_elements_per_token(arch),
     };
     (elements + head) * arch.activation_bytes
 }
 
-/// Bytes per token of one layer's checkpoint (its input).
+/// Checkpoints a layer keeps under [`Activations::Checkpoint`] and [`Activations::Offload`]:
+/// its input and its attention block's output (the FFN block's input), d elements a token each.
+pub const CHECKPOINTS_PER_LAYER: u64 = 2;
+
+/// Activation elements per token the larger of a layer's two sub-blocks keeps while its
+/// backward runs, after its forward was rerun from a checkpoint: the attention block's LN1
+/// input and output, Q, K, V and the A·V output (6·d; its probabilities are recomputed, not
+/// kept), or the FFN block's LN2 input and output and the first FFN output (2·d + d_ff; GeLU's
+/// output is recomputed for its reader).
+pub fn buffer_elements_per_token(arch: &Architecture) -> u64 {
+    let d = arch.d_model;
+    (6 * d).max(2 * d + arch.d_ff)
+}
+
+/// Bytes per token of one layer's checkpoints (its input and its attention block's output).
 pub fn checkpoint_bytes_per_token(arch: &Architecture) -> u64 {
-    arch.d_model * arch.activation_bytes
+    CHECKPOINTS_PER_LAYER * arch.d_model * arch.activation_bytes
 }
 
 #[cfg(test)]
@@ -147,19 +167,30 @@ mod tests {
     }
 
     #[test]
-    fn checkpoints_keep_a_layer_input_each_and_one_full_layer() {
+    fn checkpoints_keep_two_inputs_a_layer_and_one_sub_block() {
         let xl = load_model("mediswift-xl").unwrap();
         let a = &xl.architecture;
-        // 24 inputs of d, one layer of 32·d, the head's 2·d: 58·d elements, 2 B each.
+        // The FFN block (2·d + 4·d) is the larger: 6·d either way at d_ff = 4·d.
+        assert_eq!(buffer_elements_per_token(a), 6 * 2048);
+        // 24 layers of two d-inputs, one sub-block of 6·d, the head's 2·d: 56·d elements.
         assert_eq!(
             saved_bytes_per_token(a, 2048, Activations::Checkpoint),
-            58 * 2048 * 2
+            56 * 2048 * 2
         );
-        // Offload keeps two checkpoints instead of 24.
+        // Offload keeps two layers' checkpoints instead of 24.
         assert_eq!(
             saved_bytes_per_token(a, 2048, Activations::Offload),
-            36 * 2048 * 2
+            12 * 2048 * 2
         );
-        assert_eq!(checkpoint_bytes_per_token(a), 4096);
+        assert_eq!(checkpoint_bytes_per_token(a), 8192);
+    }
+
+    #[test]
+    fn a_wide_ffn_makes_its_block_the_buffer() {
+        let mut xl = load_model("mediswift-xl").unwrap();
+        xl.architecture.d_ff = 8 * 2048;
+        assert_eq!(buffer_elements_per_token(&xl.architecture), 10 * 2048);
+        xl.architecture.d_ff = 2048;
+        assert_eq!(buffer_elements_per_token(&xl.architecture), 6 * 2048);
     }
 }

@@ -19,8 +19,9 @@ mod search;
 mod wire;
 
 pub use memory::{
-    checkpoint_bytes_per_token, layer_elements_per_token, saved_bytes_per_token, Activations,
+    buffer_elements_per_token, checkpoint_bytes_per_token, layer_elements_per_token,
+    saved_bytes_per_token, Activations, CHECKPOINTS_PER_LAYER,
 };
 pub use ops::{op_plan, OpPlan, WeightFormat};
-pub use plan::{MicrobatchGroup, Plan, SramBudget};
+pub use plan::{HeadChunking, MicrobatchGroup, Plan, SramBudget};
 pub use search::{map_step, plan_phases, Alternative, MapOptions, PhasePlan, ALTERNATIVES};

@@ -53,6 +53,9 @@ pub struct OpPlan {
     /// Token chunks the op runs in, one after another (1: all of the microbatch's tokens at
     /// once), so that a chunk's working set fits beside the saved activations.
     pub token_chunks: u64,
+    /// Vocabulary chunks an op of the LM head or loss runs in, one after another (1: the whole
+    /// vocabulary at once; [`op_plan_vocab_chunked`]).
+    pub vocab_chunks: u64,
     /// Activation checkpoints among `io_in_bytes` and `io_out_bytes`: streamed back from and out
     /// to the activation servers (the `offload` strategy).
     pub offload_in_bytes: u64,
@@ -278,6 +281,7 @@ fn placed(
         flops_executed: op.flops_executed,
         recompute: false,
         token_chunks: 1,
+        vocab_chunks: 1,
         offload_in_bytes: 0,
         offload_out_bytes: 0,
     }
@@ -622,35 +626,124 @@ pub(super) fn op_plan_chunked(
         _ => 0,
     };
     let chunk = chunk_op(op, tokens, tokens.div_ceil(chunks));
-    let mut plan = op_plan(
+    place_chunks(
         fabric,
         model,
-        &chunk,
-        working_bytes
-            .checked_sub(accumulators)
-            .ok_or(Refusal::Sram(accumulators))?,
+        (op, &chunk),
+        working_bytes,
+        (Cut::Tokens, chunks, accumulators),
     )
-    .map_err(|why| match why {
-        Refusal::Sram(bytes) => Refusal::Sram(bytes + accumulators),
+}
+
+/// What an op's chunks cut: its tokens (the weight streams in again per chunk; a weight
+/// gradient accumulates on the wafer and streams out once) or the vocabulary (each chunk
+/// streams its own slices of the weight and of its gradient).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Tokens,
+    Vocabulary,
+}
+
+/// Places one `chunk` of `op` in `working_bytes` less the `held` bytes a PE keeps over all the
+/// chunks, and makes it the whole op's: `chunks` chunks one after another, the op's own FLOPs.
+fn place_chunks(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    (op, chunk): (&Op, &Op),
+    working_bytes: u64,
+    (cut, chunks, held): (Cut, u64, u64),
+) -> Result<OpPlan, Refusal> {
+    let working = working_bytes.checked_sub(held).ok_or(Refusal::Sram(held))?;
+    let mut plan = op_plan(fabric, model, chunk, working).map_err(|why| match why {
+        Refusal::Sram(bytes) => Refusal::Sram(bytes + held),
         other => other,
     })?;
-    chunked(fabric, op, &mut plan, chunks, accumulators);
+    let whole = |plan: &mut OpPlan| {
+        plan.cost = scale(plan.cost, chunks);
+        plan.cost.sram_bytes_per_pe += held;
+        plan.io_in_bytes *= chunks;
+        plan.io_in_cycles = stream_cycles(fabric, plan.io_in_bytes);
+        if cut == Cut::Vocabulary {
+            plan.io_out_bytes *= chunks;
+            plan.io_out_cycles = stream_cycles(fabric, plan.io_out_bytes);
+        }
+        plan.flops_dense = op.flops_dense;
+        plan.flops_executed = op.flops_executed;
+        match cut {
+            Cut::Tokens => plan.token_chunks = chunks,
+            Cut::Vocabulary => plan.vocab_chunks = chunks,
+        }
+    };
+    whole(&mut plan);
     if let Some(other) = plan.other_format.as_deref_mut() {
-        chunked(fabric, op, other, chunks, accumulators);
+        whole(other);
     }
     Ok(plan)
 }
 
-/// One chunk's placement of `op` made the whole op's: `chunks` chunks one after another, the
-/// weight streamed in per chunk, the gradient's accumulators held over them.
-fn chunked(fabric: &FabricSpec, op: &Op, plan: &mut OpPlan, chunks: u64, accumulators: u64) {
-    plan.cost = scale(plan.cost, chunks);
-    plan.cost.sram_bytes_per_pe += accumulators;
-    plan.io_in_bytes *= chunks;
-    plan.io_in_cycles = stream_cycles(fabric, plan.io_in_bytes);
-    plan.flops_dense = op.flops_dense;
-    plan.flops_executed = op.flops_executed;
-    plan.token_chunks = chunks;
+/// Places an op of the LM head or the loss run as `chunks` chunks of the `vocab`-entry
+/// vocabulary one after another (`⌈vocab / chunks⌉` entries each): each chunk streams its slice
+/// of the head's weight in, and its slice of the weight gradient out, once; the loss keeps a
+/// running maximum and sum of exponentials per token over the chunks (the online softmax of
+/// Milakov and Gimelshein 2018, arXiv:1805.02867), two fp32 accumulators per token held on every
+/// PE of the token's row, so no token's logits are held whole. Backward recomputes each chunk's
+/// logits to form its gradient (as Cut Cross-Entropy does, Wijmans et al. 2024,
+/// arXiv:2411.09009): the mapper adds that as a recomputed `lm_head.fwd`. The op keeps its own
+/// FLOPs; its cycles are the chunks'.
+pub(super) fn op_plan_vocab_chunked(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    op: &Op,
+    working_bytes: u64,
+    (tokens, vocab, chunks): (u64, u64, u64),
+) -> Result<OpPlan, Refusal> {
+    let running = match op.kind {
+        OpKind::Loss => {
+            tokens.div_ceil(fabric.geometry.region_height_pes) * 2 * fabric.pe.accumulator_bytes
+        }
+        _ => 0,
+    };
+    let chunk = vocab_chunk_op(op, vocab, vocab.div_ceil(chunks.max(1)));
+    place_chunks(
+        fabric,
+        model,
+        (op, &chunk),
+        working_bytes,
+        (Cut::Vocabulary, chunks, running),
+    )
+}
+
+/// `part` entries of the vocabulary of a head op (`vocab` entries): the head's GEMMs with that
+/// many logits (forward and weight gradient: N; input gradient: K), the loss over that many
+/// columns, the weight's slice; FLOPs and bytes in proportion.
+fn vocab_chunk_op(op: &Op, vocab: u64, part: u64) -> Op {
+    let vocab = vocab.max(1);
+    let share = |x: u128| (x * part as u128).div_ceil(vocab as u128);
+    let mut chunk = op.clone();
+    chunk.dims = match op.dims {
+        Dims::Gemm { batch, m, n, .. } if op.pass == Pass::Dgrad => Dims::Gemm {
+            batch,
+            m,
+            k: part,
+            n,
+        },
+        Dims::Gemm { batch, m, k, .. } => Dims::Gemm {
+            batch,
+            m,
+            k,
+            n: part,
+        },
+        Dims::Elementwise { rows, .. } => Dims::Elementwise { rows, cols: part },
+    };
+    if let Some(w) = chunk.weight.as_mut() {
+        w.cols = part;
+        w.nonzeros = w.rows * part;
+        chunk.weight_bytes = share(op.weight_bytes as u128) as u64;
+    }
+    chunk.flops_dense = share(op.flops_dense);
+    chunk.flops_executed = share(op.flops_executed);
+    chunk.activation_bytes = share(op.activation_bytes as u128) as u64;
+    chunk
 }
 
 /// Places `op` in the fewest token chunks whose working set fits `working_bytes`: an op whose

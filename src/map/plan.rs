@@ -7,7 +7,31 @@ use super::ops::OpPlan;
 use super::search::Alternative;
 use crate::cost::TimelineSpan;
 use crate::error::{Error, Result};
-use crate::graph::{Pass, StepConfig};
+use crate::graph::{OpKind, Pass, StepConfig};
+
+/// How the LM head and the loss are cut when a microbatch's logits do not fit in SRAM at once.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadChunking {
+    /// Chunks of tokens, one after another: each holds its tokens' logits whole, and the
+    /// head's weight streams in again for every chunk.
+    Tokens,
+    /// Chunks of the vocabulary: each streams its slice of the head's weight once, the loss
+    /// keeps a running log-sum-exp per token, and backward recomputes each chunk's logits
+    /// (`map::ops::op_plan_vocab_chunked`).
+    Vocabulary,
+}
+
+impl HeadChunking {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadChunking::Tokens => "tokens",
+            HeadChunking::Vocabulary => "vocabulary",
+        }
+    }
+}
 
 /// A plan for one training step on the whole fabric.
 #[derive(Debug, Clone, Serialize)]
@@ -23,9 +47,11 @@ pub struct Plan {
     pub activations: Activations,
     /// Sequences per microbatch (the step accumulates gradients over the microbatches).
     pub microbatch_sequences: u64,
-    /// Token chunks the LM head and loss run in, one after another, so that one chunk's logits
-    /// fit in SRAM (1: all tokens at once); the head's weight streams once per chunk.
+    /// Chunks the LM head and loss of the full microbatches run in, one after another, so that
+    /// one chunk's logits fit in SRAM (1: all of a microbatch's logits at once), and what they
+    /// cut ([`HeadChunking`]); a partial last group says its own (`MicrobatchGroup`).
     pub head_chunks: u64,
+    pub head_chunking: HeadChunking,
     /// The best plans the search timed and did not choose, each other strategy's fastest first.
     pub alternatives: Vec<Alternative>,
     /// Full microbatches, then a partial one if the batch does not divide.
@@ -42,6 +68,10 @@ pub struct Plan {
 pub struct MicrobatchGroup {
     pub sequences: u64,
     pub repeat: u64,
+    /// How this group's LM head and loss are cut, and in how many chunks (the plan's
+    /// `head_chunking` and `head_chunks` are the first group's).
+    pub head_chunking: HeadChunking,
+    pub head_chunks: u64,
     pub ops: Vec<OpPlan>,
     pub spans: Vec<TimelineSpan>,
 }
@@ -127,7 +157,7 @@ impl Plan {
                         self.model, op.name
                     )));
                 }
-                self.verify_activations(op)?;
+                self.verify_activations(group, op)?;
                 if op.colors > self.usable_colors {
                     return Err(Error::Input(format!(
                         "{}: op {} routes {} colors, the fabric leaves kernels {} \
@@ -156,10 +186,15 @@ impl Plan {
     /// What the activation strategy promised of an op: only a forward op of a layer is
     /// recomputed, and only by a strategy that recomputes; only `offload` streams activations;
     /// an op runs in at least one chunk.
-    fn verify_activations(&self, op: &OpPlan) -> Result<()> {
-        let wrong = if op.recompute && (op.pass != Pass::Forward || op.layer.is_none()) {
-            Some("is recomputed but is no forward op of a layer")
-        } else if op.recompute && self.activations == Activations::Keep {
+    fn verify_activations(&self, group: &MicrobatchGroup, op: &OpPlan) -> Result<()> {
+        let head_rerun = op.kind == OpKind::LmHead
+            && op.pass == Pass::Forward
+            && group.head_chunking == HeadChunking::Vocabulary;
+        let wrong = if op.recompute && op.pass != Pass::Forward {
+            Some("is recomputed but is no forward op")
+        } else if op.recompute && op.layer.is_none() && !head_rerun {
+            Some("is recomputed but is no op of a layer, nor the head cut by vocabulary")
+        } else if op.recompute && op.layer.is_some() && self.activations == Activations::Keep {
             Some("is recomputed, which `keep` never does")
         } else if op.offload_in_bytes + op.offload_out_bytes > 0
             && self.activations != Activations::Offload
@@ -185,7 +220,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use crate::graph::StepConfig;
-    use crate::map::{map_step, Activations, MapOptions};
+    use crate::map::{map_step, Activations, HeadChunking, MapOptions};
     use crate::spec::{load_fabric, load_model, Phase};
 
     #[test]
@@ -212,6 +247,19 @@ mod tests {
         let last = backward.groups[0].ops.len() - 1;
         backward.groups[0].ops[last].recompute = true;
         let err = backward.verify().unwrap_err().to_string();
-        assert!(err.contains("no forward op of a layer"), "{err}");
+        assert!(err.contains("is no forward op"), "{err}");
+        // A forward op outside the layers is recomputed only as the head cut by vocabulary.
+        let mut head = backward.clone();
+        head.groups[0].ops[last].recompute = false;
+        let lm_head = head.groups[0]
+            .ops
+            .iter()
+            .position(|op| op.name == "lm_head.fwd")
+            .unwrap();
+        head.groups[0].ops[lm_head].recompute = true;
+        let err = head.verify().unwrap_err().to_string();
+        assert!(err.contains("nor the head cut by vocabulary"), "{err}");
+        head.groups[0].head_chunking = HeadChunking::Vocabulary;
+        head.verify().unwrap();
     }
 }

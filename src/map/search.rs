@@ -8,7 +8,7 @@
 //! same sizes (a data-parallel system's half batch never finds a plan the whole batch could not).
 //! Strategies in [`Activations::ALL`] order, ties keep the first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
@@ -16,8 +16,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::memory::{checkpoint_bytes_per_token, saved_bytes_per_token, Activations};
-use super::ops::{fewest_chunks, op_plan_chunked, op_plan_fitting, OpPlan, Refusal};
-use super::plan::{MicrobatchGroup, Plan, SramBudget};
+use super::ops::{
+    fewest_chunks, op_plan_chunked, op_plan_fitting, op_plan_vocab_chunked, OpPlan, Refusal,
+};
+use super::plan::{HeadChunking, MicrobatchGroup, Plan, SramBudget};
 use crate::cost::{stream_cycles, timeline};
 use crate::error::{Error, Result};
 use crate::graph::{Op, OpKind, Pass, StepConfig, StepGraph};
@@ -63,47 +65,40 @@ pub fn map_step(
     let strategies = options
         .activations
         .map_or(Activations::ALL.to_vec(), |a| vec![a]);
-    // Strategies are searched in parallel, each its sizes in order; their outcomes are then
-    // read in strategy order, so the choice, its alternatives and any refusal are the same
-    // whatever the thread count. Graphs by microbatch sequences: every strategy maps the same.
+    // Every (strategy, size) pair is mapped in parallel; each result keeps its place in the
+    // order strategy by strategy, size by size, and ties and refusals are settled by that
+    // place, so the choice, its alternatives and any refusal are the same whatever the thread
+    // count. Every size, not a window below the largest that fits: a fabric that fits more
+    // then searches a superset of the plans and is never slower (a window moved with the fit,
+    // past the fastest size, on a step that is flat in the microbatch). Graphs by microbatch
+    // sequences: every strategy maps the same.
     let graphs = GraphCache::default();
-    let searched: Vec<Searched> = strategies
+    let pairs: Vec<(Activations, u64)> = strategies
+        .iter()
+        .flat_map(|&a| candidates.iter().map(move |&mb| (a, mb)))
+        .collect();
+    let searched = pairs
         .par_iter()
-        .map(|&activations| {
+        .enumerate()
+        .map(|(place, &(activations, mb))| {
             let mut searched = Searched::default();
-            let mut largest: Option<u64> = None;
-            for &mb in &candidates {
-                if largest.is_some_and(|l| 2 * mb < l) {
-                    break;
+            match plan_with(model, fabric, config, mb, activations, &graphs) {
+                Ok(plan) => searched.offer(place, plan),
+                // The closest candidate: the smallest (or forced) microbatch.
+                Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
+                    searched.closest_failure = Some((place, e))
                 }
-                match plan_with(model, fabric, config, mb, activations, &graphs) {
-                    Ok(plan) => {
-                        largest.get_or_insert(mb);
-                        searched.offer(plan);
-                    }
-                    // The closest candidate: the smallest (or forced) microbatch.
-                    Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
-                        searched.closest_failure = Some(e)
-                    }
-                    Err(_) => {}
-                }
+                Err(_) => {}
             }
             searched
         })
-        .collect();
-    let mut best: Option<(u128, Plan)> = None;
-    let mut timed: Vec<(u128, Alternative)> = Vec::new();
-    let mut closest_failure: Option<Error> = None;
-    for searched in searched {
-        timed.extend(searched.timed);
-        if let Some((cycles, plan)) = searched.best {
-            if best.as_ref().is_none_or(|(c, _)| cycles < *c) {
-                best = Some((cycles, plan));
-            }
-        }
-        // The last strategy's closest candidate.
-        closest_failure = searched.closest_failure.or(closest_failure);
-    }
+        .reduce(Searched::default, Searched::merge);
+    let mut timed = searched.timed;
+    timed.sort_unstable_by_key(|&(place, _, _)| place);
+    let timed: Vec<(u128, Alternative)> = timed.into_iter().map(|(_, c, a)| (c, a)).collect();
+    let best = searched.best.map(|(cycles, _, plan)| (cycles, plan));
+    // The last strategy's closest candidate.
+    let closest_failure = searched.closest_failure.map(|(_, e)| e);
     match (best, closest_failure) {
         (Some((cycles, mut plan)), _) => {
             check_step_cycles(model, fabric, cycles)?;
@@ -119,23 +114,48 @@ pub fn map_step(
     }
 }
 
-/// What one strategy's search keeps: every plan's time, but only the fastest plan itself (a
-/// plan holds every op of the step; keeping them all cost more in fresh pages than the search).
+/// What the search keeps of the plans it tried, each by its place in the search's order: every
+/// plan's time, but only the fastest plan itself (a plan holds every op of the step; keeping
+/// them all cost more in fresh pages than the search).
 #[derive(Default)]
 struct Searched {
-    best: Option<(u128, Plan)>,
-    timed: Vec<(u128, Alternative)>,
-    closest_failure: Option<Error>,
+    /// The fastest plan, the first in order among equals.
+    best: Option<(u128, usize, Plan)>,
+    timed: Vec<(usize, u128, Alternative)>,
+    /// The refusal latest in order.
+    closest_failure: Option<(usize, Error)>,
 }
 
 impl Searched {
-    /// A plan that fits: timed, and kept if it is faster than every one before it.
-    fn offer(&mut self, plan: Plan) {
+    /// A plan that fits, at `place` in the search's order: timed, and kept if fastest.
+    fn offer(&mut self, place: usize, plan: Plan) {
         let cycles = plan_cycles(&plan);
-        self.timed.push((cycles, alternative(&plan, cycles)));
-        if self.best.as_ref().is_none_or(|(c, _)| cycles < *c) {
-            self.best = Some((cycles, plan));
+        self.timed.push((place, cycles, alternative(&plan, cycles)));
+        self.keep_faster(Some((cycles, place, plan)));
+    }
+
+    fn keep_faster(&mut self, other: Option<(u128, usize, Plan)>) {
+        let Some((cycles, place, plan)) = other else {
+            return;
+        };
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|&(c, p, _)| (cycles, place) < (c, p))
+        {
+            self.best = Some((cycles, place, plan));
         }
+    }
+
+    /// Two parts of the search as one: the fastest of both, every time, the later refusal.
+    fn merge(mut self, other: Searched) -> Searched {
+        self.keep_faster(other.best);
+        self.timed.extend(other.timed);
+        self.closest_failure = match (self.closest_failure, other.closest_failure) {
+            (Some(a), Some(b)) => Some(if a.0 > b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        self
     }
 }
 
@@ -197,10 +217,29 @@ pub fn plan_phases(model: &ModelSpec, fabric: &FabricSpec) -> Vec<PhasePlan> {
         .collect()
 }
 
-/// Distinct microbatch sizes `ceil(batch / m)` for m = 1..=batch, largest first: each gives a
-/// different number of microbatches per step.
+/// Microbatches per step the search tries one by one; past them, each candidate has about a
+/// quarter more microbatches than the last.
+const MICROBATCHES_EACH: u64 = 8;
+
+/// Distinct microbatch sizes `ceil(batch / m)`, largest first, for m = 1 to
+/// [`MICROBATCHES_EACH`] microbatches, then m growing by a quarter (rounded up) to `batch` (one
+/// sequence each). The list depends on the batch alone, never on the fabric: a fabric that fits
+/// more searches a superset of plans and is never slower. The step is flat within a few per
+/// cent over tens of sequences (docs/calibration.md), so the gaps between the larger counts cost
+/// little; `--microbatch` runs any size.
 fn microbatch_candidates(batch: u64) -> Vec<u64> {
-    let mut sizes: Vec<u64> = (1..=batch).map(|m| batch.div_ceil(m)).collect();
+    let mut counts = Vec::new();
+    let mut m = 1;
+    while m < batch {
+        counts.push(m);
+        m = if m < MICROBATCHES_EACH {
+            m + 1
+        } else {
+            m + m.div_ceil(4)
+        };
+    }
+    counts.push(batch.max(1));
+    let mut sizes: Vec<u64> = counts.iter().map(|&m| batch.div_ceil(m)).collect();
     sizes.dedup();
     sizes
 }
@@ -298,7 +337,8 @@ fn plan_with(
     let mut planned = Vec::new();
     let mut optimizer = Vec::new();
     let mut working_max = (0u64, String::new());
-    let mut head_chunks = 1;
+    // The head's cut of the full microbatches (a partial last group says its own).
+    let mut head: Option<(HeadChunking, u64)> = None;
     for (sequences, repeat) in groups {
         let cell = graphs.cell(sequences);
         let step = cell.get_or_init(|| {
@@ -312,7 +352,7 @@ fn plan_with(
         });
         let placed = place_ops(model, fabric, step, working, activations)
             .map_err(|(name, why)| refusal(model, fabric, &name, why, &overflow, (code, saved)))?;
-        head_chunks = head_chunks.max(placed.head_chunks);
+        head.get_or_insert(placed.head);
         let mut ops = placed.ops;
         // Offloaded checkpoints share the wafer's I/O with the weights: the wire format of
         // each op is chosen with them on its streams.
@@ -333,6 +373,8 @@ fn plan_with(
         planned.push(MicrobatchGroup {
             sequences,
             repeat,
+            head_chunking: placed.head.0,
+            head_chunks: placed.head.1,
             ops,
             spans,
         });
@@ -346,7 +388,8 @@ fn plan_with(
         usable_colors: fabric.usable_colors(),
         activations,
         microbatch_sequences: full,
-        head_chunks,
+        head_chunks: head.map_or(1, |h| h.1),
+        head_chunking: head.map_or(HeadChunking::Tokens, |h| h.0),
         alternatives: Vec::new(),
         groups: planned,
         optimizer,
@@ -401,8 +444,8 @@ struct Placed {
     ops: Vec<OpPlan>,
     /// The optimizer's updates (off-wafer).
     updates: Vec<OpPlan>,
-    /// Token chunks the LM head and loss run in (1: all tokens at once).
-    head_chunks: u64,
+    /// How the LM head and loss are cut, and in how many chunks (1: all at once).
+    head: (HeadChunking, u64),
 }
 
 /// Places every op of a microbatch's graph and the forward ops `activations` recomputes; the
@@ -415,48 +458,92 @@ fn place_ops(
     working: u64,
     activations: Activations,
 ) -> Result<Placed, (String, Refusal)> {
-    let mut cache: Vec<(String, OpPlan)> = Vec::new();
+    // Placements by op name without its layer: every layer's op reuses the first layer's.
+    let mut cache: HashMap<String, OpPlan> = HashMap::new();
     // Sized once: recomputed forward ops are fewer than half the graph's (a few hundred KB
     // reallocated per candidate dominated the search's time).
     let mut ops = Vec::with_capacity(step.graph.node_count() * 3 / 2);
     let mut updates = Vec::new();
     // Found at the first op of the head, so that an op before it is refused first.
-    let mut head_chunks = 0;
+    let mut head: Option<(HeadChunking, u64)> = None;
     let last_layer = model.architecture.layers.saturating_sub(1);
-    let mut recomputed: Option<u64> = None;
+    // Each layer's forward ops, in the order they run: what a rerun picks from.
+    let mut forward: Vec<Vec<&Op>> = vec![Vec::new(); model.architecture.layers as usize];
+    for op in step.ops().filter(|op| op.pass == Pass::Forward) {
+        if let Some(layer) = op.layer {
+            forward[layer as usize].push(op);
+        }
+    }
+    // The sub-block whose forward was last rerun from its checkpoint.
+    let mut rerun: Option<(u64, SubBlock)> = None;
     for op in step.ops() {
         if let Some(layer) = op.layer.filter(|_| op.pass != Pass::Forward) {
-            let first_backward = recomputed != Some(layer);
-            if activations.checkpoints() && first_backward && layer < last_layer {
-                recompute_layer(step, layer, &cache, &mut ops, |_| true);
+            let block = SubBlock::of(op);
+            if activations.checkpoints() && rerun != Some((layer, block)) {
+                // The last layer's FFN block is still in the buffer when backward starts.
+                if !(layer == last_layer && block == SubBlock::Ffn) {
+                    let rerun = |fwd: &Op| SubBlock::of(fwd) == block;
+                    recompute_layer(&forward, (layer, "recompute"), &cache, &mut ops, rerun);
+                }
+                rerun = Some((layer, block));
             }
-            if activations == Activations::Attention && op.kind == OpKind::AttnValues {
-                recompute_layer(step, layer, &cache, &mut ops, |op: &Op| {
-                    matches!(op.kind, OpKind::AttnScores | OpKind::Softmax)
+            // The rerun block keeps no probabilities: attention's backward recomputes them.
+            if activations != Activations::Keep && op.kind == OpKind::AttnValues {
+                // A second time when the attention block was rerun from its checkpoint.
+                let suffix = match activations.checkpoints() {
+                    true => "recompute2",
+                    false => "recompute",
+                };
+                recompute_layer(&forward, (layer, suffix), &cache, &mut ops, |fwd: &Op| {
+                    matches!(fwd.kind, OpKind::AttnScores | OpKind::Softmax)
                 });
             }
-            recomputed = Some(layer);
+            // Nor GeLU's output: recomputed for the one op that reads it.
+            if activations.checkpoints() && layer_key(op) == "ffn_down.wgrad" {
+                // A second time but in the last layer, whose FFN block was not rerun.
+                let suffix = match layer == last_layer {
+                    true => "recompute",
+                    false => "recompute2",
+                };
+                recompute_layer(&forward, (layer, suffix), &cache, &mut ops, |fwd: &Op| {
+                    fwd.kind == OpKind::Gelu
+                });
+            }
         }
         // Layers are identical: key on the op's name without its layer.
         let key = layer_key(op);
-        if let Some((_, cached)) = cache.iter().find(|(k, _)| k == key) {
+        if let Some(cached) = cache.get(key) {
             match op.pass.on_wafer() {
                 true => ops.push(renamed(cached, op)),
                 false => updates.push(renamed(cached, op)),
             }
             continue;
         }
+        // Cut by vocabulary, the loss's gradient needs the chunk's logits again.
+        if op.kind == OpKind::Loss
+            && op.pass != Pass::Forward
+            && head.is_some_and(|(chunking, _)| chunking == HeadChunking::Vocabulary)
+        {
+            let logits = cache
+                .get("lm_head.fwd")
+                .expect("the head's forward is placed before the loss's gradient");
+            let mut again = logits.clone();
+            again.name = "lm_head.recompute".into();
+            again.recompute = true;
+            ops.push(again);
+        }
         let placed = match op.kind {
             OpKind::LmHead | OpKind::Loss => {
-                if head_chunks == 0 {
-                    head_chunks = fewest_head_chunks(model, fabric, step, working)?;
-                }
-                op_plan_chunked(fabric, model, op, working, (step.tokens(), head_chunks))
+                let choice = match head {
+                    Some(choice) => choice,
+                    None => *head.insert(choose_head(model, fabric, step, working)?),
+                };
+                head_plan(fabric, model, op, working, step, choice)
             }
             _ => op_plan_fitting(fabric, model, op, working, step.tokens()),
         }
         .map_err(|why| (op.name.clone(), why))?;
-        cache.push((key.to_string(), placed.clone()));
+        cache.insert(key.to_string(), placed.clone());
         match op.pass.on_wafer() {
             true => ops.push(placed),
             false => updates.push(placed),
@@ -465,8 +552,30 @@ fn place_ops(
     Ok(Placed {
         ops,
         updates,
-        head_chunks: head_chunks.max(1),
+        head: head.unwrap_or((HeadChunking::Tokens, 1)),
     })
+}
+
+/// The two sub-blocks of a layer, each checkpointed at its input under
+/// [`Activations::Checkpoint`] and [`Activations::Offload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubBlock {
+    /// LN1, Q, K, V, attention, its output projection and the first residual add.
+    Attention,
+    /// LN2, the FFN's two matrices with GeLU between, and the second residual add.
+    Ffn,
+}
+
+impl SubBlock {
+    fn of(op: &Op) -> SubBlock {
+        const FFN: [&str; 5] = ["ln2.", "ffn_up.", "gelu.", "ffn_down.", "residual2."];
+        let key = layer_key(op);
+        if FFN.iter().any(|prefix| key.starts_with(prefix)) {
+            SubBlock::Ffn
+        } else {
+            SubBlock::Attention
+        }
+    }
 }
 
 /// An op's name without its layer (`q.fwd` for `layer3.q.fwd`): the key of identical ops.
@@ -486,26 +595,23 @@ fn renamed(cached: &OpPlan, op: &Op) -> OpPlan {
 }
 
 /// Appends `layer`'s forward ops that `pick` selects, run again in backward, as ops named
-/// `layerN.NAME.recompute`: the forward ops as placed (they ran before with the same tiles,
+/// `layerN.NAME.SUFFIX` (`recompute`, or `recompute2` for the scores, softmax and GeLU of a
+/// sub-block rerun from its checkpoint, run once more for the gradient that reads them): the forward ops as placed (they ran before with the same tiles,
 /// weights streamed in again), flagged so their cycles are the step's `recompute` category.
 fn recompute_layer(
-    step: &StepGraph,
-    layer: u64,
-    cache: &[(String, OpPlan)],
+    forward: &[Vec<&Op>],
+    (layer, suffix): (u64, &str),
+    cache: &HashMap<String, OpPlan>,
     ops: &mut Vec<OpPlan>,
     pick: impl Fn(&Op) -> bool,
 ) {
-    let forward = step
-        .ops()
-        .filter(|op| op.layer == Some(layer) && op.pass == Pass::Forward && pick(op));
+    let forward = forward[layer as usize].iter().filter(|op| pick(op));
     for op in forward {
-        let key = layer_key(op);
-        let (_, placed) = cache
-            .iter()
-            .find(|(k, _)| k == key)
+        let placed = cache
+            .get(layer_key(op))
             .expect("a layer's forward ops are placed before its backward");
         let mut again = renamed(placed, op);
-        again.name = format!("{}.recompute", op.name.trim_end_matches(".fwd"));
+        again.name = format!("{}.{suffix}", op.name.trim_end_matches(".fwd"));
         again.recompute = true;
         ops.push(again);
     }
@@ -523,10 +629,7 @@ fn fewest_head_chunks(
     working: u64,
 ) -> Result<u64, (String, Refusal)> {
     let tokens = step.tokens().max(1);
-    let head: Vec<&Op> = step
-        .ops()
-        .filter(|op| matches!(op.kind, OpKind::LmHead | OpKind::Loss) && op.pass.on_wafer())
-        .collect();
+    let head: Vec<&Op> = head_ops(step).collect();
     let place = |chunks| {
         head.iter().try_for_each(|op| {
             op_plan_chunked(fabric, model, op, working, (tokens, chunks)).map(|_| ())
@@ -544,6 +647,94 @@ fn fewest_head_chunks(
             })
             .unwrap_or_else(|| ("lm_head.fwd".into(), Refusal::Sram(working + 1)))),
     }
+}
+
+/// A head op placed as `choice` cuts the head.
+fn head_plan(
+    fabric: &FabricSpec,
+    model: &ModelSpec,
+    op: &Op,
+    working: u64,
+    step: &StepGraph,
+    (chunking, chunks): (HeadChunking, u64),
+) -> Result<OpPlan, Refusal> {
+    match chunking {
+        HeadChunking::Tokens => {
+            op_plan_chunked(fabric, model, op, working, (step.tokens(), chunks))
+        }
+        HeadChunking::Vocabulary => op_plan_vocab_chunked(
+            fabric,
+            model,
+            op,
+            working,
+            (step.tokens(), model.architecture.vocab_size, chunks),
+        ),
+    }
+}
+
+/// How the LM head and loss run: all at once when every op of theirs fits, else the faster of
+/// the fewest token chunks and the fewest vocabulary chunks (by their ops' cycles, each op's
+/// longest of compute and streams, the recomputed logits of vocabulary chunks included; a tie
+/// keeps token chunks).
+fn choose_head(
+    model: &ModelSpec,
+    fabric: &FabricSpec,
+    step: &StepGraph,
+    working: u64,
+) -> Result<(HeadChunking, u64), (String, Refusal)> {
+    let by_tokens = fewest_head_chunks(model, fabric, step, working);
+    if matches!(by_tokens, Ok(1)) {
+        return Ok((HeadChunking::Tokens, 1));
+    }
+    let head: Vec<&Op> = head_ops(step).collect();
+    let vocab = model.architecture.vocab_size;
+    let by_vocabulary = fewest_chunks(vocab, |chunks| {
+        head.iter().try_for_each(|op| {
+            head_plan(
+                fabric,
+                model,
+                op,
+                working,
+                step,
+                (HeadChunking::Vocabulary, chunks),
+            )
+            .map(|_| ())
+        })
+    })
+    .map(|(chunks, ())| chunks);
+    let cycles = |choice: (HeadChunking, u64)| -> u128 {
+        let plans: Vec<OpPlan> = head
+            .iter()
+            .filter_map(|op| head_plan(fabric, model, op, working, step, choice).ok())
+            .collect();
+        let recomputed = plans
+            .iter()
+            .filter(|p| choice.0 == HeadChunking::Vocabulary && p.name == "lm_head.fwd");
+        plans.iter().chain(recomputed).map(op_cycles).sum()
+    };
+    match (by_tokens, by_vocabulary) {
+        (Ok(t), Ok(v)) => {
+            let (tokens, vocabulary) = ((HeadChunking::Tokens, t), (HeadChunking::Vocabulary, v));
+            Ok(match cycles(vocabulary) < cycles(tokens) {
+                true => vocabulary,
+                false => tokens,
+            })
+        }
+        (Ok(t), Err(_)) => Ok((HeadChunking::Tokens, t)),
+        (Err(_), Ok(v)) => Ok((HeadChunking::Vocabulary, v)),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// An op's cycles as the head's choice weighs them: the longest of its compute and its streams.
+fn op_cycles(op: &OpPlan) -> u128 {
+    u128::from(op.cost.cycles.max(op.io_in_cycles).max(op.io_out_cycles))
+}
+
+/// The head's ops on the wafer: the LM head's GEMMs and the loss.
+fn head_ops(step: &StepGraph) -> impl Iterator<Item = &Op> {
+    step.ops()
+        .filter(|op| matches!(op.kind, OpKind::LmHead | OpKind::Loss) && op.pass.on_wafer())
 }
 
 /// Streams each layer's checkpoint (its input, `tokens` × d activations) out during the layer's

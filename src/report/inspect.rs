@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::table::{si, thousands};
 use crate::graph::ParamCounts;
-use crate::map::PhasePlan;
+use crate::map::{HeadChunking, PhasePlan};
 use crate::spec::{FabricSpec, ModelSpec, Phase};
 
 /// A model: its architecture, parameter counts and the recipe's phases.
@@ -46,6 +46,7 @@ pub struct PlanSummary {
     pub microbatches: u64,
     pub activations: crate::map::Activations,
     pub head_chunks: u64,
+    pub head_chunking: HeadChunking,
     pub cycles: u64,
     pub seconds: f64,
     pub alternatives: Vec<super::step::AlternativeReport>,
@@ -71,6 +72,7 @@ impl ModelInspect {
                     microbatches: plan.microbatches(),
                     activations: plan.activations,
                     head_chunks: plan.head_chunks,
+                    head_chunking: plan.head_chunking,
                     cycles: plan.cycles(),
                     seconds: plan.cycles() as f64 / fabric.clock.clock_hz as f64,
                     alternatives: super::step::AlternativeReport::of(
@@ -150,7 +152,7 @@ impl ModelInspect {
                             p.microbatch_sequences
                         ),
                         p.activations.name(),
-                        super::step::head_chunks_text(p.head_chunks),
+                        super::step::head_chunks_text(p.head_chunks, p.head_chunking),
                         super::table::duration(p.seconds),
                         thousands(p.sram.sram_bytes_max as u128),
                         thousands(p.sram.capacity_bytes as u128),

@@ -6,7 +6,7 @@ use super::json::{flops_pair, ExactCount, SCHEMA_VERSION};
 use super::table::{duration, si, thousands, Table};
 use super::train::{weight_format_key, OpTile};
 use crate::graph::{OpKind, Pass};
-use crate::map::{Activations, Alternative, WeightFormat};
+use crate::map::{Activations, Alternative, HeadChunking, WeightFormat};
 use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
@@ -43,6 +43,9 @@ pub struct StepReport {
     pub activations: Activations,
     /// Token chunks the LM head and loss ran in (1: all of a microbatch's tokens at once).
     pub head_chunks: u64,
+    /// What the head's chunks cut: `tokens` (the weight streams again per chunk) or
+    /// `vocabulary` (a running log-sum-exp per token; logits recomputed in backward).
+    pub head_chunking: HeadChunking,
     /// The best plans the mapper timed beside its choice.
     pub alternatives: Vec<AlternativeReport>,
     pub cycles: u64,
@@ -108,6 +111,7 @@ pub struct OpReport {
     pub tile_split_k: Option<u64>,
     pub tile_split_n: Option<u64>,
     pub token_chunks: u64,
+    pub vocab_chunks: u64,
     pub cycles: u64,
     pub breakdown: Breakdown,
     pub io_in_bytes: u64,
@@ -139,6 +143,7 @@ impl OpReport {
             tile_split_k: tile.split_k,
             tile_split_n: tile.split_n,
             token_chunks: op.token_chunks,
+            vocab_chunks: op.vocab_chunks,
             cycles: op.cycles,
             breakdown: op.breakdown,
             io_in_bytes: op.io_in_bytes,
@@ -245,6 +250,7 @@ impl StepReport {
             microbatches: plan.microbatches(),
             activations: plan.activations,
             head_chunks: plan.head_chunks,
+            head_chunking: plan.head_chunking,
             alternatives: AlternativeReport::of(&plan.alternatives, fabric.clock.clock_hz),
             cycles: result.cycles,
             seconds,
@@ -305,7 +311,7 @@ impl StepReport {
             "activations {}: {}{}\n",
             self.activations.name(),
             self.activations.describe(),
-            head_chunks_text(self.head_chunks)
+            head_chunks_text(self.head_chunks, self.head_chunking)
         );
         out += &format!("systems     {}{}\n", self.systems, systems_text(self));
         out += &wire_text(&self.op_rows);
@@ -379,9 +385,12 @@ impl StepReport {
             "recompute",
         ]);
         for op in ops.iter().take(10) {
-            let tile = match op.token_chunks {
-                1 => op.tile.clone(),
-                n => format!("{} in {n} chunks", op.tile)
+            let tile = match (op.token_chunks, op.vocab_chunks) {
+                (1, 1) => op.tile.clone(),
+                (1, n) => format!("{} in {n} vocabulary chunks", op.tile)
+                    .trim_start()
+                    .to_string(),
+                (n, _) => format!("{} in {n} chunks", op.tile)
                     .trim_start()
                     .to_string(),
             };
@@ -506,11 +515,15 @@ impl AlternativeReport {
     }
 }
 
-/// ", LM head and loss in N token chunks" when the head is chunked.
-pub(crate) fn head_chunks_text(chunks: u64) -> String {
-    match chunks {
-        1 => String::new(),
-        n => format!("; LM head and loss in {n} token chunks"),
+/// "; LM head and loss in N token chunks" (or vocabulary chunks) when the head is chunked.
+pub(crate) fn head_chunks_text(chunks: u64, chunking: HeadChunking) -> String {
+    match (chunks, chunking) {
+        (1, _) => String::new(),
+        (n, HeadChunking::Tokens) => format!("; LM head and loss in {n} token chunks"),
+        (n, HeadChunking::Vocabulary) => format!(
+            "; LM head and loss in {n} vocabulary chunks (running log-sum-exp, logits recomputed \
+             in backward)"
+        ),
     }
 }
 

@@ -181,7 +181,7 @@ fn op_event(op: &OpPlan, start: u64, end: u64, clock: &Clock) -> Value {
         "ts": ts, "dur": dur,
         "args": {
             "tile": tile, "cycles": op.cost.cycles, "recompute": op.recompute,
-            "token_chunks": op.token_chunks, "compute_cycles": op.cost.compute_cycles,
+            "token_chunks": op.token_chunks, "vocab_chunks": op.vocab_chunks, "compute_cycles": op.cost.compute_cycles,
             "overhead_cycles": op.cost.overhead_cycles, "reduction_cycles": op.cost.reduction_cycles,
             "imbalance_cycles": op.cost.imbalance_cycles, "sparse": op.sparse,
             "weight_format": op.weight_format,

@@ -208,6 +208,12 @@ pub fn busy_bands(step: &StepResult, fabric: &FabricSpec) -> Vec<PeBand> {
 /// Cuts `0..len` where a tile ends; a band names the tiles reaching it, or those that do not
 /// when they are fewer.
 fn tile_bands(axis: BandAxis, len: u64, extents: &[(&str, u64)]) -> Vec<PeBand> {
+    // Every layer's op of a name has the same tile: one of each (name, extent) says the same
+    // (and keeps the naming below from going over every op of the step for every op).
+    let mut distinct = extents.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let extents = distinct.as_slice();
     let mut cuts: Vec<u64> = extents.iter().map(|e| e.1).chain([0, len]).collect();
     cuts.sort_unstable();
     cuts.dedup();

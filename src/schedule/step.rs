@@ -139,6 +139,8 @@ pub struct OpRow {
     pub gemm_tile: Option<crate::cost::GemmTile>,
     /// Token chunks the op runs in, one after another (1: the microbatch's tokens at once).
     pub token_chunks: u64,
+    /// Vocabulary chunks an op of the LM head or loss runs in (1: the whole vocabulary).
+    pub vocab_chunks: u64,
     pub cycles: u64,
     pub breakdown: Breakdown,
     pub io_in_bytes: u64,
@@ -163,6 +165,7 @@ impl OpRow {
                 .map_or(String::new(), |t| format!("{}x{}x{}", t.rows, t.c_k, t.c_n)),
             gemm_tile: op.tile,
             token_chunks: op.token_chunks,
+            vocab_chunks: op.vocab_chunks,
             cycles: 0,
             breakdown: Breakdown::default(),
             io_in_bytes: 0,
@@ -238,7 +241,10 @@ pub fn run_step(
     let mut sparsifiable_cycles = 0u64;
     let mut flops_recompute = 0u128;
     for group in &plan.groups {
-        for (i, (op, span)) in group.ops.iter().zip(&group.spans).enumerate() {
+        // Rows by op name, in the order the ops run: groups share their ops but for the head's
+        // (a group cut by vocabulary recomputes its logits), which get rows of their own there.
+        let mut next = 0;
+        for (op, span) in group.ops.iter().zip(&group.spans) {
             breakdown.add_op(op, span.io_wait, group.repeat);
             busy_mean += (group.repeat * op.cost.busy_cycles_mean) as u128;
             busy_max += (group.repeat * op.cost.busy_cycles_max) as u128;
@@ -249,10 +255,15 @@ pub fn run_step(
                 sparsifiable_flops += group.repeat as u128 * op.flops_dense;
                 sparsifiable_cycles += group.repeat * (op.cost.cycles + span.io_wait);
             }
-            if rows.len() <= i {
-                rows.push(OpRow::of(op));
-            }
+            let i = match rows[next..].iter().position(|row| row.name == op.name) {
+                Some(at) => next + at,
+                None => {
+                    rows.insert(next, OpRow::of(op));
+                    next
+                }
+            };
             rows[i].add(op, span.io_wait, group.repeat);
+            next = i + 1;
         }
     }
     for op in &plan.optimizer {

@@ -327,6 +327,13 @@ pub struct CaseResult {
     pub microbatch_sequences_chosen: Option<u64>,
     /// Chosen ÷ vendor micro-batch.
     pub microbatch_factor: Option<f64>,
+    /// The step's cycles with the vendor's micro-batch forced (activations still searched).
+    pub step_cycles_at_vendor_microbatch: Option<u64>,
+    /// That step's time over the chosen step's, minus 1: how much the search's choice gains
+    /// on the vendor's (0 when they are the same size).
+    pub vendor_microbatch_slowdown: Option<f64>,
+    /// Why the vendor's micro-batch does not map, if it does not.
+    pub vendor_microbatch_unmapped_reason: Option<String>,
     pub step_cycles: Option<u64>,
     pub step_seconds: Option<f64>,
     /// The wafer's FLOPs per sequence (forward, dgrad, wgrad; the optimizer runs off-wafer).
@@ -362,6 +369,20 @@ pub fn simulate_case(case: &Case, stand_in: &StandIn, fabric: &FabricSpec) -> Ca
             result.step_seconds = Some(seconds);
             result.breakdown = Some(step.breakdown);
             compare(&mut result, &step, fabric.peak_fp16_flops_per_second());
+            if let Some(vendor) = case.microbatch_sequences {
+                let forced = MapOptions {
+                    microbatch_sequences: Some(vendor),
+                    ..MapOptions::default()
+                };
+                match run_step_on_systems(&model, fabric, config, forced, systems) {
+                    Ok(at_vendor) => {
+                        result.step_cycles_at_vendor_microbatch = Some(at_vendor.cycles);
+                        result.vendor_microbatch_slowdown =
+                            Some(at_vendor.cycles as f64 / step.cycles.max(1) as f64 - 1.0);
+                    }
+                    Err(e) => result.vendor_microbatch_unmapped_reason = Some(e.to_string()),
+                }
+            }
         }
         Err(e) => result.unmapped_reason = Some(e.to_string()),
     }
@@ -390,6 +411,9 @@ fn unsimulated(case: &Case, per_system: u64) -> CaseResult {
         microbatch_sequences_vendor: case.microbatch_sequences,
         microbatch_sequences_chosen: None,
         microbatch_factor: None,
+        step_cycles_at_vendor_microbatch: None,
+        vendor_microbatch_slowdown: None,
+        vendor_microbatch_unmapped_reason: None,
         step_cycles: None,
         step_seconds: None,
         flops_per_sample: None,
@@ -434,6 +458,10 @@ pub struct HardwareSummary {
     pub microbatch_factor_bound: f64,
     /// The largest of chosen ÷ vendor and vendor ÷ chosen over the cases.
     pub microbatch_factor_max: Option<f64>,
+    /// The largest slowdown of a step at the vendor's micro-batch against the chosen one's.
+    pub vendor_microbatch_slowdown_max: Option<f64>,
+    /// Cases whose vendor micro-batch does not map.
+    pub vendor_microbatch_unmapped_cases: usize,
     /// Cases whose stand-in does not map (they count as outside the bounds).
     pub unmapped_cases: usize,
 }
@@ -510,6 +538,14 @@ fn summarize(cases: &[CaseResult]) -> HardwareSummary {
             .count(),
         microbatch_factor_bound: MICROBATCH_FACTOR_BOUND,
         microbatch_factor_max: factors.iter().copied().reduce(f64::max),
+        vendor_microbatch_slowdown_max: microbatch
+            .iter()
+            .filter_map(|c| c.vendor_microbatch_slowdown)
+            .reduce(f64::max),
+        vendor_microbatch_unmapped_cases: microbatch
+            .iter()
+            .filter(|c| c.vendor_microbatch_unmapped_reason.is_some())
+            .count(),
         unmapped_cases: cases.iter().filter(|c| c.unmapped_reason.is_some()).count(),
     }
 }
@@ -530,6 +566,7 @@ impl HardwareValidation {
             "micro-batch vendor",
             "chosen",
             "factor",
+            "at vendor's",
         ])
         .left_aligned(3);
         let number = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
@@ -551,6 +588,13 @@ impl HardwareValidation {
                 count(c.microbatch_sequences_vendor),
                 count(c.microbatch_sequences_chosen),
                 number(c.microbatch_factor, &|v| format!("{v:.2}x")),
+                match (
+                    &c.vendor_microbatch_unmapped_reason,
+                    c.vendor_microbatch_slowdown,
+                ) {
+                    (Some(_), _) => "no fit".to_string(),
+                    (None, v) => number(v, &|v| format!("{:+.1}%", 100.0 * v)),
+                },
             ]);
         }
         format!(
@@ -604,6 +648,12 @@ impl HardwareValidation {
             if let Some(reason) = &c.unmapped_reason {
                 out += &format!("  {}: does not map: {reason}\n", c.name);
             }
+            if let Some(reason) = &c.vendor_microbatch_unmapped_reason {
+                out += &format!(
+                    "  {}: the vendor's micro-batch does not map: {reason}\n",
+                    c.name
+                );
+            }
         }
         if !out.is_empty() {
             out.push('\n');
@@ -616,9 +666,11 @@ impl HardwareValidation {
         let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
         format!(
             "throughput: {} cases, max |error| {}, mean |error| {}; {} within ±{:.0}%\n\
-             micro-batch: {} cases, widest factor {}; {} within {:.0}x\n\
+             micro-batch: {} cases, widest factor {}; {} within {:.0}x; the vendor's micro-batch \
+             at most {} slower than the chosen one{}\n\
              (samples/s = global batch ÷ simulated step time of a dense pre-training step; \
-             measured = the log's GlobalRate)\n",
+             measured = the log's GlobalRate; at vendor's = that step with the vendor's \
+             micro-batch forced, against the chosen)\n",
             s.throughput_cases,
             percent(s.max_abs_error),
             percent(s.mean_abs_error),
@@ -629,6 +681,11 @@ impl HardwareValidation {
                 .map_or("-".to_string(), |f| format!("{f:.2}x")),
             s.microbatch_cases_within_bound,
             s.microbatch_factor_bound,
+            percent(s.vendor_microbatch_slowdown_max),
+            match s.vendor_microbatch_unmapped_cases {
+                0 => String::new(),
+                n => format!(" ({n} do not map)"),
+            },
         )
     }
 }
