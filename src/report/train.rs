@@ -245,6 +245,13 @@ impl TrainReport {
             );
             if run.total.simulated_speedup > run.total.theoretical_speedup {
                 out += &self.beyond_flops_text(run);
+            } else if !run.faster_than_flops.is_empty() {
+                // A negative share above: say which category shrank faster than the FLOPs.
+                let _ = writeln!(
+                    out,
+                    "    below zero: shrank faster than the FLOPs: {}",
+                    shrank_faster_text(&run.faster_than_flops)
+                );
             }
         }
         out
@@ -266,8 +273,21 @@ impl TrainReport {
     /// time than of its FLOPs, and each category that shrank faster than the FLOPs, with what that
     /// shrinking is on the wafer.
     fn beyond_flops_text(&self, run: &TrainRun) -> String {
-        let parts: Vec<String> = run
-        .faster_than_flops
+        let parts = shrank_faster_text(&run.faster_than_flops);
+        format!(
+        "    {:.2}x simulated beats {:.2}x by FLOPs: the ops on the masked weights take {:.0}% of a dense pre-training step's time but {:.0}% of its FLOPs, so removing their work removes more time than FLOPs. Shrank faster than the FLOPs: {}\n",
+        run.total.simulated_speedup,
+        run.total.theoretical_speedup,
+        100.0 * self.masked_cycles_share,
+        100.0 * self.masked_flops_share,
+        parts
+    )
+    }
+}
+
+/// Each category that shrank faster than the FLOPs, with what that shrinking is on the wafer.
+fn shrank_faster_text(faster: &[FasterThanFlops]) -> String {
+    let parts: Vec<String> = faster
         .iter()
         .map(|f| {
             format!(
@@ -275,7 +295,7 @@ impl TrainReport {
                 f.label,
                 f.category_speedup,
                 match f.category {
-                    "io" => "a smaller weight stream waits less at the wafer's edge, and the dense run streams every weight again for each microbatch",
+                    "io" => "a smaller weight stream waits less at the wafer's edge, and the dense run may stream more: every weight again for each microbatch, its checkpoints out and back when it offloads them",
                     "overhead" => "fewer task activations, fill and drain: the dense run's ops on the masked weights pay a task per packed wavelet",
                     "reduction" => "fewer partial sums and operand copies left unhidden",
                     "imbalance" => "less spread between PE columns",
@@ -284,15 +304,7 @@ impl TrainReport {
             )
         })
         .collect();
-        format!(
-        "    {:.2}x simulated beats {:.2}x by FLOPs: the ops on the masked weights take {:.0}% of a dense pre-training step's time but {:.0}% of its FLOPs, so removing their work removes more time than FLOPs. Shrank faster than the FLOPs: {}\n",
-        run.total.simulated_speedup,
-        run.total.theoretical_speedup,
-        100.0 * self.masked_cycles_share,
-        100.0 * self.masked_flops_share,
-        parts.join("; ")
-    )
-    }
+    parts.join("; ")
 }
 
 /// A line of phases.csv.
