@@ -250,8 +250,9 @@ pub struct StepArgs {
     #[arg(long)]
     pub microbatch: Option<u64>,
     /// Where the activations backward reads are kept: keep (all in SRAM), attention (scores
-    /// and softmax recomputed), checkpoint (each layer's input kept, its forward recomputed) or
-    /// offload (checkpoints on the activation servers); default: the mapper searches.
+    /// and softmax recomputed), checkpoint (each layer's two sub-block inputs kept, each
+    /// sub-block's forward recomputed) or offload (checkpoints on the activation servers);
+    /// default: the mapper searches.
     #[arg(long, value_name = "keep|attention|checkpoint|offload", value_parser = parse_activations)]
     pub activations: Option<crate::map::Activations>,
     /// Systems (CS-2 on wse2, CS-3 on wse3) trained data-parallel through SwarmX: each runs

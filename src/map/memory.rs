@@ -2,10 +2,10 @@
 //!
 //! Backward reads activations forward produced. Where they live is the mapper's choice
 //! ([`Activations`]): all in SRAM, all but attention's scores (recomputed), only each layer's
-//! input (the layer's forward recomputed at the start of its backward), or those inputs too off
-//! the wafer on the activation servers. Korthikanti et al. 2022 ("Reducing Activation
-//! Recomputation in Large Transformer Models") count `34·d + 5·a·S` bytes per token per layer
-//! kept without recomputation; the counts here are the step graph's own tensors.
+//! two sub-block inputs (each sub-block's forward recomputed at the start of its backward), or
+//! those inputs too off the wafer on the activation servers. Korthikanti et al. 2022 ("Reducing
+//! Activation Recomputation in Large Transformer Models") count `34·d + 5·a·S` bytes per token
+//! per layer kept without recomputation; the counts here are the step graph's own tensors.
 
 use serde::Serialize;
 
@@ -127,14 +127,15 @@ pub fn saved_bytes_per_token(arch: &Architecture, seq_len: u64, activations: Act
 /// its input and its attention block's output (the FFN block's input), d elements a token each.
 pub const CHECKPOINTS_PER_LAYER: u64 = 2;
 
-/// Activation elements per token the larger of a layer's two sub-blocks keeps while its
-/// backward runs, after its forward was rerun from a checkpoint: the attention block's LN1
-/// input and output, Q, K, V and the A·V output (6·d; its probabilities are recomputed, not
-/// kept), or the FFN block's LN2 input and output and the first FFN output (2·d + d_ff; GeLU's
-/// output is recomputed for its reader).
+/// Activation elements per token the larger of a layer's two sub-blocks keeps beside its
+/// checkpoints while its backward runs, after its forward was rerun from a checkpoint: the
+/// attention block's LN1 output, Q, K, V and the A·V output (5·d; its input, LN1's, is the
+/// layer's checkpoint; its probabilities are recomputed, not kept), or the FFN block's LN2
+/// output and the first FFN output (d + d_ff; LN2's input is the other checkpoint; GeLU's output
+/// is recomputed for its reader).
 pub fn buffer_elements_per_token(arch: &Architecture) -> u64 {
     let d = arch.d_model;
-    (6 * d).max(2 * d + arch.d_ff)
+    (5 * d).max(d + arch.d_ff)
 }
 
 /// Bytes per token of one layer's checkpoints (its input and its attention block's output).
@@ -170,17 +171,17 @@ mod tests {
     fn checkpoints_keep_two_inputs_a_layer_and_one_sub_block() {
         let xl = load_model("mediswift-xl").unwrap();
         let a = &xl.architecture;
-        // The FFN block (2·d + 4·d) is the larger: 6·d either way at d_ff = 4·d.
-        assert_eq!(buffer_elements_per_token(a), 6 * 2048);
-        // 24 layers of two d-inputs, one sub-block of 6·d, the head's 2·d: 56·d elements.
+        // The FFN block (d + 4·d) and the attention block (5·d) keep as much at d_ff = 4·d.
+        assert_eq!(buffer_elements_per_token(a), 5 * 2048);
+        // 24 layers of two d-inputs, one sub-block of 5·d, the head's 2·d: 55·d elements.
         assert_eq!(
             saved_bytes_per_token(a, 2048, Activations::Checkpoint),
-            56 * 2048 * 2
+            55 * 2048 * 2
         );
         // Offload keeps two layers' checkpoints instead of 24.
         assert_eq!(
             saved_bytes_per_token(a, 2048, Activations::Offload),
-            12 * 2048 * 2
+            11 * 2048 * 2
         );
         assert_eq!(checkpoint_bytes_per_token(a), 8192);
     }
@@ -189,8 +190,8 @@ mod tests {
     fn a_wide_ffn_makes_its_block_the_buffer() {
         let mut xl = load_model("mediswift-xl").unwrap();
         xl.architecture.d_ff = 8 * 2048;
-        assert_eq!(buffer_elements_per_token(&xl.architecture), 10 * 2048);
+        assert_eq!(buffer_elements_per_token(&xl.architecture), 9 * 2048);
         xl.architecture.d_ff = 2048;
-        assert_eq!(buffer_elements_per_token(&xl.architecture), 6 * 2048);
+        assert_eq!(buffer_elements_per_token(&xl.architecture), 5 * 2048);
     }
 }

@@ -686,7 +686,8 @@ fn place_chunks(
 /// of the head's weight in, and its slice of the weight gradient out, once; the loss keeps a
 /// running maximum and sum of exponentials per token over the chunks (the online softmax of
 /// Milakov and Gimelshein 2018, arXiv:1805.02867), two fp32 accumulators per token held on every
-/// PE of the token's row, so no token's logits are held whole. Backward recomputes each chunk's
+/// PE of the token's row by every op of the head (and by the input gradient its fp32
+/// accumulators), so no token's logits are held whole. Backward recomputes each chunk's
 /// logits to form its gradient (as Cut Cross-Entropy does, Wijmans et al. 2024,
 /// arXiv:2411.09009): the mapper adds that as a recomputed `lm_head.fwd`. The op keeps its own
 /// FLOPs; its cycles are the chunks'.
@@ -697,19 +698,25 @@ pub(super) fn op_plan_vocab_chunked(
     working_bytes: u64,
     (tokens, vocab, chunks): (u64, u64, u64),
 ) -> Result<OpPlan, Refusal> {
-    let running = match op.kind {
-        OpKind::Loss => {
-            tokens.div_ceil(fabric.geometry.region_height_pes) * 2 * fabric.pe.accumulator_bytes
+    // Held over the chunks by every op of the head: the running maximum and sum per token (the
+    // log-sum-exp in backward), on every PE of the token's row; by the input gradient also its
+    // fp32 accumulators, which every chunk adds to (tokens × d over the PEs).
+    let acc = fabric.pe.accumulator_bytes;
+    let running = tokens.div_ceil(fabric.geometry.region_height_pes) * 2 * acc;
+    let accumulators = match (op.kind, op.pass) {
+        (OpKind::LmHead, Pass::Dgrad) => {
+            (tokens * model.architecture.d_model).div_ceil(fabric.region_pes()) * acc
         }
         _ => 0,
     };
+    let held = running + accumulators;
     let chunk = vocab_chunk_op(op, vocab, vocab.div_ceil(chunks.max(1)));
     place_chunks(
         fabric,
         model,
         (op, &chunk),
         working_bytes,
-        (Cut::Vocabulary, chunks, running),
+        (Cut::Vocabulary, chunks, held),
     )
 }
 

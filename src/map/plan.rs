@@ -183,9 +183,9 @@ impl Plan {
         Ok(())
     }
 
-    /// What the activation strategy promised of an op: only a forward op of a layer is
-    /// recomputed, and only by a strategy that recomputes; only `offload` streams activations;
-    /// an op runs in at least one chunk.
+    /// What the activation strategy promised of an op: only a forward op is recomputed, of a
+    /// layer by a strategy that recomputes, or the LM head's of a group cut by vocabulary; only
+    /// `offload` streams activations; an op runs in at least one chunk of each kind.
     fn verify_activations(&self, group: &MicrobatchGroup, op: &OpPlan) -> Result<()> {
         let head_rerun = op.kind == OpKind::LmHead
             && op.pass == Pass::Forward
@@ -202,6 +202,8 @@ impl Plan {
             Some("streams activations, which only `offload` does")
         } else if op.token_chunks == 0 {
             Some("runs in no token chunk")
+        } else if op.vocab_chunks == 0 {
+            Some("runs in no vocabulary chunk")
         } else {
             None
         };

@@ -1,12 +1,10 @@
 //! The mapper's search: activation strategy × microbatch × tiles, fastest plan that fits.
 //!
-//! Per strategy the microbatch sizes are tried largest first (each a distinct microbatch count);
-//! every size from the largest that fits down to half of it is timed: a larger microbatch
-//! streams the weights fewer times, a smaller one may split the batch more evenly or need fewer
-//! token chunks, and below half the weights stream at least twice as often. The bound is in
-//! sequences, not in a count of candidates, so a batch and half of it are searched over the
-//! same sizes (a data-parallel system's half batch never finds a plan the whole batch could not).
-//! Strategies in [`Activations::ALL`] order, ties keep the first.
+//! Every strategy is timed at every size of [`microbatch_candidates`] (1 to 8 microbatches, then
+//! about a quarter more each time): a larger microbatch streams the weights fewer times, a
+//! smaller one may split the batch more evenly, need fewer token chunks or leave the ops more
+//! SRAM. The list depends on the batch alone, so a fabric that fits more searches a superset of
+//! the plans. Strategies in [`Activations::ALL`] order, sizes largest first; ties keep the first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -68,10 +66,10 @@ pub fn map_step(
     // Every (strategy, size) pair is mapped in parallel; each result keeps its place in the
     // order strategy by strategy, size by size, and ties and refusals are settled by that
     // place, so the choice, its alternatives and any refusal are the same whatever the thread
-    // count. Every size, not a window below the largest that fits: a fabric that fits more
-    // then searches a superset of the plans and is never slower (a window moved with the fit,
-    // past the fastest size, on a step that is flat in the microbatch). Graphs by microbatch
-    // sequences: every strategy maps the same.
+    // count. The same candidates whatever fits, not a window below the largest size that fits:
+    // a fabric that fits more then searches a superset of the plans and is never slower (a
+    // window moved with the fit, past the fastest size, on a step that is flat in the
+    // microbatch). Graphs by microbatch sequences: every strategy maps the same.
     let graphs = GraphCache::default();
     let pairs: Vec<(Activations, u64)> = strategies
         .iter()
@@ -596,8 +594,9 @@ fn renamed(cached: &OpPlan, op: &Op) -> OpPlan {
 
 /// Appends `layer`'s forward ops that `pick` selects, run again in backward, as ops named
 /// `layerN.NAME.SUFFIX` (`recompute`, or `recompute2` for the scores, softmax and GeLU of a
-/// sub-block rerun from its checkpoint, run once more for the gradient that reads them): the forward ops as placed (they ran before with the same tiles,
-/// weights streamed in again), flagged so their cycles are the step's `recompute` category.
+/// sub-block rerun from its checkpoint, run once more for the gradient that reads them): the
+/// forward ops as placed (they ran before with the same tiles, weights streamed in again),
+/// flagged so their cycles are the step's `recompute` category.
 fn recompute_layer(
     forward: &[Vec<&Op>],
     (layer, suffix): (u64, &str),
@@ -737,7 +736,8 @@ fn head_ops(step: &StepGraph) -> impl Iterator<Item = &Op> {
         .filter(|op| matches!(op.kind, OpKind::LmHead | OpKind::Loss) && op.pass.on_wafer())
 }
 
-/// Streams each layer's checkpoint (its input, `tokens` × d activations) out during the layer's
+/// Streams each layer's checkpoints (its input and its attention block's output, `tokens` × 2·d
+/// activations) out during the layer's
 /// forward and back in during the next layer's backward (recomputation included), spread over
 /// those ops in proportion to their FLOPs: the stream paces with the work, and only what the
 /// link cannot carry in the layer's time is exposed. The last layer's input stays on the wafer.

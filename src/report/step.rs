@@ -41,7 +41,7 @@ pub struct StepReport {
     /// Where the activations backward reads were kept (`keep`, `attention`, `checkpoint`,
     /// `offload`), chosen with the microbatch unless `--activations` forced it.
     pub activations: Activations,
-    /// Token chunks the LM head and loss ran in (1: all of a microbatch's tokens at once).
+    /// Chunks the LM head and loss of the full microbatches ran in (1: all at once).
     pub head_chunks: u64,
     /// What the head's chunks cut: `tokens` (the weight streams again per chunk) or
     /// `vocabulary` (a running log-sum-exp per token; logits recomputed in backward).

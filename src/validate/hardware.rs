@@ -666,8 +666,8 @@ impl HardwareValidation {
         let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
         format!(
             "throughput: {} cases, max |error| {}, mean |error| {}; {} within ±{:.0}%\n\
-             micro-batch: {} cases, widest factor {}; {} within {:.0}x; the vendor's micro-batch \
-             at most {} slower than the chosen one{}\n\
+             micro-batch: {} cases, widest factor {}; {} within {:.0}x; the step at the vendor's \
+             micro-batch at most {} against the chosen one{}\n\
              (samples/s = global batch ÷ simulated step time of a dense pre-training step; \
              measured = the log's GlobalRate; at vendor's = that step with the vendor's \
              micro-batch forced, against the chosen)\n",
@@ -681,7 +681,8 @@ impl HardwareValidation {
                 .map_or("-".to_string(), |f| format!("{f:.2}x")),
             s.microbatch_cases_within_bound,
             s.microbatch_factor_bound,
-            percent(s.vendor_microbatch_slowdown_max),
+            s.vendor_microbatch_slowdown_max
+                .map_or("-".to_string(), |v| format!("{:+.1}%", 100.0 * v)),
             match s.vendor_microbatch_unmapped_cases {
                 0 => String::new(),
                 n => format!(" ({n} do not map)"),

@@ -125,7 +125,7 @@ fn the_plan_is_the_same_whatever_the_thread_count() {
 fn a_plan_that_cannot_fit_names_the_pe_the_tensors_and_the_bytes_over() {
     // A wafer of 4 x 4 PEs cannot hold the activations of even one XL sequence, even offloading
     // every checkpoint (the last strategy tried, the one keeping least). (Neither can mini's
-    // 16 x 16, so the figures say which wafer was asked: 16 times mini's 393,216 B of
+    // 16 x 16, so the figures say which wafer was asked: 16 times mini's 360,448 B of
     // activations per PE.)
     let mut text = include_str!("../../fabric/mini.toml").to_string();
     for key in ["region_width_pes", "region_height_pes"] {
@@ -140,9 +140,9 @@ fn a_plan_that_cannot_fit_names_the_pe_the_tensors_and_the_bytes_over() {
     assert!(
         err.contains(
             "mediswift-xl on mini, pretrain step, microbatch 1, activations offload: PE (0, 0) \
-             needs 6297600 B for 6144 B code + 6291456 B of activations saved for backward of \
+             needs 5773312 B for 6144 B code + 5767168 B of activations saved for backward of \
              24 layers (each layer's sub-block inputs offloaded to the activation servers, each \
-             sub-block's forward recomputed in backward), 6248448 B over its 49152 B"
+             sub-block's forward recomputed in backward), 5724160 B over its 49152 B"
         ),
         "{err}"
     );
