@@ -616,31 +616,35 @@ fn recompute_layer(
     }
 }
 
-/// The fewest token chunks the LM head and loss run in so that every one of their ops fits
-/// `working` bytes per PE: the logits (tokens × vocabulary) would otherwise cap the whole step's
-/// microbatch. Chunks of tokens, because each token's logits, loss and gradient are its own;
-/// the head's weight, which cannot stay on the wafer (a streamed GEMM replicates it down every
-/// PE row), streams again per chunk.
+/// The fewest chunks of `chunking`'s kind the LM head and loss run in so that every one of
+/// their ops fits `working` bytes per PE: the logits (tokens × vocabulary) would otherwise cap
+/// the whole step's microbatch. Cut by tokens (each token's logits, loss and gradient are its
+/// own; the head's weight, which cannot stay on the wafer, streams again per chunk) or by
+/// vocabulary ([`op_plan_vocab_chunked`]). A refusal names the op that does not fit in chunks of
+/// one token or one vocabulary entry, or by another limit.
 fn fewest_head_chunks(
     model: &ModelSpec,
     fabric: &FabricSpec,
     step: &StepGraph,
     working: u64,
+    chunking: HeadChunking,
 ) -> Result<u64, (String, Refusal)> {
-    let tokens = step.tokens().max(1);
+    let most = match chunking {
+        HeadChunking::Tokens => step.tokens().max(1),
+        HeadChunking::Vocabulary => model.architecture.vocab_size.max(1),
+    };
     let head: Vec<&Op> = head_ops(step).collect();
     let place = |chunks| {
         head.iter().try_for_each(|op| {
-            op_plan_chunked(fabric, model, op, working, (tokens, chunks)).map(|_| ())
+            head_plan(fabric, model, op, working, step, (chunking, chunks)).map(|_| ())
         })
     };
-    match fewest_chunks(tokens, place) {
+    match fewest_chunks(most, place) {
         Ok((chunks, ())) => Ok(chunks),
-        // Name the op that does not fit, in single tokens or by another limit.
         Err(_) => Err(head
             .iter()
             .find_map(|op| {
-                op_plan_chunked(fabric, model, op, working, (tokens, tokens))
+                head_plan(fabric, model, op, working, step, (chunking, most))
                     .err()
                     .map(|why| (op.name.clone(), why))
             })
@@ -681,26 +685,12 @@ fn choose_head(
     step: &StepGraph,
     working: u64,
 ) -> Result<(HeadChunking, u64), (String, Refusal)> {
-    let by_tokens = fewest_head_chunks(model, fabric, step, working);
+    let by_tokens = fewest_head_chunks(model, fabric, step, working, HeadChunking::Tokens);
     if matches!(by_tokens, Ok(1)) {
         return Ok((HeadChunking::Tokens, 1));
     }
+    let by_vocabulary = fewest_head_chunks(model, fabric, step, working, HeadChunking::Vocabulary);
     let head: Vec<&Op> = head_ops(step).collect();
-    let vocab = model.architecture.vocab_size;
-    let by_vocabulary = fewest_chunks(vocab, |chunks| {
-        head.iter().try_for_each(|op| {
-            head_plan(
-                fabric,
-                model,
-                op,
-                working,
-                step,
-                (HeadChunking::Vocabulary, chunks),
-            )
-            .map(|_| ())
-        })
-    })
-    .map(|(chunks, ())| chunks);
     let cycles = |choice: (HeadChunking, u64)| -> u128 {
         let plans: Vec<OpPlan> = head
             .iter()
