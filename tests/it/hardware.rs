@@ -26,7 +26,7 @@ fn case<'a>(file: &'a CasesFile, name: &str) -> &'a Case {
 #[test]
 fn shipped_cases_parse_and_every_field_is_in_range() {
     let file = shipped();
-    assert!(file.case.len() >= 13, "{} cases", file.case.len());
+    assert!(file.case.len() >= 19, "{} cases", file.case.len());
     for c in &file.case {
         let name = &c.name;
         // A source pins its version: repository@40-hex commit, then the path.
@@ -36,9 +36,12 @@ fn shipped_cases_parse_and_every_field_is_in_range() {
             "{name}: source {:?} names no commit",
             c.source
         );
+        // A release as the vendor numbers it, or "unstated" where the source names none (the
+        // HPEC 2024 paper).
         let parts: Vec<&str> = c.release.split('.').collect();
         assert!(
-            parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+            c.release == "unstated"
+                || (parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok())),
             "{name}: release {:?}",
             c.release
         );
@@ -55,18 +58,30 @@ fn shipped_cases_parse_and_every_field_is_in_range() {
             );
         }
         match c.samples_per_second {
-            // The figure is the log line's GlobalRate, to the digit.
+            // The figure is the log line's GlobalRate, to the digit, or (a paper's table of
+            // hours per Pile epoch) 211,043,181 samples over the batch-128 hours it quotes.
             Some(rate) => {
                 let line = c.log_line.as_deref().unwrap_or_default();
-                assert!(
-                    line.contains(&format!("GlobalRate={rate:.2} samples/sec")),
-                    "{name}: {rate} is not in its log line {line:?}"
-                );
-                assert!(c
-                    .rate
-                    .as_deref()
-                    .unwrap_or_default()
-                    .starts_with("GlobalRate"));
+                let how = c.rate.as_deref().unwrap_or_default();
+                if how.starts_with("GlobalRate") {
+                    assert!(
+                        line.contains(&format!("GlobalRate={rate:.2} samples/sec")),
+                        "{name}: {rate} is not in its log line {line:?}"
+                    );
+                } else {
+                    assert!(how.starts_with("Table V hours"), "{name}: rate {how:?}");
+                    let hours: f64 = line
+                        .split("batch 128: ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
+                        .and_then(|h| h.parse().ok())
+                        .unwrap_or_else(|| panic!("{name}: no batch-128 hours in {line:?}"));
+                    let derived = 211_043_181.0 / (hours * 3600.0);
+                    assert!(
+                        format!("{derived:.2}") == format!("{rate:.2}"),
+                        "{name}: {rate} is not 211,043,181 / ({hours} h x 3600 s) = {derived:.2}"
+                    );
+                }
             }
             None => assert!(c.microbatch_sequences.is_some(), "{name} compares nothing"),
         }
@@ -110,6 +125,29 @@ fn shipped_cases_hold_the_issues_figures() {
             (28, 4096, 16, 16384)
         );
         assert!(!m.tied_embedding && m.vocab_size == 50257);
+    }
+    // arXiv:2409.00287v2, Table III shapes and Table V rates (batch 128).
+    for (name, layers, d_model, heads, rate) in [
+        ("gpt3-256m-cs2-b128-hpec24", 14, 1088, 17, 373.40),
+        ("gpt3-590m-cs2-b128-hpec24", 18, 1536, 12, 199.40),
+        ("gpt3-2.7b-cs2-b128-hpec24", 32, 2560, 32, 46.60),
+        ("gpt3-6.7b-cs2-b128-hpec24", 32, 4096, 32, 22.67),
+        ("gpt3-13b-cs2-b128-hpec24", 40, 5120, 40, 11.86),
+        ("gpt3-20b-cs2-b128-hpec24", 44, 6144, 64, 7.70),
+    ] {
+        let c = case(&file, name);
+        let m = &c.model;
+        assert_eq!(
+            (c.system, c.systems, c.batch_sequences, c.samples_per_second),
+            (System::Cs2, 1, 128, Some(rate)),
+            "{name}"
+        );
+        assert_eq!(
+            (m.layers, m.d_model, m.heads, m.d_ff, m.seq_len),
+            (layers, d_model, heads, 4 * d_model, 2048),
+            "{name}"
+        );
+        assert!(m.tied_embedding && m.vocab_size == 50257, "{name}");
     }
     for (name, batch, micro) in [
         ("gpt3-xl-cs2-modelzoo", 528, 88),
@@ -339,7 +377,7 @@ fn json_reports_every_case_and_the_summary() {
         .sum();
     assert_eq!(sum, cycles);
     let s = &v["summary"];
-    assert_eq!(s["throughput_cases"], 9);
+    assert_eq!(s["throughput_cases"], 15);
     assert_eq!(s["microbatch_cases"], 6);
     assert_eq!(v["cases_file"], "traces/hardware/measured.toml (built-in)");
 }
