@@ -27,6 +27,7 @@ fn report(name: &str, output: &RunOutput, seconds: f64) {
 fn reference_gemm(c: &mut Criterion) {
     let fabric = load_fabric("wse2").expect("built-in fabric");
     let cfg = GemmConfig {
+        pattern: wafersim::sparsity::Pattern::Random,
         t: 4096,
         k: 1024,
         n: 1024,

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::graph::{elementwise_profile, OpKind, Pass};
 use crate::report::ExactCount;
 use crate::report::{kernel_trace, si, thousands, Table};
-use crate::sparsity::nonzeros_expected;
+use crate::sparsity::Pattern;
 use crate::spec::{check_sparsity, load_fabric, FabricSpec};
 
 #[derive(Debug, ClapArgs)]
@@ -163,9 +163,16 @@ pub struct GemmArgs {
     /// Columns of W and Y.
     #[arg(long)]
     pub n: usize,
-    /// Weight sparsity in [0, 1); 0 streams dense (two values per wavelet).
-    #[arg(long, default_value_t = 0.0)]
-    pub sparsity: f64,
+    /// Weight sparsity in [0, 1); 0 streams dense (two values per wavelet). Default 0, or an
+    /// N:M mask's own 1 - N/M.
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// The mask's structure: random (every subset of the kept count alike), N:M (N kept in
+    /// every M consecutive inputs of an output column, e.g. 2:4; M divides --k), block:B (whole
+    /// B x B blocks kept; B divides --k and --n), rows (whole inputs, rows of W) or cols (whole
+    /// outputs, columns of W). Drawn from --seed; the cost model prices each one's spread.
+    #[arg(long, default_value = "random")]
+    pub mask: String,
     /// Region ROWSxCOLS of PEs.
     #[arg(long, default_value = "32x32")]
     pub region: String,
@@ -570,7 +577,8 @@ fn model_report(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Resu
             let nonzeros = if layout.dense {
                 elements
             } else {
-                nonzeros_expected(elements, cfg.sparsity)
+                cfg.pattern
+                    .nonzeros(cfg.k as u64, cfg.n as u64, cfg.sparsity)
             };
             let (problem, tile) = GemmProblem::of_layout(&layout, nonzeros);
             let pes = tile.rows * tile.columns();
@@ -648,7 +656,20 @@ fn model_report(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Resu
 }
 
 fn gemm_config(g: &GemmArgs, seed: u64) -> Result<GemmConfig> {
-    check_sparsity("--sparsity", g.sparsity)?;
+    let pattern: Pattern = g
+        .mask
+        .parse()
+        .map_err(|e| Error::Input(format!("--mask {e}")))?;
+    let sparsity = match (g.sparsity, pattern.implied_sparsity()) {
+        (None, implied) => implied.unwrap_or(0.0),
+        (Some(s), Some(implied)) if s != implied => {
+            return Err(Error::Input(format!(
+                "--sparsity {s} with --mask {pattern}: an N:M mask keeps N of every M, sparsity {implied}; give that or leave --sparsity out"
+            )));
+        }
+        (Some(s), _) => s,
+    };
+    check_sparsity("--sparsity", sparsity)?;
     let region = parse_grid("--region", &g.region)?;
     let split = g
         .split
@@ -664,7 +685,8 @@ fn gemm_config(g: &GemmArgs, seed: u64) -> Result<GemmConfig> {
         t: g.t,
         k: g.k,
         n: g.n,
-        sparsity: g.sparsity,
+        sparsity,
+        pattern,
         region,
         split,
         seed,
@@ -689,6 +711,7 @@ fn gemm_shape(
         ("k", cfg.k.into()),
         ("n", cfg.n.into()),
         ("sparsity", cfg.sparsity.into()),
+        ("mask", cfg.pattern.to_string().into()),
         ("form", serde_json::to_value(cfg.form).unwrap_or_default()),
         (
             "region",

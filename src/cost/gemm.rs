@@ -11,9 +11,10 @@
 
 use serde::Serialize;
 
-use super::{collective_cycles, expected_binomial_max, CollectiveAlgo, CollectiveKind, KernelCost};
+use super::{collective_cycles, CollectiveAlgo, CollectiveKind, KernelCost};
 pub use crate::engine::kernels::attention::AttentionLayout;
 use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayout};
+use crate::sparsity::Pattern;
 use crate::spec::FabricSpec;
 
 /// Which operand streams and what the output is.
@@ -45,9 +46,26 @@ pub struct GemmProblem {
     /// Bytes of one streamed value (the weight's, or attention's second operand's): how the
     /// stream packs ([`FabricSpec::packing`]).
     pub value_bytes: u64,
+    /// The weight's mask structure, which sets how unevenly its non-zeros fall on the PEs.
+    pub pattern: Pattern,
+    /// The `k × n` matrix is the weight's transpose (dgrad streams `Wᵀ`): the pattern's input
+    /// axis runs along `n`.
+    pub transposed: bool,
 }
 
 impl GemmProblem {
+    /// The expected non-zeros of the busiest PE's `k_c × n_g` slice of the streamed weight
+    /// ([`Pattern::slice_max`]).
+    fn slice_max(&self, k_c: u64, n_g: u64, tile: &GemmTile, density: f64) -> f64 {
+        self.pattern.slice_max(
+            self.transposed,
+            (self.k, self.n),
+            (k_c, n_g),
+            (tile.c_k, tile.c_n),
+            density,
+        )
+    }
+
     /// The problem and tile of a GEMM laid out for the engine's kernel, with `nonzeros` kept
     /// entries of its streamed weight: what `validate` and `kernel --fidelity model` evaluate.
     pub fn of_layout(layout: &GemmLayout, nonzeros: u64) -> (GemmProblem, GemmTile) {
@@ -64,6 +82,8 @@ impl GemmProblem {
             nonzeros,
             sparse: !layout.dense,
             value_bytes: layout.value_bytes,
+            pattern: layout.pattern,
+            transposed: layout.form == EngineForm::Dgrad,
         };
         let tile = GemmTile {
             rows: layout.rows as u64,
@@ -86,6 +106,8 @@ impl GemmProblem {
             nonzeros: layout.k as u64 * layout.n as u64,
             sparse: false,
             value_bytes,
+            pattern: Pattern::Random,
+            transposed: false,
         };
         let tile = GemmTile {
             rows: layout.tile_rows as u64,
@@ -163,7 +185,8 @@ impl GemmTile {
 
 /// Cycles of a GEMM on `tile`, split into categories; `region_pes` is what "ideal" is measured
 /// against (the fabric's whole user region for full-wafer steps, the tile for kernel runs).
-/// Load imbalance enters as the expected maximum of the random mask's per-PE non-zero counts.
+/// Load imbalance enters as the expected maximum of the mask's per-PE non-zero counts
+/// ([`Pattern::slice_max`]).
 pub fn gemm_cost(
     fabric: &FabricSpec,
     p: &GemmProblem,
@@ -311,7 +334,7 @@ fn row_work(
                 .map(|c| c.iter().sum::<u64>())
                 .max()
                 .unwrap_or(0) as f64,
-            None => expected_binomial_max(k_c * n_g, density, tile.columns()),
+            None => p.slice_max(k_c, n_g, tile, density),
         };
         return RowWork {
             mean: nnz_mean * per_nonzero + first_add,
@@ -357,7 +380,7 @@ fn row_work(
             // its expected maximum over the tile's columns; the chain adds one column's
             // reduction at the end.
             let mean = n_g as f64 * (column(k_c as f64 * density) + adds as f64);
-            let wavelets_max = expected_binomial_max(n_g * k_c, density, tile.columns());
+            let wavelets_max = p.slice_max(k_c, n_g, tile, density);
             let extra = if p.sparse {
                 (wavelets_max - (n_g * k_c) as f64 * density) * per_nonzero as f64
             } else {

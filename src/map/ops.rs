@@ -13,6 +13,7 @@ use crate::cost::{
 };
 use crate::engine::kernels::attention::tile_grid;
 use crate::graph::{elementwise_profile, Dims, Op, OpKind, Pass};
+use crate::sparsity::Pattern;
 use crate::spec::{FabricSpec, ModelSpec};
 
 /// One op, placed: which tile it runs on, what it costs, what it streams.
@@ -354,6 +355,8 @@ fn gemm_problems(op: &Op, sparse: bool, model: &ModelSpec) -> Option<Vec<GemmPro
                 sparse: false,
                 // Attention streams an activation, every other GEMM a weight.
                 value_bytes: model.architecture.activation_bytes,
+                pattern: Pattern::Random,
+                transposed: false,
             })
             .collect();
         return Some(problems);
@@ -378,6 +381,10 @@ fn gemm_problems(op: &Op, sparse: bool, model: &ModelSpec) -> Option<Vec<GemmPro
         nonzeros,
         sparse,
         value_bytes: model.architecture.weight_bytes,
+        // Every weight of a step is masked at random (the engine's `Mask::random`).
+        pattern: Pattern::Random,
+        // Dgrad streams the weight's transpose.
+        transposed: op.pass == Pass::Dgrad,
     }])
 }
 

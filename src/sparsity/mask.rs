@@ -1,6 +1,6 @@
 //! Unstructured random masks drawn from a seed, and the non-zero counts of their tiles.
 
-use super::nonzeros_expected;
+use super::{nonzeros_expected, Pattern};
 use crate::random::Stream;
 
 /// Which entries of a `rows × cols` weight are kept (non-zero), row-major, one bit each.
@@ -55,6 +55,80 @@ impl Mask {
         mask
     }
 
+    /// A `rows × cols` weight (inputs × outputs) masked by `pattern` at `sparsity` (N:M takes
+    /// its own), keeping exactly [`Pattern::nonzeros`] entries; `random` is [`Mask::random`].
+    /// Every choice is selection sampling on one `crate::random::Stream` from `seed`: N:M draws
+    /// output column by column, group by group; blocks in row-major block order; `rows` and
+    /// `cols` line by line. The caller checks the shape first ([`Pattern::check_shape`]).
+    pub fn from_pattern(
+        rows: usize,
+        cols: usize,
+        pattern: Pattern,
+        sparsity: f64,
+        seed: u64,
+    ) -> Self {
+        let mut stream = Stream::new(seed);
+        let mut mask = Self::empty(rows, cols);
+        match pattern {
+            Pattern::Random => return Self::random(rows, cols, sparsity, seed),
+            Pattern::NofM { n, m } => {
+                let (n, m) = (n as usize, m as usize);
+                for c in 0..cols {
+                    for group in 0..rows / m {
+                        for (j, keep) in choose(&mut stream, m, n).into_iter().enumerate() {
+                            if keep {
+                                mask.set(group * m + j, c);
+                            }
+                        }
+                    }
+                }
+            }
+            Pattern::Blocks { b } => {
+                let b = b as usize;
+                let (down, across) = (rows / b, cols / b);
+                let keep = nonzeros_expected((down * across) as u64, sparsity) as usize;
+                for (i, kept) in choose(&mut stream, down * across, keep)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if kept {
+                        let (r0, c0) = (i / across * b, i % across * b);
+                        for r in r0..r0 + b {
+                            for c in c0..c0 + b {
+                                mask.set(r, c);
+                            }
+                        }
+                    }
+                }
+            }
+            Pattern::Rows => {
+                let keep = nonzeros_expected(rows as u64, sparsity) as usize;
+                for (r, kept) in choose(&mut stream, rows, keep).into_iter().enumerate() {
+                    if kept {
+                        (0..cols).for_each(|c| mask.set(r, c));
+                    }
+                }
+            }
+            Pattern::Cols => {
+                let keep = nonzeros_expected(cols as u64, sparsity) as usize;
+                for (c, kept) in choose(&mut stream, cols, keep).into_iter().enumerate() {
+                    if kept {
+                        (0..rows).for_each(|r| mask.set(r, c));
+                    }
+                }
+            }
+        }
+        mask
+    }
+
+    fn set(&mut self, row: usize, col: usize) {
+        let i = row * self.cols + col;
+        if self.bits[i / 64] >> (i % 64) & 1 == 0 {
+            self.bits[i / 64] |= 1 << (i % 64);
+            self.nonzeros += 1;
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -94,6 +168,19 @@ impl Mask {
     }
 }
 
+/// Which `keep` of `items` to keep, every subset equally likely: selection sampling, one draw
+/// of `stream` per item until none is needed.
+fn choose(stream: &mut Stream, items: usize, keep: usize) -> Vec<bool> {
+    let mut needed = keep as u64;
+    (0..items as u64)
+        .map(|i| {
+            let kept = needed > 0 && stream.below(items as u64 - i) < needed;
+            needed -= u64::from(kept);
+            kept
+        })
+        .collect()
+}
+
 /// `n` split into `parts` contiguous slices as even as possible: slice `i` is
 /// `[i·n/parts, (i+1)·n/parts)`.
 pub fn split_range(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
@@ -129,5 +216,39 @@ mod tests {
         assert_eq!(nonzeros_per_tile(&m, 4, 3).iter().sum::<u64>(), 768);
         let t = m.transposed();
         assert!((0..64).all(|r| (0..48).all(|c| m.get(r, c) == t.get(c, r))));
+    }
+
+    #[test]
+    fn every_pattern_keeps_its_exact_count_in_its_structure() {
+        let (k, n, s) = (32, 24, 0.75);
+        for text in ["random", "2:4", "1:8", "block:4", "block:8", "rows", "cols"] {
+            let p: Pattern = text.parse().unwrap();
+            p.check_shape(k as u64, n as u64).unwrap();
+            let m = Mask::from_pattern(k, n, p, s, 3);
+            let counted: u64 = (0..n).map(|c| m.count_in_column(0..k, c)).sum();
+            assert_eq!(m.nonzeros(), p.nonzeros(k as u64, n as u64, s), "{text}");
+            assert_eq!(counted, m.nonzeros(), "{text}");
+            assert_eq!(m, Mask::from_pattern(k, n, p, s, 3), "{text}: replays");
+            assert_ne!(m, Mask::from_pattern(k, n, p, s, 4), "{text}: seeded");
+        }
+        let nm = Mask::from_pattern(k, n, Pattern::NofM { n: 2, m: 4 }, s, 1);
+        assert!((0..n).all(|c| (0..k / 4).all(|g| nm.count_in_column(4 * g..4 * g + 4, c) == 2)));
+        let rows = Mask::from_pattern(k, n, Pattern::Rows, s, 1);
+        assert!((0..k).all(|r| {
+            let kept = (0..n).filter(|&c| rows.get(r, c)).count();
+            kept == 0 || kept == n
+        }));
+        let cols = Mask::from_pattern(k, n, Pattern::Cols, s, 1);
+        assert!((0..n).all(|c| {
+            let kept = cols.count_in_column(0..k, c);
+            kept == 0 || kept == k as u64
+        }));
+        let blocks = Mask::from_pattern(k, n, Pattern::Blocks { b: 8 }, s, 1);
+        for (br, bc) in (0..k / 8).flat_map(|br| (0..n / 8).map(move |bc| (br, bc))) {
+            let kept: u64 = (bc * 8..bc * 8 + 8)
+                .map(|c| blocks.count_in_column(br * 8..br * 8 + 8, c))
+                .sum();
+            assert!(kept == 0 || kept == 64, "block ({br}, {bc}) keeps {kept}");
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! (`nonzeros_expected`); kernels draw exact masks from a seed (`mask`).
 
 mod mask;
+mod pattern;
 
 pub use mask::{nonzeros_per_tile, split_range, Mask};
+pub use pattern::{Pattern, PATTERN_FORMS, PATTERN_SIDE_MAX};
 
 /// Non-zeros of a weight of `elements` entries at `sparsity`: the nearest whole number to
 /// `(1 − s) · elements`, exactly what a static mask with that density keeps.

@@ -27,6 +27,7 @@ use crate::engine::kernels::gemm::{run_gemm, GemmConfig, GemmForm, GemmPlan};
 use crate::engine::RunOutput;
 use crate::error::{Error, Result};
 use crate::graph::{elementwise_profile, OpKind, Pass};
+use crate::sparsity::Pattern;
 use crate::spec::FabricSpec;
 
 /// Every shape within this relative error of the engine.
@@ -148,6 +149,8 @@ enum Shape {
         k: usize,
         n: usize,
         s: f64,
+        /// The mask's structure (`random` for most shapes).
+        pattern: Pattern,
         region: (u32, u32),
         split: Option<(u32, u32)>,
     },
@@ -182,6 +185,18 @@ fn shapes() -> Vec<Shape> {
         k,
         n,
         s,
+        pattern: Pattern::Random,
+        region,
+        split,
+    };
+    // A structured mask (`kernel gemm --mask`): N:M, blocks, whole rows or columns.
+    let masked = |form, t, k, n, s, pattern: &str, region, split| Shape::Gemm {
+        form,
+        t,
+        k,
+        n,
+        s,
+        pattern: pattern.parse().expect("a built-in pattern parses"),
         region,
         split,
     };
@@ -230,6 +245,21 @@ fn shapes() -> Vec<Shape> {
         gemm(Wgrad, 256, 256, 128, 0.75, (8, 8), None),
         gemm(Wgrad, 512, 256, 256, 0.9, (16, 16), None),
         gemm(Wgrad, 1024, 128, 128, 0.75, (32, 32), None),
+        // Structured masks: N:M with slices holding whole groups (exact counts) and cutting
+        // them (K 96 in K-groups of 6), blocks, whole rows and columns; every form.
+        masked(Forward, 256, 512, 128, 0.5, "2:4", (8, 8), None),
+        masked(Forward, 512, 96, 64, 0.5, "2:4", (8, 16), Some((16, 1))),
+        masked(Forward, 512, 256, 256, 0.75, "1:4", (16, 16), None),
+        masked(Dgrad, 256, 512, 128, 0.5, "2:4", (8, 8), None),
+        masked(Wgrad, 256, 256, 128, 0.5, "2:4", (8, 8), None),
+        masked(Forward, 256, 512, 128, 0.75, "block:8", (8, 8), None),
+        masked(Forward, 512, 256, 256, 0.5, "block:16", (16, 16), None),
+        masked(Dgrad, 512, 256, 256, 0.75, "block:8", (16, 16), None),
+        masked(Wgrad, 256, 256, 128, 0.75, "block:8", (8, 8), None),
+        masked(Forward, 256, 512, 128, 0.75, "rows", (8, 8), None),
+        masked(Dgrad, 1024, 1024, 256, 0.5, "rows", (32, 32), None),
+        masked(Forward, 256, 256, 256, 0.5, "cols", (16, 16), Some((8, 2))),
+        masked(Wgrad, 256, 256, 128, 0.75, "cols", (8, 8), None),
         // Collectives along a row.
         coll(Collective::Reduce, Algo::Chain, 16, 256),
         coll(Collective::Reduce, Algo::Chain, 64, 64),
@@ -373,6 +403,7 @@ fn gemm_check(fabric: &FabricSpec, shape: &Shape, seed: u64) -> Result<Check> {
         k,
         n,
         s,
+        pattern,
         region,
         split,
     } = *shape
@@ -384,6 +415,7 @@ fn gemm_check(fabric: &FabricSpec, shape: &Shape, seed: u64) -> Result<Check> {
         k,
         n,
         sparsity: s,
+        pattern,
         region,
         split,
         seed,
@@ -401,8 +433,13 @@ fn gemm_check(fabric: &FabricSpec, shape: &Shape, seed: u64) -> Result<Check> {
     let mut c = check(
         format!("gemm {form}"),
         format!(
-            "t {t} k {k} n {n} s {s} region {}x{} split {ck}x{cn}",
-            region.0, region.1
+            "t {t} k {k} n {n} s {s}{} region {}x{} split {ck}x{cn}",
+            match pattern {
+                Pattern::Random => String::new(),
+                p => format!(" mask {p}"),
+            },
+            region.0,
+            region.1
         ),
         &run.output,
         (

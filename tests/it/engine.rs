@@ -16,6 +16,7 @@ fn gemm(
     split: Option<(u32, u32)>,
 ) -> GemmConfig {
     GemmConfig {
+        pattern: wafersim::sparsity::Pattern::Random,
         t,
         k,
         n,
@@ -1361,6 +1362,7 @@ fn the_same_seed_gives_identical_counters() {
     let with_values = run_gemm(
         &fabric,
         &GemmConfig {
+            pattern: wafersim::sparsity::Pattern::Random,
             values: true,
             ..cfg.clone()
         },

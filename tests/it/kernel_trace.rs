@@ -306,6 +306,7 @@ fn the_buckets_of_a_watched_run_add_up_to_its_counters_and_the_run_is_unchanged(
     let fabric = wafersim::spec::load_fabric("wse2").unwrap();
     for form in [GemmForm::Forward, GemmForm::Dgrad, GemmForm::Wgrad] {
         let cfg = GemmConfig {
+            pattern: wafersim::sparsity::Pattern::Random,
             t: 256,
             k: 128,
             n: 128,

@@ -10,6 +10,7 @@ use wafersim::cost::{
 use wafersim::graph::StepConfig;
 use wafersim::map::MapOptions;
 use wafersim::schedule::run_step;
+use wafersim::sparsity::Pattern;
 use wafersim::spec::{load_fabric, load_model, Phase};
 
 fn problem(form: GemmForm) -> GemmProblem {
@@ -22,6 +23,8 @@ fn problem(form: GemmForm) -> GemmProblem {
         nonzeros: 768 * 3072,
         sparse: false,
         value_bytes: 2,
+        pattern: Pattern::Random,
+        transposed: false,
     }
 }
 

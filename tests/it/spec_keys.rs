@@ -41,6 +41,7 @@ fn only_sparse_steps_pay_the_index_decode() {
 fn the_engine_decodes_no_index_in_a_dense_wgrad() {
     let cycles = |fabric: &FabricSpec, sparsity: f64| {
         let cfg = GemmConfig {
+            pattern: wafersim::sparsity::Pattern::Random,
             t: 64,
             k: 32,
             n: 32,

@@ -70,7 +70,7 @@ use crate::engine::program::{EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Wo
 use crate::engine::{check_mesh, check_region, run_with, RunLimits, RunOutput, Watch};
 use crate::error::{Error, Result};
 use crate::random::Stream;
-use crate::sparsity::{split_range, Mask};
+use crate::sparsity::{split_range, Mask, Pattern};
 use crate::spec::{FabricSpec, Packing};
 
 const RED_A: u8 = 0;
@@ -109,6 +109,8 @@ pub struct GemmConfig {
     pub k: usize,
     pub n: usize,
     pub sparsity: f64,
+    /// The mask's structure (`random` unless `--mask` names another); N:M fixes the sparsity.
+    pub pattern: Pattern,
     /// Region rows × columns.
     pub region: (u32, u32),
     /// (C_k, C_n); `None` for the default rule.
@@ -139,6 +141,8 @@ pub struct GemmLayout {
     pub packing: Packing,
     pub sram_bytes_max: u64,
     pub form: GemmForm,
+    /// The streamed weight's mask structure.
+    pub pattern: Pattern,
 }
 
 /// A GEMM planned for the wavelet-level engine: its layout (reachable through `Deref`, so
@@ -188,7 +192,7 @@ impl GemmPlan {
         let forward_mask = if layout.dense {
             Mask::dense(cfg.k, cfg.n)
         } else {
-            Mask::random(cfg.k, cfg.n, cfg.sparsity, cfg.seed)
+            Mask::from_pattern(cfg.k, cfg.n, cfg.pattern, cfg.sparsity, cfg.seed)
         };
         let mask = match cfg.form {
             GemmForm::Dgrad => forward_mask.transposed(),
@@ -222,6 +226,19 @@ impl GemmLayout {
                  kernel may have; split the GEMM",
                 cfg.t, cfg.k, cfg.n
             )));
+        }
+        if let Some(implied) = cfg.pattern.implied_sparsity() {
+            if cfg.sparsity != implied {
+                return Err(Error::Input(format!(
+                    "--sparsity {} with --mask {}: the mask fixes sparsity {implied}",
+                    cfg.sparsity, cfg.pattern
+                )));
+            }
+        }
+        if cfg.sparsity > 0.0 {
+            cfg.pattern
+                .check_shape(cfg.k as u64, cfg.n as u64)
+                .map_err(|e| Error::Input(format!("--mask {e} (--k {}, --n {})", cfg.k, cfg.n)))?;
         }
         let (k_in, n_out) = match cfg.form {
             GemmForm::Dgrad => (cfg.n, cfg.k),
@@ -321,6 +338,7 @@ impl GemmLayout {
             packing: fabric.packing(fabric.pe.operand_bytes),
             sram_bytes_max: sram.total(),
             form: cfg.form,
+            pattern: cfg.pattern,
         })
     }
 
