@@ -222,6 +222,11 @@ pub struct TrainArgs {
     /// dense run always comes first; 0 or a repeat adds no run.
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
+    /// The sparse runs' mask structure: random, N:M (e.g. 2:4, along each weight's inputs;
+    /// without --sparsity it runs at its own 1 - N/M), block:B, rows or cols, as `kernel gemm
+    /// --mask`; default: the recipe's `pattern` (random if it names none).
+    #[arg(long, value_parser = parse_pattern)]
+    pub mask: Option<crate::sparsity::Pattern>,
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -242,10 +247,16 @@ pub struct StepArgs {
     /// Phase of the recipe whose step to run.
     #[arg(long, value_enum, default_value = "pretrain")]
     pub phase: crate::spec::Phase,
-    /// Sparsity of the sparse weights, in [0, 1); default 0 (dense). It applies in any phase:
-    /// for finetune and softprompt, which the recipe runs dense, it is a what-if.
-    #[arg(long, value_parser = parse_sparsity, allow_hyphen_values = true, default_value = "0")]
-    pub sparsity: f64,
+    /// Sparsity of the sparse weights, in [0, 1); default 0 (dense), or an N:M mask's own
+    /// 1 - N/M. It applies in any phase: for finetune and softprompt, which the recipe runs
+    /// dense, it is a what-if.
+    #[arg(long, value_parser = parse_sparsity, allow_hyphen_values = true)]
+    pub sparsity: Option<f64>,
+    /// The masks' structure: random, N:M (e.g. 2:4, along each weight's inputs), block:B,
+    /// rows (whole inputs) or cols (whole outputs), as `kernel gemm --mask`; default: the
+    /// recipe's `pattern` (random if it names none).
+    #[arg(long, value_parser = parse_pattern)]
+    pub mask: Option<crate::sparsity::Pattern>,
     /// Sequences per microbatch; default: the mapper searches.
     #[arg(long)]
     pub microbatch: Option<u64>,
@@ -289,6 +300,10 @@ pub struct InspectArgs {
     /// Refused for a fabric, which is inspected on its own.
     #[arg(long)]
     pub fabric: Option<String>,
+}
+
+fn parse_pattern(text: &str) -> Result<crate::sparsity::Pattern, String> {
+    text.parse()
 }
 
 fn parse_sparsity(text: &str) -> Result<f64, String> {

@@ -194,23 +194,21 @@ pub(crate) fn step_report(
 ) -> Result<StepReport> {
     let started = std::time::Instant::now();
     let (model_text, fabric_text) = specs.read(&step.model, &step.fabric)?;
-    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-    model
-        .recipe
-        .check_masks_weights("--sparsity", step.sparsity)?;
+    let (mut model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+    let sparsity = apply_mask(&mut model, &step.model, step.mask, step.sparsity)?;
     check_systems(&fabric, step.systems)?;
     check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
     if step.heatmap.is_some() {
         crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
     }
-    let config = StepConfig::for_phase(&model, step.phase, step.sparsity);
+    let config = StepConfig::for_phase(&model, step.phase, sparsity);
     let options = MapOptions {
         microbatch_sequences: step.microbatch,
         activations: step.activations,
     };
     let result = run_step_on_systems(&model, &fabric, config, options, step.systems)?;
     // A sparse step is told against the same step dense.
-    let dense = match step.sparsity > 0.0 {
+    let dense = match sparsity > 0.0 {
         true => Some(run_step_on_systems(
             &model,
             &fabric,
@@ -227,6 +225,7 @@ pub(crate) fn step_report(
     let host_seconds = started.elapsed().as_secs_f64();
     let sources = SpecSources::of(&model_text, &fabric_text);
     let mut report = StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
+    report.mask = model.recipe.pattern;
     report.against_dense = dense.map(|d| AgainstDense::new(&d, &result));
     Ok(report)
 }
@@ -279,6 +278,31 @@ pub(crate) fn render<T: serde::Serialize>(
     }
 }
 
+/// The mask structure and sparsity a step runs: `--mask` replaces the recipe's `pattern`, and
+/// `--sparsity` defaults to an N:M mask's own (else 0); refused, naming the flag or the key,
+/// where the recipe masks nothing or the pattern cannot take the sparsity or the weights.
+pub(crate) fn apply_mask(
+    model: &mut crate::spec::ModelSpec,
+    model_name: &str,
+    mask: Option<crate::sparsity::Pattern>,
+    sparsity: Option<f64>,
+) -> Result<f64> {
+    if let Some(pattern) = mask {
+        model.recipe.pattern = pattern;
+    }
+    let pattern = model.recipe.pattern;
+    let sparsity = sparsity.unwrap_or(pattern.implied_sparsity().unwrap_or(0.0));
+    model.recipe.check_masks_weights("--sparsity", sparsity)?;
+    let origin = match mask {
+        Some(_) => format!("--mask {pattern}"),
+        None => format!("{model_name}: key `recipe.pattern` ({pattern})"),
+    };
+    model
+        .recipe
+        .check_pattern(&origin, pattern, sparsity, &model.architecture)?;
+    Ok(sparsity)
+}
+
 /// `step --heatmap` and `--trace`: the step's per-PE utilisation and its timeline.
 fn step_pictures(
     args: &args::StepArgs,
@@ -292,7 +316,7 @@ fn step_pictures(
         model.name,
         fabric.name,
         args.phase.name(),
-        args.sparsity
+        result.plan.config.sparsity
     );
     if let Some(path) = &args.heatmap {
         let grid = crate::schedule::busy_grid(result, fabric, seed);

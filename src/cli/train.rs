@@ -193,8 +193,8 @@ impl TrainInputs {
     /// sparsities and system count.
     pub(crate) fn read(args: &TrainArgs, specs: &Specs) -> Result<TrainInputs> {
         let (model_text, fabric_text) = specs.read(&args.model, &args.fabric)?;
-        let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-        let sparsities = checked_sparsities(args, &model, &fabric)?;
+        let (mut model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+        let sparsities = checked_sparsities(args, &mut model, &fabric)?;
         check_systems(&fabric, args.systems)?;
         Ok(TrainInputs {
             model_text,
@@ -215,22 +215,36 @@ pub(super) fn train_report(args: &TrainArgs, seed: u64) -> Result<(String, SpecS
     Ok((trained.report_json, sources))
 }
 
-/// The sparsities to run (`--sparsity`, or the recipe's), refused before any file if their
-/// runs' names would collide or their per-PE figures would not fit in memory on `fabric`.
+/// The sparsities to run (`--sparsity`; else an N:M `--mask`'s own; else the recipe's), with
+/// `--mask` put in the recipe; refused before any file if the pattern cannot take a sparsity
+/// or a weight, or the runs' names would collide or their per-PE figures would not fit in
+/// memory on `fabric`.
 fn checked_sparsities(
     args: &TrainArgs,
-    model: &ModelSpec,
+    model: &mut ModelSpec,
     fabric: &FabricSpec,
 ) -> Result<Vec<f64>> {
-    let (sparsities, origin) = match &args.sparsity {
-        Some(given) => (given.clone(), "--sparsity".to_string()),
-        None => (
+    if let Some(pattern) = args.mask {
+        model.recipe.pattern = pattern;
+    }
+    let pattern = model.recipe.pattern;
+    let (sparsities, origin) = match (&args.sparsity, args.mask.and(pattern.implied_sparsity())) {
+        (Some(given), _) => (given.clone(), "--sparsity".to_string()),
+        (None, Some(implied)) => (vec![implied], format!("--mask {pattern}")),
+        (None, None) => (
             model.recipe.sparsities.clone(),
             format!("{}: recipe.sparsities", args.model),
         ),
     };
+    let pattern_origin = match args.mask {
+        Some(_) => format!("--mask {pattern}"),
+        None => format!("{}: key `recipe.pattern` ({pattern})", args.model),
+    };
     for &s in &sparsities {
         model.recipe.check_masks_weights(&origin, s)?;
+        model
+            .recipe
+            .check_pattern(&pattern_origin, pattern, s, &model.architecture)?;
     }
     let levels = sparsity_levels(&sparsities);
     check_run_names(&levels, &origin)?;

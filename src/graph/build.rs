@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use super::flops::*;
 use super::op::{Dims, Op, OpKind, Pass, Weight};
-use crate::sparsity::nonzeros_expected;
 use crate::spec::{ModelSpec, Phase, WeightKind};
 
 /// What one step trains: the phase, the sparsity of the recipe's sparse weights, and the batch.
@@ -368,7 +367,7 @@ impl<'a> Builder<'a> {
         let (k, n) = kind.shape(arch);
         let sparse = self.cfg.sparsity > 0.0 && self.model.recipe.sparse_weights.contains(&kind);
         let nonzeros = if sparse {
-            nonzeros_expected(k * n, self.cfg.sparsity)
+            self.model.recipe.pattern.nonzeros(k, n, self.cfg.sparsity)
         } else {
             k * n
         };

@@ -197,11 +197,23 @@ fn op_plan_as(
             let problem = &problems[0];
             // A mask without non-zeros leaves every column empty: no spread.
             if problem.sparse && problem.nonzeros > 0 {
-                // A column of a random mask keeps binomial(k_c·n_g, density) weights.
-                let per_column =
-                    (problem.k.div_ceil(tile.c_k) * problem.n.div_ceil(tile.c_n)) as f64;
+                let (k_c, n_g) = (problem.k.div_ceil(tile.c_k), problem.n.div_ceil(tile.c_n));
+                let per_column = (k_c * n_g) as f64;
                 let density = problem.nonzeros as f64 / (problem.k * problem.n) as f64;
-                column_relative_sd = ((1.0 - density) / (density * per_column)).sqrt();
+                column_relative_sd = match problem.pattern {
+                    // A column of a random mask keeps binomial(k_c·n_g, density) weights.
+                    Pattern::Random => ((1.0 - density) / (density * per_column)).sqrt(),
+                    pattern => {
+                        let (sigma, _) = pattern.spread(
+                            problem.transposed,
+                            (problem.k, problem.n),
+                            (k_c, n_g),
+                            (tile.c_k, tile.c_n),
+                            density,
+                        );
+                        sigma / (per_column * density)
+                    }
+                };
             }
             let mut cost = placed_products
                 .iter()
@@ -381,8 +393,12 @@ fn gemm_problems(op: &Op, sparse: bool, model: &ModelSpec) -> Option<Vec<GemmPro
         nonzeros,
         sparse,
         value_bytes: model.architecture.weight_bytes,
-        // Every weight of a step is masked at random (the engine's `Mask::random`).
-        pattern: Pattern::Random,
+        // The recipe's mask structure (`--mask`), which the sparse weights take.
+        pattern: if sparse {
+            model.recipe.pattern
+        } else {
+            Pattern::Random
+        },
         // Dgrad streams the weight's transpose.
         transposed: op.pass == Pass::Dgrad,
     }])

@@ -253,6 +253,9 @@ struct SavedReport {
     model: String,
     fabric: String,
     clock_hz: f64,
+    /// The masks' structure; reports before it say nothing (random).
+    #[serde(default)]
+    mask: Option<String>,
     runs: Vec<SavedRun>,
     speedup_curve: Vec<SavedCurvePoint>,
 }
@@ -427,8 +430,13 @@ pub fn draw_speedup(text: &str, origin: &str, path: &Path) -> Result<()> {
     }
     let figure = Figure {
         title: format!(
-            "Speedup from sparse pre-training: {} on {}",
-            report.model, report.fabric
+            "Speedup from sparse pre-training: {} on {}{}",
+            report.model,
+            report.fabric,
+            match report.mask.as_deref() {
+                None | Some("random") => String::new(),
+                Some(mask) => format!(", {mask} masks"),
+            }
         ),
         panels,
     };

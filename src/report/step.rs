@@ -8,6 +8,7 @@ use super::train::{weight_format_key, OpTile};
 use crate::graph::{OpKind, Pass};
 use crate::map::{Activations, Alternative, HeadChunking, WeightFormat};
 use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
+use crate::sparsity::Pattern;
 use crate::spec::{FabricSpec, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
@@ -28,6 +29,9 @@ pub struct StepReport {
     pub unvalidated_keys: Vec<UnvalidatedKey>,
     pub phase: Phase,
     pub sparsity: f64,
+    /// The masks' structure (`random`, `N:M`, `block:B`, `rows`, `cols`).
+    #[schemars(with = "String")]
+    pub mask: Pattern,
     /// Tokens and sequences of the whole step, over every system.
     pub tokens: u64,
     pub batch_sequences: u64,
@@ -241,6 +245,7 @@ impl StepReport {
             unvalidated_keys: unvalidated,
             phase: plan.config.phase,
             sparsity: plan.config.sparsity,
+            mask: Pattern::Random,
             tokens: result.batch_sequences * plan.config.seq_len,
             batch_sequences: result.batch_sequences,
             seq_len: plan.config.seq_len,

@@ -12,6 +12,7 @@ use crate::schedule::{
     category_label, faster_than_flops, gap_shares, Breakdown, CurvePoint, FasterThanFlops,
     PhaseResult, PhaseTotal, RunResult,
 };
+use crate::sparsity::Pattern;
 use crate::spec::{FabricSpec, ModelSpec, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
@@ -32,6 +33,10 @@ pub struct TrainReport {
     /// models to the engine; if not, `unvalidated_keys` lists those outside.
     pub validated: bool,
     pub unvalidated_keys: Vec<UnvalidatedKey>,
+    /// The sparse runs' mask structure (`random`, `N:M`, `block:B`, `rows`, `cols`): the
+    /// recipe's `pattern`, or `--mask`.
+    #[schemars(with = "String")]
+    pub mask: Pattern,
     pub clock_hz: u64,
     /// Systems trained data-parallel (`--systems`); each runs ⌈batch / systems⌉ sequences of
     /// every step, and `peak_flops_per_second` is one system's.
@@ -159,6 +164,7 @@ impl TrainReport {
             sources,
             validated: unvalidated.is_empty(),
             unvalidated_keys: unvalidated,
+            mask: model.recipe.pattern,
             clock_hz: fabric.clock.clock_hz,
             systems,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),

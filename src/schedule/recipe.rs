@@ -158,9 +158,11 @@ pub fn speedup_curve(
             total_simulated_speedup: dense.total.cycles as f64 / cycles.max(1) as f64,
         }
     };
+    // An N:M mask has one sparsity, its own: the curve is then its runs alone.
+    let fixed = model.recipe.pattern.implied_sparsity().is_some();
     let samples: Vec<f64> = CURVE_SPARSITIES
         .into_iter()
-        .filter(|s| runs.iter().all(|r| r.sparsity != *s))
+        .filter(|s| !fixed && runs.iter().all(|r| r.sparsity != *s))
         .collect();
     let sampled: Vec<PhaseResult> = samples
         .par_iter()

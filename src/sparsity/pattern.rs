@@ -106,6 +106,10 @@ impl Serialize for Pattern {
 }
 
 impl Pattern {
+    pub fn is_random(&self) -> bool {
+        *self == Pattern::Random
+    }
+
     /// The sparsity the pattern itself fixes (N:M: `1 − N/M`); the others take any.
     pub fn implied_sparsity(&self) -> Option<f64> {
         match *self {
@@ -163,28 +167,44 @@ impl Pattern {
     pub fn slice_max(
         &self,
         transposed: bool,
+        dims: (u64, u64),
+        slice: (u64, u64),
+        groups: (u64, u64),
+        density: f64,
+    ) -> f64 {
+        let (k_c, n_g) = slice;
+        let area = (k_c * n_g) as f64;
+        let mean = area * density;
+        if *self == Pattern::Random {
+            return crate::cost::expected_binomial_max(k_c * n_g, density, groups.0 * groups.1);
+        }
+        let (sigma, count) = self.spread(transposed, dims, slice, groups, density);
+        if count <= 1 {
+            return mean;
+        }
+        // `count` slices drawn without replacement from the lines or blocks they partition:
+        // the finite-population correction of each one's deviation, and Blom's estimate of
+        // the largest of `count` normal draws (which `√(2 ln count)` overstates at the few
+        // slices whole lines or blocks leave free to vary).
+        let fpc = ((count - 1) as f64 / count as f64).sqrt();
+        (mean + sigma * fpc * expected_normal_max(count)).min(area)
+    }
+
+    /// The standard deviation of one slice's non-zero count (arguments as
+    /// [`Pattern::slice_max`]), and how many slices vary independently.
+    pub fn spread(
+        &self,
+        transposed: bool,
         (k, n): (u64, u64),
         (k_c, n_g): (u64, u64),
         (c_k, c_n): (u64, u64),
         density: f64,
-    ) -> f64 {
-        let area = (k_c * n_g) as f64;
-        let mean = area * density;
+    ) -> (f64, u64) {
         if density <= 0.0 || density >= 1.0 {
-            return mean;
+            return (0.0, 1);
         }
+        let area = (k_c * n_g) as f64;
         let pq = density * (1.0 - density);
-        // `count` slices drawn without replacement from `population`: the finite-population
-        // correction of each one's deviation, and Blom's estimate of the largest of `count`
-        // normal draws (which `√(2 ln count)` overstates at the few slices whole lines or
-        // blocks leave free to vary).
-        let extreme = |sigma: f64, count: u64| -> f64 {
-            if count <= 1 {
-                return mean;
-            }
-            let fpc = ((count - 1) as f64 / count as f64).sqrt();
-            (mean + sigma * fpc * expected_normal_max(count)).min(area)
-        };
         // The weight's input axis (along which N:M groups and `rows` lines run) is the
         // problem's k unless the problem streams the transpose.
         let (input_len, input_dim, input_groups, other_len, other_groups) = if transposed {
@@ -193,27 +213,27 @@ impl Pattern {
             (k_c, k, c_k, n_g, c_n)
         };
         match *self {
-            Pattern::Random => crate::cost::expected_binomial_max(k_c * n_g, density, c_k * c_n),
+            Pattern::Random => ((area * pq).sqrt(), c_k * c_n),
             Pattern::NofM { n: kept, m } => {
                 let m = u64::from(m);
                 if input_dim.is_multiple_of(input_groups * m) {
-                    return mean;
+                    return (0.0, 1);
                 }
                 let kept = f64::from(kept);
                 let m = m as f64;
                 let per_cut = kept * (m - kept) / (4.0 * (m - 1.0));
-                extreme((other_len as f64 * 2.0 * per_cut).sqrt(), c_k * c_n)
+                ((other_len as f64 * 2.0 * per_cut).sqrt(), c_k * c_n)
             }
             Pattern::Blocks { b } => {
                 let b = u64::from(b);
                 let touched = (k_c.div_ceil(b) * n_g.div_ceil(b)) as f64;
-                extreme(area / touched * (touched * pq).sqrt(), c_k * c_n)
+                (area / touched * (touched * pq).sqrt(), c_k * c_n)
             }
-            Pattern::Rows => extreme(
+            Pattern::Rows => (
                 other_len as f64 * (input_len as f64 * pq).sqrt(),
                 input_groups,
             ),
-            Pattern::Cols => extreme(
+            Pattern::Cols => (
                 input_len as f64 * (other_len as f64 * pq).sqrt(),
                 other_groups,
             ),

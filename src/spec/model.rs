@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::check_sparsity;
 use super::validate::Checker;
 use crate::error::{Error, Result};
+use crate::sparsity::Pattern;
 
 /// A GPT model and the recipe it is trained with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -97,6 +98,15 @@ pub struct Recipe {
     /// Pre-training sparsities to study, each against the dense run.
     pub sparsities: Vec<f64>,
     pub sparse_weights: Vec<WeightKind>,
+    /// The masks' structure (`random`, `N:M`, `block:B`, `rows`, `cols`; see
+    /// `sparsity::Pattern`); `random` when the file leaves it out. `--mask` overrides it.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_pattern",
+        skip_serializing_if = "Pattern::is_random"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub pattern: Pattern,
     pub optimizer_flops_per_param: u64,
     pub pretrain: PretrainSpec,
     pub finetune: FinetuneSpec,
@@ -245,7 +255,44 @@ impl Architecture {
     }
 }
 
+fn deserialize_pattern<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Pattern, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 impl Recipe {
+    /// Refuses a mask `pattern` the recipe's sparse weights cannot take at `sparsity`: N:M at
+    /// another sparsity than its own, or a group or block that does not tile a weight.
+    /// `origin` names where the pattern came from (a flag or a key).
+    pub fn check_pattern(
+        &self,
+        origin: &str,
+        pattern: Pattern,
+        sparsity: f64,
+        arch: &Architecture,
+    ) -> Result<()> {
+        if sparsity == 0.0 {
+            return Ok(());
+        }
+        if let Some(implied) = pattern.implied_sparsity() {
+            if sparsity != implied {
+                return Err(Error::input(format!(
+                    "{origin}: {pattern} keeps N of every M, sparsity {implied}, not {sparsity}; \
+                     run it at {implied}"
+                )));
+            }
+        }
+        for w in &self.sparse_weights {
+            let (k, n) = w.shape(arch);
+            pattern.check_shape(k, n).map_err(|e| {
+                Error::input(format!("{origin}: weight {} ({k} x {n}): {e}", w.name()))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Refuses a sparsity above 0 when the recipe masks no weight: it would skip nothing, run
     /// as the dense run and still be reported as a sparse run. `origin` names where the
     /// sparsity came from (a flag or a key).
@@ -265,6 +312,8 @@ impl Recipe {
             let origin = format!("{}: key `recipe.sparsities[{i}]`", c.origin);
             check_sparsity(&origin, s)?;
             self.check_masks_weights(&origin, s)?;
+            let pattern_origin = format!("{}: key `recipe.pattern`", c.origin);
+            self.check_pattern(&pattern_origin, self.pattern, s, arch)?;
         }
         let mut seen = Vec::new();
         for w in &self.sparse_weights {

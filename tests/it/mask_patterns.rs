@@ -138,3 +138,120 @@ fn bad_masks_are_refused_naming_the_flag() {
         );
     }
 }
+
+/// `step --mask`: the executed FLOPs move by exactly 6 · tokens per non-zero the pattern keeps
+/// beyond the random mask (forward, dgrad and wgrad each 2 · tokens), on gpt-tiny at 30%.
+#[test]
+fn a_steps_flops_count_each_patterns_nonzeros_exactly() {
+    let flops = |mask: &str| {
+        let v = run_json(&["step", "gpt-tiny", "--sparsity", "0.3", "--mask", mask]);
+        assert_eq!(v["mask"], mask);
+        exact(&v, "flops_executed") as i128
+    };
+    let random = flops("random");
+    // Whole rows: 45 of 64 rows (of 256 for ffn_down: 179) against round(0.7 · K · N) entries;
+    // per layer 4 · 13 + 51 − 13 = 90 more, two layers, 1,024 tokens a step.
+    assert_eq!(flops("rows") - random, 180 * 6 * 1024);
+    // Whole columns: 45 of 64 columns of the square weights and of ffn_down (256 rows), 179
+    // of ffn_up's 256 (64 rows).
+    let cols = 2 * (4 * (45 * 64 - 2867) + (179 * 64 - 11469) + (45 * 256 - 11469));
+    assert_eq!(flops("cols") - random, cols * 6 * 1024);
+    // 8 x 8 blocks: round(0.7 · 64) = 45 of 64 blocks (and 179 of 256), 64 entries each.
+    let blocks = 2 * (4 * (45 * 64 - 2867) + 2 * (179 * 64 - 11469));
+    assert_eq!(flops("block:8") - random, blocks * 6 * 1024);
+}
+
+#[test]
+fn n_of_m_steps_run_at_their_own_sparsity_and_never_slower_than_random() {
+    for (mask, sparsity) in [("2:4", "0.5"), ("1:4", "0.75")] {
+        let nm = run_json(&["step", "mediswift-xl", "--mask", mask]);
+        let random = run_json(&["step", "mediswift-xl", "--sparsity", sparsity]);
+        assert_eq!(nm["sparsity"], random["sparsity"], "{mask}");
+        assert_eq!(nm["flops_executed"], random["flops_executed"], "{mask}");
+        let (a, b) = (
+            nm["cycles"].as_u64().unwrap(),
+            random["cycles"].as_u64().unwrap(),
+        );
+        assert!(a <= b, "{mask}: {a} cycles against random's {b}");
+    }
+}
+
+#[test]
+fn train_with_an_n_of_m_mask_reports_it_and_runs_its_one_sparsity() {
+    let out = std::env::temp_dir().join(format!("wafersim-mask-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (code, _, err) = run_cli(&[
+        "train",
+        "gpt-tiny",
+        "--mask",
+        "2:4",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["mask"], "2:4");
+    let levels = |key: &str, field: &str| -> Vec<f64> {
+        report[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(levels("runs", "run_sparsity"), [0.0, 0.5]);
+    assert_eq!(levels("speedup_curve", "sparsity"), [0.0, 0.5]);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn step_and_train_refuse_a_mask_the_weights_or_sparsity_cannot_take() {
+    for (args, needle) in [
+        (
+            &["step", "gpt-tiny", "--mask", "2:4", "--sparsity", "0.75"][..],
+            "--mask 2:4",
+        ),
+        (
+            &[
+                "step",
+                "gpt-tiny",
+                "--mask",
+                "block:48",
+                "--sparsity",
+                "0.5",
+            ],
+            "weight q (64 x 64)",
+        ),
+        (&["step", "gpt-tiny", "--mask", "3:7"], "M = 7"),
+        (&["step", "gpt-tiny", "--mask", "bricks"], "--mask"),
+        (
+            &[
+                "train",
+                "gpt-tiny",
+                "--mask",
+                "2:4",
+                "--sparsity",
+                "0.5,0.75",
+            ],
+            "sparsity 0.5, not 0.75",
+        ),
+    ] {
+        let (code, out, err) = run_cli(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A recipe's own pattern is checked where the file is read, naming the key.
+    let model = std::fs::read_to_string("models/gpt-tiny.toml")
+        .unwrap()
+        .replace(
+            "sparse_weights = [",
+            "pattern = \"2:4\"\nsparse_weights = [",
+        );
+    let path = crate::common::temp_file("tiny-2-4.toml", &model);
+    let (code, _, err) = run_cli(&["step", path.to_str().unwrap(), "--sparsity", "0.75"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("recipe.pattern"), "{err}");
+}
