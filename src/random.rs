@@ -60,6 +60,13 @@ impl Stream {
     pub fn symmetric_unit(&mut self) -> f64 {
         2.0 * self.unit() - 1.0
     }
+
+    /// A standard normal draw (Box–Muller, two draws of [`Stream::unit`]).
+    pub fn standard_normal(&mut self) -> f64 {
+        let u1 = self.unit().max(f64::MIN_POSITIVE);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
 }
 
 /// One step of SplitMix64: advances `state` and returns its mixed output.

@@ -223,8 +223,8 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
     /// The sparse runs' mask structure: random, N:M (e.g. 2:4, along each weight's inputs;
-    /// without --sparsity it runs at its own 1 - N/M), block:B, rows or cols, as `kernel gemm
-    /// --mask`; default: the recipe's `pattern` (random if it names none).
+    /// without --sparsity it runs at its own 1 - N/M), block:B, rows, cols or skewed[:SIGMA],
+    /// as `kernel gemm --mask`; default: the recipe's `pattern` (random if it names none).
     #[arg(long, value_parser = parse_pattern)]
     pub mask: Option<crate::sparsity::Pattern>,
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
@@ -253,8 +253,8 @@ pub struct StepArgs {
     #[arg(long, value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<f64>,
     /// The masks' structure: random, N:M (e.g. 2:4, along each weight's inputs), block:B,
-    /// rows (whole inputs) or cols (whole outputs), as `kernel gemm --mask`; default: the
-    /// recipe's `pattern` (random if it names none).
+    /// rows (whole inputs), cols (whole outputs) or skewed[:SIGMA], as `kernel gemm --mask`;
+    /// default: the recipe's `pattern` (random if it names none).
     #[arg(long, value_parser = parse_pattern)]
     pub mask: Option<crate::sparsity::Pattern>,
     /// Sequences per microbatch; default: the mapper searches.

@@ -169,8 +169,9 @@ pub struct GemmArgs {
     pub sparsity: Option<f64>,
     /// The mask's structure: random (every subset of the kept count alike), N:M (N kept in
     /// every M consecutive inputs of an output column, e.g. 2:4; M divides --k), block:B (whole
-    /// B x B blocks kept; B divides --k and --n), rows (whole inputs, rows of W) or cols (whole
-    /// outputs, columns of W). Drawn from --seed; the cost model prices each one's spread.
+    /// B x B blocks kept; B divides --k and --n), rows (whole inputs, rows of W), cols (whole
+    /// outputs, columns of W) or skewed[:SIGMA] (rows and columns of lognormal density, SIGMA
+    /// 1 by default). Drawn from --seed; the cost model prices each one's spread.
     #[arg(long, default_value = "random")]
     pub mask: String,
     /// Region ROWSxCOLS of PEs.

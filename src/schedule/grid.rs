@@ -88,7 +88,7 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
                         .or_insert_with(|| vec![0.0; width as usize]);
                     let mut stream = Stream::new(seed ^ fnv1a(&op.name));
                     for column in columns.iter_mut().take(tile.columns() as usize) {
-                        let factor = 1.0 + op.column_relative_sd * standard_normal(&mut stream);
+                        let factor = 1.0 + op.column_relative_sd * stream.standard_normal();
                         *column += per_pe * factor.max(0.0);
                     }
                 }
@@ -348,13 +348,6 @@ fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-/// One draw of N(0, 1) by Box–Muller.
-fn standard_normal(stream: &mut Stream) -> f64 {
-    let u1 = stream.unit().max(f64::MIN_POSITIVE);
-    let u2 = stream.unit();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 #[cfg(test)]

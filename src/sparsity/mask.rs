@@ -109,6 +109,32 @@ impl Mask {
                     }
                 }
             }
+            Pattern::Skewed { sigma_milli } => {
+                let sigma = f64::from(sigma_milli) / 1000.0;
+                let mut weights = |n: usize| -> Vec<f64> {
+                    (0..n)
+                        .map(|_| (sigma * stream.standard_normal()).exp())
+                        .collect()
+                };
+                let (row_w, col_w) = (weights(rows), weights(cols));
+                let keep = nonzeros_expected((rows * cols) as u64, sparsity) as usize;
+                // Efraimidis–Spirakis: each entry's key ln(u) / w, the `keep` largest kept
+                // (ties, which a 53-bit u makes all but impossible, by position).
+                let mut keys: Vec<(f64, usize)> = (0..rows * cols)
+                    .map(|i| {
+                        let u = stream.unit().max(f64::MIN_POSITIVE);
+                        (u.ln() / (row_w[i / cols] * col_w[i % cols]), i)
+                    })
+                    .collect();
+                if keep > 0 && keep < keys.len() {
+                    keys.select_nth_unstable_by(keep - 1, |a, b| {
+                        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+                    });
+                }
+                for &(_, i) in keys.iter().take(keep) {
+                    mask.set(i / cols, i % cols);
+                }
+            }
             Pattern::Cols => {
                 let keep = nonzeros_expected(cols as u64, sparsity) as usize;
                 for (c, kept) in choose(&mut stream, cols, keep).into_iter().enumerate() {
@@ -221,7 +247,9 @@ mod tests {
     #[test]
     fn every_pattern_keeps_its_exact_count_in_its_structure() {
         let (k, n, s) = (32, 24, 0.75);
-        for text in ["random", "2:4", "1:8", "block:4", "block:8", "rows", "cols"] {
+        for text in [
+            "random", "2:4", "1:8", "block:4", "block:8", "rows", "cols", "skewed:1",
+        ] {
             let p: Pattern = text.parse().unwrap();
             p.check_shape(k as u64, n as u64).unwrap();
             let m = Mask::from_pattern(k, n, p, s, 3);

@@ -246,7 +246,7 @@ fn shapes() -> Vec<Shape> {
         gemm(Wgrad, 512, 256, 256, 0.9, (16, 16), None),
         gemm(Wgrad, 1024, 128, 128, 0.75, (32, 32), None),
         // Structured masks: N:M with slices holding whole groups (exact counts) and cutting
-        // them (K 96 in K-groups of 6), blocks, whole rows and columns; every form.
+        // them (K 96 in K-groups of 6), blocks, whole rows and columns, skewed; every form.
         masked(Forward, 256, 512, 128, 0.5, "2:4", (8, 8), None),
         masked(Forward, 512, 96, 64, 0.5, "2:4", (8, 16), Some((16, 1))),
         masked(Forward, 512, 256, 256, 0.75, "1:4", (16, 16), None),
@@ -260,6 +260,21 @@ fn shapes() -> Vec<Shape> {
         masked(Dgrad, 1024, 1024, 256, 0.5, "rows", (32, 32), None),
         masked(Forward, 256, 256, 256, 0.5, "cols", (16, 16), Some((8, 2))),
         masked(Wgrad, 256, 256, 128, 0.75, "cols", (8, 8), None),
+        // Skewed: rows and columns of lognormal density, kept by weighted sampling.
+        masked(Forward, 512, 256, 256, 0.75, "skewed", (16, 16), None),
+        masked(Dgrad, 512, 256, 256, 0.5, "skewed", (16, 16), None),
+        masked(Wgrad, 512, 256, 256, 0.9, "skewed", (16, 16), None),
+        masked(Forward, 1024, 1024, 256, 0.75, "skewed", (32, 32), None),
+        masked(
+            Forward,
+            256,
+            256,
+            256,
+            0.5,
+            "skewed:0.5",
+            (16, 16),
+            Some((8, 2)),
+        ),
         // Collectives along a row.
         coll(Collective::Reduce, Algo::Chain, 16, 256),
         coll(Collective::Reduce, Algo::Chain, 64, 64),
