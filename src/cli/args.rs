@@ -227,6 +227,11 @@ pub struct TrainArgs {
     /// as `kernel gemm --mask`; default: the recipe's `pattern` (random if it names none).
     #[arg(long, value_parser = parse_pattern)]
     pub mask: Option<crate::sparsity::Pattern>,
+    /// How each sparsity is shared among the sparse weights: uniform (every weight at it) or
+    /// erk (Erdős–Rényi, as RigL: a k x n weight's density proportional to (k + n)/(k·n), the
+    /// same entries kept in all); default: the recipe's `levels` (uniform if it names none).
+    #[arg(long, value_enum)]
+    pub levels: Option<crate::spec::Levels>,
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -257,6 +262,10 @@ pub struct StepArgs {
     /// default: the recipe's `pattern` (random if it names none).
     #[arg(long, value_parser = parse_pattern)]
     pub mask: Option<crate::sparsity::Pattern>,
+    /// How the sparsity is shared among the sparse weights: uniform or erk (Erdős–Rényi, as
+    /// RigL); default: the recipe's `levels` (uniform if it names none).
+    #[arg(long, value_enum)]
+    pub levels: Option<crate::spec::Levels>,
     /// Sequences per microbatch; default: the mapper searches.
     #[arg(long)]
     pub microbatch: Option<u64>,

@@ -195,6 +195,9 @@ pub(crate) fn step_report(
     let started = std::time::Instant::now();
     let (model_text, fabric_text) = specs.read(&step.model, &step.fabric)?;
     let (mut model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+    if let Some(levels) = step.levels {
+        model.recipe.levels = levels;
+    }
     let sparsity = apply_mask(&mut model, &step.model, step.mask, step.sparsity)?;
     check_systems(&fabric, step.systems)?;
     check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
@@ -226,6 +229,7 @@ pub(crate) fn step_report(
     let sources = SpecSources::of(&model_text, &fabric_text);
     let mut report = StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
     report.mask = model.recipe.pattern;
+    report.levels = model.recipe.levels;
     report.against_dense = dense.map(|d| AgainstDense::new(&d, &result));
     Ok(report)
 }

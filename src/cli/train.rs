@@ -227,6 +227,9 @@ fn checked_sparsities(
     if let Some(pattern) = args.mask {
         model.recipe.pattern = pattern;
     }
+    if let Some(levels) = args.levels {
+        model.recipe.levels = levels;
+    }
     let pattern = model.recipe.pattern;
     let (sparsities, origin) = match (&args.sparsity, args.mask.and(pattern.implied_sparsity())) {
         (Some(given), _) => (given.clone(), "--sparsity".to_string()),

@@ -367,7 +367,9 @@ impl<'a> Builder<'a> {
         let (k, n) = kind.shape(arch);
         let sparse = self.cfg.sparsity > 0.0 && self.model.recipe.sparse_weights.contains(&kind);
         let nonzeros = if sparse {
-            self.model.recipe.pattern.nonzeros(k, n, self.cfg.sparsity)
+            let recipe = &self.model.recipe;
+            let sparsity = recipe.weight_sparsity(kind, self.cfg.sparsity, arch);
+            recipe.pattern.nonzeros(k, n, sparsity)
         } else {
             k * n
         };

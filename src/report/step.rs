@@ -9,7 +9,7 @@ use crate::graph::{OpKind, Pass};
 use crate::map::{Activations, Alternative, HeadChunking, WeightFormat};
 use crate::schedule::{faster_than_flops, Breakdown, FasterThanFlops, OpRow, StepResult};
 use crate::sparsity::Pattern;
-use crate::spec::{FabricSpec, Phase, SpecSources};
+use crate::spec::{FabricSpec, Levels, Phase, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of one step, with the README's stable field names.
@@ -32,6 +32,8 @@ pub struct StepReport {
     /// The masks' structure (`random`, `N:M`, `block:B`, `rows`, `cols`).
     #[schemars(with = "String")]
     pub mask: Pattern,
+    /// How `sparsity` is shared among the sparse weights (`uniform` or `erk`).
+    pub levels: Levels,
     /// Tokens and sequences of the whole step, over every system.
     pub tokens: u64,
     pub batch_sequences: u64,
@@ -246,6 +248,7 @@ impl StepReport {
             phase: plan.config.phase,
             sparsity: plan.config.sparsity,
             mask: Pattern::Random,
+            levels: Levels::Uniform,
             tokens: result.batch_sequences * plan.config.seq_len,
             batch_sequences: result.batch_sequences,
             seq_len: plan.config.seq_len,

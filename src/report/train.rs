@@ -13,7 +13,7 @@ use crate::schedule::{
     PhaseResult, PhaseTotal, RunResult,
 };
 use crate::sparsity::Pattern;
-use crate::spec::{FabricSpec, ModelSpec, SpecSources};
+use crate::spec::{FabricSpec, Levels, ModelSpec, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of a recipe run, with the README's stable field names. Host timings are not part of
@@ -37,6 +37,8 @@ pub struct TrainReport {
     /// recipe's `pattern`, or `--mask`.
     #[schemars(with = "String")]
     pub mask: Pattern,
+    /// How each run's sparsity is shared among the sparse weights (`uniform` or `erk`).
+    pub levels: Levels,
     pub clock_hz: u64,
     /// Systems trained data-parallel (`--systems`); each runs ⌈batch / systems⌉ sequences of
     /// every step, and `peak_flops_per_second` is one system's.
@@ -165,6 +167,7 @@ impl TrainReport {
             validated: unvalidated.is_empty(),
             unvalidated_keys: unvalidated,
             mask: model.recipe.pattern,
+            levels: model.recipe.levels,
             clock_hz: fabric.clock.clock_hz,
             systems,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),

@@ -17,7 +17,8 @@ pub use fabric::{
     ClockSpec, ClusterSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec,
 };
 pub use model::{
-    Architecture, FinetuneSpec, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec, WeightKind,
+    Architecture, FinetuneSpec, Levels, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec,
+    WeightKind,
 };
 /// The bounds a model's shape is held to, for other files that carry a shape (hardware cases).
 pub(crate) use model::{MAX_BATCH, MAX_LAYERS, MAX_SEQ, MAX_WIDTH};

@@ -35,6 +35,40 @@ pub struct Architecture {
     pub activation_bytes: u64,
 }
 
+/// How a recipe's sparsity is shared among its sparse weights.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Levels {
+    /// Every sparse weight at the recipe's sparsity.
+    #[default]
+    Uniform,
+    /// Erdős–Rényi (the dense-layer case of RigL's ERK, Evci et al. 2020, arXiv:1911.11134,
+    /// and of Mocanu et al. 2018, "Scalable training of artificial neural networks with
+    /// adaptive sparse connectivity", Nat. Commun. 9:2383): a `k × n` weight keeps a fraction
+    /// `ε·(k + n)/(k·n)` of its entries, `ε` set so the sparse weights keep `(1 − s)` of their
+    /// entries in all; a weight that would pass density 1 is dense and `ε` is solved again
+    /// for the rest.
+    Erk,
+}
+
+impl Levels {
+    pub fn is_uniform(&self) -> bool {
+        *self == Levels::Uniform
+    }
+}
+
 /// The weights of a transformer layer that a recipe may make sparse.
 #[derive(
     Debug,
@@ -107,6 +141,10 @@ pub struct Recipe {
     )]
     #[schemars(with = "Option<String>")]
     pub pattern: Pattern,
+    /// How the sparsity is shared among the sparse weights: `uniform` (when the file leaves it
+    /// out) or `erk`. `--levels` overrides it.
+    #[serde(default, skip_serializing_if = "Levels::is_uniform")]
+    pub levels: Levels,
     pub optimizer_flops_per_param: u64,
     pub pretrain: PretrainSpec,
     pub finetune: FinetuneSpec,
@@ -263,6 +301,70 @@ fn deserialize_pattern<'de, D: serde::Deserializer<'de>>(
 }
 
 impl Recipe {
+    /// The sparsity of one sparse weight of `kind` when the recipe's sparse weights are at
+    /// `sparsity` in all, by the recipe's `levels`.
+    pub fn weight_sparsity(&self, kind: WeightKind, sparsity: f64, arch: &Architecture) -> f64 {
+        match self.levels {
+            Levels::Uniform => sparsity,
+            Levels::Erk => {
+                let densities = self.erk_densities(sparsity, arch);
+                let density = densities
+                    .iter()
+                    .find(|(w, _)| *w == kind)
+                    .map_or(1.0 - sparsity, |(_, d)| *d);
+                (1.0 - density).max(0.0)
+            }
+        }
+    }
+
+    /// Erdős–Rényi densities of the sparse weights (see [`Levels::Erk`]): every weight kind's
+    /// share of `1 − sparsity`, the whole layer's kept entries as uniform keeps them.
+    pub fn erk_densities(&self, sparsity: f64, arch: &Architecture) -> Vec<(WeightKind, f64)> {
+        let shapes: Vec<(WeightKind, f64, f64)> = self
+            .sparse_weights
+            .iter()
+            .map(|&w| {
+                let (k, n) = w.shape(arch);
+                (w, k as f64, n as f64)
+            })
+            .collect();
+        let target = (1.0 - sparsity) * shapes.iter().map(|(_, k, n)| k * n).sum::<f64>();
+        let mut dense: Vec<WeightKind> = Vec::new();
+        loop {
+            let budget = target
+                - shapes
+                    .iter()
+                    .filter(|(w, ..)| dense.contains(w))
+                    .map(|(_, k, n)| k * n)
+                    .sum::<f64>();
+            let free: f64 = shapes
+                .iter()
+                .filter(|(w, ..)| !dense.contains(w))
+                .map(|(_, k, n)| k + n)
+                .sum();
+            let epsilon = if free > 0.0 { budget / free } else { 0.0 };
+            let full: Vec<WeightKind> = shapes
+                .iter()
+                .filter(|(w, k, n)| !dense.contains(w) && epsilon * (k + n) / (k * n) > 1.0)
+                .map(|(w, ..)| *w)
+                .collect();
+            if full.is_empty() {
+                return shapes
+                    .iter()
+                    .map(|&(w, k, n)| {
+                        let density = if dense.contains(&w) {
+                            1.0
+                        } else {
+                            (epsilon * (k + n) / (k * n)).clamp(0.0, 1.0)
+                        };
+                        (w, density)
+                    })
+                    .collect();
+            }
+            dense.extend(full);
+        }
+    }
+
     /// Refuses a mask `pattern` the recipe's sparse weights cannot take at `sparsity`: N:M at
     /// another sparsity than its own, or a group or block that does not tile a weight.
     /// `origin` names where the pattern came from (a flag or a key).
@@ -277,6 +379,12 @@ impl Recipe {
             return Ok(());
         }
         if let Some(implied) = pattern.implied_sparsity() {
+            if self.levels == Levels::Erk {
+                return Err(Error::input(format!(
+                    "{origin}: {pattern} fixes every weight's sparsity at {implied}, which erk \
+                     levels would change per weight; use uniform levels with N:M"
+                )));
+            }
             if sparsity != implied {
                 return Err(Error::input(format!(
                     "{origin}: {pattern} keeps N of every M, sparsity {implied}, not {sparsity}; \

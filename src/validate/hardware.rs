@@ -279,6 +279,7 @@ pub fn stand_in_model(case: &Case, stand_in: &StandIn, batch_sequences: u64) -> 
             sparsities: Vec::new(),
             sparse_weights: Vec::new(),
             pattern: Default::default(),
+            levels: Default::default(),
             optimizer_flops_per_param: stand_in.optimizer_flops_per_param,
             pretrain: PretrainSpec {
                 tokens: batch_sequences * seq_len,

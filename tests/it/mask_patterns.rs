@@ -279,3 +279,50 @@ fn a_skewed_mask_is_measurably_slower_than_a_uniform_one() {
     let slower = step("skewed") / step("random");
     assert!((slower - 1.109).abs() < 0.005, "{slower}");
 }
+
+/// Erdős–Rényi levels (RigL's ERK for dense layers): density ∝ (k + n)/(k·n), the layer's kept
+/// entries as uniform keeps them. mediswift-xl at 75%: ε = 0.25 · 50,331,648 / 36,864, so the
+/// 2048 x 2048 attention weights keep 1/3 and the 2048 x 8192 FFN weights 5/24. gpt-tiny at
+/// 10% would give attention density 1.2: it is dense, and the FFN takes the rest (0.85).
+#[test]
+fn erk_levels_share_the_kept_entries_by_shape() {
+    use wafersim::spec::{load_model, Levels, WeightKind};
+    let density = |model: &str, sparsity: f64, kind: WeightKind| {
+        let mut m = load_model(model).unwrap();
+        m.recipe.levels = Levels::Erk;
+        let d = m.recipe.erk_densities(sparsity, &m.architecture);
+        d.iter().find(|(w, _)| *w == kind).unwrap().1
+    };
+    assert!((density("mediswift-xl", 0.75, WeightKind::Q) - 1.0 / 3.0).abs() < 1e-12);
+    assert!((density("mediswift-xl", 0.75, WeightKind::FfnDown) - 5.0 / 24.0).abs() < 1e-12);
+    assert_eq!(density("gpt-tiny", 0.1, WeightKind::AttnOut), 1.0);
+    assert!((density("gpt-tiny", 0.1, WeightKind::FfnUp) - 0.85).abs() < 1e-12);
+    // The step keeps the same entries in all, to each weight's rounding: 1/3 of 4,194,304 and
+    // 5/24 of 16,777,216 both round a third down, 2 entries a layer, 48 over 24 layers; each
+    // costs 6 FLOPs a token (forward, dgrad, wgrad). The wafer barely notices which weights
+    // hold them (mediswift-xl: 1.844x over dense against 1.843x).
+    let step = |levels: &str| {
+        let v = run_json(&[
+            "step",
+            "mediswift-xl",
+            "--sparsity",
+            "0.75",
+            "--levels",
+            levels,
+        ]);
+        assert_eq!(v["levels"], levels);
+        let tokens = v["tokens"].as_u64().unwrap() as i128;
+        (
+            exact(&v, "flops_executed") as i128,
+            tokens,
+            v["cycles"].as_u64().unwrap() as f64,
+        )
+    };
+    let ((erk_flops, tokens, erk_cycles), (uniform_flops, _, uniform_cycles)) =
+        (step("erk"), step("uniform"));
+    assert_eq!(uniform_flops - erk_flops, 48 * 6 * tokens);
+    assert!((erk_cycles / uniform_cycles - 1.0).abs() < 0.005);
+    let (code, _, err) = run_cli(&["step", "gpt-tiny", "--mask", "2:4", "--levels", "erk"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--mask 2:4") && err.contains("erk"), "{err}");
+}
