@@ -192,22 +192,28 @@ def _call(command, words, flags, model=None, fabric=None, cls=Report):
     return cls(command, output)
 
 
-def train(model="mediswift-xl", *, fabric="wse2", sparsity=None, systems=None, seed=None, out=None):
+def train(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, levels=None,
+          systems=None, seed=None, out=None):
     """The whole recipe at each sparsity and dense (``wafersim train``). Writes nothing unless
-    ``out`` names a folder, which then gets exactly the command's files."""
+    ``out`` names a folder, which then gets exactly the command's files. ``sparsity`` is a
+    number, a list, or a range ``"0:0.95:0.05"``; ``mask="2:4"``, ``levels="erk"`` as the
+    flags."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
-    flags = dict(fabric=fabric_word, sparsity=sparsity, systems=systems, seed=seed, out=out)
+    flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels,
+                 systems=systems, seed=seed, out=out)
     return _call("train", [model_word], flags, model_spec, fabric_spec, TrainReport)
 
 
-def step(model="mediswift-xl", *, fabric="wse2", phase=None, sparsity=None, microbatch=None,
-         activations=None, systems=None, seed=None, heatmap=None, trace=None):
+def step(model="mediswift-xl", *, fabric="wse2", phase=None, sparsity=None, mask=None,
+         levels=None, microbatch=None, activations=None, systems=None, seed=None, heatmap=None,
+         trace=None):
     """One training step on the whole fabric (``wafersim step``)."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
-    flags = dict(fabric=fabric_word, phase=phase, sparsity=sparsity, microbatch=microbatch,
-                 activations=activations, systems=systems, seed=seed, heatmap=heatmap, trace=trace)
+    flags = dict(fabric=fabric_word, phase=phase, sparsity=sparsity, mask=mask, levels=levels,
+                 microbatch=microbatch, activations=activations, systems=systems, seed=seed,
+                 heatmap=heatmap, trace=trace)
     return _call("step", [model_word], flags, model_spec, fabric_spec)
 
 

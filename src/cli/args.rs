@@ -218,10 +218,11 @@ pub struct TrainArgs {
     /// Fabric: a built-in name or a TOML file.
     #[arg(long, default_value = "wse2")]
     pub fabric: String,
-    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's. The
-    /// dense run always comes first; 0 or a repeat adds no run.
-    #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
-    pub sparsity: Option<Vec<f64>>,
+    /// Pre-training sparsities, comma-separated, each in [0, 1), or a range FROM:TO:STEP
+    /// (0:0.95:0.05, TO included when a whole number of steps reaches it); default: the
+    /// recipe's. The dense run always comes first; 0 or a repeat adds no run.
+    #[arg(long, value_delimiter = ',', value_parser = parse_sparsity_item, allow_hyphen_values = true)]
+    pub sparsity: Option<Vec<SparsityItem>>,
     /// The sparse runs' mask structure: random, N:M (e.g. 2:4, along each weight's inputs;
     /// without --sparsity it runs at its own 1 - N/M), block:B, rows, cols or skewed[:SIGMA],
     /// as `kernel gemm --mask`; default: the recipe's `pattern` (random if it names none).
@@ -309,6 +310,58 @@ pub struct InspectArgs {
     /// Refused for a fabric, which is inspected on its own.
     #[arg(long)]
     pub fabric: Option<String>,
+}
+
+/// One item of `train --sparsity`: a sparsity, or the sparsities of a range FROM:TO:STEP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparsityItem(pub Vec<f64>);
+
+impl TrainArgs {
+    /// `--sparsity` as the list of sparsities it names, ranges expanded; `None` without it.
+    pub fn sparsities(&self) -> Option<Vec<f64>> {
+        self.sparsity
+            .as_ref()
+            .map(|items| items.iter().flat_map(|i| i.0.iter().copied()).collect())
+    }
+}
+
+/// The most sparsities a range may expand to: far more than a study needs, few enough that
+/// a typo (a step of 0.0001) is refused rather than run for hours.
+const RANGE_LEVELS_MAX: usize = 100;
+
+fn parse_sparsity_item(text: &str) -> Result<SparsityItem, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [from, to, step] = parts[..] else {
+        if parts.len() == 1 {
+            return parse_sparsity(text).map(|s| SparsityItem(vec![s]));
+        }
+        return Err(format!(
+            "'{text}': a sparsity is a number in [0, 1) or a range FROM:TO:STEP, e.g. 0:0.95:0.05"
+        ));
+    };
+    let (from, to) = (parse_sparsity(from)?, parse_sparsity(to)?);
+    let step: f64 = step
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| format!("'{text}': the range's STEP '{step}' is not a number above 0"))?;
+    if to < from {
+        return Err(format!(
+            "'{text}': the range ends ({to}) before it starts ({from})"
+        ));
+    }
+    // Whole steps from FROM, to a millionth: 0:0.95:0.05 reaches 0.95 exactly.
+    let steps = ((to - from) / step + 1e-9).floor() as usize;
+    if steps + 1 > RANGE_LEVELS_MAX {
+        return Err(format!(
+            "'{text}': {} sparsities, more than the {RANGE_LEVELS_MAX} a range may name",
+            steps + 1
+        ));
+    }
+    let levels = (0..=steps)
+        .map(|i| ((from + i as f64 * step) * 1e6).round() / 1e6)
+        .collect();
+    Ok(SparsityItem(levels))
 }
 
 fn parse_pattern(text: &str) -> Result<crate::sparsity::Pattern, String> {

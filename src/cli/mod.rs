@@ -178,8 +178,15 @@ pub(crate) fn flops_report(
         .sparsity
         .clone()
         .unwrap_or_else(|| model.recipe.sparsities.clone());
+    let pattern_origin = format!("{}: key `recipe.pattern`", flops.model);
     for &s in &sparsities {
         model.recipe.check_masks_weights("--sparsity", s)?;
+        model.recipe.check_pattern(
+            &pattern_origin,
+            model.recipe.pattern,
+            s,
+            &model.architecture,
+        )?;
     }
     let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
     Ok(FlopsReport::new(&model, &fabric, &runs, common.seed()))
@@ -295,7 +302,21 @@ pub(crate) fn apply_mask(
         model.recipe.pattern = pattern;
     }
     let pattern = model.recipe.pattern;
-    let sparsity = sparsity.unwrap_or(pattern.implied_sparsity().unwrap_or(0.0));
+    // Dense unless asked: an N:M `--mask` asks for its own sparsity, another needs --sparsity.
+    let sparsity = match (sparsity, mask) {
+        (Some(s), _) => s,
+        (None, Some(p)) => p.implied_sparsity().ok_or_else(|| {
+            Error::Input(format!(
+                "--mask {p} needs --sparsity: only an N:M mask fixes its own"
+            ))
+        })?,
+        (None, None) => 0.0,
+    };
+    if mask.is_some() && sparsity == 0.0 {
+        return Err(Error::Input(format!(
+            "--mask {pattern} with --sparsity 0: a dense step masks nothing; leave --mask out"
+        )));
+    }
     model.recipe.check_masks_weights("--sparsity", sparsity)?;
     let origin = match mask {
         Some(_) => format!("--mask {pattern}"),

@@ -231,8 +231,9 @@ fn checked_sparsities(
         model.recipe.levels = levels;
     }
     let pattern = model.recipe.pattern;
-    let (sparsities, origin) = match (&args.sparsity, args.mask.and(pattern.implied_sparsity())) {
-        (Some(given), _) => (given.clone(), "--sparsity".to_string()),
+    let (sparsities, origin) = match (args.sparsities(), args.mask.and(pattern.implied_sparsity()))
+    {
+        (Some(given), _) => (given, "--sparsity".to_string()),
         (None, Some(implied)) => (vec![implied], format!("--mask {pattern}")),
         (None, None) => (
             model.recipe.sparsities.clone(),

@@ -1,6 +1,7 @@
 //! `wafersim step`: one training step on the whole fabric.
 
 use serde::Serialize;
+use std::fmt::Write as _;
 
 use super::json::{flops_pair, ExactCount, SCHEMA_VERSION};
 use super::table::{duration, si, thousands, Table};
@@ -292,13 +293,17 @@ impl StepReport {
 
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "wafersim step: {} on {}, {} at sparsity {}\n\n",
+            "wafersim step: {} on {}, {} at sparsity {}{}\n\n",
             self.model,
             self.fabric,
             self.phase.name(),
-            self.sparsity
+            self.sparsity,
+            mask_words(self.mask, self.levels)
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
+        if let Some(caveat) = self.mask.caveat() {
+            let _ = writeln!(out, "note: {caveat}\n");
+        }
         out += &format!(
             "step        {} tokens ({} x {}), {}{}\n",
             thousands(self.tokens as u128),
@@ -575,6 +580,18 @@ pub(crate) fn microbatch_text(batch: u64, microbatches: u64, sequences: u64) -> 
             many(sequences, "sequence", "sequences")
         )
     }
+}
+
+/// ", 2:4 masks, erk levels" for a step or run that is not random and uniform; "" otherwise.
+pub(crate) fn mask_words(mask: Pattern, levels: Levels) -> String {
+    let mut words = String::new();
+    if !mask.is_random() {
+        words += &format!(", {mask} masks");
+    }
+    if !levels.is_uniform() {
+        words += ", erk levels";
+    }
+    words
 }
 
 #[cfg(test)]

@@ -52,9 +52,97 @@ pub struct TrainReport {
     /// and removing their work can save more time than FLOPs.
     pub masked_cycles_share: f64,
     pub runs: Vec<TrainRun>,
+    /// Where more sparsity stops paying, over the runs in order of sparsity (with at least two
+    /// sparse runs; `null` otherwise).
+    pub diminishing_returns: Option<DiminishingReturns>,
     /// Speedups of pre-training simulated at every 0.1 of sparsity and 0.95 besides the runs' own
     /// (`schedule::speedup_curve`), ordered by sparsity: what `speedup.png` draws.
     pub speedup_curve: Vec<CurvePoint>,
+}
+
+/// The least gain of the whole recipe's simulated speedup from one run to the next sparser one
+/// that counts as still growing: 5% a step.
+pub const RETURNS_GAIN_PER_STEP: f64 = 0.05;
+
+/// Where more sparsity stops paying on this model and fabric.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DiminishingReturns {
+    /// The gain a step must reach to count ([`RETURNS_GAIN_PER_STEP`]).
+    pub gain_per_step: f64,
+    /// The sparsity beyond which every further step of the runs gains less; `null` while the
+    /// last step still gains as much.
+    pub sparsity: Option<f64>,
+    /// Each step between consecutive runs: its sparsities and the whole recipe's gain.
+    pub steps: Vec<ReturnsStep>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ReturnsStep {
+    pub from_sparsity: f64,
+    pub to_sparsity: f64,
+    /// `simulated speedup at to / at from − 1`.
+    pub gain: f64,
+}
+
+impl DiminishingReturns {
+    /// One paragraph for the table: where the speedup stops growing, and each step's gain.
+    fn text(&self) -> String {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}->{} {:+.1}%",
+                    s.from_sparsity,
+                    s.to_sparsity,
+                    100.0 * s.gain
+                )
+            })
+            .collect();
+        let verdict = match self.sparsity {
+            Some(s) => format!(
+                "beyond s={s} each step of sparsity gains the whole recipe less than {:.0}%",
+                100.0 * self.gain_per_step
+            ),
+            None => format!(
+                "the whole recipe still gains {:.0}% or more at the last step",
+                100.0 * self.gain_per_step
+            ),
+        };
+        format!(
+            "\nMore sparsity: {verdict} (simulated, step by step: {}).\n",
+            steps.join(", ")
+        )
+    }
+
+    /// From `(sparsity, whole-recipe simulated speedup)` of every run, dense included; `None`
+    /// with fewer than two sparse runs.
+    pub fn of(runs: &[(f64, f64)]) -> Option<Self> {
+        let mut sorted = runs.to_vec();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if sorted.iter().filter(|(s, _)| *s > 0.0).count() < 2 {
+            return None;
+        }
+        let steps: Vec<ReturnsStep> = sorted
+            .windows(2)
+            .map(|w| ReturnsStep {
+                from_sparsity: w[0].0,
+                to_sparsity: w[1].0,
+                gain: w[1].1 / w[0].1.max(f64::MIN_POSITIVE) - 1.0,
+            })
+            .collect();
+        // The first step after which no step gains enough.
+        let flat_from = steps
+            .iter()
+            .rposition(|s| s.gain >= RETURNS_GAIN_PER_STEP)
+            .map_or(0, |i| i + 1);
+        let sparsity = steps.get(flat_from).map(|s| s.from_sparsity);
+        Some(DiminishingReturns {
+            gain_per_step: RETURNS_GAIN_PER_STEP,
+            sparsity,
+            steps,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -124,7 +212,7 @@ impl TrainReport {
         let masked_cycles_share = step.sparsifiable_cycles as f64 / step.cycles.max(1) as f64;
         let unvalidated = unvalidated_keys(fabric);
         let systems = runs[0].total.systems;
-        let runs = runs
+        let runs: Vec<TrainRun> = runs
             .iter()
             .map(|run| {
                 let gap = if run.sparsity > 0.0 {
@@ -173,6 +261,12 @@ impl TrainReport {
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
             masked_flops_share,
             masked_cycles_share,
+            diminishing_returns: DiminishingReturns::of(
+                &runs
+                    .iter()
+                    .map(|r| (r.run_sparsity, r.total.simulated_speedup))
+                    .collect::<Vec<_>>(),
+            ),
             runs,
             speedup_curve,
         }
@@ -193,10 +287,14 @@ impl TrainReport {
             ),
         };
         let mut out = format!(
-            "wafersim train: {} on {on}, dense and sparse pre-training, dense fine-tuning, soft prompting\n\n",
+            "wafersim train: {} on {on}, dense and sparse pre-training{}, dense fine-tuning, soft prompting\n\n",
             self.model,
+            super::step::mask_words(self.mask, self.levels),
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
+        if let Some(caveat) = self.mask.caveat() {
+            let _ = writeln!(out, "note: {caveat}\n");
+        }
         let peak = self.peak_flops_per_second * self.systems as f64;
         let mut t = Table::new([
             "run",
@@ -233,6 +331,9 @@ impl TrainReport {
         out += &t.render();
         out += "(PE busy: the mean PE's share of the time its core works, task overhead \
                 included; of peak: executed FLOPs over the time at the fp16 peak of every system)\n";
+        if let Some(returns) = &self.diminishing_returns {
+            out += &returns.text();
+        }
         out += "\nWhere the gap goes (shares of each sparse run's simulated time beyond what its FLOPs promise):\n";
         for run in self.runs.iter().filter(|r| r.run_sparsity > 0.0) {
             let parts: Vec<String> = run
@@ -619,5 +720,22 @@ impl PhaseFigures {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_diminish_after_the_last_step_that_gains_enough() {
+        let flat = DiminishingReturns::of(&[(0.0, 1.0), (0.25, 1.3), (0.5, 1.6), (0.75, 1.65)]);
+        assert_eq!(flat.unwrap().sparsity, Some(0.5));
+        let growing = DiminishingReturns::of(&[(0.0, 1.0), (0.5, 1.2), (0.75, 1.9)]);
+        assert_eq!(growing.unwrap().sparsity, None);
+        // Growth that returns later does not count as flat: the last step gains 10%.
+        let late = DiminishingReturns::of(&[(0.0, 1.0), (0.3, 1.01), (0.6, 1.02), (0.9, 1.12)]);
+        assert_eq!(late.unwrap().sparsity, None);
+        assert!(DiminishingReturns::of(&[(0.0, 1.0), (0.5, 1.4)]).is_none());
     }
 }

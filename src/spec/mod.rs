@@ -18,7 +18,7 @@ pub use fabric::{
 };
 pub use model::{
     Architecture, FinetuneSpec, Levels, ModelSpec, Phase, PretrainSpec, Recipe, SoftpromptSpec,
-    WeightKind,
+    WeightKind, PATTERN_SPARSITY_TOLERANCE,
 };
 /// The bounds a model's shape is held to, for other files that carry a shape (hardware cases).
 pub(crate) use model::{MAX_BATCH, MAX_LAYERS, MAX_SEQ, MAX_WIDTH};

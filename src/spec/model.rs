@@ -35,6 +35,10 @@ pub struct Architecture {
     pub activation_bytes: u64,
 }
 
+/// How far a weight's sparsity under a coarse pattern (whole blocks or lines) may fall from
+/// the sparsity asked: a percentage point.
+pub const PATTERN_SPARSITY_TOLERANCE: f64 = 0.01;
+
 /// How a recipe's sparsity is shared among its sparse weights.
 #[derive(
     Debug,
@@ -378,6 +382,7 @@ impl Recipe {
         if sparsity == 0.0 {
             return Ok(());
         }
+        self.check_pattern_tiles(origin, pattern, arch)?;
         if let Some(implied) = pattern.implied_sparsity() {
             if self.levels == Levels::Erk {
                 return Err(Error::input(format!(
@@ -392,6 +397,34 @@ impl Recipe {
                 )));
             }
         }
+        for &w in &self.sparse_weights {
+            let (k, n) = w.shape(arch);
+            // A coarse pattern keeps whole blocks or lines: it may not reach the sparsity asked.
+            let asked = self.weight_sparsity(w, sparsity, arch);
+            let kept = pattern.nonzeros(k, n, asked);
+            let realised = 1.0 - kept as f64 / (k * n) as f64;
+            if (realised - asked).abs() > PATTERN_SPARSITY_TOLERANCE {
+                return Err(Error::input(format!(
+                    "{origin}: weight {} ({k} x {n}): {pattern} keeps {kept} of its {} entries, \
+                     sparsity {realised:.4} against the {asked} asked (more than {} apart); use \
+                     a finer pattern or another sparsity",
+                    w.name(),
+                    k * n,
+                    PATTERN_SPARSITY_TOLERANCE
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a `pattern` whose groups or blocks do not tile every sparse weight, whatever the
+    /// sparsity.
+    pub fn check_pattern_tiles(
+        &self,
+        origin: &str,
+        pattern: Pattern,
+        arch: &Architecture,
+    ) -> Result<()> {
         for w in &self.sparse_weights {
             let (k, n) = w.shape(arch);
             pattern.check_shape(k, n).map_err(|e| {
@@ -416,6 +449,8 @@ impl Recipe {
     }
 
     fn validate(&self, c: &Checker, arch: &Architecture) -> Result<()> {
+        let pattern_origin = format!("{}: key `recipe.pattern`", c.origin);
+        self.check_pattern_tiles(&pattern_origin, self.pattern, arch)?;
         for (i, &s) in self.sparsities.iter().enumerate() {
             let origin = format!("{}: key `recipe.sparsities[{i}]`", c.origin);
             check_sparsity(&origin, s)?;

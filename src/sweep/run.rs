@@ -268,12 +268,18 @@ fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u6
         .iter()
         .position(|&s| s == p.point.sparsity)
         .unwrap_or_default();
-    model.recipe.check_masks_weights(
-        &format!(
-            "{origin}: key `sparsities[{index}]`, model {}",
-            p.point.model
-        ),
+    let sparsity_origin = format!(
+        "{origin}: key `sparsities[{index}]`, model {}",
+        p.point.model
+    );
+    model
+        .recipe
+        .check_masks_weights(&sparsity_origin, p.point.sparsity)?;
+    model.recipe.check_pattern(
+        &format!("{sparsity_origin}: its `recipe.pattern`"),
+        model.recipe.pattern,
         p.point.sparsity,
+        &model.architecture,
     )?;
     let fabric = load_point_fabric(&p.point, &p.fabric, origin)?;
     if p.point.systems > fabric.cluster.systems_max {

@@ -16,6 +16,32 @@ fn gemm(form: &str, fidelity: &str, extra: &[&str]) -> serde_json::Value {
     run_json(&args)
 }
 
+/// `train` with `args` into a fresh folder; its report.json, the folder removed.
+fn train_report(name: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::env::temp_dir().join(format!("wafersim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut argv = vec!["train"];
+    argv.extend_from_slice(args);
+    argv.extend(["--quiet", "--out", out.to_str().unwrap()]);
+    let (code, _, err) = run_cli(&argv);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Each command line (words split on spaces) exits 2 before any output, its error naming
+/// `needle`.
+fn assert_refused(cases: &[(&str, &str)]) {
+    for (line, needle) in cases {
+        let args: Vec<&str> = line.split(' ').collect();
+        let (code, out, err) = run_cli(&args);
+        assert_eq!(code, 2, "{line}: {err}");
+        assert!(out.is_empty(), "{line}");
+        assert!(err.contains(needle), "{line}: {err}");
+    }
+}
+
 #[test]
 fn every_pattern_executes_exactly_its_nonzeros_on_both_fidelities() {
     let (t, k, n) = (256u128, 512u128, 256u128);
@@ -117,27 +143,24 @@ fn structure_moves_the_engines_cycles_as_it_should() {
 
 #[test]
 fn bad_masks_are_refused_naming_the_flag() {
-    for (flags, needle) in [
-        (&["--mask", "2:3"][..], "M = 3, which does not divide 512"),
+    let gemm = "kernel gemm --t 256 --k 512 --n 256 --mask";
+    assert_refused(&[
         (
-            &["--mask", "block:24", "--sparsity", "0.5"],
-            "do not tile 512 x 256",
+            &format!("{gemm} 2:3"),
+            "--mask 2:3 groups the weight's 512 inputs by M = 3",
         ),
-        (&["--mask", "2:4", "--sparsity", "0.75"], "sparsity 0.5"),
-        (&["--mask", "blocks:4"], "a pattern is random, N:M"),
-        (&["--mask", "4:2"], "1 <= N < M"),
-        (&["--mask", "block:1"], "at least 2"),
-    ] {
-        let mut args = vec!["kernel", "gemm", "--t", "256", "--k", "512", "--n", "256"];
-        args.extend_from_slice(flags);
-        let (code, out, err) = run_cli(&args);
-        assert_eq!(code, 2, "{flags:?}: {err}");
-        assert!(out.is_empty(), "{flags:?}");
-        assert!(
-            err.contains("--mask") && err.contains(needle),
-            "{flags:?}: {err}"
-        );
-    }
+        (
+            &format!("{gemm} block:24 --sparsity 0.5"),
+            "--mask block:24 cuts the weight in 24 x 24 blocks, which do not tile 512 x 256",
+        ),
+        (
+            &format!("{gemm} 2:4 --sparsity 0.75"),
+            "--mask 2:4: an N:M mask keeps N of every M, sparsity 0.5",
+        ),
+        (&format!("{gemm} blocks:4"), "--mask"),
+        (&format!("{gemm} 4:2"), "1 <= N < M"),
+        (&format!("{gemm} block:1"), "at least 2"),
+    ]);
 }
 
 /// `step --mask`: the executed FLOPs move by exactly 6 · tokens per non-zero the pattern keeps
@@ -179,20 +202,7 @@ fn n_of_m_steps_run_at_their_own_sparsity_and_never_slower_than_random() {
 
 #[test]
 fn train_with_an_n_of_m_mask_reports_it_and_runs_its_one_sparsity() {
-    let out = std::env::temp_dir().join(format!("wafersim-mask-train-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let (code, _, err) = run_cli(&[
-        "train",
-        "gpt-tiny",
-        "--mask",
-        "2:4",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = train_report("mask-train", &["gpt-tiny", "--mask", "2:4"]);
     assert_eq!(report["mask"], "2:4");
     let levels = |key: &str, field: &str| -> Vec<f64> {
         report[key]
@@ -204,46 +214,23 @@ fn train_with_an_n_of_m_mask_reports_it_and_runs_its_one_sparsity() {
     };
     assert_eq!(levels("runs", "run_sparsity"), [0.0, 0.5]);
     assert_eq!(levels("speedup_curve", "sparsity"), [0.0, 0.5]);
-    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
 fn step_and_train_refuse_a_mask_the_weights_or_sparsity_cannot_take() {
-    for (args, needle) in [
+    assert_refused(&[
+        ("step gpt-tiny --mask 2:4 --sparsity 0.75", "--mask 2:4"),
         (
-            &["step", "gpt-tiny", "--mask", "2:4", "--sparsity", "0.75"][..],
-            "--mask 2:4",
-        ),
-        (
-            &[
-                "step",
-                "gpt-tiny",
-                "--mask",
-                "block:48",
-                "--sparsity",
-                "0.5",
-            ],
+            "step gpt-tiny --mask block:48 --sparsity 0.5",
             "weight q (64 x 64)",
         ),
-        (&["step", "gpt-tiny", "--mask", "3:7"], "M = 7"),
-        (&["step", "gpt-tiny", "--mask", "bricks"], "--mask"),
+        ("step gpt-tiny --mask 3:7", "M = 7"),
+        ("step gpt-tiny --mask bricks", "--mask"),
         (
-            &[
-                "train",
-                "gpt-tiny",
-                "--mask",
-                "2:4",
-                "--sparsity",
-                "0.5,0.75",
-            ],
+            "train gpt-tiny --mask 2:4 --sparsity 0.5,0.75",
             "sparsity 0.5, not 0.75",
         ),
-    ] {
-        let (code, out, err) = run_cli(args);
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(out.is_empty(), "{args:?}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    ]);
     // A recipe's own pattern is checked where the file is read, naming the key.
     let model = std::fs::read_to_string("models/gpt-tiny.toml")
         .unwrap()
@@ -325,4 +312,100 @@ fn erk_levels_share_the_kept_entries_by_shape() {
     let (code, _, err) = run_cli(&["step", "gpt-tiny", "--mask", "2:4", "--levels", "erk"]);
     assert_eq!(code, 2);
     assert!(err.contains("--mask 2:4") && err.contains("erk"), "{err}");
+}
+
+/// What the adversarial review of the masks found silently wrong, refused now (exit 2, naming
+/// the flag or key): a pattern without a sparsity, a dense step with a mask, a pattern too
+/// coarse for the weight (one 2048 x 2048 block kept whole at "50%"), a recipe's pattern that
+/// `flops` used to apply at a sparsity it cannot take, a skewed sigma beyond what `validate`
+/// covers.
+#[test]
+fn masks_that_would_report_another_sparsity_are_refused() {
+    let tiny_2_4 = std::fs::read_to_string("models/gpt-tiny.toml")
+        .unwrap()
+        .replace(
+            "sparse_weights = [",
+            "pattern = \"2:4\"\nsparse_weights = [",
+        );
+    let tiny_2_4 = crate::common::temp_file("tiny-pattern-2-4.toml", &tiny_2_4);
+    let tiny_2_4 = tiny_2_4.to_str().unwrap();
+    assert_refused(&[
+        ("step gpt-tiny --mask rows", "--mask rows needs --sparsity"),
+        ("step gpt-tiny --mask 2:4 --sparsity 0", "masks nothing"),
+        (
+            "step mediswift-xl --mask block:2048 --sparsity 0.5",
+            "keeps 4194304 of its 4194304 entries",
+        ),
+        (
+            "kernel gemm --t 64 --k 64 --n 64 --mask block:64 --sparsity 0.3",
+            "use a finer pattern",
+        ),
+        (
+            &format!("flops {tiny_2_4} --sparsity 0.75"),
+            "recipe.pattern",
+        ),
+        (
+            "step gpt-tiny --mask skewed:1.5 --sparsity 0.5",
+            "at most 1",
+        ),
+    ]);
+}
+
+/// `train --sparsity FROM:TO:STEP` expands to its levels, and the report says where the
+/// speedup stops growing by 5% a step (`diminishing_returns`).
+#[test]
+fn a_sparsity_range_runs_every_level_and_reports_where_returns_diminish() {
+    let report = train_report(
+        "range",
+        &[
+            "gpt-tiny",
+            "--fabric",
+            "mini",
+            "--sparsity",
+            "0.25:0.75:0.25",
+        ],
+    );
+    let runs: Vec<(f64, f64)> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["run_sparsity"].as_f64().unwrap(),
+                r["total"]["simulated_speedup"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [0.0, 0.25, 0.5, 0.75]
+    );
+    let returns = &report["diminishing_returns"];
+    assert_eq!(returns["gain_per_step"], 0.05);
+    let steps = returns["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for (step, pair) in steps.iter().zip(runs.windows(2)) {
+        let gain = pair[1].1 / pair[0].1 - 1.0;
+        assert!((step["gain"].as_f64().unwrap() - gain).abs() < 1e-12);
+    }
+    // Where it flattens: after the last step gaining 5% or more (null if that is the last).
+    let last_growing = steps
+        .iter()
+        .rposition(|s| s["gain"].as_f64().unwrap() >= 0.05);
+    let expected = match last_growing {
+        Some(i) if i + 1 < steps.len() => steps[i + 1]["from_sparsity"].clone(),
+        Some(_) => serde_json::Value::Null,
+        None => steps[0]["from_sparsity"].clone(),
+    };
+    assert_eq!(returns["sparsity"], expected);
+    for (range, needle) in [
+        ("0.5:0.25:0.1", "ends (0.25) before it starts"),
+        ("0:0.9:0", "not a number above 0"),
+        ("0:0.95:0.0001", "more than the 100"),
+        ("0:0.5", "a range FROM:TO:STEP"),
+    ] {
+        let (code, _, err) = run_cli(&["train", "gpt-tiny", "--sparsity", range, "--out", "x"]);
+        assert_eq!(code, 2, "{range}: {err}");
+        assert!(err.contains(needle), "{range}: {err}");
+    }
 }

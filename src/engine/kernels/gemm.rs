@@ -236,9 +236,18 @@ impl GemmLayout {
             }
         }
         if cfg.sparsity > 0.0 {
+            let (k, n) = (cfg.k as u64, cfg.n as u64);
             cfg.pattern
-                .check_shape(cfg.k as u64, cfg.n as u64)
+                .check_shape(k, n)
                 .map_err(|e| Error::Input(format!("--mask {e} (--k {}, --n {})", cfg.k, cfg.n)))?;
+            let realised = 1.0 - cfg.pattern.nonzeros(k, n, cfg.sparsity) as f64 / (k * n) as f64;
+            if (realised - cfg.sparsity).abs() > crate::spec::PATTERN_SPARSITY_TOLERANCE {
+                return Err(Error::Input(format!(
+                    "--mask {} on {k} x {n}: it keeps whole blocks or lines, sparsity \
+                     {realised:.4} against the --sparsity {} asked; use a finer pattern",
+                    cfg.pattern, cfg.sparsity
+                )));
+            }
         }
         let (k_in, n_out) = match cfg.form {
             GemmForm::Dgrad => (cfg.n, cfg.k),
