@@ -53,7 +53,8 @@ pub struct TrainReport {
     pub masked_cycles_share: f64,
     pub runs: Vec<TrainRun>,
     /// Where more sparsity stops paying, over the runs in order of sparsity (with at least two
-    /// sparse runs; `null` otherwise).
+    /// sparse runs; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub diminishing_returns: Option<DiminishingReturns>,
     /// Speedups of pre-training simulated at every 0.1 of sparsity and 0.95 besides the runs' own
     /// (`schedule::speedup_curve`), ordered by sparsity: what `speedup.png` draws.
@@ -69,8 +70,9 @@ pub const RETURNS_GAIN_PER_STEP: f64 = 0.05;
 pub struct DiminishingReturns {
     /// The gain a step must reach to count ([`RETURNS_GAIN_PER_STEP`]).
     pub gain_per_step: f64,
-    /// The sparsity beyond which every further step of the runs gains less; `null` while the
+    /// The sparsity beyond which every further step of the runs gains less; absent while the
     /// last step still gains as much.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sparsity: Option<f64>,
     /// Each step between consecutive runs: its sparsities and the whole recipe's gain.
     pub steps: Vec<ReturnsStep>,

@@ -388,7 +388,7 @@ fn a_sparsity_range_runs_every_level_and_reports_where_returns_diminish() {
         let gain = pair[1].1 / pair[0].1 - 1.0;
         assert!((step["gain"].as_f64().unwrap() - gain).abs() < 1e-12);
     }
-    // Where it flattens: after the last step gaining 5% or more (null if that is the last).
+    // Where it flattens: after the last step gaining 5% or more (absent if that is the last).
     let last_growing = steps
         .iter()
         .rposition(|s| s["gain"].as_f64().unwrap() >= 0.05);
