@@ -202,10 +202,12 @@ pub(crate) fn step_report(
     let started = std::time::Instant::now();
     let (model_text, fabric_text) = specs.read(&step.model, &step.fabric)?;
     let (mut model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-    if let Some(levels) = step.levels {
-        model.recipe.levels = levels;
-    }
-    let sparsity = apply_mask(&mut model, &step.model, step.mask, step.sparsity)?;
+    let sparsity = apply_mask(
+        &mut model,
+        &step.model,
+        (step.mask, step.levels),
+        step.sparsity,
+    )?;
     check_systems(&fabric, step.systems)?;
     check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
     if step.heatmap.is_some() {
@@ -289,18 +291,40 @@ pub(crate) fn render<T: serde::Serialize>(
     }
 }
 
+/// `--mask` and `--levels` put in the recipe; returns where its pattern came from, for errors
+/// (the flag, or the model file's key).
+pub(crate) fn take_mask_flags(
+    model: &mut crate::spec::ModelSpec,
+    model_name: &str,
+    mask: Option<crate::sparsity::Pattern>,
+    levels: Option<crate::spec::Levels>,
+) -> String {
+    if let Some(pattern) = mask {
+        model.recipe.pattern = pattern;
+    }
+    if let Some(levels) = levels {
+        model.recipe.levels = levels;
+    }
+    let pattern = model.recipe.pattern;
+    match mask {
+        Some(_) => format!("--mask {pattern}"),
+        None => format!("{model_name}: key `recipe.pattern` ({pattern})"),
+    }
+}
+
 /// The mask structure and sparsity a step runs: `--mask` replaces the recipe's `pattern`, and
 /// `--sparsity` defaults to an N:M mask's own (else 0); refused, naming the flag or the key,
 /// where the recipe masks nothing or the pattern cannot take the sparsity or the weights.
 pub(crate) fn apply_mask(
     model: &mut crate::spec::ModelSpec,
     model_name: &str,
-    mask: Option<crate::sparsity::Pattern>,
+    (mask, levels): (
+        Option<crate::sparsity::Pattern>,
+        Option<crate::spec::Levels>,
+    ),
     sparsity: Option<f64>,
 ) -> Result<f64> {
-    if let Some(pattern) = mask {
-        model.recipe.pattern = pattern;
-    }
+    let origin = take_mask_flags(model, model_name, mask, levels);
     let pattern = model.recipe.pattern;
     // Dense unless asked: an N:M `--mask` asks for its own sparsity, another needs --sparsity.
     let sparsity = match (sparsity, mask) {
@@ -318,10 +342,6 @@ pub(crate) fn apply_mask(
         )));
     }
     model.recipe.check_masks_weights("--sparsity", sparsity)?;
-    let origin = match mask {
-        Some(_) => format!("--mask {pattern}"),
-        None => format!("{model_name}: key `recipe.pattern` ({pattern})"),
-    };
     model
         .recipe
         .check_pattern(&origin, pattern, sparsity, &model.architecture)?;

@@ -224,12 +224,7 @@ fn checked_sparsities(
     model: &mut ModelSpec,
     fabric: &FabricSpec,
 ) -> Result<Vec<f64>> {
-    if let Some(pattern) = args.mask {
-        model.recipe.pattern = pattern;
-    }
-    if let Some(levels) = args.levels {
-        model.recipe.levels = levels;
-    }
+    let pattern_origin = super::take_mask_flags(model, &args.model, args.mask, args.levels);
     let pattern = model.recipe.pattern;
     let (sparsities, origin) = match (args.sparsities(), args.mask.and(pattern.implied_sparsity()))
     {
@@ -239,10 +234,6 @@ fn checked_sparsities(
             model.recipe.sparsities.clone(),
             format!("{}: recipe.sparsities", args.model),
         ),
-    };
-    let pattern_origin = match args.mask {
-        Some(_) => format!("--mask {pattern}"),
-        None => format!("{}: key `recipe.pattern` ({pattern})", args.model),
     };
     for &s in &sparsities {
         model.recipe.check_masks_weights(&origin, s)?;
