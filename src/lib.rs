@@ -40,6 +40,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod graph;
+pub mod masks;
 pub mod random;
 pub mod report;
 pub mod sparsity;

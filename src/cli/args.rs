@@ -233,6 +233,12 @@ pub struct TrainArgs {
     /// same entries kept in all); default: the recipe's `levels` (uniform if it names none).
     #[arg(long, value_enum)]
     pub levels: Option<crate::spec::Levels>,
+    /// Masks from a file: a .safetensors file or a folder of .npy files, one 0/1 tensor per
+    /// sparse weight of every layer, named as wafersim (layer3.ffn_up, [in, out]), Hugging Face
+    /// GPT-2 (transformer.h.3.mlp.c_fc.weight) or the Cerebras Model Zoo names them (see
+    /// docs/masks.md). The one sparse run is theirs, at their mean sparsity.
+    #[arg(long, conflicts_with_all = ["sparsity", "mask", "levels"])]
+    pub masks: Option<String>,
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -267,6 +273,11 @@ pub struct StepArgs {
     /// RigL); default: the recipe's `levels` (uniform if it names none).
     #[arg(long, value_enum)]
     pub levels: Option<crate::spec::Levels>,
+    /// Masks from a file (.safetensors, or a folder of .npy files; see docs/masks.md): the
+    /// step runs them at their mean sparsity, each layer's weights priced by their own per-PE
+    /// non-zero counts.
+    #[arg(long, conflicts_with_all = ["sparsity", "mask", "levels"])]
+    pub masks: Option<String>,
     /// Sequences per microbatch; default: the mapper searches.
     #[arg(long)]
     pub microbatch: Option<u64>,

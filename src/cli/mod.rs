@@ -202,12 +202,15 @@ pub(crate) fn step_report(
     let started = std::time::Instant::now();
     let (model_text, fabric_text) = specs.read(&step.model, &step.fabric)?;
     let (mut model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-    let sparsity = apply_mask(
-        &mut model,
-        &step.model,
-        (step.mask, step.levels),
-        step.sparsity,
-    )?;
+    let sparsity = match &step.masks {
+        Some(path) => read_masks(&mut model, &step.model, path)?,
+        None => apply_mask(
+            &mut model,
+            &step.model,
+            (step.mask, step.levels),
+            step.sparsity,
+        )?,
+    };
     check_systems(&fabric, step.systems)?;
     check_outputs(&[("--heatmap", &step.heatmap)], &[("--trace", &step.trace)])?;
     if step.heatmap.is_some() {
@@ -239,6 +242,7 @@ pub(crate) fn step_report(
     let mut report = StepReport::new(&result, &fabric, sources, common.seed(), host_seconds);
     report.mask = model.recipe.pattern;
     report.levels = model.recipe.levels;
+    report.masks_file = crate::report::MasksFile::of(&model);
     report.against_dense = dense.map(|d| AgainstDense::new(&d, &result));
     Ok(report)
 }
@@ -289,6 +293,30 @@ pub(crate) fn render<T: serde::Serialize>(
     } else {
         Ok(table())
     }
+}
+
+/// `--masks PATH` read for `model` and put in its recipe; the sparsity the step or sparse run
+/// has: the masks' mean. Refused, naming the file and tensor, as `MaskSet::read` says; and where
+/// the recipe masks no weight or the masks keep every weight.
+pub(crate) fn read_masks(
+    model: &mut crate::spec::ModelSpec,
+    model_name: &str,
+    path: &str,
+) -> Result<f64> {
+    if model.recipe.sparse_weights.is_empty() {
+        return Err(Error::Input(format!(
+            "--masks {path}: {model_name}'s recipe masks no weight (`recipe.sparse_weights` is              empty)"
+        )));
+    }
+    let masks = crate::masks::MaskSet::read(path, model)?;
+    let sparsity = masks.sparsity();
+    if masks.nonzeros() == masks.elements() {
+        return Err(Error::Input(format!(
+            "--masks {path}: every mask keeps every weight (sparsity 0); run dense without --masks"
+        )));
+    }
+    model.recipe.masks = Some(std::sync::Arc::new(masks));
+    Ok(sparsity)
 }
 
 /// `--mask` and `--levels` put in the recipe; returns where its pattern came from, for errors

@@ -224,6 +224,9 @@ fn checked_sparsities(
     model: &mut ModelSpec,
     fabric: &FabricSpec,
 ) -> Result<Vec<f64>> {
+    if let Some(path) = &args.masks {
+        return Ok(vec![super::read_masks(model, &args.model, path)?]);
+    }
     let pattern_origin = super::take_mask_flags(model, &args.model, args.mask, args.levels);
     let pattern = model.recipe.pattern;
     let (sparsities, origin) = match (args.sparsities(), args.mask.and(pattern.implied_sparsity()))

@@ -366,8 +366,12 @@ impl<'a> Builder<'a> {
         let arch = &self.model.architecture;
         let (k, n) = kind.shape(arch);
         let sparse = self.cfg.sparsity > 0.0 && self.model.recipe.sparse_weights.contains(&kind);
-        let nonzeros = if sparse {
-            let recipe = &self.model.recipe;
+        let recipe = &self.model.recipe;
+        // A mask from a file keeps what it keeps (`MaskSet::read` checked every layer has one).
+        let from_file = recipe.masks.as_ref().and_then(|m| m.get(layer, kind));
+        let nonzeros = if let (true, Some(mask)) = (sparse, from_file) {
+            mask.nonzeros()
+        } else if sparse {
             let sparsity = recipe.weight_sparsity(kind, self.cfg.sparsity, arch);
             recipe.pattern.nonzeros(k, n, sparsity)
         } else {
@@ -699,11 +703,7 @@ impl Op {
 }
 
 fn linear_kind(op: &Op) -> WeightKind {
-    let name = &op.weight.as_ref().expect("linear ops have a weight").name;
-    let suffix = name.rsplit('.').next().unwrap_or_default();
-    WeightKind::ALL
-        .into_iter()
-        .find(|w| w.name() == suffix)
+    op.weight_kind()
         .expect("linear weights are named layerN.<kind>")
 }
 

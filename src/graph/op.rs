@@ -62,6 +62,17 @@ pub enum OpKind {
     Loss,
 }
 
+impl Op {
+    /// The transformer weight a linear op multiplies by (`layer3.ffn_up` → `ffn_up`).
+    pub fn weight_kind(&self) -> Option<crate::spec::WeightKind> {
+        let name = &self.weight.as_ref()?.name;
+        let suffix = name.rsplit('.').next().unwrap_or_default();
+        crate::spec::WeightKind::ALL
+            .into_iter()
+            .find(|w| w.name() == suffix)
+    }
+}
+
 impl OpKind {
     pub fn name(self) -> &'static str {
         match self {

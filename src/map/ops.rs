@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::cost::{
     attention_products, elementwise_cost, elementwise_op_colors, fmac_ops, gemm_cost,
-    operand_copy_cost, stream_bytes, stream_cycles, AttentionOp, ElementwiseProblem, GemmForm,
-    GemmProblem, GemmTile, KernelCost, TimelineOp, WireWeight,
+    gemm_cost_with_counts, operand_copy_cost, stream_bytes, stream_cycles, AttentionOp,
+    ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost, TimelineOp, WireWeight,
 };
 use crate::engine::kernels::attention::tile_grid;
 use crate::graph::{elementwise_profile, Dims, Op, OpKind, Pass};
@@ -185,13 +185,16 @@ fn op_plan_as(
             // Products of one op run one after the other, each on its fastest tile.
             let mut placed_products = Vec::new();
             for problem in &problems {
-                placed_products.push(best_tile(
-                    fabric,
-                    problem,
-                    region_rows,
-                    region_cols,
-                    working_bytes,
-                )?);
+                let (tile, mut cost) =
+                    best_tile(fabric, problem, region_rows, region_cols, working_bytes)?;
+                // The tile is chosen by the expected imbalance; a mask read from a file then
+                // prices it with its own per-PE counts.
+                if let Some(counts) = mask_counts(model, op, problem, &tile) {
+                    let region_pes = region_rows * region_cols;
+                    cost = gemm_cost_with_counts(fabric, problem, &tile, region_pes, Some(&counts))
+                        .then(&operand_copy_cost(fabric, problem, &tile, region_pes));
+                }
+                placed_products.push((tile, cost));
             }
             let (tile, _) = placed_products[0];
             let problem = &problems[0];
@@ -242,6 +245,23 @@ fn op_plan_as(
         return Err(Refusal::Colors(plan.colors));
     }
     Ok(plan)
+}
+
+/// The non-zeros each PE column of `tile` receives per output column, from the mask read from a
+/// file for `op`'s layer and weight (`None` without one, or for a problem the weight's mask does
+/// not enter: dense formats, attention).
+fn mask_counts(
+    model: &ModelSpec,
+    op: &Op,
+    problem: &GemmProblem,
+    tile: &GemmTile,
+) -> Option<std::sync::Arc<Vec<Vec<u64>>>> {
+    let masks = model.recipe.masks.as_ref()?;
+    if !problem.sparse || problem.form == GemmForm::Activations {
+        return None;
+    }
+    let tile = (tile.c_k as usize, tile.c_n as usize);
+    masks.counts(op.layer?, op.weight_kind()?, problem.transposed, tile)
 }
 
 /// A sparse weight run dense multiplies its stored zeros too: work the FLOP count does not

@@ -481,7 +481,8 @@ fn place_ops(
                 // The last layer's FFN block is still in the buffer when backward starts.
                 if !(layer == last_layer && block == SubBlock::Ffn) {
                     let rerun = |fwd: &Op| SubBlock::of(fwd) == block;
-                    recompute_layer(&forward, (layer, "recompute"), &cache, &mut ops, rerun);
+                    let at = (layer, "recompute");
+                    recompute_layer(model, &forward, at, &cache, &mut ops, rerun);
                 }
                 rerun = Some((layer, block));
             }
@@ -492,9 +493,8 @@ fn place_ops(
                     true => "recompute2",
                     false => "recompute",
                 };
-                recompute_layer(&forward, (layer, suffix), &cache, &mut ops, |fwd: &Op| {
-                    matches!(fwd.kind, OpKind::AttnScores | OpKind::Softmax)
-                });
+                let pick = |fwd: &Op| matches!(fwd.kind, OpKind::AttnScores | OpKind::Softmax);
+                recompute_layer(model, &forward, (layer, suffix), &cache, &mut ops, pick);
             }
             // Nor GeLU's output: recomputed for the one op that reads it.
             if activations.checkpoints() && layer_key(op) == "ffn_down.wgrad" {
@@ -503,13 +503,13 @@ fn place_ops(
                     true => "recompute",
                     false => "recompute2",
                 };
-                recompute_layer(&forward, (layer, suffix), &cache, &mut ops, |fwd: &Op| {
-                    fwd.kind == OpKind::Gelu
-                });
+                let pick = |fwd: &Op| fwd.kind == OpKind::Gelu;
+                recompute_layer(model, &forward, (layer, suffix), &cache, &mut ops, pick);
             }
         }
-        // Layers are identical: key on the op's name without its layer.
-        let key = layer_key(op);
+        // Layers are identical but for masks read from a file: key on the op's name without
+        // its layer, or with it where the layer's own mask prices the op.
+        let key = placement_key(model, op);
         if let Some(cached) = cache.get(key) {
             match op.pass.on_wafer() {
                 true => ops.push(renamed(cached, op)),
@@ -584,6 +584,20 @@ fn layer_key(op: &Op) -> &str {
         .map_or(op.name.as_str(), |(_, rest)| rest)
 }
 
+/// What placements are shared by: an op's name without its layer ([`layer_key`]), but the whole
+/// name for an op on a sparse weight whose mask was read from a file (each layer's mask has its
+/// own non-zeros, and its own per-PE counts price the op).
+fn placement_key<'a>(model: &ModelSpec, op: &'a Op) -> &'a str {
+    let own_mask = model.recipe.masks.is_some()
+        && op.kind == OpKind::Linear
+        && op.weight.as_ref().is_some_and(|w| w.sparse);
+    if own_mask {
+        &op.name
+    } else {
+        layer_key(op)
+    }
+}
+
 /// A placed op of another layer, as `op`.
 fn renamed(cached: &OpPlan, op: &Op) -> OpPlan {
     let mut placed = cached.clone();
@@ -598,6 +612,7 @@ fn renamed(cached: &OpPlan, op: &Op) -> OpPlan {
 /// forward ops as placed (they ran before with the same tiles, weights streamed in again),
 /// flagged so their cycles are the step's `recompute` category.
 fn recompute_layer(
+    model: &ModelSpec,
     forward: &[Vec<&Op>],
     (layer, suffix): (u64, &str),
     cache: &HashMap<String, OpPlan>,
@@ -607,7 +622,7 @@ fn recompute_layer(
     let forward = forward[layer as usize].iter().filter(|op| pick(op));
     for op in forward {
         let placed = cache
-            .get(layer_key(op))
+            .get(placement_key(model, op))
             .expect("a layer's forward ops are placed before its backward");
         let mut again = renamed(placed, op);
         again.name = format!("{}.{suffix}", op.name.trim_end_matches(".fwd"));

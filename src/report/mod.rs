@@ -33,7 +33,7 @@ pub use pictures::{
     draw_sweep_speedup, draw_train_heatmaps, plot_bands, run_name, utilization_heatmap_name,
     HeatmapKind, HeatmapScale,
 };
-pub use step::{AgainstDense, StepReport};
+pub use step::{AgainstDense, MasksFile, StepReport};
 pub use table::{duration, si, thousands, Table};
 pub use trace::{kernel_trace, step_trace};
 pub use train::{ops_csv, GapShare, PhaseFigures, TrainPhase, TrainReport, TrainRun};

@@ -35,6 +35,9 @@ pub struct StepReport {
     pub mask: Pattern,
     /// How `sparsity` is shared among the sparse weights (`uniform` or `erk`).
     pub levels: Levels,
+    /// Masks read from a file (`--masks`), which replace `mask` and `levels`; left out without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masks_file: Option<MasksFile>,
     /// Tokens and sequences of the whole step, over every system.
     pub tokens: u64,
     pub batch_sequences: u64,
@@ -250,6 +253,7 @@ impl StepReport {
             sparsity: plan.config.sparsity,
             mask: Pattern::Random,
             levels: Levels::Uniform,
+            masks_file: None,
             tokens: result.batch_sequences * plan.config.seq_len,
             batch_sequences: result.batch_sequences,
             seq_len: plan.config.seq_len,
@@ -298,7 +302,7 @@ impl StepReport {
             self.fabric,
             self.phase.name(),
             self.sparsity,
-            mask_words(self.mask, self.levels)
+            mask_words(self.mask, self.levels, self.masks_file.as_ref())
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         if let Some(caveat) = self.mask.caveat() {
@@ -582,8 +586,36 @@ pub(crate) fn microbatch_text(batch: u64, microbatches: u64, sequences: u64) -> 
     }
 }
 
-/// ", 2:4 masks, erk levels" for a step or run that is not random and uniform; "" otherwise.
-pub(crate) fn mask_words(mask: Pattern, levels: Levels) -> String {
+/// Masks read from a file, as a report names them.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct MasksFile {
+    /// The path as given to `--masks`.
+    pub path: String,
+    /// SHA-256 of the file (a folder: of its `.npy` files' names and SHA-256s).
+    pub sha256: String,
+    /// Masked weights (every sparse weight of every layer).
+    pub weights: u64,
+    /// Their mean sparsity: 1 − kept entries ÷ entries.
+    pub sparsity: f64,
+}
+
+impl MasksFile {
+    pub fn of(model: &crate::spec::ModelSpec) -> Option<MasksFile> {
+        model.recipe.masks.as_ref().map(|m| MasksFile {
+            path: m.source.clone(),
+            sha256: m.sha256.clone(),
+            weights: m.len() as u64,
+            sparsity: m.sparsity(),
+        })
+    }
+}
+
+/// ", 2:4 masks, erk levels" for a step or run that is not random and uniform, ", masks from
+/// PATH (N weights)" for masks read from a file; "" otherwise.
+pub(crate) fn mask_words(mask: Pattern, levels: Levels, file: Option<&MasksFile>) -> String {
+    if let Some(file) = file {
+        return format!(", masks from {} ({} weights)", file.path, file.weights);
+    }
     let mut words = String::new();
     if !mask.is_random() {
         words += &format!(", {mask} masks");

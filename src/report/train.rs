@@ -39,6 +39,9 @@ pub struct TrainReport {
     pub mask: Pattern,
     /// How each run's sparsity is shared among the sparse weights (`uniform` or `erk`).
     pub levels: Levels,
+    /// Masks read from a file (`--masks`): the one sparse run's; left out without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masks_file: Option<super::step::MasksFile>,
     pub clock_hz: u64,
     /// Systems trained data-parallel (`--systems`); each runs ⌈batch / systems⌉ sequences of
     /// every step, and `peak_flops_per_second` is one system's.
@@ -258,6 +261,7 @@ impl TrainReport {
             unvalidated_keys: unvalidated,
             mask: model.recipe.pattern,
             levels: model.recipe.levels,
+            masks_file: super::step::MasksFile::of(model),
             clock_hz: fabric.clock.clock_hz,
             systems,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
@@ -291,7 +295,7 @@ impl TrainReport {
         let mut out = format!(
             "wafersim train: {} on {on}, dense and sparse pre-training{}, dense fine-tuning, soft prompting\n\n",
             self.model,
-            super::step::mask_words(self.mask, self.levels),
+            super::step::mask_words(self.mask, self.levels, self.masks_file.as_ref()),
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();
         if let Some(caveat) = self.mask.caveat() {

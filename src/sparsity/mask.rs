@@ -147,6 +147,102 @@ impl Mask {
         mask
     }
 
+    /// A `rows × cols` mask whose entry `(r, c)` is `kept(r, c)`, filled row by row: how a mask
+    /// read from a file is laid out whatever the tensor's order.
+    pub fn from_fn(rows: usize, cols: usize, mut kept: impl FnMut(usize, usize) -> bool) -> Self {
+        let mut mask = Self::empty(rows, cols);
+        let mut nonzeros = 0;
+        for r in 0..rows {
+            for c in 0..cols {
+                if kept(r, c) {
+                    let i = r * cols + c;
+                    mask.bits[i / 64] |= 1 << (i % 64);
+                    nonzeros += 1;
+                }
+            }
+        }
+        mask.nonzeros = nonzeros;
+        mask
+    }
+
+    /// The non-zeros each PE column of a GEMM receives per output column when this `K × N`
+    /// weight streams split over `c_k` K-groups and `c_n` N-groups (as [`split_range`] deals
+    /// them): `counts[g_n · c_k + g_k][i]` is the kept entries of K-slice `g_k` in the `i`-th
+    /// output column of N-slice `g_n`. `transposed`: the stream is the weight's transpose (dgrad,
+    /// `Wᵀ` is `N × K`: K-groups split the weight's columns, output columns are its rows). The
+    /// engine's kernels and the cost models both take their counts from here.
+    pub fn pe_column_counts(&self, transposed: bool, c_k: usize, c_n: usize) -> Vec<Vec<u64>> {
+        let (k_in, n_out) = match transposed {
+            false => (self.rows, self.cols),
+            true => (self.cols, self.rows),
+        };
+        let (c_k, c_n) = (c_k.clamp(1, k_in.max(1)), c_n.clamp(1, n_out.max(1)));
+        // table[g_k][output line]: kept entries of K-slice g_k in that output line.
+        let mut table = vec![vec![0u64; n_out]; c_k];
+        if transposed {
+            // Output line = a row of the weight; K-slices cut across its columns.
+            for (g_k, line) in table.iter_mut().enumerate() {
+                let cols = split_range(self.cols, c_k, g_k);
+                for (r, count) in line.iter_mut().enumerate() {
+                    let start = r * self.cols;
+                    *count = self.count_bits(start + cols.start..start + cols.end);
+                }
+            }
+        } else {
+            // K-slice = a run of the weight's rows; output line = a column.
+            for (g_k, line) in table.iter_mut().enumerate() {
+                for r in split_range(self.rows, c_k, g_k) {
+                    self.for_each_kept_in(r * self.cols..(r + 1) * self.cols, |i| {
+                        line[i - r * self.cols] += 1;
+                    });
+                }
+            }
+        }
+        (0..c_n * c_k)
+            .map(|c| {
+                let (g_n, g_k) = (c / c_k, c % c_k);
+                table[g_k][split_range(n_out, c_n, g_n)].to_vec()
+            })
+            .collect()
+    }
+
+    /// Kept entries among bit positions `range` (row-major).
+    fn count_bits(&self, range: std::ops::Range<usize>) -> u64 {
+        let mut count = 0;
+        let mut i = range.start;
+        while i < range.end {
+            let (word, bit) = (i / 64, i % 64);
+            let span = (64 - bit).min(range.end - i);
+            let bits = self.bits[word] >> bit;
+            let bits = if span == 64 {
+                bits
+            } else {
+                bits & ((1 << span) - 1)
+            };
+            count += u64::from(bits.count_ones());
+            i += span;
+        }
+        count
+    }
+
+    /// Calls `f` with every kept bit position in `range` (row-major), in order.
+    fn for_each_kept_in(&self, range: std::ops::Range<usize>, mut f: impl FnMut(usize)) {
+        let mut i = range.start;
+        while i < range.end {
+            let (word, bit) = (i / 64, i % 64);
+            let span = (64 - bit).min(range.end - i);
+            let mut bits = self.bits[word] >> bit;
+            if span < 64 {
+                bits &= (1 << span) - 1;
+            }
+            while bits != 0 {
+                f(i + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+            i += span;
+        }
+    }
+
     fn set(&mut self, row: usize, col: usize) {
         let i = row * self.cols + col;
         if self.bits[i / 64] >> (i % 64) & 1 == 0 {
@@ -242,6 +338,36 @@ mod tests {
         assert_eq!(nonzeros_per_tile(&m, 4, 3).iter().sum::<u64>(), 768);
         let t = m.transposed();
         assert!((0..64).all(|r| (0..48).all(|c| m.get(r, c) == t.get(c, r))));
+    }
+
+    #[test]
+    fn pe_column_counts_are_the_per_element_counts_of_each_slice() {
+        let m = Mask::from_pattern(70, 45, "skewed:1".parse().unwrap(), 0.6, 5);
+        for transposed in [false, true] {
+            let w = if transposed {
+                m.transposed()
+            } else {
+                m.clone()
+            };
+            for (c_k, c_n) in [(1, 1), (3, 4), (7, 5), (2, 45), (1, 9)] {
+                let counts = m.pe_column_counts(transposed, c_k, c_n);
+                assert_eq!(counts.len(), c_k * c_n);
+                for (c, column) in counts.iter().enumerate() {
+                    let (g_n, g_k) = (c / c_k, c % c_k);
+                    let expected: Vec<u64> = split_range(w.cols(), c_n, g_n)
+                        .map(|n| w.count_in_column(split_range(w.rows(), c_k, g_k), n))
+                        .collect();
+                    assert_eq!(
+                        column, &expected,
+                        "transposed {transposed}, {c_k}x{c_n}, {c}"
+                    );
+                }
+                let total: u64 = counts.iter().flatten().sum();
+                assert_eq!(total, m.nonzeros());
+            }
+        }
+        let built = Mask::from_fn(70, 45, |r, c| m.get(r, c));
+        assert_eq!(built, m);
     }
 
     #[test]

@@ -149,6 +149,11 @@ pub struct Recipe {
     /// out) or `erk`. `--levels` overrides it.
     #[serde(default, skip_serializing_if = "Levels::is_uniform")]
     pub levels: Levels,
+    /// Masks read from a file (`--masks`), one per sparse weight of every layer: they replace
+    /// `pattern` and `levels` in sparse runs. Never in a model file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub masks: Option<std::sync::Arc<crate::masks::MaskSet>>,
     pub optimizer_flops_per_param: u64,
     pub pretrain: PretrainSpec,
     pub finetune: FinetuneSpec,

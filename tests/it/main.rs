@@ -20,6 +20,7 @@ mod inspect;
 mod kernel_fidelity;
 mod kernel_progress;
 mod kernel_trace;
+mod mask_files;
 mod mask_patterns;
 mod merge_figures;
 mod monotone;

@@ -383,14 +383,9 @@ impl GemmPlan {
     /// Non-zeros each PE column receives for each of its output columns: `[c][i]` is
     /// `nnz(W[K_slice(c mod C_k), N_slice(c / C_k)[i]])`. Every PE of column c receives these.
     pub fn nonzeros_per_pe_column(&self) -> Vec<Vec<u64>> {
-        (0..self.cols)
-            .map(|c| {
-                let (g_n, g_k) = (c / self.ck, c % self.ck);
-                self.n_slice(g_n)
-                    .map(|n| self.mask.count_in_column(self.k_slice(g_k), n))
-                    .collect()
-            })
-            .collect()
+        // The plan's mask is already the streamed matrix (dgrad's is transposed).
+        self.mask
+            .pe_column_counts(false, self.ck as usize, self.cn as usize)
     }
 }
 
@@ -1035,7 +1030,16 @@ pub fn run_gemm(fabric: &FabricSpec, cfg: &GemmConfig) -> Result<GemmRun> {
 
 /// [`run_gemm`], its engine run watched by `watch`.
 pub fn run_gemm_with(fabric: &FabricSpec, cfg: &GemmConfig, watch: &mut Watch) -> Result<GemmRun> {
-    let plan = GemmPlan::new(fabric, cfg)?;
+    run_gemm_plan(fabric, GemmPlan::new(fabric, cfg)?, cfg, watch)
+}
+
+/// Runs `plan` (laid out from `cfg`, its mask drawn or read from a file) wavelet by wavelet.
+pub fn run_gemm_plan(
+    fabric: &FabricSpec,
+    plan: GemmPlan,
+    cfg: &GemmConfig,
+    watch: &mut Watch,
+) -> Result<GemmRun> {
     let mesh = Mesh {
         rows: plan.rows,
         cols: plan.cols,

@@ -1,0 +1,406 @@
+//! Masks read from files (`--masks PATH`): one boolean or 0/1 tensor per sparse weight, in a
+//! safetensors file or a folder of `.npy` files, named as a PyTorch state dict names them.
+//!
+//! Three naming schemes are understood (each tensor's name may carry a `module.` or `model.`
+//! prefix and ends in `.weight`, `.weight_mask` — what `torch.nn.utils.prune` names a mask — or
+//! `.mask`, or nothing):
+//!
+//! | wafersim weight | wafersim name        | Hugging Face GPT-2 (`Conv1D`, `[in, out]`)      | Cerebras Model Zoo (`nn.Linear`, `[out, in]`)                     |
+//! |-----------------|----------------------|-------------------------------------------------|-------------------------------------------------------------------|
+//! | `q`, `k`, `v`   | `layer{L}.q` …       | `transformer.h.{L}.attn.c_attn` `[d, 3d]`: columns `0..d` Q, `d..2d` K, `2d..3d` V | `transformer_decoder.layers.{L}.self_attn.proj_{q,k,v}_dense_layer` |
+//! | `attn_out`      | `layer{L}.attn_out`  | `transformer.h.{L}.attn.c_proj`                 | `transformer_decoder.layers.{L}.self_attn.proj_output_dense_layer` |
+//! | `ffn_up`        | `layer{L}.ffn_up`    | `transformer.h.{L}.mlp.c_fc`                    | `transformer_decoder.layers.{L}.ffn.ffn.0.linear_layer`           |
+//! | `ffn_down`      | `layer{L}.ffn_down`  | `transformer.h.{L}.mlp.c_proj`                  | `transformer_decoder.layers.{L}.ffn.ffn.1.linear_layer`           |
+//!
+//! wafersim's own names and Hugging Face's are `[in, out]` (inputs × outputs, wafersim's
+//! `K × N`); Model Zoo's are `nn.Linear` weights, `[out, in]`, and are transposed on reading. The
+//! fused `c_attn` splits along its outputs as the Model Zoo's own converter does
+//! (`torch.chunk` into Q, K, V; Cerebras/modelzoo@a0c0616,
+//! `src/cerebras/modelzoo/tools/checkpoint_converters/gpt2_hf_cs.py`). Tensors of other names
+//! (embeddings, biases, LayerNorms, the LM head) are not masks and are skipped.
+//!
+//! Architecture Invariant: everything a file can get wrong is refused here, naming the file and
+//! the tensor; what leaves this module is a mask per sparse weight of the model, of its shape.
+
+mod tensor;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::sparsity::Mask;
+use crate::spec::{ModelSpec, WeightKind};
+use tensor::Tensor;
+
+/// Counts a cost model asked for: (layer, weight, transposed, C_k, C_n).
+type CountsKey = (u64, WeightKind, bool, usize, usize);
+
+/// A mask per sparse weight of a model, read from a file.
+pub struct MaskSet {
+    /// The path as the user gave it.
+    pub source: String,
+    /// SHA-256 of the file (a folder: of each `.npy` file's name and SHA-256, in name order).
+    pub sha256: String,
+    /// `[K inputs × N outputs]`, by (layer, weight).
+    masks: BTreeMap<(u64, WeightKind), Mask>,
+    /// Per-PE counts already taken (the mapper prices the same tiles again and again).
+    counts: Mutex<HashMap<CountsKey, Arc<Vec<Vec<u64>>>>>,
+}
+
+impl std::fmt::Debug for MaskSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskSet")
+            .field("source", &self.source)
+            .field("sha256", &self.sha256)
+            .field("weights", &self.masks.len())
+            .finish()
+    }
+}
+
+/// Two mask sets are one when their files are.
+impl PartialEq for MaskSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha256 == other.sha256
+    }
+}
+
+impl MaskSet {
+    /// Reads `path` (a `.safetensors` file or a folder of `.npy` files) for `model`: a mask for
+    /// every weight its recipe sparsifies in every layer, of that weight's shape, each entry
+    /// zero or one. Refused, naming the file and tensor: a missing weight, a wrong shape or
+    /// dtype, another value, a weight twice, a layer the model does not have, a mask on a weight
+    /// the recipe keeps dense.
+    pub fn read(path: &str, model: &ModelSpec) -> Result<MaskSet> {
+        let p = Path::new(path);
+        let (tensors, sha256) = if p.is_dir() {
+            tensor::read_npy_folder(path)?
+        } else if p.is_file() {
+            tensor::read_safetensors(path)?
+        } else {
+            return Err(Error::Input(format!(
+                "--masks {path}: no such file or folder (a .safetensors file or a folder of .npy \
+                 files, one 0/1 tensor per sparse weight)"
+            )));
+        };
+        Self::from_tensors(path, sha256, tensors, model)
+    }
+
+    /// The masks of `tensors` (named as in the module docs) for `model`, checked as [`read`].
+    fn from_tensors(
+        path: &str,
+        sha256: String,
+        tensors: Vec<Tensor>,
+        model: &ModelSpec,
+    ) -> Result<MaskSet> {
+        let arch = &model.architecture;
+        let sparse = &model.recipe.sparse_weights;
+        let mut masks = BTreeMap::new();
+        // Which tensor each weight came from, for a duplicate's error.
+        let mut origin: BTreeMap<(u64, WeightKind), String> = BTreeMap::new();
+        for tensor in &tensors {
+            let Some(name) = WeightName::parse(&tensor.name) else {
+                continue;
+            };
+            let at =
+                |what: String| Error::Input(format!("{path}: tensor `{}`: {what}", tensor.name));
+            if name.layer >= arch.layers {
+                return Err(at(format!(
+                    "layer {} but {} has {} layers (0 to {})",
+                    name.layer,
+                    model.name,
+                    arch.layers,
+                    arch.layers - 1
+                )));
+            }
+            let parts = name.parts();
+            let (k, n) = parts[0].shape(arch);
+            let expected = name.scheme.shape(parts.len() as u64, k, n);
+            if tensor.shape != expected {
+                return Err(at(format!(
+                    "shape {:?}, but {}'s {} is {:?} ({})",
+                    tensor.shape,
+                    model.name,
+                    parts
+                        .iter()
+                        .map(|p| p.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    expected,
+                    name.scheme.layout()
+                )));
+            }
+            for (i, &kind) in parts.iter().enumerate() {
+                if !sparse.contains(&kind) {
+                    return Err(at(format!(
+                        "a mask for layer {} {}, which {}'s recipe keeps dense (its \
+                         `recipe.sparse_weights`: {})",
+                        name.layer,
+                        kind.name(),
+                        model.name,
+                        sparse
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                if let Some(first) = origin.insert((name.layer, kind), tensor.name.clone()) {
+                    return Err(at(format!(
+                        "layer {} {} is masked twice (also by `{first}`)",
+                        name.layer,
+                        kind.name()
+                    )));
+                }
+                let (k, n) = (k as usize, n as usize);
+                let offset = i * n;
+                let mask = match name.scheme {
+                    Scheme::Wafersim | Scheme::HuggingFace => {
+                        let width = tensor.shape[1];
+                        tensor.mask(k, n, |r, c| r * width + offset + c)
+                    }
+                    Scheme::ModelZoo => tensor.mask(k, n, |r, c| c * k + r),
+                }
+                .map_err(at)?;
+                masks.insert((name.layer, kind), mask);
+            }
+        }
+        for layer in 0..arch.layers {
+            for &kind in sparse {
+                if !masks.contains_key(&(layer, kind)) {
+                    let scheme = origin
+                        .values()
+                        .find_map(|t| WeightName::parse(t))
+                        .map_or(Scheme::Wafersim, |n| n.scheme);
+                    return Err(Error::Input(format!(
+                        "{path}: no mask for layer {layer} {} of {} (tensor `{}`; {} tensors \
+                         read, {} of them masks)",
+                        kind.name(),
+                        model.name,
+                        scheme.name_of(layer, kind),
+                        tensors.len(),
+                        origin.len()
+                    )));
+                }
+            }
+        }
+        Ok(MaskSet {
+            source: path.to_string(),
+            sha256,
+            masks,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The mask of `layer`'s `kind` weight, `K × N`.
+    pub fn get(&self, layer: u64, kind: WeightKind) -> Option<&Mask> {
+        self.masks.get(&(layer, kind))
+    }
+
+    /// Masked weights.
+    pub fn len(&self) -> usize {
+        self.masks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.masks.is_empty()
+    }
+
+    /// Kept entries over all masks.
+    pub fn nonzeros(&self) -> u64 {
+        self.masks.values().map(Mask::nonzeros).sum()
+    }
+
+    /// Entries over all masks.
+    pub fn elements(&self) -> u64 {
+        self.masks
+            .values()
+            .map(|m| (m.rows() * m.cols()) as u64)
+            .sum()
+    }
+
+    /// The masks' mean sparsity: 1 − kept entries ÷ entries, over all of them.
+    pub fn sparsity(&self) -> f64 {
+        1.0 - self.nonzeros() as f64 / self.elements().max(1) as f64
+    }
+
+    /// [`Mask::pe_column_counts`] of `layer`'s `kind` weight, remembered.
+    pub fn counts(
+        &self,
+        layer: u64,
+        kind: WeightKind,
+        transposed: bool,
+        (c_k, c_n): (usize, usize),
+    ) -> Option<Arc<Vec<Vec<u64>>>> {
+        let mask = self.get(layer, kind)?;
+        let key = (layer, kind, transposed, c_k, c_n);
+        if let Some(known) = self.counts.lock().expect("not poisoned").get(&key) {
+            return Some(Arc::clone(known));
+        }
+        let counts = Arc::new(mask.pe_column_counts(transposed, c_k, c_n));
+        let mut memo = self.counts.lock().expect("not poisoned");
+        Some(Arc::clone(memo.entry(key).or_insert(counts)))
+    }
+}
+
+/// How a file names and lays out its tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// `layer{L}.{q,k,v,attn_out,ffn_up,ffn_down}`, `[in, out]`.
+    Wafersim,
+    /// Hugging Face GPT-2: `Conv1D` weights, `[in, out]`; Q, K and V fused in `c_attn`.
+    HuggingFace,
+    /// Cerebras Model Zoo GPT-2/GPT-3: `nn.Linear` weights, `[out, in]`.
+    ModelZoo,
+}
+
+impl Scheme {
+    /// The tensor shape of `parts` weights of `k × n` fused along their outputs.
+    fn shape(self, parts: u64, k: u64, n: u64) -> Vec<usize> {
+        match self {
+            Scheme::Wafersim | Scheme::HuggingFace => vec![k as usize, (parts * n) as usize],
+            Scheme::ModelZoo => vec![n as usize, k as usize],
+        }
+    }
+
+    fn layout(self) -> &'static str {
+        match self {
+            Scheme::Wafersim => "[inputs, outputs]",
+            Scheme::HuggingFace => "Hugging Face Conv1D, [inputs, outputs]",
+            Scheme::ModelZoo => "Model Zoo nn.Linear, [outputs, inputs]",
+        }
+    }
+
+    /// The tensor that holds `layer`'s `kind` weight.
+    fn name_of(self, layer: u64, kind: WeightKind) -> String {
+        match self {
+            Scheme::Wafersim => format!("layer{layer}.{}", kind.name()),
+            Scheme::HuggingFace => {
+                let module = match kind {
+                    WeightKind::Q | WeightKind::K | WeightKind::V => "attn.c_attn",
+                    WeightKind::AttnOut => "attn.c_proj",
+                    WeightKind::FfnUp => "mlp.c_fc",
+                    WeightKind::FfnDown => "mlp.c_proj",
+                };
+                format!("transformer.h.{layer}.{module}.weight")
+            }
+            Scheme::ModelZoo => {
+                let module = match kind {
+                    WeightKind::Q => "self_attn.proj_q_dense_layer",
+                    WeightKind::K => "self_attn.proj_k_dense_layer",
+                    WeightKind::V => "self_attn.proj_v_dense_layer",
+                    WeightKind::AttnOut => "self_attn.proj_output_dense_layer",
+                    WeightKind::FfnUp => "ffn.ffn.0.linear_layer",
+                    WeightKind::FfnDown => "ffn.ffn.1.linear_layer",
+                };
+                format!("transformer_decoder.layers.{layer}.{module}.weight")
+            }
+        }
+    }
+}
+
+/// A tensor name resolved to the weight (or, for `c_attn`, the weights) it masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WeightName {
+    scheme: Scheme,
+    layer: u64,
+    /// `None`: Hugging Face's fused `c_attn` (Q, K, V).
+    kind: Option<WeightKind>,
+}
+
+impl WeightName {
+    /// `None` for a name that masks no transformer weight (embeddings, biases, LayerNorms, …).
+    fn parse(name: &str) -> Option<WeightName> {
+        let mut rest = name;
+        for suffix in [".weight_mask", ".weight", ".mask"] {
+            if let Some(stem) = rest.strip_suffix(suffix) {
+                rest = stem;
+                break;
+            }
+        }
+        for prefix in ["module.", "model."] {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        }
+        let parts: Vec<&str> = rest.split('.').collect();
+        let number = |s: &str| -> Option<u64> {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let named = |scheme, layer, kind| {
+            Some(WeightName {
+                scheme,
+                layer,
+                kind,
+            })
+        };
+        match parts.as_slice() {
+            [layer, kind] if layer.starts_with("layer") => {
+                let layer = number(&layer["layer".len()..])?;
+                let kind = WeightKind::ALL.into_iter().find(|k| k.name() == *kind)?;
+                named(Scheme::Wafersim, layer, Some(kind))
+            }
+            ["transformer", "h", layer, module, part] | ["h", layer, module, part] => {
+                let kind = match (*module, *part) {
+                    ("attn", "c_attn") => None,
+                    ("attn", "c_proj") => Some(WeightKind::AttnOut),
+                    ("mlp", "c_fc") => Some(WeightKind::FfnUp),
+                    ("mlp", "c_proj") => Some(WeightKind::FfnDown),
+                    _ => return None,
+                };
+                named(Scheme::HuggingFace, number(layer)?, kind)
+            }
+            ["transformer_decoder", "layers", layer, tail @ ..] => {
+                let kind = match tail {
+                    ["self_attn", "proj_q_dense_layer"] => WeightKind::Q,
+                    ["self_attn", "proj_k_dense_layer"] => WeightKind::K,
+                    ["self_attn", "proj_v_dense_layer"] => WeightKind::V,
+                    ["self_attn", "proj_output_dense_layer"] => WeightKind::AttnOut,
+                    ["ffn", "ffn", "0", "linear_layer"] => WeightKind::FfnUp,
+                    ["ffn", "ffn", "1", "linear_layer"] => WeightKind::FfnDown,
+                    _ => return None,
+                };
+                named(Scheme::ModelZoo, number(layer)?, Some(kind))
+            }
+            _ => None,
+        }
+    }
+
+    /// The weights the tensor holds, side by side along its outputs.
+    fn parts(&self) -> Vec<WeightKind> {
+        match self.kind {
+            Some(kind) => vec![kind],
+            None => vec![WeightKind::Q, WeightKind::K, WeightKind::V],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scheme_names_every_weight_and_parses_back() {
+        for scheme in [Scheme::Wafersim, Scheme::HuggingFace, Scheme::ModelZoo] {
+            for kind in WeightKind::ALL {
+                let name = scheme.name_of(7, kind);
+                let parsed = WeightName::parse(&name).unwrap_or_else(|| panic!("{name}"));
+                assert_eq!((parsed.scheme, parsed.layer), (scheme, 7), "{name}");
+                assert!(parsed.parts().contains(&kind), "{name}");
+            }
+        }
+        for skipped in [
+            "transformer.wte.weight",
+            "transformer.h.0.ln_1.weight",
+            "transformer.h.0.attn.c_attn.bias",
+            "lm_head.weight",
+            "transformer_decoder.layers.0.norm1.weight",
+            "layerx.q",
+        ] {
+            assert_eq!(WeightName::parse(skipped), None, "{skipped}");
+        }
+        let pruned = WeightName::parse("module.transformer.h.3.mlp.c_fc.weight_mask").unwrap();
+        assert_eq!(pruned.kind, Some(WeightKind::FfnUp));
+        assert_eq!(pruned.layer, 3);
+    }
+}

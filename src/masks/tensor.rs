@@ -1,0 +1,307 @@
+//! The tensors of a mask file, read lazily: a safetensors file is read once and each tensor
+//! checked as its mask is built; a `.npy` file is read when its mask is built.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::sparsity::Mask;
+use crate::spec::sha256_hex;
+
+/// One tensor of a mask file.
+pub(super) struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    body: Body,
+}
+
+enum Body {
+    /// Little-endian, C order, at `start` of a file read whole (safetensors).
+    Bytes {
+        bytes: Arc<Vec<u8>>,
+        start: usize,
+        elem: Elem,
+    },
+    /// A `.npy` file, read when its mask is built.
+    Npy(PathBuf),
+}
+
+/// Element types a mask may be stored as: booleans, integers or floats, each 0 or 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elem {
+    Bool,
+    U8,
+    I8,
+    U16,
+    I16,
+    F16,
+    BF16,
+    U32,
+    I32,
+    F32,
+    U64,
+    I64,
+    F64,
+}
+
+impl Elem {
+    fn bytes(self) -> usize {
+        match self {
+            Elem::Bool | Elem::U8 | Elem::I8 => 1,
+            Elem::U16 | Elem::I16 | Elem::F16 | Elem::BF16 => 2,
+            Elem::U32 | Elem::I32 | Elem::F32 => 4,
+            Elem::U64 | Elem::I64 | Elem::F64 => 8,
+        }
+    }
+
+    /// The element at the start of `b` (little-endian): `Ok(kept)` for 0 or 1 (a float's −0
+    /// too), else its value as text.
+    #[inline]
+    fn kept(self, b: &[u8]) -> Result<bool, String> {
+        let bits: u64 = match self.bytes() {
+            1 => u64::from(b[0]),
+            2 => u64::from(u16::from_le_bytes([b[0], b[1]])),
+            4 => u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        };
+        let (zero, one, negative_zero) = match self {
+            Elem::F16 => (0, 0x3c00, Some(0x8000)),
+            Elem::BF16 => (0, 0x3f80, Some(0x8000)),
+            Elem::F32 => (0, 0x3f80_0000, Some(0x8000_0000)),
+            Elem::F64 => (0, 0x3ff0_0000_0000_0000, Some(0x8000_0000_0000_0000)),
+            _ => (0, 1, None),
+        };
+        if bits == one {
+            Ok(true)
+        } else if bits == zero || Some(bits) == negative_zero {
+            Ok(false)
+        } else {
+            Err(self.show(bits))
+        }
+    }
+
+    fn show(self, bits: u64) -> String {
+        match self {
+            Elem::F32 => f32::from_bits(bits as u32).to_string(),
+            Elem::F64 => f64::from_bits(bits).to_string(),
+            Elem::F16 | Elem::BF16 => format!("{bits:#06x} (as {self:?} bits)"),
+            Elem::I8 => (bits as u8 as i8).to_string(),
+            Elem::I16 => (bits as u16 as i16).to_string(),
+            Elem::I32 => (bits as u32 as i32).to_string(),
+            Elem::I64 => (bits as i64).to_string(),
+            _ => bits.to_string(),
+        }
+    }
+}
+
+impl Tensor {
+    /// The `rows × cols` mask whose entry `(r, c)` is element `at(r, c)` of this tensor (its
+    /// row-major index; a Fortran-order `.npy` is read as the array it stores), or why not:
+    /// the first element that is not 0 or 1.
+    pub fn mask(
+        &self,
+        rows: usize,
+        cols: usize,
+        at: impl Fn(usize, usize) -> usize,
+    ) -> std::result::Result<Mask, String> {
+        let (bytes, start, elem, fortran) = match &self.body {
+            Body::Bytes { bytes, start, elem } => (Arc::clone(bytes), *start, *elem, false),
+            Body::Npy(path) => {
+                let npy = read_npy(path)?;
+                (Arc::new(npy.bytes), npy.start, npy.elem, npy.fortran)
+            }
+        };
+        let width = self.shape.get(1).copied().unwrap_or(1);
+        let height = self.shape.first().copied().unwrap_or(1);
+        let size = elem.bytes();
+        let mut bad: Option<(usize, String)> = None;
+        let mask = Mask::from_fn(rows, cols, |r, c| {
+            let i = at(r, c);
+            let stored = if fortran {
+                (i % width) * height + i / width
+            } else {
+                i
+            };
+            let offset = start + stored * size;
+            match elem.kept(&bytes[offset..offset + size]) {
+                Ok(kept) => kept,
+                Err(value) => {
+                    bad.get_or_insert((i, value));
+                    false
+                }
+            }
+        });
+        match bad {
+            None => Ok(mask),
+            Some((i, value)) => Err(format!(
+                "value {value} at [{}, {}]: a mask holds 0 (dropped) and 1 (kept) only",
+                i / width,
+                i % width
+            )),
+        }
+    }
+}
+
+/// The tensors of a safetensors file and the file's SHA-256.
+pub(super) fn read_safetensors(path: &str) -> Result<(Vec<Tensor>, String)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("--masks {path}: {e}")))?;
+    let sha256 = sha256_hex(&bytes);
+    let bytes = Arc::new(bytes);
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+        Error::Input(format!(
+            "--masks {path}: not a safetensors file ({e}); give a .safetensors file or a folder \
+             of .npy files"
+        ))
+    })?;
+    let data_start = 8 + header_len;
+    let mut tensors = Vec::new();
+    let mut infos: Vec<(String, &safetensors::tensor::TensorInfo)> =
+        metadata.tensors().into_iter().collect();
+    infos.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, info) in infos {
+        use safetensors::Dtype;
+        let elem = match info.dtype {
+            Dtype::BOOL => Elem::Bool,
+            Dtype::U8 => Elem::U8,
+            Dtype::I8 => Elem::I8,
+            Dtype::U16 => Elem::U16,
+            Dtype::I16 => Elem::I16,
+            Dtype::F16 => Elem::F16,
+            Dtype::BF16 => Elem::BF16,
+            Dtype::U32 => Elem::U32,
+            Dtype::I32 => Elem::I32,
+            Dtype::F32 => Elem::F32,
+            Dtype::U64 => Elem::U64,
+            Dtype::I64 => Elem::I64,
+            Dtype::F64 => Elem::F64,
+            other => {
+                // Only a tensor that is a mask must have a mask's dtype.
+                if super::WeightName::parse(&name).is_some() {
+                    return Err(Error::Input(format!(
+                        "{path}: tensor `{name}`: dtype {other:?}; a mask is BOOL, an integer \
+                         or a float type holding 0 and 1"
+                    )));
+                }
+                continue;
+            }
+        };
+        tensors.push(Tensor {
+            name,
+            shape: info.shape.clone(),
+            body: Body::Bytes {
+                bytes: Arc::clone(&bytes),
+                start: data_start + info.data_offsets.0,
+                elem,
+            },
+        });
+    }
+    Ok((tensors, sha256))
+}
+
+/// The tensors of a folder's `.npy` files (each named by its file's stem) and the folder's
+/// SHA-256: of every file's name and SHA-256, one per line, in name order.
+pub(super) fn read_npy_folder(path: &str) -> Result<(Vec<Tensor>, String)> {
+    let refuse = |what: String| Error::Input(format!("--masks {path}: {what}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| refuse(e.to_string()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(refuse(
+            "a folder without .npy files; give one file per sparse weight, named as its \
+             tensor (e.g. transformer.h.0.mlp.c_fc.weight.npy), or a .safetensors file"
+                .into(),
+        ));
+    }
+    let mut listing = String::new();
+    let mut tensors = Vec::new();
+    for file in files {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::read(&file).map_err(|e| refuse(format!("{}: {e}", file.display())))?;
+        listing.push_str(&format!("{name} {}\n", sha256_hex(&bytes)));
+        // The header now, for the shape; the data when the mask is built.
+        let npy = parse_npy(&bytes)
+            .map_err(|e| Error::Input(format!("{}: tensor `{name}`: {e}", file.display())));
+        match npy {
+            Ok(npy) => tensors.push(Tensor {
+                name,
+                shape: npy.shape,
+                body: Body::Npy(file),
+            }),
+            // A file that is no mask of ours may hold anything.
+            Err(e) if super::WeightName::parse(&name).is_some() => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok((tensors, sha256_hex(listing.as_bytes())))
+}
+
+/// A `.npy` file's contents.
+struct Npy {
+    bytes: Vec<u8>,
+    start: usize,
+    elem: Elem,
+    shape: Vec<usize>,
+    fortran: bool,
+}
+
+fn read_npy(path: &Path) -> std::result::Result<Npy, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    parse_npy(&bytes).map(|npy| Npy { bytes, ..npy })
+}
+
+/// The header of a `.npy` file (its bytes left empty).
+fn parse_npy(bytes: &[u8]) -> std::result::Result<Npy, String> {
+    let mut reader = bytes;
+    let header =
+        npyz::NpyHeader::from_reader(&mut reader).map_err(|e| format!("not a .npy file ({e})"))?;
+    let start = bytes.len() - reader.len();
+    let npyz::DType::Plain(type_str) = header.dtype() else {
+        return Err("a structured dtype; a mask is one boolean or number per weight".into());
+    };
+    let text = type_str.to_string();
+    let elem = match text.trim_start_matches(['<', '|', '=']) {
+        "b1" => Elem::Bool,
+        "u1" => Elem::U8,
+        "i1" => Elem::I8,
+        "u2" => Elem::U16,
+        "i2" => Elem::I16,
+        "f2" => Elem::F16,
+        "u4" => Elem::U32,
+        "i4" => Elem::I32,
+        "f4" => Elem::F32,
+        "u8" => Elem::U64,
+        "i8" => Elem::I64,
+        "f8" => Elem::F64,
+        _ => {
+            return Err(format!(
+            "dtype {text}; a mask is bool, an integer or a float (little-endian) holding 0 and 1"
+        ))
+        }
+    };
+    if text.starts_with('>') && elem.bytes() > 1 {
+        return Err(format!(
+            "big-endian dtype {text}; save the mask little-endian"
+        ));
+    }
+    let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
+    let elements: usize = shape.iter().product();
+    if bytes.len() < start + elements * elem.bytes() {
+        return Err(format!(
+            "{} bytes of data for {elements} elements of {text}: the file is cut short",
+            bytes.len() - start
+        ));
+    }
+    Ok(Npy {
+        bytes: Vec::new(),
+        start,
+        elem,
+        shape,
+        fortran: header.order() == npyz::Order::Fortran,
+    })
+}

@@ -1,0 +1,447 @@
+//! Masks read from files (`--masks`, issue 17 item 1): the same masks written in each naming
+//! scheme and format read back bit for bit; a step on them executes their non-zeros exactly and
+//! costs what its layers' own counts say; the engine runs a file's mask as the one it drew from
+//! the same seed; and every kind of bad file is refused naming the file and tensor.
+
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use wafersim::engine::kernels::gemm::{
+    run_gemm_plan, run_gemm_with, GemmConfig, GemmForm, GemmLayout, GemmPlan,
+};
+use wafersim::masks::MaskSet;
+use wafersim::sparsity::{Mask, Pattern};
+use wafersim::spec::{read_fabric, read_model, ModelSpec, WeightKind};
+
+use crate::common::{exact, run_cli, run_json};
+
+const SPARSITY: f64 = 0.75;
+
+fn gpt_tiny() -> ModelSpec {
+    read_model("gpt-tiny").unwrap().model().unwrap()
+}
+
+/// The seed layer `layer`'s `kind` weight is drawn from.
+fn seed_of(layer: u64, kind: WeightKind) -> u64 {
+    100 * layer + WeightKind::ALL.iter().position(|&k| k == kind).unwrap() as u64
+}
+
+/// gpt-tiny's masks: each weight random at 75%, from its own seed (`seed_of`), or `shaped`'s.
+fn masks(
+    model: &ModelSpec,
+    shaped: impl Fn(usize, usize, u64) -> Mask,
+) -> Vec<(u64, WeightKind, Mask)> {
+    let mut out = Vec::new();
+    for layer in 0..model.architecture.layers {
+        for kind in WeightKind::ALL {
+            let (k, n) = kind.shape(&model.architecture);
+            out.push((
+                layer,
+                kind,
+                shaped(k as usize, n as usize, seed_of(layer, kind)),
+            ));
+        }
+    }
+    out
+}
+
+fn random(k: usize, n: usize, seed: u64) -> Mask {
+    Mask::from_pattern(k, n, Pattern::Random, SPARSITY, seed)
+}
+
+fn folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wafersim-masks-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `rows × cols` elements, row-major, of `dtype` (U8, F32 or BOOL), 1 where `kept`.
+fn elements(
+    dtype: Dtype,
+    rows: usize,
+    cols: usize,
+    kept: impl Fn(usize, usize) -> bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in 0..rows {
+        for c in 0..cols {
+            let on = kept(r, c);
+            match dtype {
+                Dtype::F32 => out.extend_from_slice(&(if on { 1.0f32 } else { 0.0 }).to_le_bytes()),
+                _ => out.push(u8::from(on)),
+            }
+        }
+    }
+    out
+}
+
+/// A safetensors file of `(name, shape, bytes)` tensors of `dtype`.
+fn write_safetensors(path: &Path, dtype: Dtype, tensors: &[(String, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            (
+                name.clone(),
+                TensorView::new(dtype, shape.clone(), bytes).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// A version 1.0 `.npy` file of `descr` elements.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], fortran: bool, bytes: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({},), }}",
+        if fortran { "True" } else { "False" },
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(bytes);
+    std::fs::write(path, out).unwrap();
+}
+
+/// wafersim's names, `[in, out]`, U8: the tensors of a safetensors file.
+fn wafersim_tensors(masks: &[(u64, WeightKind, Mask)]) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    masks
+        .iter()
+        .map(|(layer, kind, m)| {
+            let bytes = elements(Dtype::U8, m.rows(), m.cols(), |r, c| m.get(r, c));
+            (
+                format!("layer{layer}.{}", kind.name()),
+                vec![m.rows(), m.cols()],
+                bytes,
+            )
+        })
+        .collect()
+}
+
+/// wafersim's names, `[in, out]`, U8, in one safetensors file.
+fn write_wafersim(path: &Path, masks: &[(u64, WeightKind, Mask)]) {
+    write_safetensors(path, Dtype::U8, &wafersim_tensors(masks));
+}
+
+/// Hugging Face GPT-2's names, F32: Conv1D `[in, out]`, Q, K and V side by side in `c_attn`;
+/// plus a bias and an embedding that are no masks.
+fn write_hugging_face(path: &Path, model: &ModelSpec, masks: &[(u64, WeightKind, Mask)]) {
+    let get = |layer: u64, kind: WeightKind| {
+        &masks
+            .iter()
+            .find(|m| m.0 == layer && m.1 == kind)
+            .unwrap()
+            .2
+    };
+    let d = model.architecture.d_model as usize;
+    let mut tensors = Vec::new();
+    for layer in 0..model.architecture.layers {
+        let fused = elements(Dtype::F32, d, 3 * d, |r, c| {
+            let kind = [WeightKind::Q, WeightKind::K, WeightKind::V][c / d];
+            get(layer, kind).get(r, c % d)
+        });
+        tensors.push((
+            format!("transformer.h.{layer}.attn.c_attn.weight"),
+            vec![d, 3 * d],
+            fused,
+        ));
+        for (module, kind) in [
+            ("attn.c_proj", WeightKind::AttnOut),
+            ("mlp.c_fc", WeightKind::FfnUp),
+            ("mlp.c_proj", WeightKind::FfnDown),
+        ] {
+            let m = get(layer, kind);
+            let bytes = elements(Dtype::F32, m.rows(), m.cols(), |r, c| m.get(r, c));
+            tensors.push((
+                format!("transformer.h.{layer}.{module}.weight"),
+                vec![m.rows(), m.cols()],
+                bytes,
+            ));
+        }
+        tensors.push((
+            format!("transformer.h.{layer}.attn.c_attn.bias"),
+            vec![3 * d],
+            vec![0; 12 * d],
+        ));
+    }
+    tensors.push(("transformer.wte.weight".into(), vec![2, 2], vec![0x40; 16]));
+    write_safetensors(path, Dtype::F32, &tensors);
+}
+
+/// The Cerebras Model Zoo's names, `nn.Linear` `[out, in]`, one `.npy` of bools each; the
+/// attention output in Fortran order.
+fn write_model_zoo(dir: &Path, masks: &[(u64, WeightKind, Mask)]) {
+    for (layer, kind, m) in masks {
+        let module = match kind {
+            WeightKind::Q => "self_attn.proj_q_dense_layer",
+            WeightKind::K => "self_attn.proj_k_dense_layer",
+            WeightKind::V => "self_attn.proj_v_dense_layer",
+            WeightKind::AttnOut => "self_attn.proj_output_dense_layer",
+            WeightKind::FfnUp => "ffn.ffn.0.linear_layer",
+            WeightKind::FfnDown => "ffn.ffn.1.linear_layer",
+        };
+        let name = format!("model.transformer_decoder.layers.{layer}.{module}.weight.npy");
+        let (out, inp) = (m.cols(), m.rows());
+        if *kind == WeightKind::AttnOut {
+            // Fortran order: element [o, i] at i·out + o.
+            let bytes = elements(Dtype::BOOL, inp, out, |i, o| m.get(i, o));
+            write_npy(&dir.join(name), "|b1", &[out, inp], true, &bytes);
+        } else {
+            let bytes = elements(Dtype::BOOL, out, inp, |o, i| m.get(i, o));
+            write_npy(&dir.join(name), "|b1", &[out, inp], false, &bytes);
+        }
+    }
+}
+
+#[test]
+fn every_scheme_and_format_reads_back_the_masks_bit_for_bit() {
+    let model = gpt_tiny();
+    let written = masks(&model, random);
+    let dir = folder("schemes");
+    let (ours, hf, zoo) = (
+        dir.join("ours.safetensors"),
+        dir.join("hf.safetensors"),
+        dir.join("zoo"),
+    );
+    std::fs::create_dir_all(&zoo).unwrap();
+    write_wafersim(&ours, &written);
+    write_hugging_face(&hf, &model, &written);
+    write_model_zoo(&zoo, &written);
+    for path in [&ours, &hf, &zoo] {
+        let set = MaskSet::read(path.to_str().unwrap(), &model).unwrap();
+        assert_eq!(set.len(), written.len(), "{}", path.display());
+        for (layer, kind, mask) in &written {
+            assert_eq!(
+                set.get(*layer, *kind),
+                Some(mask),
+                "{} layer {layer} {kind:?}",
+                path.display()
+            );
+        }
+        assert!((set.sparsity() - SPARSITY).abs() < 1e-12);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_step_on_file_masks_executes_their_nonzeros_and_prices_each_layer_by_its_counts() {
+    let model = gpt_tiny();
+    let dir = folder("step");
+    let (random_file, zoo, crowded) = (
+        dir.join("random.safetensors"),
+        dir.join("zoo"),
+        dir.join("crowded.safetensors"),
+    );
+    std::fs::create_dir_all(&zoo).unwrap();
+    let written = masks(&model, random);
+    write_wafersim(&random_file, &written);
+    write_model_zoo(&zoo, &written);
+    // Every weight's non-zeros crowded into its first quarter of outputs: the same count as the
+    // random masks, on a quarter of the PE columns.
+    write_wafersim(
+        &crowded,
+        &masks(&model, |k, n, _| Mask::from_fn(k, n, |_, c| c < n / 4)),
+    );
+    let step = |path: &Path| run_json(&["step", "gpt-tiny", "--masks", path.to_str().unwrap()]);
+    let (from_file, from_folder) = (step(&random_file), step(&zoo));
+    let in_memory = run_json(&["step", "gpt-tiny", "--sparsity", "0.75"]);
+    let crowded = step(&crowded);
+    // Random masks keep exactly what `--sparsity 0.75` keeps, so the executed FLOPs agree
+    // exactly; the file's formats do not matter.
+    for key in ["flops_executed", "flops_dense"] {
+        assert_eq!(exact(&from_file, key), exact(&in_memory, key), "{key}");
+        assert_eq!(exact(&crowded, key), exact(&in_memory, key), "{key}");
+    }
+    assert_eq!(from_file["cycles"], from_folder["cycles"]);
+    assert_eq!(from_file["masks_file"]["weights"], 12);
+    assert_eq!(from_file["masks_file"]["sparsity"], 0.75);
+    assert_eq!(from_file["sparsity"], 0.75);
+    assert_ne!(
+        from_file["masks_file"]["sha256"],
+        from_folder["masks_file"]["sha256"]
+    );
+    assert!(in_memory.get("masks_file").is_none());
+    // Crowded masks leave three PE columns in four idle on the sparse GEMMs that split the
+    // outputs over PE columns: slower, and the mapper streams some of them dense instead
+    // (zeros multiplied, but every column busy) where random masks ran sparse.
+    let cycles = |report: &serde_json::Value| report["cycles"].as_u64().unwrap();
+    assert!(
+        cycles(&crowded) as f64 > 1.05 * cycles(&from_file) as f64,
+        "crowded {} vs random {} cycles",
+        cycles(&crowded),
+        cycles(&from_file)
+    );
+    let format = |report: &serde_json::Value, op: &str| {
+        let ops = report["ops"].as_array().unwrap();
+        let op = ops.iter().find(|o| o["name"] == op).unwrap();
+        op["weight_format"].as_str().unwrap().to_string()
+    };
+    assert_eq!(format(&from_file, "layer0.q.fwd"), "sparse");
+    assert_eq!(format(&crowded, "layer0.q.fwd"), "dense");
+    // Counted exactly, the random masks cost within 2% of their expected imbalance.
+    let ratio = cycles(&from_file) as f64 / cycles(&in_memory) as f64;
+    assert!((0.98..1.02).contains(&ratio), "{ratio}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_engine_runs_a_files_mask_as_the_one_it_draws_from_the_same_seed() {
+    let model = gpt_tiny();
+    let fabric = read_fabric("wse2").unwrap().fabric().unwrap();
+    let dir = folder("engine");
+    let path = dir.join("masks.safetensors");
+    let written = masks(&model, random);
+    write_wafersim(&path, &written);
+    let set = MaskSet::read(path.to_str().unwrap(), &model).unwrap();
+    let (layer, kind) = (1, WeightKind::FfnUp);
+    let (k, n) = kind.shape(&model.architecture);
+    for form in [GemmForm::Forward, GemmForm::Dgrad, GemmForm::Wgrad] {
+        let cfg = GemmConfig {
+            t: 64,
+            k: k as usize,
+            n: n as usize,
+            sparsity: SPARSITY,
+            pattern: Pattern::Random,
+            region: (8, 8),
+            split: None,
+            seed: seed_of(layer, kind),
+            form,
+            values: false,
+        };
+        let drawn = run_gemm_with(&fabric, &cfg, &mut Default::default()).unwrap();
+        let mask = set.get(layer, kind).unwrap().clone();
+        let mask = if form == GemmForm::Dgrad {
+            mask.transposed()
+        } else {
+            mask
+        };
+        let plan = GemmPlan {
+            layout: GemmLayout::new(&fabric, &cfg).unwrap(),
+            mask,
+        };
+        let read = run_gemm_plan(&fabric, plan, &cfg, &mut Default::default()).unwrap();
+        assert_eq!(
+            read.plan.nonzeros_per_pe_column(),
+            drawn.plan.nonzeros_per_pe_column(),
+            "{form:?}"
+        );
+        let transposed = form == GemmForm::Dgrad;
+        let split = (read.plan.ck as usize, read.plan.cn as usize);
+        assert_eq!(
+            *set.counts(layer, kind, transposed, split).unwrap(),
+            drawn.plan.nonzeros_per_pe_column(),
+            "{form:?}: the cost models' counts"
+        );
+        assert_eq!(read.output.cycles, drawn.output.cycles, "{form:?}");
+        assert_eq!(read.output.counters, drawn.output.counters, "{form:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_mask_files_exit_2_naming_the_file_and_tensor() {
+    let model = gpt_tiny();
+    let dir = folder("bad");
+    let written = masks(&model, random);
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    // One weight left out.
+    write_wafersim(Path::new(&file("missing.safetensors")), &written[1..]);
+    // layer0.q with one entry 2.
+    let mut tensors = wafersim_tensors(&written);
+    let good = tensors.clone();
+    tensors[0].2[65] = 2;
+    write_safetensors(Path::new(&file("value.safetensors")), Dtype::U8, &tensors);
+    // layer1.ffn_up stored [out, in].
+    let mut tensors = good.clone();
+    tensors[10].1 = vec![256, 64];
+    write_safetensors(Path::new(&file("shape.safetensors")), Dtype::U8, &tensors);
+    // A third layer gpt-tiny does not have.
+    let mut tensors = good.clone();
+    tensors.push(("layer2.q".into(), vec![64, 64], vec![1; 64 * 64]));
+    write_safetensors(Path::new(&file("layer.safetensors")), Dtype::U8, &tensors);
+    // layer0.q twice: by its name and in a Hugging Face c_attn.
+    let mut tensors = good.clone();
+    tensors.push((
+        "transformer.h.0.attn.c_attn.weight".into(),
+        vec![64, 192],
+        vec![1; 64 * 192],
+    ));
+    write_safetensors(Path::new(&file("twice.safetensors")), Dtype::U8, &tensors);
+    std::fs::write(file("garbage.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::create_dir_all(file("empty")).unwrap();
+    let npy = dir.join("npy");
+    std::fs::create_dir_all(&npy).unwrap();
+    write_npy(
+        &npy.join("layer0.q.npy"),
+        "<c8",
+        &[64, 64],
+        false,
+        &[0; 64 * 64 * 8],
+    );
+    let cases = [
+        (
+            "missing.safetensors",
+            "no mask for layer 0 q of gpt-tiny (tensor `layer0.q`",
+        ),
+        ("value.safetensors", "tensor `layer0.q`: value 2 at [1, 1]"),
+        (
+            "shape.safetensors",
+            "tensor `layer1.ffn_up`: shape [256, 64], but gpt-tiny's ffn_up is [64, 256]",
+        ),
+        (
+            "layer.safetensors",
+            "tensor `layer2.q`: layer 2 but gpt-tiny has 2 layers",
+        ),
+        (
+            "twice.safetensors",
+            "layer 0 q is masked twice (also by `layer0.q`)",
+        ),
+        ("garbage.safetensors", "not a safetensors file"),
+        ("empty", "a folder without .npy files"),
+        ("npy", "tensor `layer0.q`: dtype <c8"),
+        ("nowhere", "no such file or folder"),
+    ];
+    for (name, needle) in cases {
+        for command in ["step", "train"] {
+            let path = file(name);
+            let out = dir.join("out").to_str().unwrap().to_string();
+            let heatmap = format!("{out}/heatmap.png");
+            let output: [&str; 2] = match command {
+                "step" => ["--heatmap", &heatmap],
+                _ => ["--out", &out],
+            };
+            let (code, stdout, err) =
+                run_cli(&[command, "gpt-tiny", "--masks", &path, output[0], output[1]]);
+            assert_eq!(code, 2, "{command} {name}: {err}");
+            assert!(stdout.is_empty(), "{command} {name}");
+            assert!(err.contains(needle), "{command} {name}: {err}");
+            assert!(
+                err.contains(&path) || name == "npy",
+                "{command} {name} names the file: {err}"
+            );
+            assert!(
+                !Path::new(&out).exists(),
+                "{command} {name}: nothing written"
+            );
+        }
+    }
+    // The flags a file replaces.
+    let path = file("missing.safetensors");
+    for flag in [
+        ["--sparsity", "0.5"],
+        ["--mask", "2:4"],
+        ["--levels", "erk"],
+    ] {
+        let (code, _, err) = run_cli(&["step", "gpt-tiny", "--masks", &path, flag[0], flag[1]]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
