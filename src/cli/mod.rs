@@ -310,11 +310,19 @@ pub(crate) fn read_masks(
     }
     let masks = crate::masks::MaskSet::read(path, model)?;
     let sparsity = masks.sparsity();
+    if masks.nonzeros() == 0 {
+        return Err(Error::Input(format!(
+            "--masks {path}: every mask drops every weight (sparsity 1); a sparsity is below 1"
+        )));
+    }
     if masks.nonzeros() == masks.elements() {
         return Err(Error::Input(format!(
             "--masks {path}: every mask keeps every weight (sparsity 0); run dense without --masks"
         )));
     }
+    // The file's masks replace the recipe's pattern and levels.
+    model.recipe.pattern = crate::sparsity::Pattern::Random;
+    model.recipe.levels = crate::spec::Levels::Uniform;
     model.recipe.masks = Some(std::sync::Arc::new(masks));
     Ok(sparsity)
 }

@@ -224,13 +224,15 @@ fn checked_sparsities(
     model: &mut ModelSpec,
     fabric: &FabricSpec,
 ) -> Result<Vec<f64>> {
-    if let Some(path) = &args.masks {
-        return Ok(vec![super::read_masks(model, &args.model, path)?]);
-    }
     let pattern_origin = super::take_mask_flags(model, &args.model, args.mask, args.levels);
     let pattern = model.recipe.pattern;
     let (sparsities, origin) = match (args.sparsities(), args.mask.and(pattern.implied_sparsity()))
     {
+        _ if args.masks.is_some() => {
+            let path = args.masks.as_deref().unwrap_or_default();
+            let sparsity = super::read_masks(model, &args.model, path)?;
+            (vec![sparsity], format!("--masks {path}"))
+        }
         (Some(given), _) => (given, "--sparsity".to_string()),
         (None, Some(implied)) => (vec![implied], format!("--mask {pattern}")),
         (None, None) => (
@@ -238,6 +240,7 @@ fn checked_sparsities(
             format!("{}: recipe.sparsities", args.model),
         ),
     };
+    let pattern = model.recipe.pattern;
     for &s in &sparsities {
         model.recipe.check_masks_weights(&origin, s)?;
         model

@@ -71,6 +71,19 @@ pub fn map_step(
     // window moved with the fit, past the fastest size, on a step that is flat in the
     // microbatch). Graphs by microbatch sequences: every strategy maps the same.
     let graphs = GraphCache::default();
+    // Masks read from a file: candidates are searched with each layer's non-zeros but the
+    // expected imbalance; the chosen one is planned again below, priced by the masks' counts.
+    let priced = model.recipe.masks.as_ref().filter(|m| m.priced());
+    let unpriced_model;
+    let search_model = match priced {
+        Some(masks) => {
+            let mut m = model.clone();
+            m.recipe.masks = Some(std::sync::Arc::new(masks.unpriced()));
+            unpriced_model = m;
+            &unpriced_model
+        }
+        None => model,
+    };
     let pairs: Vec<(Activations, u64)> = strategies
         .iter()
         .flat_map(|&a| candidates.iter().map(move |&mb| (a, mb)))
@@ -80,7 +93,7 @@ pub fn map_step(
         .enumerate()
         .map(|(place, &(activations, mb))| {
             let mut searched = Searched::default();
-            match plan_with(model, fabric, config, mb, activations, &graphs) {
+            match plan_with(search_model, fabric, config, mb, activations, &graphs) {
                 Ok(plan) => searched.offer(place, plan),
                 // The closest candidate: the smallest (or forced) microbatch.
                 Err(e) if mb == 1 || options.microbatch_sequences.is_some() => {
@@ -98,7 +111,13 @@ pub fn map_step(
     // The last strategy's closest candidate.
     let closest_failure = searched.closest_failure.map(|(_, e)| e);
     match (best, closest_failure) {
-        (Some((cycles, mut plan)), _) => {
+        (Some((mut cycles, mut plan)), _) => {
+            if let Some(masks) = priced {
+                let (mb, activations) = (plan.microbatch_sequences, plan.activations);
+                plan = plan_with(model, fabric, config, mb, activations, &graphs)?;
+                cycles = plan_cycles(&plan);
+                masks.forget_counts();
+            }
             check_step_cycles(model, fabric, cycles)?;
             plan.alternatives = alternatives(&plan, timed);
             plan.verify()?;
@@ -357,7 +376,8 @@ fn plan_with(
         if activations == Activations::Offload {
             offload_checkpoints(model, fabric, step.tokens(), &mut ops);
         }
-        let ops = super::wire::choose_formats(ops);
+        let per_layer = model.recipe.masks.as_ref().is_some_and(|m| m.priced());
+        let ops = super::wire::choose_formats(ops, per_layer);
         for op in ops.iter().chain(&placed.updates) {
             if op.cost.sram_bytes_per_pe > working_max.0 {
                 working_max = (op.cost.sram_bytes_per_pe, op.name.clone());
@@ -588,7 +608,7 @@ fn layer_key(op: &Op) -> &str {
 /// name for an op on a sparse weight whose mask was read from a file (each layer's mask has its
 /// own non-zeros, and its own per-PE counts price the op).
 fn placement_key<'a>(model: &ModelSpec, op: &'a Op) -> &'a str {
-    let own_mask = model.recipe.masks.is_some()
+    let own_mask = model.recipe.masks.as_ref().is_some_and(|m| m.priced())
         && op.kind == OpKind::Linear
         && op.weight.as_ref().is_some_and(|w| w.sparse);
     if own_mask {

@@ -27,9 +27,10 @@ use crate::cost::{timeline, TimelineOp};
 const PASSES_MAX: usize = 8;
 
 /// Resolves every op's `other_format`: keeps, per op kind (an op name without its layer: all
-/// layers alike), the format that gives the shortest microbatch timeline.
-pub fn choose_formats(ops: Vec<OpPlan>) -> Vec<OpPlan> {
-    let (kinds, kind_of) = op_kinds(&ops);
+/// layers alike; with `per_layer`, as for masks read from a file, each layer's op on its own),
+/// the format that gives the shortest microbatch timeline.
+pub fn choose_formats(ops: Vec<OpPlan>, per_layer: bool) -> Vec<OpPlan> {
+    let (kinds, kind_of) = op_kinds(&ops, per_layer);
     if kinds.is_empty() {
         return ops;
     }
@@ -75,22 +76,24 @@ pub fn choose_formats(ops: Vec<OpPlan>) -> Vec<OpPlan> {
 }
 
 /// The first op of each kind that has two formats, in order of appearance, and each op's kind.
-fn op_kinds(ops: &[OpPlan]) -> (Vec<usize>, Vec<Option<usize>>) {
+fn op_kinds(ops: &[OpPlan], per_layer: bool) -> (Vec<usize>, Vec<Option<usize>>) {
     let mut firsts: Vec<usize> = Vec::new();
+    let mut known: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut kind_of = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         if op.other_format.is_none() {
             kind_of.push(None);
             continue;
         }
-        let name = kind_name(op);
-        match firsts.iter().position(|&f| kind_name(&ops[f]) == name) {
-            Some(k) => kind_of.push(Some(k)),
-            None => {
-                kind_of.push(Some(firsts.len()));
-                firsts.push(i);
-            }
-        }
+        let name = match per_layer {
+            true => op.name.as_str(),
+            false => kind_name(op),
+        };
+        let kind = *known.entry(name).or_insert_with(|| {
+            firsts.push(i);
+            firsts.len() - 1
+        });
+        kind_of.push(Some(kind));
     }
     (firsts, kind_of)
 }

@@ -35,6 +35,8 @@ use tensor::Tensor;
 
 /// Counts a cost model asked for: (layer, weight, transposed, C_k, C_n).
 type CountsKey = (u64, WeightKind, bool, usize, usize);
+/// Per-PE counts taken, by what was asked.
+type CountsMemo = Mutex<HashMap<CountsKey, Arc<Vec<Vec<u64>>>>>;
 
 /// A mask per sparse weight of a model, read from a file.
 pub struct MaskSet {
@@ -43,9 +45,12 @@ pub struct MaskSet {
     /// SHA-256 of the file (a folder: of each `.npy` file's name and SHA-256, in name order).
     pub sha256: String,
     /// `[K inputs × N outputs]`, by (layer, weight).
-    masks: BTreeMap<(u64, WeightKind), Mask>,
-    /// Per-PE counts already taken (the mapper prices the same tiles again and again).
-    counts: Mutex<HashMap<CountsKey, Arc<Vec<Vec<u64>>>>>,
+    masks: Arc<BTreeMap<(u64, WeightKind), Mask>>,
+    /// Per-PE counts already taken (a plan prices the same tiles more than once).
+    counts: Arc<CountsMemo>,
+    /// Whether the cost models price GEMMs by the masks' counts ([`MaskSet::counts`]); the
+    /// mapper's search does not ([`MaskSet::unpriced`]).
+    priced: bool,
 }
 
 impl std::fmt::Debug for MaskSet {
@@ -187,9 +192,33 @@ impl MaskSet {
         Ok(MaskSet {
             source: path.to_string(),
             sha256,
-            masks,
-            counts: Mutex::new(HashMap::new()),
+            masks: Arc::new(masks),
+            counts: Arc::default(),
+            priced: true,
         })
+    }
+
+    /// The same masks, for counting non-zeros only: [`MaskSet::counts`] gives none. What the
+    /// mapper searches candidate plans with (pricing every layer's GEMMs by counts on every
+    /// candidate's tiles would take minutes and gigabytes at full scale).
+    pub fn unpriced(&self) -> MaskSet {
+        MaskSet {
+            source: self.source.clone(),
+            sha256: self.sha256.clone(),
+            masks: Arc::clone(&self.masks),
+            counts: Arc::clone(&self.counts),
+            priced: false,
+        }
+    }
+
+    /// Whether GEMMs on these masks are priced by their per-PE counts.
+    pub fn priced(&self) -> bool {
+        self.priced
+    }
+
+    /// Lets go of the counts taken so far (a plan is finished).
+    pub fn forget_counts(&self) {
+        self.counts.lock().expect("not poisoned").clear();
     }
 
     /// The mask of `layer`'s `kind` weight, `K × N`.
@@ -224,7 +253,7 @@ impl MaskSet {
         1.0 - self.nonzeros() as f64 / self.elements().max(1) as f64
     }
 
-    /// [`Mask::pe_column_counts`] of `layer`'s `kind` weight, remembered.
+    /// [`Mask::pe_column_counts`] of `layer`'s `kind` weight, remembered; `None` when unpriced.
     pub fn counts(
         &self,
         layer: u64,
@@ -232,6 +261,9 @@ impl MaskSet {
         transposed: bool,
         (c_k, c_n): (usize, usize),
     ) -> Option<Arc<Vec<Vec<u64>>>> {
+        if !self.priced {
+            return None;
+        }
         let mask = self.get(layer, kind)?;
         let key = (layer, kind, transposed, c_k, c_n);
         if let Some(known) = self.counts.lock().expect("not poisoned").get(&key) {

@@ -56,7 +56,7 @@ impl Elem {
 
     /// The element at the start of `b` (little-endian): `Ok(kept)` for 0 or 1 (a float's −0
     /// too), else its value as text.
-    #[inline]
+    #[inline(always)]
     fn kept(self, b: &[u8]) -> Result<bool, String> {
         let bits: u64 = match self.bytes() {
             1 => u64::from(b[0]),
@@ -77,6 +77,19 @@ impl Elem {
             Ok(false)
         } else {
             Err(self.show(bits))
+        }
+    }
+
+    /// Whether the element is 0 or 1, as its raw bits (the error path kept out of the loop).
+    #[inline(always)]
+    fn one_or_zero(self, b: &[u8]) -> Option<bool> {
+        match self {
+            Elem::Bool | Elem::U8 | Elem::I8 => match b[0] {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
+            _ => self.kept(b).ok(),
         }
     }
 
@@ -108,6 +121,14 @@ impl Tensor {
             Body::Bytes { bytes, start, elem } => (Arc::clone(bytes), *start, *elem, false),
             Body::Npy(path) => {
                 let npy = read_npy(path)?;
+                if npy.shape != self.shape {
+                    return Err(format!(
+                        "{}: shape {:?} now, {:?} when the folder was read: the file changed",
+                        path.display(),
+                        npy.shape,
+                        self.shape
+                    ));
+                }
                 (Arc::new(npy.bytes), npy.start, npy.elem, npy.fortran)
             }
         };
@@ -123,10 +144,13 @@ impl Tensor {
                 i
             };
             let offset = start + stored * size;
-            match elem.kept(&bytes[offset..offset + size]) {
-                Ok(kept) => kept,
-                Err(value) => {
-                    bad.get_or_insert((i, value));
+            let element = &bytes[offset..offset + size];
+            match elem.one_or_zero(element) {
+                Some(kept) => kept,
+                None => {
+                    if bad.is_none() {
+                        bad = Some((i, elem.kept(element).err().unwrap_or_default()));
+                    }
                     false
                 }
             }
@@ -265,7 +289,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Npy, String> {
         return Err("a structured dtype; a mask is one boolean or number per weight".into());
     };
     let text = type_str.to_string();
-    let elem = match text.trim_start_matches(['<', '|', '=']) {
+    let elem = match text.trim_start_matches(['<', '>', '|', '=']) {
         "b1" => Elem::Bool,
         "u1" => Elem::U8,
         "i1" => Elem::I8,
@@ -290,10 +314,14 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Npy, String> {
         ));
     }
     let shape: Vec<usize> = header.shape().iter().map(|&d| d as usize).collect();
-    let elements: usize = shape.iter().product();
-    if bytes.len() < start + elements * elem.bytes() {
+    let size = shape
+        .iter()
+        .try_fold(elem.bytes(), |bytes, &d| bytes.checked_mul(d))
+        .filter(|&size| size <= bytes.len() - start);
+    if size != Some(bytes.len() - start) {
         return Err(format!(
-            "{} bytes of data for {elements} elements of {text}: the file is cut short",
+            "{} bytes of data for shape {shape:?} of {text}: the file is cut short or has bytes \
+             beyond its array",
             bytes.len() - start
         ));
     }

@@ -164,9 +164,24 @@ pub fn speedup_curve(
         .into_iter()
         .filter(|s| !fixed && runs.iter().all(|r| r.sparsity != *s))
         .collect();
+    // Masks read from a file have one sparsity: the curve's other points are drawn masks.
+    let drawn;
+    let curve_model = match model.recipe.masks {
+        Some(_) => {
+            drawn = ModelSpec {
+                recipe: crate::spec::Recipe {
+                    masks: None,
+                    ..model.recipe.clone()
+                },
+                ..model.clone()
+            };
+            &drawn
+        }
+        None => model,
+    };
     let sampled: Vec<PhaseResult> = samples
         .par_iter()
-        .map(|&s| run_phase(model, fabric, Phase::Pretrain, s, systems).map(|(p, _)| p))
+        .map(|&s| run_phase(curve_model, fabric, Phase::Pretrain, s, systems).map(|(p, _)| p))
         .collect::<Result<_>>()?;
     let mut curve: Vec<CurvePoint> = runs
         .iter()

@@ -374,6 +374,8 @@ fn bad_mask_files_exit_2_naming_the_file_and_tensor() {
         vec![1; 64 * 192],
     ));
     write_safetensors(Path::new(&file("twice.safetensors")), Dtype::U8, &tensors);
+    let zeros = masks(&model, |k, n, _| Mask::from_fn(k, n, |_, _| false));
+    write_wafersim(Path::new(&file("zeros.safetensors")), &zeros);
     std::fs::write(file("garbage.safetensors"), b"not a safetensors file").unwrap();
     std::fs::create_dir_all(file("empty")).unwrap();
     let npy = dir.join("npy");
@@ -404,6 +406,7 @@ fn bad_mask_files_exit_2_naming_the_file_and_tensor() {
             "layer 0 q is masked twice (also by `layer0.q`)",
         ),
         ("garbage.safetensors", "not a safetensors file"),
+        ("zeros.safetensors", "every mask drops every weight"),
         ("empty", "a folder without .npy files"),
         ("npy", "tensor `layer0.q`: dtype <c8"),
         ("nowhere", "no such file or folder"),
@@ -443,5 +446,43 @@ fn bad_mask_files_exit_2_naming_the_file_and_tensor() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("cannot be used with"), "{err}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_on_file_masks_runs_them_once_and_draws_the_curves_other_points() {
+    let model = gpt_tiny();
+    let dir = folder("train");
+    let path = dir.join("masks.safetensors");
+    write_wafersim(&path, &masks(&model, random));
+    let out = dir.join("out");
+    let (code, _, err) = run_cli(&[
+        "train",
+        "gpt-tiny",
+        "--masks",
+        path.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "dense and the file's run");
+    assert_eq!(runs[1]["run_sparsity"], 0.75);
+    assert_eq!(report["masks_file"]["weights"], 12);
+    // The curve's other sparsities are drawn masks: their speedups grow with sparsity rather
+    // than repeating the file's run.
+    let curve = report["speedup_curve"].as_array().unwrap();
+    let speedup = |s: f64| {
+        curve
+            .iter()
+            .find(|p| p["sparsity"].as_f64() == Some(s))
+            .map(|p| p["pretrain_simulated_speedup"].as_f64().unwrap())
+            .unwrap()
+    };
+    assert!(speedup(0.1) < speedup(0.5), "{curve:?}");
+    assert!(speedup(0.5) < speedup(0.95), "{curve:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
