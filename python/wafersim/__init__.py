@@ -193,25 +193,26 @@ def _call(command, words, flags, model=None, fabric=None, cls=Report):
 
 
 def train(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, levels=None,
-          systems=None, seed=None, out=None):
+          masks=None, systems=None, seed=None, out=None):
     """The whole recipe at each sparsity and dense (``wafersim train``). Writes nothing unless
     ``out`` names a folder, which then gets exactly the command's files. ``sparsity`` is a
     number, a list, or a range ``"0:0.95:0.05"``; ``mask="2:4"``, ``levels="erk"`` as the
-    flags."""
+    flags; ``masks`` a mask file or folder of ``.npy`` files (``--masks``, see docs/masks.md)."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
-    flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels,
+    flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels, masks=masks,
                  systems=systems, seed=seed, out=out)
     return _call("train", [model_word], flags, model_spec, fabric_spec, TrainReport)
 
 
 def step(model="mediswift-xl", *, fabric="wse2", phase=None, sparsity=None, mask=None,
-         levels=None, microbatch=None, activations=None, systems=None, seed=None, heatmap=None,
-         trace=None):
-    """One training step on the whole fabric (``wafersim step``)."""
+         levels=None, masks=None, microbatch=None, activations=None, systems=None, seed=None,
+         heatmap=None, trace=None):
+    """One training step on the whole fabric (``wafersim step``); ``masks`` as ``train``'s."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
     flags = dict(fabric=fabric_word, phase=phase, sparsity=sparsity, mask=mask, levels=levels,
+                 masks=masks,
                  microbatch=microbatch, activations=activations, systems=systems, seed=seed,
                  heatmap=heatmap, trace=trace)
     return _call("step", [model_word], flags, model_spec, fabric_spec)

@@ -303,27 +303,10 @@ pub(crate) fn read_masks(
     model_name: &str,
     path: &str,
 ) -> Result<f64> {
-    if model.recipe.sparse_weights.is_empty() {
-        return Err(Error::Input(format!(
-            "--masks {path}: {model_name}'s recipe masks no weight (`recipe.sparse_weights` is              empty)"
-        )));
-    }
-    let masks = crate::masks::MaskSet::read(path, model)?;
+    let masks =
+        crate::masks::MaskSet::read_for(model, model_name, &format!("--masks {path}"), path)?;
     let sparsity = masks.sparsity();
-    if masks.nonzeros() == 0 {
-        return Err(Error::Input(format!(
-            "--masks {path}: every mask drops every weight (sparsity 1); a sparsity is below 1"
-        )));
-    }
-    if masks.nonzeros() == masks.elements() {
-        return Err(Error::Input(format!(
-            "--masks {path}: every mask keeps every weight (sparsity 0); run dense without --masks"
-        )));
-    }
-    // The file's masks replace the recipe's pattern and levels.
-    model.recipe.pattern = crate::sparsity::Pattern::Random;
-    model.recipe.levels = crate::spec::Levels::Uniform;
-    model.recipe.masks = Some(std::sync::Arc::new(masks));
+    std::sync::Arc::new(masks).install(model);
     Ok(sparsity)
 }
 

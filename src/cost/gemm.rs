@@ -14,7 +14,9 @@ use serde::Serialize;
 use super::{collective_cycles, CollectiveAlgo, CollectiveKind, KernelCost};
 pub use crate::engine::kernels::attention::AttentionLayout;
 use crate::engine::kernels::gemm::{fmac_cycles, GemmForm as EngineForm, GemmLayout};
-use crate::sparsity::Pattern;
+use rayon::prelude::*;
+
+use crate::sparsity::{Pattern, PeColumnCounts};
 use crate::spec::FabricSpec;
 
 /// Which operand streams and what the output is.
@@ -223,14 +225,14 @@ struct RowWork {
 }
 
 /// As [`gemm_cost`], with the exact non-zeros each PE column receives per output column
-/// (`counts[c][i]`, as `engine::kernels::gemm::GemmPlan::nonzeros_per_pe_column` gives them)
+/// (as `engine::kernels::gemm::GemmPlan::nonzeros_per_pe_column` gives them)
 /// instead of their expected maximum.
 pub fn gemm_cost_with_counts(
     fabric: &FabricSpec,
     p: &GemmProblem,
     tile: &GemmTile,
     region_pes: u64,
-    counts: Option<&[Vec<u64>]>,
+    counts: Option<&PeColumnCounts>,
 ) -> KernelCost {
     if p.form == GemmForm::Activations {
         return attention_cost(fabric, p, tile, region_pes);
@@ -240,7 +242,7 @@ pub fn gemm_cost_with_counts(
     // The rows with the most tokens pace the kernel; every row counts in the mean PE's work
     // (rows of one token fewer may need a FMAC pass fewer per value: 4 tokens take one
     // 4-lane pass, 5 take two).
-    let busiest = row_work(fabric, p, tile, classes[0].0, counts);
+    let busiest = row_work(fabric, p, tile, classes[0].0, counts, true);
     let mean_all = classes
         .iter()
         .filter(|(_, rows)| *rows > 0)
@@ -248,7 +250,7 @@ pub fn gemm_cost_with_counts(
             let work = if t_r == classes[0].0 {
                 busiest.busy
             } else {
-                row_work(fabric, p, tile, t_r, counts).busy
+                row_work(fabric, p, tile, t_r, counts, false).busy
             };
             work * rows as f64
         })
@@ -298,13 +300,16 @@ fn chain_drain(fabric: &FabricSpec, tile: &GemmTile, partials: u64) -> u64 {
     }
 }
 
-/// The work of a PE row with `t_r` tokens, forward and dgrad (streamed) or wgrad.
+/// The work of a PE row with `t_r` tokens, forward and dgrad (streamed) or wgrad. `pace`: its
+/// slowest PE's time is wanted too (from exact counts that walks every column's chain: only
+/// the busiest rows pace the kernel).
 fn row_work(
     fabric: &FabricSpec,
     p: &GemmProblem,
     tile: &GemmTile,
     t_r: u64,
-    counts: Option<&[Vec<u64>]>,
+    counts: Option<&PeColumnCounts>,
+    pace: bool,
 ) -> RowWork {
     let pe = &fabric.pe;
     let router = &fabric.router;
@@ -329,9 +334,8 @@ fn row_work(
         let nnz_mean = (k_c * n_g) as f64 * density;
         let busy = p.nonzeros as f64 / tile.columns() as f64 * per_nonzero + first_add;
         let nnz_max = match counts {
-            Some(counts) => counts
-                .iter()
-                .map(|c| c.iter().sum::<u64>())
+            Some(counts) => (0..counts.len())
+                .map(|c| counts.total(c))
                 .max()
                 .unwrap_or(0) as f64,
             None => p.slice_max(k_c, n_g, tile, density),
@@ -340,7 +344,7 @@ fn row_work(
             mean: nnz_mean * per_nonzero + first_add,
             busy: match counts {
                 Some(counts) => {
-                    let nnz: u64 = counts.iter().flatten().sum();
+                    let nnz = counts.sum();
                     nnz as f64 / counts.len().max(1) as f64 * per_nonzero + first_add
                 }
                 None => busy,
@@ -373,7 +377,7 @@ fn row_work(
                 latency: router.hop_latency_cycles + router.ramp_latency_cycles,
                 control: a,
             };
-            paced_by_counts(counts, tile, |nnz| column(nnz as f64), &chain)
+            paced_by_counts(counts, |nnz| column(nnz as f64), &chain, pace)
         }
         None => {
             // The busiest PE's total: n_g columns of binomial(k_c, density) wavelets each,
@@ -495,24 +499,36 @@ fn attention_cost(
 /// column's reduction done on that PE); the chain passes each column's partial sums east, one
 /// stage per PE.
 fn paced_by_counts(
-    counts: &[Vec<u64>],
-    tile: &GemmTile,
-    column: impl Fn(u64) -> f64,
+    counts: &PeColumnCounts,
+    column: impl Fn(u64) -> f64 + Sync,
     chain: &Chain,
+    pace: bool,
 ) -> (f64, f64) {
-    let c_k = tile.c_k as usize;
+    let c_k = counts.c_k();
     let own = |c: usize| -> f64 {
         let adds = if !c.is_multiple_of(c_k) {
             chain.adds as f64
         } else {
             0.0
         };
-        counts[c].iter().map(|&nnz| column(nnz) + adds).sum()
+        counts
+            .column(c)
+            .iter()
+            .map(|&nnz| column(u64::from(nnz)) + adds)
+            .sum()
     };
     let mean = (0..counts.len()).map(own).sum::<f64>() / counts.len().max(1) as f64;
-    let slowest = (0..tile.c_n as usize)
-        .map(|g_n| chain.group_time(&counts[g_n * c_k..(g_n + 1) * c_k], &column))
-        .fold(0.0, f64::max);
+    if !pace {
+        return (mean, mean);
+    }
+    // The N-groups share nothing: their chains in parallel (a maximum is the same in any order).
+    let slowest = (0..counts.len() / c_k)
+        .into_par_iter()
+        .map(|g_n| {
+            let members: Vec<&[u32]> = (0..c_k).map(|g_k| counts.column(g_n * c_k + g_k)).collect();
+            chain.group_time(&members, &column)
+        })
+        .reduce(|| 0.0, f64::max);
     (mean, slowest)
 }
 
@@ -530,36 +546,80 @@ struct Chain {
 
 impl Chain {
     /// The time until the last PE of the chain holds the group's last output column.
-    // Indexed by (K-group, column) over three parallel arrays: clearer than zipped iterators.
-    #[allow(clippy::needless_range_loop)]
-    fn group_time(&self, members: &[Vec<u64>], column: &impl Fn(u64) -> f64) -> f64 {
+    ///
+    /// Column `i` on K-group `g` waits for column `i − 1` on `g` (its core) and for column `i`
+    /// on `g − 1` (the partial sums it adds): a wavefront. It is walked [`WAVEFRONT_LANES`]
+    /// K-groups at a time, group `g + j` one column behind group `g + j − 1`, so that their
+    /// chains of dependent additions and maxima overlap in the processor, each group reading its
+    /// counts in memory order; the previous block's start times are kept per column. Every
+    /// value is the same expression of the same inputs as walking column by column: only the
+    /// order differs. (A full-wafer chain is hundreds of groups over thousands of columns.)
+    fn group_time(&self, members: &[&[u32]], column: &impl Fn(u64) -> f64) -> f64 {
         let k = members.len();
-        let columns = members[0].len();
-        let (mut ctrl_end, mut red_done) = (vec![0.0f64; k], vec![0.0f64; k]);
-        for i in 0..columns {
-            let mut previous_start = 0.0f64;
-            for g in 0..k {
-                let adds = if g > 0 { self.adds as f64 } else { 0.0 };
-                // FMACs of column i (the control wavelet is part of `column`), sharing the core
-                // with the previous column's adds.
-                let fmac_end = ctrl_end[g] + column(members[g][i]) - self.control as f64 + adds;
-                ctrl_end[g] = fmac_end.max(red_done[g]) + self.control as f64;
-                let start = if g == 0 {
-                    ctrl_end[g]
-                } else {
-                    ctrl_end[g].max(previous_start + self.latency as f64 + 1.0)
-                };
-                red_done[g] = match (k, g) {
-                    (1, _) => ctrl_end[g], // a single K-group holds its outputs: no reduction
-                    (_, 0) => start + self.partials as f64,
-                    _ => start + adds,
-                };
-                previous_start = start;
+        let columns = members.first().map_or(0, |m| m.len());
+        // starts[i]: when column i's partial sums left the last group walked.
+        let mut starts = vec![0.0f64; columns];
+        let mut last = 0.0f64;
+        for first in (0..k).step_by(WAVEFRONT_LANES) {
+            let lanes = (k - first).min(WAVEFRONT_LANES);
+            // Per lane: (control task's end, reduction done) of its last column.
+            let mut state = [(0.0f64, 0.0f64); WAVEFRONT_LANES];
+            for step in 0..columns + lanes - 1 {
+                // Lane j is at column step − j; it reads the start lane j − 1 left there on the
+                // previous step, before lane j − 1 moves on (lanes in order).
+                let lo = (step + 1).saturating_sub(columns);
+                for (j, lane) in state
+                    .iter_mut()
+                    .enumerate()
+                    .take(lanes.min(step + 1))
+                    .skip(lo)
+                {
+                    let i = step - j;
+                    let g = first + j;
+                    starts[i] = self.cell(k, g, column(u64::from(members[g][i])), starts[i], lane);
+                }
+            }
+            for &(_, red_done) in &state[..lanes] {
+                last = last.max(red_done);
             }
         }
-        red_done.iter().copied().fold(0.0, f64::max)
+        last
+    }
+
+    /// One column on K-group `g` of `k`, whose FMACs take `fmacs` cycles (the control wavelet
+    /// included), after the previous group started its partial sums at `previous_start`; the
+    /// group's (control end, reduction done) move on. Returns this group's start.
+    #[inline(always)]
+    fn cell(
+        &self,
+        k: usize,
+        g: usize,
+        fmacs: f64,
+        previous_start: f64,
+        state: &mut (f64, f64),
+    ) -> f64 {
+        let (control, latency) = (self.control as f64, self.latency as f64);
+        let adds = if g > 0 { self.adds as f64 } else { 0.0 };
+        let (ctrl_end, red_done) = state;
+        // The FMACs share the core with the previous column's adds.
+        let fmac_end = *ctrl_end + fmacs - control + adds;
+        *ctrl_end = fmac_end.max(*red_done) + control;
+        let start = if g == 0 {
+            *ctrl_end
+        } else {
+            ctrl_end.max(previous_start + latency + 1.0)
+        };
+        *red_done = match (k, g) {
+            (1, _) => *ctrl_end, // a single K-group holds its outputs: no reduction
+            (_, 0) => start + self.partials as f64,
+            _ => start + adds,
+        };
+        start
     }
 }
+
+/// K-groups of a reduction chain priced side by side ([`Chain::group_time`]).
+const WAVEFRONT_LANES: usize = 4;
 
 /// The copies of its resident operands that a tile needs beyond the one the step leaves, as a
 /// multicast along each PE row before the kernel starts; the engine's GEMM kernels start with
@@ -627,4 +687,55 @@ pub fn operand_copy_cost(
 /// FMACs (multiply-adds) the GEMM executes: rows × non-zeros.
 pub fn fmac_ops(p: &GemmProblem) -> u64 {
     p.batch * p.t * p.nonzeros
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain walked column by column, every K-group in turn: the recurrence as written.
+    fn group_time_by_columns(
+        chain: &Chain,
+        members: &[&[u32]],
+        column: impl Fn(u64) -> f64,
+    ) -> f64 {
+        let k = members.len();
+        let mut state = vec![(0.0, 0.0); k];
+        #[allow(clippy::needless_range_loop)] // (column, group) over a table of slices
+        for i in 0..members[0].len() {
+            let mut previous_start = 0.0;
+            for g in 0..k {
+                let fmacs = column(u64::from(members[g][i]));
+                previous_start = chain.cell(k, g, fmacs, previous_start, &mut state[g]);
+            }
+        }
+        state.iter().map(|s| s.1).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn the_wavefront_walk_is_the_column_by_column_walk_bit_for_bit() {
+        let chain = Chain {
+            adds: 7,
+            partials: 5,
+            latency: 3,
+            control: 2,
+        };
+        let mut stream = crate::random::Stream::new(11);
+        for k in [1, 2, 3, 4, 5, 8, 9, 13] {
+            for columns in [0, 1, 2, 5, 40] {
+                let table: Vec<Vec<u32>> = (0..k)
+                    .map(|_| (0..columns).map(|_| stream.below(30) as u32).collect())
+                    .collect();
+                let members: Vec<&[u32]> = table.iter().map(Vec::as_slice).collect();
+                let column = |nnz: u64| nnz as f64 * 3.5 + 2.0;
+                let walked = chain.group_time(&members, &column);
+                let reference = group_time_by_columns(&chain, &members, column);
+                assert_eq!(
+                    walked.to_bits(),
+                    reference.to_bits(),
+                    "{k} groups, {columns} columns"
+                );
+            }
+        }
+    }
 }

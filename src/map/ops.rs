@@ -255,7 +255,7 @@ fn mask_counts(
     op: &Op,
     problem: &GemmProblem,
     tile: &GemmTile,
-) -> Option<std::sync::Arc<Vec<Vec<u64>>>> {
+) -> Option<std::sync::Arc<crate::sparsity::PeColumnCounts>> {
     let masks = model.recipe.masks.as_ref()?;
     if !problem.sparse || problem.form == GemmForm::Activations {
         return None;

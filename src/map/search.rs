@@ -112,11 +112,10 @@ pub fn map_step(
     let closest_failure = searched.closest_failure.map(|(_, e)| e);
     match (best, closest_failure) {
         (Some((mut cycles, mut plan)), _) => {
-            if let Some(masks) = priced {
+            if priced.is_some() {
                 let (mb, activations) = (plan.microbatch_sequences, plan.activations);
                 plan = plan_with(model, fabric, config, mb, activations, &graphs)?;
                 cycles = plan_cycles(&plan);
-                masks.forget_counts();
             }
             check_step_cycles(model, fabric, cycles)?;
             plan.alternatives = alternatives(&plan, timed);

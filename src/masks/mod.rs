@@ -29,14 +29,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::sparsity::Mask;
+use crate::sparsity::{Mask, PeColumnCounts};
 use crate::spec::{ModelSpec, WeightKind};
-use tensor::Tensor;
+use rayon::prelude::*;
+use tensor::{Layout, Tensor};
 
 /// Counts a cost model asked for: (layer, weight, transposed, C_k, C_n).
 type CountsKey = (u64, WeightKind, bool, usize, usize);
 /// Per-PE counts taken, by what was asked.
-type CountsMemo = Mutex<HashMap<CountsKey, Arc<Vec<Vec<u64>>>>>;
+type CountsMemo = Mutex<HashMap<CountsKey, Arc<PeColumnCounts>>>;
+/// Masks transposed, by (layer, weight).
+type TransposesMemo = Mutex<HashMap<(u64, WeightKind), Arc<Mask>>>;
 
 /// A mask per sparse weight of a model, read from a file.
 pub struct MaskSet {
@@ -46,8 +49,11 @@ pub struct MaskSet {
     pub sha256: String,
     /// `[K inputs × N outputs]`, by (layer, weight).
     masks: Arc<BTreeMap<(u64, WeightKind), Mask>>,
-    /// Per-PE counts already taken (a plan prices the same tiles more than once).
+    /// Per-PE counts already taken, kept for the set's life: a plan prices the same tiles more
+    /// than once, and a phase plans its last, smaller batch on the same tiles.
     counts: Arc<CountsMemo>,
+    /// The masks' transposes, as [`MaskSet::counts`] took them.
+    transposes: Arc<TransposesMemo>,
     /// Whether the cost models price GEMMs by the masks' counts ([`MaskSet::counts`]); the
     /// mapper's search does not ([`MaskSet::unpriced`]).
     priced: bool,
@@ -103,6 +109,8 @@ impl MaskSet {
         let mut masks = BTreeMap::new();
         // Which tensor each weight came from, for a duplicate's error.
         let mut origin: BTreeMap<(u64, WeightKind), String> = BTreeMap::new();
+        // The masks to build: tensor, weight, shape and where the weight's entries are.
+        let mut jobs = Vec::new();
         for tensor in &tensors {
             let Some(name) = WeightName::parse(&tensor.name) else {
                 continue;
@@ -157,18 +165,26 @@ impl MaskSet {
                         kind.name()
                     )));
                 }
-                let (k, n) = (k as usize, n as usize);
-                let offset = i * n;
-                let mask = match name.scheme {
-                    Scheme::Wafersim | Scheme::HuggingFace => {
-                        let width = tensor.shape[1];
-                        tensor.mask(k, n, |r, c| r * width + offset + c)
-                    }
-                    Scheme::ModelZoo => tensor.mask(k, n, |r, c| c * k + r),
-                }
-                .map_err(at)?;
-                masks.insert((name.layer, kind), mask);
+                let layout = match name.scheme {
+                    Scheme::Wafersim | Scheme::HuggingFace => Layout::Rows {
+                        offset: i * n as usize,
+                    },
+                    Scheme::ModelZoo => Layout::Transposed,
+                };
+                jobs.push((tensor, (name.layer, kind), (k as usize, n as usize), layout));
             }
+        }
+        // Every tensor checked: now their masks, in parallel (each packs one tensor's bytes);
+        // the first refusal in file order is the one reported.
+        let built: Vec<_> = jobs
+            .par_iter()
+            .map(|(tensor, _, (k, n), layout)| tensor.mask(*k, *n, *layout))
+            .collect();
+        for ((tensor, weight, _, _), mask) in jobs.iter().zip(built) {
+            let mask = mask.map_err(|what| {
+                Error::Input(format!("{path}: tensor `{}`: {what}", tensor.name))
+            })?;
+            masks.insert(*weight, mask);
         }
         for layer in 0..arch.layers {
             for &kind in sparse {
@@ -194,8 +210,44 @@ impl MaskSet {
             sha256,
             masks: Arc::new(masks),
             counts: Arc::default(),
+            transposes: Arc::default(),
             priced: true,
         })
+    }
+
+    /// The masks at `path` for `model` (named `model_name`), refused as no run could use them:
+    /// a recipe that masks no weight, masks that drop every weight or keep every one. `named`:
+    /// how the user gave the path, for errors (`--masks PATH`, a sweep spec's key).
+    pub fn read_for(
+        model: &ModelSpec,
+        model_name: &str,
+        named: &str,
+        path: &str,
+    ) -> Result<MaskSet> {
+        if model.recipe.sparse_weights.is_empty() {
+            return Err(Error::Input(format!(
+                "{named}: {model_name}'s recipe masks no weight (`recipe.sparse_weights` is empty)"
+            )));
+        }
+        let masks = MaskSet::read(path, model)?;
+        if masks.nonzeros() == 0 {
+            return Err(Error::Input(format!(
+                "{named}: every mask drops every weight (sparsity 1); a sparsity is below 1"
+            )));
+        }
+        if masks.nonzeros() == masks.elements() {
+            return Err(Error::Input(format!(
+                "{named}: every mask keeps every weight (sparsity 0); run dense without masks"
+            )));
+        }
+        Ok(masks)
+    }
+
+    /// Puts the masks in `model`'s recipe: they replace its pattern and levels.
+    pub fn install(self: Arc<Self>, model: &mut ModelSpec) {
+        model.recipe.pattern = crate::sparsity::Pattern::Random;
+        model.recipe.levels = crate::spec::Levels::Uniform;
+        model.recipe.masks = Some(self);
     }
 
     /// The same masks, for counting non-zeros only: [`MaskSet::counts`] gives none. What the
@@ -207,6 +259,7 @@ impl MaskSet {
             sha256: self.sha256.clone(),
             masks: Arc::clone(&self.masks),
             counts: Arc::clone(&self.counts),
+            transposes: Arc::clone(&self.transposes),
             priced: false,
         }
     }
@@ -214,11 +267,6 @@ impl MaskSet {
     /// Whether GEMMs on these masks are priced by their per-PE counts.
     pub fn priced(&self) -> bool {
         self.priced
-    }
-
-    /// Lets go of the counts taken so far (a plan is finished).
-    pub fn forget_counts(&self) {
-        self.counts.lock().expect("not poisoned").clear();
     }
 
     /// The mask of `layer`'s `kind` weight, `K × N`.
@@ -260,7 +308,7 @@ impl MaskSet {
         kind: WeightKind,
         transposed: bool,
         (c_k, c_n): (usize, usize),
-    ) -> Option<Arc<Vec<Vec<u64>>>> {
+    ) -> Option<Arc<PeColumnCounts>> {
         if !self.priced {
             return None;
         }
@@ -269,7 +317,21 @@ impl MaskSet {
         if let Some(known) = self.counts.lock().expect("not poisoned").get(&key) {
             return Some(Arc::clone(known));
         }
-        let counts = Arc::new(mask.pe_column_counts(transposed, c_k, c_n));
+        let counts = Arc::new(match transposed {
+            true => mask.pe_column_counts(true, c_k, c_n),
+            // The forward stream's output lines are the weight's columns: counted as the rows of
+            // its transpose, taken once per weight (a weight's forward is priced on more than
+            // one tile, and again for a phase's last batch).
+            false => {
+                let mut memo = self.transposes.lock().expect("not poisoned");
+                let t = memo
+                    .entry((layer, kind))
+                    .or_insert_with(|| Arc::new(mask.transposed()));
+                let t = Arc::clone(t);
+                drop(memo);
+                t.pe_column_counts(true, c_k, c_n)
+            }
+        });
         let mut memo = self.counts.lock().expect("not poisoned");
         Some(Arc::clone(memo.entry(key).or_insert(counts)))
     }

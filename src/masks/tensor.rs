@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::sparsity::Mask;
 use crate::spec::sha256_hex;
@@ -107,15 +109,27 @@ impl Elem {
     }
 }
 
+/// Where a mask's entries are in a 2-D tensor, as its C-order indices (a Fortran-order `.npy`
+/// stores the same array column by column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Entry `(r, c)` is element `[r, offset + c]` (`[in, out]` weights, Q, K and V side by
+    /// side in a fused tensor).
+    Rows { offset: usize },
+    /// Entry `(r, c)` is element `[c, r]` (`nn.Linear`'s `[out, in]`).
+    Transposed,
+}
+
 impl Tensor {
-    /// The `rows × cols` mask whose entry `(r, c)` is element `at(r, c)` of this tensor (its
-    /// row-major index; a Fortran-order `.npy` is read as the array it stores), or why not:
-    /// the first element that is not 0 or 1.
+    /// The `rows × cols` mask laid out in this tensor as `layout` says, or why not: the first
+    /// element that is not 0 or 1. Whichever way the tensor stores it, the mask is packed
+    /// along the stored lines, 64 entries at a time, and transposed by blocks when those are
+    /// its columns.
     pub fn mask(
         &self,
         rows: usize,
         cols: usize,
-        at: impl Fn(usize, usize) -> usize,
+        layout: Layout,
     ) -> std::result::Result<Mask, String> {
         let (bytes, start, elem, fortran) = match &self.body {
             Body::Bytes { bytes, start, elem } => (Arc::clone(bytes), *start, *elem, false),
@@ -132,38 +146,87 @@ impl Tensor {
                 (Arc::new(npy.bytes), npy.start, npy.elem, npy.fortran)
             }
         };
-        let width = self.shape.get(1).copied().unwrap_or(1);
         let height = self.shape.first().copied().unwrap_or(1);
+        let width = self.shape.get(1).copied().unwrap_or(1);
+        // Stored lines: element `first(l) + j` (in storage order) is entry `j` of line `l`;
+        // `by_rows`: the lines are the mask's rows, else its columns.
+        let (by_rows, first): (bool, Box<dyn Fn(usize) -> usize>) = match (layout, fortran) {
+            (Layout::Rows { offset }, false) => (true, Box::new(move |r| r * width + offset)),
+            (Layout::Rows { offset }, true) => (false, Box::new(move |c| (offset + c) * height)),
+            (Layout::Transposed, false) => (false, Box::new(move |c| c * width)),
+            (Layout::Transposed, true) => (true, Box::new(move |r| r * height)),
+        };
+        let (lines, length) = if by_rows { (rows, cols) } else { (cols, rows) };
         let size = elem.bytes();
-        let mut bad: Option<(usize, String)> = None;
-        let mask = Mask::from_fn(rows, cols, |r, c| {
-            let i = at(r, c);
-            let stored = if fortran {
-                (i % width) * height + i / width
-            } else {
-                i
-            };
-            let offset = start + stored * size;
-            let element = &bytes[offset..offset + size];
-            match elem.one_or_zero(element) {
-                Some(kept) => kept,
-                None => {
-                    if bad.is_none() {
-                        bad = Some((i, elem.kept(element).err().unwrap_or_default()));
-                    }
-                    false
-                }
-            }
+        let packed = Mask::from_rows(lines, length, |l, words| {
+            let at = start + first(l) * size;
+            pack_line(elem, &bytes[at..at + length * size], words).map_err(|j| first(l) + j)
         });
-        match bad {
-            None => Ok(mask),
-            Some((i, value)) => Err(format!(
-                "value {value} at [{}, {}]: a mask holds 0 (dropped) and 1 (kept) only",
-                i / width,
-                i % width
-            )),
+        match packed {
+            Ok(mask) if by_rows => Ok(mask),
+            Ok(mask) => Ok(mask.transposed()),
+            Err(stored) => {
+                let value = elem
+                    .kept(&bytes[start + stored * size..][..size])
+                    .err()
+                    .unwrap_or_default();
+                let (i, j) = if fortran {
+                    (stored % height, stored / height)
+                } else {
+                    (stored / width, stored % width)
+                };
+                Err(format!(
+                    "value {value} at [{i}, {j}]: a mask holds 0 (dropped) and 1 (kept) only"
+                ))
+            }
         }
     }
+}
+
+/// Packs a line of elements into bits (`words`, zeroed: element `j` at bit `j % 64` of word
+/// `j / 64`), or the index of the first element that is not 0 or 1. One-byte elements go eight
+/// at a time: a word of bytes each 0 or 1 times `0x0102_0408_1020_4080` has byte `i`'s bit at
+/// bit `56 + i` and no carries (each byte's bit lands on its own position).
+fn pack_line(elem: Elem, data: &[u8], words: &mut [u64]) -> std::result::Result<(), usize> {
+    const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let size = elem.bytes();
+    for (w, word) in words.iter_mut().enumerate() {
+        let chunk = &data[(w * 64 * size).min(data.len())..((w + 1) * 64 * size).min(data.len())];
+        let mut bits = 0u64;
+        let mut clean = true;
+        if size == 1 {
+            let mut eights = chunk.chunks_exact(8);
+            let mut stray = 0u64;
+            for (b, eight) in eights.by_ref().enumerate() {
+                let x = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
+                stray |= x & !LOW_BITS;
+                bits |= (x.wrapping_mul(GATHER) >> 56) << (8 * b);
+            }
+            let done = chunk.len() / 8 * 8;
+            for (j, &byte) in eights.remainder().iter().enumerate() {
+                stray |= u64::from(byte & !1);
+                bits |= u64::from(byte & 1) << (done + j);
+            }
+            clean = stray == 0;
+        } else {
+            for (j, element) in chunk.chunks_exact(size).enumerate() {
+                match elem.one_or_zero(element) {
+                    Some(kept) => bits |= u64::from(kept) << j,
+                    None => clean = false,
+                }
+            }
+        }
+        if !clean {
+            let bad = chunk
+                .chunks_exact(size)
+                .position(|element| elem.one_or_zero(element).is_none())
+                .expect("a stray element");
+            return Err(w * 64 + bad);
+        }
+        *word = bits;
+    }
+    Ok(())
 }
 
 /// The tensors of a safetensors file and the file's SHA-256.
@@ -239,18 +302,27 @@ pub(super) fn read_npy_folder(path: &str) -> Result<(Vec<Tensor>, String)> {
                 .into(),
         ));
     }
+    // Each file read, hashed and its header parsed in parallel; then taken in name order.
+    let read: Vec<_> = files
+        .par_iter()
+        .map(|file| {
+            let name = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let bytes =
+                std::fs::read(file).map_err(|e| refuse(format!("{}: {e}", file.display())))?;
+            // The header now, for the shape; the data when the mask is built.
+            let npy = parse_npy(&bytes)
+                .map_err(|e| Error::Input(format!("{}: tensor `{name}`: {e}", file.display())));
+            Ok((name, sha256_hex(&bytes), npy))
+        })
+        .collect();
     let mut listing = String::new();
     let mut tensors = Vec::new();
-    for file in files {
-        let name = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = std::fs::read(&file).map_err(|e| refuse(format!("{}: {e}", file.display())))?;
-        listing.push_str(&format!("{name} {}\n", sha256_hex(&bytes)));
-        // The header now, for the shape; the data when the mask is built.
-        let npy = parse_npy(&bytes)
-            .map_err(|e| Error::Input(format!("{}: tensor `{name}`: {e}", file.display())));
+    for (file, read) in files.into_iter().zip(read) {
+        let (name, sha256, npy) = read?;
+        listing.push_str(&format!("{name} {sha256}\n"));
         match npy {
             Ok(npy) => tensors.push(Tensor {
                 name,
@@ -332,4 +404,116 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Npy, String> {
         shape,
         fortran: header.order() == npyz::Order::Fortran,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `[height, width]` `.npy` of `descr` in the temporary folder, element `[a, b]` equal to
+    /// `value(a, b)` (0, 1 or anything else), stored in C or Fortran order.
+    fn npy(
+        name: &str,
+        (descr, size): (&str, usize),
+        [height, width]: [usize; 2],
+        fortran: bool,
+        value: impl Fn(usize, usize) -> i16,
+    ) -> Tensor {
+        let element = |v: i16| -> Vec<u8> {
+            match descr {
+                "<f4" => (v as f32).to_le_bytes().to_vec(),
+                "<i2" => v.to_le_bytes().to_vec(),
+                _ => vec![v as u8],
+            }
+        };
+        let mut data = Vec::with_capacity(height * width * size);
+        if fortran {
+            (0..width).for_each(|b| (0..height).for_each(|a| data.extend(element(value(a, b)))));
+        } else {
+            (0..height).for_each(|a| (0..width).for_each(|b| data.extend(element(value(a, b)))));
+        }
+        let header = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({height}, {width}), }}\n",
+            if fortran { "True" } else { "False" }
+        );
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(data);
+        let path = std::env::temp_dir().join(format!(
+            "wafersim-tensor-{}-{name}-{descr}-{fortran}.npy",
+            std::process::id()
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        Tensor {
+            name: name.into(),
+            shape: vec![height, width],
+            body: Body::Npy(path),
+        }
+    }
+
+    const DTYPES: [(&str, usize); 3] = [("|b1", 1), ("<f4", 4), ("<i2", 2)];
+
+    fn kept(a: usize, b: usize) -> i16 {
+        i16::from((a * 31 + b * 17) % 5 < 2)
+    }
+
+    #[test]
+    fn every_layout_and_storage_order_reads_the_entries_it_names() {
+        let (rows, cols) = (70, 45);
+        for dtype in DTYPES {
+            for fortran in [false, true] {
+                // Q, K, V side by side: the second block of 45 columns is this weight's.
+                let fused = npy("fused", dtype, [rows, 100], fortran, kept);
+                let mask = fused.mask(rows, cols, Layout::Rows { offset: 45 }).unwrap();
+                let (r, c) = (0..rows, 0..cols);
+                let entries = |m: &Mask, at: &dyn Fn(usize, usize) -> bool| {
+                    r.clone()
+                        .all(|i| c.clone().all(|j| m.get(i, j) == at(i, j)))
+                };
+                assert!(
+                    entries(&mask, &|i, j| kept(i, 45 + j) == 1),
+                    "{dtype:?} {fortran}"
+                );
+                let linear = npy("linear", dtype, [cols, rows], fortran, kept);
+                let mask = linear.mask(rows, cols, Layout::Transposed).unwrap();
+                assert!(
+                    entries(&mask, &|i, j| kept(j, i) == 1),
+                    "{dtype:?} {fortran}"
+                );
+                if let Body::Npy(path) = fused.body {
+                    std::fs::remove_file(path).unwrap();
+                }
+                if let Body::Npy(path) = linear.body {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_stray_value_is_named_by_its_index_in_the_tensor() {
+        for dtype in DTYPES {
+            for fortran in [false, true] {
+                let stray = |a, b| if (a, b) == (9, 50) { 2 } else { kept(a, b) };
+                let fused = npy("stray-fused", dtype, [70, 100], fortran, stray);
+                let error = fused.mask(70, 45, Layout::Rows { offset: 45 }).unwrap_err();
+                assert!(
+                    error.starts_with("value 2 at [9, 50]:"),
+                    "{dtype:?}: {error}"
+                );
+                let linear = npy("stray-linear", dtype, [60, 70], fortran, stray);
+                let error = linear.mask(70, 60, Layout::Transposed).unwrap_err();
+                assert!(
+                    error.starts_with("value 2 at [9, 50]:"),
+                    "{dtype:?}: {error}"
+                );
+                for tensor in [fused, linear] {
+                    if let Body::Npy(path) = tensor.body {
+                        std::fs::remove_file(path).unwrap();
+                    }
+                }
+            }
+        }
+    }
 }

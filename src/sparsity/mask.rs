@@ -1,6 +1,6 @@
 //! Unstructured random masks drawn from a seed, and the non-zero counts of their tiles.
 
-use super::{nonzeros_expected, Pattern};
+use super::{nonzeros_expected, Pattern, PeColumnCounts};
 use crate::random::Stream;
 
 /// Which entries of a `rows × cols` weight are kept (non-zero), row-major, one bit each.
@@ -165,45 +165,85 @@ impl Mask {
         mask
     }
 
-    /// The non-zeros each PE column of a GEMM receives per output column when this `K × N`
-    /// weight streams split over `c_k` K-groups and `c_n` N-groups (as [`split_range`] deals
-    /// them): `counts[g_n · c_k + g_k][i]` is the kept entries of K-slice `g_k` in the `i`-th
-    /// output column of N-slice `g_n`. `transposed`: the stream is the weight's transpose (dgrad,
-    /// `Wᵀ` is `N × K`: K-groups split the weight's columns, output columns are its rows). The
-    /// engine's kernels and the cost models both take their counts from here.
-    pub fn pe_column_counts(&self, transposed: bool, c_k: usize, c_n: usize) -> Vec<Vec<u64>> {
-        let (k_in, n_out) = match transposed {
-            false => (self.rows, self.cols),
-            true => (self.cols, self.rows),
-        };
-        let (c_k, c_n) = (c_k.clamp(1, k_in.max(1)), c_n.clamp(1, n_out.max(1)));
-        // table[g_k][output line]: kept entries of K-slice g_k in that output line.
-        let mut table = vec![vec![0u64; n_out]; c_k];
-        if transposed {
-            // Output line = a row of the weight; K-slices cut across its columns.
-            for (g_k, line) in table.iter_mut().enumerate() {
-                let cols = split_range(self.cols, c_k, g_k);
-                for (r, count) in line.iter_mut().enumerate() {
-                    let start = r * self.cols;
-                    *count = self.count_bits(start + cols.start..start + cols.end);
-                }
-            }
-        } else {
-            // K-slice = a run of the weight's rows; output line = a column.
-            for (g_k, line) in table.iter_mut().enumerate() {
-                for r in split_range(self.rows, c_k, g_k) {
-                    self.for_each_kept_in(r * self.cols..(r + 1) * self.cols, |i| {
-                        line[i - r * self.cols] += 1;
-                    });
-                }
+    /// A `rows × cols` mask whose row `r` is what `fill(r, words)` writes into `words`
+    /// (`cols.div_ceil(64)` zeroed words: entry `c` at bit `c % 64` of word `c / 64`; bits
+    /// beyond `cols` are ignored), or the first error `fill` returns. Sixty-four entries at a
+    /// time: how a mask file's rows are packed.
+    pub fn from_rows<E>(
+        rows: usize,
+        cols: usize,
+        mut fill: impl FnMut(usize, &mut [u64]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut mask = Self::empty(rows, cols);
+        let mut row = vec![0u64; cols.div_ceil(64)];
+        for r in 0..rows {
+            row.fill(0);
+            fill(r, &mut row)?;
+            for (w, &bits) in row.iter().enumerate() {
+                let span = (cols - w * 64).min(64);
+                let bits = if span < 64 {
+                    bits & ((1 << span) - 1)
+                } else {
+                    bits
+                };
+                mask.or_bits(r * cols + w * 64, bits, span);
+                mask.nonzeros += u64::from(bits.count_ones());
             }
         }
-        (0..c_n * c_k)
-            .map(|c| {
-                let (g_n, g_k) = (c / c_k, c % c_k);
-                table[g_k][split_range(n_out, c_n, g_n)].to_vec()
-            })
-            .collect()
+        Ok(mask)
+    }
+
+    /// ORs `bits` (its `span` ≤ 64 low bits, the rest 0) into bit positions `at..at + span`.
+    fn or_bits(&mut self, at: usize, bits: u64, span: usize) {
+        debug_assert!(span <= 64 && (span == 64 || bits >> span == 0));
+        if bits == 0 {
+            return;
+        }
+        let (word, shift) = (at / 64, at % 64);
+        self.bits[word] |= bits << shift;
+        if shift > 0 && shift + span > 64 {
+            self.bits[word + 1] |= bits >> (64 - shift);
+        }
+    }
+
+    /// Bit positions `at..at + span` (`span` ≤ 64) as the low bits of a word.
+    fn bits_at(&self, at: usize, span: usize) -> u64 {
+        let (word, shift) = (at / 64, at % 64);
+        let mut bits = self.bits[word] >> shift;
+        if shift > 0 && shift + span > 64 {
+            bits |= self.bits[word + 1] << (64 - shift);
+        }
+        if span < 64 {
+            bits &= (1 << span) - 1;
+        }
+        bits
+    }
+
+    /// The non-zeros each PE column of a GEMM receives per output column when this `K × N`
+    /// weight streams split over `c_k` K-groups and `c_n` N-groups (see [`PeColumnCounts`]).
+    /// `transposed`: the stream is the weight's transpose (dgrad, `Wᵀ` is `N × K`: K-groups
+    /// split the weight's columns, output columns are its rows). The engine's kernels and the
+    /// cost models both take their counts from here.
+    pub fn pe_column_counts(&self, transposed: bool, c_k: usize, c_n: usize) -> PeColumnCounts {
+        if !transposed {
+            // Output lines are the weight's columns: as rows of its transpose, each K-slice of
+            // a line is a run of bits, counted a word at a time.
+            return self.transposed().pe_column_counts(true, c_k, c_n);
+        }
+        // Output line = a row of the weight; K-slices cut across its columns.
+        let (k_in, n_out) = (self.cols, self.rows);
+        let (c_k, c_n) = (c_k.clamp(1, k_in.max(1)), c_n.clamp(1, n_out.max(1)));
+        // table[g_k · n_out + output line]: kept entries of K-slice g_k in that output line.
+        let mut table = Vec::with_capacity(c_k * n_out);
+        for g_k in 0..c_k {
+            let cols = split_range(self.cols, c_k, g_k);
+            table.extend((0..n_out).map(|r| {
+                let start = r * self.cols;
+                // At most a K-slice's length: model widths are below 2¹⁸ (`spec::model::MAX_WIDTH`).
+                self.count_bits(start + cols.start..start + cols.end) as u32
+            }));
+        }
+        PeColumnCounts::new(c_k, c_n, n_out, table)
     }
 
     /// Kept entries among bit positions `range` (row-major).
@@ -223,24 +263,6 @@ impl Mask {
             i += span;
         }
         count
-    }
-
-    /// Calls `f` with every kept bit position in `range` (row-major), in order.
-    fn for_each_kept_in(&self, range: std::ops::Range<usize>, mut f: impl FnMut(usize)) {
-        let mut i = range.start;
-        while i < range.end {
-            let (word, bit) = (i / 64, i % 64);
-            let span = (64 - bit).min(range.end - i);
-            let mut bits = self.bits[word] >> bit;
-            if span < 64 {
-                bits &= (1 << span) - 1;
-            }
-            while bits != 0 {
-                f(i + bits.trailing_zeros() as usize);
-                bits &= bits - 1;
-            }
-            i += span;
-        }
     }
 
     fn set(&mut self, row: usize, col: usize) {
@@ -269,14 +291,24 @@ impl Mask {
         self.bits[i / 64] >> (i % 64) & 1 == 1
     }
 
-    /// The mask of the transposed weight.
+    /// The mask of the transposed weight, 64 × 64 entries at a time.
     pub fn transposed(&self) -> Self {
         let mut t = Self::empty(self.cols, self.rows);
-        for r in 0..self.rows {
-            for c in 0..self.cols {
-                if self.get(r, c) {
-                    let i = c * self.rows + r;
-                    t.bits[i / 64] |= 1 << (i % 64);
+        let mut block = [0u64; 64];
+        for r0 in (0..self.rows).step_by(64) {
+            let height = (self.rows - r0).min(64);
+            for c0 in (0..self.cols).step_by(64) {
+                let width = (self.cols - c0).min(64);
+                for (i, word) in block.iter_mut().enumerate() {
+                    *word = if i < height {
+                        self.bits_at((r0 + i) * self.cols + c0, width)
+                    } else {
+                        0
+                    };
+                }
+                transpose_64(&mut block);
+                for (j, &word) in block.iter().take(width).enumerate() {
+                    t.or_bits((c0 + j) * self.rows + r0, word, height);
                 }
             }
         }
@@ -287,6 +319,25 @@ impl Mask {
     /// Non-zeros in rows `rows` of column `col`.
     pub fn count_in_column(&self, rows: std::ops::Range<usize>, col: usize) -> u64 {
         rows.filter(|&r| self.get(r, col)).count() as u64
+    }
+}
+
+/// Transposes a 64 × 64 bit matrix in place (`block[i]` bit `j` is entry `(i, j)`): six rounds
+/// swapping ever smaller off-diagonal blocks (Warren, *Hacker's Delight*, 2nd ed., §7–3).
+fn transpose_64(block: &mut [u64; 64]) {
+    let mut half = 32;
+    let mut low: u64 = 0x0000_0000_ffff_ffff;
+    while half != 0 {
+        let mut k = 0;
+        while k < 64 {
+            // Entry (k, c + half) swaps with (k + half, c), for every c with bit `half` clear.
+            let t = ((block[k] >> half) ^ block[k + half]) & low;
+            block[k] ^= t << half;
+            block[k + half] ^= t;
+            k = (k + half + 1) & !half;
+        }
+        half >>= 1;
+        low ^= low << half;
     }
 }
 
@@ -341,6 +392,45 @@ mod tests {
     }
 
     #[test]
+    fn transposing_by_blocks_is_transposing_entry_by_entry() {
+        for (rows, cols) in [(1, 1), (64, 64), (70, 45), (3, 200), (129, 65), (200, 7)] {
+            let m = Mask::random(rows, cols, 0.6, (rows * cols) as u64);
+            let t = m.transposed();
+            assert_eq!(
+                (t.rows(), t.cols(), t.nonzeros()),
+                (cols, rows, m.nonzeros())
+            );
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(m.get(r, c), t.get(c, r), "{rows}x{cols} at ({r}, {c})");
+                }
+            }
+            assert_eq!(t.transposed(), m);
+        }
+    }
+
+    #[test]
+    fn a_mask_built_by_rows_is_the_mask_built_entry_by_entry() {
+        for (rows, cols) in [(1, 1), (5, 64), (70, 45), (3, 200), (9, 129)] {
+            let m = Mask::random(rows, cols, 0.3, cols as u64);
+            let built = Mask::from_rows(rows, cols, |r, words| {
+                for c in 0..cols {
+                    words[c / 64] |= u64::from(m.get(r, c)) << (c % 64);
+                }
+                // Bits beyond the row are ignored.
+                if cols % 64 != 0 {
+                    *words.last_mut().unwrap() |= 1 << 63;
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(built, m, "{rows}x{cols}");
+        }
+        let refused = Mask::from_rows(4, 10, |r, _| if r == 2 { Err(r) } else { Ok(()) });
+        assert_eq!(refused, Err(2));
+    }
+
+    #[test]
     fn pe_column_counts_are_the_per_element_counts_of_each_slice() {
         let m = Mask::from_pattern(70, 45, "skewed:1".parse().unwrap(), 0.6, 5);
         for transposed in [false, true] {
@@ -354,16 +444,17 @@ mod tests {
                 assert_eq!(counts.len(), c_k * c_n);
                 for (c, column) in counts.iter().enumerate() {
                     let (g_n, g_k) = (c / c_k, c % c_k);
-                    let expected: Vec<u64> = split_range(w.cols(), c_n, g_n)
-                        .map(|n| w.count_in_column(split_range(w.rows(), c_k, g_k), n))
+                    let expected: Vec<u32> = split_range(w.cols(), c_n, g_n)
+                        .map(|n| w.count_in_column(split_range(w.rows(), c_k, g_k), n) as u32)
                         .collect();
                     assert_eq!(
                         column, &expected,
                         "transposed {transposed}, {c_k}x{c_n}, {c}"
                     );
                 }
-                let total: u64 = counts.iter().flatten().sum();
+                let total: u64 = (0..counts.len()).map(|c| counts.total(c)).sum();
                 assert_eq!(total, m.nonzeros());
+                assert_eq!(counts.sum(), m.nonzeros());
             }
         }
         let built = Mask::from_fn(70, 45, |r, c| m.get(r, c));

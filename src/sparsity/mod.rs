@@ -3,9 +3,11 @@
 //! Architecture Invariant: pure arithmetic on counts, no I/O. The graph uses the expected count
 //! (`nonzeros_expected`); kernels draw exact masks from a seed (`mask`).
 
+mod counts;
 mod mask;
 mod pattern;
 
+pub use counts::PeColumnCounts;
 pub use mask::{nonzeros_per_tile, split_range, Mask};
 pub use pattern::{Pattern, PATTERN_FORMS, PATTERN_SIDE_MAX};
 

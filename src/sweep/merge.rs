@@ -58,6 +58,7 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
                 p.point.overrides.clone(),
                 p.point.seed,
                 p.point.systems,
+                p.point.masks.clone(),
             )
         };
         key(a)
@@ -169,7 +170,7 @@ fn check_expected(
 }
 
 /// One line per point, in the order given (`read_points` sorts by model, fabric, overrides,
-/// seed, systems and sparsity).
+/// seed, systems, mask file and sparsity).
 pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
     csv_text(points.iter().map(|p| SweepRow {
         model: &p.point.model,
@@ -188,6 +189,7 @@ pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
         pretrain_io_cycles: p.pretrain.breakdown.io,
         pretrain_overhead_cycles: p.pretrain.breakdown.overhead,
         systems: p.point.systems,
+        masks: p.point.masks.as_deref().unwrap_or("none"),
     }))
 }
 
@@ -224,6 +226,8 @@ struct SweepRow<'a> {
     pretrain_pe_utilization_mean: f64,
     pretrain_io_cycles: u64,
     pretrain_overhead_cycles: u64,
-    /// Last, so the columns before it keep their places.
+    /// Last but one, so the columns before it keep their places.
     systems: u64,
+    /// The point's mask file as the spec gives it, or `none` (drawn masks).
+    masks: &'a str,
 }

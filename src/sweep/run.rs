@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,9 @@ pub struct PointResult {
     pub model_sha256: String,
     pub fabric_source: String,
     pub fabric_sha256: String,
+    /// The SHA-256 of a point's mask file (see `masks_file.sha256` in `train`'s report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks_sha256: Option<String>,
     /// Whether the point's fabric lies where `validate` holds the cost models (as `train`'s
     /// report), and the keys outside.
     pub validated: bool,
@@ -88,6 +91,7 @@ impl PointResult {
             model_sha256: &self.model_sha256,
             fabric_sha256: &self.fabric_sha256,
             timing_model_version: self.timing_model_version,
+            masks_sha256: self.masks_sha256.as_deref(),
         }
         .key()
     }
@@ -180,8 +184,14 @@ pub fn run_sweep(
     jobs: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<SweepOutcome> {
-    check_jobs(spec, origin, jobs)?;
     let points = resolve_points(spec, origin)?;
+    // Each mask file's masks are held once, whichever points share them.
+    let mut masks: Vec<&Arc<crate::masks::MaskSet>> =
+        points.iter().filter_map(|p| p.masks.as_ref()).collect();
+    masks.sort_by_key(|m| Arc::as_ptr(m));
+    masks.dedup_by_key(|m| Arc::as_ptr(m));
+    let masks_bytes = masks.iter().map(|m| m.elements().div_ceil(8)).sum();
+    check_jobs(spec, origin, jobs, masks_bytes)?;
     // Load every point's model and fabric up front, so that a bad override fails before any work.
     let mut work = HashMap::new();
     for p in &points {
@@ -229,8 +239,9 @@ pub fn run_sweep(
         points_replaced: statuses.iter().map(|p| p.replaced.len() as u64).sum(),
         reused_when: format!(
             "points/<key>.json holds a point of wafersim {} with that key: SHA-256 of the point \
-             (model and fabric as the spec names them, sparsity, seed, systems, overrides), the \
-             SHA-256 of the model and fabric files' contents, and timing model version {}",
+             (model and fabric as the spec names them, sparsity, seed, systems, overrides, mask \
+             file), the SHA-256 of the model and fabric files' contents (and of a mask file's), \
+             and timing model version {}",
             crate::VERSION,
             crate::TIMING_MODEL_VERSION
         ),
@@ -238,18 +249,23 @@ pub fn run_sweep(
     })
 }
 
-/// Refuses more jobs than [`MAX_JOBS`] or than `limits.max_memory_bytes` holds.
-fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize) -> Result<()> {
+/// Refuses more jobs than [`MAX_JOBS`] or than `limits.max_memory_bytes` holds, with the
+/// points' masks (`masks_bytes`, shared by the points) beside them.
+fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize, masks_bytes: u64) -> Result<()> {
     if jobs == 0 || jobs > MAX_JOBS {
         return Err(Error::Input(format!(
             "--jobs {jobs} is not allowed: give 1 to {MAX_JOBS} points at once"
         )));
     }
-    let memory = POINT_MEMORY_BYTES * jobs as u64;
+    let memory = POINT_MEMORY_BYTES * jobs as u64 + masks_bytes;
     if memory > spec.limits.max_memory_bytes {
+        let masks = match masks_bytes {
+            0 => String::new(),
+            bytes => format!(" and {} MiB of masks", bytes >> 20),
+        };
         return Err(Error::Input(format!(
-            "{origin}: {jobs} jobs need about {} MiB ({} MiB per point), over `limits.max_memory_bytes` = {} MiB; \
-             use fewer --jobs or raise the limit",
+            "{origin}: {jobs} jobs need about {} MiB ({} MiB per point{masks}), over \
+             `limits.max_memory_bytes` = {} MiB; use fewer --jobs or raise the limit",
             memory >> 20,
             POINT_MEMORY_BYTES >> 20,
             spec.limits.max_memory_bytes >> 20
@@ -262,16 +278,25 @@ fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize) -> Result<()> {
 /// point (it simulates the dense baseline as well). Loading the model checks its overrides, and
 /// that it masks weights if the point's sparsity is above 0.
 fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u64> {
-    let model = load_point_model(&p.point, &p.model, origin)?;
-    let index = spec
-        .sparsities
-        .iter()
-        .position(|&s| s == p.point.sparsity)
-        .unwrap_or_default();
-    let sparsity_origin = format!(
-        "{origin}: key `sparsities[{index}]`, model {}",
-        p.point.model
-    );
+    let model = point_model(p, origin)?;
+    let sparsity_origin = match &p.point.masks {
+        Some(entry) => {
+            let index = spec.masks.iter().position(|m| m == entry);
+            format!(
+                "{origin}: key `masks[{}]`, model {}",
+                index.unwrap_or_default(),
+                p.point.model
+            )
+        }
+        None => {
+            let index = spec.sparsities.iter().position(|&s| s == p.point.sparsity);
+            format!(
+                "{origin}: key `sparsities[{}]`, model {}",
+                index.unwrap_or_default(),
+                p.point.model
+            )
+        }
+    };
     model
         .recipe
         .check_masks_weights(&sparsity_origin, p.point.sparsity)?;
@@ -511,8 +536,17 @@ fn set_dotted(
     Ok(())
 }
 
+/// The point's model with its overrides, and its masks in the recipe if it has a mask file.
+fn point_model(p: &ResolvedPoint, origin: &str) -> Result<ModelSpec> {
+    let mut model = load_point_model(&p.point, &p.model, origin)?;
+    if let Some(masks) = &p.masks {
+        Arc::clone(masks).install(&mut model);
+    }
+    Ok(model)
+}
+
 fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
-    let model = load_point_model(&p.point, &p.model, origin)?;
+    let model = point_model(p, origin)?;
     let fabric = load_point_fabric(&p.point, &p.fabric, origin)?;
     let runs = run_recipe_on_systems(&model, &fabric, &[p.point.sparsity], p.point.systems)?;
     let run = runs.last().expect("the dense run at least");
@@ -528,6 +562,7 @@ fn run_point(p: &ResolvedPoint, origin: &str) -> Result<PointResult> {
         model_sha256: p.model.provenance.sha256.clone(),
         fabric_source: source_of(&p.point.fabric, &p.fabric),
         fabric_sha256: p.fabric.provenance.sha256.clone(),
+        masks_sha256: p.masks.as_ref().map(|m| m.sha256.clone()),
         validated: unvalidated.is_empty(),
         unvalidated_keys: unvalidated,
         clock_hz: fabric.clock.clock_hz,

@@ -21,7 +21,13 @@ pub struct SweepSpec {
     /// Fabrics: built-in names or paths.
     pub fabrics: Vec<String>,
     /// Pre-training sparsities; 0 is the dense run.
+    #[serde(default)]
     pub sparsities: Vec<f64>,
+    /// Mask files (a safetensors file or a folder of `.npy` files, as `train --masks` reads;
+    /// relative to the spec's folder), each a point of its own at its masks' mean sparsity,
+    /// beside the `sparsities`' points. A point's key includes the file's SHA-256.
+    #[serde(default)]
+    pub masks: Vec<String>,
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
     /// Systems trained data-parallel (`train --systems`), each value a point of its own.
@@ -93,6 +99,10 @@ pub struct Point {
     pub systems: u64,
     /// Dotted key → value, as TOML text.
     pub overrides: BTreeMap<String, String>,
+    /// The mask file as the spec gives it, for a point of the `masks` axis (its `sparsity` is
+    /// the masks' mean); left out otherwise, so other points keep their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<String>,
 }
 
 impl Point {
@@ -107,8 +117,12 @@ impl Point {
             1 => String::new(),
             n => format!(";systems={n}"),
         };
+        let masks = match &self.masks {
+            Some(path) => format!(";masks={path}"),
+            None => String::new(),
+        };
         format!(
-            "model={};fabric={};sparsity={};seed={}{systems};overrides={}",
+            "model={};fabric={};sparsity={};seed={}{systems};overrides={}{masks}",
             self.model,
             self.fabric,
             self.sparsity,
@@ -139,8 +153,24 @@ impl SweepSpec {
         if self.fabrics.is_empty() {
             return Err(empty("fabrics"));
         }
-        if self.sparsities.is_empty() {
-            return Err(empty("sparsities"));
+        if self.sparsities.is_empty() && self.masks.is_empty() {
+            return Err(Error::Input(format!(
+                "{origin}: keys `sparsities` and `masks` are both empty: give sparsities, mask \
+                 files or both"
+            )));
+        }
+        if let Some(key) = self
+            .overrides
+            .keys()
+            .find(|k| k.starts_with("architecture."))
+        {
+            if !self.masks.is_empty() {
+                return Err(Error::Input(format!(
+                    "{origin}: override `{key}` with `masks`: a mask file fixes the shape of every \
+                     weight; sweep the architecture without masks, or give a mask file per shape \
+                     in sweeps of their own"
+                )));
+            }
         }
         if self.seeds.is_empty() {
             return Err(empty("seeds"));
@@ -197,6 +227,7 @@ impl SweepSpec {
             ("sparsities".to_string(), sparsities),
             ("seeds".to_string(), seeds),
             ("systems".to_string(), systems),
+            ("masks".to_string(), self.masks.clone()),
         ];
         for (key, values) in &self.overrides {
             let values = values.iter().map(toml::Value::to_string).collect();
@@ -220,7 +251,7 @@ impl SweepSpec {
         let overrides: u128 = self.overrides.values().map(|v| v.len() as u128).product();
         self.models.len() as u128
             * self.fabrics.len() as u128
-            * self.sparsities.len() as u128
+            * (self.sparsities.len() + self.masks.len()) as u128
             * self.seeds.len() as u128
             * self.systems.len() as u128
             * overrides
@@ -247,15 +278,21 @@ impl SweepSpec {
                 for overrides in &assignments {
                     for &seed in &self.seeds {
                         for &systems in &self.systems {
+                            let point = |sparsity: f64, masks: Option<&String>| Point {
+                                model: model.clone(),
+                                fabric: fabric.clone(),
+                                sparsity: normal(sparsity),
+                                seed,
+                                systems,
+                                overrides: overrides.clone(),
+                                masks: masks.cloned(),
+                            };
                             for &sparsity in &self.sparsities {
-                                points.push(Point {
-                                    model: model.clone(),
-                                    fabric: fabric.clone(),
-                                    sparsity: normal(sparsity),
-                                    seed,
-                                    systems,
-                                    overrides: overrides.clone(),
-                                });
+                                points.push(point(sparsity, None));
+                            }
+                            // The masks' sparsity is set when their file is read.
+                            for masks in &self.masks {
+                                points.push(point(0.0, Some(masks)));
                             }
                         }
                     }
@@ -267,6 +304,6 @@ impl SweepSpec {
 }
 
 /// A sparsity with -0.0 made 0.0, so that a point's key and line do not depend on the sign of a zero.
-fn normal(sparsity: f64) -> f64 {
+pub(crate) fn normal(sparsity: f64) -> f64 {
     sparsity + 0.0
 }

@@ -1184,7 +1184,7 @@ mod conservation {
             for (pe, counters) in run.output.counters.pes.iter().enumerate() {
                 let (r, c) = (pe / 8, pe % 8);
                 let t_r = split_range(96, 4, r).len() as u64;
-                let nonzeros: u64 = per_column[c].iter().sum();
+                let nonzeros = per_column.total(c);
                 assert_eq!(counters.fmac_ops, nonzeros * t_r, "PE ({r}, {c})");
                 total += nonzeros * t_r;
             }
@@ -1196,9 +1196,10 @@ mod conservation {
             let streamed: u64 = (0..8)
                 .map(|c| {
                     let k_c = split_range(64, plan.ck as usize, c % plan.ck as usize).len() as u64;
-                    per_column[c]
+                    per_column
+                        .column(c)
                         .iter()
-                        .map(|&nz| if plan.dense { k_c.div_ceil(2) } else { nz } + 1)
+                        .map(|&nz| if plan.dense { k_c.div_ceil(2) } else { u64::from(nz) } + 1)
                         .sum::<u64>()
                 })
                 .sum();
@@ -1434,12 +1435,12 @@ fn gemm_busy_cycles_follow_the_documented_structure_exactly() {
             // partial-sum block (not one per partial-sum wavelet).
             let column = pe % 8;
             let j = column % run.plan.ck as usize;
-            let columns = nonzeros[column].len() as u64;
+            let columns = nonzeros.column(column).len() as u64;
             let wavelets = if run.plan.dense {
                 let k_c = wafersim::sparsity::split_range(run.plan.k_in, run.plan.ck as usize, j);
                 columns * k_c.len().div_ceil(2) as u64
             } else {
-                nonzeros[column].iter().sum()
+                nonzeros.total(column)
             };
             let blocks = if j > 0 { columns } else { 0 };
             assert_eq!(got.tasks, wavelets + columns + blocks, "{at}");

@@ -486,3 +486,115 @@ fn train_on_file_masks_runs_them_once_and_draws_the_curves_other_points() {
     assert!(speedup(0.5) < speedup(0.95), "{curve:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A sweep's `masks` axis: each file a point at its masks' sparsity, keyed by the file's
+/// contents; the drawn points keep the keys they have without the axis.
+#[test]
+fn a_sweep_runs_each_mask_file_as_a_point_keyed_by_its_contents() {
+    let model = gpt_tiny();
+    let dir = folder("sweep");
+    let file = dir.join("masks.safetensors");
+    write_wafersim(&file, &masks(&model, random));
+    let grid = "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.75]\n";
+    let (with, without) = (dir.join("with.toml"), dir.join("without.toml"));
+    std::fs::write(&with, format!("{grid}masks = [\"masks.safetensors\"]\n")).unwrap();
+    std::fs::write(&without, grid).unwrap();
+    let out = dir.join("out");
+    let sweep = |spec: &Path, out: &Path| {
+        run_json(&[
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])["outcome"]
+            .clone()
+    };
+    let first = sweep(&with, &out);
+    let points = first["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{first}");
+    assert!(points.iter().all(|p| p["status"] == "run"), "{first}");
+    let drawn = &points[0];
+    let filed = &points[1];
+    assert_eq!(
+        filed["point"],
+        "model=gpt-tiny;fabric=mini;sparsity=0.75;seed=1;overrides=;masks=masks.safetensors"
+    );
+    // The drawn point's key is the one a sweep without masks gives it.
+    let alone = sweep(&without, &dir.join("alone"));
+    assert_eq!(alone["points"][0]["key"], drawn["key"]);
+    // The file's masks keep exactly the drawn masks' count per weight: the same executed FLOPs,
+    // other cycles (other masks), and the file's SHA-256 in the point's file.
+    let point = |p: &serde_json::Value| -> serde_json::Value {
+        let path = out
+            .join("points")
+            .join(format!("{}.json", p["key"].as_str().unwrap()));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (drawn_file, filed_file) = (point(drawn), point(filed));
+    assert_eq!(
+        exact(&filed_file["pretrain"], "flops_executed"),
+        exact(&drawn_file["pretrain"], "flops_executed")
+    );
+    let sha = MaskSet::read(file.to_str().unwrap(), &model)
+        .unwrap()
+        .sha256;
+    assert_eq!(filed_file["masks_sha256"], sha.as_str());
+    assert!(drawn_file.get("masks_sha256").is_none());
+    // Rerun on the same file: both reused. Other masks in the same file: that point alone runs
+    // again, and replaces its earlier file.
+    let again = sweep(&with, &out);
+    assert!(again["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["status"] == "reused"));
+    write_wafersim(&file, &masks(&model, |k, n, seed| random(k, n, seed + 7)));
+    let changed = sweep(&with, &out);
+    assert_eq!(changed["points"][0]["status"], "reused");
+    assert_eq!(changed["points"][1]["status"], "run");
+    assert_eq!(
+        changed["points"][1]["replaced"].as_array().unwrap().len(),
+        1
+    );
+    assert_ne!(changed["points"][1]["key"], filed["key"]);
+    // sweep.csv names the file in its last column.
+    let (code, _, err) = run_cli(&["merge", out.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with(",systems,masks"), "{}", lines[0]);
+    assert!(
+        lines[1].ends_with(",1,none") && lines[2].ends_with(",1,masks.safetensors"),
+        "{csv}"
+    );
+    // Refused before any work: a file that does not fit the model, an architecture override.
+    let refused = |spec: &str, says: &str| {
+        let path = dir.join("refused.toml");
+        std::fs::write(&path, spec).unwrap();
+        let out = dir.join("refused-out");
+        let (code, _, err) = run_cli(&[
+            "sweep",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!out.exists(), "nothing written");
+    };
+    std::fs::write(dir.join("short.safetensors"), b"not a file of tensors").unwrap();
+    refused(
+        &format!("{grid}masks = [\"short.safetensors\"]\n"),
+        "short.safetensors: not a safetensors file",
+    );
+    refused(
+        &format!("{grid}masks = [\"masks.safetensors\"]\n[overrides]\n\"architecture.layers\" = [1, 2]\n"),
+        "override `architecture.layers` with `masks`",
+    );
+    refused(
+        "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = []\n",
+        "keys `sparsities` and `masks` are both empty",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -201,7 +201,7 @@ fn a_model_path_with_a_comma_and_a_quote_keeps_sweep_csv_columns() {
     let text = merged_csv(&out, &spec);
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let header = reader.headers().unwrap().clone();
-    assert_eq!(header.len(), 16, "{text}");
+    assert_eq!(header.len(), 17, "{text}");
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 2, "{text}");
     let column = |row: &csv::StringRecord, name: &str| {

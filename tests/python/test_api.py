@@ -151,6 +151,25 @@ def test_each_command_equals_its_json(call, words):
     assert "schema_version" in report or words[0] == "compare"
 
 
+def test_masks_from_a_folder_of_npy_files_equal_the_command_line(tmp_path):
+    # gpt-tiny's 12 sparse weights, [in, out], a quarter of each kept at random.
+    rng = np.random.default_rng(5)
+    shapes = {"q": (64, 64), "k": (64, 64), "v": (64, 64), "attn_out": (64, 64),
+              "ffn_up": (64, 256), "ffn_down": (256, 64)}
+    for layer in range(2):
+        for kind, shape in shapes.items():
+            np.save(tmp_path / f"layer{layer}.{kind}.npy", rng.random(shape) < 0.25)
+    report = wafersim.step("gpt-tiny", fabric="mini", masks=tmp_path)
+    expected, _ = cli("step", "gpt-tiny", "--fabric", "mini", "--masks", str(tmp_path), "--json")
+    assert differences(report.data, expected) == []
+    assert report["masks_file"]["weights"] == 12
+    trained = wafersim.train("gpt-tiny", fabric="mini", masks=tmp_path)
+    assert [run["run_sparsity"] for run in trained["runs"]][0] == 0.0
+    assert trained["masks_file"]["sha256"] == report["masks_file"]["sha256"]
+    with pytest.raises(wafersim.InputError, match="masks"):
+        wafersim.step("gpt-tiny", fabric="mini", masks=tmp_path, sparsity=0.5)
+
+
 def test_command_tables_load_numeric():
     step = wafersim.step("gpt-tiny", fabric="mini", sparsity=0.5).to_pandas()
     ops = step["ops"]

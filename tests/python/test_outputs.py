@@ -26,7 +26,7 @@ SCHEMA_VERSION = 2
 TEXT_COLUMNS = {
     "phases.csv": {"phase"},
     "ops.csv": {"op", "kind", "op_pass", "weight_format", "tile"},
-    "sweep.csv": {"model", "fabric", "overrides"},
+    "sweep.csv": {"model", "fabric", "overrides", "masks"},
 }
 # Columns that may be empty, and when: a GEMM tile's numbers, exactly where `tile` names none.
 TILE_NUMBERS = ["tile_rows", "tile_split_k", "tile_split_n"]

@@ -70,7 +70,7 @@ use crate::engine::program::{EdgeStream, Kernel, Mesh, Port, Program, TaskIo, Wo
 use crate::engine::{check_mesh, check_region, run_with, RunLimits, RunOutput, Watch};
 use crate::error::{Error, Result};
 use crate::random::Stream;
-use crate::sparsity::{split_range, Mask, Pattern};
+use crate::sparsity::{split_range, Mask, Pattern, PeColumnCounts};
 use crate::spec::{FabricSpec, Packing};
 
 const RED_A: u8 = 0;
@@ -380,9 +380,9 @@ impl GemmLayout {
 }
 
 impl GemmPlan {
-    /// Non-zeros each PE column receives for each of its output columns: `[c][i]` is
+    /// Non-zeros each PE column receives for each of its output columns: `column(c)[i]` is
     /// `nnz(W[K_slice(c mod C_k), N_slice(c / C_k)[i]])`. Every PE of column c receives these.
-    pub fn nonzeros_per_pe_column(&self) -> Vec<Vec<u64>> {
+    pub fn nonzeros_per_pe_column(&self) -> PeColumnCounts {
         // The plan's mask is already the streamed matrix (dgrad's is transposed).
         self.mask
             .pe_column_counts(false, self.ck as usize, self.cn as usize)
@@ -407,8 +407,8 @@ impl GemmPlan {
             for c in 0..self.cols {
                 let j = c % self.ck;
                 let k_c = self.k_slice(j).len() as u64;
-                let columns = nonzeros[c as usize].len() as u64;
-                let nnz: u64 = nonzeros[c as usize].iter().sum();
+                let columns = nonzeros.column(c as usize).len() as u64;
+                let nnz = nonzeros.total(c as usize);
                 let (values, tasks, decode) = if self.dense {
                     (columns * k_c, columns * self.packing.dense_tasks(k_c), 0)
                 } else {

@@ -132,11 +132,10 @@ impl<'p> WgradKernel<'p> {
             computed: vec![0; pes],
             reduced: vec![0; pes],
             own: vec![VecDeque::new(); pes],
-            nonzeros: plan
-                .nonzeros_per_pe_column()
-                .iter()
-                .map(|n| n.iter().sum())
-                .collect(),
+            nonzeros: {
+                let counts = plan.nonzeros_per_pe_column();
+                (0..counts.len()).map(|c| counts.total(c)).collect()
+            },
             dw: if values.is_some() {
                 vec![0.0; plan.k_in * plan.n_out]
             } else {
