@@ -192,6 +192,13 @@ def _call(command, words, flags, model=None, fabric=None, cls=Report):
     return cls(command, output)
 
 
+def _one_path(name, value):
+    """A flag that names one file or folder: a list would reach the command line as one path."""
+    if isinstance(value, (list, tuple)):
+        raise InputError(f"{name}: {value!r}: give one file or folder, not a list")
+    return value
+
+
 def train(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, levels=None,
           masks=None, systems=None, seed=None, out=None):
     """The whole recipe at each sparsity and dense (``wafersim train``). Writes nothing unless
@@ -200,8 +207,8 @@ def train(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, leve
     flags; ``masks`` a mask file or folder of ``.npy`` files (``--masks``, see docs/masks.md)."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
-    flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels, masks=masks,
-                 systems=systems, seed=seed, out=out)
+    flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels,
+                 masks=_one_path("masks", masks), systems=systems, seed=seed, out=out)
     return _call("train", [model_word], flags, model_spec, fabric_spec, TrainReport)
 
 
@@ -212,7 +219,7 @@ def step(model="mediswift-xl", *, fabric="wse2", phase=None, sparsity=None, mask
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
     flags = dict(fabric=fabric_word, phase=phase, sparsity=sparsity, mask=mask, levels=levels,
-                 masks=masks,
+                 masks=_one_path("masks", masks),
                  microbatch=microbatch, activations=activations, systems=systems, seed=seed,
                  heatmap=heatmap, trace=trace)
     return _call("step", [model_word], flags, model_spec, fabric_spec)

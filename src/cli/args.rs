@@ -294,6 +294,10 @@ pub struct StepArgs {
     /// Also draw the step's per-PE utilisation heatmap here (.png or .svg).
     #[arg(long)]
     pub heatmap: Option<std::path::PathBuf>,
+    /// With --heatmap: draw one op instead of the whole step, each PE's busy fraction of the
+    /// cycles that op takes; NAME as the step's `ops[].name` (e.g. layer0.ffn_up.fwd).
+    #[arg(long, value_name = "NAME", requires = "heatmap")]
+    pub heatmap_op: Option<String>,
     /// Also write the step's timeline here (Chrome trace-event JSON; opens in Perfetto).
     #[arg(long)]
     pub trace: Option<std::path::PathBuf>,

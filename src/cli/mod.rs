@@ -380,17 +380,49 @@ fn step_pictures(
         model.name,
         fabric.name,
         args.phase.name(),
-        result.plan.config.sparsity
+        // A file's masks have any mean: four decimals are what a reader compares.
+        (result.plan.config.sparsity * 1e4).round() / 1e4
     );
     if let Some(path) = &args.heatmap {
-        let grid = crate::schedule::busy_grid(result, fabric, seed);
-        let cycles = result.cycles.max(1) as f64;
+        let (grid, cycles, what, scale) = match &args.heatmap_op {
+            None => (
+                crate::schedule::busy_grid(result, fabric, seed),
+                result.cycles,
+                String::new(),
+                "busy fraction of the step",
+            ),
+            Some(name) => {
+                let Some((grid, cycles)) =
+                    crate::schedule::op_busy_grid(result, fabric, seed, name)
+                else {
+                    let names: Vec<&str> = result.plan.groups[0]
+                        .ops
+                        .iter()
+                        .filter(|op| op.tile.is_some())
+                        .take(4)
+                        .map(|op| op.name.as_str())
+                        .collect();
+                    return Err(Error::Input(format!(
+                        "--heatmap-op {name}: this step has no op of that name; ops are named \
+                         as `step --json` lists them in `ops[].name`, e.g. {}",
+                        names.join(", ")
+                    )));
+                };
+                (
+                    grid,
+                    cycles,
+                    format!(" {name},"),
+                    "busy fraction of the op's cycles",
+                )
+            }
+        };
+        let cycles = cycles.max(1) as f64;
         let values = grid.values.iter().map(|&v| v as f64 / cycles).collect();
         let grid =
             crate::report::plot::Grid::new(grid.width as usize, grid.height as usize, values)?;
         let mut style = crate::report::plot::HeatmapStyle::new(
-            format!("PE utilisation: {title}"),
-            "busy fraction of the step",
+            format!("PE utilisation:{what} {title}"),
+            scale,
             0.0,
             1.0,
         );

@@ -91,7 +91,13 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
 fn unvalidated_fabrics(spec: &SweepSpec, spec_path: &str) -> Result<String> {
     let mut out = String::new();
     let mut seen = std::collections::BTreeSet::new();
-    for point in resolve_points(spec, spec_path)? {
+    // The fabrics of every model, fabric and overrides value: no mask file need be read again.
+    let fabrics_only = SweepSpec {
+        masks: Vec::new(),
+        sparsities: vec![0.0],
+        ..spec.clone()
+    };
+    for point in resolve_points(&fabrics_only, spec_path)? {
         // A fabric with its overrides is a fabric of its own: each is checked.
         let fabric_overrides: Vec<_> = point
             .point

@@ -222,6 +222,8 @@ struct RowWork {
     max: f64,
     reduction_core: u64,
     sram: u64,
+    /// Each PE column's busy cycles, from exact counts (empty without them).
+    columns: Vec<f64>,
 }
 
 /// As [`gemm_cost`], with the exact non-zeros each PE column receives per output column
@@ -234,8 +236,21 @@ pub fn gemm_cost_with_counts(
     region_pes: u64,
     counts: Option<&PeColumnCounts>,
 ) -> KernelCost {
+    gemm_cost_and_column_busy(fabric, p, tile, region_pes, counts).0
+}
+
+/// [`gemm_cost_with_counts`], and each PE column's busy cycles on the rows with the most tokens
+/// from the exact counts (empty without them, and for attention's products): how a mask spreads
+/// the op's work over its tile's columns, which the utilisation heatmaps draw.
+pub fn gemm_cost_and_column_busy(
+    fabric: &FabricSpec,
+    p: &GemmProblem,
+    tile: &GemmTile,
+    region_pes: u64,
+    counts: Option<&PeColumnCounts>,
+) -> (KernelCost, Vec<f64>) {
     if p.form == GemmForm::Activations {
-        return attention_cost(fabric, p, tile, region_pes);
+        return (attention_cost(fabric, p, tile, region_pes), Vec::new());
     }
     let router = &fabric.router;
     let classes = row_classes(p.batch * p.t, tile.rows);
@@ -280,14 +295,15 @@ pub fn gemm_cost_with_counts(
     let reduction = busiest.reduction_core + drain.min(body);
     let tile_pes = tile.rows * tile.columns();
     let busy_mean = (tile_pes as f64 * mean_all / region_pes.max(1) as f64) as u64;
-    KernelCost::split(
+    let cost = KernelCost::split(
         cycles,
         compute,
         imbalance,
         reduction,
         busiest.sram,
         (busy_mean, body),
-    )
+    );
+    (cost, busiest.columns)
 }
 
 /// The last column's partial sums crossing a row's chain after the FMACs end.
@@ -352,6 +368,11 @@ fn row_work(
             max: nnz_max * per_nonzero + first_add,
             reduction_core: (nnz_max * add as f64).ceil() as u64,
             sram: t_r * (k_c + n_g) * pe.operand_bytes,
+            columns: counts.map_or_else(Vec::new, |counts| {
+                (0..counts.len())
+                    .map(|c| counts.total(c) as f64 * per_nonzero + first_add)
+                    .collect()
+            }),
         };
     }
     // Per output column: the weight wavelets of the PE's K slice, then a control wavelet;
@@ -369,7 +390,7 @@ fn row_work(
             (dense_column + a) as f64
         }
     };
-    let (mean, max) = match counts {
+    let (mean, max, columns) = match counts {
         Some(counts) => {
             let chain = Chain {
                 adds,
@@ -391,7 +412,7 @@ fn row_work(
                 0.0
             };
             let drain = chain_drain(fabric, tile, partials);
-            (mean, mean + extra + drain as f64)
+            (mean, mean + extra + drain as f64, Vec::new())
         }
     };
     // Per output column, each PE's core: a task per non-zero (activation, decode, FMAC) or
@@ -420,6 +441,7 @@ fn row_work(
         max,
         reduction_core: n_g * adds,
         sram: t_r * k_c * pe.operand_bytes + 2 * t_r * pe.accumulator_bytes,
+        columns,
     }
 }
 
@@ -503,7 +525,7 @@ fn paced_by_counts(
     column: impl Fn(u64) -> f64 + Sync,
     chain: &Chain,
     pace: bool,
-) -> (f64, f64) {
+) -> (f64, f64, Vec<f64>) {
     let c_k = counts.c_k();
     let own = |c: usize| -> f64 {
         let adds = if !c.is_multiple_of(c_k) {
@@ -517,9 +539,10 @@ fn paced_by_counts(
             .map(|&nnz| column(u64::from(nnz)) + adds)
             .sum()
     };
-    let mean = (0..counts.len()).map(own).sum::<f64>() / counts.len().max(1) as f64;
+    let columns: Vec<f64> = (0..counts.len()).map(own).collect();
+    let mean = columns.iter().sum::<f64>() / counts.len().max(1) as f64;
     if !pace {
-        return (mean, mean);
+        return (mean, mean, columns);
     }
     // The N-groups share nothing: their chains in parallel (a maximum is the same in any order).
     let slowest = (0..counts.len() / c_k)
@@ -529,7 +552,7 @@ fn paced_by_counts(
             chain.group_time(&members, &column)
         })
         .reduce(|| 0.0, f64::max);
-    (mean, slowest)
+    (mean, slowest, columns)
 }
 
 /// The reduction chain of a row: what each stage costs.

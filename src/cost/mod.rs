@@ -19,8 +19,8 @@ pub use elementwise::{
     ElementwiseProblem,
 };
 pub use gemm::{
-    attention_layouts_cost, attention_products, fmac_ops, gemm_cost, gemm_cost_with_counts,
-    operand_copy_cost, AttentionOp, GemmForm, GemmProblem, GemmTile,
+    attention_layouts_cost, attention_products, fmac_ops, gemm_cost, gemm_cost_and_column_busy,
+    gemm_cost_with_counts, operand_copy_cost, AttentionOp, GemmForm, GemmProblem, GemmTile,
 };
 pub use io::{stream_bytes, stream_cycles, WireWeight};
 pub use swarmx::{data_parallel_cost, tree_levels, DataParallelCost, StreamGroup};

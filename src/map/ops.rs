@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cost::{
     attention_products, elementwise_cost, elementwise_op_colors, fmac_ops, gemm_cost,
-    gemm_cost_with_counts, operand_copy_cost, stream_bytes, stream_cycles, AttentionOp,
+    gemm_cost_and_column_busy, operand_copy_cost, stream_bytes, stream_cycles, AttentionOp,
     ElementwiseProblem, GemmForm, GemmProblem, GemmTile, KernelCost, TimelineOp, WireWeight,
 };
 use crate::engine::kernels::attention::tile_grid;
@@ -39,6 +39,11 @@ pub struct OpPlan {
     pub tile: Option<GemmTile>,
     /// Standard deviation of a PE column's work relative to its mean (random-mask non-zeros).
     pub column_relative_sd: f64,
+    /// Each PE column's work relative to the tile's mean (mean 1), from the mask's own per-PE
+    /// counts (a mask read from a file); `None`: the heatmaps draw a spread of
+    /// `column_relative_sd` instead.
+    #[serde(skip)]
+    pub column_work: Option<std::sync::Arc<Vec<f64>>>,
     /// Colors (virtual channels) the op's routes use on a PE.
     pub colors: u64,
     pub cost: KernelCost,
@@ -180,10 +185,12 @@ fn op_plan_as(
         ));
     }
     let mut column_relative_sd = 0.0;
+    let mut column_work = None;
     let (tile, cost) = match gemm_problems(op, sparse_format, model) {
         Some(problems) => {
             // Products of one op run one after the other, each on its fastest tile.
             let mut placed_products = Vec::new();
+            let mut column_busy = None;
             for problem in &problems {
                 let (tile, mut cost) =
                     best_tile(fabric, problem, region_rows, region_cols, working_bytes)?;
@@ -191,13 +198,23 @@ fn op_plan_as(
                 // prices it with its own per-PE counts.
                 if let Some(counts) = mask_counts(model, op, problem, &tile) {
                     let region_pes = region_rows * region_cols;
-                    cost = gemm_cost_with_counts(fabric, problem, &tile, region_pes, Some(&counts))
-                        .then(&operand_copy_cost(fabric, problem, &tile, region_pes));
+                    let (gemm, busy) = gemm_cost_and_column_busy(
+                        fabric,
+                        problem,
+                        &tile,
+                        region_pes,
+                        Some(&counts),
+                    );
+                    if placed_products.is_empty() {
+                        column_busy = Some(busy);
+                    }
+                    cost = gemm.then(&operand_copy_cost(fabric, problem, &tile, region_pes));
                 }
                 placed_products.push((tile, cost));
             }
             let (tile, _) = placed_products[0];
             let problem = &problems[0];
+
             // A mask without non-zeros leaves every column empty: no spread.
             if problem.sparse && problem.nonzeros > 0 {
                 let (k_c, n_g) = (problem.k.div_ceil(tile.c_k), problem.n.div_ceil(tile.c_n));
@@ -226,6 +243,11 @@ fn op_plan_as(
                 let nonzeros = weight.map_or(0, |w| w.nonzeros);
                 cost = zeros_as_overhead(fabric, cost, problem, nonzeros);
             }
+            let tile_pes = (tile.rows * tile.columns()) as f64;
+            let busy_per_pe = cost.busy_cycles_mean as f64 * (region_rows * region_cols) as f64;
+            column_work = column_busy
+                .filter(|busy| !busy.is_empty() && busy_per_pe > 0.0)
+                .map(|busy| relative_column_work(&busy, busy_per_pe / tile_pes));
             (Some(tile), cost)
         }
         None => {
@@ -238,6 +260,7 @@ fn op_plan_as(
     };
     let mut plan = placed(op, sparse, tile, cost, (io_in_bytes, io_out_bytes), fabric);
     plan.column_relative_sd = column_relative_sd;
+    plan.column_work = column_work;
     if matches!(op.kind, OpKind::Linear | OpKind::LmHead) && weight.is_some() {
         plan.weight_format = Some(format);
     }
@@ -245,6 +268,16 @@ fn op_plan_as(
         return Err(Refusal::Colors(plan.colors));
     }
     Ok(plan)
+}
+
+/// Each PE column's share of an op's work (mean 1) from its GEMM's per-column busy cycles
+/// (`busy`), when a tile PE is busy `per_pe` cycles in all on average: the work beyond the GEMM
+/// (its operands' copies) spreads evenly.
+fn relative_column_work(busy: &[f64], per_pe: f64) -> std::sync::Arc<Vec<f64>> {
+    let gemm = busy.iter().sum::<f64>() / busy.len() as f64;
+    let rest = per_pe - gemm;
+    let shares = busy.iter().map(|b| ((b + rest) / per_pe).max(0.0));
+    std::sync::Arc::new(shares.collect())
 }
 
 /// The non-zeros each PE column of `tile` receives per output column, from the mask read from a
@@ -304,6 +337,7 @@ fn placed(
             && op.weight.as_ref().is_some_and(|w| w.sparsifiable),
         tile,
         column_relative_sd: 0.0,
+        column_work: None,
         colors: colors_used(fabric, op, tile),
         cost,
         io_in_bytes,

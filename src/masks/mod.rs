@@ -229,7 +229,16 @@ impl MaskSet {
                 "{named}: {model_name}'s recipe masks no weight (`recipe.sparse_weights` is empty)"
             )));
         }
-        let masks = MaskSet::read(path, model)?;
+        let masks = MaskSet::read(path, model).map_err(|e| match e {
+            // The file's own errors, named as the user gave the file.
+            Error::Input(why) if !named.starts_with("--masks") => {
+                let why = why
+                    .strip_prefix(&format!("--masks {path}: "))
+                    .unwrap_or(&why);
+                Error::Input(format!("{named}: {why}"))
+            }
+            e => e,
+        })?;
         if masks.nonzeros() == 0 {
             return Err(Error::Input(format!(
                 "{named}: every mask drops every weight (sparsity 1); a sparsity is below 1"
@@ -261,6 +270,19 @@ impl MaskSet {
             counts: Arc::clone(&self.counts),
             transposes: Arc::clone(&self.transposes),
             priced: false,
+        }
+    }
+
+    /// The same masks (and transposes) with counts of their own: what one run of a sweep takes,
+    /// so that the counts its tiles took go with it.
+    pub fn for_run(&self) -> MaskSet {
+        MaskSet {
+            source: self.source.clone(),
+            sha256: self.sha256.clone(),
+            masks: Arc::clone(&self.masks),
+            counts: Arc::default(),
+            transposes: Arc::clone(&self.transposes),
+            priced: self.priced,
         }
     }
 
@@ -323,12 +345,17 @@ impl MaskSet {
             // its transpose, taken once per weight (a weight's forward is priced on more than
             // one tile, and again for a phase's last batch).
             false => {
-                let mut memo = self.transposes.lock().expect("not poisoned");
-                let t = memo
-                    .entry((layer, kind))
-                    .or_insert_with(|| Arc::new(mask.transposed()));
-                let t = Arc::clone(t);
-                drop(memo);
+                let known = self
+                    .transposes
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&(layer, kind))
+                    .cloned();
+                let t = known.unwrap_or_else(|| {
+                    let t = Arc::new(mask.transposed());
+                    let mut memo = self.transposes.lock().expect("not poisoned");
+                    Arc::clone(memo.entry((layer, kind)).or_insert(t))
+                });
                 t.pe_column_counts(true, c_k, c_n)
             }
         });

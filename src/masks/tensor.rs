@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::sparsity::Mask;
-use crate::spec::sha256_hex;
+use crate::spec::{sha256_hex, sha256_hex_of};
 
 /// One tensor of a mask file.
 pub(super) struct Tensor {
@@ -310,12 +310,15 @@ pub(super) fn read_npy_folder(path: &str) -> Result<(Vec<Tensor>, String)> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let bytes =
-                std::fs::read(file).map_err(|e| refuse(format!("{}: {e}", file.display())))?;
-            // The header now, for the shape; the data when the mask is built.
-            let npy = parse_npy(&bytes)
+            let unreadable = |e: std::io::Error| refuse(format!("{}: {e}", file.display()));
+            // The header now, for the shape (the data when the mask is built), and the file's
+            // SHA-256 streamed: a folder's files are not held.
+            let (head, length) = npy_head(file).map_err(unreadable)?;
+            let sha256 = sha256_hex_of(std::fs::File::open(file).map_err(unreadable)?)
+                .map_err(unreadable)?;
+            let npy = parse_npy(&head, length)
                 .map_err(|e| Error::Input(format!("{}: tensor `{name}`: {e}", file.display())));
-            Ok((name, sha256_hex(&bytes), npy))
+            Ok((name, sha256, npy))
         })
         .collect();
     let mut listing = String::new();
@@ -348,11 +351,28 @@ struct Npy {
 
 fn read_npy(path: &Path) -> std::result::Result<Npy, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    parse_npy(&bytes).map(|npy| Npy { bytes, ..npy })
+    parse_npy(&bytes, bytes.len()).map(|npy| Npy { bytes, ..npy })
 }
 
-/// The header of a `.npy` file (its bytes left empty).
-fn parse_npy(bytes: &[u8]) -> std::result::Result<Npy, String> {
+/// The first bytes of a `.npy` file, enough for any header a mask has (the whole file when its
+/// header is longer), and the file's length.
+fn npy_head(path: &Path) -> std::io::Result<(Vec<u8>, usize)> {
+    use std::io::Read;
+    const HEAD_BYTES: u64 = 1 << 16;
+    let file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len() as usize;
+    let mut head = Vec::new();
+    file.take(HEAD_BYTES).read_to_end(&mut head)?;
+    if head.len() < length && parse_npy(&head, length).is_err() {
+        head = std::fs::read(path)?;
+        return Ok((head.clone(), head.len()));
+    }
+    Ok((head, length))
+}
+
+/// The header of a `.npy` file of `length` bytes that begins with `bytes` (its bytes left
+/// empty).
+fn parse_npy(bytes: &[u8], length: usize) -> std::result::Result<Npy, String> {
     let mut reader = bytes;
     let header =
         npyz::NpyHeader::from_reader(&mut reader).map_err(|e| format!("not a .npy file ({e})"))?;
@@ -389,12 +409,12 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Npy, String> {
     let size = shape
         .iter()
         .try_fold(elem.bytes(), |bytes, &d| bytes.checked_mul(d))
-        .filter(|&size| size <= bytes.len() - start);
-    if size != Some(bytes.len() - start) {
+        .filter(|&size| size <= length - start);
+    if size != Some(length - start) {
         return Err(format!(
             "{} bytes of data for shape {shape:?} of {text}: the file is cut short or has bytes \
              beyond its array",
-            bytes.len() - start
+            length - start
         ));
     }
     Ok(Npy {

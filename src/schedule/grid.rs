@@ -2,9 +2,10 @@
 //! and `counters.npz`.
 //!
 //! A GEMM keeps the PEs of its tile busy (rows × c_k·c_n, from the region's top-left corner); a
-//! sparse one unevenly: each PE column's work follows its non-zero count, drawn here from the
-//! Gaussian limit of the random mask's binomial with a seeded ChaCha8 stream per op, so the same
-//! seed gives the same picture. Element-wise ops and attention spread evenly over the region.
+//! sparse one unevenly: each PE column's work follows its non-zero count — a mask read from a
+//! file's own counts, as the cost model priced them; a drawn mask's drawn here from the Gaussian
+//! limit of the random mask's binomial with a seeded ChaCha8 stream per op, so the same seed
+//! gives the same picture. Element-wise ops and attention spread evenly over the region.
 
 use std::collections::BTreeMap;
 
@@ -71,6 +72,50 @@ pub fn check_grid_memory(fabric: &FabricSpec, origin: &str, runs: u64) -> crate:
 
 /// Busy cycles of every PE over the whole step (all microbatches), at most the step's cycles.
 pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
+    busy_grid_of(step, fabric, seed, |_| true, step.cycles)
+}
+
+/// One op's busy cycles on every PE over the whole step (all its runs: microbatches, layers of
+/// the same name are separate ops), and the cycles it takes in all, or `None` if the step has
+/// no op of that name.
+pub fn op_busy_grid(
+    step: &StepResult,
+    fabric: &FabricSpec,
+    seed: u64,
+    name: &str,
+) -> Option<(PeGrid, u64)> {
+    let cycles: u64 = step
+        .plan
+        .groups
+        .iter()
+        .flat_map(|g| g.ops.iter().map(move |op| (g.repeat, op)))
+        .filter(|(_, op)| op.name == name)
+        .map(|(repeat, op)| op.cost.cycles * repeat)
+        .sum();
+    let found = step
+        .plan
+        .groups
+        .iter()
+        .flat_map(|g| &g.ops)
+        .any(|op| op.name == name);
+    found.then(|| {
+        (
+            busy_grid_of(step, fabric, seed, |op| op.name == name, cycles),
+            cycles,
+        )
+    })
+}
+
+/// Busy cycles of every PE over the ops `counted` picks, at most `cycles_max`. A GEMM's tile
+/// columns share its work by the mask's own per-PE counts where the plan has them
+/// ([`OpPlan::column_work`]), else by a seeded draw of their spread.
+fn busy_grid_of(
+    step: &StepResult,
+    fabric: &FabricSpec,
+    seed: u64,
+    counted: impl Fn(&OpPlan) -> bool,
+    cycles_max: u64,
+) -> PeGrid {
     let width = fabric.geometry.region_width_pes;
     let height = fabric.geometry.region_height_pes;
     let region = (width * height) as f64;
@@ -78,7 +123,7 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
     // Per number of rows used, the busy cycles each column of those rows gets.
     let mut by_rows: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for group in &step.plan.groups {
-        for op in &group.ops {
+        for op in group.ops.iter().filter(|op| counted(op)) {
             let total = op.cost.busy_cycles_mean as f64 * region * group.repeat as f64;
             match gemm_tile(op) {
                 Some(tile) => {
@@ -86,10 +131,20 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
                     let columns = by_rows
                         .entry(tile.rows)
                         .or_insert_with(|| vec![0.0; width as usize]);
-                    let mut stream = Stream::new(seed ^ fnv1a(&op.name));
-                    for column in columns.iter_mut().take(tile.columns() as usize) {
-                        let factor = 1.0 + op.column_relative_sd * stream.standard_normal();
-                        *column += per_pe * factor.max(0.0);
+                    let used = columns.iter_mut().take(tile.columns() as usize);
+                    match &op.column_work {
+                        Some(work) => {
+                            for (column, share) in used.zip(work.iter()) {
+                                *column += per_pe * share;
+                            }
+                        }
+                        None => {
+                            let mut stream = Stream::new(seed ^ fnv1a(&op.name));
+                            for column in used {
+                                let factor = 1.0 + op.column_relative_sd * stream.standard_normal();
+                                *column += per_pe * factor.max(0.0);
+                            }
+                        }
                     }
                 }
                 None => uniform += total / region,
@@ -103,7 +158,7 @@ pub fn busy_grid(step: &StepResult, fabric: &FabricSpec, seed: u64) -> PeGrid {
             // A sampled column's spread can exceed what the step's cycles allow for; no PE is
             // busy longer than the step.
             values[(row * width + col) as usize] =
-                ((uniform + tiles).round() as u64).min(step.cycles);
+                ((uniform + tiles).round() as u64).min(cycles_max);
         }
     }
     PeGrid {

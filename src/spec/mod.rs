@@ -11,7 +11,7 @@ mod validate;
 
 pub use builtin::{
     builtin_fabrics, builtin_models, is_builtin_fabric, is_builtin_model, load_fabric, load_model,
-    read_fabric, read_model, sha256_hex, Provenance, SpecSources, SpecText, BUILTIN,
+    read_fabric, read_model, sha256_hex, sha256_hex_of, Provenance, SpecSources, SpecText, BUILTIN,
 };
 pub use fabric::{
     ClockSpec, ClusterSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec,

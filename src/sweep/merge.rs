@@ -27,10 +27,10 @@ pub fn read_points(out: &Path, expect: Option<(&SweepSpec, &str)>) -> Result<Vec
     let mut by_point: BTreeMap<String, String> = BTreeMap::new();
     for path in point_files(&folder) {
         let point = read_point_file(&path)?;
-        if let Some(other) = by_point.insert(point.point.canonical(), point.key.clone()) {
+        if let Some(other) = by_point.insert(point.point.grid_point(), point.key.clone()) {
             return Err(Error::Input(format!(
-                "{}: point {} is also in {other}.json, made from other model or fabric contents or \
-                 another timing model; merge with --expect SPEC after rerunning the sweep, which \
+                "{}: point {} is also in {other}.json, made from other model, fabric or mask file \
+                 contents or another timing model; merge with --expect SPEC after rerunning the sweep, which \
                  replaces the older one",
                 path.display(),
                 point.point.canonical()

@@ -184,14 +184,9 @@ pub fn run_sweep(
     jobs: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<SweepOutcome> {
+    check_jobs(spec, origin, jobs, (0, 0))?;
     let points = resolve_points(spec, origin)?;
-    // Each mask file's masks are held once, whichever points share them.
-    let mut masks: Vec<&Arc<crate::masks::MaskSet>> =
-        points.iter().filter_map(|p| p.masks.as_ref()).collect();
-    masks.sort_by_key(|m| Arc::as_ptr(m));
-    masks.dedup_by_key(|m| Arc::as_ptr(m));
-    let masks_bytes = masks.iter().map(|m| m.elements().div_ceil(8)).sum();
-    check_jobs(spec, origin, jobs, masks_bytes)?;
+    check_jobs(spec, origin, jobs, masks_memory(&points))?;
     // Load every point's model and fabric up front, so that a bad override fails before any work.
     let mut work = HashMap::new();
     for p in &points {
@@ -204,7 +199,7 @@ pub fn run_sweep(
     let mut todo = Vec::new();
     for p in &points {
         let replaced: Vec<PathBuf> = earlier
-            .get(&p.point.canonical())
+            .get(&p.point.grid_point())
             .into_iter()
             .flatten()
             .filter(|(key, _)| *key != p.key && shard.contains(&p.key))
@@ -249,25 +244,46 @@ pub fn run_sweep(
     })
 }
 
+/// Memory the points' mask files take: (shared by their points, more per running point). Each
+/// file's masks are held once with their transposes (a bit per entry each); a running point's
+/// per-PE counts take about 3 bits per entry (mediswift-xl on wse2: 364 MB of counts for
+/// 1.2 G entries), its own.
+fn masks_memory(points: &[ResolvedPoint]) -> (u64, u64) {
+    let mut masks: Vec<&Arc<crate::masks::MaskSet>> =
+        points.iter().filter_map(|p| p.masks.as_ref()).collect();
+    masks.sort_by_key(|m| Arc::as_ptr(m));
+    masks.dedup_by_key(|m| Arc::as_ptr(m));
+    let bits = |m: &&Arc<crate::masks::MaskSet>| m.elements().div_ceil(8);
+    let shared = masks.iter().map(|m| 2 * bits(m)).sum();
+    let per_point = masks.iter().map(|m| 3 * bits(m)).max().unwrap_or(0);
+    (shared, per_point)
+}
+
 /// Refuses more jobs than [`MAX_JOBS`] or than `limits.max_memory_bytes` holds, with the
-/// points' masks (`masks_bytes`, shared by the points) beside them.
-fn check_jobs(spec: &SweepSpec, origin: &str, jobs: usize, masks_bytes: u64) -> Result<()> {
+/// points' masks beside them (`(shared, per running point)` bytes, [`masks_memory`]).
+fn check_jobs(
+    spec: &SweepSpec,
+    origin: &str,
+    jobs: usize,
+    (masks_shared, masks_per_point): (u64, u64),
+) -> Result<()> {
     if jobs == 0 || jobs > MAX_JOBS {
         return Err(Error::Input(format!(
             "--jobs {jobs} is not allowed: give 1 to {MAX_JOBS} points at once"
         )));
     }
-    let memory = POINT_MEMORY_BYTES * jobs as u64 + masks_bytes;
+    let per_point = POINT_MEMORY_BYTES + masks_per_point;
+    let memory = per_point * jobs as u64 + masks_shared;
     if memory > spec.limits.max_memory_bytes {
-        let masks = match masks_bytes {
+        let masks = match masks_shared {
             0 => String::new(),
-            bytes => format!(" and {} MiB of masks", bytes >> 20),
+            bytes => format!(", and {} MiB of masks", bytes >> 20),
         };
         return Err(Error::Input(format!(
             "{origin}: {jobs} jobs need about {} MiB ({} MiB per point{masks}), over \
              `limits.max_memory_bytes` = {} MiB; use fewer --jobs or raise the limit",
             memory >> 20,
-            POINT_MEMORY_BYTES >> 20,
+            per_point >> 20,
             spec.limits.max_memory_bytes >> 20
         )));
     }
@@ -324,14 +340,15 @@ fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u6
     Ok(step_tokens.saturating_mul(params).saturating_mul(runs))
 }
 
-/// The point files already in `folder`, by their point's canonical line: (key, path) of each.
+/// The point files already in `folder`, by their grid point ([`Point::grid_point`]): (key,
+/// path) of each.
 /// A file that is not a point is left for `merge` to refuse.
 fn earlier_points(folder: &Path) -> BTreeMap<String, Vec<(String, PathBuf)>> {
     let mut by_point: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
     for path in point_files(folder) {
         if let Some(point) = read_point(&path) {
             by_point
-                .entry(point.point.canonical())
+                .entry(point.point.grid_point())
                 .or_default()
                 .push((point.key, path));
         }
@@ -540,7 +557,8 @@ fn set_dotted(
 fn point_model(p: &ResolvedPoint, origin: &str) -> Result<ModelSpec> {
     let mut model = load_point_model(&p.point, &p.model, origin)?;
     if let Some(masks) = &p.masks {
-        Arc::clone(masks).install(&mut model);
+        // Shared masks, counts of the point's own (they go when it ends).
+        Arc::new(masks.for_run()).install(&mut model);
     }
     Ok(model)
 }

@@ -106,6 +106,20 @@ pub struct Point {
 }
 
 impl Point {
+    /// Which grid point this is, whatever its inputs' contents: [`Point::canonical`], but a mask
+    /// file's point without its sparsity (the file's, which a rewritten file may change). Two
+    /// point files of one grid point are one made from older inputs and its replacement.
+    pub fn grid_point(&self) -> String {
+        match self.masks {
+            Some(_) => Point {
+                sparsity: f64::NAN,
+                ..self.clone()
+            }
+            .canonical(),
+            None => self.canonical(),
+        }
+    }
+
     /// The point in one canonical line, for messages: model, fabric, sparsity, seed, overrides.
     pub fn canonical(&self) -> String {
         let overrides: Vec<String> = self
@@ -159,16 +173,19 @@ impl SweepSpec {
                  files or both"
             )));
         }
-        if let Some(key) = self
-            .overrides
-            .keys()
-            .find(|k| k.starts_with("architecture."))
-        {
+        // A mask file fixes every weight's shape and which weights are masked, and replaces the
+        // recipe's pattern and levels: none of these can vary beside it.
+        let fixed_by_masks = |k: &str| {
+            k.starts_with("architecture.")
+                || ["recipe.sparse_weights", "recipe.pattern", "recipe.levels"].contains(&k)
+        };
+        if let Some(key) = self.overrides.keys().find(|k| fixed_by_masks(k)) {
             if !self.masks.is_empty() {
                 return Err(Error::Input(format!(
-                    "{origin}: override `{key}` with `masks`: a mask file fixes the shape of every \
-                     weight; sweep the architecture without masks, or give a mask file per shape \
-                     in sweeps of their own"
+                    "{origin}: override `{key}` with `masks`: a mask file fixes every weight's \
+                     shape, which weights are masked and how (its masks replace the recipe's \
+                     pattern and levels); sweep that key without masks, or give a mask file per \
+                     value in sweeps of their own"
                 )));
             }
         }

@@ -557,8 +557,28 @@ fn a_sweep_runs_each_mask_file_as_a_point_keyed_by_its_contents() {
         1
     );
     assert_ne!(changed["points"][1]["key"], filed["key"]);
+    // Rewritten at another sparsity: still the same grid point, so its file is replaced too.
+    write_wafersim(
+        &file,
+        &masks(&model, |k, n, seed| {
+            Mask::from_pattern(k, n, Pattern::Random, 0.5, seed)
+        }),
+    );
+    let halved = sweep(&with, &out);
+    assert_eq!(halved["points"][1]["status"], "run");
+    assert_eq!(halved["points"][1]["replaced"].as_array().unwrap().len(), 1);
+    assert!(halved["points"][1]["point"]
+        .as_str()
+        .unwrap()
+        .contains("sparsity=0.5;"));
     // sweep.csv names the file in its last column.
-    let (code, _, err) = run_cli(&["merge", out.to_str().unwrap(), "--quiet"]);
+    let (code, _, err) = run_cli(&[
+        "merge",
+        out.to_str().unwrap(),
+        "--expect",
+        with.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert_eq!(code, 0, "{err}");
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
@@ -586,7 +606,15 @@ fn a_sweep_runs_each_mask_file_as_a_point_keyed_by_its_contents() {
     std::fs::write(dir.join("short.safetensors"), b"not a file of tensors").unwrap();
     refused(
         &format!("{grid}masks = [\"short.safetensors\"]\n"),
-        "short.safetensors: not a safetensors file",
+        "key `masks[0]`",
+    );
+    refused(
+        &format!("{grid}masks = [\"short.safetensors\"]\n"),
+        "model gpt-tiny: not a safetensors file",
+    );
+    refused(
+        &format!("{grid}masks = [\"masks.safetensors\"]\n[overrides]\n\"recipe.sparse_weights\" = [[\"q\"]]\n"),
+        "override `recipe.sparse_weights` with `masks`",
     );
     refused(
         &format!("{grid}masks = [\"masks.safetensors\"]\n[overrides]\n\"architecture.layers\" = [1, 2]\n"),
@@ -596,5 +624,101 @@ fn a_sweep_runs_each_mask_file_as_a_point_keyed_by_its_contents() {
         "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = []\n",
         "keys `sparsities` and `masks` are both empty",
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The utilisation heatmap of a step on file masks spreads each sparse GEMM's work over its
+/// tile's PE columns by the masks' own counts (not a drawn spread), and `--heatmap-op` draws one
+/// op's: a mask whose outputs thin out from left to right leaves the right-hand columns idler.
+#[test]
+fn a_heatmap_on_file_masks_spreads_each_op_by_its_counts() {
+    use wafersim::graph::StepConfig;
+    use wafersim::map::MapOptions;
+    use wafersim::schedule::{op_busy_grid, run_step};
+    use wafersim::spec::Phase;
+    let fabric = read_fabric("mini").unwrap().fabric().unwrap();
+    let dir = folder("heatmap");
+    let file = dir.join("thinning.safetensors");
+    // Output column c of every weight keeps rows r with (r·7 + c·3) mod 64 below a share that
+    // falls from 40 to 8 in 64 across the outputs.
+    let thinning =
+        |k: usize, n: usize, _| Mask::from_fn(k, n, |r, c| (r * 7 + c * 3) % 64 < 40 - 32 * c / n);
+    let mut model = gpt_tiny();
+    write_wafersim(&file, &masks(&model, thinning));
+    let set = MaskSet::read_for(&model, "gpt-tiny", "test", file.to_str().unwrap()).unwrap();
+    let sparsity = set.sparsity();
+    std::sync::Arc::new(set).install(&mut model);
+    let config = StepConfig::for_phase(&model, Phase::Pretrain, sparsity);
+    let step = run_step(&model, &fabric, config, MapOptions::default()).unwrap();
+    let ops: Vec<_> = step.plan.groups.iter().flat_map(|g| &g.ops).collect();
+    let counted: Vec<_> = ops.iter().filter(|op| op.column_work.is_some()).collect();
+    assert!(!counted.is_empty(), "some sparse GEMM priced by its counts");
+    for op in &counted {
+        let work = op.column_work.as_ref().unwrap();
+        let tile = op.tile.unwrap();
+        assert_eq!(work.len() as u64, tile.columns(), "{}", op.name);
+        let mean = work.iter().sum::<f64>() / work.len() as f64;
+        assert!((mean - 1.0).abs() < 1e-12, "{}: mean {mean}", op.name);
+    }
+    // A forward GEMM splitting the outputs over PE columns: the first N-group busier than the
+    // last, and the op's heatmap says so in the same proportion.
+    let op = counted
+        .iter()
+        .find(|op| op.name.ends_with(".fwd") && op.tile.unwrap().c_n > 1)
+        .expect("a forward GEMM split over N");
+    let (tile, work) = (op.tile.unwrap(), op.column_work.as_ref().unwrap());
+    let last = tile.columns() as usize - 1;
+    assert!(work[0] > 1.5 * work[last], "{}: {work:?}", op.name);
+    let (grid, cycles) = op_busy_grid(&step, &fabric, 1, &op.name).unwrap();
+    assert!(cycles > 0);
+    let (left, right) = (grid.value(0, 0) as f64, grid.value(0, last as u64) as f64);
+    let expected = work[0] / work[last];
+    assert!(
+        (left / right / expected - 1.0).abs() < 0.01,
+        "{left} / {right} vs {expected}"
+    );
+    // Every PE of the tile is busy on it; the shares keep the op's total.
+    let total: u64 = grid.values.iter().sum();
+    let busy = op.cost.busy_cycles_mean as f64 * (grid.width * grid.height) as f64;
+    assert!(
+        (total as f64 / busy - 1.0).abs() < 0.01,
+        "{total} vs {busy}"
+    );
+    assert!(op_busy_grid(&step, &fabric, 1, "layer9.q.fwd").is_none());
+    // On the command line: the op's picture, and a name the step does not have refused.
+    let picture = dir.join("op.png");
+    let (code, _, err) = run_cli(&[
+        "step",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--masks",
+        file.to_str().unwrap(),
+        "--quiet",
+        "--heatmap",
+        picture.to_str().unwrap(),
+        "--heatmap-op",
+        &op.name,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::metadata(&picture).unwrap().len() > 0);
+    let refused = dir.join("refused.png");
+    let (code, _, err) = run_cli(&[
+        "step",
+        "gpt-tiny",
+        "--fabric",
+        "mini",
+        "--quiet",
+        "--heatmap",
+        refused.to_str().unwrap(),
+        "--heatmap-op",
+        "layer9.q.fwd",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--heatmap-op layer9.q.fwd: this step has no op"),
+        "{err}"
+    );
+    assert!(!refused.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

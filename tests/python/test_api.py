@@ -168,6 +168,8 @@ def test_masks_from_a_folder_of_npy_files_equal_the_command_line(tmp_path):
     assert trained["masks_file"]["sha256"] == report["masks_file"]["sha256"]
     with pytest.raises(wafersim.InputError, match="masks"):
         wafersim.step("gpt-tiny", fabric="mini", masks=tmp_path, sparsity=0.5)
+    with pytest.raises(wafersim.InputError, match="one file or folder"):
+        wafersim.step("gpt-tiny", fabric="mini", masks=[tmp_path, tmp_path])
 
 
 def test_command_tables_load_numeric():
