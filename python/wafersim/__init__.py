@@ -225,11 +225,14 @@ def step(model="mediswift-xl", *, fabric="wse2", phase=None, sparsity=None, mask
     return _call("step", [model_word], flags, model_spec, fabric_spec)
 
 
-def flops(model="mediswift-xl", *, fabric="wse2", sparsity=None, seed=None):
-    """The theoretical side: FLOPs per phase and run (``wafersim flops``)."""
+def flops(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, levels=None,
+          masks=None, seed=None):
+    """The theoretical side: FLOPs per phase and run (``wafersim flops``); ``mask``, ``levels``
+    and ``masks`` as ``train``'s."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
-    flags = dict(fabric=fabric_word, sparsity=sparsity, seed=seed)
+    flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels,
+                 masks=_one_path("masks", masks), seed=seed)
     return _call("flops", [model_word], flags, model_spec, fabric_spec)
 
 

@@ -311,10 +311,21 @@ pub struct FlopsArgs {
     /// Fabric whose peak converts FLOPs to seconds at peak.
     #[arg(long, default_value = "wse2")]
     pub fabric: String,
-    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's. The
-    /// dense run always comes first; 0 or a repeat adds no run.
+    /// Pre-training sparsities, comma-separated, each in [0, 1); default: the recipe's (or an
+    /// N:M --mask's own). The dense run always comes first; 0 or a repeat adds no run.
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
+    /// The masks' structure, as `train --mask`: each weight's non-zeros counted exactly as
+    /// that pattern keeps them; default: the recipe's `pattern`.
+    #[arg(long, value_parser = parse_pattern)]
+    pub mask: Option<crate::sparsity::Pattern>,
+    /// How each sparsity is shared among the sparse weights: uniform or erk; default: the
+    /// recipe's `levels`.
+    #[arg(long, value_enum)]
+    pub levels: Option<crate::spec::Levels>,
+    /// Masks from a file, as `train --masks`: one sparse run on their non-zeros.
+    #[arg(long, conflicts_with_all = ["sparsity", "mask", "levels"])]
+    pub masks: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]

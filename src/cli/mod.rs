@@ -173,21 +173,14 @@ pub(crate) fn flops_report(
     specs: &Specs,
 ) -> Result<FlopsReport> {
     let (model_text, fabric_text) = specs.read(&flops.model, &flops.fabric)?;
-    let (model, fabric) = (model_text.model()?, fabric_text.fabric()?);
-    let sparsities = flops
-        .sparsity
-        .clone()
-        .unwrap_or_else(|| model.recipe.sparsities.clone());
-    let pattern_origin = format!("{}: key `recipe.pattern`", flops.model);
-    for &s in &sparsities {
-        model.recipe.check_masks_weights("--sparsity", s)?;
-        model.recipe.check_pattern(
-            &pattern_origin,
-            model.recipe.pattern,
-            s,
-            &model.architecture,
-        )?;
-    }
+    let (mut model, fabric) = (model_text.model()?, fabric_text.fabric()?);
+    let (sparsities, _) = recipe_sparsities(
+        &mut model,
+        &flops.model,
+        flops.sparsity.clone(),
+        (flops.mask, flops.levels),
+        flops.masks.as_deref(),
+    )?;
     let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
     Ok(FlopsReport::new(&model, &fabric, &runs, common.seed()))
 }
@@ -308,6 +301,45 @@ pub(crate) fn read_masks(
     let sparsity = masks.sparsity();
     std::sync::Arc::new(masks).install(model);
     Ok(sparsity)
+}
+
+/// The pre-training sparsities of a command that runs the whole recipe (`train`, `flops`):
+/// `--masks`' mean; else `--sparsity` (`given`); else an N:M `--mask`'s own; else the recipe's.
+/// `--mask`, `--levels` or `--masks` go into the recipe, and each sparsity is checked against
+/// its pattern and sparse weights. Returns the sparsities and where they came from, for errors.
+pub(crate) fn recipe_sparsities(
+    model: &mut crate::spec::ModelSpec,
+    model_name: &str,
+    given: Option<Vec<f64>>,
+    (mask, levels): (
+        Option<crate::sparsity::Pattern>,
+        Option<crate::spec::Levels>,
+    ),
+    masks: Option<&str>,
+) -> Result<(Vec<f64>, String)> {
+    let pattern_origin = take_mask_flags(model, model_name, mask, levels);
+    let pattern = model.recipe.pattern;
+    let (sparsities, origin) = match (given, mask.and(pattern.implied_sparsity())) {
+        _ if masks.is_some() => {
+            let path = masks.unwrap_or_default();
+            let sparsity = read_masks(model, model_name, path)?;
+            (vec![sparsity], format!("--masks {path}"))
+        }
+        (Some(given), _) => (given, "--sparsity".to_string()),
+        (None, Some(implied)) => (vec![implied], format!("--mask {pattern}")),
+        (None, None) => (
+            model.recipe.sparsities.clone(),
+            format!("{model_name}: recipe.sparsities"),
+        ),
+    };
+    let pattern = model.recipe.pattern;
+    for &s in &sparsities {
+        model.recipe.check_masks_weights(&origin, s)?;
+        model
+            .recipe
+            .check_pattern(&pattern_origin, pattern, s, &model.architecture)?;
+    }
+    Ok((sparsities, origin))
 }
 
 /// `--mask` and `--levels` put in the recipe; returns where its pattern came from, for errors

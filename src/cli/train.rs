@@ -224,29 +224,13 @@ fn checked_sparsities(
     model: &mut ModelSpec,
     fabric: &FabricSpec,
 ) -> Result<Vec<f64>> {
-    let pattern_origin = super::take_mask_flags(model, &args.model, args.mask, args.levels);
-    let pattern = model.recipe.pattern;
-    let (sparsities, origin) = match (args.sparsities(), args.mask.and(pattern.implied_sparsity()))
-    {
-        _ if args.masks.is_some() => {
-            let path = args.masks.as_deref().unwrap_or_default();
-            let sparsity = super::read_masks(model, &args.model, path)?;
-            (vec![sparsity], format!("--masks {path}"))
-        }
-        (Some(given), _) => (given, "--sparsity".to_string()),
-        (None, Some(implied)) => (vec![implied], format!("--mask {pattern}")),
-        (None, None) => (
-            model.recipe.sparsities.clone(),
-            format!("{}: recipe.sparsities", args.model),
-        ),
-    };
-    let pattern = model.recipe.pattern;
-    for &s in &sparsities {
-        model.recipe.check_masks_weights(&origin, s)?;
-        model
-            .recipe
-            .check_pattern(&pattern_origin, pattern, s, &model.architecture)?;
-    }
+    let (sparsities, origin) = super::recipe_sparsities(
+        model,
+        &args.model,
+        args.sparsities(),
+        (args.mask, args.levels),
+        args.masks.as_deref(),
+    )?;
     let levels = sparsity_levels(&sparsities);
     check_run_names(&levels, &origin)?;
     check_grid_memory(fabric, &args.fabric, levels.len() as u64)?;

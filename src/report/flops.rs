@@ -18,6 +18,14 @@ pub struct FlopsReport {
     pub fabric: String,
     /// The fabric's dense fp16 peak, used only for `seconds_at_peak`.
     pub peak_flops_per_second: f64,
+    /// The masks' structure (`random`, `N:M`, `block:B`, `rows`, `cols`, `skewed:SIGMA`).
+    #[schemars(with = "String")]
+    pub mask: crate::sparsity::Pattern,
+    /// How each run's sparsity is shared among the sparse weights (`uniform` or `erk`).
+    pub levels: crate::spec::Levels,
+    /// Masks read from a file (`--masks`): the one sparse run's; left out without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masks_file: Option<super::step::MasksFile>,
     pub runs: Vec<FlopsRun>,
 }
 
@@ -90,14 +98,18 @@ impl FlopsReport {
             model: model.name.clone(),
             fabric: fabric.name.clone(),
             peak_flops_per_second: peak,
+            mask: model.recipe.pattern,
+            levels: model.recipe.levels,
+            masks_file: super::step::MasksFile::of(model),
             runs,
         }
     }
 
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "wafersim flops: {} (theoretical side; seconds at the {} fp16 peak of {})\n\n",
+            "wafersim flops: {}{} (theoretical side; seconds at the {} fp16 peak of {})\n\n",
             self.model,
+            super::step::mask_words(self.mask, self.levels, self.masks_file.as_ref()),
             si(self.peak_flops_per_second, "FLOP/s"),
             self.fabric
         );

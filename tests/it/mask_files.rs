@@ -722,3 +722,49 @@ fn a_heatmap_on_file_masks_spreads_each_op_by_its_counts() {
     assert!(!refused.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `flops` takes the masks `train` takes: a file's (its non-zeros counted exactly), a pattern
+/// and levels; and names them in its report.
+#[test]
+fn flops_counts_a_files_and_a_patterns_nonzeros() {
+    let model = gpt_tiny();
+    let dir = folder("flops");
+    let file = dir.join("masks.safetensors");
+    write_wafersim(&file, &masks(&model, random));
+    let pretrain =
+        |report: &serde_json::Value, run: usize| report["runs"][run]["phases"][0].clone();
+    let from_file = run_json(&["flops", "gpt-tiny", "--masks", file.to_str().unwrap()]);
+    let drawn = run_json(&["flops", "gpt-tiny", "--sparsity", "0.75"]);
+    assert_eq!(
+        from_file["runs"].as_array().unwrap().len(),
+        2,
+        "dense and the file's"
+    );
+    assert_eq!(
+        exact(&pretrain(&from_file, 1), "flops_executed_per_step"),
+        exact(&pretrain(&drawn, 1), "flops_executed_per_step")
+    );
+    assert_eq!(from_file["masks_file"]["weights"], 12);
+    assert!(drawn.get("masks_file").is_none());
+    // 2:4 keeps exactly half of every group of four inputs: the FLOPs of half the weights.
+    let two_four = run_json(&["flops", "gpt-tiny", "--mask", "2:4"]);
+    let half = run_json(&["flops", "gpt-tiny", "--sparsity", "0.5"]);
+    assert_eq!(two_four["mask"], "2:4");
+    assert_eq!(two_four["runs"][1]["run_sparsity"], 0.5);
+    assert_eq!(
+        exact(&pretrain(&two_four, 1), "flops_executed_per_step"),
+        exact(&pretrain(&half, 1), "flops_executed_per_step")
+    );
+    let erk = run_json(&["flops", "gpt-tiny", "--sparsity", "0.5", "--levels", "erk"]);
+    assert_eq!(erk["levels"], "erk");
+    let (code, _, err) = run_cli(&[
+        "flops",
+        "gpt-tiny",
+        "--masks",
+        file.to_str().unwrap(),
+        "--mask",
+        "2:4",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -130,6 +130,8 @@ def test_train_writes_nothing_unless_asked(tmp_path, monkeypatch):
       "--levels", "erk"]),
     (lambda: wafersim.flops("mediswift-med", fabric="wse3", sparsity=[0.5, 0.9]),
      ["flops", "mediswift-med", "--fabric", "wse3", "--sparsity", "0.5,0.9"]),
+    (lambda: wafersim.flops("gpt-tiny", sparsity=0.5, mask="block:4", levels="erk"),
+     ["flops", "gpt-tiny", "--sparsity", "0.5", "--mask", "block:4", "--levels", "erk"]),
     (lambda: wafersim.kernel("gemm", t=256, k=64, n=64, region="8x8", sparsity=0.5, seed=7),
      ["kernel", "gemm", "--t", "256", "--k", "64", "--n", "64", "--region", "8x8",
       "--sparsity", "0.5", "--seed", "7"]),
