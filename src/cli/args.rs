@@ -223,22 +223,8 @@ pub struct TrainArgs {
     /// recipe's. The dense run always comes first; 0 or a repeat adds no run.
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity_item, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<SparsityItem>>,
-    /// The sparse runs' mask structure: random, N:M (e.g. 2:4, along each weight's inputs;
-    /// without --sparsity it runs at its own 1 - N/M), block:B, rows, cols or skewed[:SIGMA],
-    /// as `kernel gemm --mask`; default: the recipe's `pattern` (random if it names none).
-    #[arg(long, value_parser = parse_pattern)]
-    pub mask: Option<crate::sparsity::Pattern>,
-    /// How each sparsity is shared among the sparse weights: uniform (every weight at it) or
-    /// erk (Erdős–Rényi, as RigL: a k x n weight's density proportional to (k + n)/(k·n), the
-    /// same entries kept in all); default: the recipe's `levels` (uniform if it names none).
-    #[arg(long, value_enum)]
-    pub levels: Option<crate::spec::Levels>,
-    /// Masks from a file: a .safetensors file or a folder of .npy files, one 0/1 tensor per
-    /// sparse weight of every layer, named as wafersim (layer3.ffn_up, [in, out]), Hugging Face
-    /// GPT-2 (transformer.h.3.mlp.c_fc.weight) or the Cerebras Model Zoo names them (see
-    /// docs/masks.md). The one sparse run is theirs, at their mean sparsity.
-    #[arg(long, conflicts_with_all = ["sparsity", "mask", "levels"])]
-    pub masks: Option<String>,
+    #[command(flatten)]
+    pub masking: RecipeMasks,
     /// Folder for the result files; default wafersim-out/<model>-<fabric>/.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
@@ -315,15 +301,27 @@ pub struct FlopsArgs {
     /// N:M --mask's own). The dense run always comes first; 0 or a repeat adds no run.
     #[arg(long, value_delimiter = ',', value_parser = parse_sparsity, allow_hyphen_values = true)]
     pub sparsity: Option<Vec<f64>>,
-    /// The masks' structure, as `train --mask`: each weight's non-zeros counted exactly as
-    /// that pattern keeps them; default: the recipe's `pattern`.
+    #[command(flatten)]
+    pub masking: RecipeMasks,
+}
+
+/// The masks of a command that runs the whole recipe (`train`, `flops`).
+#[derive(Debug, ClapArgs)]
+pub struct RecipeMasks {
+    /// The sparse runs' mask structure: random, N:M (e.g. 2:4, along each weight's inputs;
+    /// without --sparsity it runs at its own 1 - N/M), block:B, rows, cols or skewed[:SIGMA],
+    /// as `kernel gemm --mask`; default: the recipe's `pattern` (random if it names none).
     #[arg(long, value_parser = parse_pattern)]
     pub mask: Option<crate::sparsity::Pattern>,
-    /// How each sparsity is shared among the sparse weights: uniform or erk; default: the
-    /// recipe's `levels`.
+    /// How each sparsity is shared among the sparse weights: uniform (every weight at it) or
+    /// erk (Erdős–Rényi, as RigL: a k x n weight's density proportional to (k + n)/(k·n), the
+    /// same entries kept in all); default: the recipe's `levels` (uniform if it names none).
     #[arg(long, value_enum)]
     pub levels: Option<crate::spec::Levels>,
-    /// Masks from a file, as `train --masks`: one sparse run on their non-zeros.
+    /// Masks from a file: a .safetensors file or a folder of .npy files, one 0/1 tensor per
+    /// sparse weight of every layer, named as wafersim (layer3.ffn_up, [in, out]), Hugging Face
+    /// GPT-2 (transformer.h.3.mlp.c_fc.weight) or the Cerebras Model Zoo names them (see
+    /// docs/masks.md). The one sparse run is theirs, at their mean sparsity.
     #[arg(long, conflicts_with_all = ["sparsity", "mask", "levels"])]
     pub masks: Option<String>,
 }

@@ -178,8 +178,8 @@ pub(crate) fn flops_report(
         &mut model,
         &flops.model,
         flops.sparsity.clone(),
-        (flops.mask, flops.levels),
-        flops.masks.as_deref(),
+        (flops.masking.mask, flops.masking.levels),
+        flops.masking.masks.as_deref(),
     )?;
     let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
     Ok(FlopsReport::new(&model, &fabric, &runs, common.seed()))

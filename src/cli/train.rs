@@ -228,8 +228,8 @@ fn checked_sparsities(
         model,
         &args.model,
         args.sparsities(),
-        (args.mask, args.levels),
-        args.masks.as_deref(),
+        (args.masking.mask, args.masking.levels),
+        args.masking.masks.as_deref(),
     )?;
     let levels = sparsity_levels(&sparsities);
     check_run_names(&levels, &origin)?;
