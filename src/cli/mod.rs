@@ -458,7 +458,11 @@ fn step_pictures(
             0.0,
             1.0,
         );
-        style.bands = crate::report::plot_bands(&crate::schedule::busy_bands(result, fabric));
+        let bands = match &args.heatmap_op {
+            Some(name) => crate::schedule::busy_bands_of(result, fabric, |op| &op.name == name),
+            None => crate::schedule::busy_bands(result, fabric),
+        };
+        style.bands = crate::report::plot_bands(&bands);
         crate::report::plot::heatmap(&grid, &style, path)?;
     }
     if let Some(path) = &args.trace {

@@ -354,20 +354,26 @@ fn read_npy(path: &Path) -> std::result::Result<Npy, String> {
     parse_npy(&bytes, bytes.len()).map(|npy| Npy { bytes, ..npy })
 }
 
-/// The first bytes of a `.npy` file, enough for any header a mask has (the whole file when its
-/// header is longer), and the file's length.
+/// The header of a `.npy` file (its preamble says how long: a 16-bit length after the magic and
+/// version in format 1, 32-bit in 2 and 3), and the file's length.
 fn npy_head(path: &Path) -> std::io::Result<(Vec<u8>, usize)> {
     use std::io::Read;
-    const HEAD_BYTES: u64 = 1 << 16;
     let file = std::fs::File::open(path)?;
-    let length = file.metadata()?.len() as usize;
+    let length = file.metadata()?.len();
+    let mut reader = file.take(length);
     let mut head = Vec::new();
-    file.take(HEAD_BYTES).read_to_end(&mut head)?;
-    if head.len() < length && parse_npy(&head, length).is_err() {
-        head = std::fs::read(path)?;
-        return Ok((head.clone(), head.len()));
-    }
-    Ok((head, length))
+    (&mut reader).take(12).read_to_end(&mut head)?;
+    let header_bytes = match head.get(6) {
+        Some(1) if head.len() >= 10 => 10 + u64::from(u16::from_le_bytes([head[8], head[9]])),
+        Some(2 | 3) if head.len() >= 12 => {
+            12 + u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]]))
+        }
+        // Not a .npy preamble: what was read is enough for the parser to say so.
+        _ => 0,
+    };
+    let rest = header_bytes.saturating_sub(head.len() as u64);
+    reader.take(rest).read_to_end(&mut head)?;
+    Ok((head, length as usize))
 }
 
 /// The header of a `.npy` file of `length` bytes that begins with `bytes` (its bytes left
@@ -470,6 +476,47 @@ mod tests {
             shape: vec![height, width],
             body: Body::Npy(path),
         }
+    }
+
+    #[test]
+    fn a_header_is_read_to_its_stated_length_in_every_format_and_no_further() {
+        let dir = std::env::temp_dir();
+        let dict = "{'descr': '|b1', 'fortran_order': False, 'shape': (2, 3), }";
+        for version in [1u8, 2] {
+            // A header padded past 64 KiB, as no mask needs but the format allows in 2.0.
+            let padding = if version == 2 { 70_000 } else { 100 };
+            let header = format!("{dict}{}\n", " ".repeat(padding));
+            let mut bytes = b"\x93NUMPY".to_vec();
+            bytes.extend([version, 0]);
+            match version {
+                1 => bytes.extend((header.len() as u16).to_le_bytes()),
+                _ => bytes.extend((header.len() as u32).to_le_bytes()),
+            }
+            let preamble = bytes.len();
+            bytes.extend(header.as_bytes());
+            bytes.extend([1, 0, 1, 0, 1, 0]);
+            let path = dir.join(format!(
+                "wafersim-head-{}-v{version}.npy",
+                std::process::id()
+            ));
+            std::fs::write(&path, &bytes).unwrap();
+            let (head, length) = npy_head(&path).unwrap();
+            assert_eq!((head.len(), length), (preamble + header.len(), bytes.len()));
+            let npy = parse_npy(&head, length).unwrap();
+            assert_eq!((npy.shape, npy.start), (vec![2, 3], head.len()));
+            std::fs::remove_file(&path).unwrap();
+        }
+        let path = dir.join(format!("wafersim-head-{}-text.npy", std::process::id()));
+        std::fs::write(&path, "not an array at all, but long enough").unwrap();
+        let (head, _) = npy_head(&path).unwrap();
+        assert_eq!(
+            head.len(),
+            12,
+            "the preamble's worth, for the parser to refuse"
+        );
+        let refused = parse_npy(&head, 36).err().expect("refused");
+        assert!(refused.starts_with("not a .npy file"), "{refused}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     const DTYPES: [(&str, usize); 3] = [("|b1", 1), ("<f4", 4), ("<i2", 2)];

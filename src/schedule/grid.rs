@@ -235,11 +235,21 @@ pub struct PeBand {
 /// The bands of [`busy_grid`]: rows (then columns) cut where a GEMM tile ends, each labelled
 /// with the ops whose tiles reach it; beyond every tile, only element-wise ops and attention.
 pub fn busy_bands(step: &StepResult, fabric: &FabricSpec) -> Vec<PeBand> {
+    busy_bands_of(step, fabric, |_| true)
+}
+
+/// [`busy_bands`] of the ops `counted` picks (one op's picture: its own tile's edges).
+pub fn busy_bands_of(
+    step: &StepResult,
+    fabric: &FabricSpec,
+    counted: impl Fn(&OpPlan) -> bool,
+) -> Vec<PeBand> {
     let tiled: Vec<(String, GemmTile)> = step
         .plan
         .groups
         .iter()
         .flat_map(|g| &g.ops)
+        .filter(|op| counted(op))
         .filter_map(|op| Some((short_op_name(&op.name), gemm_tile(op)?)))
         .collect();
     let geometry = &fabric.geometry;

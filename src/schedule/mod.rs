@@ -10,8 +10,8 @@ mod step;
 mod systems;
 
 pub use grid::{
-    busy_bands, busy_grid, check_grid_memory, op_busy_grid, sram_bands, sram_grid, BandAxis,
-    PeBand, PeGrid, GRID_BYTES_MAX,
+    busy_bands, busy_bands_of, busy_grid, check_grid_memory, op_busy_grid, sram_bands, sram_grid,
+    BandAxis, PeBand, PeGrid, GRID_BYTES_MAX,
 };
 pub use recipe::{
     category_label, faster_than_flops, gap_categories, gap_shares, program_load_cycles, run_recipe,

@@ -151,8 +151,8 @@ fn check_expected(
         .collect();
     if !missing.is_empty() {
         return Err(Error::Input(format!(
-            "{}: {} of the {} points of {origin} are missing or were made from other model or \
-             fabric contents, e.g. {}; rerun the sweep",
+            "{}: {} of the {} points of {origin} are missing or were made from other model, \
+             fabric or mask file contents, e.g. {}; rerun the sweep",
             out.display(),
             missing.len(),
             expected.len(),
