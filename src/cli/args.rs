@@ -196,7 +196,8 @@ pub struct SweepArgs {
     /// Folder for the points; default wafersim-out/sweep-<spec name>/.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
-    /// Points run at once (threads); default: the machine's cores.
+    /// Points run at once (threads); default: the machine's cores, or fewer where the spec's
+    /// `limits.max_memory_bytes` holds fewer (refused if it cannot hold the number given).
     #[arg(long)]
     pub jobs: Option<usize>,
 }

@@ -7,7 +7,9 @@ use super::progress::Progress;
 use super::Common;
 use crate::error::{Error, Result};
 use crate::report::{check_output_folder, draw_sweep_speedup, write_atomic, Table};
-use crate::sweep::{read_points, resolve_points, run_sweep, sweep_csv, Shard, SweepSpec, MAX_JOBS};
+use crate::sweep::{
+    read_points, resolve_points, run_sweep, sweep_csv, Jobs, Shard, SweepSpec, MAX_JOBS,
+};
 
 pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
     let started = std::time::Instant::now();
@@ -18,9 +20,12 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
         None => Shard::ALL,
     };
     // run_sweep refuses 0 and more than MAX_JOBS, naming --jobs.
-    let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS))
-    });
+    let jobs = match args.jobs {
+        Some(jobs) => Jobs::Given(jobs),
+        None => {
+            Jobs::UpTo(std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_JOBS)))
+        }
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         let stem = std::path::Path::new(&args.spec)
             .file_stem()
@@ -41,7 +46,7 @@ pub fn sweep(args: &SweepArgs, common: &Common) -> Result<String> {
             )
         });
     };
-    let outcome = run_sweep(&spec, &args.spec, &out, shard, jobs, &progress)?;
+    let (outcome, jobs) = run_sweep(&spec, &args.spec, &out, shard, jobs, &progress)?;
     bar.finish();
     let host_seconds = started.elapsed().as_secs_f64();
     if common.json {

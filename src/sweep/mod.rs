@@ -14,7 +14,7 @@ pub use merge::{read_points, sweep_csv};
 pub(crate) use resolve::entry_path;
 pub use resolve::{resolve_points, KeyInputs, ResolvedPoint};
 pub use run::{
-    load_point_fabric, load_point_model, point_path, run_sweep, PointResult, PointStatus, Shard,
-    SweepOutcome, MAX_JOBS, POINT_MEMORY_BYTES,
+    load_point_fabric, load_point_model, point_path, run_sweep, Jobs, PointResult, PointStatus,
+    Shard, SweepOutcome, MAX_JOBS, POINT_MEMORY_BYTES,
 };
 pub use spec::{Limits, Point, SweepSpec, FABRIC_PREFIX, OVERRIDE_PREFIXES};

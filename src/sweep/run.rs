@@ -173,20 +173,42 @@ pub const POINT_MEMORY_BYTES: u64 = 64 << 20;
 /// has cores only adds memory and scheduling, never speed.
 pub const MAX_JOBS: usize = 1024;
 
+/// How many points a sweep runs at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jobs {
+    /// Exactly this many (`--jobs`), refused if `limits.max_memory_bytes` does not hold them.
+    Given(usize),
+    /// At most this many (the machine's cores), fewer where `limits.max_memory_bytes` holds
+    /// fewer (a point on mask files takes far more than one on drawn masks).
+    UpTo(usize),
+}
+
 /// Runs the shard's points whose file in `out/points/` is missing or made from other inputs,
 /// `jobs` at a time; `progress` is called after each point with (done, to do). `origin` is the
-/// spec's path: relative model and fabric paths are taken from its folder.
+/// spec's path: relative model and fabric paths are taken from its folder. Returns how it went
+/// and the points it ran at once.
 pub fn run_sweep(
     spec: &SweepSpec,
     origin: &str,
     out: &Path,
     shard: Shard,
-    jobs: usize,
+    jobs: Jobs,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<SweepOutcome> {
-    check_jobs(spec, origin, jobs, (0, 0))?;
+) -> Result<(SweepOutcome, usize)> {
+    if let Jobs::Given(jobs) = jobs {
+        check_jobs(spec, origin, jobs, (0, 0))?;
+    }
     let points = resolve_points(spec, origin)?;
-    check_jobs(spec, origin, jobs, masks_memory(&points))?;
+    let masks = masks_memory(&points);
+    let jobs = match jobs {
+        Jobs::Given(jobs) => jobs,
+        Jobs::UpTo(cores) => {
+            let per_point = POINT_MEMORY_BYTES + masks.1;
+            let fit = spec.limits.max_memory_bytes.saturating_sub(masks.0) / per_point;
+            cores.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1)
+        }
+    };
+    check_jobs(spec, origin, jobs, masks)?;
     // Load every point's model and fabric up front, so that a bad override fails before any work.
     let mut work = HashMap::new();
     for p in &points {
@@ -226,7 +248,7 @@ pub fn run_sweep(
     todo.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.key.cmp(&b.0.key)));
     run_points(&todo, origin, out, jobs, progress)?;
     let count = |s: &str| statuses.iter().filter(|p| p.status == s).count() as u64;
-    Ok(SweepOutcome {
+    let outcome = SweepOutcome {
         points_total: points.len() as u64,
         points_in_shard: points.len() as u64 - count("other_shard"),
         points_run: count("run"),
@@ -241,7 +263,8 @@ pub fn run_sweep(
             crate::TIMING_MODEL_VERSION
         ),
         points: statuses,
-    })
+    };
+    Ok((outcome, jobs))
 }
 
 /// Memory the points' mask files take: (shared by their points, more per running point). Each

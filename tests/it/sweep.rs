@@ -271,6 +271,18 @@ fn grids_over_the_limits_are_refused_up_front_with_the_figure() {
         err.contains("4 jobs need about 256 MiB") && err.contains("limits.max_memory_bytes"),
         "{err}"
     );
+    // Without --jobs, as many as the limit holds: one point of 64 MiB in 95 MiB.
+    let out = fresh_folder("memory-default");
+    let (code, stdout, err) = run_cli(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["jobs"], 1);
 }
 
 #[test]
