@@ -200,15 +200,19 @@ def _one_path(name, value):
 
 
 def train(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, levels=None,
-          masks=None, systems=None, seed=None, out=None):
+          masks=None, dynamic=None, update_every=None, drop=None, end=None, systems=None,
+          seed=None, out=None):
     """The whole recipe at each sparsity and dense (``wafersim train``). Writes nothing unless
     ``out`` names a folder, which then gets exactly the command's files. ``sparsity`` is a
     number, a list, or a range ``"0:0.95:0.05"``; ``mask="2:4"``, ``levels="erk"`` as the
-    flags; ``masks`` a mask file or folder of ``.npy`` files (``--masks``, see docs/masks.md)."""
+    flags; ``masks`` a mask file or folder of ``.npy`` files (``--masks``, see docs/masks.md);
+    ``dynamic="rigl"`` (or ``"set"``, ``"static"``) with ``update_every``, ``drop`` and ``end``
+    as ``--dynamic`` and its flags (see docs/dynamic.md)."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
     flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels,
-                 masks=_one_path("masks", masks), systems=systems, seed=seed, out=out)
+                 masks=_one_path("masks", masks), dynamic=dynamic, update_every=update_every,
+                 drop=drop, end=end, systems=systems, seed=seed, out=out)
     return _call("train", [model_word], flags, model_spec, fabric_spec, TrainReport)
 
 
@@ -226,13 +230,14 @@ def step(model="mediswift-xl", *, fabric="wse2", phase=None, sparsity=None, mask
 
 
 def flops(model="mediswift-xl", *, fabric="wse2", sparsity=None, mask=None, levels=None,
-          masks=None, seed=None):
-    """The theoretical side: FLOPs per phase and run (``wafersim flops``); ``mask``, ``levels``
-    and ``masks`` as ``train``'s."""
+          masks=None, dynamic=None, update_every=None, drop=None, end=None, seed=None):
+    """The theoretical side: FLOPs per phase and run (``wafersim flops``); ``mask``, ``levels``,
+    ``masks`` and ``dynamic`` with its schedule as ``train``'s."""
     model_word, model_spec = _spec("model", model)
     fabric_word, fabric_spec = _spec("fabric", fabric)
     flags = dict(fabric=fabric_word, sparsity=sparsity, mask=mask, levels=levels,
-                 masks=_one_path("masks", masks), seed=seed)
+                 masks=_one_path("masks", masks), dynamic=dynamic, update_every=update_every,
+                 drop=drop, end=end, seed=seed)
     return _call("flops", [model_word], flags, model_spec, fabric_spec)
 
 

@@ -325,6 +325,32 @@ pub struct RecipeMasks {
     /// docs/masks.md). The one sparse run is theirs, at their mean sparsity.
     #[arg(long, conflicts_with_all = ["sparsity", "mask", "levels"])]
     pub masks: Option<String>,
+    /// Dynamic sparse training of the sparse runs' pre-training: set (drop the smallest
+    /// weights, regrow at random) or rigl (regrow where the dense gradient is largest, so each
+    /// update step computes the sparse weights' gradients dense); static turns off the
+    /// recipe's [recipe.dynamic]. Default: the recipe's (static if it has none).
+    #[arg(long, value_enum)]
+    pub dynamic: Option<DynamicChoice>,
+    /// Steps between mask updates (ΔT); default: the recipe's, else 100 (RigL, Evci et al.
+    /// 2020). An interval past the end gives no update: the static run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=crate::spec::MAX_UPDATE_EVERY))]
+    pub update_every: Option<u64>,
+    /// Share of each weight's non-zeros the first update drops and regrows, in (0, 1]; later
+    /// updates drop less, on a cosine to 0 at --end. Default: the recipe's, else 0.3 (RigL).
+    #[arg(long, value_parser = parse_drop)]
+    pub drop: Option<f64>,
+    /// Share of pre-training's steps after which the mask stops changing, in (0, 1]; default:
+    /// the recipe's, else 0.75 (RigL).
+    #[arg(long, value_parser = parse_end)]
+    pub end: Option<f64>,
+}
+
+/// `--dynamic`: a method, or static masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DynamicChoice {
+    Static,
+    Set,
+    Rigl,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -399,6 +425,27 @@ fn parse_sparsity(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a number; a sparsity is in [0, 1), e.g. 0.75"))?;
     check_sparsity("--sparsity", value).map_err(|e| e.to_string())
+}
+
+fn parse_fraction(flag: &str, text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number; a fraction is in (0, 1], e.g. 0.3"))?;
+    if value.is_finite() && value > 0.0 && value <= 1.0 {
+        return Ok(value);
+    }
+    Err(format!(
+        "{flag} {value} is not allowed: it must be a fraction in (0, 1], e.g. 0.3 or 0.75"
+    ))
+}
+
+fn parse_drop(text: &str) -> Result<f64, String> {
+    parse_fraction("--drop", text)
+}
+
+fn parse_end(text: &str) -> Result<f64, String> {
+    parse_fraction("--end", text)
 }
 
 fn parse_activations(text: &str) -> Result<crate::map::Activations, String> {

@@ -178,8 +178,7 @@ pub(crate) fn flops_report(
         &mut model,
         &flops.model,
         flops.sparsity.clone(),
-        (flops.masking.mask, flops.masking.levels),
-        flops.masking.masks.as_deref(),
+        &flops.masking,
     )?;
     let runs = crate::graph::recipe_flops_runs(&model, &sparsities);
     Ok(FlopsReport::new(&model, &fabric, &runs, common.seed()))
@@ -311,13 +310,11 @@ pub(crate) fn recipe_sparsities(
     model: &mut crate::spec::ModelSpec,
     model_name: &str,
     given: Option<Vec<f64>>,
-    (mask, levels): (
-        Option<crate::sparsity::Pattern>,
-        Option<crate::spec::Levels>,
-    ),
-    masks: Option<&str>,
+    masking: &args::RecipeMasks,
 ) -> Result<(Vec<f64>, String)> {
+    let (mask, levels, masks) = (masking.mask, masking.levels, masking.masks.as_deref());
     let pattern_origin = take_mask_flags(model, model_name, mask, levels);
+    take_dynamic_flags(model, model_name, masking)?;
     let pattern = model.recipe.pattern;
     let (sparsities, origin) = match (given, mask.and(pattern.implied_sparsity())) {
         _ if masks.is_some() => {
@@ -340,6 +337,56 @@ pub(crate) fn recipe_sparsities(
             .check_pattern(&pattern_origin, pattern, s, &model.architecture)?;
     }
     Ok((sparsities, origin))
+}
+
+/// `--dynamic`, `--update-every`, `--drop` and `--end` put in the recipe's `dynamic`; refused,
+/// naming the flag or the key, where a schedule flag has no method to apply to, or the
+/// recipe's mask pattern cannot be trained dynamically.
+pub(crate) fn take_dynamic_flags(
+    model: &mut crate::spec::ModelSpec,
+    model_name: &str,
+    masking: &args::RecipeMasks,
+) -> Result<()> {
+    use crate::spec::{DynamicMethod, DynamicSpec};
+    let recipe = &mut model.recipe;
+    let origin = match masking.dynamic {
+        Some(args::DynamicChoice::Static) => {
+            recipe.dynamic = None;
+            "--dynamic static".to_string()
+        }
+        Some(choice) => {
+            let method = match choice {
+                args::DynamicChoice::Set => DynamicMethod::Set,
+                _ => DynamicMethod::Rigl,
+            };
+            // The recipe's interval and fractions stay unless a flag replaces them.
+            let schedule = recipe.dynamic.unwrap_or(DynamicSpec::with_defaults(method));
+            recipe.dynamic = Some(DynamicSpec { method, ..schedule });
+            format!("--dynamic {}", method.name())
+        }
+        None => format!("{model_name}: key `recipe.dynamic`"),
+    };
+    let flags = [
+        ("--update-every", masking.update_every.is_some()),
+        ("--drop", masking.drop.is_some()),
+        ("--end", masking.end.is_some()),
+    ];
+    let Some(dynamic) = &mut recipe.dynamic else {
+        if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+            return Err(Error::input(format!(
+                "{flag} sets dynamic sparse training's schedule, which {origin}: give --dynamic set or --dynamic rigl (or a [recipe.dynamic] in the model file)",
+                origin = match masking.dynamic {
+                    Some(_) => "--dynamic static turns off".to_string(),
+                    None => format!("{model_name} does not have"),
+                }
+            )));
+        }
+        return Ok(());
+    };
+    dynamic.update_every = masking.update_every.unwrap_or(dynamic.update_every);
+    dynamic.drop_fraction = masking.drop.unwrap_or(dynamic.drop_fraction);
+    dynamic.end_fraction = masking.end.unwrap_or(dynamic.end_fraction);
+    dynamic.check_pattern(&origin, recipe.pattern)
 }
 
 /// `--mask` and `--levels` put in the recipe; returns where its pattern came from, for errors

@@ -224,13 +224,8 @@ fn checked_sparsities(
     model: &mut ModelSpec,
     fabric: &FabricSpec,
 ) -> Result<Vec<f64>> {
-    let (sparsities, origin) = super::recipe_sparsities(
-        model,
-        &args.model,
-        args.sparsities(),
-        (args.masking.mask, args.masking.levels),
-        args.masking.masks.as_deref(),
-    )?;
+    let (sparsities, origin) =
+        super::recipe_sparsities(model, &args.model, args.sparsities(), &args.masking)?;
     let levels = sparsity_levels(&sparsities);
     check_run_names(&levels, &origin)?;
     check_grid_memory(fabric, &args.fabric, levels.len() as u64)?;

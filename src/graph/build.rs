@@ -17,6 +17,10 @@ pub struct StepConfig {
     pub batch_sequences: u64,
     /// Tokens per sequence, including a soft prompt.
     pub seq_len: u64,
+    /// A RigL mask-update step (`recipe.dynamic`): every sparse weight's gradient is computed
+    /// dense, as RigL regrows where it is largest; forward, dgrad and the optimizer stay sparse.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dense_weight_gradients: bool,
 }
 
 impl StepConfig {
@@ -28,6 +32,15 @@ impl StepConfig {
             sparsity,
             batch_sequences: model.phase_batch_sequences(phase),
             seq_len: model.phase_seq_len(phase),
+            dense_weight_gradients: false,
+        }
+    }
+
+    /// The same step as a RigL mask-update step (`dense_weight_gradients`).
+    pub fn with_dense_weight_gradients(self) -> Self {
+        StepConfig {
+            dense_weight_gradients: true,
+            ..self
         }
     }
 
@@ -365,7 +378,10 @@ impl<'a> Builder<'a> {
         let z = self.sizes();
         let arch = &self.model.architecture;
         let (k, n) = kind.shape(arch);
-        let sparse = self.cfg.sparsity > 0.0 && self.model.recipe.sparse_weights.contains(&kind);
+        let dense_gradient = pass == Pass::Wgrad && self.cfg.dense_weight_gradients;
+        let sparse = self.cfg.sparsity > 0.0
+            && self.model.recipe.sparse_weights.contains(&kind)
+            && !dense_gradient;
         let recipe = &self.model.recipe;
         // A mask from a file keeps what it keeps (`MaskSet::read` checked every layer has one).
         let from_file = recipe.masks.as_ref().and_then(|m| m.get(layer, kind));

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::{StepConfig, StepGraph};
-use crate::spec::{sparsity_levels, ModelSpec, Phase};
+use super::{StepConfig, StepFlops, StepGraph};
+use crate::spec::{sparsity_levels, DynamicMethod, ModelSpec, Phase};
 
 /// FLOPs of one phase of the recipe at one sparsity. Every count is exact: the last batch of a
 /// phase may be partial and is built as a step of its own. `flops_dense` and `flops_executed`
@@ -23,6 +23,15 @@ pub struct PhaseFlops {
     pub flops_dense: u128,
     pub flops_executed: u128,
     pub flops_optimizer: u128,
+    /// Mask updates of dynamic sparse training (`recipe.dynamic`) in the phase; with RigL each
+    /// runs its step with dense weight gradients, counted in `flops_executed`. 0 (left out of
+    /// reports) for static masks.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mask_updates: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PhaseFlops {
@@ -32,7 +41,11 @@ impl PhaseFlops {
         let sequences = model.phase_sequences(phase);
         let full_steps = sequences / config.batch_sequences;
         let remainder = sequences % config.batch_sequences;
-        let mut total = step.times(full_steps);
+        let mask_updates = model.mask_updates(phase, sparsity).map_or(0, |(_, n)| n);
+        let mut total = step.times(full_steps - mask_updates);
+        if mask_updates > 0 {
+            total = total + update_step_flops(model, config, step).times(mask_updates);
+        }
         if remainder > 0 {
             let last = StepGraph::build(
                 model,
@@ -55,6 +68,7 @@ impl PhaseFlops {
             flops_dense: total.flops_dense,
             flops_executed: total.flops_executed,
             flops_optimizer: total.flops_optimizer,
+            mask_updates,
         }
     }
 
@@ -70,6 +84,18 @@ impl PhaseFlops {
     /// What the FLOP count promises: dense FLOPs ÷ executed FLOPs of the wafer's work.
     pub fn theoretical_speedup(&self) -> f64 {
         self.flops_dense as f64 / self.flops_executed as f64
+    }
+}
+
+/// FLOPs of a mask-update step of the recipe's dynamic sparse training, `step` being the
+/// regular step at `config`: RigL's computes every sparse weight's gradient dense; SET's is the
+/// regular step (its regrowth draws positions at random, off the wafer).
+pub fn update_step_flops(model: &ModelSpec, config: StepConfig, step: StepFlops) -> StepFlops {
+    match model.recipe.dynamic.map(|d| d.method) {
+        Some(DynamicMethod::Rigl) => {
+            StepGraph::build(model, config.with_dense_weight_gradients()).flops()
+        }
+        _ => step,
     }
 }
 

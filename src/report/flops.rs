@@ -26,6 +26,10 @@ pub struct FlopsReport {
     /// Masks read from a file (`--masks`): the one sparse run's; left out without.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub masks_file: Option<super::step::MasksFile>,
+    /// Dynamic sparse training of the sparse runs' pre-training (`--dynamic`); left out with
+    /// static masks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<crate::spec::DynamicSpec>,
     pub runs: Vec<FlopsRun>,
 }
 
@@ -62,6 +66,15 @@ pub struct PhaseRow {
     pub theoretical_speedup: f64,
     /// Executed FLOPs at the fabric's peak: the lower bound on wall-clock that FLOPs imply.
     pub seconds_at_peak: f64,
+    /// Mask updates of dynamic sparse training (`--dynamic`) in the phase: a RigL update
+    /// step's dense weight gradients are in `flops_executed` (the per-step counts are a regular
+    /// step's). Left out with static masks.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mask_updates: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -101,6 +114,7 @@ impl FlopsReport {
             mask: model.recipe.pattern,
             levels: model.recipe.levels,
             masks_file: super::step::MasksFile::of(model),
+            dynamic: model.recipe.dynamic,
             runs,
         }
     }
@@ -161,6 +175,29 @@ impl FlopsReport {
              scores and A·V are counted in full (no causal halving). FLOPs are the wafer's (forward, \
              dgrad, wgrad); the optimizer's update runs off-wafer, once per step.\n",
         );
+        if let Some(d) = &self.dynamic {
+            let updates = self
+                .runs
+                .iter()
+                .flat_map(|r| &r.phases)
+                .map(|p| p.mask_updates)
+                .max()
+                .unwrap_or(0);
+            let rigl = match d.method {
+                crate::spec::DynamicMethod::Rigl => {
+                    ", each update step computing the sparse weights' gradients dense (in FLOP exec)"
+                }
+                crate::spec::DynamicMethod::Set => "",
+            };
+            out += &format!(
+                "Sparse pre-training's masks change ({}): {} updates, every {} steps until {:.0}% \
+                 of its steps{rigl}.\n",
+                d.method.label(),
+                thousands(updates as u128),
+                thousands(d.update_every as u128),
+                100.0 * d.end_fraction
+            );
+        }
         out
     }
 }
@@ -215,6 +252,7 @@ impl PhaseRow {
             flops_optimizer_exact: ExactCount(p.flops_optimizer),
             theoretical_speedup: p.theoretical_speedup(),
             seconds_at_peak: p.flops_executed as f64 / peak,
+            mask_updates: p.mask_updates,
         }
     }
 }

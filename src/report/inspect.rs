@@ -271,6 +271,10 @@ impl FabricInspect {
             si(c.swarmx_reduce_bits_per_second as f64, "b/s"),
             thousands(c.swarmx_level_latency_ns as u128)
         );
+        out += &format!(
+            "MemoryX       dynamic-sparsity mask updates at {} elements/s\n",
+            si(c.memoryx_mask_update_elements_per_second as f64, "")
+        );
         out
     }
 }

@@ -9,11 +9,11 @@ use super::json::{ExactCount, SCHEMA_VERSION};
 use super::table::{duration, si, thousands, Table};
 use crate::error::Result;
 use crate::schedule::{
-    category_label, faster_than_flops, gap_shares, Breakdown, CurvePoint, FasterThanFlops,
-    PhaseResult, PhaseTotal, RunResult,
+    category_label, faster_than_flops, gap_shares, Breakdown, CurvePoint, DynamicPhase,
+    FasterThanFlops, PhaseResult, PhaseTotal, RunResult,
 };
 use crate::sparsity::Pattern;
-use crate::spec::{FabricSpec, Levels, ModelSpec, SpecSources};
+use crate::spec::{DynamicSpec, FabricSpec, Levels, ModelSpec, SpecSources};
 use crate::validate::{unvalidated_keys, unvalidated_warning, UnvalidatedKey};
 
 /// The report of a recipe run, with the README's stable field names. Host timings are not part of
@@ -42,6 +42,10 @@ pub struct TrainReport {
     /// Masks read from a file (`--masks`): the one sparse run's; left out without.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub masks_file: Option<super::step::MasksFile>,
+    /// Dynamic sparse training of the sparse runs' pre-training (`--dynamic`,
+    /// `recipe.dynamic`); left out with static masks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicSpec>,
     pub clock_hz: u64,
     /// Systems trained data-parallel (`--systems`); each runs ⌈batch / systems⌉ sequences of
     /// every step, and `peak_flops_per_second` is one system's.
@@ -161,6 +165,10 @@ pub struct TrainRun {
     /// The categories that shrank against the dense run by more than the FLOPs did, with both
     /// ratios (sparse runs): what a simulated speedup above the theoretical one comes from.
     pub faster_than_flops: Vec<FasterThanFlops>,
+    /// Dynamic sparse training (`--dynamic`, `recipe.dynamic`): its updates' cost and the same
+    /// run with static masks beside it (sparse runs; left out with static masks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicPhase>,
 }
 
 /// One phase of a run (or its total), as report.json, phases.csv and sweep points carry it.
@@ -247,6 +255,7 @@ impl TrainReport {
                     total: TrainPhase::of_total(&run.total, run.sparsity, clock),
                     gap,
                     faster_than_flops,
+                    dynamic: run.phases[0].dynamic.clone(),
                 }
             })
             .collect();
@@ -262,6 +271,7 @@ impl TrainReport {
             mask: model.recipe.pattern,
             levels: model.recipe.levels,
             masks_file: super::step::MasksFile::of(model),
+            dynamic: model.recipe.dynamic,
             clock_hz: fabric.clock.clock_hz,
             systems,
             peak_flops_per_second: fabric.peak_fp16_flops_per_second(),
@@ -340,6 +350,9 @@ impl TrainReport {
         if let Some(returns) = &self.diminishing_returns {
             out += &returns.text();
         }
+        if let Some(spec) = &self.dynamic {
+            out += &self.dynamic_text(spec);
+        }
         out += "\nWhere the gap goes (shares of each sparse run's simulated time beyond what its FLOPs promise):\n";
         for run in self.runs.iter().filter(|r| r.run_sparsity > 0.0) {
             let parts: Vec<String> = run
@@ -385,6 +398,50 @@ impl TrainReport {
 }
 
 impl TrainReport {
+    /// Dynamic sparse training beside static masks, one line per sparse run.
+    fn dynamic_text(&self, spec: &DynamicSpec) -> String {
+        let mut out = format!(
+            "\nDynamic sparse training ({}: masks updated every {} steps until {:.0}% of pre-training, \
+             dropping and regrowing {} of each weight's non-zeros at first, less on a cosine), \
+             against the same runs with static masks:\n",
+            spec.method.label(),
+            thousands(spec.update_every as u128),
+            100.0 * spec.end_fraction,
+            spec.drop_fraction
+        );
+        let clock = self.clock_hz as f64;
+        for run in &self.runs {
+            let Some(d) = &run.dynamic else { continue };
+            let pretrain = &run.phases[0];
+            let wafer = d.mask_updates * (d.update_step_cycles.saturating_sub(d.step_cycles));
+            let on_wafer = match spec.method {
+                crate::spec::DynamicMethod::Rigl => format!(
+                    "dense weight gradients {} ({} per update step)",
+                    duration(wafer as f64 / clock),
+                    duration(d.update_step_cycles.saturating_sub(d.step_cycles) as f64 / clock)
+                ),
+                crate::spec::DynamicMethod::Set => "nothing on the wafer".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  s={}: {} updates; pre-training {} static -> {} dynamic ({:+.2}%: {on_wafer}, \
+                 mask updates on the weight servers {}); whole recipe {:.2}x -> {:.2}x simulated, \
+                 {:.2}x -> {:.2}x by FLOPs",
+                run.run_sparsity,
+                thousands(d.mask_updates as u128),
+                duration(d.static_cycles as f64 / clock),
+                duration(pretrain.seconds),
+                100.0 * (pretrain.cycles as f64 / d.static_cycles.max(1) as f64 - 1.0),
+                duration(d.mask_update_cycles as f64 / clock),
+                d.static_total_simulated_speedup,
+                run.total.simulated_speedup,
+                d.static_total_theoretical_speedup,
+                run.total.theoretical_speedup,
+            );
+        }
+        out
+    }
+
     /// Why a run beats its FLOPs: the masked weights' ops are a larger share of the dense step's
     /// time than of its FLOPs, and each category that shrank faster than the FLOPs, with what that
     /// shrinking is on the wafer.
@@ -447,6 +504,7 @@ struct PhaseRow<'a> {
     overhead_cycles: u64,
     recompute_cycles: u64,
     data_parallel_cycles: u64,
+    mask_update_cycles: u64,
 }
 
 impl<'a> PhaseRow<'a> {
@@ -474,6 +532,7 @@ impl<'a> PhaseRow<'a> {
             overhead_cycles: b.overhead,
             recompute_cycles: b.recompute,
             data_parallel_cycles: b.data_parallel,
+            mask_update_cycles: b.mask_update,
         }
     }
 }

@@ -4,11 +4,13 @@
 //! Architecture Invariant: the categories of a step add up to its cycles exactly; the schedule
 //! does no I/O and is deterministic.
 
+mod dynamic;
 mod grid;
 mod recipe;
 mod step;
 mod systems;
 
+pub use dynamic::{mask_update_cost, DynamicPhase, MaskUpdateCost};
 pub use grid::{
     busy_bands, busy_bands_of, busy_grid, check_grid_memory, op_busy_grid, sram_bands, sram_grid,
     BandAxis, PeBand, PeGrid, GRID_BYTES_MAX,

@@ -3,13 +3,14 @@
 
 use serde::Serialize;
 
+use super::dynamic::{mask_update_cost, DynamicPhase, MaskUpdateCost};
 use super::step::{Breakdown, StepResult};
 use super::systems::{check_systems, run_step_on_systems};
 use crate::cost::stream_cycles;
 use crate::error::{Error, Result};
 use crate::graph::{PhaseFlops, StepConfig};
 use crate::map::MapOptions;
-use crate::spec::{sparsity_levels, FabricSpec, ModelSpec, Phase};
+use crate::spec::{sparsity_levels, DynamicMethod, FabricSpec, ModelSpec, Phase};
 
 /// One phase of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +36,10 @@ pub struct PhaseResult {
     pub simulated_speedup: f64,
     pub pe_utilization_mean: f64,
     pub breakdown: Breakdown,
+    /// Dynamic sparse training's account of the phase beside static masks (`recipe.dynamic`,
+    /// sparse pre-training only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicPhase>,
 }
 
 /// A run of the whole recipe at one pre-training sparsity (0 for the dense baseline).
@@ -107,6 +112,18 @@ pub fn run_recipe_on_systems(
             phase.simulated_speedup = *dense as f64 / phase.cycles.max(1) as f64;
         }
         run.total.simulated_speedup = dense_total as f64 / run.total.cycles.max(1) as f64;
+        let total = run.total.clone();
+        let pretrain = &mut run.phases[0];
+        if let Some(d) = &mut pretrain.dynamic {
+            d.static_simulated_speedup = dense_cycles[0] as f64 / d.static_cycles.max(1) as f64;
+            d.static_total_cycles = total.cycles - pretrain.cycles + d.static_cycles;
+            let static_executed =
+                total.flops_executed - pretrain.flops_executed + d.static_flops_executed;
+            d.static_total_theoretical_speedup =
+                total.flops_dense as f64 / static_executed.max(1) as f64;
+            d.static_total_simulated_speedup =
+                dense_total as f64 / d.static_total_cycles.max(1) as f64;
+        }
     }
     Ok(runs)
 }
@@ -194,7 +211,9 @@ pub fn speedup_curve(
 }
 
 /// One phase: full steps × the step's cycles, the partial last step if any, and the program load
-/// at the phase's start. Returns the phase and its full step.
+/// at the phase's start; with dynamic sparse training (`recipe.dynamic`), its update steps and
+/// the weight servers' mask updates, beside the same phase with static masks
+/// (`PhaseResult::dynamic`). Returns the phase and its full step.
 fn run_phase(
     model: &ModelSpec,
     fabric: &FabricSpec,
@@ -204,44 +223,90 @@ fn run_phase(
 ) -> Result<(PhaseResult, StepResult)> {
     let flops = PhaseFlops::of(model, phase, sparsity);
     let config = StepConfig::for_phase(model, phase, sparsity);
-    let step = run_step_on_systems(model, fabric, config, MapOptions::default(), systems)?;
+    let step_on =
+        |config| run_step_on_systems(model, fabric, config, MapOptions::default(), systems);
+    let step = step_on(config)?;
     let sequences = model.phase_sequences(phase);
     let full_steps = sequences / config.batch_sequences;
     let remainder = sequences % config.batch_sequences;
     let last = match remainder {
         0 => None,
-        _ => Some(run_step_on_systems(
-            model,
-            fabric,
-            StepConfig {
-                batch_sequences: remainder,
-                ..config
-            },
-            MapOptions::default(),
-            systems,
-        )?),
+        _ => Some(step_on(StepConfig {
+            batch_sequences: remainder,
+            ..config
+        })?),
+    };
+    // Mask updates come after full steps only (`DynamicSpec::update_steps`); RigL's update step
+    // computes the sparse weights' gradients dense, SET's is the regular step.
+    let dynamic = model.mask_updates(phase, sparsity);
+    let updates = dynamic.map_or(0, |(_, n)| n);
+    let update_step = match dynamic {
+        Some((d, n)) if n > 0 && d.method == DynamicMethod::Rigl => {
+            Some(step_on(config.with_dense_weight_gradients())?)
+        }
+        _ => None,
+    };
+    let update = update_step.as_ref().unwrap_or(&step);
+    let host = match dynamic {
+        Some((d, _)) => mask_update_cost(model, fabric, config, d, flops.steps),
+        None => MaskUpdateCost::default(),
     };
     // Every phase starts by loading its program (code and routes) into every PE through the
     // wafer's I/O: a fixed cost a FLOP count never sees.
     let load = program_load_cycles(fabric);
     let last_cycles = last.as_ref().map_or(0, |l| l.cycles);
+    let regular_steps = full_steps - updates;
     check_phase_cycles(
         model,
         fabric,
         phase,
-        full_steps,
-        step.cycles,
+        (regular_steps, step.cycles),
+        (updates, update.cycles, host.cycles),
         last_cycles,
         load,
     )?;
-    let mut breakdown = step.breakdown.times(full_steps);
-    let mut busy = step.pe_utilization_mean * (full_steps * step.cycles) as f64;
+    let mut fixed = Breakdown {
+        overhead: load,
+        ..Breakdown::default()
+    };
+    let mut busy = 0.0;
     if let Some(last) = &last {
-        breakdown = breakdown + last.breakdown;
+        fixed = fixed + last.breakdown;
         busy += last.pe_utilization_mean * last.cycles as f64;
     }
-    breakdown.overhead += load;
+    let mut breakdown =
+        step.breakdown.times(regular_steps) + update.breakdown.times(updates) + fixed;
+    breakdown.mask_update = host.cycles;
     let cycles = breakdown.total();
+    busy += step.pe_utilization_mean * (regular_steps * step.cycles) as f64
+        + update.pe_utilization_mean * (updates * update.cycles) as f64;
+    let dynamic = dynamic.map(|(d, _)| {
+        // The same phase with static masks: every full step a regular one, no server work.
+        let static_cycles = (step.breakdown.times(full_steps) + fixed).total();
+        let extra_flops = updates as u128 * (update.flops_executed - step.flops_executed);
+        let static_flops_executed = flops.flops_executed - extra_flops;
+        DynamicPhase {
+            method: d.method,
+            update_every: d.update_every,
+            drop_fraction: d.drop_fraction,
+            end_fraction: d.end_fraction,
+            mask_updates: updates,
+            weights_moved: host.weights_moved,
+            step_cycles: step.cycles,
+            update_step_cycles: update.cycles,
+            mask_update_elements: host.elements,
+            mask_update_cycles: host.cycles,
+            static_cycles,
+            static_flops_executed,
+            static_theoretical_speedup: flops.flops_dense as f64
+                / static_flops_executed.max(1) as f64,
+            // Against the dense run, once `run_recipe` has it.
+            static_simulated_speedup: 1.0,
+            static_total_cycles: 0,
+            static_total_theoretical_speedup: 1.0,
+            static_total_simulated_speedup: 1.0,
+        }
+    });
     let result = PhaseResult {
         phase,
         sparsity,
@@ -258,6 +323,7 @@ fn run_phase(
         simulated_speedup: 1.0,
         pe_utilization_mean: busy / cycles.max(1) as f64,
         breakdown,
+        dynamic,
     };
     Ok((result, step))
 }
@@ -265,21 +331,27 @@ fn run_phase(
 /// Most cycles a phase, and a run's phases together, may count: what u64 holds.
 const MAX_RUN_CYCLES: u128 = u64::MAX as u128;
 
-/// Refuses a phase whose cycles would pass [`MAX_RUN_CYCLES`], before they are multiplied out.
+/// Refuses a phase whose cycles would pass [`MAX_RUN_CYCLES`], before they are multiplied out:
+/// `regular` steps of some cycles, `updates` mask-update steps of some cycles and the servers'
+/// cycles for them, the partial last step and the program load.
 fn check_phase_cycles(
     model: &ModelSpec,
     fabric: &FabricSpec,
     phase: Phase,
-    full_steps: u64,
-    step_cycles: u64,
+    (regular, step_cycles): (u64, u64),
+    (updates, update_cycles, server_cycles): (u64, u64, u64),
     last_cycles: u64,
     load_cycles: u64,
 ) -> Result<()> {
-    let cycles =
-        full_steps as u128 * step_cycles as u128 + last_cycles as u128 + load_cycles as u128;
+    let cycles = regular as u128 * step_cycles as u128
+        + updates as u128 * update_cycles as u128
+        + server_cycles as u128
+        + last_cycles as u128
+        + load_cycles as u128;
     if cycles <= MAX_RUN_CYCLES {
         return Ok(());
     }
+    let full_steps = regular + updates;
     Err(Error::Input(format!(
         "{} on {}: the {} phase would take {cycles} cycles ({full_steps} steps of {step_cycles} \
          and a program load of {load_cycles}), more than the 2^64 a run may count; its \
@@ -364,7 +436,7 @@ pub fn gap_shares(
 
 /// The categories the gap is told in: compute (sparse and dense together), then the rest; by
 /// their machine keys (`category_label` names them for tables).
-pub fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 7] {
+pub fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 8] {
     [
         ("compute", b.sparse_compute + b.dense_compute),
         ("reduction", b.reduction),
@@ -373,6 +445,7 @@ pub fn gap_categories(b: &Breakdown) -> [(&'static str, u64); 7] {
         ("overhead", b.overhead),
         ("recompute", b.recompute),
         ("data_parallel", b.data_parallel),
+        ("mask_update", b.mask_update),
     ]
 }
 
@@ -385,6 +458,7 @@ pub fn category_label(key: &str) -> &'static str {
         "imbalance" => "imbalance",
         "overhead" => "overhead",
         "recompute" => "recompute",
+        "mask_update" => "mask update",
         _ => "data parallel",
     }
 }
@@ -393,7 +467,7 @@ pub fn category_label(key: &str) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FasterThanFlops {
     /// A machine key: `compute`, `reduction`, `io`, `imbalance`, `overhead`, `recompute`,
-    /// `data_parallel`.
+    /// `data_parallel`, `mask_update`.
     pub category: &'static str,
     /// How tables name it (`I/O`, `data parallel`).
     pub label: &'static str,

@@ -44,6 +44,11 @@ pub struct Breakdown {
     /// (`cost::data_parallel_cost`); 0 on one system.
     #[serde(rename = "data_parallel_cycles")]
     pub data_parallel: u64,
+    /// With dynamic sparse training (`recipe.dynamic`): the weight servers' mask updates the
+    /// wafer waits for (`schedule::mask_update_cycles`); 0 in a step and with static masks. A
+    /// RigL update step's dense weight gradients are in the other categories.
+    #[serde(rename = "mask_update_cycles", default)]
+    pub mask_update: u64,
 }
 
 impl Breakdown {
@@ -56,6 +61,7 @@ impl Breakdown {
             + self.overhead
             + self.recompute
             + self.data_parallel
+            + self.mask_update
     }
 
     fn add_op(&mut self, op: &OpPlan, io_wait: u64, times: u64) {
@@ -86,10 +92,12 @@ impl Breakdown {
             overhead: self.overhead * times,
             recompute: self.recompute * times,
             data_parallel: self.data_parallel * times,
+            mask_update: self.mask_update * times,
         }
     }
 
-    /// (name, cycles) pairs in a fixed order, for tables.
+    /// (name, cycles) pairs of a step's categories in a fixed order, for tables: every one but
+    /// `mask_update`, which a phase has and a step never does.
     pub fn entries(&self) -> [(&'static str, u64); 8] {
         [
             ("sparse compute", self.sparse_compute),
@@ -117,6 +125,7 @@ impl std::ops::Add for Breakdown {
             overhead: self.overhead + b.overhead,
             recompute: self.recompute + b.recompute,
             data_parallel: self.data_parallel + b.data_parallel,
+            mask_update: self.mask_update + b.mask_update,
         }
     }
 }

@@ -90,6 +90,10 @@ pub struct ClusterSpec {
     pub swarmx_reduce_bits_per_second: u64,
     /// Latency one level of the tree adds to a stream, in nanoseconds.
     pub swarmx_level_latency_ns: u64,
+    /// Elements per second at which the weight servers (MemoryX) update a dynamic sparse
+    /// training mask (`recipe.dynamic`): each element of a sparse weight scored, selected or
+    /// re-packed once (`schedule::mask_update_elements`). The wafer waits for the update.
+    pub memoryx_mask_update_elements_per_second: u64,
 }
 
 /// Keys the spec had and no longer has, with why: a file that still sets one is refused with
@@ -323,6 +327,12 @@ impl ClusterSpec {
             self.swarmx_level_latency_ns,
             1_000_000_000,
             "nanoseconds (one second per tree level)",
+        )?;
+        c.range(
+            "cluster.memoryx_mask_update_elements_per_second",
+            self.memoryx_mask_update_elements_per_second,
+            1,
+            1 << 60,
         )
     }
 }

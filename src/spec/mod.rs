@@ -5,6 +5,7 @@
 //! message naming the file, the key, the value and what is allowed. Nothing downstream re-checks.
 
 mod builtin;
+mod dynamic;
 mod fabric;
 mod model;
 mod validate;
@@ -12,6 +13,10 @@ mod validate;
 pub use builtin::{
     builtin_fabrics, builtin_models, is_builtin_fabric, is_builtin_model, load_fabric, load_model,
     read_fabric, read_model, sha256_hex, sha256_hex_of, Provenance, SpecSources, SpecText, BUILTIN,
+};
+pub use dynamic::{
+    check_fraction, DynamicMethod, DynamicSpec, DEFAULT_DROP_FRACTION, DEFAULT_END_FRACTION,
+    DEFAULT_UPDATE_EVERY, MAX_UPDATE_EVERY,
 };
 pub use fabric::{
     ClockSpec, ClusterSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec,

@@ -154,6 +154,10 @@ pub struct Recipe {
     #[serde(skip)]
     #[schemars(skip)]
     pub masks: Option<std::sync::Arc<crate::masks::MaskSet>>,
+    /// Dynamic sparse training in pre-training (`[recipe.dynamic]`, `--dynamic`): the masks
+    /// change every `update_every` steps. Absent: static masks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<super::DynamicSpec>,
     pub optimizer_flops_per_param: u64,
     pub pretrain: PretrainSpec,
     pub finetune: FinetuneSpec,
@@ -274,6 +278,17 @@ impl ModelSpec {
     pub fn phase_steps(&self, phase: Phase) -> u64 {
         self.phase_sequences(phase)
             .div_ceil(self.phase_batch_sequences(phase))
+    }
+
+    /// The recipe's dynamic sparse training and how many mask updates it makes in `phase` at
+    /// `sparsity`: only sparse pre-training changes its masks (`None` otherwise, and without
+    /// `recipe.dynamic`). The count may be 0 (an interval past the phase's stop).
+    pub fn mask_updates(&self, phase: Phase, sparsity: f64) -> Option<(super::DynamicSpec, u64)> {
+        let dynamic = self.recipe.dynamic?;
+        if phase != Phase::Pretrain || sparsity == 0.0 || self.recipe.sparse_weights.is_empty() {
+            return None;
+        }
+        Some((dynamic, dynamic.updates(self.phase_steps(phase))))
     }
 }
 
@@ -462,6 +477,10 @@ impl Recipe {
             self.check_masks_weights(&origin, s)?;
             let pattern_origin = format!("{}: key `recipe.pattern`", c.origin);
             self.check_pattern(&pattern_origin, self.pattern, s, arch)?;
+        }
+        if let Some(dynamic) = &self.dynamic {
+            dynamic.validate(c)?;
+            dynamic.check_pattern(&format!("{}: key `recipe.dynamic`", c.origin), self.pattern)?;
         }
         let mut seen = Vec::new();
         for w in &self.sparse_weights {

@@ -555,6 +555,11 @@ fn overridden<T: serde::de::DeserializeOwned>(
     Ok(spec)
 }
 
+/// Tables a model file may leave out, whose keys a sweep may still set: the override makes the
+/// table, and any of its keys may be set (the spec's parse refuses an unknown one, and a
+/// required one left out).
+const OPTIONAL_TABLES: [&str; 1] = ["recipe.dynamic"];
+
 fn set_dotted(
     table: &mut toml::Table,
     key: &str,
@@ -562,14 +567,18 @@ fn set_dotted(
 ) -> std::result::Result<(), String> {
     let mut parts: Vec<&str> = key.split('.').collect();
     let leaf = parts.pop().ok_or("empty key")?;
+    let optional = OPTIONAL_TABLES.contains(&parts.join(".").as_str());
     let mut current = table;
-    for part in parts {
+    for (i, part) in parts.iter().enumerate() {
+        if optional && i + 1 == parts.len() && !current.contains_key(*part) {
+            current.insert(part.to_string(), toml::Value::Table(toml::Table::new()));
+        }
         current = current
-            .get_mut(part)
+            .get_mut(*part)
             .and_then(toml::Value::as_table_mut)
             .ok_or_else(|| format!("it has no table `{part}`"))?;
     }
-    if !current.contains_key(leaf) {
+    if !optional && !current.contains_key(leaf) {
         return Err(format!("it has no key `{leaf}` there"));
     }
     current.insert(leaf.to_string(), value);

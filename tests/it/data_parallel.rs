@@ -205,7 +205,7 @@ fn train_on_two_systems_reports_them_and_their_throughput() {
         .lines()
         .next()
         .unwrap()
-        .ends_with(",data_parallel_cycles"));
+        .ends_with(",data_parallel_cycles,mask_update_cycles"));
     let (code, table, err) = run_cli(&[
         "train",
         "gpt-tiny",

@@ -19,7 +19,7 @@ const HOST_FIELDS: [&str; 4] = [
 
 /// The JSON document with every host-side field removed, one top-level field a line and one
 /// line per element of a top-level list (a check, an op), so a diff names what moved.
-fn simulated_only(mut doc: Value) -> String {
+pub(crate) fn simulated_only(mut doc: Value) -> String {
     strip_host_fields(&mut doc);
     let Value::Object(fields) = doc else {
         panic!("a report is a JSON object")

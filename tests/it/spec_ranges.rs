@@ -37,6 +37,7 @@ const FABRIC_KEYS: &[&str] = &[
     "swarmx_fan_out",
     "swarmx_reduce_bits_per_second",
     "swarmx_level_latency_ns",
+    "memoryx_mask_update_elements_per_second",
 ];
 
 const MODEL_KEYS: &[&str] = &[

@@ -174,6 +174,24 @@ def test_masks_from_a_folder_of_npy_files_equal_the_command_line(tmp_path):
         wafersim.step("gpt-tiny", fabric="mini", masks=[tmp_path, tmp_path])
 
 
+def test_dynamic_sparse_training_equals_the_command_line():
+    trained = wafersim.train("gpt-tiny", fabric="mini", dynamic="rigl", update_every=10,
+                             drop=0.5)
+    expected, _ = cli("train", "gpt-tiny", "--fabric", "mini", "--dynamic", "rigl",
+                      "--update-every", "10", "--drop", "0.5", "--json")
+    assert differences(trained.data, expected) == []
+    assert trained["dynamic"] == {"method": "rigl", "update_every": 10, "drop_fraction": 0.5,
+                                  "end_fraction": 0.75}
+    # 1,024 steps, updates after 10, 20, ..., 760: below 75% of them.
+    dynamic = [run["dynamic"] for run in trained["runs"] if "dynamic" in run]
+    assert [d["mask_updates"] for d in dynamic] == [76, 76]
+    assert all(d["static_cycles"] < d["static_total_cycles"] for d in dynamic)
+    flops = wafersim.flops("gpt-tiny", dynamic="set", update_every=10)
+    assert flops["dynamic"]["method"] == "set"
+    with pytest.raises(wafersim.InputError, match="--drop"):
+        wafersim.train("gpt-tiny", fabric="mini", drop=0.3)
+
+
 def test_command_tables_load_numeric():
     step = wafersim.step("gpt-tiny", fabric="mini", sparsity=0.5).to_pandas()
     ops = step["ops"]

@@ -154,7 +154,8 @@ def test_report_json_loads_with_read_json_and_json_normalize(out):
     assert int(totals["flops_dense_exact"][0]) > 2**64
     gap = pd.json_normalize(report["runs"], record_path="gap", meta=["run_sparsity"])
     assert set(gap["category"]) == {
-        "compute", "reduction", "io", "imbalance", "overhead", "recompute", "data_parallel"
+        "compute", "reduction", "io", "imbalance", "overhead", "recompute", "data_parallel",
+        "mask_update"
     }
     assert set(gap.loc[gap["category"] == "io", "label"]) == {"I/O"}
 
