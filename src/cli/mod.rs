@@ -459,8 +459,7 @@ fn step_pictures(
         model.name,
         fabric.name,
         args.phase.name(),
-        // A file's masks have any mean: four decimals are what a reader compares.
-        (result.plan.config.sparsity * 1e4).round() / 1e4
+        crate::report::shown_sparsity(result.plan.config.sparsity)
     );
     if let Some(path) = &args.heatmap {
         let (grid, cycles, what, scale) = match &args.heatmap_op {

@@ -160,7 +160,9 @@ impl Trained {
         let traced = runs.last().expect("the dense run at least");
         let title = format!(
             "{} on {}: one pre-training step at sparsity {}",
-            model.name, fabric.name, traced.sparsity
+            model.name,
+            fabric.name,
+            crate::report::shown_sparsity(traced.sparsity)
         );
         let trace = step_trace(&traced.pretrain_step, fabric.clock.clock_hz, &title);
         let trace = serde_json::to_string(&trace).map_err(json_error)?;

@@ -90,7 +90,7 @@ impl MaskSet {
             tensor::read_safetensors(path)?
         } else {
             return Err(Error::Input(format!(
-                "--masks {path}: no such file or folder (a .safetensors file or a folder of .npy \
+                "{path}: no such file or folder (a .safetensors file or a folder of .npy \
                  files, one 0/1 tensor per sparse weight)"
             )));
         };
@@ -230,11 +230,9 @@ impl MaskSet {
             )));
         }
         let masks = MaskSet::read(path, model).map_err(|e| match e {
-            // The file's own errors, named as the user gave the file.
-            Error::Input(why) if !named.starts_with("--masks") => {
-                let why = why
-                    .strip_prefix(&format!("--masks {path}: "))
-                    .unwrap_or(&why);
+            // The file's own errors (each starts with the path), named as the user gave it.
+            Error::Input(why) => {
+                let why = why.strip_prefix(&format!("{path}: ")).unwrap_or(&why);
                 Error::Input(format!("{named}: {why}"))
             }
             e => e,

@@ -231,12 +231,12 @@ fn pack_line(elem: Elem, data: &[u8], words: &mut [u64]) -> std::result::Result<
 
 /// The tensors of a safetensors file and the file's SHA-256.
 pub(super) fn read_safetensors(path: &str) -> Result<(Vec<Tensor>, String)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("--masks {path}: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Input(format!("{path}: {e}")))?;
     let sha256 = sha256_hex(&bytes);
     let bytes = Arc::new(bytes);
     let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
         Error::Input(format!(
-            "--masks {path}: not a safetensors file ({e}); give a .safetensors file or a folder \
+            "{path}: not a safetensors file ({e}); give a .safetensors file or a folder \
              of .npy files"
         ))
     })?;
@@ -288,7 +288,7 @@ pub(super) fn read_safetensors(path: &str) -> Result<(Vec<Tensor>, String)> {
 /// The tensors of a folder's `.npy` files (each named by its file's stem) and the folder's
 /// SHA-256: of every file's name and SHA-256, one per line, in name order.
 pub(super) fn read_npy_folder(path: &str) -> Result<(Vec<Tensor>, String)> {
-    let refuse = |what: String| Error::Input(format!("--masks {path}: {what}"));
+    let refuse = |what: String| Error::Input(format!("{path}: {what}"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| refuse(e.to_string()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))

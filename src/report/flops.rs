@@ -262,6 +262,6 @@ pub(crate) fn run_label(sparsity: f64) -> String {
     if sparsity == 0.0 {
         "dense".to_string()
     } else {
-        format!("s={sparsity}")
+        format!("s={}", super::table::shown_sparsity(sparsity))
     }
 }

@@ -34,6 +34,6 @@ pub use pictures::{
     HeatmapKind, HeatmapScale,
 };
 pub use step::{AgainstDense, MasksFile, StepReport};
-pub use table::{duration, si, thousands, Table};
+pub use table::{duration, shown_sparsity, si, thousands, Table};
 pub use trace::{kernel_trace, step_trace};
 pub use train::{ops_csv, GapShare, PhaseFigures, TrainPhase, TrainReport, TrainRun};

@@ -109,7 +109,7 @@ pub fn draw_heatmap(
         if run.sparsity == 0.0 {
             "dense".to_string()
         } else {
-            format!("sparsity {}", run.sparsity)
+            format!("sparsity {}", super::table::shown_sparsity(run.sparsity))
         }
     );
     let busy = |r: &RunCounters| {
@@ -488,7 +488,7 @@ fn gap_waterfall(run: &SavedRun) -> Waterfall {
     Waterfall {
         title: format!(
             "s = {}: the FLOPs promise {theory:.2}x, the wafer gives {simulated:.2}x",
-            run.sparsity
+            super::table::shown_sparsity(run.sparsity)
         ),
         y_label: "speedup over dense (x)".into(),
         base: 1.0,

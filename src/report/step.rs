@@ -301,7 +301,7 @@ impl StepReport {
             self.model,
             self.fabric,
             self.phase.name(),
-            self.sparsity,
+            super::table::shown_sparsity(self.sparsity),
             mask_words(self.mask, self.levels, self.masks_file.as_ref())
         );
         out += &unvalidated_warning(&self.fabric, &self.unvalidated_keys).unwrap_or_default();

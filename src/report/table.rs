@@ -73,6 +73,12 @@ impl Table {
 }
 
 /// A number with an SI prefix and 3 significant digits: `7.62 G`, `1.21 E`.
+/// A sparsity as tables and titles show it: four decimals at most (a mask file's mean has any
+/// number of digits; four are what a reader compares).
+pub fn shown_sparsity(sparsity: f64) -> f64 {
+    (sparsity * 1e4).round() / 1e4
+}
+
 pub fn si(value: f64, unit: &str) -> String {
     const PREFIXES: [(f64, &str); 7] = [
         (1e21, "Z"),

@@ -365,7 +365,7 @@ impl TrainReport {
                 out,
                 "  s={}: {:.2}x on the masked weights -> {:.2}x by FLOPs (Amdahl: {:.0}% of the FLOPs stay dense) \
                  -> {:.2}x simulated. Beyond the FLOPs: {}",
-                run.run_sparsity,
+                super::table::shown_sparsity(run.run_sparsity),
                 1.0 / (1.0 - run.run_sparsity),
                 run.total.theoretical_speedup,
                 100.0 * (1.0 - self.masked_flops_share),
@@ -427,7 +427,7 @@ impl TrainReport {
                 "  s={}: {} updates; pre-training {} static -> {} dynamic ({:+.2}%: {on_wafer}, \
                  mask updates on the weight servers {}); whole recipe {:.2}x -> {:.2}x simulated, \
                  {:.2}x -> {:.2}x by FLOPs",
-                run.run_sparsity,
+                super::table::shown_sparsity(run.run_sparsity),
                 thousands(d.mask_updates as u128),
                 duration(d.static_cycles as f64 / clock),
                 duration(pretrain.seconds),
