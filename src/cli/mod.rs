@@ -314,7 +314,7 @@ pub(crate) fn recipe_sparsities(
 ) -> Result<(Vec<f64>, String)> {
     let (mask, levels, masks) = (masking.mask, masking.levels, masking.masks.as_deref());
     let pattern_origin = take_mask_flags(model, model_name, mask, levels);
-    take_dynamic_flags(model, model_name, masking)?;
+    let dynamic_origin = take_dynamic_flags(model, model_name, masking)?;
     let pattern = model.recipe.pattern;
     let (sparsities, origin) = match (given, mask.and(pattern.implied_sparsity())) {
         _ if masks.is_some() => {
@@ -329,6 +329,7 @@ pub(crate) fn recipe_sparsities(
             format!("{model_name}: recipe.sparsities"),
         ),
     };
+    model.check_dynamic(&dynamic_origin)?;
     let pattern = model.recipe.pattern;
     for &s in &sparsities {
         model.recipe.check_masks_weights(&origin, s)?;
@@ -340,13 +341,13 @@ pub(crate) fn recipe_sparsities(
 }
 
 /// `--dynamic`, `--update-every`, `--drop` and `--end` put in the recipe's `dynamic`; refused,
-/// naming the flag or the key, where a schedule flag has no method to apply to, or the
-/// recipe's mask pattern cannot be trained dynamically.
+/// naming the flag, where a schedule flag has no method to apply to. Returns where the
+/// schedule came from, for `ModelSpec::check_dynamic` once the masks are in the recipe.
 pub(crate) fn take_dynamic_flags(
     model: &mut crate::spec::ModelSpec,
     model_name: &str,
     masking: &args::RecipeMasks,
-) -> Result<()> {
+) -> Result<String> {
     use crate::spec::{DynamicMethod, DynamicSpec};
     let recipe = &mut model.recipe;
     let origin = match masking.dynamic {
@@ -381,12 +382,12 @@ pub(crate) fn take_dynamic_flags(
                 }
             )));
         }
-        return Ok(());
+        return Ok(origin);
     };
     dynamic.update_every = masking.update_every.unwrap_or(dynamic.update_every);
     dynamic.drop_fraction = masking.drop.unwrap_or(dynamic.drop_fraction);
     dynamic.end_fraction = masking.end.unwrap_or(dynamic.end_fraction);
-    dynamic.check_pattern(&origin, recipe.pattern)
+    Ok(origin)
 }
 
 /// `--mask` and `--levels` put in the recipe; returns where its pattern came from, for errors

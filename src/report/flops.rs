@@ -185,7 +185,8 @@ impl FlopsReport {
                 .unwrap_or(0);
             let rigl = match d.method {
                 crate::spec::DynamicMethod::Rigl => {
-                    ", each update step computing the sparse weights' gradients dense (in FLOP exec)"
+                    ", each update step computing the sparse weights' gradients dense (in FLOP \
+                     exec; FLOP/token exec is a regular step's)"
                 }
                 crate::spec::DynamicMethod::Set => "",
             };

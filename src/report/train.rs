@@ -202,7 +202,7 @@ pub struct TrainPhase {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GapShare {
     /// A machine key: `compute`, `reduction`, `io`, `imbalance`, `overhead`, `recompute`,
-    /// `data_parallel`.
+    /// `data_parallel`, `mask_update`.
     pub category: String,
     /// How tables name it (`I/O`, `data parallel`).
     pub label: String,
@@ -410,6 +410,9 @@ impl TrainReport {
             spec.drop_fraction
         );
         let clock = self.clock_hz as f64;
+        if self.runs.iter().all(|r| r.dynamic.is_none()) {
+            out += "  no sparse run: the schedule changes no mask\n";
+        }
         for run in &self.runs {
             let Some(d) = &run.dynamic else { continue };
             let pretrain = &run.phases[0];

@@ -22,17 +22,13 @@
 //! train. A drawn random mask stays a random mask by this account; a mask read from a file keeps
 //! its per-PE counts.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::graph::{OpKind, Pass, StepConfig, StepGraph};
-use crate::spec::{DynamicMethod, DynamicSpec, FabricSpec, ModelSpec};
-
-/// One sparse weight as a mask update sees it.
-#[derive(Debug, Clone, Copy)]
-struct MaskedWeight {
-    elements: u64,
-    nonzeros: u64,
-}
+use crate::spec::{DynamicMethod, DynamicSpec, FabricSpec, ModelSpec, MAX_MASK_UPDATES};
 
 /// What the weight servers do over a phase's mask updates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,46 +45,73 @@ pub struct MaskUpdateCost {
 
 /// The weight servers' work over the mask updates of a phase of `steps` steps whose step is
 /// `config`: per update and sparse weight, `nnz` magnitudes to select the dropped from, then
-/// the regrowth's candidates (SET: as many zeros as dropped; RigL: every zero).
+/// the regrowth's candidates (SET: as many zeros as dropped; RigL: every zero). A weight with
+/// no zero (a layer ERK leaves dense) has nothing to regrow into and is not updated. Refused
+/// where a total passes what a run may count (2^64), naming the fabric key that makes it so.
 pub fn mask_update_cost(
     model: &ModelSpec,
     fabric: &FabricSpec,
     config: StepConfig,
     dynamic: DynamicSpec,
     steps: u64,
-) -> MaskUpdateCost {
-    let weights: Vec<MaskedWeight> = StepGraph::build(model, config)
+) -> Result<MaskUpdateCost> {
+    // Weights of one shape and count update alike: (elements, non-zeros) -> how many.
+    let mut weights: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for w in StepGraph::build(model, config)
         .ops()
         .filter(|op| op.kind == OpKind::Linear && op.pass == Pass::Forward)
         .filter_map(|op| op.weight.as_ref())
-        .filter(|w| w.sparse)
-        .map(|w| MaskedWeight {
-            elements: w.elements(),
-            nonzeros: w.nonzeros,
-        })
-        .collect();
+        .filter(|w| w.sparse && w.nonzeros < w.elements())
+    {
+        *weights.entry((w.elements(), w.nonzeros)).or_default() += 1;
+    }
+    if dynamic.updates(steps) > MAX_MASK_UPDATES {
+        return Err(Error::Input(format!(
+            "{}: {} mask updates in pre-training, more than the {MAX_MASK_UPDATES} a run may \
+             price; update less often",
+            model.name,
+            dynamic.updates(steps)
+        )));
+    }
     let rate = fabric.cluster.memoryx_mask_update_elements_per_second as u128;
     let clock = fabric.clock.clock_hz as u128;
-    let mut cost = MaskUpdateCost::default();
+    let (mut moved_all, mut elements_all, mut cycles_all) = (0u128, 0u128, 0u128);
+    let mut updates = 0;
     for t in dynamic.update_steps(steps) {
         let fraction = dynamic.drop_fraction_at(t, steps);
-        let mut elements = 0u64;
-        for w in &weights {
-            let zeros = w.elements - w.nonzeros;
+        let mut elements = 0u128;
+        for (&(all, nnz), &count) in &weights {
+            let zeros = all - nnz;
             // As many regrown as dropped: no more than the zeros there are to regrow into.
-            let moved = ((fraction * w.nonzeros as f64).round() as u64).min(zeros);
-            cost.weights_moved += moved;
-            elements += w.nonzeros
+            let moved = ((fraction * nnz as f64).round() as u64).min(zeros);
+            moved_all += moved as u128 * count as u128;
+            let scored = nnz
                 + match dynamic.method {
                     DynamicMethod::Set => moved,
                     DynamicMethod::Rigl => zeros,
                 };
+            elements += scored as u128 * count as u128;
         }
-        cost.updates += 1;
-        cost.elements += elements;
-        cost.cycles += (elements as u128 * clock).div_ceil(rate) as u64;
+        updates += 1;
+        elements_all += elements;
+        cycles_all += (elements * clock).div_ceil(rate);
     }
-    cost
+    let fits = |n: u128| u64::try_from(n).ok();
+    match (fits(moved_all), fits(elements_all), fits(cycles_all)) {
+        (Some(weights_moved), Some(elements), Some(cycles)) => Ok(MaskUpdateCost {
+            updates,
+            weights_moved,
+            elements,
+            cycles,
+        }),
+        _ => Err(Error::Input(format!(
+            "{} on {}: the weight servers' {updates} mask updates would take {cycles_all} \
+             cycles ({elements_all} elements), more than the 2^64 a run may count; the fabric's \
+             cluster.memoryx_mask_update_elements_per_second = {} updates that slowly, or \
+             --update-every is that short",
+            model.name, fabric.name, fabric.cluster.memoryx_mask_update_elements_per_second
+        ))),
+    }
 }
 
 /// What dynamic sparse training did to a run's pre-training, beside the same phase with static

@@ -248,7 +248,7 @@ fn run_phase(
     };
     let update = update_step.as_ref().unwrap_or(&step);
     let host = match dynamic {
-        Some((d, _)) => mask_update_cost(model, fabric, config, d, flops.steps),
+        Some((d, _)) => mask_update_cost(model, fabric, config, d, flops.steps)?,
         None => MaskUpdateCost::default(),
     };
     // Every phase starts by loading its program (code and routes) into every PE through the
@@ -351,9 +351,16 @@ fn check_phase_cycles(
     if cycles <= MAX_RUN_CYCLES {
         return Ok(());
     }
-    let full_steps = regular + updates;
+    let dynamic = match updates {
+        0 => String::new(),
+        _ => format!(
+            ", {updates} mask-update steps of {update_cycles} and {server_cycles} cycles of the \
+             weight servers' mask updates (cluster.memoryx_mask_update_elements_per_second = {})",
+            fabric.cluster.memoryx_mask_update_elements_per_second
+        ),
+    };
     Err(Error::Input(format!(
-        "{} on {}: the {} phase would take {cycles} cycles ({full_steps} steps of {step_cycles} \
+        "{} on {}: the {} phase would take {cycles} cycles ({regular} steps of {step_cycles}{dynamic} \
          and a program load of {load_cycles}), more than the 2^64 a run may count; its \
          recipe keys ask for that many steps, or its fabric's io.wafer_io_bits_per_second = {} \
          streams that slowly",

@@ -45,7 +45,7 @@ pub struct Breakdown {
     #[serde(rename = "data_parallel_cycles")]
     pub data_parallel: u64,
     /// With dynamic sparse training (`recipe.dynamic`): the weight servers' mask updates the
-    /// wafer waits for (`schedule::mask_update_cycles`); 0 in a step and with static masks. A
+    /// wafer waits for (`schedule::mask_update_cost`); 0 in a step and with static masks. A
     /// RigL update step's dense weight gradients are in the other categories.
     #[serde(rename = "mask_update_cycles", default)]
     pub mask_update: u64,

@@ -94,6 +94,11 @@ fn default_end_fraction() -> f64 {
     DEFAULT_END_FRACTION
 }
 
+/// The most mask updates a phase may make: each is priced update by update, and a run of more
+/// (an interval of a few steps over hundreds of millions) would take minutes to price for a
+/// schedule no one trains.
+pub const MAX_MASK_UPDATES: u64 = 1_000_000;
+
 /// The longest update interval a recipe may give: far beyond any phase's steps (an interval
 /// longer than the phase gives no update: the static run).
 pub const MAX_UPDATE_EVERY: u64 = 1 << 50;
@@ -110,9 +115,16 @@ impl DynamicSpec {
     }
 
     /// `T_end` of a phase of `steps` steps: `⌈end_fraction · steps⌉` (Cerebras' 3584 for 75% of
-    /// 4,778).
+    /// 4,778). A product within a billionth of a whole number is that number: 0.55 × 100 is
+    /// 55.000000000000007 in binary, and its stop is 55, not 56.
     pub fn stop_step(&self, steps: u64) -> u64 {
-        (self.end_fraction * steps as f64).ceil() as u64
+        let product = self.end_fraction * steps as f64;
+        let whole = product.round();
+        if (product - whole).abs() <= 1e-9 * whole.max(1.0) {
+            whole as u64
+        } else {
+            product.ceil() as u64
+        }
     }
 
     /// The steps after which the mask is updated: every multiple of `update_every` below
@@ -164,8 +176,8 @@ impl DynamicSpec {
             Pattern::Random | Pattern::Skewed { .. } => Ok(()),
             _ => Err(Error::input(format!(
                 "{origin}: dynamic sparse training ({}) regrows single weights, which a {pattern} \
-                 mask cannot keep; use it with random or skewed masks (or masks from a file), \
-                 or train {pattern} static",
+                 mask cannot keep; use it with random or skewed masks (--mask, or masks from a \
+                 file), or train {pattern} with static masks (--dynamic static)",
                 self.method.label()
             ))),
         }
@@ -200,6 +212,25 @@ mod tests {
         assert_eq!(rigl.drop_fraction_at(0, 4778), 0.3);
         assert!((rigl.drop_fraction_at(1792, 4778) - 0.15).abs() < 1e-12);
         assert!(rigl.drop_fraction_at(3584, 4778).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_stop_on_a_whole_step_is_that_step() {
+        let set = DynamicSpec {
+            update_every: 55,
+            end_fraction: 0.55,
+            ..DynamicSpec::with_defaults(DynamicMethod::Set)
+        };
+        assert_eq!(set.stop_step(100), 55);
+        assert_eq!(set.updates(100), 0);
+        assert_eq!(
+            DynamicSpec {
+                end_fraction: 0.555,
+                ..set
+            }
+            .stop_step(100),
+            56
+        );
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub struct ClusterSpec {
     /// Latency one level of the tree adds to a stream, in nanoseconds.
     pub swarmx_level_latency_ns: u64,
     /// Elements per second at which the weight servers (MemoryX) update a dynamic sparse
-    /// training mask (`recipe.dynamic`): each element of a sparse weight scored, selected or
-    /// re-packed once (`schedule::mask_update_elements`). The wafer waits for the update.
+    /// training mask (`recipe.dynamic`): each element of a sparse weight scored or
+    /// selected once (`schedule::mask_update_cost`). The wafer waits for the update.
     pub memoryx_mask_update_elements_per_second: u64,
 }
 

@@ -16,7 +16,7 @@ pub use builtin::{
 };
 pub use dynamic::{
     check_fraction, DynamicMethod, DynamicSpec, DEFAULT_DROP_FRACTION, DEFAULT_END_FRACTION,
-    DEFAULT_UPDATE_EVERY, MAX_UPDATE_EVERY,
+    DEFAULT_UPDATE_EVERY, MAX_MASK_UPDATES, MAX_UPDATE_EVERY,
 };
 pub use fabric::{
     ClockSpec, ClusterSpec, FabricSpec, GeometrySpec, IoSpec, Packing, PeSpec, RouterSpec,

@@ -280,6 +280,32 @@ impl ModelSpec {
             .div_ceil(self.phase_batch_sequences(phase))
     }
 
+    /// Refuses the recipe's dynamic sparse training where it cannot run: on a mask pattern whose
+    /// structure single-weight regrowth would not keep (masks read from a file replace the
+    /// pattern), or with more than `MAX_MASK_UPDATES` updates in pre-training. `origin` names
+    /// where the schedule came from (a flag or a key); checked once the command line's flags
+    /// and mask files are in the recipe, so that they can still change either.
+    pub fn check_dynamic(&self, origin: &str) -> Result<()> {
+        let Some(dynamic) = &self.recipe.dynamic else {
+            return Ok(());
+        };
+        if self.recipe.masks.is_none() {
+            dynamic.check_pattern(origin, self.recipe.pattern)?;
+        }
+        let steps = self.phase_steps(Phase::Pretrain);
+        let updates = dynamic.updates(steps);
+        if updates > super::dynamic::MAX_MASK_UPDATES {
+            return Err(Error::input(format!(
+                "{origin}: an update every {} steps until {} of pre-training's {steps} steps is \
+                 {updates} mask updates, more than the {} a run may price; update less often",
+                dynamic.update_every,
+                dynamic.end_fraction,
+                super::dynamic::MAX_MASK_UPDATES
+            )));
+        }
+        Ok(())
+    }
+
     /// The recipe's dynamic sparse training and how many mask updates it makes in `phase` at
     /// `sparsity`: only sparse pre-training changes its masks (`None` otherwise, and without
     /// `recipe.dynamic`). The count may be 0 (an interval past the phase's stop).
@@ -480,7 +506,6 @@ impl Recipe {
         }
         if let Some(dynamic) = &self.dynamic {
             dynamic.validate(c)?;
-            dynamic.check_pattern(&format!("{}: key `recipe.dynamic`", c.origin), self.pattern)?;
         }
         let mut seen = Vec::new();
         for w in &self.sparse_weights {

@@ -345,6 +345,7 @@ fn work_estimate(spec: &SweepSpec, p: &ResolvedPoint, origin: &str) -> Result<u6
         p.point.sparsity,
         &model.architecture,
     )?;
+    model.check_dynamic(&format!("{sparsity_origin}: its `recipe.dynamic`"))?;
     let fabric = load_point_fabric(&p.point, &p.fabric, origin)?;
     if p.point.systems > fabric.cluster.systems_max {
         let index = spec.systems.iter().position(|&n| n == p.point.systems);
@@ -535,7 +536,7 @@ fn overridden<T: serde::de::DeserializeOwned>(
     parse_toml::<T>(&text.origin, &text.text)?;
     let mut table: toml::Table = parse_toml(&text.origin, &text.text)?;
     let mut spec = None;
-    for (key, value) in overrides {
+    for (i, (key, value)) in overrides.iter().enumerate() {
         let refused = |why: String| {
             Error::Input(format!(
                 "{origin}: override `{key}` = {value} on {who}: {why}"
@@ -547,10 +548,17 @@ fn overridden<T: serde::de::DeserializeOwned>(
         // A fabric override's key is the fabric file's after the prefix.
         let in_file = key.strip_prefix(FABRIC_PREFIX).unwrap_or(key);
         set_dotted(&mut table, in_file, parsed).map_err(refused)?;
-        let applied: T = toml::Value::Table(table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| refused(e.message().trim().replace('\n', " ")))?;
-        spec = Some(applied);
+        match toml::Value::Table(table.clone()).try_into::<T>() {
+            Ok(applied) => spec = Some(applied),
+            Err(e) => {
+                let why = e.message().trim().replace('\n', " ");
+                // A table the overrides make (`recipe.dynamic`) lacks its required keys until
+                // the override that sets them: only the last override's parse must succeed.
+                if i + 1 == overrides.len() || !why.starts_with("missing field") {
+                    return Err(refused(why));
+                }
+            }
+        }
     }
     Ok(spec)
 }

@@ -7,7 +7,7 @@ use wafersim::map::MapOptions;
 use wafersim::schedule::{program_load_cycles, run_recipe, run_step, RunResult};
 use wafersim::spec::{load_fabric, load_model, DynamicMethod, DynamicSpec, ModelSpec, Phase};
 
-use crate::common::{assert_golden, run_cli};
+use crate::common::{assert_golden, run_cli, run_sweep, temp_file};
 use crate::train::{fresh_folder, run_train_tiny};
 
 /// gpt-tiny: 2 layers of d 64, d_ff 256, every linear weight sparse; pre-training 1,024 steps of
@@ -257,4 +257,118 @@ fn bad_schedules_are_refused_before_any_file() {
         assert_eq!(code, 2, "{table}: {err}");
         assert!(err.contains(says), "{table}: {err}");
     }
+}
+
+/// What the review found: a fabric whose servers update that slowly, or a schedule of that many
+/// updates, is refused (exit 2, naming the key or flag) rather than overflowing or running for
+/// minutes; a model file's structured pattern with [recipe.dynamic] is refused unless a flag
+/// resolves it (`--dynamic static`, `--mask`, `--masks`), and a sweep may make the table with
+/// its keys in any order.
+#[test]
+fn schedules_no_run_can_price_are_refused_and_flags_resolve_a_files_conflict() {
+    let out = fresh_folder("dynamic-review");
+    let fabric = std::fs::read_to_string("fabric/mini.toml")
+        .unwrap()
+        .replace(
+            "memoryx_mask_update_elements_per_second = 200_000_000",
+            "memoryx_mask_update_elements_per_second = 1",
+        );
+    let slow = temp_file("dynamic-slow-fabric.toml", &fabric);
+    let model = std::fs::read_to_string("models/gpt-tiny.toml").unwrap();
+    let long = temp_file(
+        "dynamic-long-model.toml",
+        &model
+            .replace("tokens = 1_048_576", "tokens = 1_048_576_000")
+            .replace(
+                "batch_sequences = 8          # [A] 8 x 128",
+                "batch_sequences = 1 # 128",
+            ),
+    );
+    let out_flag = out.join("run");
+    let out_str = out_flag.to_str().unwrap();
+    let (slow_str, long_str) = (slow.to_str().unwrap(), long.to_str().unwrap());
+    let refused: [(&[&str], &str); 2] = [
+        (
+            &[
+                "train",
+                long_str,
+                "--fabric",
+                slow_str,
+                "--dynamic",
+                "rigl",
+                "--update-every",
+                "10",
+            ],
+            "cluster.memoryx_mask_update_elements_per_second = 1",
+        ),
+        (
+            &[
+                "train",
+                long_str,
+                "--fabric",
+                "mini",
+                "--dynamic",
+                "set",
+                "--update-every",
+                "1",
+            ],
+            "more than the 1000000 a run may price",
+        ),
+    ];
+    for (args, says) in refused {
+        let mut args = args.to_vec();
+        args.extend(["--out", out_str]);
+        let (code, _, err) = run_cli(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!out_flag.exists());
+    }
+    // block:4 in the file beside [recipe.dynamic]: refused as it is, resolved by a flag.
+    let blocks = temp_file(
+        "dynamic-block-model.toml",
+        &format!(
+            "{}\n[recipe.dynamic]\nmethod = \"rigl\"\n",
+            model.replace(
+                "sparse_weights = [",
+                "pattern = \"block:4\"\nsparse_weights = ["
+            )
+        ),
+    );
+    let masks = out.join("masks.safetensors");
+    crate::mask_files::write_tiny_random_masks(&masks);
+    let blocks_str = blocks.to_str().unwrap();
+    let base = [
+        "train", blocks_str, "--fabric", "mini", "--quiet", "--out", out_str,
+    ];
+    let (code, _, err) = run_cli(&base);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `recipe.dynamic`") && err.contains("--dynamic static"),
+        "{err}"
+    );
+    for flags in [
+        vec!["--dynamic", "static"],
+        vec!["--mask", "random"],
+        vec!["--masks", masks.to_str().unwrap()],
+    ] {
+        let mut args = base.to_vec();
+        args.extend(&flags);
+        let (code, _, err) = run_cli(&args);
+        assert_eq!(code, 0, "{flags:?}: {err}");
+    }
+    // A sweep's overrides make the table; `drop_fraction` sorts before `method`.
+    let spec = temp_file(
+        "dynamic-sweep.toml",
+        "models = [\"gpt-tiny\"]\nfabrics = [\"mini\"]\nsparsities = [0.75]\n[overrides]\n\
+         \"recipe.dynamic.method\" = [\"set\", \"rigl\"]\n\
+         \"recipe.dynamic.drop_fraction\" = [0.1, 0.5]\n\
+         \"recipe.dynamic.update_every\" = [10]\n",
+    );
+    let (code, _, err) = run_sweep(&spec, &out.join("sweep"));
+    assert_eq!(code, 0, "{err}");
+    let points = std::fs::read_dir(out.join("sweep").join("points"))
+        .unwrap()
+        .count();
+    assert_eq!(points, 4);
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -125,6 +125,11 @@ fn wafersim_tensors(masks: &[(u64, WeightKind, Mask)]) -> Vec<(String, Vec<usize
         .collect()
 }
 
+/// gpt-tiny's random masks at 75% in one safetensors file at `path` (for other modules' tests).
+pub(crate) fn write_tiny_random_masks(path: &Path) {
+    write_wafersim(path, &masks(&gpt_tiny(), random));
+}
+
 /// wafersim's names, `[in, out]`, U8, in one safetensors file.
 fn write_wafersim(path: &Path, masks: &[(u64, WeightKind, Mask)]) {
     write_safetensors(path, Dtype::U8, &wafersim_tensors(masks));
