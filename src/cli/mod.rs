@@ -208,6 +208,8 @@ pub(crate) fn step_report(
     if step.heatmap.is_some() {
         crate::schedule::check_grid_memory(&fabric, &step.fabric, 1)?;
     }
+    // Random masks drawn from the seed: each sparse GEMM priced by its own per-PE counts.
+    model.recipe.mask_seed = Some(common.seed());
     let config = StepConfig::for_phase(&model, step.phase, sparsity);
     let options = MapOptions {
         microbatch_sequences: step.microbatch,

@@ -93,7 +93,9 @@ pub struct Trained {
 
 impl Trained {
     /// Runs the recipe at each sparsity of `inputs` on `systems` systems, and the speedup curve.
-    pub(crate) fn simulate(inputs: TrainInputs, systems: u64, seed: u64) -> Result<Trained> {
+    pub(crate) fn simulate(mut inputs: TrainInputs, systems: u64, seed: u64) -> Result<Trained> {
+        // Random masks drawn from the seed: each sparse GEMM priced by its own per-PE counts.
+        inputs.model.recipe.mask_seed = Some(seed);
         let (model, fabric) = (&inputs.model, &inputs.fabric);
         let runs = run_recipe_on_systems(model, fabric, &inputs.sparsities, systems)?;
         let sources = SpecSources::of(&inputs.model_text, &inputs.fabric_text);

@@ -289,12 +289,37 @@ fn mask_counts(
     problem: &GemmProblem,
     tile: &GemmTile,
 ) -> Option<std::sync::Arc<crate::sparsity::PeColumnCounts>> {
-    let masks = model.recipe.masks.as_ref()?;
     if !problem.sparse || problem.form == GemmForm::Activations {
         return None;
     }
+    let (layer, kind) = (op.layer?, op.weight_kind()?);
     let tile = (tile.c_k as usize, tile.c_n as usize);
-    masks.counts(op.layer?, op.weight_kind()?, problem.transposed, tile)
+    if let Some(masks) = &model.recipe.masks {
+        return masks.counts(layer, kind, problem.transposed, tile);
+    }
+    // A random mask drawn from the run's seed: its counts for this weight, orientation and tile
+    // (the forward and the weight gradient on one tile see the same).
+    let seed = model.recipe.mask_seed?;
+    if problem.pattern != Pattern::Random {
+        return None;
+    }
+    let key = [
+        seed,
+        layer,
+        kind as u64,
+        u64::from(problem.transposed),
+        tile.0 as u64,
+        tile.1 as u64,
+        problem.nonzeros,
+    ];
+    let mut stream = crate::random::Stream::derived(&key);
+    Some(std::sync::Arc::new(crate::sparsity::PeColumnCounts::drawn(
+        problem.k as usize,
+        problem.n as usize,
+        problem.nonzeros,
+        tile,
+        &mut stream,
+    )))
 }
 
 /// A sparse weight run dense multiplies its stored zeros too: work the FLOP count does not

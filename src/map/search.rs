@@ -71,18 +71,21 @@ pub fn map_step(
     // window moved with the fit, past the fastest size, on a step that is flat in the
     // microbatch). Graphs by microbatch sequences: every strategy maps the same.
     let graphs = GraphCache::default();
-    // Masks read from a file: candidates are searched with each layer's non-zeros but the
-    // expected imbalance; the chosen one is planned again below, priced by the masks' counts.
+    // Masks read from a file or drawn from a seed: candidates are searched with each layer's
+    // non-zeros but the expected imbalance; the chosen one is planned again below, priced by
+    // the masks' counts.
     let priced = model.recipe.masks.as_ref().filter(|m| m.priced());
+    let counted = priced.is_some() || model.recipe.mask_seed.is_some();
     let unpriced_model;
-    let search_model = match priced {
-        Some(masks) => {
+    let search_model = match counted {
+        true => {
             let mut m = model.clone();
-            m.recipe.masks = Some(std::sync::Arc::new(masks.unpriced()));
+            m.recipe.masks = priced.map(|masks| std::sync::Arc::new(masks.unpriced()));
+            m.recipe.mask_seed = None;
             unpriced_model = m;
             &unpriced_model
         }
-        None => model,
+        false => model,
     };
     let pairs: Vec<(Activations, u64)> = strategies
         .iter()
@@ -112,7 +115,7 @@ pub fn map_step(
     let closest_failure = searched.closest_failure.map(|(_, e)| e);
     match (best, closest_failure) {
         (Some((mut cycles, mut plan)), _) => {
-            if priced.is_some() {
+            if counted {
                 let (mb, activations) = (plan.microbatch_sequences, plan.activations);
                 plan = plan_with(model, fabric, config, mb, activations, &graphs)?;
                 cycles = plan_cycles(&plan);

@@ -154,6 +154,13 @@ pub struct Recipe {
     #[serde(skip)]
     #[schemars(skip)]
     pub masks: Option<std::sync::Arc<crate::masks::MaskSet>>,
+    /// The seed of drawn random masks (`--seed`, a sweep's `seeds`): a sparse GEMM on a random
+    /// mask is then priced by per-PE counts drawn from their exact distribution for it
+    /// (`PeColumnCounts::drawn`), not by the expected busiest PE. `None` (a library caller's
+    /// default, and the mapper's search): the expectation. Never in a model file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub mask_seed: Option<u64>,
     /// Dynamic sparse training in pre-training (`[recipe.dynamic]`, `--dynamic`): the masks
     /// change every `update_every` steps. Absent: static masks.
     #[serde(default, skip_serializing_if = "Option::is_none")]

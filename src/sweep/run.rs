@@ -596,6 +596,8 @@ fn set_dotted(
 /// The point's model with its overrides, and its masks in the recipe if it has a mask file.
 fn point_model(p: &ResolvedPoint, origin: &str) -> Result<ModelSpec> {
     let mut model = load_point_model(&p.point, &p.model, origin)?;
+    // Random masks drawn from the point's seed: each sparse GEMM priced by its own counts.
+    model.recipe.mask_seed = Some(p.point.seed);
     if let Some(masks) = &p.masks {
         // Shared masks, counts of the point's own (they go when it ends).
         Arc::new(masks.for_run()).install(&mut model);

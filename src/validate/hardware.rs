@@ -281,6 +281,7 @@ pub fn stand_in_model(case: &Case, stand_in: &StandIn, batch_sequences: u64) -> 
             pattern: Default::default(),
             levels: Default::default(),
             masks: None,
+            mask_seed: None,
             dynamic: None,
             optimizer_flops_per_param: stand_in.optimizer_flops_per_param,
             pretrain: PretrainSpec {

@@ -247,8 +247,8 @@ fn step_and_train_refuse_a_mask_the_weights_or_sparsity_cannot_take() {
 /// A skewed mask (rows and columns of lognormal density, σ = 1) at the same mean sparsity as a
 /// uniform one: its busiest PE holds the heavy rows' and columns' non-zeros. On the engine
 /// (t 512, k 256, n 256 on 16 x 16 PEs, 75%, seed 1) 23.4% slower; a whole mediswift-xl
-/// pre-training step at 75% through the cost model 10.9% slower (speedup over dense 1.66x
-/// against 1.84x).
+/// pre-training step at 75% through the cost model 8.9% slower (the random mask priced by its
+/// counts drawn from seed 1, the skewed one by its expected busiest PE).
 #[test]
 fn a_skewed_mask_is_measurably_slower_than_a_uniform_one() {
     let engine = |mask: &str| {
@@ -264,7 +264,7 @@ fn a_skewed_mask_is_measurably_slower_than_a_uniform_one() {
         v["cycles"].as_u64().unwrap() as f64
     };
     let slower = step("skewed") / step("random");
-    assert!((slower - 1.109).abs() < 0.005, "{slower}");
+    assert!((slower - 1.089).abs() < 0.005, "{slower}");
 }
 
 /// Erdős–Rényi levels (RigL's ERK for dense layers): density ∝ (k + n)/(k·n), the layer's kept
