@@ -142,6 +142,19 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
     write_atomic(&csv_path, csv.as_bytes())?;
     let chart_path = args.dir.join("speedup-vs-sparsity.png");
     draw_sweep_speedup(&points, &chart_path)?;
+    // Points that differ in their seed alone: how far one draw of the masks moves the answer.
+    let spreads = crate::sweep::seed_spread(&points);
+    let spread_path = args.dir.join("seed-spread.csv");
+    if !spreads.is_empty() {
+        let csv = crate::sweep::seed_spread_csv(&spreads)?;
+        write_atomic(&spread_path, csv.as_bytes())?;
+    } else if spread_path.is_file() {
+        // An earlier merge's, of points that are no longer there.
+        std::fs::remove_file(&spread_path).map_err(|e| {
+            Error::Input(format!("{}: cannot remove it: {e}", spread_path.display()))
+        })?;
+    }
+    let seed_spread = spreads.clone();
     if common.json {
         let mut seeds: Vec<u64> = points.iter().map(|p| p.point.seed).collect();
         seeds.sort_unstable();
@@ -152,6 +165,7 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
             seeds,
             points: points.len() as u64,
             sweep_csv: csv_path.display().to_string(),
+            seed_spread,
         };
         return Ok(format!(
             "{}\n",
@@ -190,8 +204,46 @@ pub fn merge(args: &MergeArgs, common: &Common) -> Result<String> {
             format!("{:.2}x", p.total.simulated_speedup),
         ]);
     }
+    let mut spread_text = String::new();
+    if !spreads.is_empty() {
+        let mut t = Table::new([
+            "model",
+            "fabric",
+            "overrides",
+            "sparsity",
+            "seeds",
+            "total simulated",
+            "sd",
+            "pretrain simulated",
+            "sd",
+        ]);
+        for s in &spreads {
+            t.row([
+                s.model.clone(),
+                s.fabric.clone(),
+                s.overrides.clone(),
+                s.sparsity.to_string(),
+                s.seeds.to_string(),
+                format!(
+                    "{:.4}x-{:.4}x",
+                    s.total_simulated_speedup_min, s.total_simulated_speedup_max
+                ),
+                format!("{:.4}", s.total_simulated_speedup_sd),
+                format!(
+                    "{:.4}x-{:.4}x",
+                    s.pretrain_simulated_speedup_min, s.pretrain_simulated_speedup_max
+                ),
+                format!("{:.4}", s.pretrain_simulated_speedup_sd),
+            ]);
+        }
+        spread_text = format!(
+            "\nover seeds (a random mask's per-PE counts are drawn from the seed):\n{}wrote {}\n",
+            t.render(),
+            spread_path.display()
+        );
+    }
     Ok(format!(
-        "{}\nwrote {} ({} points) and {}\n",
+        "{}\nwrote {} ({} points) and {}\n{spread_text}",
         t.render(),
         csv_path.display(),
         points.len(),
@@ -225,4 +277,7 @@ pub struct MergeReport {
     pub seeds: Vec<u64>,
     pub points: u64,
     pub sweep_csv: String,
+    /// Points that differ in their seed alone, two seeds or more: the spread of their speedups
+    /// (also `seed-spread.csv`); empty otherwise.
+    pub seed_spread: Vec<crate::sweep::SeedSpread>,
 }

@@ -193,6 +193,91 @@ pub fn sweep_csv(points: &[PointResult]) -> Result<String> {
     }))
 }
 
+/// The spread over seeds of points that differ in their seed alone: how much one draw of the
+/// random masks moves the answer (`merge` writes it to `seed-spread.csv` with two seeds or more).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct SeedSpread {
+    pub model: String,
+    pub fabric: String,
+    pub sparsity: f64,
+    pub systems: u64,
+    /// `key=value` pairs joined by `;`, or `none`, as in sweep.csv.
+    pub overrides: String,
+    /// The mask file, or `none`.
+    pub masks: String,
+    pub seeds: u64,
+    /// The whole recipe's simulated speedup over the seeds: least, most, mean and (population)
+    /// standard deviation; and the same for pre-training alone.
+    pub total_simulated_speedup_min: f64,
+    pub total_simulated_speedup_max: f64,
+    pub total_simulated_speedup_mean: f64,
+    pub total_simulated_speedup_sd: f64,
+    pub pretrain_simulated_speedup_min: f64,
+    pub pretrain_simulated_speedup_max: f64,
+    pub pretrain_simulated_speedup_mean: f64,
+    pub pretrain_simulated_speedup_sd: f64,
+}
+
+/// Every group of points that differ in their seed alone and have two seeds or more, in the
+/// order of `points`' first member of each.
+pub fn seed_spread(points: &[PointResult]) -> Vec<SeedSpread> {
+    let mut groups: Vec<(String, Vec<&PointResult>)> = Vec::new();
+    for p in points {
+        let key = super::spec::Point {
+            seed: 0,
+            ..p.point.clone()
+        }
+        .grid_point();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(p),
+            None => groups.push((key, vec![p])),
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, members)| members.len() >= 2)
+        .map(|(_, members)| {
+            let first = &members[0].point;
+            let (total_min, total_max, total_mean, total_sd) =
+                spread(members.iter().map(|p| p.total.simulated_speedup));
+            let (pre_min, pre_max, pre_mean, pre_sd) =
+                spread(members.iter().map(|p| p.pretrain.simulated_speedup));
+            SeedSpread {
+                model: first.model.clone(),
+                fabric: first.fabric.clone(),
+                sparsity: first.sparsity,
+                systems: first.systems,
+                overrides: overrides_text(&first.overrides),
+                masks: first.masks.clone().unwrap_or_else(|| "none".to_string()),
+                seeds: members.len() as u64,
+                total_simulated_speedup_min: total_min,
+                total_simulated_speedup_max: total_max,
+                total_simulated_speedup_mean: total_mean,
+                total_simulated_speedup_sd: total_sd,
+                pretrain_simulated_speedup_min: pre_min,
+                pretrain_simulated_speedup_max: pre_max,
+                pretrain_simulated_speedup_mean: pre_mean,
+                pretrain_simulated_speedup_sd: pre_sd,
+            }
+        })
+        .collect()
+}
+
+/// (least, most, mean, population standard deviation) of `values`.
+fn spread(values: impl Iterator<Item = f64> + Clone) -> (f64, f64, f64, f64) {
+    let n = values.clone().count().max(1) as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    let var = values.clone().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let min = values.clone().fold(f64::INFINITY, f64::min);
+    let max = values.fold(f64::NEG_INFINITY, f64::max);
+    (min, max, mean, var.sqrt())
+}
+
+/// `seed-spread.csv`: one line per [`SeedSpread`].
+pub fn seed_spread_csv(spreads: &[SeedSpread]) -> Result<String> {
+    csv_text(spreads.iter())
+}
+
 /// `key=value` pairs joined by `;`, or `none` (an empty cell would load as NaN in pandas).
 fn overrides_text<K: std::fmt::Display, V: std::fmt::Display>(
     overrides: impl IntoIterator<Item = (K, V)>,

@@ -10,7 +10,7 @@ mod resolve;
 mod run;
 mod spec;
 
-pub use merge::{read_points, sweep_csv};
+pub use merge::{read_points, seed_spread, seed_spread_csv, sweep_csv, SeedSpread};
 pub(crate) use resolve::entry_path;
 pub use resolve::{resolve_points, KeyInputs, ResolvedPoint};
 pub use run::{

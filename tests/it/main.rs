@@ -8,6 +8,7 @@ mod chart_order;
 mod collective_models;
 mod common;
 mod data_parallel;
+mod drawn_masks;
 mod dynamic;
 mod elementwise;
 mod engine;
