@@ -31,17 +31,16 @@ impl Stream {
         }
     }
 
-    /// A stream for a draw named by several numbers (a run's seed, a layer, a weight, ...):
-    /// the numbers folded into one seed by SplitMix64, each step mixing the next number in, so
-    /// that neighbouring keys give unrelated streams.
+    /// A stream for a draw named by several numbers (a run's seed, a weight, a tile, ...): each
+    /// number in turn mixed into the state by a full SplitMix64 step, the step's mixed output
+    /// carried on, so that keys differing in any number or order give unrelated streams.
     pub fn derived(key: &[u64]) -> Self {
-        let mut state = 0u64;
-        let mut seed = 0u64;
+        let mut state = 0x6a09_e667_f3bc_c908u64; // √2's fraction: any fixed start
         for &part in key {
-            state ^= part;
-            seed = splitmix64(&mut state);
+            let mut mixed = state ^ part;
+            state = splitmix64(&mut mixed);
         }
-        Self::new(seed)
+        Self::new(state)
     }
 
     /// The next 64 bits of the keystream.
@@ -74,68 +73,6 @@ impl Stream {
         2.0 * self.unit() - 1.0
     }
 
-    /// How many of `draws` items taken at random without replacement from `population` items,
-    /// `successes` of them marked, are marked: the hypergeometric distribution, exactly (up to
-    /// the double rounding of its probabilities). By inversion of one [`Stream::unit`]: the
-    /// support is walked from the mode outwards, one step up then one down, each probability
-    /// the last one's times the ratio of neighbours, `P(x+1)/P(x) = (K−x)(n−x) / ((x+1)(N−K−n+x+1))`
-    /// (Kachitvichyanukul and Schmeiser, "Computer generation of hypergeometric random
-    /// variates", J. Stat. Comput. Simul. 22, 1985: algorithm HIN, here from the mode), so a draw
-    /// takes about as many steps as its standard deviation. The mode's probability comes from
-    /// log-factorials ([`ln_factorial`]).
-    pub fn hypergeometric(&mut self, population: u64, successes: u64, draws: u64) -> u64 {
-        assert!(
-            successes <= population && draws <= population,
-            "{draws} draws of {successes} marked among {population}"
-        );
-        // Fewer draws than not and fewer marked than not: the walk is then shortest.
-        if draws > population - draws {
-            return successes - self.hypergeometric(population, successes, population - draws);
-        }
-        if successes > population - successes {
-            return draws - self.hypergeometric(population, population - successes, draws);
-        }
-        let (big_n, k, n) = (population as f64, successes as f64, draws as f64);
-        let low = (draws + successes).saturating_sub(population);
-        let high = draws.min(successes);
-        if low == high {
-            return low;
-        }
-        let mode = (((n + 1.0) * (k + 1.0) / (big_n + 2.0)).floor() as u64).clamp(low, high);
-        let ln_p = ln_choose(successes, mode) + ln_choose(population - successes, draws - mode)
-            - ln_choose(population, draws);
-        let p_mode = ln_p.exp();
-        let mut u = self.unit() - p_mode;
-        if u < 0.0 {
-            return mode;
-        }
-        let others = big_n - k - n;
-        let (mut up, mut p_up) = (mode, p_mode);
-        let (mut down, mut p_down) = (mode, p_mode);
-        while up < high || down > low {
-            if up < high {
-                let x = up as f64;
-                p_up *= (k - x) * (n - x) / ((x + 1.0) * (others + x + 1.0));
-                up += 1;
-                u -= p_up;
-                if u < 0.0 {
-                    return up;
-                }
-            }
-            if down > low {
-                let x = down as f64;
-                p_down *= x * (others + x) / ((k - x + 1.0) * (n - x + 1.0));
-                down -= 1;
-                u -= p_down;
-                if u < 0.0 {
-                    return down;
-                }
-            }
-        }
-        // What the rounding of the probabilities left over: the likeliest value.
-        mode
-    }
-
     /// A standard normal draw (Box–Muller, two draws of [`Stream::unit`]).
     pub fn standard_normal(&mut self) -> f64 {
         let u1 = self.unit().max(f64::MIN_POSITIVE);
@@ -166,11 +103,6 @@ pub fn ln_factorial(n: u64) -> f64 {
     (x + 0.5) * x.ln() - x
         + 0.5 * std::f64::consts::TAU.ln()
         + inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0)))
-}
-
-/// `ln C(n, k)`.
-fn ln_choose(n: u64, k: u64) -> f64 {
-    ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
 }
 
 /// One step of SplitMix64: advances `state` and returns its mixed output.
@@ -224,20 +156,6 @@ mod tests {
         assert!((0..100).all(|_| s.below(big) < big));
     }
 
-    /// Exact probabilities of a hypergeometric, by products of binomial coefficients.
-    fn hypergeometric_pmf(population: u64, successes: u64, draws: u64) -> Vec<f64> {
-        (0..=draws)
-            .map(|x| {
-                if x > successes || draws - x > population - successes {
-                    return 0.0;
-                }
-                (ln_choose(successes, x) + ln_choose(population - successes, draws - x)
-                    - ln_choose(population, draws))
-                .exp()
-            })
-            .collect()
-    }
-
     #[test]
     fn ln_factorial_is_the_sum_of_logs() {
         for n in [0u64, 1, 2, 10, 255, 4095, 4096, 4097, 100_000, 10_000_000] {
@@ -250,50 +168,25 @@ mod tests {
         }
     }
 
-    /// Every value's frequency over many draws within 4.5 standard errors of its exact
-    /// probability, on shapes that take each branch (more draws than not, more marked than not,
-    /// a support of one value, the table and Stirling's log-factorials).
+    /// Keys that differ in one number, or only in their order, give different streams (the
+    /// draws of a step's tables must not repeat each other).
     #[test]
-    fn hypergeometric_draws_follow_the_exact_distribution() {
-        let cases = [
-            (20u64, 7u64, 5u64),
-            (20, 15, 12),
-            (50, 50, 10),
-            (50, 0, 10),
-            (50, 10, 50),
-            (300, 120, 40),
-            (100_000, 25_000, 128),
-            (1_000_000, 750_000, 600_000),
-        ];
-        let mut s = Stream::new(11);
-        for (population, successes, draws) in cases {
-            let pmf = hypergeometric_pmf(population, successes, draws);
-            let trials = 40_000usize;
-            let mut seen = vec![0usize; draws as usize + 1];
-            for _ in 0..trials {
-                let x = s.hypergeometric(population, successes, draws);
-                assert!(x <= draws.min(successes));
-                seen[x as usize] += 1;
-            }
-            for (x, (&p, &count)) in pmf.iter().zip(&seen).enumerate() {
-                let expected = p * trials as f64;
-                let sd = (trials as f64 * p * (1.0 - p)).sqrt().max(1.0);
-                assert!(
-                    (count as f64 - expected).abs() <= 4.5 * sd,
-                    "({population}, {successes}, {draws}) at {x}: {count} against {expected:.1}"
-                );
+    fn derived_streams_differ_for_every_key() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 1..=10u64 {
+            for a in 0..48u64 {
+                for b in 0..6u64 {
+                    for c in 0..2u64 {
+                        let first = Stream::derived(&[seed, a, b, c]).next_u64();
+                        assert!(seen.insert(first), "{seed} {a} {b} {c}");
+                    }
+                }
             }
         }
+        let word = |key: &[u64]| Stream::derived(key).next_u64();
+        assert_ne!(word(&[2, 0]), word(&[0, 2]));
+        assert_ne!(word(&[1, 5, 7]), word(&[2, 4, 7]));
     }
-
-    #[test]
-    fn hypergeometric_draws_are_pinned() {
-        let mut s = Stream::new(1);
-        let drawn: Vec<u64> = (0..6).map(|_| s.hypergeometric(1000, 250, 128)).collect();
-        assert_eq!(drawn, PINNED_HYPERGEOMETRIC);
-    }
-
-    const PINNED_HYPERGEOMETRIC: [u64; 6] = [24, 29, 32, 39, 35, 33];
 
     #[test]
     fn unit_lies_in_the_half_open_interval() {

@@ -544,7 +544,8 @@ fn kernel_name(kernel: &KernelCommand) -> &'static str {
     }
 }
 
-/// `--fidelity model`: the cost model full-wafer steps use, for the same kernel and flags.
+/// `--fidelity model`: the cost model full-wafer steps use, for the same kernel and flags, its
+/// imbalance the expected one (a step draws a random mask's per-PE counts from the seed).
 fn execute_model(args: &KernelArgs, common: &Common, fabric: &FabricSpec) -> Result<KernelReport> {
     for (flag, given) in [
         ("--counters", args.counters.is_some()),

@@ -292,20 +292,22 @@ fn mask_counts(
     if !problem.sparse || problem.form == GemmForm::Activations {
         return None;
     }
-    let (layer, kind) = (op.layer?, op.weight_kind()?);
+    let kind = op.weight_kind()?;
     let tile = (tile.c_k as usize, tile.c_n as usize);
     if let Some(masks) = &model.recipe.masks {
-        return masks.counts(layer, kind, problem.transposed, tile);
+        return masks.counts(op.layer?, kind, problem.transposed, tile);
     }
-    // A random mask drawn from the run's seed: its counts for this weight, orientation and tile
-    // (the forward and the weight gradient on one tile see the same).
+    // A random mask drawn from the run's seed: its counts for this weight kind, orientation and
+    // tile (the forward and the weight gradient on one tile see the same). One draw for every
+    // layer: the plan prices one layer's op for all the layers whose ops are alike, so the
+    // layers share it (its mean is each layer's; its spread over seeds is one layer's, wider
+    // than independent layers' would be).
     let seed = model.recipe.mask_seed?;
     if problem.pattern != Pattern::Random {
         return None;
     }
     let key = [
         seed,
-        layer,
         kind as u64,
         u64::from(problem.transposed),
         tile.0 as u64,

@@ -374,6 +374,12 @@ impl StepReport {
             );
         }
         out += &alternatives_table(&self.alternatives, self.cycles);
+        let counted = self.masks_file.is_some() || (self.mask.is_random() && self.sparsity > 0.0);
+        if counted && !self.alternatives.is_empty() {
+            out += "(the search times every plan with the mask's expected imbalance, then prices \
+                    the chosen one by its per-PE counts: the alternatives' times are the \
+                    search's)\n";
+        }
         out += "\n";
         let mut t = Table::new(["category", "cycles", "share"]);
         for (name, cycles) in self.breakdown.entries() {

@@ -181,23 +181,21 @@ pub fn speedup_curve(
         .into_iter()
         .filter(|s| !fixed && runs.iter().all(|r| r.sparsity != *s))
         .collect();
-    // Masks read from a file have one sparsity, and masks drawn from a seed are priced by
-    // their counts at the runs' own: the curve's other points are priced by the expected
-    // busiest PE (between the runs, a curve of the pattern, not of one draw).
-    let expected;
-    let curve_model = match model.recipe.masks.is_some() || model.recipe.mask_seed.is_some() {
-        true => {
-            expected = ModelSpec {
+    // Masks read from a file have one sparsity: the curve's other points are random masks, their
+    // counts drawn from the run's seed as the runs' are.
+    let drawn;
+    let curve_model = match model.recipe.masks {
+        Some(_) => {
+            drawn = ModelSpec {
                 recipe: crate::spec::Recipe {
                     masks: None,
-                    mask_seed: None,
                     ..model.recipe.clone()
                 },
                 ..model.clone()
             };
-            &expected
+            &drawn
         }
-        false => model,
+        None => model,
     };
     let sampled: Vec<PhaseResult> = samples
         .par_iter()

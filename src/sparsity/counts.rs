@@ -43,11 +43,14 @@ impl PeColumnCounts {
 
     /// The counts of a mask drawn uniformly among those that keep `nonzeros` of the `k × lines`
     /// entries of a streamed weight (`k` its reduced dimension, `lines` its output lines), split
-    /// over `c_k` K-groups and `c_n` N-groups as [`Self::column`] deals them; each count from its
-    /// exact distribution given the others', without drawing the entries. The table is split in
-    /// halves recursively, the kept entries of a half drawn as a hypergeometric (how many of the
-    /// whole's kept fall among the half's entries), down to single counts: every table a
-    /// uniformly random mask can have comes out with that mask's probability.
+    /// over `c_k` K-groups and `c_n` N-groups as [`Self::column`] deals them, each count from its
+    /// exact distribution, without drawing the entries. Each entry is first kept with
+    /// probability `nonzeros / (k · lines)` on its own, so a cell of `s` entries keeps a
+    /// binomial(s, p) count; then as many kept entries as there are too many are dropped, or as
+    /// many zeros as there are too few are kept, each chosen uniformly among all the entries'
+    /// (a cell with the probability of its share). The first mask is exchangeable and the
+    /// correction treats every entry alike, so the result is exchangeable with exactly
+    /// `nonzeros` kept: uniform among all such masks, as [`super::Mask::random`] draws one.
     pub fn drawn(
         k: usize,
         lines: usize,
@@ -55,46 +58,59 @@ impl PeColumnCounts {
         (c_k, c_n): (usize, usize),
         stream: &mut crate::random::Stream,
     ) -> Self {
-        assert!(
-            nonzeros <= (k * lines) as u64,
-            "{nonzeros} kept of {k} x {lines}"
-        );
-        let cells = c_k * lines;
-        // Entries before cell `j`: whole K-slices of `lines` cells, then `j mod lines` cells of
-        // the slice `j` is in.
-        let starts: Vec<usize> = (0..=c_k).map(|g| g * k / c_k).collect();
-        let before = |j: usize| -> u64 {
-            if j >= cells {
-                return (k * lines) as u64;
+        let entries = (k * lines) as u64;
+        assert!(nonzeros <= entries, "{nonzeros} kept of {k} x {lines}");
+        let sizes: Vec<u32> = (0..c_k)
+            .map(|g| split_range(k, c_k, g).len() as u32)
+            .collect();
+        let mut table = vec![0u32; c_k * lines];
+        if nonzeros == entries {
+            for (g, row) in table.chunks_mut(lines.max(1)).enumerate() {
+                row.fill(sizes[g]);
             }
-            let (g, rest) = (j / lines, j % lines);
-            (starts[g] * lines + rest * (starts[g + 1] - starts[g])) as u64
-        };
-        let mut table = vec![0u32; cells];
-        // Depth first, left half first: the order the draws come in is fixed. Each range
-        // carries the entries before its ends.
-        let mut pending = vec![(0usize, cells, 0u64, before(cells), nonzeros)];
-        while let Some((from, to, at_from, at_to, kept)) = pending.pop() {
-            if to - from == 1 {
-                table[from] = kept as u32;
-                continue;
-            }
-            if kept == 0 {
-                continue;
-            }
-            let whole = at_to - at_from;
-            if kept == whole {
-                for (j, count) in table.iter_mut().enumerate().take(to).skip(from) {
-                    *count = (before(j + 1) - before(j)) as u32;
+        }
+        if nonzeros == 0 || nonzeros == entries {
+            return Self::new(c_k, c_n, lines, table);
+        }
+        let density = nonzeros as f64 / entries as f64;
+        // A K-slice's cells are all of its size: at most two sizes in all.
+        let mut samplers: Vec<(u32, Binomial)> = Vec::new();
+        let mut kept = 0u64;
+        for (g, row) in table.chunks_mut(lines).enumerate() {
+            let size = sizes[g];
+            let at = match samplers.iter().position(|(s, _)| *s == size) {
+                Some(at) => at,
+                None => {
+                    samplers.push((size, Binomial::new(size, density)));
+                    samplers.len() - 1
                 }
-                continue;
+            };
+            let binomial = &samplers[at].1;
+            for cell in row.iter_mut() {
+                *cell = binomial.draw(stream.unit());
+                kept += u64::from(*cell);
             }
-            let mid = from + (to - from) / 2;
-            let at_mid = before(mid);
-            let left = small_hypergeometric(stream, whole, kept, at_mid - at_from)
-                .unwrap_or_else(|| stream.hypergeometric(whole, kept, at_mid - at_from));
-            pending.push((mid, to, at_mid, at_to, kept - left));
-            pending.push((from, mid, at_from, at_mid, left));
+        }
+        // Too many kept: drop uniformly chosen kept entries; too few: keep uniformly chosen zeros.
+        let drop = kept > nonzeros;
+        let changes = kept.abs_diff(nonzeros);
+        let share = |j: usize, n: u32| match drop {
+            true => u64::from(n),
+            false => u64::from(sizes[j / lines] - n),
+        };
+        let mut chosen = Fenwick::new(table.iter().enumerate().map(|(j, &n)| share(j, n)));
+        let mut left = match drop {
+            true => kept,
+            false => entries - kept,
+        };
+        for _ in 0..changes {
+            let j = chosen.find(stream.below(left));
+            match drop {
+                true => table[j] -= 1,
+                false => table[j] += 1,
+            }
+            chosen.take_one(j);
+            left -= 1;
         }
         Self::new(c_k, c_n, lines, table)
     }
@@ -137,109 +153,115 @@ impl PeColumnCounts {
     }
 }
 
-/// Populations up to this many entries draw from a remembered cumulative distribution.
-const SMALL_POPULATION: u64 = 1024;
-/// Distributions a thread remembers before it forgets them all (each at most 4 KiB).
-const SMALL_REMEMBERED: usize = 2048;
+/// Draws of a binomial(n, p) by inverting its cumulative distribution with a guide table (Chen
+/// and Asau, "On generating random variates from an empirical distribution", AIIE Trans. 6,
+/// 1974): `guide[i]` is the first value whose cumulative probability passes `i / n+1`, so a
+/// draw of `u` starts at `guide[⌊u·(n+1)⌋]` and steps up at most a few values.
+struct Binomial {
+    cdf: Vec<f64>,
+    guide: Vec<u32>,
+}
 
-/// A key's hash for [`SMALL_CDFS`]: its three numbers packed in one word and multiplied out
-/// (the keys are small and few; SipHash took a quarter of a draw).
-#[derive(Default)]
-struct PackedKey(u64);
-
-impl std::hash::Hasher for PackedKey {
-    fn finish(&self) -> u64 {
-        self.0
+impl Binomial {
+    /// The probabilities built from the mode outwards by the ratio of neighbours,
+    /// `P(x+1)/P(x) = (n−x)/(x+1) · p/(1−p)`, the mode's from log-factorials.
+    fn new(n: u32, p: f64) -> Self {
+        let ln_factorial = crate::random::ln_factorial;
+        let nf = f64::from(n);
+        let mode = (((nf + 1.0) * p).floor() as u32).min(n);
+        let (mf, odds) = (f64::from(mode), p / (1.0 - p));
+        let ln_mode = ln_factorial(u64::from(n))
+            - ln_factorial(u64::from(mode))
+            - ln_factorial(u64::from(n - mode))
+            + mf * p.ln()
+            + (nf - mf) * (1.0 - p).ln();
+        let mut pmf = vec![0.0; n as usize + 1];
+        pmf[mode as usize] = ln_mode.exp();
+        for x in mode..n {
+            let xf = f64::from(x);
+            pmf[x as usize + 1] = pmf[x as usize] * (nf - xf) / (xf + 1.0) * odds;
+        }
+        for x in (1..=mode).rev() {
+            let xf = f64::from(x);
+            pmf[x as usize - 1] = pmf[x as usize] * xf / ((nf - xf + 1.0) * odds);
+        }
+        let mut sum = 0.0;
+        let cdf: Vec<f64> = pmf
+            .iter()
+            .map(|q| {
+                sum += q;
+                sum
+            })
+            .collect();
+        let buckets = cdf.len();
+        let mut guide = Vec::with_capacity(buckets);
+        let mut x = 0;
+        for i in 0..buckets {
+            let level = i as f64 / buckets as f64;
+            while x + 1 < buckets && cdf[x] <= level {
+                x += 1;
+            }
+            guide.push(x as u32);
+        }
+        Self { cdf, guide }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+    /// The value `u` in [0, 1) falls on: the first whose cumulative probability passes it (the
+    /// last if rounding left the total a hair below 1).
+    fn draw(&self, u: f64) -> u32 {
+        let last = self.cdf.len() - 1;
+        let mut x = self.guide[((u * self.cdf.len() as f64) as usize).min(last)] as usize;
+        while x < last && self.cdf[x] <= u {
+            x += 1;
+        }
+        x as u32
+    }
+}
+
+/// A Fenwick tree of weights (Fenwick, "A new data structure for cumulative frequency tables",
+/// Softw. Pract. Exper. 24, 1994): the cell a uniform draw below the total falls in, and one
+/// taken from a cell's weight, each in `log n` steps.
+struct Fenwick {
+    tree: Vec<u64>,
+}
+
+impl Fenwick {
+    fn new(weights: impl Iterator<Item = u64>) -> Self {
+        let mut tree: Vec<u64> = std::iter::once(0).chain(weights).collect();
+        for i in 1..tree.len() {
+            let parent = i + (i & i.wrapping_neg());
+            if parent < tree.len() {
+                tree[parent] += tree[i];
+            }
+        }
+        Self { tree }
+    }
+
+    /// The cell whose weight's range holds `r` (0 ≤ r < the total): the first whose running
+    /// total passes `r`.
+    fn find(&self, mut r: u64) -> usize {
+        let n = self.tree.len() - 1;
+        let mut at = 0;
+        let mut step = n.next_power_of_two();
+        while step > 0 {
+            let next = at + step;
+            if next <= n && self.tree[next] <= r {
+                at = next;
+                r -= self.tree[next];
+            }
+            step /= 2;
+        }
+        at
+    }
+
+    /// Takes one from cell `j`'s weight.
+    fn take_one(&mut self, j: usize) {
+        let mut i = j + 1;
+        while i < self.tree.len() {
+            self.tree[i] -= 1;
+            i += i & i.wrapping_neg();
         }
     }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(21) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type SmallCdfs = std::collections::HashMap<
-    (u64, u64, u64),
-    Box<[f64]>,
-    std::hash::BuildHasherDefault<PackedKey>,
->;
-
-thread_local! {
-    /// Cumulative hypergeometric distributions of small populations by (population, marked,
-    /// draws): the bottom levels of [`PeColumnCounts::drawn`]'s halving meet the same few
-    /// hundred again and again. Only speed depends on it, never a draw.
-    static SMALL_CDFS: std::cell::RefCell<SmallCdfs> = std::cell::RefCell::new(SmallCdfs::default());
-}
-
-/// A hypergeometric draw by inverting its remembered cumulative distribution (one
-/// [`crate::random::Stream::unit`] and a binary search), for populations up to
-/// [`SMALL_POPULATION`]; `None` beyond. The probabilities are built from the mode outwards by
-/// the ratios of neighbours, as [`crate::random::Stream::hypergeometric`] walks them.
-fn small_hypergeometric(
-    stream: &mut crate::random::Stream,
-    population: u64,
-    marked: u64,
-    draws: u64,
-) -> Option<u64> {
-    if population > SMALL_POPULATION {
-        return None;
-    }
-    let low = (draws + marked).saturating_sub(population);
-    let u = stream.unit();
-    SMALL_CDFS.with(|cdfs| {
-        let mut cdfs = cdfs.borrow_mut();
-        if cdfs.len() >= SMALL_REMEMBERED {
-            cdfs.clear();
-        }
-        let cdf = cdfs
-            .entry((population, marked, draws))
-            .or_insert_with(|| hypergeometric_cdf(population, marked, draws));
-        // The first value whose cumulative probability passes u; the last if rounding left
-        // the total a hair below 1.
-        let at = cdf.partition_point(|&c| c <= u).min(cdf.len() - 1);
-        Some(low + at as u64)
-    })
-}
-
-/// `P(X ≤ x)` for `x` from the support's low end to its high end.
-fn hypergeometric_cdf(population: u64, marked: u64, draws: u64) -> Box<[f64]> {
-    let low = (draws + marked).saturating_sub(population);
-    let high = draws.min(marked);
-    let (n_all, k, n) = (population as f64, marked as f64, draws as f64);
-    let others = n_all - k - n;
-    let mode = (((n + 1.0) * (k + 1.0) / (n_all + 2.0)).floor() as u64).clamp(low, high);
-    let mut pmf = vec![0.0; (high - low + 1) as usize];
-    let ln_p = crate::random::ln_factorial(marked)
-        - crate::random::ln_factorial(mode)
-        - crate::random::ln_factorial(marked - mode)
-        + crate::random::ln_factorial(population - marked)
-        - crate::random::ln_factorial(draws - mode)
-        - crate::random::ln_factorial(population - marked - (draws - mode))
-        - (crate::random::ln_factorial(population)
-            - crate::random::ln_factorial(draws)
-            - crate::random::ln_factorial(population - draws));
-    let at = |x: u64| (x - low) as usize;
-    pmf[at(mode)] = ln_p.exp();
-    for x in mode..high {
-        let xf = x as f64;
-        pmf[at(x + 1)] = pmf[at(x)] * (k - xf) * (n - xf) / ((xf + 1.0) * (others + xf + 1.0));
-    }
-    for x in (low + 1..=mode).rev() {
-        let xf = x as f64;
-        pmf[at(x - 1)] = pmf[at(x)] * xf * (others + xf) / ((k - xf + 1.0) * (n - xf + 1.0));
-    }
-    let mut sum = 0.0;
-    pmf.iter()
-        .map(|p| {
-            sum += p;
-            sum
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -248,32 +270,47 @@ mod tests {
     use crate::random::Stream;
     use crate::sparsity::Mask;
 
-    /// The remembered distributions are the exact ones: each probability against binomial
-    /// coefficients, summing to 1.
+    /// The binomial's probabilities are the exact ones, and its guide finds every value as a
+    /// binary search of the cumulative distribution would.
     #[test]
-    fn small_population_distributions_are_exact() {
-        let ln_choose = |n: u64, k: u64| {
-            use crate::random::ln_factorial as f;
-            f(n) - f(k) - f(n - k)
-        };
-        for (population, marked, draws) in [(10, 3, 4), (256, 64, 128), (1024, 900, 512), (7, 7, 3)]
-        {
-            let cdf = hypergeometric_cdf(population, marked, draws);
-            let low = (draws + marked).saturating_sub(population);
+    fn binomial_draws_invert_the_exact_distribution() {
+        use crate::random::ln_factorial as f;
+        for (n, p) in [
+            (1u32, 0.5),
+            (10, 0.3),
+            (128, 0.25),
+            (4096, 0.75),
+            (7, 0.999),
+        ] {
+            let b = Binomial::new(n, p);
             let mut previous = 0.0;
-            for (i, &c) in cdf.iter().enumerate() {
-                let x = low + i as u64;
-                let exact = (ln_choose(marked, x) + ln_choose(population - marked, draws - x)
-                    - ln_choose(population, draws))
+            for (x, &c) in b.cdf.iter().enumerate() {
+                let x64 = x as u64;
+                let exact = (f(u64::from(n)) - f(x64) - f(u64::from(n) - x64)
+                    + x as f64 * p.ln()
+                    + (f64::from(n) - x as f64) * (1.0 - p).ln())
                 .exp();
-                assert!(
-                    (c - previous - exact).abs() <= 1e-12,
-                    "({population}, {marked}, {draws}) at {x}"
-                );
+                assert!((c - previous - exact).abs() <= 1e-12, "({n}, {p}) at {x}");
                 previous = c;
             }
             assert!((previous - 1.0).abs() < 1e-9);
+            for i in 0..=1000 {
+                let u = f64::from(i) / 1000.0 * 0.999_999;
+                let searched = b.cdf.partition_point(|&c| c <= u).min(b.cdf.len() - 1);
+                assert_eq!(b.draw(u) as usize, searched, "({n}, {p}) at u = {u}");
+            }
         }
+    }
+
+    #[test]
+    fn fenwick_finds_the_cell_of_each_draw_and_takes_from_it() {
+        let weights = [3u64, 0, 5, 1, 0, 2];
+        let mut tree = Fenwick::new(weights.iter().copied());
+        let cells: Vec<usize> = (0..11).map(|r| tree.find(r)).collect();
+        assert_eq!(cells, [0, 0, 0, 2, 2, 2, 2, 2, 3, 5, 5]);
+        tree.take_one(2);
+        let cells: Vec<usize> = (0..10).map(|r| tree.find(r)).collect();
+        assert_eq!(cells, [0, 0, 0, 2, 2, 2, 2, 3, 5, 5]);
     }
 
     #[test]
@@ -337,7 +374,7 @@ mod tests {
             close(drawn.2, masked.2, masked.3.max(drawn.3)),
             "{drawn:?} {masked:?}"
         );
-        // One cell of a 24-entry K-slice: hypergeometric, mean 24 · 0.3 = 7.2.
+        // One cell of a 24-entry K-slice: mean 24 · 0.3 = 7.2.
         assert!((drawn.2 - 7.2).abs() < 0.3, "{drawn:?}");
         // The variances within 30% of each other (400 draws each).
         assert!(

@@ -45,7 +45,8 @@ pub struct Check {
     pub kernel: String,
     pub shape: String,
     pub engine_cycles: u64,
-    /// The closed-form model full-wafer steps use (load imbalance as an expected maximum).
+    /// The closed-form model full-wafer steps use, here with load imbalance as an expected
+    /// maximum (a step on a random mask prices its per-PE counts drawn from the seed).
     pub model_cycles: u64,
     /// (model − engine) ÷ engine.
     pub error: f64,
