@@ -1,7 +1,8 @@
 //! Sparsity: how many weights of a matrix survive a mask.
 //!
 //! Architecture Invariant: pure arithmetic on counts, no I/O. The graph uses the expected count
-//! (`nonzeros_expected`); kernels draw exact masks from a seed (`mask`).
+//! (`nonzeros_expected`); kernels draw exact masks from a seed (`mask`), and full-wafer steps a
+//! random mask's per-PE counts without its entries (`counts`, `PeColumnCounts::drawn`).
 
 mod counts;
 mod mask;
